@@ -1,0 +1,140 @@
+#include "runs.h"
+
+/* Split n entries into maximal runs in which the virtual and the physical page number both
+ * step by one. Entry i takes part when (flags[i] & require) == require; a run also ends where
+ * (flags & split) changes. vpn may be NULL, meaning vpn[i] = vpn0 + i (a pagemap range).
+ * pfn[i] & pfn_mask is the page frame number; flags may be NULL (then pfn holds the flags too).
+ * Writes each run's first index and length; returns the number of runs (at most n). */
+size_t pm_find_runs(const uint64_t *vpn, uint64_t vpn0, const uint64_t *pfn, uint64_t pfn_mask,
+                    const uint64_t *flags, size_t n, uint64_t require, uint64_t split,
+                    uint64_t *run_start, uint64_t *run_len)
+{
+    const uint64_t *fl = flags ? flags : pfn;
+    size_t runs = 0;
+    int open = 0;
+    uint64_t prev_v = 0, prev_p = 0, prev_s = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        uint64_t f = fl[i];
+        if ((f & require) != require) {
+            open = 0;
+            continue;
+        }
+        uint64_t v = vpn ? vpn[i] : vpn0 + i;
+        uint64_t p = pfn[i] & pfn_mask;
+        uint64_t s = f & split;
+        if (open && v == prev_v + 1 && p == prev_p + 1 && s == prev_s) {
+            run_len[runs - 1]++;
+        } else {
+            run_start[runs] = i;
+            run_len[runs] = 1;
+            runs++;
+            open = 1;
+        }
+        prev_v = v;
+        prev_p = p;
+        prev_s = s;
+    }
+    return runs;
+}
+
+/* Status codes written by pm_translate. */
+enum { PM_OK = 0, PM_NOT_PRESENT = 1, PM_PFN_HIDDEN = 2, PM_OUTSIDE = 3 };
+
+/* Translate n virtual addresses to physical ones in one pass.
+ * direct != 0: raw[i] is the pagemap entry of vaddr[i].
+ * direct == 0: raw holds nraw consecutive entries starting at page base_vpn.
+ * paddr[i] = pfn << page_shift | page offset, or 0 where status[i] != PM_OK.
+ * status may be NULL. *first_bad is the first failing index, or -1.
+ * Returns the number of addresses that could not be translated. */
+size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64_t base_vpn,
+                    uint64_t nraw, int direct, unsigned page_shift, uint64_t present_bit,
+                    uint64_t pfn_mask, uint64_t *paddr, uint8_t *status, int64_t *first_bad)
+{
+    const uint64_t off_mask = ((uint64_t)1 << page_shift) - 1;
+    size_t bad = 0;
+    *first_bad = -1;
+
+    for (size_t i = 0; i < n; i++) {
+        uint64_t va = vaddr[i];
+        uint64_t entry;
+        uint8_t st = PM_OK;
+        if (direct) {
+            entry = raw[i];
+        } else {
+            uint64_t k = (va >> page_shift) - base_vpn;
+            entry = k < nraw ? raw[k] : 0;
+            if (k >= nraw)
+                st = PM_OUTSIDE;
+        }
+        uint64_t pfn = entry & pfn_mask;
+        if (st == PM_OK && !(entry & present_bit))
+            st = PM_NOT_PRESENT;
+        else if (st == PM_OK && pfn == 0)
+            st = PM_PFN_HIDDEN;
+        paddr[i] = st == PM_OK ? (pfn << page_shift) | (va & off_mask) : 0;
+        if (status)
+            status[i] = st;
+        if (st != PM_OK) {
+            if (*first_bad < 0)
+                *first_bad = (int64_t)i;
+            bad++;
+        }
+    }
+    return bad;
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+    /* splitmix64 finaliser: flag words differ in few bits, so spread them before masking. */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+/* Count occurrences of each distinct value into an open-addressing table (capacity a power
+ * of two, empty slots hold PM_EMPTY_KEY). weights may be NULL (each value counts 1).
+ * Stops before the table passes half full, so the caller can grow it and continue from
+ * *consumed. Returns the number of used slots after the call, or -1 if it stopped early,
+ * or -2 for a value equal to PM_EMPTY_KEY (which the table cannot hold). */
+int64_t pm_count_add(uint64_t *keys, uint64_t *counts, uint64_t capacity, uint64_t *used,
+                     const uint64_t *values, const uint64_t *weights, size_t n, size_t *consumed)
+{
+    const uint64_t mask = capacity - 1;
+    uint64_t last_key = PM_EMPTY_KEY, last_slot = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        uint64_t v = values[i];
+        uint64_t w = weights ? weights[i] : 1;
+        if (v == PM_EMPTY_KEY) {
+            *consumed = i;
+            return -2;
+        }
+        /* Physical memory comes in long stretches of identical flags: skip the probe. */
+        if (v == last_key) {
+            counts[last_slot] += w;
+            continue;
+        }
+        uint64_t slot = mix64(v) & mask;
+        while (keys[slot] != PM_EMPTY_KEY && keys[slot] != v)
+            slot = (slot + 1) & mask;
+        if (keys[slot] == PM_EMPTY_KEY) {
+            if (2 * (*used + 1) > capacity) {
+                *consumed = i;
+                return -1;
+            }
+            keys[slot] = v;
+            counts[slot] = 0;
+            (*used)++;
+        }
+        counts[slot] += w;
+        last_key = v;
+        last_slot = slot;
+    }
+    *consumed = i;
+    return (int64_t)*used;
+}

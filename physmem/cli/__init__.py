@@ -1,0 +1,54 @@
+"""The ``physmem`` command line: one parser, one subcommand module per concern.
+
+A subcommand module defines ``register(subparsers)``, which adds its parser and sets
+``func`` (taking the parsed arguments, returning the exit status). Add new modules to
+``COMMANDS``. Exit status: 0 success, 1 bad usage, 2 the system refused (permissions,
+missing kernel feature, process gone).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ..errors import InvalidArgument, PhysmemError
+
+COMMANDS = ("v2p", "kpageflags")
+
+EXIT_USAGE = 1
+EXIT_SYSTEM = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="physmem", description="Linux physical memory: where it lives, how to get it.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InvalidArgument as exc:
+        print(f"physmem: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (PhysmemError, OSError) as exc:
+        print(f"physmem: error: {exc}", file=sys.stderr)
+        return EXIT_SYSTEM
+    except BrokenPipeError:  # `physmem ... | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The one exception hierarchy of physmem, and the one place errno becomes a domain error.
+
+Every class subclasses the builtin a caller would already catch (``PermissionError``,
+``ProcessLookupError``, ``ValueError``, ``OSError``...), so ``except PermissionError`` keeps
+working, and carries what it concerns: ``path``, ``address`` and/or ``pid``.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import functools
+import inspect
+import os
+from typing import Any, Callable, Iterator, TypeVar
+
+__all__ = [
+    "PhysmemError",
+    "PhysmemOSError",
+    "PermissionDenied",
+    "PfnUnavailable",
+    "ProcessGone",
+    "FileMissing",
+    "FeatureUnavailable",
+    "OutOfMemory",
+    "InvalidArgument",
+    "ParseError",
+    "PageNotPresent",
+    "error_from_errno",
+    "translate_os_errors",
+    "os_errors",
+]
+
+
+class PhysmemError(Exception):
+    """Base class of every error physmem raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        address: int | None = None,
+        pid: int | None = None,
+        errno: int | None = None,
+    ) -> None:
+        if isinstance(self, OSError):
+            # OSError's own __init__ fills errno/strerror/filename for callers that read them.
+            OSError.__init__(self, errno, message, None if path is None else os.fspath(path))
+        else:
+            Exception.__init__(self, message)
+        self.message = message
+        self.path = None if path is None else os.fspath(path)
+        self.address = address
+        self.pid = pid
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[PhysmemError], message: str, state: dict[str, Any]) -> PhysmemError:
+    exc = cls.__new__(cls)
+    PhysmemError.__init__(exc, message, errno=state.get("errno"))
+    exc.__dict__.update(state)
+    return exc
+
+
+class PhysmemOSError(PhysmemError, OSError):
+    """The kernel refused or failed an operation (an ``OSError`` with ``errno`` set)."""
+
+
+class PermissionDenied(PhysmemOSError, PermissionError):
+    """The caller lacks the privilege the operation needs."""
+
+
+class PfnUnavailable(PermissionDenied):
+    """Page frame numbers are hidden: the kernel zeroes them for callers without CAP_SYS_ADMIN."""
+
+
+class ProcessGone(PhysmemOSError, ProcessLookupError):
+    """The process does not exist, or exited while it was being read."""
+
+
+class FileMissing(PhysmemOSError, FileNotFoundError):
+    """A /proc or /sys file is absent (kernel feature not configured, or wrong root path)."""
+
+
+class FeatureUnavailable(PhysmemOSError):
+    """The running kernel lacks a syscall, ioctl or flag; the message names it and its version."""
+
+
+class OutOfMemory(PhysmemOSError, MemoryError):
+    """The kernel could not provide the memory asked for."""
+
+
+class InvalidArgument(PhysmemError, ValueError):
+    """An argument is out of range or malformed; the message names the argument and value."""
+
+
+class ParseError(PhysmemError, ValueError):
+    """A /proc or /sys file held a line physmem cannot read (file, line number and text given)."""
+
+    def __init__(self, message: str, *, path: str | None = None, lineno: int | None = None,
+                 line: str | bytes | None = None) -> None:
+        where = f"{path or '<input>'}" + (f":{lineno}" if lineno is not None else "")
+        text = f": {line!r}" if line is not None else ""
+        super().__init__(f"{where}: {message}{text}", path=path)
+        self.lineno = lineno
+        self.line = line
+
+
+class PageNotPresent(PhysmemError, LookupError):
+    """A virtual page has no physical frame (never touched, swapped out or unmapped)."""
+
+
+_E = TypeVar("_E", bound=PhysmemError)
+
+
+def error_from_errno(
+    err: int,
+    what: str,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    address: int | None = None,
+    pid: int | None = None,
+    hint: str | None = None,
+) -> PhysmemOSError:
+    """Build the domain error for ``errno`` ``err``; ``what`` says what was being done."""
+    text = f"{what}: {os.strerror(err)}"
+    if path is not None:
+        text += f" ({os.fspath(path)})"
+    cls: type[PhysmemOSError]
+    if pid is not None and (err == _errno.ESRCH or (err == _errno.ENOENT and _pid_dir_gone(path))):
+        cls = ProcessGone
+        text = f"{what}: process {pid} does not exist or has exited"
+    elif err == _errno.ESRCH:
+        cls = ProcessGone
+    elif err in (_errno.EACCES, _errno.EPERM):
+        cls = PermissionDenied
+        if hint is None:
+            hint = "run as root or grant the needed capability"
+    elif err == _errno.ENOENT:
+        cls = FileMissing
+    elif err in (_errno.ENOSYS, _errno.ENOTTY, _errno.EOPNOTSUPP):
+        cls = FeatureUnavailable
+    elif err == _errno.ENOMEM:
+        cls = OutOfMemory
+    else:
+        cls = PhysmemOSError
+    if hint:
+        text += f"; {hint}"
+    return cls(text, errno=err, path=path, address=address, pid=pid)
+
+
+def _pid_dir_gone(path: str | os.PathLike[str] | None) -> bool:
+    # ENOENT on /proc/<pid>/X means the process is gone only if /proc/<pid> itself is.
+    if path is None:
+        return True
+    return not os.path.isdir(os.path.dirname(os.fspath(path)))
+
+
+@contextlib.contextmanager
+def translate_os_errors(
+    what: str,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    pid: int | None = None,
+    address: int | None = None,
+) -> Iterator[None]:
+    """Re-raise any plain ``OSError`` inside the block as its physmem subclass."""
+    try:
+        yield
+    except PhysmemError:
+        raise
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise error_from_errno(
+            exc.errno, what, path=path if path is not None else exc.filename,
+            pid=pid, address=address,
+        ) from exc
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def os_errors(what: str) -> Callable[[_F], _F]:
+    """Decorator form of :func:`translate_os_errors`; picks up a ``pid`` argument if any."""
+
+    def wrap(func: _F) -> _F:
+        params = list(inspect.signature(func).parameters)
+        pid_index = params.index("pid") if "pid" in params else None
+
+        @functools.wraps(func)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            pid = kwargs.get("pid")
+            if pid is None and pid_index is not None and pid_index < len(args):
+                pid = args[pid_index]
+            with translate_os_errors(what, pid=pid):
+                return func(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
