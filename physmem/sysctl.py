@@ -1,0 +1,94 @@
+"""Kernel tunables under /proc/sys, named the sysctl(8) way (``vm.nr_hugepages``).
+
+Values are text: :func:`read` returns it stripped, :func:`read_int`/:func:`read_ints` parse it.
+:func:`write` sends the whole value in one ``write(2)``, as the kernel requires.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from typing import Iterable, Union
+
+from .errors import InvalidArgument, ParseError, error_from_errno, translate_os_errors
+
+__all__ = ["path_of", "read", "read_int", "read_ints", "write"]
+
+Value = Union[int, str, bytes, Iterable[int]]
+
+
+def path_of(name: str, proc_root: str = "/proc") -> str:
+    """The /proc/sys file for ``name`` (dotted, or already slash-separated)."""
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"sysctl name must be a non-empty string, not {name!r}")
+    # sysctl(8): with a '/' in the name, dots are literal (net/ipv4/conf/eth0.100/...).
+    parts = name.split("/") if "/" in name else name.split(".")
+    if any(p in ("", ".", "..") for p in parts) or "\0" in name:
+        raise InvalidArgument(f"invalid sysctl name {name!r}")
+    return os.path.join(proc_root, "sys", *parts)
+
+
+def read(name: str, proc_root: str = "/proc") -> str:
+    """The value of sysctl ``name`` as the kernel prints it, without the trailing newline."""
+    path = path_of(name, proc_root)
+    with translate_os_errors(f"cannot read sysctl {name}", path=path):
+        with open(path, "rb", buffering=0) as f:
+            data = f.readall()
+    return os.fsdecode(data.rstrip(b"\n"))
+
+
+def read_ints(name: str, proc_root: str = "/proc") -> tuple[int, ...]:
+    """A sysctl holding whitespace-separated integers (``vm.lowmem_reserve_ratio``)."""
+    text = read(name, proc_root)
+    try:
+        return tuple(int(v) for v in text.split())
+    except ValueError:
+        raise ParseError("expected integers", path=path_of(name, proc_root), line=text) from None
+
+
+def read_int(name: str, proc_root: str = "/proc") -> int:
+    """A sysctl holding exactly one integer (``vm.nr_hugepages``)."""
+    values = read_ints(name, proc_root)
+    if len(values) != 1:
+        raise ParseError("expected exactly one integer", path=path_of(name, proc_root),
+                         line=read(name, proc_root))
+    return values[0]
+
+
+def _encode(name: str, value: Value) -> bytes:
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return b"%d" % value
+    if isinstance(value, str):
+        return os.fsencode(value)
+    if isinstance(value, bytes):
+        return value
+    try:
+        ints = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"sysctl {name}: value must be int, str, bytes or ints, "
+                              f"not {value!r}") from None
+    return b"\t".join(b"%d" % v for v in ints)
+
+
+def write(name: str, value: Value, proc_root: str = "/proc") -> None:
+    """Set sysctl ``name``. A value the kernel rejects (EINVAL) raises InvalidArgument."""
+    path = path_of(name, proc_root)
+    data = _encode(name, value)
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    with translate_os_errors(f"cannot open sysctl {name}", path=path):
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        written = os.write(fd, data)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise InvalidArgument(f"the kernel rejected {data.strip()!r} for sysctl {name}",
+                                  path=path) from exc
+        raise error_from_errno(exc.errno or errno.EIO, f"cannot write sysctl {name}",
+                               path=path) from exc
+    finally:
+        os.close(fd)
+    if written != len(data):
+        raise error_from_errno(errno.EIO, f"short write to sysctl {name} "
+                               f"({written} of {len(data)} bytes)", path=path)
