@@ -17,10 +17,25 @@ from .errors import (
     ProcessGone,
 )
 
+from .addressing import page_size
+from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
+from .pagemap import PM, PageMap, PagemapEntries, virt_to_phys
+
 __version__ = "0.1.0"
 
 __all__ = [
     "errors",
+    "page_size",
+    "KPF",
+    "KPageCgroup",
+    "KPageCount",
+    "KPageFlags",
+    "describe",
+    "summarize",
+    "PM",
+    "PageMap",
+    "PagemapEntries",
+    "virt_to_phys",
     "FeatureUnavailable",
     "InvalidArgument",
     "PageNotPresent",

@@ -1,0 +1,115 @@
+"""Page size, address-space limits and argument checks shared by the page-table readers."""
+from __future__ import annotations
+
+import functools
+import operator
+import os
+import platform
+
+import numpy as np
+
+from .errors import InvalidArgument
+
+__all__ = ["page_size", "page_shift", "task_size", "check_range", "as_uint64_array", "as_address_array"]
+
+
+@functools.cache
+def page_size() -> int:
+    """The base page size of this kernel in bytes (never assumed to be 4096)."""
+    return os.sysconf("SC_PAGE_SIZE")
+
+
+@functools.cache
+def page_shift() -> int:
+    return page_size().bit_length() - 1
+
+
+@functools.cache
+def task_size() -> int:
+    """First virtual address beyond user space (TASK_SIZE) for this architecture.
+
+    The kernel does not export it; it follows from the paging mode. Reads past it return end
+    of file, which the readers also turn into an error, so a conservative value is safe.
+    """
+    machine = platform.machine()
+    if machine == "x86_64":
+        bits = 56 if _cpu_has_flag("la57") else 47
+        return (1 << bits) - page_size()
+    if machine in ("aarch64", "arm64"):
+        return 1 << 52
+    if machine.startswith("ppc64"):
+        return 1 << 52
+    if machine == "s390x":
+        return 1 << 53
+    if machine == "riscv64":
+        return 1 << 56
+    return 1 << 47
+
+
+def _cpu_has_flag(flag: str) -> bool:
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"flags"):
+                    return flag.encode() in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def _index(value: object, name: str) -> int:
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidArgument(f"{name} must be an integer, got {value!r}") from None
+
+
+def check_range(address: object, length: object) -> tuple[int, int]:
+    """Validate a page-aligned [address, address + length) user range; return it as ints."""
+    addr = _index(address, "address")
+    size = _index(length, "length")
+    ps = page_size()
+    if addr < 0:
+        raise InvalidArgument(f"address {addr} is negative", address=addr)
+    if size < 0:
+        raise InvalidArgument(f"length {size} is negative")
+    if addr % ps:
+        raise InvalidArgument(
+            f"address {addr:#x} is not aligned to the page size ({ps} bytes); "
+            f"round it down to {addr - addr % ps:#x}", address=addr)
+    if size % ps:
+        raise InvalidArgument(
+            f"length {size:#x} is not a multiple of the page size ({ps} bytes)", address=addr)
+    limit = task_size()
+    if addr + size > limit:
+        raise InvalidArgument(
+            f"range {addr:#x}+{size:#x} goes beyond the end of user space ({limit:#x})",
+            address=addr)
+    return addr, size
+
+
+def as_uint64_array(values: object, name: str, limit: int) -> np.ndarray:
+    """Convert ints (scalar, sequence or array) to a C-contiguous uint64 array below ``limit``.
+
+    Floats, negatives and values >= limit raise :class:`InvalidArgument` naming the value.
+    """
+    try:
+        arr = np.asarray(values)
+        if arr.dtype == object:
+            arr = np.array([operator.index(v) for v in arr.ravel()], dtype=np.uint64).reshape(arr.shape)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise InvalidArgument(f"{name} values must be integers in [0, {limit:#x}): {exc}") from None
+    if arr.dtype.kind not in "iu":
+        raise InvalidArgument(f"{name} values must be integers, got {arr.dtype} ({values!r:.60})")
+    if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
+        raise InvalidArgument(f"{name} {int(arr.min())} is negative")
+    arr = np.ascontiguousarray(arr, dtype=np.uint64)
+    if arr.size and int(arr.max()) >= limit:
+        top = int(arr.max())
+        raise InvalidArgument(f"{name} {top:#x} is out of range (must be below {limit:#x})")
+    return arr
+
+
+def as_address_array(addresses: object) -> np.ndarray:
+    """Virtual addresses as a checked uint64 array (each below the end of user space)."""
+    return as_uint64_array(addresses, "address", task_size())

@@ -1,0 +1,58 @@
+"""``physmem kpageflags``: flags of page frames, or a page-types style summary of all memory."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InvalidArgument
+from ..kpageflags import KPageCount, KPageFlags, describe
+from ._output import emit_json, human_bytes, parse_int, print_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "kpageflags", help="page flags per frame, or a summary of all physical memory",
+        description="Read /proc/kpageflags (root only). With PFNs, show each frame's flags "
+                    "and map count; with --summary, count frames per distinct flag set over "
+                    "all of physical memory (or --start/--count), like the kernel's page-types.",
+        epilog="examples:\n  physmem kpageflags 0x1000 0x1001\n  physmem kpageflags --summary --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("pfns", metavar="PFN", nargs="*", help="page frame number (0x hex or decimal)")
+    p.add_argument("--summary", action="store_true", help="table of distinct flag sets")
+    p.add_argument("--start", type=parse_int, default=0, help="first PFN to summarise")
+    p.add_argument("--count", type=parse_int, default=None, help="number of frames to summarise")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.summary == bool(args.pfns):
+        raise InvalidArgument("give PFNs or --summary (one of the two)")
+    if args.summary:
+        with KPageFlags() as kf:
+            rows = kf.summary(args.start, args.count)
+        if args.json:
+            emit_json([{"flags": r.flags, "pages": r.pages, "bytes": r.bytes, "names": list(r.names)}
+                       for r in rows])
+        else:
+            print_table(["flags", "pages", "size", "names"],
+                        [[f"{r.flags:#018x}", r.pages, human_bytes(r.bytes), ",".join(r.names) or "-"]
+                         for r in rows], align="rrrl")
+            total = sum(r.pages for r in rows)
+            print(f"total: {total} frames ({human_bytes(sum(r.bytes for r in rows))})")
+        return 0
+    try:
+        pfns = [parse_int(p) for p in args.pfns]
+    except ValueError as exc:
+        raise InvalidArgument(f"not a PFN: {exc}") from None
+    with KPageFlags() as kf, KPageCount() as kc:
+        flags = kf.read(pfns)
+        counts = kc.read(pfns)
+    rows = [{"pfn": p, "flags": int(f), "names": list(describe(int(f))), "mapcount": int(c)}
+            for p, f, c in zip(pfns, flags, counts)]
+    if args.json:
+        emit_json(rows)
+    else:
+        print_table(["pfn", "flags", "mapcount", "names"],
+                    [[f"{r['pfn']:#x}", f"{r['flags']:#018x}", r["mapcount"], ",".join(r["names"]) or "-"]
+                     for r in rows], align="rrrl")
+    return 0

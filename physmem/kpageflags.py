@@ -1,0 +1,313 @@
+"""Per-frame kernel data indexed by PFN: /proc/kpageflags, /proc/kpagecount, /proc/kpagecgroup.
+
+All three files hold one 64-bit entry per page frame. Reading them needs root
+(CAP_SYS_ADMIN); they exist when the kernel has CONFIG_PROC_PAGE_MONITOR.
+"""
+from __future__ import annotations
+
+import enum
+import os
+from typing import ClassVar, Iterable, Iterator, NamedTuple
+
+import numpy as np
+
+from . import addressing
+from ._lib import check, ffi, lib, u64_buffer
+from .errors import InvalidArgument, translate_os_errors
+
+__all__ = [
+    "KPF",
+    "KPageFlags",
+    "KPageCount",
+    "KPageCgroup",
+    "FlagSummary",
+    "describe",
+    "summarize",
+]
+
+
+class KPF(enum.IntFlag):
+    """Bits of /proc/kpageflags.
+
+    Bits 0-26 are the stable ABI (values taken from <linux/kernel-page-flags.h> at build
+    time). Bits 32-42 expose kernel-internal page flags; they are not ABI and the kernel's
+    page-types tool reads them only in raw mode.
+    """
+
+    LOCKED = 1 << lib.KPF_LOCKED
+    ERROR = 1 << lib.KPF_ERROR
+    REFERENCED = 1 << lib.KPF_REFERENCED
+    UPTODATE = 1 << lib.KPF_UPTODATE
+    DIRTY = 1 << lib.KPF_DIRTY
+    LRU = 1 << lib.KPF_LRU
+    ACTIVE = 1 << lib.KPF_ACTIVE
+    SLAB = 1 << lib.KPF_SLAB
+    WRITEBACK = 1 << lib.KPF_WRITEBACK
+    RECLAIM = 1 << lib.KPF_RECLAIM
+    BUDDY = 1 << lib.KPF_BUDDY
+    MMAP = 1 << lib.KPF_MMAP
+    ANON = 1 << lib.KPF_ANON
+    SWAPCACHE = 1 << lib.KPF_SWAPCACHE
+    SWAPBACKED = 1 << lib.KPF_SWAPBACKED
+    COMPOUND_HEAD = 1 << lib.KPF_COMPOUND_HEAD
+    COMPOUND_TAIL = 1 << lib.KPF_COMPOUND_TAIL
+    HUGE = 1 << lib.KPF_HUGE
+    UNEVICTABLE = 1 << lib.KPF_UNEVICTABLE
+    HWPOISON = 1 << lib.KPF_HWPOISON
+    NOPAGE = 1 << lib.KPF_NOPAGE
+    KSM = 1 << lib.KPF_KSM
+    THP = 1 << lib.KPF_THP
+    OFFLINE = 1 << lib.KPF_OFFLINE
+    ZERO_PAGE = 1 << lib.KPF_ZERO_PAGE
+    IDLE = 1 << lib.KPF_IDLE
+    PGTABLE = 1 << lib.KPF_PGTABLE
+    # Kernel-internal bits (include/linux/kernel-page-flags.h, not exported to uapi).
+    RESERVED = 1 << 32
+    MLOCKED = 1 << 33
+    MAPPEDTODISK = 1 << 34
+    PRIVATE = 1 << 35
+    PRIVATE_2 = 1 << 36
+    OWNER_PRIVATE = 1 << 37
+    ARCH = 1 << 38
+    UNCACHED = 1 << 39
+    SOFTDIRTY = 1 << 40
+    ARCH_2 = 1 << 41
+    ARCH_3 = 1 << 42
+
+
+_BIT_NAMES = {m.value.bit_length() - 1: m.name for m in KPF}
+
+
+def describe(flags: int) -> tuple[str, ...]:
+    """Names of the bits set in one kpageflags value, lowest bit first (unknown: ``BITn``)."""
+    value = int(flags)
+    if value < 0:
+        raise InvalidArgument(f"flags {value} is negative")
+    names = []
+    while value:
+        low = value & -value
+        bit = low.bit_length() - 1
+        names.append(_BIT_NAMES.get(bit, f"BIT{bit}"))
+        value ^= low
+    return tuple(names)
+
+
+class FlagSummary(NamedTuple):
+    """One row of a page-types style table: a distinct flags value and how many frames have it."""
+
+    flags: int
+    pages: int
+    bytes: int
+    names: tuple[str, ...]
+
+
+class _Counter:
+    """Distinct-value counter over uint64 chunks, in C (a numpy sort would dominate a scan)."""
+
+    def __init__(self, capacity: int = 1 << 12) -> None:
+        self.keys = np.full(capacity, lib.PM_EMPTY_KEY, dtype=np.uint64)
+        self.counts = np.zeros(capacity, dtype=np.uint64)
+        self.used = ffi.new("uint64_t *", 0)
+        self._consumed = ffi.new("size_t *")
+
+    def add(self, values: np.ndarray, weights: np.ndarray | None = None) -> None:
+        values = np.ascontiguousarray(values, dtype=np.uint64)
+        if weights is not None:
+            weights = np.ascontiguousarray(weights, dtype=np.uint64)
+        while len(values):
+            ret = lib.pm_count_add(u64_buffer(self.keys), u64_buffer(self.counts), len(self.keys),
+                                   self.used, u64_buffer(values),
+                                   ffi.NULL if weights is None else u64_buffer(weights),
+                                   len(values), self._consumed)
+            done = self._consumed[0]
+            if ret == -2:
+                raise InvalidArgument(f"flags value {int(values[done]):#x} cannot be counted "
+                                      "(all 64 bits set is not a kpageflags value)")
+            values = values[done:]
+            if weights is not None:
+                weights = weights[done:]
+            if ret == -1:
+                self._grow()
+
+    def _grow(self) -> None:
+        keys, counts = self.items()
+        self.__init__(len(self.keys) * 4)  # type: ignore[misc]
+        self.add(keys, counts)
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        used = self.keys != np.uint64(lib.PM_EMPTY_KEY)
+        return self.keys[used], self.counts[used]
+
+    def table(self) -> list[FlagSummary]:
+        keys, counts = self.items()
+        order = np.lexsort((keys, -counts.astype(np.int64)))
+        ps = addressing.page_size()
+        return [FlagSummary(int(keys[i]), int(counts[i]), int(counts[i]) * ps, describe(int(keys[i])))
+                for i in order]
+
+
+def summarize(flags: np.ndarray | Iterable[np.ndarray]) -> list[FlagSummary]:
+    """Page-types style table: each distinct flags value with its page and byte counts.
+
+    Takes one array of flags or an iterable of arrays (such as ``KPageFlags.scan()`` chunks,
+    or ``(start, array)`` pairs from it). Rows are sorted by page count, largest first.
+    """
+    counter = _Counter()
+    if isinstance(flags, np.ndarray):
+        counter.add(flags)
+    else:
+        for chunk in flags:
+            counter.add(chunk[1] if isinstance(chunk, tuple) else chunk)
+    return counter.table()
+
+
+class _PfnFile:
+    """A /proc file of one u64 per page frame, open for bulk reads."""
+
+    filename: ClassVar[str]
+    CHUNK: ClassVar[int] = 1 << 16  # entries per scan chunk: 512 KiB of memory at a time
+
+    def __init__(self, *, proc_root: str = "/proc") -> None:
+        self.path = os.path.join(proc_root, self.filename)
+        self._fd = -1
+        with translate_os_errors(f"cannot open {self.filename}", path=self.path):
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self.path!r}, closed={self._fd < 0})"
+
+    def _fd_open(self) -> int:
+        if self._fd < 0:
+            raise InvalidArgument(f"{self.path}: the {type(self).__name__} is closed")
+        return self._fd
+
+    def read(self, pfns: int | Iterable[int] | np.ndarray) -> np.ndarray | int:
+        """Entries for the given PFNs, in the caller's order (an int for a single PFN).
+
+        PFNs are sorted and grouped into runs of consecutive frames, one pread per run.
+        """
+        scalar = np.ndim(pfns) == 0  # type: ignore[arg-type]
+        arr = _as_pfn_array(pfns)
+        flat = arr.reshape(-1)
+        if flat.size == 0:
+            return np.empty(arr.shape, dtype=np.uint64)
+        uniq, inverse = np.unique(flat, return_inverse=True)
+        breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
+        first = np.concatenate(([0], breaks))
+        starts = np.ascontiguousarray(uniq[first])
+        counts = np.diff(np.concatenate((first, [len(uniq)]))).astype(np.uint64)
+        buf = np.empty(len(uniq), dtype=np.uint64)
+        got = check(lib.pm_gather_u64(self._fd_open(), u64_buffer(starts), u64_buffer(counts),
+                                      len(starts), u64_buffer(buf)),
+                    f"cannot read {self.filename}", path=self.path)
+        if got < len(buf):
+            raise InvalidArgument(
+                f"PFN {int(uniq[got]):#x} is beyond the end of physical memory "
+                f"({self.path} ends before it)", path=self.path)
+        out = buf[inverse]
+        return int(out[0]) if scalar else out.reshape(arr.shape)
+
+    def scan(self, start: int = 0, count: int | None = None, *,
+             chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_pfn, entries)`` chunks over [start, start + count) frames.
+
+        ``count=None`` runs to the end of physical memory. Memory stays bounded by ``chunk``
+        entries (default 64 Ki, 512 KiB); each chunk is a fresh array the caller may keep.
+        """
+        for first, view in self._scan_views(start, count, chunk):
+            yield first, view.copy()
+
+    def _scan_views(self, start: int = 0, count: int | None = None,
+                    chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        # One reused buffer: callers that only reduce each chunk pay no allocation.
+        start = _check_nonneg(start, "start")
+        if count is not None:
+            count = _check_nonneg(count, "count")
+        size = self.CHUNK if chunk is None else _check_nonneg(chunk, "chunk")
+        if size == 0:
+            raise InvalidArgument("chunk must be at least 1 entry")
+        buf = np.empty(size, dtype=np.uint64)
+        fd = self._fd_open()
+        pfn = start
+        end = None if count is None else start + count
+        while end is None or pfn < end:
+            n = size if end is None else min(size, end - pfn)
+            got = check(lib.pm_pread_u64(fd, pfn, n, u64_buffer(buf)),
+                        f"cannot read {self.filename}", path=self.path)
+            if got:
+                yield pfn, buf[:got]
+            pfn += got
+            if got < n:
+                break
+
+    def max_pfn(self) -> int:
+        """One past the highest PFN the file covers (its size in entries)."""
+        # procfs reports size 0; find the end by reading.
+        lo, hi = 0, 1
+        probe = np.empty(1, dtype=np.uint64)
+        fd = self._fd_open()
+        while lib.pm_pread_u64(fd, hi, 1, u64_buffer(probe)) == 1:
+            lo, hi = hi, hi * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if check(lib.pm_pread_u64(fd, mid, 1, u64_buffer(probe)), "probe", path=self.path):
+                lo = mid
+            else:
+                hi = mid
+        return hi
+
+
+class KPageFlags(_PfnFile):
+    """/proc/kpageflags: a :class:`KPF` bit mask per page frame."""
+
+    filename = "kpageflags"
+
+    def summary(self, start: int = 0, count: int | None = None) -> list[FlagSummary]:
+        """Scan frames and count each distinct flags value (page-types' default table)."""
+        counter = _Counter()
+        for _, view in self._scan_views(start, count):
+            counter.add(view)
+        return counter.table()
+
+
+class KPageCount(_PfnFile):
+    """/proc/kpagecount: how many times each page frame is mapped."""
+
+    filename = "kpagecount"
+
+
+class KPageCgroup(_PfnFile):
+    """/proc/kpagecgroup: inode number of the memory cgroup each page frame is charged to."""
+
+    filename = "kpagecgroup"
+
+
+def _check_nonneg(value: object, name: str) -> int:
+    try:
+        v = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{name} must be an integer, got {value!r}") from None
+    if v < 0:
+        raise InvalidArgument(f"{name} {v} is negative")
+    return v
+
+
+def _as_pfn_array(pfns: object) -> np.ndarray:
+    return addressing.as_uint64_array(pfns, "PFN", 1 << 55)

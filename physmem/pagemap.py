@@ -1,0 +1,489 @@
+"""Bulk reads of /proc/<pid>/pagemap and virtual-to-physical translation as array operations.
+
+One pagemap entry (64 bits) describes one virtual page; see the kernel's
+Documentation/admin-guide/mm/pagemap.rst. Entries are read in batches straight into numpy
+arrays by the C core (physmem._native), with the GIL released.
+"""
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from typing import Literal, overload
+
+import numpy as np
+
+from . import addressing
+from ._lib import check, ffi, lib, u64_buffer
+from .errors import (
+    FeatureUnavailable,
+    InvalidArgument,
+    PageNotPresent,
+    PfnUnavailable,
+    ProcessGone,
+    translate_os_errors,
+)
+
+__all__ = [
+    "PM",
+    "PFN_MASK",
+    "PageMap",
+    "PagemapEntries",
+    "ScanCategory",
+    "RUN_DTYPE",
+    "RANGE_DTYPE",
+    "virt_to_phys",
+]
+
+PFN_MASK = (1 << 55) - 1
+SWAP_TYPE_MASK = (1 << 5) - 1
+SWAP_OFFSET_SHIFT = 5
+
+
+class PM(enum.IntFlag):
+    """Flag bits of a pagemap entry (bits 0-54 hold the PFN or swap entry)."""
+
+    SOFT_DIRTY = 1 << 55
+    EXCLUSIVE = 1 << 56  # since 4.2
+    UFFD_WP = 1 << 57  # since 5.13
+    GUARD = 1 << 58  # guard region, since 6.15
+    FILE_SHARED = 1 << 61  # file page or shared anonymous, since 3.5
+    SWAPPED = 1 << 62
+    PRESENT = 1 << 63
+
+
+class ScanCategory(enum.IntFlag):
+    """PAGEMAP_SCAN page categories (values from the kernel headers at build time)."""
+
+    WPALLOWED = lib.PAGE_IS_WPALLOWED
+    WRITTEN = lib.PAGE_IS_WRITTEN
+    FILE = lib.PAGE_IS_FILE
+    PRESENT = lib.PAGE_IS_PRESENT
+    SWAPPED = lib.PAGE_IS_SWAPPED
+    PFNZERO = lib.PAGE_IS_PFNZERO
+    HUGE = lib.PAGE_IS_HUGE
+    SOFT_DIRTY = lib.PAGE_IS_SOFT_DIRTY
+    GUARD = lib.PAGE_IS_GUARD  # since 6.15
+
+
+RUN_DTYPE = np.dtype([("vaddr", np.uint64), ("paddr", np.uint64), ("nbytes", np.uint64)])
+RANGE_DTYPE = np.dtype([("start", np.uint64), ("end", np.uint64)])
+
+_PRESENT = int(PM.PRESENT)
+_STATUS_NOT_PRESENT = 1
+_STATUS_PFN_HIDDEN = 2
+_CAP_HINT = (
+    "page frame numbers read as 0 without CAP_SYS_ADMIN (the kernel hides them since 4.2); "
+    "run as root or give the process CAP_SYS_ADMIN"
+)
+_SCAN_REGIONS = 4096  # regions fetched per PAGEMAP_SCAN call
+
+
+def _bit(raw: np.ndarray, flag: PM) -> np.ndarray:
+    return (raw & np.uint64(int(flag))) != 0
+
+
+@dataclass(frozen=True, eq=False)
+class PagemapEntries:
+    """Pagemap entries of consecutive virtual pages starting at ``address``.
+
+    ``raw`` holds the 64-bit entries; the other attributes decode them as numpy arrays.
+    ``pfn``, ``swap_type`` and ``swap_offset`` are meaningful only where ``present`` /
+    ``swapped`` is true (0 elsewhere).
+    """
+
+    address: int
+    page_size: int
+    raw: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @property
+    def vaddr(self) -> np.ndarray:
+        return np.uint64(self.address) + np.arange(len(self.raw), dtype=np.uint64) * np.uint64(self.page_size)
+
+    @property
+    def present(self) -> np.ndarray:
+        return _bit(self.raw, PM.PRESENT)
+
+    @property
+    def swapped(self) -> np.ndarray:
+        return _bit(self.raw, PM.SWAPPED)
+
+    @property
+    def file_shared(self) -> np.ndarray:
+        return _bit(self.raw, PM.FILE_SHARED)
+
+    @property
+    def exclusive(self) -> np.ndarray:
+        return _bit(self.raw, PM.EXCLUSIVE)
+
+    @property
+    def soft_dirty(self) -> np.ndarray:
+        return _bit(self.raw, PM.SOFT_DIRTY)
+
+    @property
+    def uffd_wp(self) -> np.ndarray:
+        return _bit(self.raw, PM.UFFD_WP)
+
+    @property
+    def guard(self) -> np.ndarray:
+        return _bit(self.raw, PM.GUARD)
+
+    @property
+    def pfns_hidden(self) -> bool:
+        """True when present pages report PFN 0: the reader lacks CAP_SYS_ADMIN."""
+        present = self.present
+        return bool(np.any((self.raw[present] & np.uint64(PFN_MASK)) == 0))
+
+    @property
+    def pfn(self) -> np.ndarray:
+        """Page frame numbers (0 where not present). Raises PfnUnavailable if hidden."""
+        if self.pfns_hidden:
+            raise PfnUnavailable(f"cannot read PFNs at {self.address:#x}: {_CAP_HINT}",
+                                 address=self.address)
+        return np.where(self.present, self.raw & np.uint64(PFN_MASK), np.uint64(0))
+
+    @property
+    def swap_type(self) -> np.ndarray:
+        return np.where(self.swapped, self.raw & np.uint64(SWAP_TYPE_MASK), np.uint64(0))
+
+    @property
+    def swap_offset(self) -> np.ndarray:
+        return np.where(self.swapped, (self.raw & np.uint64(PFN_MASK)) >> np.uint64(SWAP_OFFSET_SHIFT),
+                        np.uint64(0))
+
+    def paddr(self, *, strict: bool = True) -> np.ndarray:
+        """Physical address of each page (see :meth:`PageMap.translate` for ``strict``)."""
+        return _translate_entries(self.vaddr, self.raw, direct=True, strict=strict)
+
+
+class PageMap:
+    """An open ``/proc/<pid>/pagemap`` (``pid=None``: this process). Use as a context manager."""
+
+    def __init__(self, pid: int | None = None, *, proc_root: str = "/proc") -> None:
+        if pid is not None:
+            try:
+                pid = int(pid)
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"pid must be an integer, got {pid!r}") from None
+            if pid <= 0:
+                raise InvalidArgument(f"pid {pid} is not a process id (must be > 0)")
+        self.pid = pid
+        self.proc_root = proc_root
+        self.path = os.path.join(proc_root, "self" if pid is None else str(pid), "pagemap")
+        self.page_size = addressing.page_size()
+        self._shift = addressing.page_shift()
+        self._fd = -1
+        with translate_os_errors("cannot open pagemap", path=self.path, pid=pid):
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+
+    # -- lifetime -----------------------------------------------------------------------
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> PageMap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"PageMap(pid={self.pid!r}, path={self.path!r}, closed={self._fd < 0})"
+
+    def fileno(self) -> int:
+        self._require_open()
+        return self._fd
+
+    def _require_open(self) -> None:
+        if self._fd < 0:
+            raise InvalidArgument(f"{self.path}: the PageMap is closed")
+
+    # -- raw reading --------------------------------------------------------------------
+    def _read_into(self, first_vpn: int, buf: np.ndarray) -> None:
+        self._require_open()
+        got = check(lib.pm_pread_u64(self._fd, first_vpn, len(buf), u64_buffer(buf)),
+                    "cannot read pagemap", path=self.path, pid=self.pid,
+                    address=first_vpn << self._shift)
+        if got < len(buf):
+            self._short_read(first_vpn + got)
+
+    def _short_read(self, vpn: int) -> None:
+        addr = vpn << self._shift
+        if self.pid is not None and not os.path.isdir(os.path.dirname(self.path)):
+            raise ProcessGone(f"process {self.pid} exited while its pagemap was read",
+                              path=self.path, pid=self.pid, address=addr)
+        raise InvalidArgument(
+            f"address {addr:#x} is beyond the end of the address space of "
+            f"{'this process' if self.pid is None else f'process {self.pid}'}",
+            path=self.path, address=addr)
+
+    def read(self, address: int, length: int) -> PagemapEntries:
+        """Entries for the page-aligned range [address, address + length)."""
+        addr, size = addressing.check_range(address, length)
+        buf = np.empty(size >> self._shift, dtype=np.uint64)
+        if len(buf):
+            self._read_into(addr >> self._shift, buf)
+        buf.flags.writeable = False
+        return PagemapEntries(addr, self.page_size, buf)
+
+    # -- translation --------------------------------------------------------------------
+    @overload
+    def translate(self, address: int, *, strict: bool = True) -> int: ...
+    @overload
+    def translate(self, address: np.ndarray | list[int], *, strict: Literal[True] = True) -> np.ndarray: ...
+    @overload
+    def translate(self, address: np.ndarray | list[int], *, strict: bool) -> np.ndarray | np.ma.MaskedArray: ...
+
+    def translate(self, address, *, strict=True):  # type: ignore[no-untyped-def]
+        """Physical address(es) of virtual address(es): ``pfn * page_size + offset``.
+
+        An int gives an int; an array gives a uint64 array of the same shape. A page that is
+        not present raises :class:`PageNotPresent`, or with ``strict=False`` comes back masked
+        (a ``numpy.ma.MaskedArray``; ``None`` for a single address). Hidden PFNs always raise
+        :class:`PfnUnavailable`: physmem never reports 0 as a physical address.
+        """
+        scalar = np.ndim(address) == 0
+        va = addressing.as_address_array(address)
+        flat = va.reshape(-1)
+        if flat.size == 0:
+            return np.empty(va.shape, dtype=np.uint64)
+        shift = self._shift
+        vmin = int(flat.min()) >> shift
+        vmax = int(flat.max()) >> shift
+        span = vmax - vmin + 1
+        # Reading a dense span once beats gathering: unmapped holes cost the kernel little.
+        if span <= 4 * flat.size + (1 << 16):
+            raw = np.empty(span, dtype=np.uint64)
+            self._read_into(vmin, raw)
+            out = _translate_entries(flat, raw, direct=False, base_vpn=vmin, strict=strict)
+        else:
+            uniq, inverse = np.unique(flat >> np.uint64(shift), return_inverse=True)
+            raw_u = self._gather(uniq)
+            out = _translate_entries(flat, raw_u[inverse], direct=True, strict=strict)
+        if scalar:
+            if np.ma.isMaskedArray(out):
+                return None if out.mask[0] else int(out.data[0])
+            return int(out[0])
+        return out.reshape(va.shape)
+
+    def _gather(self, vpns: np.ndarray) -> np.ndarray:
+        """Entries for sorted unique page numbers: one pread per run of consecutive pages."""
+        starts, counts = _runs_of_sorted(vpns)
+        buf = np.empty(len(vpns), dtype=np.uint64)
+        self._require_open()
+        got = check(lib.pm_gather_u64(self._fd, u64_buffer(starts), u64_buffer(counts),
+                                      len(starts), u64_buffer(buf)),
+                    "cannot read pagemap", path=self.path, pid=self.pid)
+        if got < len(buf):
+            self._short_read(int(vpns[got]))
+        return buf
+
+    def physical_runs(self, address: int, length: int) -> np.ndarray:
+        """Maximal runs of present pages where virtual and physical addresses advance together.
+
+        Returns a structured array with fields ``vaddr``, ``paddr`` and ``nbytes``.
+        """
+        entries = self.read(address, length)
+        raw = entries.raw
+        if entries.pfns_hidden:
+            raise PfnUnavailable(f"cannot read PFNs at {entries.address:#x}: {_CAP_HINT}",
+                                 address=entries.address)
+        n = len(raw)
+        starts = np.empty(n, dtype=np.uint64)
+        lens = np.empty(n, dtype=np.uint64)
+        nruns = lib.pm_find_runs(ffi.NULL, entries.address >> self._shift, u64_buffer(raw),
+                                 PFN_MASK, ffi.NULL, n, _PRESENT, 0,
+                                 u64_buffer(starts), u64_buffer(lens))
+        starts, lens = starts[:nruns], lens[:nruns]
+        out = np.empty(nruns, dtype=RUN_DTYPE)
+        ps = np.uint64(self.page_size)
+        out["vaddr"] = np.uint64(entries.address) + starts * ps
+        out["paddr"] = (raw[starts.astype(np.intp)] & np.uint64(PFN_MASK)) * ps
+        out["nbytes"] = lens * ps
+        return out
+
+    # -- present ranges -----------------------------------------------------------------
+    def present_ranges(self, address: int, length: int, *,
+                       method: Literal["auto", "scan", "pagemap"] = "auto") -> np.ndarray:
+        """Ranges of present pages in [address, address + length) as (start, end) pairs.
+
+        ``method="auto"`` uses the PAGEMAP_SCAN ioctl where the kernel has it (6.7+), which
+        skips unpopulated space without reading it, and reads pagemap entries otherwise.
+        """
+        addr, size = addressing.check_range(address, length)
+        if method not in ("auto", "scan", "pagemap"):
+            raise InvalidArgument(f"method must be 'auto', 'scan' or 'pagemap', not {method!r}")
+        if method == "pagemap" or (method == "auto" and not self.scan_supported()):
+            return self._present_ranges_pagemap(addr, size)
+        return self.scan(addr, size, require=ScanCategory.PRESENT,
+                         report=ScanCategory.PRESENT)[["start", "end"]].copy()
+
+    def _present_ranges_pagemap(self, addr: int, size: int) -> np.ndarray:
+        ranges = []
+        batch = lib.PM_BATCH_ENTRIES
+        buf = np.empty(batch, dtype=np.uint64)
+        first = addr >> self._shift
+        total = size >> self._shift
+        for off in range(0, total, batch):
+            n = min(batch, total - off)
+            chunk = buf[:n]
+            self._read_into(first + off, chunk)
+            present = _bit(chunk, PM.PRESENT).view(np.int8)
+            edges = np.flatnonzero(np.diff(present, prepend=0, append=0))
+            base = first + off
+            for s, e in zip(edges[0::2], edges[1::2]):
+                ranges.append(((base + int(s)) << self._shift, (base + int(e)) << self._shift))
+        return _merge_ranges(ranges)
+
+    def scan(self, address: int, length: int, *, require: ScanCategory = ScanCategory(0),
+             exclude: ScanCategory = ScanCategory(0), any_of: ScanCategory = ScanCategory(0),
+             report: ScanCategory | None = None) -> np.ndarray:
+        """Run PAGEMAP_SCAN: ranges whose pages have all of ``require``, none of ``exclude``
+        and (if given) one of ``any_of``. Returns a structured array (start, end, categories)
+        with categories limited to ``report`` (default: all the kernel knows).
+        """
+        addr, size = addressing.check_range(address, length)
+        self._require_open()
+        cat_mask = int(require) | int(exclude)
+        inverted = int(exclude)
+        ret_mask = int(report) if report is not None else int(_ALL_CATEGORIES)
+        regions = np.empty((_SCAN_REGIONS, 3), dtype=np.uint64)
+        walk_end = ffi.new("uint64_t *")
+        parts: list[np.ndarray] = []
+        start, end = addr, addr + size
+        while start < end:
+            got = lib.pm_pagemap_scan(self._fd, start, end, inverted, cat_mask, int(any_of),
+                                      ret_mask, 0, u64_buffer(regions.reshape(-1)),
+                                      _SCAN_REGIONS, walk_end)
+            if got == -_ENOTTY or (got == -_EINVAL and ret_mask & ~_known_categories()):
+                raise FeatureUnavailable(
+                    "PAGEMAP_SCAN is not supported by this kernel (added in Linux 6.7)",
+                    path=self.path, errno=-got)
+            check(got, "PAGEMAP_SCAN failed", path=self.path, pid=self.pid, address=start)
+            if got:
+                parts.append(regions[:got].copy())
+            if walk_end[0] <= start:
+                break
+            start = walk_end[0]
+        flat = np.concatenate(parts) if parts else np.empty((0, 3), dtype=np.uint64)
+        out = np.empty(len(flat), dtype=[("start", np.uint64), ("end", np.uint64),
+                                         ("categories", np.uint64)])
+        out["start"], out["end"], out["categories"] = flat[:, 0], flat[:, 1], flat[:, 2]
+        return _coalesce(out)
+
+    def scan_supported(self) -> bool:
+        """Whether the running kernel implements PAGEMAP_SCAN (tried once per process)."""
+        global _scan_supported
+        if _scan_supported is None:
+            self._require_open()
+            regions = np.empty(3, dtype=np.uint64)
+            walk_end = ffi.new("uint64_t *")
+            ps = self.page_size
+            got = lib.pm_pagemap_scan(self._fd, 0, ps, 0, 0, 0, int(ScanCategory.PRESENT), 0,
+                                      u64_buffer(regions), 1, walk_end)
+            _scan_supported = got >= 0
+        return _scan_supported
+
+
+_scan_supported: bool | None = None
+_ENOTTY = 25
+_EINVAL = 22
+_ALL_CATEGORIES = ScanCategory(0)
+for _c in ScanCategory:
+    _ALL_CATEGORIES |= _c
+
+
+def _known_categories() -> int:
+    # Kernels before 6.15 reject PAGE_IS_GUARD in return_mask with EINVAL.
+    return int(_ALL_CATEGORIES) & ~int(ScanCategory.GUARD)
+
+
+def _coalesce(regions: np.ndarray) -> np.ndarray:
+    """Join regions split across ioctl calls that touch and share categories."""
+    if len(regions) < 2:
+        return regions
+    joins = (regions["start"][1:] == regions["end"][:-1]) & (
+        regions["categories"][1:] == regions["categories"][:-1])
+    if not joins.any():
+        return regions
+    keep = np.concatenate(([True], ~joins))
+    starts = np.flatnonzero(keep)
+    ends = np.concatenate((starts[1:], [len(regions)])) - 1
+    out = regions[starts].copy()
+    out["end"] = regions["end"][ends]
+    return out
+
+
+def _merge_ranges(ranges: list[tuple[int, int]]) -> np.ndarray:
+    merged: list[list[int]] = []
+    for s, e in ranges:
+        if merged and merged[-1][1] == s:
+            merged[-1][1] = e
+        else:
+            merged.append([s, e])
+    out = np.empty(len(merged), dtype=RANGE_DTYPE)
+    for i, (s, e) in enumerate(merged):
+        out[i] = (s, e)
+    return out
+
+
+def _runs_of_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, count) of each run of consecutive integers in a sorted unique array."""
+    breaks = np.flatnonzero(np.diff(values) != 1) + 1
+    first = np.concatenate(([0], breaks))
+    counts = np.diff(np.concatenate((first, [len(values)]))).astype(np.uint64)
+    return np.ascontiguousarray(values[first], dtype=np.uint64), counts
+
+
+def _translate_entries(vaddr: np.ndarray, raw: np.ndarray, *, direct: bool, strict: bool,
+                       base_vpn: int = 0) -> np.ndarray:
+    vaddr = np.ascontiguousarray(vaddr, dtype=np.uint64)
+    n = len(vaddr)
+    out = np.empty(n, dtype=np.uint64)
+    first_bad = ffi.new("int64_t *")
+
+    def run(status: np.ndarray | None) -> int:
+        return lib.pm_translate(
+            u64_buffer(vaddr), n, u64_buffer(raw), base_vpn, len(raw), 1 if direct else 0,
+            addressing.page_shift(), _PRESENT, PFN_MASK, u64_buffer(out),
+            ffi.NULL if status is None else ffi.from_buffer("uint8_t[]", status), first_bad)
+
+    # The common case (all present) needs no status array: one pass, no extra memory.
+    status = None if strict else np.empty(n, dtype=np.uint8)
+    bad = run(status)
+    if bad == 0:
+        return out
+    if status is None:
+        status = np.empty(n, dtype=np.uint8)
+        run(status)
+    hidden = status == _STATUS_PFN_HIDDEN
+    if hidden.any():
+        where = int(vaddr[np.argmax(hidden)])
+        raise PfnUnavailable(f"cannot translate {where:#x}: {_CAP_HINT}", address=where)
+    if not strict:
+        return np.ma.MaskedArray(out, mask=status != 0)
+    i = first_bad[0]
+    where = int(vaddr[i])
+    entry = int(raw[i] if direct else raw[(where >> addressing.page_shift()) - base_vpn])
+    reason = ("it is swapped out" if entry & int(PM.SWAPPED)
+              else "it was never touched or is not mapped")
+    raise PageNotPresent(
+        f"virtual address {where:#x} has no physical page ({reason}); "
+        f"{bad} of {n} address(es) not present. Touch or mlock the memory first, "
+        f"or pass strict=False for a masked result", address=where)
+
+
+def virt_to_phys(address, pid: int | None = None, *, strict: bool = True):  # type: ignore[no-untyped-def]
+    """Physical address(es) of ``address`` (int or array) in process ``pid`` (None: this one)."""
+    with PageMap(pid) as pm:
+        return pm.translate(address, strict=strict)
