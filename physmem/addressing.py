@@ -99,6 +99,8 @@ def as_uint64_array(values: object, name: str, limit: int) -> np.ndarray:
             arr = np.array([operator.index(v) for v in arr.ravel()], dtype=np.uint64).reshape(arr.shape)
     except (OverflowError, ValueError, TypeError) as exc:
         raise InvalidArgument(f"{name} values must be integers in [0, {limit:#x}): {exc}") from None
+    if arr.size == 0:
+        return np.empty(arr.shape, dtype=np.uint64)
     if arr.dtype.kind not in "iu":
         raise InvalidArgument(f"{name} values must be integers, got {arr.dtype} ({values!r:.60})")
     if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:

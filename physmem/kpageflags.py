@@ -111,7 +111,8 @@ class _Counter:
         self._consumed = ffi.new("size_t *")
 
     def add(self, values: np.ndarray, weights: np.ndarray | None = None) -> None:
-        values = np.ascontiguousarray(values, dtype=np.uint64)
+        values = np.ascontiguousarray(values)
+        values = values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64, copy=False)
         if weights is not None:
             weights = np.ascontiguousarray(weights, dtype=np.uint64)
         while len(values):
@@ -165,6 +166,7 @@ class _PfnFile:
     """A /proc file of one u64 per page frame, open for bulk reads."""
 
     filename: ClassVar[str]
+    dtype: ClassVar[type] = np.uint64
     CHUNK: ClassVar[int] = 1 << 16  # entries per scan chunk: 512 KiB of memory at a time
 
     def __init__(self, *, proc_root: str = "/proc") -> None:
@@ -207,7 +209,7 @@ class _PfnFile:
         arr = _as_pfn_array(pfns)
         flat = arr.reshape(-1)
         if flat.size == 0:
-            return np.empty(arr.shape, dtype=np.uint64)
+            return np.empty(arr.shape, dtype=self.dtype)
         uniq, inverse = np.unique(flat, return_inverse=True)
         breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
         first = np.concatenate(([0], breaks))
@@ -221,7 +223,7 @@ class _PfnFile:
             raise InvalidArgument(
                 f"PFN {int(uniq[got]):#x} is beyond the end of physical memory "
                 f"({self.path} ends before it)", path=self.path)
-        out = buf[inverse]
+        out = buf[inverse].view(self.dtype)
         return int(out[0]) if scalar else out.reshape(arr.shape)
 
     def scan(self, start: int = 0, count: int | None = None, *,
@@ -232,7 +234,7 @@ class _PfnFile:
         entries (default 64 Ki, 512 KiB); each chunk is a fresh array the caller may keep.
         """
         for first, view in self._scan_views(start, count, chunk):
-            yield first, view.copy()
+            yield first, view.view(self.dtype).copy()
 
     def _scan_views(self, start: int = 0, count: int | None = None,
                     chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -275,9 +277,14 @@ class _PfnFile:
 
 
 class KPageFlags(_PfnFile):
-    """/proc/kpageflags: a :class:`KPF` bit mask per page frame."""
+    """/proc/kpageflags: a :class:`KPF` bit mask per page frame.
+
+    Arrays come back as int64 (no flag reaches bit 63) so that ``flags & KPF.HUGE`` works
+    with numpy, which refuses to mix uint64 arrays with Python int subclasses.
+    """
 
     filename = "kpageflags"
+    dtype = np.int64
 
     def summary(self, start: int = 0, count: int | None = None) -> list[FlagSummary]:
         """Scan frames and count each distinct flags value (page-types' default table)."""

@@ -32,6 +32,7 @@ __all__ = [
     "ScanCategory",
     "RUN_DTYPE",
     "RANGE_DTYPE",
+    "SCAN_DTYPE",
     "virt_to_phys",
 ]
 
@@ -68,6 +69,7 @@ class ScanCategory(enum.IntFlag):
 
 RUN_DTYPE = np.dtype([("vaddr", np.uint64), ("paddr", np.uint64), ("nbytes", np.uint64)])
 RANGE_DTYPE = np.dtype([("start", np.uint64), ("end", np.uint64)])
+SCAN_DTYPE = np.dtype([("start", np.uint64), ("end", np.uint64), ("categories", np.int64)])
 
 _PRESENT = int(PM.PRESENT)
 _STATUS_NOT_PRESENT = 1
@@ -376,8 +378,8 @@ class PageMap:
                 break
             start = walk_end[0]
         flat = np.concatenate(parts) if parts else np.empty((0, 3), dtype=np.uint64)
-        out = np.empty(len(flat), dtype=[("start", np.uint64), ("end", np.uint64),
-                                         ("categories", np.uint64)])
+        # categories as int64 so `out["categories"] & ScanCategory.X` works in numpy
+        out = np.empty(len(flat), dtype=SCAN_DTYPE)
         out["start"], out["end"], out["categories"] = flat[:, 0], flat[:, 1], flat[:, 2]
         return _coalesce(out)
 

@@ -1,0 +1,132 @@
+"""Shared fixtures: real buffers, hugepage pools restored afterwards, unprivileged runs."""
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+PAGE = mmap.PAGESIZE
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def address_of(buf: mmap.mmap) -> int:
+    """Virtual address of a Python mmap, without keeping a buffer export alive."""
+    c = ctypes.c_char.from_buffer(buf)
+    try:
+        return ctypes.addressof(c)
+    finally:
+        del c
+
+
+def anonymous(size: int, *, touch: bool = True, private: bool = True) -> tuple[mmap.mmap, int]:
+    """A private anonymous mapping (every page written once when ``touch``)."""
+    flags = (mmap.MAP_PRIVATE if private else mmap.MAP_SHARED) | mmap.MAP_ANONYMOUS
+    m = mmap.mmap(-1, size, flags=flags)
+    if touch:
+        for off in range(0, size, PAGE):
+            m[off] = 1
+    return m, address_of(m)
+
+
+@pytest.fixture
+def is_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: PFNs and /proc/kpage* are visible to CAP_SYS_ADMIN only")
+
+
+def _read_int(path: Path) -> int:
+    return int(path.read_text().split()[0])
+
+
+@pytest.fixture
+def hugepage_pool(request: pytest.FixtureRequest, is_root: None) -> Callable[[int, int], Path]:
+    """``reserve(count, size_kb=2048)`` makes the pool hold at least ``count`` free pages.
+
+    Every pool touched is put back to its original size when the test ends, pass or fail.
+    """
+    touched: dict[Path, int] = {}
+
+    def restore() -> None:
+        for path, original in touched.items():
+            path.write_text(str(original))
+
+    request.addfinalizer(restore)
+
+    def reserve(count: int, size_kb: int = 2048) -> Path:
+        pool = Path(f"/sys/kernel/mm/hugepages/hugepages-{size_kb}kB")
+        if not pool.is_dir():
+            pytest.skip(f"this kernel has no {size_kb} kB hugepage pool")
+        nr = pool / "nr_hugepages"
+        touched.setdefault(nr, _read_int(nr))
+        total = _read_int(nr)
+        free = _read_int(pool / "free_hugepages")
+        nr.write_text(str(total + max(0, count - free)))
+        got = _read_int(pool / "free_hugepages")
+        if got < count:
+            pytest.fail(f"could reserve only {got} of {count} {size_kb} kB hugepages")
+        return pool
+
+    return reserve
+
+
+def _grant_traverse(path: Path, changed: dict[Path, int]) -> None:
+    """Give 'others' search permission on every directory above ``path``."""
+    for parent in [*reversed(path.parents)]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            changed.setdefault(parent, stat.S_IMODE(mode))
+            os.chmod(parent, stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+@pytest.fixture
+def run_unprivileged(request: pytest.FixtureRequest, is_root: None) -> Callable[[str], subprocess.CompletedProcess]:
+    """Run Python code as uid/gid 65534 with no capabilities, importing this physmem.
+
+    The interpreter and the package may live under a 0700 home (pyenv under /root): search
+    permission is granted on the way to them for the test's duration and then restored.
+    """
+    import physmem
+
+    changed: dict[Path, int] = {}
+
+    def restore() -> None:
+        for path, mode in changed.items():
+            os.chmod(path, mode)
+
+    request.addfinalizer(restore)
+    package_parent = Path(physmem.__file__).resolve().parent.parent
+    for target in (Path(sys.executable).resolve(), Path(os.__file__).resolve(), package_parent / "physmem"):
+        _grant_traverse(target, changed)
+
+    def run(code: str) -> subprocess.CompletedProcess:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(package_parent),
+               "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
+        return subprocess.run([*NOBODY, sys.executable, "-c", textwrap.dedent(code)],
+                              capture_output=True, text=True, env=env, cwd="/", timeout=60)
+
+    return run
+
+
+@pytest.fixture
+def child_process() -> Iterator[Callable[[], int]]:
+    """Start helper processes (python sleeping on stdin); all are killed at the end."""
+    procs: list[subprocess.Popen] = []
+
+    def start() -> int:
+        p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+        procs.append(p)
+        return p.pid
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
