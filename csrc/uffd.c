@@ -1,0 +1,413 @@
+#include "uffd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The syscall first; where the unprivileged syscall is refused (vm.unprivileged_userfaultfd
+ * = 0), /dev/userfaultfd (6.1), whose access is governed by its file permissions. */
+int pm_uffd_open(int flags, int *via_dev)
+{
+    *via_dev = 0;
+#ifdef SYS_userfaultfd
+    long fd = syscall(SYS_userfaultfd, flags);
+    if (fd >= 0)
+        return (int)fd;
+    int err = errno;
+    if (err != EPERM && err != ENOSYS)
+        return -err;
+#else
+    int err = ENOSYS;
+#endif
+    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (dev < 0)
+        return -(errno == ENOENT ? err : errno);
+    int ufd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+    int e2 = errno;
+    close(dev);
+    if (ufd < 0)
+        return -e2;
+    *via_dev = 1;
+    return ufd;
+}
+
+int pm_uffd_api(int fd, uint64_t features, uint64_t *features_out, uint64_t *ioctls_out)
+{
+    struct uffdio_api api = {.api = UFFD_API, .features = features};
+    if (ioctl(fd, UFFDIO_API, &api))
+        return -errno;
+    *features_out = api.features;
+    *ioctls_out = api.ioctls;
+    return 0;
+}
+
+int pm_uffd_register(int fd, uint64_t start, uint64_t len, uint64_t mode, uint64_t *ioctls_out)
+{
+    struct uffdio_register reg = {.range = {.start = start, .len = len}, .mode = mode};
+    if (ioctl(fd, UFFDIO_REGISTER, &reg))
+        return -errno;
+    *ioctls_out = reg.ioctls;
+    return 0;
+}
+
+int pm_uffd_unregister(int fd, uint64_t start, uint64_t len)
+{
+    struct uffdio_range range = {.start = start, .len = len};
+    return ioctl(fd, UFFDIO_UNREGISTER, &range) ? -errno : 0;
+}
+
+int pm_uffd_wake(int fd, uint64_t start, uint64_t len)
+{
+    struct uffdio_range range = {.start = start, .len = len};
+    return ioctl(fd, UFFDIO_WAKE, &range) ? -errno : 0;
+}
+
+/* The resolving ioctls may stop part way (a signal, or a page already present): they report
+ * the bytes done in the last field. These loops resume after a partial result and return the
+ * bytes done, or -errno if nothing more could be done (EEXIST, EAGAIN while the address space
+ * is changing, ...) with the bytes done so far lost only when zero. */
+#define RESOLVE_LOOP(STRUCT, IOCTL, INIT, FIELD)                                               \
+    uint64_t done = 0;                                                                         \
+    while (done < len) {                                                                       \
+        struct STRUCT arg;                                                                     \
+        memset(&arg, 0, sizeof(arg));                                                          \
+        INIT;                                                                                  \
+        int ret = ioctl(fd, IOCTL, &arg);                                                      \
+        int err = ret ? errno : 0;                                                             \
+        if (arg.FIELD > 0)                                                                     \
+            done += (uint64_t)arg.FIELD;                                                       \
+        if (!ret)                                                                              \
+            continue;                                                                          \
+        if (err == EINTR)                                                                      \
+            continue;                                                                          \
+        return done ? (int64_t)done : -err;                                                    \
+    }                                                                                          \
+    return (int64_t)done;
+
+int64_t pm_uffd_copy(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode)
+{
+    RESOLVE_LOOP(uffdio_copy, UFFDIO_COPY,
+                 (arg.dst = dst + done, arg.src = src + done, arg.len = len - done,
+                  arg.mode = mode),
+                 copy)
+}
+
+int64_t pm_uffd_zeropage(int fd, uint64_t start, uint64_t len, uint64_t mode)
+{
+    RESOLVE_LOOP(uffdio_zeropage, UFFDIO_ZEROPAGE,
+                 (arg.range.start = start + done, arg.range.len = len - done, arg.mode = mode),
+                 zeropage)
+}
+
+int64_t pm_uffd_continue(int fd, uint64_t start, uint64_t len, uint64_t mode)
+{
+    RESOLVE_LOOP(uffdio_continue, UFFDIO_CONTINUE,
+                 (arg.range.start = start + done, arg.range.len = len - done, arg.mode = mode),
+                 mapped)
+}
+
+int64_t pm_uffd_poison(int fd, uint64_t start, uint64_t len, uint64_t mode)
+{
+    RESOLVE_LOOP(uffdio_poison, UFFDIO_POISON,
+                 (arg.range.start = start + done, arg.range.len = len - done, arg.mode = mode),
+                 updated)
+}
+
+int64_t pm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode)
+{
+    RESOLVE_LOOP(uffdio_move, UFFDIO_MOVE,
+                 (arg.dst = dst + done, arg.src = src + done, arg.len = len - done,
+                  arg.mode = mode),
+                 move)
+}
+
+int pm_uffd_writeprotect(int fd, uint64_t start, uint64_t len, uint64_t mode)
+{
+    struct uffdio_writeprotect wp = {.range = {.start = start, .len = len}, .mode = mode};
+    int ret;
+    do {
+        ret = ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
+    } while (ret && errno == EINTR);
+    return ret ? -errno : 0;
+}
+
+/* Wait until fd is readable or stop_fd (if >= 0) is. Returns a mask: 1 fd readable,
+ * 2 stop requested, 0 on timeout. */
+int pm_uffd_wait(int fd, int stop_fd, int timeout_ms)
+{
+    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = stop_fd, .events = POLLIN}};
+    int n = stop_fd >= 0 ? 2 : 1;
+    int ret = poll(p, n, timeout_ms);
+    if (ret < 0)
+        return errno == EINTR ? 0 : -errno;
+    int mask = 0;
+    if (p[0].revents & (POLLIN | POLLERR | POLLHUP))
+        mask |= 1;
+    if (n == 2 && p[1].revents)
+        mask |= 2;
+    return mask;
+}
+
+static void flatten(const struct uffd_msg *m, struct pm_uffd_event *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->kind = m->event;
+    switch (m->event) {
+    case UFFD_EVENT_PAGEFAULT:
+        e->flags = m->arg.pagefault.flags;
+        e->address = m->arg.pagefault.address;
+        e->ptid = m->arg.pagefault.feat.ptid;
+        break;
+    case UFFD_EVENT_FORK:
+        e->a = m->arg.fork.ufd;
+        break;
+    case UFFD_EVENT_REMAP:
+        e->a = m->arg.remap.from;
+        e->b = m->arg.remap.to;
+        e->c = m->arg.remap.len;
+        break;
+    case UFFD_EVENT_REMOVE:
+    case UFFD_EVENT_UNMAP:
+        e->a = m->arg.remove.start;
+        e->b = m->arg.remove.end;
+        break;
+    }
+}
+
+#define READ_BATCH 64
+
+/* Read up to max_events messages. Returns the number read (0 if none is pending on a
+ * non-blocking fd) or -errno. */
+int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events)
+{
+    struct uffd_msg msgs[READ_BATCH];
+    uint64_t want = max_events < READ_BATCH ? max_events : READ_BATCH;
+    ssize_t got;
+    do {
+        got = read(fd, msgs, want * sizeof(msgs[0]));
+    } while (got < 0 && errno == EINTR);
+    if (got < 0)
+        return errno == EAGAIN ? 0 : -errno;
+    int64_t n = got / (ssize_t)sizeof(msgs[0]);
+    for (int64_t i = 0; i < n; i++)
+        flatten(&msgs[i], &events[i]);
+    return n;
+}
+
+/* ---- native servers ---------------------------------------------------------------- */
+
+struct pm_uffd_server {
+    pthread_t thread;
+    int fd;
+    int stop_fd;
+    int kind;
+    const unsigned char *src;
+    uint64_t src_len;
+    uint64_t base;
+    uint64_t page_size;
+    int use_zeropage;
+    unsigned char *bounce; /* page_size bytes: zero page, or the padded tail of src */
+    pthread_mutex_t lock;  /* guards the kept events */
+    struct pm_uffd_event kept[PM_UFFD_KEEP_EVENTS];
+    uint64_t nkept;
+    uint64_t dropped;
+    uint64_t faults;
+    uint64_t errors;
+    int64_t last_error;
+};
+
+static int64_t serve_page(struct pm_uffd_server *s, uint64_t page)
+{
+    if (s->kind == PM_UFFD_SERVE_ZERO) {
+        if (s->use_zeropage)
+            return pm_uffd_zeropage(s->fd, page, s->page_size, 0);
+        return pm_uffd_copy(s->fd, page, (uint64_t)(uintptr_t)s->bounce, s->page_size, 0);
+    }
+    uint64_t off = page - s->base;
+    if (page >= s->base && off < s->src_len && s->src_len - off >= s->page_size)
+        return pm_uffd_copy(s->fd, page, (uint64_t)(uintptr_t)(s->src + off), s->page_size, 0);
+    memset(s->bounce, 0, s->page_size);
+    if (page >= s->base && off < s->src_len)
+        memcpy(s->bounce, s->src + off, s->src_len - off);
+    else if (s->use_zeropage)
+        return pm_uffd_zeropage(s->fd, page, s->page_size, 0);
+    return pm_uffd_copy(s->fd, page, (uint64_t)(uintptr_t)s->bounce, s->page_size, 0);
+}
+
+static void keep_event(struct pm_uffd_server *s, const struct pm_uffd_event *e)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->nkept < PM_UFFD_KEEP_EVENTS) {
+        s->kept[s->nkept++] = *e;
+    } else {
+        __atomic_add_fetch(&s->dropped, 1, __ATOMIC_RELAXED);
+        if (e->kind == UFFD_EVENT_FORK)
+            close((int)e->a); /* nobody will collect it: do not leak the child's uffd */
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spin on the non-blocking read this long before sleeping in poll(): a fault that arrives
+ * within it is served without two scheduler wake-ups. */
+#define SPIN_NS 50000
+
+static void *server_main(void *arg)
+{
+    struct pm_uffd_server *s = arg;
+    struct pm_uffd_event ev[READ_BATCH];
+    uint64_t pending[READ_BATCH]; /* faults refused with EAGAIN while the mm was changing */
+    int npending = 0;
+    for (;;) {
+        int64_t n = pm_uffd_read(s->fd, ev, READ_BATCH);
+        if (n < 0) {
+            s->last_error = n;
+            __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
+            n = 0;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            if (ev[i].kind != UFFD_EVENT_PAGEFAULT) {
+                keep_event(s, &ev[i]);
+                continue;
+            }
+            uint64_t page = ev[i].address & ~(s->page_size - 1);
+            int64_t r = serve_page(s, page);
+            if (r == -EAGAIN && npending < READ_BATCH) {
+                pending[npending++] = page;
+                continue;
+            }
+            if (r == -EEXIST) /* raced with another fault on the same page */
+                r = pm_uffd_wake(s->fd, page, s->page_size);
+            if (r < 0) {
+                s->last_error = r;
+                __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
+            } else {
+                __atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
+            }
+        }
+        if (n > 0)
+            continue;
+        /* Nothing queued: retry faults deferred by EAGAIN (the event that changed the mm
+         * has been read by now), then spin briefly, then sleep. */
+        int still = 0;
+        for (int i = 0; i < npending; i++) {
+            int64_t r = serve_page(s, pending[i]);
+            if (r == -EAGAIN) {
+                pending[still++] = pending[i];
+            } else if (r < 0 && r != -EEXIST) {
+                s->last_error = r;
+                __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
+            } else {
+                if (r == -EEXIST)
+                    pm_uffd_wake(s->fd, pending[i], s->page_size);
+                __atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
+            }
+        }
+        npending = still;
+        uint64_t t0 = now_ns();
+        int got = 0;
+        while (now_ns() - t0 < SPIN_NS) {
+            struct pollfd p = {.fd = s->fd, .events = POLLIN};
+            if (poll(&p, 1, 0) > 0) {
+                got = 1;
+                break;
+            }
+            __builtin_ia32_pause();
+        }
+        if (got)
+            continue;
+        int mask = pm_uffd_wait(s->fd, s->stop_fd, npending ? 1 : -1);
+        if (mask > 0 && (mask & 2))
+            break;
+    }
+    return NULL;
+}
+
+int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint64_t base,
+                         uint64_t page_size, int base_page_zero, struct pm_uffd_server **out)
+{
+    if (page_size == 0 || (page_size & (page_size - 1)))
+        return -EINVAL;
+    struct pm_uffd_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->fd = fd;
+    s->kind = kind;
+    s->src = (const unsigned char *)(uintptr_t)src;
+    s->src_len = src_len;
+    s->base = base;
+    s->page_size = page_size;
+    s->use_zeropage = base_page_zero;
+    s->bounce = aligned_alloc(4096, page_size < 4096 ? 4096 : page_size);
+    s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!s->bounce || s->stop_fd < 0) {
+        int err = s->bounce ? errno : ENOMEM;
+        if (s->stop_fd >= 0)
+            close(s->stop_fd);
+        free(s->bounce);
+        free(s);
+        return -err;
+    }
+    memset(s->bounce, 0, page_size);
+    pthread_mutex_init(&s->lock, NULL);
+    int err = pthread_create(&s->thread, NULL, server_main, s);
+    if (err) {
+        close(s->stop_fd);
+        free(s->bounce);
+        free(s);
+        return -err;
+    }
+    *out = s;
+    return 0;
+}
+
+int64_t pm_uffd_server_events(struct pm_uffd_server *s, struct pm_uffd_event *events,
+                              uint64_t max_events)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t n = s->nkept < max_events ? s->nkept : max_events;
+    memcpy(events, s->kept, n * sizeof(*events));
+    memmove(s->kept, s->kept + n, (s->nkept - n) * sizeof(*events));
+    s->nkept -= n;
+    pthread_mutex_unlock(&s->lock);
+    return (int64_t)n;
+}
+
+void pm_uffd_server_stats(struct pm_uffd_server *s, struct pm_uffd_server_stats *st)
+{
+    st->faults = __atomic_load_n(&s->faults, __ATOMIC_RELAXED);
+    st->errors = __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
+    st->last_error = s->last_error;
+    st->events_dropped = __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
+}
+
+/* Stop and free the server; fork events nobody collected have their uffd closed. */
+int pm_uffd_server_stop(struct pm_uffd_server *s, struct pm_uffd_server_stats *st)
+{
+    uint64_t one = 1;
+    if (write(s->stop_fd, &one, sizeof(one)) != sizeof(one))
+        return -errno;
+    pthread_join(s->thread, NULL);
+    pm_uffd_server_stats(s, st);
+    for (uint64_t i = 0; i < s->nkept; i++)
+        if (s->kept[i].kind == UFFD_EVENT_FORK)
+            close((int)s->kept[i].a);
+    close(s->stop_fd);
+    pthread_mutex_destroy(&s->lock);
+    free(s->bounce);
+    free(s);
+    return 0;
+}

@@ -1,0 +1,113 @@
+/* userfaultfd: open, negotiate, register, resolve faults (copy/zeropage/continue/
+ * writeprotect/poison/move), read events, and native fault servers on a pthread that never
+ * touches Python. Every function returns -errno on failure. */
+#ifndef PHYSMEM_UFFD_H
+#define PHYSMEM_UFFD_H
+
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <linux/types.h>
+#include <linux/userfaultfd.h>
+
+/* Constants and ioctls newer than the installed (6.1) headers; the layouts match
+ * include/uapi/linux/userfaultfd.h and support is detected at run time from the ioctl and
+ * feature bits UFFDIO_API reports. */
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC 0xAA
+#define USERFAULTFD_IOC_NEW _IO(USERFAULTFD_IOC, 0x00) /* /dev/userfaultfd, 6.1 */
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1 /* 5.11 */
+#endif
+#ifndef UFFD_FEATURE_EXACT_ADDRESS
+#define UFFD_FEATURE_EXACT_ADDRESS (1 << 11) /* 5.18 */
+#endif
+#ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
+#define UFFD_FEATURE_WP_HUGETLBFS_SHMEM (1 << 12) /* 6.0 */
+#endif
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13) /* 6.4 */
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14) /* 6.6 */
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15) /* 6.7 */
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16) /* 6.8 */
+#endif
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1) /* 6.4 */
+#endif
+#ifndef _UFFDIO_MOVE
+#define _UFFDIO_MOVE (0x05) /* 6.8 */
+struct uffdio_move {
+    __u64 dst;
+    __u64 src;
+    __u64 len;
+#define UFFDIO_MOVE_MODE_DONTWAKE ((__u64)1 << 0)
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
+    __u64 mode;
+    __s64 move;
+};
+#define UFFDIO_MOVE _IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
+#endif
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON (0x08) /* 6.6 */
+struct uffdio_poison {
+    struct uffdio_range range;
+#define UFFDIO_POISON_MODE_DONTWAKE ((__u64)1 << 0)
+    __u64 mode;
+    __s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+
+/* One uffd_msg, flattened. PAGEFAULT: flags, address, ptid. FORK: a = the child's uffd.
+ * REMAP: a = from, b = to, c = len. REMOVE/UNMAP: a = start, b = end. */
+struct pm_uffd_event {
+    uint32_t kind;
+    uint32_t ptid;
+    uint64_t flags;
+    uint64_t address;
+    uint64_t a;
+    uint64_t b;
+    uint64_t c;
+};
+
+int pm_uffd_open(int flags, int *via_dev);
+int pm_uffd_api(int fd, uint64_t features, uint64_t *features_out, uint64_t *ioctls_out);
+int pm_uffd_register(int fd, uint64_t start, uint64_t len, uint64_t mode, uint64_t *ioctls_out);
+int pm_uffd_unregister(int fd, uint64_t start, uint64_t len);
+int pm_uffd_wake(int fd, uint64_t start, uint64_t len);
+int64_t pm_uffd_copy(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode);
+int64_t pm_uffd_zeropage(int fd, uint64_t start, uint64_t len, uint64_t mode);
+int64_t pm_uffd_continue(int fd, uint64_t start, uint64_t len, uint64_t mode);
+int pm_uffd_writeprotect(int fd, uint64_t start, uint64_t len, uint64_t mode);
+int64_t pm_uffd_poison(int fd, uint64_t start, uint64_t len, uint64_t mode);
+int64_t pm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode);
+int pm_uffd_wait(int fd, int stop_fd, int timeout_ms);
+int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events);
+
+/* Native servers. kind 0: zero pages; kind 1: copy from src[0, src_len) at offset
+ * (page - base), zeros past its end. Non-fault events are kept (up to PM_UFFD_KEEP_EVENTS)
+ * for pm_uffd_server_events. */
+#define PM_UFFD_SERVE_ZERO 0
+#define PM_UFFD_SERVE_FROM 1
+#define PM_UFFD_KEEP_EVENTS 1024
+struct pm_uffd_server;
+struct pm_uffd_server_stats {
+    uint64_t faults;
+    uint64_t errors;
+    int64_t last_error;
+    uint64_t events_dropped;
+};
+int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint64_t base,
+                         uint64_t page_size, int base_page_zero, struct pm_uffd_server **out);
+int64_t pm_uffd_server_events(struct pm_uffd_server *srv, struct pm_uffd_event *events,
+                              uint64_t max_events);
+void pm_uffd_server_stats(struct pm_uffd_server *srv, struct pm_uffd_server_stats *stats);
+int pm_uffd_server_stop(struct pm_uffd_server *srv, struct pm_uffd_server_stats *stats);
+
+#endif
