@@ -1,0 +1,156 @@
+"""Where this process may run: its affinity (/proc/self/status) and its cgroup cpuset.
+
+cgroup v2 keeps ``cpuset.cpus.effective``/``cpuset.mems.effective``/``cpuset.cpus.partition``;
+v1 keeps ``cpuset.cpus`` (plain ``cpus`` when mounted with ``noprefix`` or as the legacy
+``cpuset`` filesystem) and exclusivity flags. Mount points in /proc/mounts are absolute, so
+they are resolved against the parent of ``proc_root`` (``/`` for the live system).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from .._sysfs import read_optional
+from .cpulist import parse_cpulist
+
+__all__ = ["Affinity", "Cpuset", "read_affinity", "read_cpuset"]
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """``Cpus_allowed_list``/``Mems_allowed_list`` of the process (``None`` if unknown)."""
+
+    cpus: frozenset[int] | None
+    mems: frozenset[int] | None
+
+
+@dataclass(frozen=True)
+class Cpuset:
+    """The cpuset cgroup the process is in. v1-only and v2-only fields are ``None`` otherwise."""
+
+    version: int
+    path: str  # the cgroup's path inside its hierarchy, e.g. "/user.slice"
+    directory: str  # where its files are on disk
+    cpus: frozenset[int] | None  # effective CPUs
+    mems: frozenset[int] | None  # effective memory nodes
+    partition: str | None = None  # v2: member, root, isolated (and "invalid" variants)
+    isolated: frozenset[int] | None = None  # v2 root: CPUs in isolated partitions (6.7+)
+    cpu_exclusive: bool | None = None
+    mem_exclusive: bool | None = None
+    memory_spread_page: bool | None = None
+    memory_spread_slab: bool | None = None
+
+
+def read_affinity(proc_root: str = "/proc", pid: int | str = "self") -> Affinity:
+    data = read_optional(f"{proc_root}/{pid}/status")
+    cpus = mems = None
+    for line in (data or b"").splitlines():
+        key, _, value = line.partition(b":")
+        if key == b"Cpus_allowed_list":
+            cpus = parse_cpulist(value, f"{proc_root}/{pid}/status")
+        elif key == b"Mems_allowed_list":
+            mems = parse_cpulist(value, f"{proc_root}/{pid}/status")
+    return Affinity(cpus, mems)
+
+
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def _unescape(field: bytes) -> str:
+    return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field))
+
+
+def _mounts(proc_root: str) -> list[tuple[str, str, set[str]]]:
+    data = read_optional(f"{proc_root}/self/mounts")
+    if data is None:
+        data = read_optional(f"{proc_root}/mounts") or b""
+    out = []
+    for line in data.splitlines():
+        f = line.split()
+        if len(f) >= 4:
+            out.append((_unescape(f[1]), f[2].decode(errors="replace"),
+                        set(f[3].decode(errors="replace").split(","))))
+    return out
+
+
+def _cgroup_paths(proc_root: str, pid: int | str) -> tuple[str | None, str | None]:
+    """(v1 cpuset path, v2 path) from /proc/PID/cgroup; falls back to /proc/PID/cpuset."""
+    v1 = v2 = None
+    data = read_optional(f"{proc_root}/{pid}/cgroup")
+    for line in (data or b"").splitlines():
+        hier, _, rest = line.partition(b":")
+        controllers, _, path = rest.partition(b":")
+        if hier == b"0" and controllers == b"":
+            v2 = os.fsdecode(path)
+        elif b"cpuset" in controllers.split(b","):
+            v1 = os.fsdecode(path)
+    if data is None:
+        legacy = read_optional(f"{proc_root}/{pid}/cpuset")
+        if legacy is not None:
+            v1 = v2 = os.fsdecode(legacy.strip()) or "/"
+    return v1, v2
+
+
+def _flag(directory: str, *names: str) -> bool | None:
+    for name in names:
+        data = read_optional(f"{directory}/{name}")
+        if data is not None:
+            return data.strip() == b"1"
+    return None
+
+
+def _list(directory: str, *names: str) -> frozenset[int] | None:
+    for name in names:
+        data = read_optional(f"{directory}/{name}")
+        if data is not None:
+            return parse_cpulist(data, f"{directory}/{name}")
+    return None
+
+
+def _join(root: str, mount: str, path: str) -> str:
+    return os.path.normpath(os.path.join(root, mount.lstrip("/"), path.lstrip("/")))
+
+
+def read_cpuset(proc_root: str = "/proc", pid: int | str = "self") -> Cpuset | None:
+    """This process's cpuset, or ``None`` when no cpuset hierarchy is mounted/known."""
+    root = os.path.dirname(os.path.abspath(proc_root)) or "/"
+    v1_path, v2_path = _cgroup_paths(proc_root, pid)
+    mounts = _mounts(proc_root)
+    # The cpuset controller lives in exactly one place: a v1 hierarchy if one is mounted.
+    if v1_path is not None:
+        for mnt, fstype, opts in mounts:
+            if fstype == "cpuset" or (fstype == "cgroup" and "cpuset" in opts):
+                d = _join(root, mnt, v1_path)
+                return Cpuset(
+                    version=1, path=v1_path, directory=d,
+                    cpus=_list(d, "cpuset.effective_cpus", "effective_cpus", "cpuset.cpus", "cpus"),
+                    mems=_list(d, "cpuset.effective_mems", "effective_mems", "cpuset.mems", "mems"),
+                    cpu_exclusive=_flag(d, "cpuset.cpu_exclusive", "cpu_exclusive"),
+                    mem_exclusive=_flag(d, "cpuset.mem_exclusive", "mem_exclusive"),
+                    memory_spread_page=_flag(d, "cpuset.memory_spread_page", "memory_spread_page"),
+                    memory_spread_slab=_flag(d, "cpuset.memory_spread_slab", "memory_spread_slab"),
+                )
+    if v2_path is not None:
+        for mnt, fstype, _ in mounts:
+            if fstype != "cgroup2":
+                continue
+            top = _join(root, mnt, "/")
+            d = _join(root, mnt, v2_path)
+            # Without cpuset enabled in this subtree the nearest ancestor's files apply.
+            probe = d
+            while True:
+                cpus = _list(probe, "cpuset.cpus.effective")
+                if cpus is not None or probe == top or len(probe) <= len(top):
+                    break
+                probe = os.path.dirname(probe)
+            if cpus is None:
+                continue
+            part = read_optional(f"{d}/cpuset.cpus.partition")
+            return Cpuset(
+                version=2, path=v2_path, directory=d, cpus=cpus,
+                mems=_list(probe, "cpuset.mems.effective"),
+                partition=None if part is None else part.strip().decode(errors="replace"),
+                isolated=_list(top, "cpuset.cpus.isolated"),
+            )
+    return None

@@ -1,0 +1,152 @@
+"""The machine's topology in one object: nodes, CPUs, PCI devices, boot parameters, cpusets."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidArgument
+from .cmdline import Cmdline, read_cmdline
+from .cpulist import format_cpulist
+from .cpus import Cpu, CpuSets, read_cpu_sets, read_cpus
+from .cpusets import Affinity, Cpuset, read_affinity, read_cpuset
+from .nodes import Node, NodeSets, read_node_sets, read_nodes
+from .pci import PciDevice, read_pci_devices
+
+__all__ = ["Topology", "read"]
+
+LOCAL_DISTANCE = 10  # ACPI SLIT: a node's distance to itself
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A snapshot; build it with :func:`read`. ``anomalies`` lists data that does not add up
+    (firmware bugs such as a CPU claimed by two nodes); the validator reports them."""
+
+    nodes: tuple[Node, ...]
+    cpus: tuple[Cpu, ...]
+    cpu_sets: CpuSets
+    node_sets: NodeSets
+    pci_devices: tuple[PciDevice, ...]
+    cmdline: Cmdline | None
+    affinity: Affinity
+    cpuset: Cpuset | None
+    anomalies: tuple[str, ...]
+    numa_in_sysfs: bool  # False: no node directories, one node 0 was assumed (as numactl does)
+
+    def node(self, node: int) -> Node:
+        for n in self.nodes:
+            if n.id == node:
+                return n
+        raise InvalidArgument(f"no NUMA node {node!r} (nodes: {[n.id for n in self.nodes]})")
+
+    def cpu(self, cpu: int) -> Cpu:
+        for c in self.cpus:
+            if c.id == cpu:
+                return c
+        raise InvalidArgument(f"no CPU {cpu!r}")
+
+    def distance(self, a: int, b: int) -> int | None:
+        """Firmware distance from node ``a`` to ``b`` (10 = local), ``None`` if not reported."""
+        return self.node(a).distances.get(self.node(b).id)
+
+    def node_of_cpu(self, cpu: int) -> int | None:
+        """The node whose cpulist holds ``cpu`` (the lowest, if firmware lists it twice)."""
+        return self.cpu(cpu).node
+
+    @property
+    def allowed_cpus(self) -> frozenset[int]:
+        """CPUs this process may run on: affinity, else its cpuset, else all."""
+        if self.affinity.cpus is not None:
+            return self.affinity.cpus
+        if self.cpuset is not None and self.cpuset.cpus is not None:
+            return self.cpuset.cpus
+        return self.cpu_sets.possible
+
+    @property
+    def valid_cpus(self) -> frozenset[int]:
+        """possible & present & online & allowed to this process."""
+        s = self.cpu_sets
+        return s.possible & s.present & s.online & self.allowed_cpus
+
+    def cpus_by_node(self) -> dict[int, frozenset[int]]:
+        """Valid CPUs of every node; CPU-less (and memory-less) nodes are kept, empty."""
+        valid = self.valid_cpus
+        return {n.id: n.cpus & valid for n in self.nodes}
+
+    @property
+    def isolated_cpus(self) -> frozenset[int]:
+        """isolcpus (domain) CPUs plus cgroup v2 isolated partitions: isolated right now."""
+        extra = self.cpuset.isolated if self.cpuset and self.cpuset.isolated else frozenset()
+        return self.cpu_sets.isolated | extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; CPU sets are kernel-style list strings ("0-3,8"), sizes in bytes."""
+        def conv(v: Any) -> Any:
+            if isinstance(v, frozenset):
+                return format_cpulist(v)
+            if isinstance(v, dict):
+                return {str(k): conv(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [conv(x) for x in v]
+            if dataclasses.is_dataclass(v):
+                return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+            if hasattr(v, "_asdict"):
+                return {k: conv(x) for k, x in v._asdict().items()}
+            return v
+
+        out = conv({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        out["cpus_by_node"] = conv(self.cpus_by_node())
+        out["valid_cpus"] = format_cpulist(self.valid_cpus)
+        out["isolated_cpus"] = format_cpulist(self.isolated_cpus)
+        return out
+
+
+def _system_memory(proc_root: str) -> tuple[int | None, int | None]:
+    from ..proc.meminfo import meminfo  # the shared /proc/meminfo reader
+
+    try:
+        info = meminfo(proc_root=proc_root)
+    except FileNotFoundError:
+        return None, None
+    return info.get("MemTotal"), info.get("MemFree")
+
+
+def read(sys_root: str = "/sys", proc_root: str = "/proc") -> Topology:
+    """Read the topology of the machine whose /sys and /proc are given."""
+    cpu_sets = read_cpu_sets(sys_root)
+    node_sets = read_node_sets(sys_root)
+    nodes, anomalies = read_nodes(sys_root, sets=node_sets, online_cpus=cpu_sets.online)
+    numa = bool(nodes)
+    if not numa:
+        total, free = _system_memory(proc_root)
+        cpus = cpu_sets.present
+        nodes = [Node(id=0, cpus=cpus, mem_total=total, mem_free=free,
+                      distances={0: LOCAL_DISTANCE}, has_cpu=bool(cpus & cpu_sets.online),
+                      has_memory=bool(total))]
+    owners: dict[int, list[int]] = {}
+    for n in nodes:
+        for c in n.cpus:
+            owners.setdefault(c, []).append(n.id)
+    for cpu, ids in sorted(owners.items()):
+        if len(ids) > 1:
+            anomalies.append(f"cpu{cpu} is listed by nodes {ids}")
+    for n in nodes:
+        if n.distances and n.distances.get(n.id) is not None:
+            for other, d in n.distances.items():
+                if other != n.id and d <= n.distances[n.id]:
+                    anomalies.append(f"node{n.id}->node{other} distance {d} is not above the "
+                                     f"local distance {n.distances[n.id]}")
+    orphans = cpu_sets.online - owners.keys()
+    if orphans:
+        # Their node is offline or absent (firmware hid it): no memory is local to them.
+        anomalies.append(f"online CPUs {format_cpulist(orphans)} belong to no online NUMA node")
+    node_of = {c: ids[0] for c, ids in owners.items()}
+    cpus = read_cpus(sys_root, sets=cpu_sets, node_of=node_of)
+    possible = cpu_sets.possible
+    return Topology(
+        nodes=tuple(nodes), cpus=tuple(cpus), cpu_sets=cpu_sets, node_sets=node_sets,
+        pci_devices=tuple(read_pci_devices(sys_root)),
+        cmdline=read_cmdline(proc_root, possible), affinity=read_affinity(proc_root),
+        cpuset=read_cpuset(proc_root), anomalies=tuple(anomalies), numa_in_sysfs=numa,
+    )

@@ -1,0 +1,57 @@
+"""The shared sysfs/procfs fixture trees, unpacked once per test session into a temp dir."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(os.environ.get("PHYSMEM_SYSFS_FIXTURES",
+                               Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sysfs"))
+_cache: dict[str, Path] = {}
+
+
+def archives() -> list[str]:
+    if not FIXTURES.is_dir():
+        return []
+    return sorted(p.name[: -len(".tar.bz2")] for p in FIXTURES.glob("*.tar.bz2"))
+
+
+def lstopo_text(name: str) -> str | None:
+    p = FIXTURES / f"{name}.lstopo.txt"
+    return p.read_text() if p.exists() else None
+
+
+def unpack(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tree's root (holding ``sys/`` and ``proc/``); archives hold one top folder."""
+    if name not in _cache:
+        if not FIXTURES.is_dir():
+            pytest.skip(f"fixture trees not found at {FIXTURES} (set PHYSMEM_SYSFS_FIXTURES)")
+        dest = tmp_path_factory.mktemp(name)
+        archive = FIXTURES / f"{name}.tar.bz2"
+        if shutil.which("tar"):
+            # GNU tar is ~10x faster than tarfile on these many-small-file trees.
+            subprocess.run(["tar", "-xjf", str(archive), "-C", str(dest)], check=True)
+        else:
+            with tarfile.open(archive) as tar:
+                tar.extractall(dest, filter="tar")
+        (top,) = [p for p in dest.iterdir() if p.is_dir()]
+        _cache[name] = top
+    return _cache[name]
+
+
+class Trees(dict):
+    """``trees[name]`` unpacks on first use, so a test run pays only for the trees it reads."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        super().__init__()
+        self._factory = tmp_path_factory
+
+    def __missing__(self, name: str) -> Path:
+        if name not in archives():
+            raise KeyError(name)
+        self[name] = unpack(name, self._factory)
+        return self[name]
