@@ -3,14 +3,28 @@
 Every reader takes ``proc_root="/proc"`` (so it can be pointed at a copied tree) and the
 per-process ones ``pid=None`` (this process). Files are read as bytes; a line that cannot be
 read raises :class:`~physmem.errors.ParseError`, a vanished process
-:class:`~physmem.errors.ProcessGone`.
+:class:`~physmem.errors.ProcessGone`, missing rights :class:`~physmem.errors.PermissionDenied`.
 """
 from __future__ import annotations
 
+from .checks import Finding, Severity, check_maps
+from .maps import Device, Prot, Vma, VmaKind, maps, parse_maps
 from .meminfo import meminfo, node_meminfo, parse_meminfo
+from .numa_maps import NumaMap, numa_maps, parse_numa_maps
+from .oom import Oom, oom, set_oom_score_adj
+from .pidstat import (Stat, Statm, parse_cpu_list, parse_stat, parse_status, stat, statm,
+                      status)
+from .smaps import Smaps, memory_totals, parse_smaps, smaps, smaps_rollup
+from .vmstat import parse_vmstat, vmstat
+from .zones import (BuddyInfo, PageTypeInfo, Zone, buddyinfo, pagetypeinfo, parse_buddyinfo,
+                    parse_pagetypeinfo, parse_zoneinfo, zoneinfo)
 
 __all__ = [
-    "meminfo",
-    "node_meminfo",
-    "parse_meminfo",
+    "BuddyInfo", "Device", "Finding", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",
+    "Smaps", "Stat", "Statm", "Vma", "VmaKind", "Zone",
+    "buddyinfo", "check_maps", "maps", "meminfo", "memory_totals", "node_meminfo", "numa_maps",
+    "oom", "pagetypeinfo", "parse_buddyinfo", "parse_cpu_list", "parse_maps", "parse_meminfo",
+    "parse_numa_maps", "parse_pagetypeinfo", "parse_smaps", "parse_stat", "parse_status",
+    "parse_vmstat", "parse_zoneinfo", "set_oom_score_adj", "smaps", "smaps_rollup", "stat",
+    "statm", "status", "vmstat", "zoneinfo",
 ]

@@ -1,0 +1,42 @@
+"""OOM killer view of a process: oom_score, oom_score_adj and the legacy oom_adj."""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from ..errors import InvalidArgument, ParseError, translate_os_errors
+from ._read import pid_path, read_bytes
+
+__all__ = ["Oom", "oom", "set_oom_score_adj"]
+
+
+class Oom(NamedTuple):
+    score: int      # 0..2000: what the OOM killer would pick by (higher dies first)
+    score_adj: int  # -1000 (never kill) .. 1000
+    adj: int        # legacy -17..15 view of score_adj
+
+
+def _int(path: str, pid: int | None) -> int:
+    data = read_bytes(path, pid)
+    try:
+        return int(data)
+    except ValueError:
+        raise ParseError("expected an integer", path=path, lineno=1, line=data) from None
+
+
+def oom(pid: int | None = None, proc_root: str = "/proc") -> Oom:
+    return Oom(*(_int(pid_path(proc_root, pid, n), pid)
+                 for n in ("oom_score", "oom_score_adj", "oom_adj")))
+
+
+def set_oom_score_adj(pid: int | None, value: int, proc_root: str = "/proc") -> None:
+    """Set ``oom_score_adj`` (-1000..1000). Lowering it needs CAP_SYS_RESOURCE."""
+    if isinstance(value, bool) or not isinstance(value, int) or not -1000 <= value <= 1000:
+        raise InvalidArgument(f"oom_score_adj must be an int in -1000..1000, not {value!r}")
+    path = pid_path(proc_root, pid, "oom_score_adj")
+    with translate_os_errors("cannot set oom_score_adj", path=path, pid=pid):
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"%d\n" % value)
+        finally:
+            os.close(fd)
