@@ -1,2 +1,6 @@
 """NUMA: memory policy and page placement (policy.py), automatic balancing (balancing.py)."""
 from __future__ import annotations
+
+from .balancing import balancing, set_balancing
+from .policy import (MemPolicy, Policy, bind, get_policy, move, node_of, online_nodes,
+                     possible_nodes, set_policy)

@@ -1,0 +1,48 @@
+"""The kernel validator: is this machine set up for low-latency DMA work, and what to fix.
+
+``validate(sections=None)`` runs the sections (memory, numa, isolation, access; one module
+each) and returns a :class:`Report` of :class:`Finding`. The module itself is callable, so
+``from physmem import validate; validate()`` works as well as ``validate.validate()``.
+"""
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any, Iterable
+
+from ..errors import InvalidArgument, PhysmemError
+from . import access, isolation, memory, numa
+from .context import Context
+from .findings import Finding, Report, Severity
+
+__all__ = ["SECTIONS", "Finding", "Report", "Severity", "validate"]
+
+SECTIONS = {"memory": memory.check, "numa": numa.check, "isolation": isolation.check,
+            "access": access.check}
+
+
+def validate(sections: Iterable[str] | str | None = None, *, sys_root: str = "/sys",
+             proc_root: str = "/proc") -> Report:
+    """Run ``sections`` (default: all). A section that cannot read its files yields a finding."""
+    names = list(SECTIONS) if sections is None else (
+        [sections] if isinstance(sections, str) else list(sections))
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise InvalidArgument(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
+    ctx = Context(sys_root, proc_root)
+    findings: list[Finding] = []
+    for name in names:
+        try:
+            findings.extend(SECTIONS[name](ctx))
+        except (PhysmemError, OSError) as exc:
+            findings.append(Finding(f"{name}.unreadable", name, Severity.ERROR,
+                                    f"the {name} checks could not read the system: {exc}"))
+    return Report(tuple(findings), tuple(names))
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return validate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,39 @@
+"""Physical access section: can this process see PFNs and page flags at all?"""
+from __future__ import annotations
+
+import os
+
+from .._sysfs import read_optional
+from .context import Context
+from .findings import Finding, Severity
+
+S = "access"
+CAP_SYS_ADMIN = 21
+
+
+def check(ctx: Context) -> list[Finding]:
+    out: list[Finding] = []
+    status = read_optional(f"{ctx.proc_root}/self/status") or b""
+    cap = next((line.split()[1] for line in status.splitlines() if line.startswith(b"CapEff:")), None)
+    if cap is None:
+        out.append(Finding("access.capabilities_unknown", S, Severity.WARNING,
+                           "cannot read this process's capabilities (/proc/self/status)"))
+    elif not int(cap, 16) >> CAP_SYS_ADMIN & 1:
+        out.append(Finding("access.no_cap_sys_admin", S, Severity.WARNING,
+                           "without CAP_SYS_ADMIN the kernel reports every PFN in pagemap as 0: "
+                           "physical addresses are unavailable",
+                           "run as root, or: setcap cap_sys_admin+ep $(readlink -f $(which python3))"))
+    for name, what in (("kpageflags", "page flags (HUGE, THP, ...)"), ("self/pagemap", "PFNs")):
+        path = f"{ctx.proc_root}/{name}"
+        if not os.path.exists(path):
+            out.append(Finding(f"access.{name.split('/')[-1]}_missing", S, Severity.ERROR,
+                               f"{path} does not exist: no {what}",
+                               "use a kernel built with CONFIG_PROC_PAGE_MONITOR=y"))
+            continue
+        try:
+            with open(path, "rb", buffering=0) as f:
+                f.read(8)
+        except OSError as exc:
+            out.append(Finding(f"access.{name.split('/')[-1]}_unreadable", S, Severity.WARNING,
+                               f"cannot read {path}: {exc.strerror}", "run as root"))
+    return out
