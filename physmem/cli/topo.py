@@ -1,0 +1,54 @@
+"""``physmem topo``: NUMA nodes, CPUs and PCI locality."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import topology
+from ..topology import format_cpulist
+
+EXAMPLE = """example:
+  physmem topo            # nodes with their usable CPUs, memory and distances
+  physmem topo --json     # everything: nodes, cpus, pci_devices, cmdline, cpuset, anomalies
+"""
+
+
+def run(args: argparse.Namespace) -> int:
+    topo = topology.read(args.sys_root, args.proc_root)
+    if args.json:
+        print(json.dumps(topo.to_dict(), indent=2, sort_keys=True))
+        return 0
+    by_node = topo.cpus_by_node()
+    ids = [n.id for n in topo.nodes]
+    for n in topo.nodes:
+        mem = f"{n.mem_total >> 20} MiB" if n.mem_total is not None else "unknown"
+        free = f"{n.mem_free >> 20} MiB" if n.mem_free is not None else "unknown"
+        print(f"node {n.id}: cpus {format_cpulist(by_node[n.id]) or '-'}  memory {mem} "
+              f"(free {free})" + ("" if n.has_memory else "  [memory-less]")
+              + ("" if n.has_cpu else "  [CPU-less]"))
+    print("distances: " + " ".join(f"{i:>4}" for i in ids))
+    for n in topo.nodes:
+        print(f"  {n.id:>7}: " + " ".join(f"{n.distances.get(i, '-'):>4}" for i in ids))
+    if topo.isolated_cpus or topo.cpu_sets.nohz_full:
+        print(f"isolated: {format_cpulist(topo.isolated_cpus) or '-'}  "
+              f"nohz_full: {format_cpulist(topo.cpu_sets.nohz_full) or '-'}")
+    for d in topo.pci_devices:
+        if d.numa_node is not None:
+            print(f"pci {d.address}: node {d.numa_node}, cpus {format_cpulist(d.local_cpus)}")
+    for a in topo.anomalies:
+        print(f"anomaly: {a}")
+    return 0
+
+
+def add_roots(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sys-root", default="/sys", help="where sysfs is (default /sys)")
+    p.add_argument("--proc-root", default="/proc", help="where procfs is (default /proc)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("topo", help="show NUMA nodes, CPUs and PCI locality",
+                              description=__doc__, epilog=EXAMPLE,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_roots(p)
+    p.set_defaults(func=run)
