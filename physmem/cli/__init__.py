@@ -14,7 +14,7 @@ from typing import Sequence
 
 from ..errors import InvalidArgument, PhysmemError
 
-COMMANDS = ("v2p", "kpageflags", "topo", "plan", "doctor")
+COMMANDS = ("v2p", "kpageflags", "topo", "plan", "doctor", "procfs")
 
 EXIT_USAGE = 1
 EXIT_SYSTEM = 2

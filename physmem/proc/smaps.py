@@ -122,7 +122,14 @@ def smaps_rollup(pid: int | None = None, proc_root: str = "/proc") -> dict[str, 
     Empty for a process without memory (a kernel thread or zombie).
     """
     path = pid_path(proc_root, pid, "smaps_rollup")
-    records = parse_smaps(read_bytes(path, pid), path)
+    try:
+        data = read_bytes(path, pid)
+    except ProcessLookupError:
+        # The kernel answers ESRCH for a process without an mm (kernel thread, zombie).
+        if os.path.isdir(os.path.dirname(path)):
+            return {}
+        raise
+    records = parse_smaps(data, path)
     if len(records) > 1:
         raise ParseError("smaps_rollup holds more than one record", path=path)
     return records[0].fields if records else {}

@@ -1,0 +1,195 @@
+"""maps/smaps/smaps_rollup/numa_maps against each other, map_files, and a stopped helper."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+import physmem.proc as proc
+from physmem.errors import ParseError, PermissionDenied, ProcessGone
+from physmem.proc import Prot, VmaKind
+
+from _proc_helpers import start_helper
+
+DATA = Path(__file__).parent / "data" / "design_notes"
+
+
+@pytest.fixture(scope="module")
+def stopped():
+    """A helper stopped with SIGSTOP so nothing moves between reads."""
+    p, tmpdir = start_helper(600)
+    os.kill(p.pid, signal.SIGSTOP)
+    yield p.pid, tmpdir
+    p.kill()
+    p.wait()
+    shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def all_pids():
+    return [int(x) for x in os.listdir("/proc") if x.isdigit()]
+
+
+PER_PID = [proc.maps, proc.smaps, proc.smaps_rollup, proc.numa_maps, proc.stat, proc.statm,
+           proc.status, proc.oom]
+
+
+def test_every_process_parses():
+    parsed = 0
+    for pid in all_pids():
+        for fn in PER_PID:
+            try:
+                fn(pid)
+                parsed += 1
+            except (ProcessGone, PermissionDenied):
+                # exited meanwhile, or the sandbox's init that even root may not ptrace-read
+                continue
+    assert parsed >= len(PER_PID) * (len(all_pids()) - 5)
+
+
+def test_maps_and_smaps_same_ranges(stopped):
+    pid, _ = stopped
+    m, s = proc.maps(pid), proc.smaps(pid)
+    assert len(m) > 300
+    assert [v for v in m] == [x.vma for x in s]
+    assert all(x.size == x.vma.size for x in s)
+
+
+def test_smaps_sum_equals_rollup(stopped):
+    pid, _ = stopped
+    s = proc.smaps(pid)
+    rollup = proc.smaps_rollup(pid)
+    assert rollup["Rss"] > 0
+    for key, total in rollup.items():
+        if key.startswith("Pss_"):
+            continue
+        summed = sum(x.get(key, 0) for x in s)
+        if "Pss" in key:
+            # smaps rounds each mapping's Pss down to kB; the rollup rounds once at the end
+            assert abs(summed - total) <= 1024 * len(s), key
+        else:
+            assert summed == total, key
+    assert rollup["Pss_Anon"] + rollup["Pss_File"] + rollup["Pss_Shmem"] == rollup["Pss"]
+    # Pss of shared library pages moves as other processes come and go: compare the rest
+    totals = proc.memory_totals(pid)
+    assert {k: v for k, v in totals.items() if "Pss" not in k} == \
+        {k: v for k, v in rollup.items() if "Pss" not in k}
+
+
+def test_maps_match_map_files(stopped, tmp_path):
+    pid, tmpdir = stopped
+    for v in proc.maps(pid):
+        link = f"/proc/{pid}/map_files/{v.start:x}-{v.end:x}"
+        if v.kind is VmaKind.FILE:
+            target = os.readlink(link)
+            assert target == v.path + (" (deleted)" if v.deleted else "")
+            assert os.stat(link).st_ino == v.inode
+        else:
+            assert not os.path.lexists(link)
+    by_path = {v.path: v for v in proc.maps(pid)}
+    assert by_path[os.path.join(tmpdir, "with space")].prot == Prot.READ
+    assert os.path.join(tmpdir, "new\nline") in by_path
+    assert by_path[os.path.join(tmpdir, "gone")].deleted
+
+
+def test_helper_layout(stopped):
+    pid, _ = stopped
+    vmas = proc.maps(pid)
+    kinds = {v.kind for v in vmas}
+    assert {VmaKind.FILE, VmaKind.ANONYMOUS, VmaKind.STACK, VmaKind.VDSO} <= kinds
+    assert proc.check_maps(vmas) == []
+    # mmap(-1) is MAP_SHARED anonymous memory, which the kernel names "/dev/zero (deleted)";
+    # the mprotect'ed pages alternate r--s / rw-s
+    anon = [v for v in vmas if v.path == "/dev/zero" and v.deleted and v.shared
+            and v.size == 4096]
+    assert len(anon) >= 290
+    assert {Prot.READ, Prot.READ | Prot.WRITE} <= {v.prot for v in anon}
+
+
+def test_numa_maps_add_up(stopped):
+    pid, _ = stopped
+    rss = {x.start: x.rss for x in proc.smaps(pid)}
+    nm = proc.numa_maps(pid)
+    assert nm
+    checked = 0
+    for n in nm:
+        total = n.mapped or max(n.anon, n.dirty)
+        assert n.pages == total, n
+        if n.nodes and not n.huge:
+            assert n.pages * n.kernelpagesize == rss[n.address], n
+            checked += 1
+    assert checked > 100
+    nodes = {int(d[4:]) for d in os.listdir("/sys/devices/system/node") if d[4:].isdigit()}
+    assert {k for n in nm for k in n.nodes} <= nodes
+
+
+def test_comm_with_parens_and_status(stopped):
+    pid, _ = stopped
+    st = proc.stat(pid)
+    with open(f"/proc/{pid}/comm") as f:
+        assert st.comm == f.read().rstrip("\n") == "a) (b c"
+    assert st.state == "T" and st.pid == pid and st.ppid == os.getpid()
+    assert st.processor in os.sched_getaffinity(pid)
+    status = proc.status(pid)
+    assert status["Cpus_allowed_list"] == os.sched_getaffinity(pid)
+    assert status["VmRSS"] == proc.statm(pid).resident
+    assert status["Name"] == "a) (b c"
+    # stat reads the per-CPU rss counters approximately, statm sums them
+    assert abs(st.rss * os.sysconf("SC_PAGE_SIZE") - proc.statm(pid).resident) <= 4 << 20
+
+
+def test_process_gone():
+    p, tmpdir = start_helper(2)
+    pid = p.pid
+    p.kill()
+    p.wait()
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    for fn in (proc.maps, proc.smaps, proc.stat):
+        with pytest.raises(ProcessGone) as info:
+            fn(pid)
+        assert isinstance(info.value, ProcessLookupError) and info.value.pid == pid
+
+
+def test_design_notes_samples():
+    root = str(DATA)
+    m = proc.maps(2442, proc_root=root)
+    assert len(m) == 15 and m[0].path == "/bin/busybox" and m[0].device == (8, 3)
+    assert m[5].kind is VmaKind.HEAP and m[-1].kind is VmaKind.VDSO and m[-2].kind is VmaKind.VVAR
+    assert proc.check_maps(m) == []
+    s = proc.smaps(2442, proc_root=root)
+    assert [x.vma for x in s] == m
+    assert s[1]["Size"] == 624 * 1024 and s[1].vm_flags == {"rd", "ex", "mr", "mw", "me", "dw"}
+    assert s[0].thp_eligible is False and s[0].protection_key is None
+    nm = proc.numa_maps(2442, proc_root=root)
+    assert nm[0].file == "/bin/busybox" and nm[0].mapmax == 10 and nm[5].heap
+    assert nm[-1].nodes == {} and nm[-1].kernelpagesize is None
+    assert [n.address for n in nm] == [v.start for v in m]
+    b = proc.buddyinfo(proc_root=root)
+    assert b[0].free[10] == 3 and b[2].zone == "Normal"
+
+
+def test_octal_escape_and_deleted_parse():
+    line = (b"7f0951bb3000-7f0951bb6000 rw-s 00001000 fd:01 42            "
+            b"/tmp/a b\\012c (deleted)\n"
+            b"7f0951bb6000-7f0951bb7000 rw-p 00000000 00:00 0       [anon:my heap]\n"
+            b"7f0951bb7000-7f0951bb8000 rw-s 00000000 00:01 9       [anon_shmem:x]\n"
+            b"7f0951bb8000-7f0951bb9000 rw-p 00000000 00:00 0       [stack:123]\n"
+            b"7f0951bb9000-7f0951bba000 r--p 00000000 fd:01 7       /caf\xe9\n")
+    a, b, c, d, e = proc.parse_maps(line)
+    assert a.path == "/tmp/a b\nc" and a.deleted and a.shared and a.offset == 4096
+    assert a.device == (0xfd, 1)
+    assert (b.kind, b.path) == (VmaKind.ANON_NAMED, "[anon:my heap]")
+    assert c.kind is VmaKind.ANON_SHMEM and d.kind is VmaKind.THREAD_STACK
+    assert os.fsencode(e.path) == b"/caf\xe9"
+
+
+def test_bad_lines_name_file_and_line():
+    with pytest.raises(ParseError) as info:
+        proc.parse_maps(b"00400000-00401000 r-xp 00000000 08:01 1 /bin/x\nnonsense\n", "/p/maps")
+    assert info.value.lineno == 2 and "/p/maps:2" in str(info.value)
+    with pytest.raises(ParseError):
+        proc.parse_smaps(b"Rss: 4 kB\n")
+    with pytest.raises(ParseError):
+        proc.parse_smaps(b"00400000-00401000 r-xp 00000000 08:01 1\nRss: 4 MB\n")
