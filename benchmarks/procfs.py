@@ -1,0 +1,71 @@
+"""physmem.proc vs a raw read and psutil, on a helper process with >= 2,000 mappings.
+
+Targets (issue 3): smaps parse <= 2x raw read and >= 2.5x faster than psutil
+memory_maps(grouped=False); maps parse <= 1.5x raw read. Prints best-of-N times and ratios.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psutil
+
+from physmem import proc
+from physmem.proc._read import read_bytes
+
+HELPER = r'''
+import ctypes, mmap, sys, tempfile
+libc = ctypes.CDLL(None)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+P = mmap.PAGESIZE
+n = 4000
+m = mmap.mmap(-1, n * P, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+a = ctypes.addressof(ctypes.c_char.from_buffer(m))
+for i in range(0, n, 2):
+    m[i * P] = 1
+    libc.mprotect(a + i * P, P, mmap.PROT_READ)
+f = tempfile.NamedTemporaryFile()
+f.truncate(400 * P)
+keep = [mmap.mmap(f.fileno(), P, offset=i * P) for i in range(0, 400, 2)]
+print("ready", flush=True)
+sys.stdin.read()
+'''
+
+
+def best(fn, n):
+    t = float("inf")
+    for _ in range(n):
+        s = time.perf_counter()
+        fn()
+        t = min(t, time.perf_counter() - s)
+    return t
+
+
+def main() -> int:
+    p = subprocess.Popen([sys.executable, "-c", HELPER], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    try:
+        p.stdout.readline()
+        nvma = len(proc.maps(p.pid))
+        ps = psutil.Process(p.pid)
+        raw_maps = best(lambda: read_bytes(f"/proc/{p.pid}/maps"), 50)
+        our_maps = best(lambda: proc.maps(p.pid), 50)
+        raw_smaps = best(lambda: read_bytes(f"/proc/{p.pid}/smaps"), 20)
+        our_smaps = best(lambda: proc.smaps(p.pid), 20)
+        ps_smaps = best(lambda: ps.memory_maps(grouped=False), 5)
+    finally:
+        p.kill()
+        p.wait()
+    print(f"helper mappings: {nvma}")
+    print(f"maps : raw read {raw_maps * 1e3:.2f} ms, physmem.proc.maps {our_maps * 1e3:.2f} ms, "
+          f"ratio {our_maps / raw_maps:.2f}x raw (target <= 1.5x)")
+    print(f"smaps: raw read {raw_smaps * 1e3:.2f} ms, physmem.proc.smaps {our_smaps * 1e3:.2f} ms,"
+          f" ratio {our_smaps / raw_smaps:.2f}x raw (target <= 2.0x)")
+    print(f"smaps: psutil memory_maps(grouped=False) {ps_smaps * 1e3:.2f} ms, physmem "
+          f"{ps_smaps / our_smaps:.2f}x faster (target >= 2.5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
