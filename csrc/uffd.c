@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -213,6 +214,7 @@ struct pm_uffd_server {
     uint64_t base;
     uint64_t page_size;
     int use_zeropage;
+    int spin; /* unpinned only: a pinned server shares its CPU with the faulter */
     unsigned char *bounce; /* page_size bytes: zero page, or the padded tail of src */
     pthread_mutex_t lock;  /* guards the kept events */
     struct pm_uffd_event kept[PM_UFFD_KEEP_EVENTS];
@@ -319,7 +321,7 @@ static void *server_main(void *arg)
         npending = still;
         uint64_t t0 = now_ns();
         int got = 0;
-        while (now_ns() - t0 < SPIN_NS) {
+        while (s->spin && now_ns() - t0 < SPIN_NS) {
             struct pollfd p = {.fd = s->fd, .events = POLLIN};
             if (poll(&p, 1, 0) > 0) {
                 got = 1;
@@ -337,7 +339,8 @@ static void *server_main(void *arg)
 }
 
 int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint64_t base,
-                         uint64_t page_size, int base_page_zero, struct pm_uffd_server **out)
+                         uint64_t page_size, int base_page_zero, int cpu,
+                         struct pm_uffd_server **out)
 {
     if (page_size == 0 || (page_size & (page_size - 1)))
         return -EINVAL;
@@ -351,6 +354,7 @@ int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint6
     s->base = base;
     s->page_size = page_size;
     s->use_zeropage = base_page_zero;
+    s->spin = cpu < 0;
     s->bounce = aligned_alloc(4096, page_size < 4096 ? 4096 : page_size);
     s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!s->bounce || s->stop_fd < 0) {
@@ -363,7 +367,16 @@ int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint6
     }
     memset(s->bounce, 0, page_size);
     pthread_mutex_init(&s->lock, NULL);
-    int err = pthread_create(&s->thread, NULL, server_main, s);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (cpu >= 0 && cpu < CPU_SETSIZE) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+    }
+    int err = pthread_create(&s->thread, &attr, server_main, s);
+    pthread_attr_destroy(&attr);
     if (err) {
         close(s->stop_fd);
         free(s->bounce);

@@ -20,6 +20,9 @@ from .errors import (
 from .addressing import page_size
 from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
 from .pagemap import PM, PageMap, PagemapEntries, virt_to_phys
+from .mapping import Mapping
+from .memfd import MemFd
+from .userfaultfd import UserFaultFd
 
 __version__ = "0.1.0"
 
@@ -36,6 +39,9 @@ __all__ = [
     "PageMap",
     "PagemapEntries",
     "virt_to_phys",
+    "Mapping",
+    "MemFd",
+    "UserFaultFd",
     "FeatureUnavailable",
     "InvalidArgument",
     "PageNotPresent",

@@ -1,0 +1,502 @@
+"""Memory mappings Python's ``mmap`` module cannot make: hugetlb page sizes, fixed addresses,
+mlock, mremap, msync, madvise, mprotect, with the address visible.
+
+Memory safety: every memoryview/ndarray handed out is derived from one private buffer object,
+so the mapping can count its live exports; ``close()``, ``remap()``, ``protect()`` to fewer
+permissions and guard installation refuse with ``BufferError`` while exports exist instead of
+leaving views that would fault. If the Mapping object is dropped while views live, the memory
+stays mapped until the last view goes.
+"""
+from __future__ import annotations
+
+import enum
+import errno as _errno
+import gc
+import mmap as _mmap
+import os
+import sys
+import weakref
+from typing import Any
+
+import numpy as np
+
+from ._features import kernel_at_least, unavailable
+from ._lib import check, ffi, lib
+from .errors import InvalidArgument, error_from_errno
+
+__all__ = ["Mapping", "Prot", "Advice", "hugepage_sizes", "PAGE_SIZE"]
+
+PAGE_SIZE = _mmap.PAGESIZE
+
+
+class Prot(enum.IntFlag):
+    """Access protection of a mapping (``PROT_*``)."""
+
+    NONE = lib.PROT_NONE
+    READ = lib.PROT_READ
+    WRITE = lib.PROT_WRITE
+    EXEC = lib.PROT_EXEC
+
+
+class Advice(enum.IntEnum):
+    """``madvise`` advice (``MADV_*``)."""
+
+    NORMAL = lib.MADV_NORMAL
+    RANDOM = lib.MADV_RANDOM
+    SEQUENTIAL = lib.MADV_SEQUENTIAL
+    WILLNEED = lib.MADV_WILLNEED
+    DONTNEED = lib.MADV_DONTNEED
+    FREE = lib.MADV_FREE
+    REMOVE = lib.MADV_REMOVE
+    DONTFORK = lib.MADV_DONTFORK
+    DOFORK = lib.MADV_DOFORK
+    MERGEABLE = lib.MADV_MERGEABLE
+    UNMERGEABLE = lib.MADV_UNMERGEABLE
+    HUGEPAGE = lib.MADV_HUGEPAGE
+    NOHUGEPAGE = lib.MADV_NOHUGEPAGE
+    DONTDUMP = lib.MADV_DONTDUMP
+    DODUMP = lib.MADV_DODUMP
+    WIPEONFORK = lib.MADV_WIPEONFORK
+    KEEPONFORK = lib.MADV_KEEPONFORK
+    COLD = lib.MADV_COLD
+    PAGEOUT = lib.MADV_PAGEOUT
+    POPULATE_READ = lib.MADV_POPULATE_READ
+    POPULATE_WRITE = lib.MADV_POPULATE_WRITE
+    DONTNEED_LOCKED = lib.MADV_DONTNEED_LOCKED
+    COLLAPSE = lib.MADV_COLLAPSE
+    GUARD_INSTALL = lib.MADV_GUARD_INSTALL
+    GUARD_REMOVE = lib.MADV_GUARD_REMOVE
+
+
+# The Linux version that added each advice newer than 3.x; EINVAL from an older kernel means
+# "unknown advice", reported as FeatureUnavailable.
+_ADVICE_SINCE = {
+    Advice.FREE: "4.5", Advice.WIPEONFORK: "4.14", Advice.KEEPONFORK: "4.14",
+    Advice.COLD: "5.4", Advice.PAGEOUT: "5.4", Advice.POPULATE_READ: "5.14",
+    Advice.POPULATE_WRITE: "5.14", Advice.DONTNEED_LOCKED: "5.18", Advice.COLLAPSE: "6.1",
+    Advice.GUARD_INSTALL: "6.13", Advice.GUARD_REMOVE: "6.13",
+}
+
+
+def hugepage_sizes() -> list[int]:
+    """Huge page sizes (bytes) the kernel offers, from /sys/kernel/mm/hugepages."""
+    try:
+        names = os.listdir("/sys/kernel/mm/hugepages")
+    except OSError:
+        return []
+    return sorted(int(n.split("-")[1][:-2]) * 1024 for n in names if n.startswith("hugepages-"))
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise InvalidArgument(f"{name}={value!r} must be a positive integer number of bytes")
+    return int(value)
+
+
+def _aligned(name: str, value: int, page_size: int) -> int:
+    if value % page_size:
+        raise InvalidArgument(
+            f"{name}={value:#x} is not a multiple of the page size {page_size:#x}; round it "
+            f"to a page boundary")
+    return value
+
+
+def _check_page_size(page_size: int | None) -> int:
+    if page_size is None or page_size == PAGE_SIZE:
+        return PAGE_SIZE
+    sizes = hugepage_sizes()
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size not in sizes:
+        raise InvalidArgument(
+            f"page_size={page_size!r} is not a page size this kernel offers; use None "
+            f"({PAGE_SIZE}) or one of the huge page sizes {sizes}")
+    return page_size
+
+
+def _hugetlb_flags(page_size: int, shift: int) -> int:
+    return (page_size.bit_length() - 1) << shift
+
+
+def _mmap_error(err: int, what: str, page_size: int, address: int | None) -> Exception:
+    hint = None
+    if err == _errno.ENOMEM and page_size != PAGE_SIZE:
+        hint = (f"reserve {page_size // 1024} kB huge pages first: "
+                f"/sys/kernel/mm/hugepages/hugepages-{page_size // 1024}kB/nr_hugepages")
+    elif err == _errno.EEXIST:
+        hint = "the requested address range is already mapped"
+    elif err == _errno.EAGAIN:
+        hint = "the memory could not be locked (RLIMIT_MEMLOCK?)"
+    return error_from_errno(err, what, address=address, hint=hint)
+
+
+def _unmap(address: int, size: int) -> None:
+    lib.pm_munmap(address, size)
+
+
+class Mapping:
+    """A region of virtual memory made with mmap(2), unmapped by :meth:`close`.
+
+    ``address``, ``size`` and ``page_size`` describe it. Get at the bytes with :meth:`view`
+    (a memoryview), :meth:`array` (a numpy array) or ``np.asarray(mapping)``; on Python 3.12+
+    ``memoryview(mapping)`` works too.
+    """
+
+    __slots__ = ("_address", "_size", "_page_size", "_prot", "_shared", "_buf", "_finalizer",
+                 "__weakref__")
+
+    def __init__(self, address: int, size: int, *, page_size: int = PAGE_SIZE,
+                 prot: Prot = Prot.READ | Prot.WRITE, shared: bool = False) -> None:
+        """Take ownership of an existing mapping (it is unmapped by :meth:`close`).
+
+        Use :meth:`anonymous` or :meth:`from_fd` to make one.
+        """
+        self._address = int(address)
+        self._size = int(size)
+        self._page_size = int(page_size)
+        self._prot = Prot(prot)
+        self._shared = bool(shared)
+        self._adopt()
+
+    def _adopt(self) -> None:
+        # The one buffer object every export derives from; the memory is unmapped when the
+        # buffer dies (weakref.finalize), so a view outliving the Mapping object stays valid.
+        self._buf = ffi.buffer(ffi.cast("char *", self._address), self._size)
+        self._finalizer = weakref.finalize(self._buf, _unmap, self._address, self._size)
+        self._finalizer.atexit = False
+
+    # ---- construction ------------------------------------------------------------------
+
+    @classmethod
+    def anonymous(cls, size: int, *, page_size: int | None = None, shared: bool = False,
+                  populate: bool = False, locked: bool = False, noreserve: bool = False,
+                  address: int | None = None,
+                  prot: Prot | int = Prot.READ | Prot.WRITE) -> Mapping:
+        """Map ``size`` bytes of anonymous memory.
+
+        ``page_size`` picks a hugetlb page size (one of :func:`hugepage_sizes`); ``address``
+        asks for exactly that address (MAP_FIXED_NOREPLACE, never replacing a mapping);
+        ``locked`` mlocks it (faulting it all in); ``populate`` prefaults it.
+        """
+        size = _positive_int("size", size)
+        page_size = _check_page_size(page_size)
+        flags = lib.MAP_ANONYMOUS | (lib.MAP_SHARED if shared else lib.MAP_PRIVATE)
+        if page_size != PAGE_SIZE:
+            _aligned("size", size, page_size)
+            flags |= lib.MAP_HUGETLB | _hugetlb_flags(page_size, lib.MAP_HUGE_SHIFT)
+        return cls._map(size, flags, -1, 0, page_size=page_size, shared=shared,
+                        populate=populate, locked=locked, noreserve=noreserve,
+                        address=address, prot=prot)
+
+    @classmethod
+    def from_fd(cls, fd: int | Any, size: int, offset: int = 0, *, shared: bool = True,
+                populate: bool = False, locked: bool = False, address: int | None = None,
+                prot: Prot | int = Prot.READ | Prot.WRITE,
+                page_size: int | None = None) -> Mapping:
+        """Map ``size`` bytes of file ``fd`` (an int or an object with ``fileno()``) from
+        ``offset``. Pass ``page_size`` for files on hugetlbfs (a hugetlb :class:`MemFd` does
+        this for you in :meth:`MemFd.map`)."""
+        if hasattr(fd, "fileno"):
+            fd = fd.fileno()
+        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+            raise InvalidArgument(f"fd={fd!r} must be an open file descriptor")
+        size = _positive_int("size", size)
+        page_size = _check_page_size(page_size)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgument(f"offset={offset!r} must be a non-negative integer")
+        _aligned("offset", offset, page_size)
+        if page_size != PAGE_SIZE:
+            _aligned("size", size, page_size)
+        flags = lib.MAP_SHARED if shared else lib.MAP_PRIVATE
+        return cls._map(size, flags, fd, offset, page_size=page_size, shared=shared,
+                        populate=populate, locked=locked, noreserve=False, address=address,
+                        prot=prot)
+
+    @classmethod
+    def _map(cls, size: int, flags: int, fd: int, offset: int, *, page_size: int,
+             shared: bool, populate: bool, locked: bool, noreserve: bool,
+             address: int | None, prot: Prot | int) -> Mapping:
+        prot = _check_prot(prot)
+        if populate:
+            flags |= lib.MAP_POPULATE
+        if noreserve:
+            flags |= lib.MAP_NORESERVE
+        want = 0
+        if address is not None:
+            if isinstance(address, bool) or not isinstance(address, int) or address <= 0:
+                raise InvalidArgument(f"address={address!r} must be a positive integer")
+            want = _aligned("address", address, page_size)
+            flags |= lib.MAP_FIXED_NOREPLACE
+        ret = lib.pm_mmap(want, size, int(prot), flags, fd, offset)
+        if ret < 0:
+            raise _mmap_error(-ret, f"mmap of {size} bytes", page_size, address)
+        if address is not None and ret != want:
+            # Kernels before 4.17 ignore MAP_FIXED_NOREPLACE and treat the address as a hint.
+            lib.pm_munmap(ret, size)
+            raise unavailable("mmap flag MAP_FIXED_NOREPLACE", "4.17", err=_errno.EINVAL)
+        m = cls(ret, size, page_size=page_size, prot=Prot(prot), shared=shared)
+        if locked:
+            try:
+                m.mlock()
+            except BaseException:
+                m.close()
+                raise
+        return m
+
+    # ---- attributes ------------------------------------------------------------------------
+
+    @property
+    def address(self) -> int:
+        """Start address (virtual) of the mapping."""
+        self._require_open()
+        return self._address
+
+    @property
+    def size(self) -> int:
+        """Length in bytes, as asked for (the kernel maps whole pages)."""
+        return self._size
+
+    @property
+    def page_size(self) -> int:
+        """Page size backing the mapping: the base page or a hugetlb size."""
+        return self._page_size
+
+    @property
+    def prot(self) -> Prot:
+        return self._prot
+
+    @property
+    def shared(self) -> bool:
+        return self._shared
+
+    @property
+    def closed(self) -> bool:
+        return self._buf is None
+
+    @property
+    def exports(self) -> int:
+        """Number of live objects (memoryviews, ndarrays) holding this mapping's memory."""
+        if self._buf is None:
+            return 0
+        # One reference is self._buf, one is getrefcount's argument.
+        return sys.getrefcount(self._buf) - 2
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __repr__(self) -> str:
+        if self._buf is None:
+            return "<Mapping closed>"
+        return (f"<Mapping address={self._address:#x} size={self._size:#x} "
+                f"page_size={self._page_size:#x} prot={self._prot!r}>")
+
+    def __enter__(self) -> Mapping:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- views -------------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._buf is None:
+            raise InvalidArgument("the Mapping is closed; map a new one")
+
+    def _require_readable(self) -> None:
+        self._require_open()
+        if not self._prot & (Prot.READ | Prot.WRITE):
+            raise InvalidArgument(
+                f"the Mapping at {self._address:#x} is {self._prot!s}: protect() it READ first")
+
+    def view(self) -> memoryview:
+        """A memoryview of the whole mapping (read-only if the mapping is not writable)."""
+        self._require_readable()
+        mv = memoryview(self._buf)
+        return mv if self._prot & Prot.WRITE else mv.toreadonly()
+
+    def array(self, dtype: Any = np.uint8, shape: int | tuple[int, ...] | None = None, *,
+              offset: int = 0) -> np.ndarray:
+        """A numpy array onto the mapping (no copy) from byte ``offset``; ``shape`` defaults
+        to as many items of ``dtype`` as fit."""
+        self._require_readable()
+        dtype = np.dtype(dtype)
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= self._size:
+            raise InvalidArgument(f"offset={offset!r} must be within 0..{self._size}")
+        avail = (self._size - offset) // dtype.itemsize
+        if shape is None:
+            count = avail
+            shape = (count,)
+        else:
+            shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+            count = int(np.prod(shape, dtype=np.int64))
+            if count > avail or any(int(s) < 0 for s in shape):
+                raise InvalidArgument(
+                    f"shape={shape!r} of {dtype} needs {count * dtype.itemsize} bytes; only "
+                    f"{avail * dtype.itemsize} are mapped after offset {offset}")
+        arr = np.frombuffer(self._buf, dtype=dtype, count=count, offset=offset).reshape(shape)
+        if not self._prot & Prot.WRITE:
+            arr.flags.writeable = False
+        return arr
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        arr = self.array()
+        if dtype is not None:
+            arr = arr.view(dtype) if np.dtype(dtype).itemsize == 1 else arr.astype(dtype)
+        return arr.copy() if copy else arr
+
+    def __buffer__(self, flags: int) -> memoryview:  # Python 3.12+ buffer protocol
+        return self.view()
+
+    def _refuse_if_exported(self, doing: str) -> None:
+        if self.exports:
+            gc.collect()  # views caught in reference cycles
+        n = self.exports
+        if n:
+            raise BufferError(
+                f"cannot {doing} the Mapping at {self._address:#x}: {n} memoryview/ndarray "
+                f"export(s) of it are alive; delete them (or release() the memoryviews) first")
+
+    # ---- operations --------------------------------------------------------------------
+
+    def _range(self, offset: int, length: int | None, *, align: bool = True) -> tuple[int, int]:
+        self._require_open()
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < self._size:
+            raise InvalidArgument(f"offset={offset!r} must be within 0..{self._size - 1}")
+        if length is None:
+            length = self._size - offset
+        if isinstance(length, bool) or not isinstance(length, int) or length <= 0 \
+                or offset + length > self._size:
+            raise InvalidArgument(
+                f"length={length!r} must be positive and end within the mapping "
+                f"({self._size - offset} bytes after offset {offset})")
+        if align:
+            _aligned("offset", offset, self._page_size)
+        return self._address + offset, length
+
+    def mlock(self, on_fault: bool = False) -> None:
+        """Lock the mapping in RAM; all of it now, or (``on_fault``) each page when first
+        touched (MLOCK_ONFAULT)."""
+        self._require_open()
+        ret = lib.pm_mlock2(self._address, self._size, lib.MLOCK_ONFAULT if on_fault else 0)
+        if ret == -_errno.ENOSYS:
+            raise unavailable("syscall mlock2", "4.4")
+        if ret in (-_errno.EAGAIN, -_errno.ENOMEM):
+            raise error_from_errno(
+                _errno.ENOMEM, f"mlock of {self._size} bytes at {self._address:#x}",
+                address=self._address,
+                hint="RLIMIT_MEMLOCK too low (ulimit -l) or not enough free memory")
+        check(ret, f"mlock of {self._size} bytes", address=self._address)
+
+    def munlock(self) -> None:
+        """Undo :meth:`mlock`."""
+        self._require_open()
+        check(lib.pm_munlock(self._address, self._size), "munlock", address=self._address)
+
+    def sync(self, *, asynchronous: bool = False, invalidate: bool = False, offset: int = 0,
+             length: int | None = None) -> None:
+        """msync: write a file mapping's dirty pages back (``asynchronous``: schedule only)."""
+        addr, length = self._range(offset, length)
+        flags = (lib.MS_ASYNC if asynchronous else lib.MS_SYNC)
+        if invalidate:
+            flags |= lib.MS_INVALIDATE
+        check(lib.pm_msync(addr, length, flags), "msync", address=addr)
+
+    def advise(self, advice: Advice | int, offset: int = 0, length: int | None = None) -> None:
+        """madvise the range ``[offset, offset+length)`` (default: all of it)."""
+        try:
+            advice = Advice(advice)
+        except ValueError:
+            raise InvalidArgument(f"advice={advice!r} is not an Advice") from None
+        addr, length = self._range(offset, length)
+        if advice is Advice.GUARD_INSTALL:
+            self._refuse_if_exported("install guard pages in")
+        ret = lib.pm_madvise(addr, length, int(advice))
+        if ret == -_errno.EINVAL and advice in _ADVICE_SINCE \
+                and not kernel_at_least(_ADVICE_SINCE[advice]):
+            raise unavailable(f"madvise MADV_{advice.name}", _ADVICE_SINCE[advice],
+                              err=_errno.EINVAL)
+        check(ret, f"madvise MADV_{advice.name} of {length} bytes at {addr:#x}", address=addr)
+
+    def protect(self, prot: Prot | int) -> None:
+        """mprotect the whole mapping. Dropping a permission while views exist is refused
+        (BufferError): a view would fault."""
+        self._require_open()
+        prot = _check_prot(prot)
+        readable = Prot.READ | Prot.WRITE
+        lost = (bool(self._prot & readable) and not prot & readable) or \
+               (bool(self._prot & Prot.WRITE) and not prot & Prot.WRITE)
+        if lost:
+            self._refuse_if_exported(f"protect({prot!s})")
+        check(lib.pm_mprotect(self._address, self._size, int(prot)), "mprotect",
+              address=self._address)
+        self._prot = prot
+
+    def touch(self, offset: int = 0, length: int | None = None, *, write: bool = False) -> int:
+        """Fault in every page of the range from C, without holding the GIL (so a
+        :meth:`UserFaultFd.serve` handler thread can run meanwhile). A write touch adds 0
+        atomically, which keeps the contents. Returns the sum of the bytes read."""
+        self._require_readable()
+        if write and not self._prot & Prot.WRITE:
+            raise InvalidArgument("write=True on a mapping that is not writable")
+        addr, length = self._range(offset, length, align=False)
+        return int(lib.pm_touch(addr, length, PAGE_SIZE, 1 if write else 0))
+
+    def remap(self, new_size: int, *, may_move: bool = True, address: int | None = None,
+              dont_unmap: bool = False) -> Mapping | None:
+        """mremap to ``new_size`` bytes, in place or (``may_move``) wherever fits, or to
+        exactly ``address``. Contents (and for hugetlb, the physical pages) are kept.
+
+        ``dont_unmap`` (MREMAP_DONTUNMAP, same size only) moves the pages and leaves the old
+        range mapped but empty; it is returned as a new Mapping. Otherwise returns None.
+        Refused with BufferError while views exist.
+        """
+        self._require_open()
+        new_size = _positive_int("new_size", new_size)
+        if self._page_size != PAGE_SIZE:
+            _aligned("new_size", new_size, self._page_size)
+        flags = lib.MREMAP_MAYMOVE if may_move else 0
+        target = 0
+        if address is not None:
+            if isinstance(address, bool) or not isinstance(address, int) or address <= 0:
+                raise InvalidArgument(f"address={address!r} must be a positive integer")
+            target = _aligned("address", address, self._page_size)
+            flags |= lib.MREMAP_MAYMOVE | lib.MREMAP_FIXED
+        if dont_unmap:
+            if new_size != self._size:
+                raise InvalidArgument(
+                    f"dont_unmap=True needs new_size == size ({self._size}), got {new_size}")
+            flags |= lib.MREMAP_MAYMOVE | lib.MREMAP_DONTUNMAP
+        self._refuse_if_exported("remap")
+        old_address, old_size = self._address, self._size
+        self._finalizer.detach()
+        self._buf = None
+        ret = lib.pm_mremap(old_address, old_size, new_size, flags, target)
+        if ret < 0:
+            self._adopt()
+            if dont_unmap and ret == -_errno.EINVAL and not kernel_at_least("5.7"):
+                raise unavailable("mremap flag MREMAP_DONTUNMAP", "5.7", err=_errno.EINVAL)
+            hint = "cannot grow in place; pass may_move=True" if ret == -_errno.ENOMEM \
+                and not may_move else None
+            raise error_from_errno(-ret, f"mremap of {old_size} bytes at {old_address:#x} "
+                                   f"to {new_size} bytes", address=old_address, hint=hint)
+        self._address, self._size = int(ret), new_size
+        self._adopt()
+        if dont_unmap:
+            return Mapping(old_address, old_size, page_size=self._page_size, prot=self._prot,
+                           shared=self._shared)
+        return None
+
+    def close(self) -> None:
+        """munmap. Refused with BufferError while views exist; closing twice is fine."""
+        if self._buf is None:
+            return
+        self._refuse_if_exported("close")
+        self._finalizer.detach()
+        self._buf = None
+        check(lib.pm_munmap(self._address, self._size), "munmap", address=self._address)
+
+
+def _check_prot(prot: Any) -> Prot:
+    try:
+        p = Prot(prot)
+    except ValueError:
+        raise InvalidArgument(f"prot={prot!r} is not a combination of Prot flags") from None
+    return p

@@ -1,0 +1,209 @@
+"""Anonymous files in RAM (memfd_create), optionally on huge pages, with file seals."""
+from __future__ import annotations
+
+import enum
+import errno as _errno
+import os
+from typing import Any
+
+from ._features import kernel_at_least, unavailable
+from ._lib import check, lib
+from .errors import InvalidArgument, error_from_errno
+from .mapping import PAGE_SIZE, Mapping, Prot, _check_page_size, _hugetlb_flags
+
+__all__ = ["MemFd", "Seal"]
+
+
+class Seal(enum.IntFlag):
+    """File seals (``F_SEAL_*``): each forbids a kind of change for good."""
+
+    SEAL = lib.F_SEAL_SEAL
+    SHRINK = lib.F_SEAL_SHRINK
+    GROW = lib.F_SEAL_GROW
+    WRITE = lib.F_SEAL_WRITE
+    FUTURE_WRITE = lib.F_SEAL_FUTURE_WRITE
+    EXEC = lib.F_SEAL_EXEC
+
+
+_SEAL_SINCE = {Seal.FUTURE_WRITE: "5.1", Seal.EXEC: "6.3"}
+
+
+class MemFd:
+    """A memfd: an anonymous file living in RAM (tmpfs, or hugetlbfs with ``page_size``).
+
+    ``MemFd(name, size=0, page_size=None, cloexec=True, sealing=True, noexec=False)``;
+    ``noexec`` creates it with MFD_NOEXEC_SEAL (never executable, Linux 6.3).
+    """
+
+    def __init__(self, name: str, *, size: int = 0, page_size: int | None = None,
+                 cloexec: bool = True, sealing: bool = True, noexec: bool = False) -> None:
+        if not isinstance(name, str) or len(name.encode()) > 249 or "\0" in name:
+            raise InvalidArgument(f"name={name!r} must be a str of at most 249 bytes, no NUL")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidArgument(f"size={size!r} must be a non-negative integer")
+        self._page_size = _check_page_size(page_size)
+        flags = 0
+        if cloexec:
+            flags |= lib.MFD_CLOEXEC
+        if sealing:
+            flags |= lib.MFD_ALLOW_SEALING
+        if self._page_size != PAGE_SIZE:
+            flags |= lib.MFD_HUGETLB | _hugetlb_flags(self._page_size, lib.MFD_HUGE_SHIFT)
+        if noexec:
+            flags |= lib.MFD_NOEXEC_SEAL
+        ret = lib.pm_memfd_create(name.encode(), flags)
+        if ret == -_errno.EINVAL and noexec and not kernel_at_least("6.3"):
+            raise unavailable("memfd_create flag MFD_NOEXEC_SEAL", "6.3", err=_errno.EINVAL)
+        if ret == -_errno.EINVAL and sealing and self._page_size != PAGE_SIZE \
+                and not kernel_at_least("4.16"):
+            raise unavailable("memfd_create with MFD_HUGETLB | MFD_ALLOW_SEALING", "4.16",
+                              err=_errno.EINVAL)
+        if ret == -_errno.ENOSYS:
+            raise unavailable("syscall memfd_create", "3.17")
+        self._fd = check(ret, f"memfd_create({name!r})")
+        self.name = name
+        if size:
+            try:
+                self.truncate(size)
+            except BaseException:
+                self.close()
+                raise
+
+    # ---- attributes --------------------------------------------------------------------
+
+    @property
+    def fd(self) -> int:
+        self._require_open()
+        return self._fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    @property
+    def page_size(self) -> int:
+        return self._page_size
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    @property
+    def size(self) -> int:
+        self._require_open()
+        return os.fstat(self._fd).st_size
+
+    @property
+    def seals(self) -> Seal:
+        """The seals in force (F_GET_SEALS)."""
+        self._require_open()
+        return Seal(check(lib.pm_get_seals(self._fd), "F_GET_SEALS"))
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<MemFd {self.name!r} closed>"
+        return f"<MemFd {self.name!r} fd={self._fd} size={self.size} seals={self.seals!s}>"
+
+    def __enter__(self) -> MemFd:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _require_open(self) -> None:
+        if getattr(self, "_fd", -1) < 0:
+            raise InvalidArgument("the MemFd is closed")
+
+    # ---- operations --------------------------------------------------------------------
+
+    def truncate(self, size: int) -> None:
+        """Set the file's size (ftruncate); refused with PermissionDenied under GROW/SHRINK
+        seals. On hugetlbfs the size must be a multiple of the page size."""
+        self._require_open()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidArgument(f"size={size!r} must be a non-negative integer")
+        if size % self._page_size:
+            raise InvalidArgument(f"size={size:#x} is not a multiple of the page size "
+                                  f"{self._page_size:#x}; round it up")
+        ret = lib.pm_ftruncate(self._fd, size)
+        hint = f"the memfd is sealed ({self.seals!s})" if ret == -_errno.EPERM else None
+        if ret < 0:
+            raise error_from_errno(-ret, f"ftruncate memfd {self.name!r} to {size}", hint=hint)
+
+    def add_seals(self, seals: Seal | int) -> None:
+        """Add seals (F_ADD_SEALS). WRITE is refused (EBUSY) while writable shared mappings
+        exist; FUTURE_WRITE lets existing mappings keep writing."""
+        self._require_open()
+        try:
+            seals = Seal(seals)
+        except ValueError:
+            raise InvalidArgument(f"seals={seals!r} is not a combination of Seal flags") from None
+        ret = lib.pm_add_seals(self._fd, int(seals))
+        if ret == -_errno.EINVAL:
+            for seal, since in _SEAL_SINCE.items():
+                if seals & seal and not kernel_at_least(since):
+                    raise unavailable(f"file seal F_SEAL_{seal.name}", since, err=_errno.EINVAL)
+        hint = None
+        if ret == -_errno.EBUSY:
+            hint = "writable shared mappings of it exist; close them or seal FUTURE_WRITE"
+        elif ret == -_errno.EPERM:
+            hint = "the memfd is sealed against new seals (SEAL), or was made with sealing=False"
+        if ret < 0:
+            raise error_from_errno(-ret, f"add seals {seals!s} to memfd {self.name!r}",
+                                   hint=hint)
+
+    def map(self, size: int | None = None, offset: int = 0, *, shared: bool = True,
+            prot: Prot | int = Prot.READ | Prot.WRITE, populate: bool = False,
+            locked: bool = False, address: int | None = None) -> Mapping:
+        """mmap ``size`` bytes (default: the whole file after ``offset``)."""
+        self._require_open()
+        if size is None:
+            size = self.size - offset
+            if size <= 0:
+                raise InvalidArgument(
+                    f"the memfd holds {self.size} bytes, nothing to map after offset "
+                    f"{offset}; truncate() it first or pass size")
+        return Mapping.from_fd(self._fd, size, offset, shared=shared, prot=prot,
+                               populate=populate, locked=locked, address=address,
+                               page_size=self._page_size)
+
+    def punch_hole(self, offset: int, length: int) -> None:
+        """Free the pages of ``[offset, offset+length)``; the size stays (they read as 0)."""
+        self._require_open()
+        for name, value in (("offset", offset), ("length", length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidArgument(f"{name}={value!r} must be a non-negative integer")
+        ret = lib.pm_fallocate(self._fd, lib.FALLOC_FL_PUNCH_HOLE | lib.FALLOC_FL_KEEP_SIZE,
+                               offset, length)
+        hint = "the memfd is sealed against writes" if ret == -_errno.EPERM else None
+        if ret < 0:
+            raise error_from_errno(-ret, f"punch hole at {offset} ({length} bytes)", hint=hint)
+
+    def write(self, data: Any, offset: int = 0) -> int:
+        """pwrite ``data`` at ``offset``; returns the bytes written."""
+        self._require_open()
+        try:
+            return os.pwrite(self._fd, data, offset)
+        except OSError as exc:
+            raise error_from_errno(exc.errno or _errno.EIO, f"write to memfd {self.name!r}",
+                                   hint="the memfd is sealed" if exc.errno == _errno.EPERM
+                                   else None) from exc
+
+    def read(self, length: int, offset: int = 0) -> bytes:
+        """pread ``length`` bytes at ``offset``."""
+        self._require_open()
+        return os.pread(self._fd, length, offset)
+
+    def close(self) -> None:
+        """Close the fd (mappings of it stay valid). Closing twice is fine."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __getstate__(self) -> Any:  # an fd cannot be pickled
+        raise TypeError("MemFd cannot be pickled; pass its fd to another process instead")
+

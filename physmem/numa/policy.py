@@ -1,0 +1,278 @@
+"""NUMA memory policy and page placement: mbind, set_mempolicy, get_mempolicy, move_pages.
+
+Through the raw syscalls; libnuma is not needed. Node masks are sets of node numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import errno as _errno
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .._features import kernel_at_least, unavailable
+from .._lib import ffi, lib
+from ..errors import InvalidArgument, error_from_errno
+from ..mapping import PAGE_SIZE, Mapping
+
+__all__ = ["Policy", "MemPolicy", "bind", "set_policy", "get_policy", "node_of", "move",
+           "possible_nodes", "online_nodes", "NOT_PRESENT"]
+
+# Node masks handed to the kernel: 1024 bits, the largest MAX_NUMNODES (NODES_SHIFT=10).
+_MASK_BITS = 1024
+_MASK_WORDS = _MASK_BITS // 64
+
+#: ``node_of``/``move`` status for a page with no physical frame (-ENOENT).
+NOT_PRESENT = -_errno.ENOENT
+
+
+class Policy(enum.IntEnum):
+    """Memory policy modes (``MPOL_*``)."""
+
+    DEFAULT = lib.MPOL_DEFAULT
+    PREFERRED = lib.MPOL_PREFERRED
+    BIND = lib.MPOL_BIND
+    INTERLEAVE = lib.MPOL_INTERLEAVE
+    LOCAL = lib.MPOL_LOCAL
+    PREFERRED_MANY = lib.MPOL_PREFERRED_MANY
+    WEIGHTED_INTERLEAVE = lib.PM_MPOL_WEIGHTED_INTERLEAVE
+
+
+_POLICY_SINCE = {Policy.LOCAL: "3.8", Policy.PREFERRED_MANY: "5.15",
+                 Policy.WEIGHTED_INTERLEAVE: "6.9"}
+_MODE_FLAGS = lib.MPOL_F_STATIC_NODES | lib.MPOL_F_RELATIVE_NODES | lib.MPOL_F_NUMA_BALANCING
+
+
+@dataclasses.dataclass(frozen=True)
+class MemPolicy:
+    """A memory policy: ``mode``, the ``nodes`` it names, and mode flags
+    (``static_nodes``, ``relative_nodes``, ``numa_balancing``)."""
+
+    mode: Policy
+    nodes: frozenset[int]
+    static_nodes: bool = False
+    relative_nodes: bool = False
+    numa_balancing: bool = False
+
+
+def _read_nodelist(path: str) -> frozenset[int]:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return frozenset({0})  # kernel without CONFIG_NUMA: one node
+    nodes: set[int] = set()
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        nodes.update(range(int(lo), int(hi or lo) + 1))
+    return frozenset(nodes)
+
+
+def possible_nodes() -> frozenset[int]:
+    """Node numbers the kernel could ever have (/sys/devices/system/node/possible)."""
+    return _read_nodelist("/sys/devices/system/node/possible")
+
+
+def online_nodes() -> frozenset[int]:
+    """Node numbers online now (/sys/devices/system/node/online)."""
+    return _read_nodelist("/sys/devices/system/node/online")
+
+
+def _nodes(nodes: int | Iterable[int], name: str = "nodes") -> frozenset[int]:
+    if isinstance(nodes, (int, np.integer)) and not isinstance(nodes, bool):
+        nodes = (int(nodes),)
+    try:
+        out = frozenset(int(n) for n in nodes)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{name}={nodes!r} must be a node number or an iterable of "
+                              "them") from None
+    bad = sorted(n for n in out if not 0 <= n < _MASK_BITS)
+    if bad:
+        raise InvalidArgument(f"{name}={sorted(out)}: {bad} out of range 0..{_MASK_BITS - 1}")
+    return out
+
+
+def _mask(nodes: frozenset[int]) -> Any:
+    words = np.zeros(_MASK_WORDS, dtype=np.uint64)
+    for n in nodes:
+        words[n // 64] |= np.uint64(1 << (n % 64))
+    return words
+
+
+def _unmask(words: np.ndarray) -> frozenset[int]:
+    return frozenset(i * 64 + b for i, w in enumerate(words.tolist()) for b in range(64)
+                     if w >> b & 1)
+
+
+def _mode(mode: Policy | int, flags: int = 0) -> Policy:
+    try:
+        return Policy(mode)
+    except ValueError:
+        raise InvalidArgument(f"mode={mode!r} is not a Policy") from None
+
+
+def _policy_error(err: int, what: str, mode: Policy, nodes: frozenset[int],
+                  address: int | None = None) -> Exception:
+    if err == _errno.EINVAL and mode in _POLICY_SINCE and not kernel_at_least(_POLICY_SINCE[mode]):
+        return unavailable(f"memory policy MPOL_{mode.name}", _POLICY_SINCE[mode],
+                           err=_errno.EINVAL)
+    if err == _errno.ENOSYS:
+        return unavailable(f"syscall {what.split()[0]}", "2.6.7",
+                           hint="the kernel is built without CONFIG_NUMA")
+    if err == _errno.EINVAL:
+        offline = sorted(nodes - online_nodes())
+        if offline:
+            return InvalidArgument(f"nodes={sorted(nodes)}: node(s) {offline} are not online "
+                                   f"(online: {sorted(online_nodes())})")
+        if not nodes and mode not in (Policy.DEFAULT, Policy.LOCAL, Policy.PREFERRED):
+            return InvalidArgument(f"mode {mode.name} needs at least one node in nodes")
+        if nodes and mode in (Policy.DEFAULT, Policy.LOCAL):
+            return InvalidArgument(f"mode {mode.name} takes no nodes, got {sorted(nodes)}")
+    return error_from_errno(err, what, address=address)
+
+
+def _range(target: Mapping | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(target, Mapping):
+        return target.address, target.size
+    try:
+        address, length = target
+        address, length = int(address), int(length)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"target={target!r} must be a Mapping or (address, length)") \
+            from None
+    if address < 0 or address % PAGE_SIZE or length <= 0:
+        raise InvalidArgument(f"target=({address:#x}, {length}): the address must be page "
+                              "aligned and the length positive")
+    return address, length
+
+
+def bind(target: Mapping | tuple[int, int], nodes: int | Iterable[int] = (),
+         mode: Policy | int = Policy.BIND, *, strict: bool = False, move: bool = False,
+         move_all: bool = False, static_nodes: bool = False,
+         relative_nodes: bool = False) -> None:
+    """mbind a Mapping or ``(address, length)`` range to ``nodes`` under ``mode``.
+
+    New pages follow the policy; ``move`` also migrates the pages already there (``strict``
+    fails if some could not be placed, ``move_all`` moves shared pages too, needs
+    CAP_SYS_NICE).
+    """
+    address, length = _range(target)
+    mode = _mode(mode)
+    node_set = _nodes(nodes)
+    flags = (lib.MPOL_MF_STRICT if strict else 0) | (lib.MPOL_MF_MOVE if move else 0) | \
+        (lib.MPOL_MF_MOVE_ALL if move_all else 0)
+    mode_flags = (lib.MPOL_F_STATIC_NODES if static_nodes else 0) | \
+        (lib.MPOL_F_RELATIVE_NODES if relative_nodes else 0)
+    words = _mask(node_set)
+    mask = ffi.from_buffer("uint64_t[]", words) if node_set else ffi.NULL
+    ret = lib.pm_mbind(address, length, int(mode) | mode_flags, mask, _MASK_BITS, flags)
+    if ret < 0:
+        raise _policy_error(-ret, f"mbind {mode.name} {sorted(node_set)} on "
+                            f"{address:#x}+{length:#x}", mode, node_set, address)
+
+
+def set_policy(mode: Policy | int, nodes: int | Iterable[int] = (), *,
+               static_nodes: bool = False, relative_nodes: bool = False,
+               numa_balancing: bool = False) -> None:
+    """set_mempolicy: the calling thread's default policy for new allocations."""
+    mode = _mode(mode)
+    node_set = _nodes(nodes)
+    mode_flags = (lib.MPOL_F_STATIC_NODES if static_nodes else 0) | \
+        (lib.MPOL_F_RELATIVE_NODES if relative_nodes else 0) | \
+        (lib.MPOL_F_NUMA_BALANCING if numa_balancing else 0)
+    words = _mask(node_set)
+    mask = ffi.from_buffer("uint64_t[]", words) if node_set else ffi.NULL
+    ret = lib.pm_set_mempolicy(int(mode) | mode_flags, mask, _MASK_BITS)
+    if ret == -_errno.EINVAL and numa_balancing and not kernel_at_least("5.12"):
+        raise unavailable("mode flag MPOL_F_NUMA_BALANCING", "5.12", err=_errno.EINVAL)
+    if ret < 0:
+        raise _policy_error(-ret, f"set_mempolicy {mode.name} {sorted(node_set)}", mode,
+                            node_set)
+
+
+def get_policy(address: int | Mapping | None = None) -> MemPolicy:
+    """get_mempolicy: the calling thread's policy, or (with ``address``) the policy of the
+    memory at that address."""
+    mode = ffi.new("int *")
+    words = np.zeros(_MASK_WORDS, dtype=np.uint64)
+    flags = 0
+    addr = 0
+    if address is not None:
+        addr = address.address if isinstance(address, Mapping) else int(address)
+        flags = lib.MPOL_F_ADDR
+    ret = lib.pm_get_mempolicy(mode, ffi.from_buffer("uint64_t[]", words), _MASK_BITS, addr,
+                               flags)
+    if ret < 0:
+        if ret == -_errno.EFAULT and address is not None:
+            raise InvalidArgument(f"address={addr:#x} is not mapped")
+        raise error_from_errno(-ret, "get_mempolicy", address=addr or None)
+    raw = mode[0]
+    return MemPolicy(
+        mode=Policy(raw & ~_MODE_FLAGS), nodes=_unmask(words),
+        static_nodes=bool(raw & lib.MPOL_F_STATIC_NODES),
+        relative_nodes=bool(raw & lib.MPOL_F_RELATIVE_NODES),
+        numa_balancing=bool(raw & lib.MPOL_F_NUMA_BALANCING))
+
+
+def _pages(addresses: Any) -> tuple[np.ndarray, bool]:
+    if isinstance(addresses, Mapping):
+        return (addresses.address + np.arange(0, addresses.size, PAGE_SIZE,
+                                              dtype=np.uint64)), False
+    scalar = np.ndim(addresses) == 0
+    try:
+        arr = np.ascontiguousarray(np.atleast_1d(addresses), dtype=np.uint64)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgument(f"addresses={addresses!r} must be an address or an array of "
+                              "them") from None
+    if arr.ndim != 1:
+        arr = arr.ravel()
+    return arr, scalar
+
+
+def node_of(addresses: Any, *, pid: int = 0) -> Any:
+    """The NUMA node of the page at each address (move_pages query): an int for an int, an
+    int32 array for an array or a Mapping (one entry per page). Negative entries are
+    -errno: ``NOT_PRESENT`` (-ENOENT) for a page not in memory, -EFAULT for an unmapped
+    address."""
+    pages, scalar = _pages(addresses)
+    pages = pages & ~np.uint64(PAGE_SIZE - 1)
+    status = np.empty(len(pages), dtype=np.int32)
+    if len(pages):
+        ret = lib.pm_move_pages(pid, len(pages), ffi.from_buffer("uint64_t[]", pages),
+                                ffi.NULL, ffi.from_buffer("int[]", status), 0)
+        if ret < 0:
+            if ret == -_errno.ENOSYS:
+                raise unavailable("syscall move_pages", "2.6.18",
+                                  hint="the kernel is built without CONFIG_NUMA/MIGRATION")
+            raise error_from_errno(-ret, "move_pages query", pid=pid or None)
+    return int(status[0]) if scalar else status
+
+
+def move(target: Mapping | tuple[int, int] | Sequence[int] | np.ndarray, node: int, *,
+         pid: int = 0, move_all: bool = False) -> np.ndarray:
+    """Migrate the pages of a Mapping, an ``(address, length)`` range, or an array of page
+    addresses to ``node`` (move_pages). Returns each page's node afterwards, or -errno for
+    that page (``NOT_PRESENT`` for a page never touched)."""
+    node = next(iter(_nodes(node, "node")))
+    if isinstance(target, tuple) and len(target) == 2:
+        address, length = _range(target)
+        pages = address + np.arange(0, length, PAGE_SIZE, dtype=np.uint64)
+    else:
+        pages, _ = _pages(target)
+        pages = pages & ~np.uint64(PAGE_SIZE - 1)
+    if node not in online_nodes():
+        raise InvalidArgument(f"node={node} is not online (online: {sorted(online_nodes())})")
+    nodes = np.full(len(pages), node, dtype=np.int32)
+    status = np.empty(len(pages), dtype=np.int32)
+    if len(pages):
+        ret = lib.pm_move_pages(pid, len(pages), ffi.from_buffer("uint64_t[]", pages),
+                                ffi.from_buffer("int[]", nodes),
+                                ffi.from_buffer("int[]", status),
+                                lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE)
+        if ret < 0:
+            if ret == -_errno.ENOSYS:
+                raise unavailable("syscall move_pages", "2.6.18")
+            raise error_from_errno(-ret, f"move_pages to node {node}", pid=pid or None)
+    return status
+

@@ -1,0 +1,710 @@
+"""userfaultfd: handle page faults of your own memory in user space.
+
+Open a :class:`UserFaultFd`, ``register`` a range (MISSING, WP, MINOR), then resolve its
+faults: by hand (``read_events`` + ``copy``/``zeropage``/``continue_``/``writeprotect``), with
+a Python handler on a thread (``serve(handler)``), or with the C fast paths ``serve_zero()`` /
+``serve_from(buffer)``, which run on a native thread that never takes the GIL.
+
+A fault blocks the faulting thread until it is resolved. With ``serve(handler)`` the handler
+needs the GIL, so touch registered memory only from code that releases the GIL (C code,
+:meth:`physmem.Mapping.touch`, other processes): a Python thread faulting while holding the GIL
+would wait for a handler that can never run. Closing the UserFaultFd wakes every waiting
+thread; their faults are then resolved as if the range had never been registered.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import errno as _errno
+import os
+import threading
+from typing import Any, Callable
+
+from ._features import kernel_at_least, unavailable
+from ._lib import check, ffi, lib
+from .errors import InvalidArgument, PhysmemError, error_from_errno
+from .mapping import PAGE_SIZE, Mapping
+
+__all__ = ["UserFaultFd", "Feature", "Mode", "Ioctl", "EventKind", "FaultFlag", "Event",
+           "Server", "NativeServer"]
+
+
+class Feature(enum.IntFlag):
+    """``UFFD_FEATURE_*`` flags negotiated with UFFDIO_API."""
+
+    PAGEFAULT_FLAG_WP = lib.UFFD_FEATURE_PAGEFAULT_FLAG_WP
+    EVENT_FORK = lib.UFFD_FEATURE_EVENT_FORK
+    EVENT_REMAP = lib.UFFD_FEATURE_EVENT_REMAP
+    EVENT_REMOVE = lib.UFFD_FEATURE_EVENT_REMOVE
+    MISSING_HUGETLBFS = lib.UFFD_FEATURE_MISSING_HUGETLBFS
+    MISSING_SHMEM = lib.UFFD_FEATURE_MISSING_SHMEM
+    EVENT_UNMAP = lib.UFFD_FEATURE_EVENT_UNMAP
+    SIGBUS = lib.UFFD_FEATURE_SIGBUS
+    THREAD_ID = lib.UFFD_FEATURE_THREAD_ID
+    MINOR_HUGETLBFS = lib.UFFD_FEATURE_MINOR_HUGETLBFS
+    MINOR_SHMEM = lib.UFFD_FEATURE_MINOR_SHMEM
+    EXACT_ADDRESS = lib.UFFD_FEATURE_EXACT_ADDRESS
+    WP_HUGETLBFS_SHMEM = lib.UFFD_FEATURE_WP_HUGETLBFS_SHMEM
+    WP_UNPOPULATED = lib.UFFD_FEATURE_WP_UNPOPULATED
+    POISON = lib.UFFD_FEATURE_POISON
+    WP_ASYNC = lib.UFFD_FEATURE_WP_ASYNC
+    MOVE = lib.UFFD_FEATURE_MOVE
+
+
+_FEATURE_SINCE = {
+    Feature.PAGEFAULT_FLAG_WP: "5.7", Feature.EVENT_FORK: "4.11", Feature.EVENT_REMAP: "4.11",
+    Feature.EVENT_REMOVE: "4.11", Feature.MISSING_HUGETLBFS: "4.11",
+    Feature.MISSING_SHMEM: "4.11", Feature.EVENT_UNMAP: "4.11", Feature.SIGBUS: "4.14",
+    Feature.THREAD_ID: "4.14", Feature.MINOR_HUGETLBFS: "5.13", Feature.MINOR_SHMEM: "5.14",
+    Feature.EXACT_ADDRESS: "5.18", Feature.WP_HUGETLBFS_SHMEM: "6.0",
+    Feature.WP_UNPOPULATED: "6.4", Feature.POISON: "6.6", Feature.WP_ASYNC: "6.7",
+    Feature.MOVE: "6.8",
+}
+
+
+class Mode(enum.IntFlag):
+    """What to intercept in a registered range (``UFFDIO_REGISTER_MODE_*``)."""
+
+    MISSING = lib.UFFDIO_REGISTER_MODE_MISSING
+    WP = lib.UFFDIO_REGISTER_MODE_WP
+    MINOR = lib.UFFDIO_REGISTER_MODE_MINOR
+
+
+_MODE_SINCE = {Mode.MISSING: "4.3", Mode.WP: "5.7", Mode.MINOR: "5.13"}
+
+
+class Ioctl(enum.IntFlag):
+    """The ioctls a range (or the fd) supports, as UFFDIO_REGISTER/UFFDIO_API report them."""
+
+    REGISTER = 1 << lib._UFFDIO_REGISTER
+    UNREGISTER = 1 << lib._UFFDIO_UNREGISTER
+    WAKE = 1 << lib._UFFDIO_WAKE
+    COPY = 1 << lib._UFFDIO_COPY
+    ZEROPAGE = 1 << lib._UFFDIO_ZEROPAGE
+    MOVE = 1 << lib._UFFDIO_MOVE
+    WRITEPROTECT = 1 << lib._UFFDIO_WRITEPROTECT
+    CONTINUE = 1 << lib._UFFDIO_CONTINUE
+    POISON = 1 << lib._UFFDIO_POISON
+    API = 1 << lib._UFFDIO_API
+
+
+class EventKind(enum.IntEnum):
+    PAGEFAULT = lib.UFFD_EVENT_PAGEFAULT
+    FORK = lib.UFFD_EVENT_FORK
+    REMAP = lib.UFFD_EVENT_REMAP
+    REMOVE = lib.UFFD_EVENT_REMOVE
+    UNMAP = lib.UFFD_EVENT_UNMAP
+
+
+class FaultFlag(enum.IntFlag):
+    WRITE = lib.UFFD_PAGEFAULT_FLAG_WRITE
+    WP = lib.UFFD_PAGEFAULT_FLAG_WP
+    MINOR = lib.UFFD_PAGEFAULT_FLAG_MINOR
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One userfaultfd message.
+
+    PAGEFAULT: ``address``, ``flags``, ``thread_id`` (with Feature.THREAD_ID). FORK: ``fd``,
+    the child's userfaultfd (yours to handle and close). REMAP: ``from_``, ``to``,
+    ``length``. REMOVE/UNMAP: ``start``, ``end``.
+    """
+
+    kind: EventKind
+    address: int = 0
+    flags: FaultFlag = FaultFlag(0)
+    thread_id: int = 0
+    fd: int = -1
+    from_: int = 0
+    to: int = 0
+    length: int = 0
+    start: int = 0
+    end: int = 0
+
+    @classmethod
+    def _from_c(cls, e: Any) -> Event:
+        kind = EventKind(e.kind)
+        if kind is EventKind.PAGEFAULT:
+            return cls(kind, address=e.address, flags=FaultFlag(e.flags), thread_id=e.ptid)
+        if kind is EventKind.FORK:
+            return cls(kind, fd=int(e.a))
+        if kind is EventKind.REMAP:
+            return cls(kind, from_=e.a, to=e.b, length=e.c)
+        return cls(kind, start=e.a, end=e.b)
+
+
+def _events(buf: Any, n: int) -> list[Event]:
+    return [Event._from_c(buf[i]) for i in range(n)]
+
+
+def _uint(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"{name}={value!r} must be a non-negative integer")
+    return value
+
+
+class UserFaultFd:
+    """A userfaultfd with ``features`` negotiated (``Feature`` flags).
+
+    ``features`` is what was enabled, ``available_features`` what the kernel offers,
+    ``ioctls`` the fd-level ioctls. ``nonblocking`` makes ``read_events`` return at once.
+    ``user_mode_only`` (UFFD_USER_MODE_ONLY) is what unprivileged users may open when
+    vm.unprivileged_userfaultfd is 0.
+    """
+
+    def __init__(self, *, features: Feature | int = Feature(0), nonblocking: bool = True,
+                 user_mode_only: bool = False) -> None:
+        self._fd = -1
+        self._servers: list[Server | NativeServer] = []
+        self._ranges: list[tuple[int, int, int]] = []
+        self._lock = threading.Lock()
+        try:
+            features = Feature(features)
+        except ValueError:
+            raise InvalidArgument(f"features={features!r} is not a combination of Feature "
+                                  "flags") from None
+        flags = os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
+        if user_mode_only:
+            flags |= lib.UFFD_USER_MODE_ONLY
+        via_dev = ffi.new("int *")
+        fd = lib.pm_uffd_open(flags, via_dev)
+        if fd == -_errno.ENOSYS:
+            raise unavailable("syscall userfaultfd", "4.3")
+        if fd == -_errno.EINVAL and user_mode_only and not kernel_at_least("5.11"):
+            raise unavailable("userfaultfd flag UFFD_USER_MODE_ONLY", "5.11", err=_errno.EINVAL)
+        if fd < 0:
+            raise error_from_errno(
+                -fd, "open userfaultfd",
+                hint=("set sysctl vm.unprivileged_userfaultfd=1, pass user_mode_only=True, or "
+                      "grant access to /dev/userfaultfd") if fd == -_errno.EPERM else None)
+        self._fd = fd
+        self.via_device = bool(via_dev[0])
+        out_features = ffi.new("uint64_t *")
+        out_ioctls = ffi.new("uint64_t *")
+        ret = lib.pm_uffd_api(fd, int(features), out_features, out_ioctls)
+        if ret < 0:
+            os.close(fd)
+            self._fd = -1
+            if ret == -_errno.EINVAL:
+                missing = features & ~_available_features()
+                for flag in Feature:
+                    if flag & missing:
+                        raise unavailable(f"userfaultfd feature UFFD_FEATURE_{flag.name}",
+                                          _FEATURE_SINCE[flag], err=_errno.EINVAL)
+            hint = ("Feature.EVENT_FORK needs CAP_SYS_PTRACE" if ret == -_errno.EPERM else None)
+            raise error_from_errno(-ret, "UFFDIO_API", hint=hint)
+        if features & Feature.WP_ASYNC:
+            features |= Feature.WP_UNPOPULATED  # the kernel implies it
+        self.features = features
+        self.available_features = Feature(out_features[0] & sum(Feature))
+        self.ioctls = Ioctl(out_ioctls[0] & sum(Ioctl))
+
+    # ---- basics ------------------------------------------------------------------------
+
+    @property
+    def fd(self) -> int:
+        self._require_open()
+        return self._fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def _require_open(self) -> None:
+        if self._fd < 0:
+            raise InvalidArgument("the UserFaultFd is closed")
+
+    def __repr__(self) -> str:
+        if self._fd < 0:
+            return "<UserFaultFd closed>"
+        return f"<UserFaultFd fd={self._fd} features={self.features!s}>"
+
+    def __enter__(self) -> UserFaultFd:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        """Stop every server, then close the fd: waiting faulters wake and their faults are
+        resolved normally. Closing twice is fine."""
+        if self._fd < 0:
+            return
+        for server in list(self._servers):
+            server.stop(raise_errors=False)
+        fd, self._fd = self._fd, -1
+        os.close(fd)
+
+    # ---- ranges ------------------------------------------------------------------------
+
+    def _span(self, target: int | Mapping, length: int | None,
+              page_size: int | None = None) -> tuple[int, int, int]:
+        if isinstance(target, Mapping):
+            start = target.address
+            ps = target.page_size
+            if length is None:
+                length = -(-target.size // ps) * ps
+        else:
+            start = _uint("address", target)
+            ps = page_size or self._page_size_at(start)
+            if length is None:
+                raise InvalidArgument("length is required when address is an int")
+        length = _uint("length", length)
+        if start % ps or length % ps or not length:
+            raise InvalidArgument(
+                f"address={start:#x}, length={length:#x} must be non-empty and aligned to the "
+                f"page size {ps:#x}")
+        return start, length, ps
+
+    def _page_size_at(self, address: int) -> int:
+        for start, length, ps in self._ranges:
+            if start <= address < start + length:
+                return ps
+        return PAGE_SIZE
+
+    def register(self, target: int | Mapping, length: int | None = None,
+                 mode: Mode | int = Mode.MISSING, *, page_size: int | None = None) -> Ioctl:
+        """UFFDIO_REGISTER a Mapping (or ``address``, ``length``) for ``mode`` faults.
+        Returns the ioctls the range supports."""
+        self._require_open()
+        try:
+            mode = Mode(mode)
+        except ValueError:
+            raise InvalidArgument(f"mode={mode!r} is not a combination of Mode flags") from None
+        if not mode:
+            raise InvalidArgument("mode must include MISSING, WP and/or MINOR")
+        start, length, ps = self._span(target, length, page_size)
+        out = ffi.new("uint64_t *")
+        ret = lib.pm_uffd_register(self._fd, start, length, int(mode), out)
+        if ret == -_errno.EINVAL:
+            for flag in Mode:
+                if mode & flag and not kernel_at_least(_MODE_SINCE[flag]):
+                    raise unavailable(f"UFFDIO_REGISTER_MODE_{flag.name}", _MODE_SINCE[flag],
+                                      err=_errno.EINVAL)
+        if ret < 0:
+            hint = {
+                _errno.EBUSY: "the range is registered with another userfaultfd",
+                _errno.EINVAL: "the range must be mapped and of a kind this mode supports "
+                               "(MINOR: shmem/hugetlb; WP on shmem/hugetlb needs "
+                               "Feature.WP_HUGETLBFS_SHMEM)",
+            }.get(-ret)
+            raise error_from_errno(-ret, f"UFFDIO_REGISTER {mode!s} {start:#x}+{length:#x}",
+                                   address=start, hint=hint)
+        with self._lock:
+            self._ranges.append((start, length, ps))
+        return Ioctl(out[0] & sum(Ioctl))
+
+    def unregister(self, target: int | Mapping, length: int | None = None) -> None:
+        self._require_open()
+        start, length, _ = self._span(target, length)
+        check(lib.pm_uffd_unregister(self._fd, start, length),
+              f"UFFDIO_UNREGISTER {start:#x}+{length:#x}", address=start)
+        with self._lock:
+            self._ranges = [r for r in self._ranges
+                            if r[0] + r[1] <= start or r[0] >= start + length]
+
+    # ---- resolving faults --------------------------------------------------------------
+
+    def _resolve(self, ret: int, what: str, address: int) -> int:
+        if ret < 0:
+            hint = {_errno.EEXIST: "the page is already present",
+                    _errno.EAGAIN: "the address space is changing (an event is pending); read "
+                                   "events, then retry",
+                    _errno.ENOENT: "the range is not registered (or was unmapped)"}.get(-ret)
+            raise error_from_errno(-ret, what, address=address, hint=hint)
+        return int(ret)
+
+    def copy(self, dst: int, src: int | Any, length: int | None = None, *, wake: bool = True,
+             write_protect: bool = False) -> int:
+        """UFFDIO_COPY ``length`` bytes from ``src`` (an address or a bytes-like object) to
+        the registered, page-aligned ``dst``; returns the bytes copied."""
+        self._require_open()
+        keep = None
+        if isinstance(src, int) and not isinstance(src, bool):
+            src_addr = src
+            if length is None:
+                raise InvalidArgument("length is required when src is an address")
+        else:
+            keep = ffi.from_buffer("char[]", src)
+            src_addr = int(ffi.cast("uintptr_t", keep))
+            if length is None:
+                length = len(keep)
+            elif length > len(keep):
+                raise InvalidArgument(f"length={length} exceeds the {len(keep)}-byte source")
+        dst, length, _ = self._span(dst, length)
+        mode = (0 if wake else lib.UFFDIO_COPY_MODE_DONTWAKE) | \
+            (lib.UFFDIO_COPY_MODE_WP if write_protect else 0)
+        ret = lib.pm_uffd_copy(self._fd, dst, src_addr, length, mode)
+        del keep
+        return self._resolve(ret, f"UFFDIO_COPY to {dst:#x} ({length} bytes)", dst)
+
+    def zeropage(self, address: int, length: int, *, wake: bool = True) -> int:
+        """UFFDIO_ZEROPAGE: map the zero page over ``length`` bytes; returns bytes mapped."""
+        self._require_open()
+        address, length, _ = self._span(address, length)
+        mode = 0 if wake else lib.UFFDIO_ZEROPAGE_MODE_DONTWAKE
+        return self._resolve(lib.pm_uffd_zeropage(self._fd, address, length, mode),
+                             f"UFFDIO_ZEROPAGE {address:#x}+{length:#x}", address)
+
+    def continue_(self, address: int, length: int, *, wake: bool = True,
+                  write_protect: bool = False) -> int:
+        """UFFDIO_CONTINUE: resolve MINOR faults by mapping the page-cache pages as they are."""
+        self._require_open()
+        address, length, _ = self._span(address, length)
+        mode = (0 if wake else lib.UFFDIO_CONTINUE_MODE_DONTWAKE) | \
+            (lib.UFFDIO_CONTINUE_MODE_WP if write_protect else 0)
+        return self._resolve(lib.pm_uffd_continue(self._fd, address, length, mode),
+                             f"UFFDIO_CONTINUE {address:#x}+{length:#x}", address)
+
+    def writeprotect(self, address: int, length: int, enable: bool, *,
+                     wake: bool = True) -> None:
+        """UFFDIO_WRITEPROTECT: protect (``enable``) or unprotect a WP-registered range;
+        unprotecting wakes the threads that faulted on it unless ``wake`` is False."""
+        self._require_open()
+        address, length, _ = self._span(address, length)
+        mode = (lib.UFFDIO_WRITEPROTECT_MODE_WP if enable else 0) | \
+            (0 if wake else lib.UFFDIO_WRITEPROTECT_MODE_DONTWAKE)
+        self._resolve(lib.pm_uffd_writeprotect(self._fd, address, length, mode),
+                      f"UFFDIO_WRITEPROTECT {address:#x}+{length:#x}", address)
+
+    def wake(self, address: int, length: int) -> None:
+        """UFFDIO_WAKE the threads waiting on faults in the range."""
+        self._require_open()
+        address, length, _ = self._span(address, length)
+        self._resolve(lib.pm_uffd_wake(self._fd, address, length),
+                      f"UFFDIO_WAKE {address:#x}+{length:#x}", address)
+
+    def _need(self, feature: Feature, what: str) -> None:
+        if self.features & feature:
+            return
+        if self.available_features & feature:
+            raise InvalidArgument(f"{what} needs Feature.{feature.name}: pass it in "
+                                  f"UserFaultFd(features=...)")
+        raise unavailable(what, _FEATURE_SINCE[feature])
+
+    def poison(self, address: int, length: int, *, wake: bool = True) -> int:
+        """UFFDIO_POISON (6.6): mark the pages poisoned; touching them raises SIGBUS."""
+        self._require_open()
+        self._need(Feature.POISON, "ioctl UFFDIO_POISON")
+        address, length, _ = self._span(address, length)
+        mode = 0 if wake else lib.UFFDIO_POISON_MODE_DONTWAKE
+        return self._resolve(lib.pm_uffd_poison(self._fd, address, length, mode),
+                             f"UFFDIO_POISON {address:#x}+{length:#x}", address)
+
+    def move(self, dst: int, src: int, length: int, *, wake: bool = True,
+             allow_src_holes: bool = False) -> int:
+        """UFFDIO_MOVE (6.8): move the pages of ``src`` (anonymous, private) to the
+        registered ``dst`` without copying; returns bytes moved."""
+        self._require_open()
+        self._need(Feature.MOVE, "ioctl UFFDIO_MOVE")
+        dst, length, _ = self._span(dst, length)
+        src = _uint("src", src)
+        if src % PAGE_SIZE:
+            raise InvalidArgument(f"src={src:#x} is not page aligned")
+        mode = (0 if wake else lib.UFFDIO_MOVE_MODE_DONTWAKE) | \
+            (lib.UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES if allow_src_holes else 0)
+        return self._resolve(lib.pm_uffd_move(self._fd, dst, src, length, mode),
+                             f"UFFDIO_MOVE {src:#x} -> {dst:#x} ({length} bytes)", dst)
+
+    # ---- events ------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until an event is readable; False on timeout."""
+        self._require_open()
+        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        return bool(check(lib.pm_uffd_wait(self._fd, -1, ms), "poll userfaultfd") & 1)
+
+    def read_events(self, max_events: int = 64) -> list[Event]:
+        """Read pending messages (none: an empty list, on a non-blocking fd)."""
+        self._require_open()
+        if max_events <= 0:
+            raise InvalidArgument(f"max_events={max_events!r} must be positive")
+        buf = ffi.new("struct pm_uffd_event[]", max_events)
+        n = check(lib.pm_uffd_read(self._fd, buf, max_events), "read userfaultfd")
+        return _events(buf, n)
+
+    # ---- servers -----------------------------------------------------------------------
+
+    def _check_no_server(self) -> None:
+        self._require_open()
+        if any(s.running for s in self._servers):
+            raise InvalidArgument("a server is already running on this UserFaultFd; stop() it "
+                                  "first")
+
+    def _server_page_size(self, page_size: int | None) -> int:
+        if page_size is not None:
+            return _uint("page_size", page_size)
+        sizes = {ps for _, _, ps in self._ranges}
+        if len(sizes) > 1:
+            raise InvalidArgument(f"ranges of several page sizes {sorted(sizes)} are "
+                                  "registered; pass page_size")
+        return sizes.pop() if sizes else PAGE_SIZE
+
+    def serve(self, handler: Callable[[Event], Any], *, page_size: int | None = None,
+              cpu: int | None = None) -> Server:
+        """Run ``handler(event)`` on a Python thread for every event. For a PAGEFAULT the
+        handler returns the page's bytes (copied in with UFFDIO_COPY) or None if it resolved
+        the fault itself. Stop with ``Server.stop()`` or ``close()``. ``cpu`` pins the
+        thread to that CPU."""
+        self._check_no_server()
+        server = Server(self, handler, self._server_page_size(page_size), _cpu(cpu))
+        self._servers.append(server)
+        server._start()
+        return server
+
+    def serve_zero(self, *, page_size: int | None = None,
+                   cpu: int | None = None) -> NativeServer:
+        """Serve every MISSING fault with zeros, from C on a native thread (pinned to
+        ``cpu`` if given)."""
+        self._check_no_server()
+        ps = self._server_page_size(page_size)
+        server = NativeServer(self, lib.PM_UFFD_SERVE_ZERO, None, 0, ps, _cpu(cpu))
+        self._servers.append(server)
+        return server
+
+    def serve_from(self, buffer: Any, *, base: int | Mapping | None = None,
+                   page_size: int | None = None, cpu: int | None = None) -> NativeServer:
+        """Serve every MISSING fault at ``page`` with ``buffer[page - base:][:page_size]``
+        (zeros past its end), from C on a native thread. ``base`` defaults to the lowest
+        registered address. The buffer is held (its export kept) until the server stops.
+
+        ``cpu`` pins the server thread. Unpinned, it spins briefly before sleeping; pinned to
+        the faulting thread's CPU it avoids a cross-CPU wake-up per fault, which is what
+        costs most on VMs whose idle vCPUs halt."""
+        self._check_no_server()
+        ps = self._server_page_size(page_size)
+        if base is None:
+            if not self._ranges:
+                raise InvalidArgument("register a range before serve_from(), or pass base")
+            base = min(r[0] for r in self._ranges)
+        elif isinstance(base, Mapping):
+            base = base.address
+        base = _uint("base", base)
+        server = NativeServer(self, lib.PM_UFFD_SERVE_FROM, buffer, base, ps, _cpu(cpu))
+        self._servers.append(server)
+        return server
+
+
+def _cpu(cpu: int | None) -> int:
+    if cpu is None:
+        return -1
+    allowed = os.sched_getaffinity(0)
+    if isinstance(cpu, bool) or not isinstance(cpu, int) or cpu not in allowed:
+        raise InvalidArgument(f"cpu={cpu!r} must be one of the CPUs this process may run on "
+                              f"{sorted(allowed)}")
+    return cpu
+
+
+def _available_features() -> Feature:
+    via = ffi.new("int *")
+    fd = lib.pm_uffd_open(os.O_CLOEXEC, via)
+    if fd < 0:
+        return Feature(0)
+    try:
+        out_f, out_i = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        if lib.pm_uffd_api(fd, 0, out_f, out_i) < 0:
+            return Feature(0)
+        return Feature(out_f[0] & sum(Feature))
+    finally:
+        os.close(fd)
+
+
+class Server:
+    """A Python handler serving a UserFaultFd's events on a thread (see ``serve``).
+
+    ``faults`` counts the faults resolved. A handler that raises gets its fault filled with
+    zeros (so the faulting thread does not hang); the exception is kept in ``exceptions``
+    and raised again by ``stop()``.
+    """
+
+    def __init__(self, uffd: UserFaultFd, handler: Callable[[Event], Any],
+                 page_size: int, cpu: int = -1) -> None:
+        self._uffd = uffd
+        self._cpu = cpu
+        self._handler = handler
+        self.page_size = page_size
+        self.faults = 0
+        self.exceptions: list[BaseException] = []
+        self._stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._zero = bytes(page_size)
+        self._thread = threading.Thread(target=self._run, name="physmem-uffd-serve",
+                                        daemon=True)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _start(self) -> None:
+        self._thread.start()
+
+    def _fill(self, page: int, data: Any) -> int:
+        src = ffi.from_buffer("char[]", data)
+        if len(src) < self.page_size:
+            padded = bytearray(self.page_size)
+            padded[:len(src)] = bytes(src)
+            src = ffi.from_buffer("char[]", padded)
+        ret = lib.pm_uffd_copy(self._uffd._fd, page, int(ffi.cast("uintptr_t", src)),
+                               self.page_size, 0)
+        if ret == -_errno.EEXIST:
+            ret = lib.pm_uffd_wake(self._uffd._fd, page, self.page_size)
+        return ret
+
+    def _run(self) -> None:
+        if self._cpu >= 0:
+            os.sched_setaffinity(0, {self._cpu})  # 0: this thread
+        fd = self._uffd._fd
+        buf = ffi.new("struct pm_uffd_event[]", 64)
+        pending: list[tuple[int, Any]] = []
+        while True:
+            mask = lib.pm_uffd_wait(fd, self._stop_fd, 1 if pending else -1)
+            if mask > 0 and mask & 2:
+                break
+            n = lib.pm_uffd_read(fd, buf, 64)
+            if n < 0:
+                if n == -_errno.EBADF:
+                    break
+                continue
+            retry = pending
+            pending = []
+            for page, data in retry:
+                if self._fill(page, data) == -_errno.EAGAIN:
+                    pending.append((page, data))
+                else:
+                    self.faults += 1
+            for event in _events(buf, n):
+                try:
+                    data = self._handler(event)
+                except BaseException as exc:  # noqa: BLE001 - kept for stop()
+                    self.exceptions.append(exc)
+                    data = self._zero if event.kind is EventKind.PAGEFAULT else None
+                if event.kind is not EventKind.PAGEFAULT:
+                    continue
+                if data is None:
+                    self.faults += 1
+                    continue
+                page = event.address & ~(self.page_size - 1)
+                ret = self._fill(page, data)
+                if ret == -_errno.EAGAIN:
+                    pending.append((page, bytes(data)))
+                elif ret < 0:
+                    self.exceptions.append(error_from_errno(
+                        -ret, f"UFFDIO_COPY to {page:#x}", address=page))
+                else:
+                    self.faults += 1
+
+    def stop(self, *, raise_errors: bool = True) -> None:
+        """Stop the thread and wait for it; raise the first handler exception, if any."""
+        if self._stop_fd >= 0:
+            os.eventfd_write(self._stop_fd, 1)
+            if threading.current_thread() is not self._thread:
+                self._thread.join()
+            os.close(self._stop_fd)
+            self._stop_fd = -1
+            if self in self._uffd._servers:
+                self._uffd._servers.remove(self)
+        if raise_errors and self.exceptions:
+            exc = self.exceptions[0]
+            if isinstance(exc, Exception):
+                raise exc
+            raise PhysmemError(f"handler raised {exc!r}")
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class NativeServer:
+    """A C server thread (``serve_zero``/``serve_from``). ``faults`` and ``errors`` count
+    resolved and failed faults; non-fault events (fork, remap, remove, unmap) are kept and
+    returned by ``events()``."""
+
+    def __init__(self, uffd: UserFaultFd, kind: int, buffer: Any, base: int,
+                 page_size: int, cpu: int = -1) -> None:
+        if page_size <= 0 or page_size & (page_size - 1):
+            raise InvalidArgument(f"page_size={page_size!r} must be a power of two")
+        self._uffd = uffd
+        self.page_size = page_size
+        self._src = None
+        src_addr = src_len = 0
+        if buffer is not None:
+            if isinstance(buffer, Mapping):
+                buffer = buffer.view()
+            try:
+                self._src = ffi.from_buffer("char[]", buffer)
+            except TypeError as exc:
+                raise InvalidArgument(f"buffer={type(buffer).__name__} must be a contiguous "
+                                      f"bytes-like object: {exc}") from None
+            src_addr = int(ffi.cast("uintptr_t", self._src))
+            src_len = len(self._src)
+        out = ffi.new("struct pm_uffd_server **")
+        check(lib.pm_uffd_server_start(uffd._fd, kind, src_addr, src_len, base, page_size,
+                                       1 if page_size == PAGE_SIZE else 0, cpu, out),
+              "start userfaultfd server thread")
+        self._srv = out[0]
+        self._final: Any = None
+
+    @property
+    def running(self) -> bool:
+        return self._srv is not None
+
+    def _stats(self) -> Any:
+        if self._srv is None:
+            return self._final
+        st = ffi.new("struct pm_uffd_server_stats *")
+        lib.pm_uffd_server_stats(self._srv, st)
+        return st
+
+    @property
+    def faults(self) -> int:
+        return int(self._stats().faults)
+
+    @property
+    def errors(self) -> int:
+        return int(self._stats().errors)
+
+    @property
+    def last_error(self) -> int:
+        """The errno of the last failure, 0 if none."""
+        return -int(self._stats().last_error)
+
+    def events(self) -> list[Event]:
+        """The non-fault events seen so far (taken: each is returned once). A FORK event's
+        ``fd`` is yours to close; the ones never taken are closed by ``stop()``."""
+        if self._srv is None:
+            return []
+        buf = ffi.new("struct pm_uffd_event[]", lib.PM_UFFD_KEEP_EVENTS)
+        n = lib.pm_uffd_server_events(self._srv, buf, lib.PM_UFFD_KEEP_EVENTS)
+        return _events(buf, n)
+
+    def stop(self, *, raise_errors: bool = True) -> None:
+        """Stop the thread and wait for it (the GIL is released meanwhile)."""
+        if self._srv is None:
+            return
+        st = ffi.new("struct pm_uffd_server_stats *")
+        srv, self._srv = self._srv, None
+        check(lib.pm_uffd_server_stop(srv, st), "stop userfaultfd server")
+        self._final = st
+        if self._src is not None:
+            ffi.release(self._src)
+            self._src = None
+        if self in self._uffd._servers:
+            self._uffd._servers.remove(self)
+
+    def __enter__(self) -> NativeServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
