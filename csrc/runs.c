@@ -38,52 +38,6 @@ size_t pm_find_runs(const uint64_t *vpn, uint64_t vpn0, const uint64_t *pfn, uin
     return runs;
 }
 
-/* Status codes written by pm_translate. */
-enum { PM_OK = 0, PM_NOT_PRESENT = 1, PM_PFN_HIDDEN = 2, PM_OUTSIDE = 3 };
-
-/* Translate n virtual addresses to physical ones in one pass.
- * direct != 0: raw[i] is the pagemap entry of vaddr[i].
- * direct == 0: raw holds nraw consecutive entries starting at page base_vpn.
- * paddr[i] = pfn << page_shift | page offset, or 0 where status[i] != PM_OK.
- * status may be NULL. *first_bad is the first failing index, or -1.
- * Returns the number of addresses that could not be translated. */
-size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64_t base_vpn,
-                    uint64_t nraw, int direct, unsigned page_shift, uint64_t present_bit,
-                    uint64_t pfn_mask, uint64_t *paddr, uint8_t *status, int64_t *first_bad)
-{
-    const uint64_t off_mask = ((uint64_t)1 << page_shift) - 1;
-    size_t bad = 0;
-    *first_bad = -1;
-
-    for (size_t i = 0; i < n; i++) {
-        uint64_t va = vaddr[i];
-        uint64_t entry;
-        uint8_t st = PM_OK;
-        if (direct) {
-            entry = raw[i];
-        } else {
-            uint64_t k = (va >> page_shift) - base_vpn;
-            entry = k < nraw ? raw[k] : 0;
-            if (k >= nraw)
-                st = PM_OUTSIDE;
-        }
-        uint64_t pfn = entry & pfn_mask;
-        if (st == PM_OK && !(entry & present_bit))
-            st = PM_NOT_PRESENT;
-        else if (st == PM_OK && pfn == 0)
-            st = PM_PFN_HIDDEN;
-        paddr[i] = st == PM_OK ? (pfn << page_shift) | (va & off_mask) : 0;
-        if (status)
-            status[i] = st;
-        if (st != PM_OK) {
-            if (*first_bad < 0)
-                *first_bad = (int64_t)i;
-            bad++;
-        }
-    }
-    return bad;
-}
-
 static inline uint64_t mix64(uint64_t x)
 {
     /* splitmix64 finaliser: flag words differ in few bits, so spread them before masking. */

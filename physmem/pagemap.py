@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
 from dataclasses import dataclass
 from typing import Literal, overload
 
@@ -79,6 +80,7 @@ _CAP_HINT = (
     "run as root or give the process CAP_SYS_ADMIN"
 )
 _SCAN_REGIONS = 4096  # regions fetched per PAGEMAP_SCAN call
+_SCRATCH_MAX = 1 << 21  # entries (16 MiB) kept for reuse per PageMap; larger spans are one-off
 
 
 def _bit(raw: np.ndarray, flag: PM) -> np.ndarray:
@@ -158,7 +160,8 @@ class PagemapEntries:
 
     def paddr(self, *, strict: bool = True) -> np.ndarray:
         """Physical address of each page (see :meth:`PageMap.translate` for ``strict``)."""
-        return _translate_entries(self.vaddr, self.raw, direct=True, strict=strict)
+        return _translate_entries(None, self.raw, mode=lib.PM_TRANSLATE_DIRECT,
+                                  base_vpn=self.address >> addressing.page_shift(), strict=strict)
 
 
 class PageMap:
@@ -178,6 +181,8 @@ class PageMap:
         self.page_size = addressing.page_size()
         self._shift = addressing.page_shift()
         self._fd = -1
+        self._scratch_buf: np.ndarray | None = None
+        self._scratch_owner: int | None = None
         with translate_os_errors("cannot open pagemap", path=self.path, pid=pid):
             self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
 
@@ -240,43 +245,90 @@ class PageMap:
 
     # -- translation --------------------------------------------------------------------
     @overload
-    def translate(self, address: int, *, strict: bool = True) -> int: ...
+    def translate(self, address: int, *, strict: bool = True, out: None = None) -> int: ...
     @overload
-    def translate(self, address: np.ndarray | list[int], *, strict: Literal[True] = True) -> np.ndarray: ...
+    def translate(self, address: np.ndarray | list[int], *, strict: Literal[True] = True,
+                  out: np.ndarray | None = None) -> np.ndarray: ...
     @overload
-    def translate(self, address: np.ndarray | list[int], *, strict: bool) -> np.ndarray | np.ma.MaskedArray: ...
+    def translate(self, address: np.ndarray | list[int], *, strict: bool,
+                  out: np.ndarray | None = None) -> np.ndarray | np.ma.MaskedArray: ...
 
-    def translate(self, address, *, strict=True):  # type: ignore[no-untyped-def]
+    def translate(self, address, *, strict=True, out=None):  # type: ignore[no-untyped-def]
         """Physical address(es) of virtual address(es): ``pfn * page_size + offset``.
 
-        An int gives an int; an array gives a uint64 array of the same shape. A page that is
-        not present raises :class:`PageNotPresent`, or with ``strict=False`` comes back masked
-        (a ``numpy.ma.MaskedArray``; ``None`` for a single address). Hidden PFNs always raise
-        :class:`PfnUnavailable`: physmem never reports 0 as a physical address.
+        An int gives an int; an array gives a uint64 array of the same shape (written into
+        ``out`` if given, a C-contiguous uint64 array of that size, as numpy ufuncs do). A
+        page that is not present raises :class:`PageNotPresent`, or with ``strict=False``
+        comes back masked (a ``numpy.ma.MaskedArray``; ``None`` for a single address).
+        Hidden PFNs always raise :class:`PfnUnavailable`: physmem never reports 0 as a
+        physical address.
         """
         scalar = np.ndim(address) == 0
         va = addressing.as_address_array(address)
         flat = va.reshape(-1)
-        if flat.size == 0:
-            return np.empty(va.shape, dtype=np.uint64)
-        shift = self._shift
-        vmin = int(flat.min()) >> shift
-        vmax = int(flat.max()) >> shift
-        span = vmax - vmin + 1
-        # Reading a dense span once beats gathering: unmapped holes cost the kernel little.
-        if span <= 4 * flat.size + (1 << 16):
-            raw = np.empty(span, dtype=np.uint64)
-            self._read_into(vmin, raw)
-            out = _translate_entries(flat, raw, direct=False, base_vpn=vmin, strict=strict)
+        n = flat.size
+        if out is None:
+            result = np.empty(n, dtype=np.uint64)
         else:
+            if not (isinstance(out, np.ndarray) and out.dtype == np.uint64
+                    and out.flags.c_contiguous and out.flags.writeable and out.size == n):
+                raise InvalidArgument(
+                    f"out must be a writeable C-contiguous uint64 array of {n} elements")
+            result = out.reshape(-1)
+        if n == 0:
+            return result.reshape(va.shape)
+        shift = self._shift
+        res = None
+        first = int(flat[0]) >> shift
+        if (strict and (int(flat[-1]) >> shift) - first + 1 == n
+                and not np.may_share_memory(result, flat)):
+            res = self._translate_pages_in_place(flat, first, result)
+        if res is None:
+            vmin = int(flat.min()) >> shift
+            span = (int(flat.max()) >> shift) - vmin + 1
+        if res is None and span <= 4 * n + (1 << 16):
+            # A dense span read once beats gathering: unmapped holes cost the kernel little.
+            raw = self._scratch(span)
+            self._read_into(vmin, raw)
+            res = _translate_entries(flat, raw, mode=lib.PM_TRANSLATE_SPAN, base_vpn=vmin,
+                                     strict=strict, out=result)
+        elif res is None:
             uniq, inverse = np.unique(flat >> np.uint64(shift), return_inverse=True)
             raw_u = self._gather(uniq)
-            out = _translate_entries(flat, raw_u[inverse], direct=True, strict=strict)
+            res = _translate_entries(flat, raw_u[inverse], mode=lib.PM_TRANSLATE_DIRECT,
+                                     strict=strict, out=result)
         if scalar:
-            if np.ma.isMaskedArray(out):
-                return None if out.mask[0] else int(out.data[0])
-            return int(out[0])
-        return out.reshape(va.shape)
+            if np.ma.isMaskedArray(res):
+                return None if res.mask[0] else int(res.data[0])
+            return int(res[0])
+        return res.reshape(va.shape)
+
+    def _translate_pages_in_place(self, flat: np.ndarray, vmin: int,
+                                  result: np.ndarray) -> np.ndarray | None:
+        """One address per page of one range (the common case): read the entries into the
+        result itself and translate in place, touching no other memory. None on any failure
+        (the addresses were not one per page, or a page is missing): the entries are then
+        partly consumed, and the general path re-reads and explains."""
+        self._require_open()
+        nread = ffi.new("uint64_t *")
+        bad = check(lib.pm_read_translate(self._fd, u64_buffer(flat), len(flat), vmin, self._shift,
+                                          _PRESENT, PFN_MASK, u64_buffer(result), nread),
+                    "cannot read pagemap", path=self.path, pid=self.pid, address=vmin << self._shift)
+        if nread[0] < len(flat):
+            self._short_read(vmin + nread[0])
+        return result if bad == 0 else None
+
+    def _scratch(self, entries: int) -> np.ndarray:
+        """A reusable entry buffer, so repeated translations do not fault in fresh memory."""
+        buf = self._scratch_buf
+        if buf is None or len(buf) < entries or threading.get_ident() != self._scratch_owner:
+            if entries > _SCRATCH_MAX:
+                return np.empty(entries, dtype=np.uint64)
+            buf = np.empty(max(entries, 1 << 12), dtype=np.uint64)
+            # Only the first thread keeps it: a PageMap shared by threads must not share it.
+            if self._scratch_owner in (None, threading.get_ident()):
+                self._scratch_buf, self._scratch_owner = buf, threading.get_ident()
+        return buf[:entries]
 
     def _gather(self, vpns: np.ndarray) -> np.ndarray:
         """Entries for sorted unique page numbers: one pread per run of consecutive pages."""
@@ -447,16 +499,18 @@ def _runs_of_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(values[first], dtype=np.uint64), counts
 
 
-def _translate_entries(vaddr: np.ndarray, raw: np.ndarray, *, direct: bool, strict: bool,
-                       base_vpn: int = 0) -> np.ndarray:
-    vaddr = np.ascontiguousarray(vaddr, dtype=np.uint64)
-    n = len(vaddr)
-    out = np.empty(n, dtype=np.uint64)
+def _translate_entries(vaddr: np.ndarray | None, raw: np.ndarray, *, mode: int, strict: bool,
+                       base_vpn: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+    """Physical addresses from pagemap entries (vaddr None: the pages from base_vpn on)."""
+    n = len(raw) if vaddr is None else len(vaddr)
+    if out is None:
+        out = np.empty(n, dtype=np.uint64)
     first_bad = ffi.new("int64_t *")
+    vptr = ffi.NULL if vaddr is None else u64_buffer(vaddr)
 
     def run(status: np.ndarray | None) -> int:
         return lib.pm_translate(
-            u64_buffer(vaddr), n, u64_buffer(raw), base_vpn, len(raw), 1 if direct else 0,
+            vptr, n, u64_buffer(raw), base_vpn, len(raw), mode,
             addressing.page_shift(), _PRESENT, PFN_MASK, u64_buffer(out),
             ffi.NULL if status is None else ffi.from_buffer("uint8_t[]", status), first_bad)
 
@@ -468,15 +522,20 @@ def _translate_entries(vaddr: np.ndarray, raw: np.ndarray, *, direct: bool, stri
     if status is None:
         status = np.empty(n, dtype=np.uint8)
         run(status)
+
+    def address_at(i: int) -> int:
+        return (base_vpn + i) << addressing.page_shift() if vaddr is None else int(vaddr[i])
+
     hidden = status == _STATUS_PFN_HIDDEN
     if hidden.any():
-        where = int(vaddr[np.argmax(hidden)])
+        where = address_at(int(np.argmax(hidden)))
         raise PfnUnavailable(f"cannot translate {where:#x}: {_CAP_HINT}", address=where)
     if not strict:
         return np.ma.MaskedArray(out, mask=status != 0)
     i = first_bad[0]
-    where = int(vaddr[i])
-    entry = int(raw[i] if direct else raw[(where >> addressing.page_shift()) - base_vpn])
+    where = address_at(i)
+    entry = int(raw[i] if mode == lib.PM_TRANSLATE_DIRECT
+                else raw[(where >> addressing.page_shift()) - base_vpn])
     reason = ("it is swapped out" if entry & int(PM.SWAPPED)
               else "it was never touched or is not mapped")
     raise PageNotPresent(

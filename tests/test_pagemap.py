@@ -442,3 +442,26 @@ def test_unprivileged_gets_pfn_unavailable(run_unprivileged):
     """)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "OK" in proc.stdout and "kpageflags:" in proc.stdout
+
+
+def test_translate_into_out_and_fallback_explains_the_missing_page(is_root):
+    buf, addr = anonymous(8 * PAGE)
+    pages = np.arange(addr, addr + 8 * PAGE, PAGE, dtype=np.uint64)
+    out = np.zeros(8, dtype=np.uint64)
+    with PageMap() as pm:
+        got = pm.translate(pages, out=out)
+        assert got is out or np.shares_memory(got, out)
+        assert out.tolist() == [(pread_entry(int(v)) & PFN_MASK) * PAGE for v in pages]
+        with pytest.raises(InvalidArgument, match="out must be"):
+            pm.translate(pages, out=np.zeros(7, dtype=np.uint64))
+        # The one-read-per-page fast path must hand a missing page to the careful path.
+        buf.madvise(mmap.MADV_DONTNEED, 5 * PAGE, PAGE)
+        with pytest.raises(PageNotPresent) as err:
+            pm.translate(pages)
+        assert err.value.address == addr + 5 * PAGE
+        masked = pm.translate(pages, strict=False)
+        assert masked.mask.tolist() == [False] * 5 + [True] + [False] * 2
+        same = pages.copy()
+        pm.translate(same[:5], out=same[:5])  # output aliasing the input is allowed
+        assert same[:5].tolist() == out[:5].tolist()
+    buf.close()

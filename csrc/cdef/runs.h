@@ -2,8 +2,5 @@
 size_t pm_find_runs(const uint64_t *vpn, uint64_t vpn0, const uint64_t *pfn, uint64_t pfn_mask,
                     const uint64_t *flags, size_t n, uint64_t require, uint64_t split,
                     uint64_t *run_start, uint64_t *run_len);
-size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64_t base_vpn,
-                    uint64_t nraw, int direct, unsigned page_shift, uint64_t present_bit,
-                    uint64_t pfn_mask, uint64_t *paddr, uint8_t *status, int64_t *first_bad);
 int64_t pm_count_add(uint64_t *keys, uint64_t *counts, uint64_t capacity, uint64_t *used,
                      const uint64_t *values, const uint64_t *weights, size_t n, size_t *consumed);

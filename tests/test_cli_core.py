@@ -1,0 +1,67 @@
+"""``physmem v2p`` and ``physmem kpageflags``: JSON output matches the Python API."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+from physmem import KPageFlags, PageMap, describe
+from physmem.cli import main
+
+from conftest import PAGE, anonymous
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_v2p_json_matches_translate(is_root, capsys):
+    buf, addr = anonymous(3 * PAGE)
+    code, out, _ = run_cli(capsys, "v2p", "--pid", str(os.getpid()), "--json", hex(addr + 5), str(addr + PAGE))
+    assert code == 0
+    rows = json.loads(out)
+    with PageMap() as pm:
+        assert [r["paddr"] for r in rows] == [pm.translate(addr + 5), pm.translate(addr + PAGE)]
+    assert [r["vaddr"] for r in rows] == [addr + 5, addr + PAGE] and all(r["present"] for r in rows)
+    buf.close()
+
+
+def test_v2p_not_present_and_bad_input(is_root, capsys):
+    buf, addr = anonymous(PAGE, touch=False)
+    code, out, err = run_cli(capsys, "v2p", "--json", hex(addr))
+    assert code == 2 and json.loads(out)[0]["present"] is False
+    code, _, err = run_cli(capsys, "v2p", "nonsense")
+    assert code == 1 and "not an address" in err
+    code, _, err = run_cli(capsys, "v2p", "--pid", str(2**22 + 999), "0x1000")
+    assert code == 2 and "does not exist" in err
+    buf.close()
+
+
+def test_kpageflags_pfns_and_summary(is_root, capsys):
+    code, out, _ = run_cli(capsys, "kpageflags", "--json", "1", "0x10")
+    rows = json.loads(out)
+    with KPageFlags() as kf:
+        assert [r["flags"] for r in rows] == kf.read([1, 16]).tolist()
+        assert rows[0]["names"] == list(describe(rows[0]["flags"]))
+        code, out, _ = run_cli(capsys, "kpageflags", "--summary", "--json", "--count", "50000")
+        summary = json.loads(out)
+        expected = kf.summary(0, 50_000)
+    assert code == 0
+    assert [(r["flags"], r["pages"]) for r in summary] == [(r.flags, r.pages) for r in expected]
+    code, _, err = run_cli(capsys, "kpageflags")
+    assert code == 1 and "PFNs or --summary" in err
+
+
+def test_entry_point_runs_as_a_program(is_root):
+    proc = subprocess.run([sys.executable, "-m", "physmem.cli", "kpageflags", "--summary", "--count", "4096"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "total: 4096 frames" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "physmem.cli", "v2p", "--help"], capture_output=True, text=True)
+    assert "example: physmem v2p" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "physmem.cli", "frobnicate"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "invalid choice" in bad.stderr

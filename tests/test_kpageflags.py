@@ -1,0 +1,144 @@
+"""physmem.kpageflags against the kernel's own files and totals."""
+from __future__ import annotations
+
+import os
+import random
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import physmem
+from physmem import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
+from physmem.errors import InvalidArgument
+
+from conftest import PAGE, anonymous
+
+
+def pread_u64(name: str, index: int) -> int:
+    fd = os.open(f"/proc/{name}", os.O_RDONLY)
+    try:
+        return struct.unpack("<Q", os.pread(fd, 8, index * 8))[0]
+    finally:
+        os.close(fd)
+
+
+def test_stable_bits_match_the_documented_abi():
+    # Bit numbers from Documentation/admin-guide/mm/pagemap.rst, independent of the header.
+    documented = {"LOCKED": 0, "SLAB": 7, "BUDDY": 10, "ANON": 12, "COMPOUND_HEAD": 15,
+                  "HUGE": 17, "THP": 22, "ZERO_PAGE": 24, "IDLE": 25, "PGTABLE": 26}
+    for name, bit in documented.items():
+        assert KPF[name] == 1 << bit
+    assert KPF.RESERVED == 1 << 32 and KPF.ARCH_3 == 1 << 42
+    assert describe(KPF.ANON | KPF.LRU | (1 << 50)) == ("LRU", "ANON", "BIT50")
+    assert describe(0) == ()
+    with pytest.raises(InvalidArgument):
+        describe(-1)
+
+
+def test_read_keeps_callers_order(is_root):
+    with KPageFlags() as kf:
+        top = kf.max_pfn()
+        rng = random.Random(7)
+        pfns = [rng.randrange(top) for _ in range(300)] + [5, 6, 7, 5, top - 1]
+        got = kf.read(pfns)
+    assert got.dtype == np.int64
+    assert got.tolist() == [pread_u64("kpageflags", p) for p in pfns]
+    with KPageCount() as kc:
+        assert kc.read(np.array(pfns[:50])).tolist() == [pread_u64("kpagecount", p) for p in pfns[:50]]
+        assert kc.read(np.array([[5, 6], [7, 8]])).shape == (2, 2)
+
+
+def test_max_pfn_is_the_file_end(is_root):
+    with KPageFlags() as kf:
+        top = kf.max_pfn()
+        fd = os.open("/proc/kpageflags", os.O_RDONLY)
+        try:
+            assert len(os.pread(fd, 8, (top - 1) * 8)) == 8
+            assert os.pread(fd, 8, top * 8) == b""
+        finally:
+            os.close(fd)
+        with pytest.raises(InvalidArgument, match="beyond the end of physical memory"):
+            kf.read([1, top])
+
+
+def test_scan_chunks_cover_the_range_exactly(is_root):
+    with KPageFlags() as kf:
+        chunks = list(kf.scan(1000, 10_000, chunk=4096))
+        assert [c[0] for c in chunks] == [1000, 5096, 9192]
+        joined = np.concatenate([c[1] for c in chunks])
+        assert len(joined) == 10_000
+        assert joined.tolist() == kf.read(np.arange(1000, 11_000)).tolist()
+        assert chunks[0][1] is not chunks[1][1]  # caller may keep each chunk
+        tail = list(kf.scan(kf.max_pfn() - 10))
+        assert sum(len(c) for _, c in tail) == 10
+
+
+def test_summary_totals_agree_with_the_kernel(hugepage_pool):
+    pool = hugepage_pool(3, 2048)
+    total_2m = int((pool / "nr_hugepages").read_text())
+    gigantic = Path("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages")
+    total_1g = int(gigantic.read_text()) if gigantic.exists() else 0
+    with KPageFlags() as kf:
+        rows = kf.summary()
+        top = kf.max_pfn()
+    assert sum(r.pages for r in rows) == top
+    assert sum(r.bytes for r in rows) == top * PAGE
+    assert len({r.flags for r in rows}) == len(rows)
+    assert [r.pages for r in rows] == sorted((r.pages for r in rows), reverse=True)
+    # Every hugetlb page has one head frame flagged HUGE|COMPOUND_HEAD: the pool totals.
+    heads = sum(r.pages for r in rows if r.flags & KPF.HUGE and r.flags & KPF.COMPOUND_HEAD)
+    assert heads == total_2m + total_1g
+    # The same table from scan() chunks through summarize().
+    with KPageFlags() as kf:
+        again = summarize(kf.scan(0, 200_000))
+        direct = summarize(kf.read(np.arange(200_000)))
+    assert again == direct
+
+
+def test_summarize_counts_like_numpy_unique():
+    rng = np.random.default_rng(3)
+    values = rng.choice(np.array([0, 0x400, 0x28, 1 << 33, 0x28 | (1 << 40)], dtype=np.int64), 50_000)
+    values = np.concatenate([values, np.arange(10_000, dtype=np.int64) << 20])  # force table growth
+    rows = summarize(values)
+    uniq, counts = np.unique(values, return_counts=True)
+    assert {r.flags: r.pages for r in rows} == dict(zip(uniq.tolist(), counts.tolist()))
+    assert rows[0].names == describe(rows[0].flags)
+
+
+def test_kpagecgroup_is_our_memory_cgroup(is_root):
+    buf, addr = anonymous(PAGE)
+    pfn = physmem.virt_to_phys(addr) // PAGE
+    ino = KPageCgroup().read(pfn)
+    # Independent: the inode of this process's memory cgroup directory.
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    v1 = [line.split(":", 2)[2] for line in lines if line.split(":")[1] == "memory"]
+    if v1:
+        directory = Path("/sys/fs/cgroup/memory") / v1[0].lstrip("/")
+    else:
+        directory = Path("/sys/fs/cgroup") / lines[0].split(":", 2)[2].lstrip("/")
+    assert ino == directory.stat().st_ino
+    buf.close()
+
+
+@pytest.mark.parametrize("bad", [-1, [1, -2], [0.5], "x", 1 << 56])
+def test_bad_pfns(is_root, bad):
+    with KPageFlags() as kf, pytest.raises(InvalidArgument):
+        kf.read(bad)
+
+
+def test_bad_scan_arguments(is_root):
+    with KPageFlags() as kf:
+        for kwargs in ({"start": -1}, {"count": -5}, {"chunk": 0}):
+            with pytest.raises(InvalidArgument):
+                next(kf.scan(**kwargs))
+    kf.close()
+    with pytest.raises(InvalidArgument, match="closed"):
+        kf.read([1])
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        KPageFlags(proc_root=str(tmp_path))
+    assert str(tmp_path / "kpageflags") in str(err.value)
