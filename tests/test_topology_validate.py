@@ -1,0 +1,178 @@
+"""cmdline parsing, cpus.plan and the validator on doctored copies of the fixture trees."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from physmem import cpus, topology
+from physmem.errors import InvalidArgument
+from physmem.hugepage_sizes import architecture_sizes, explain_size
+from physmem.topology import parse_cmdline, parse_cpulist
+from physmem.validate import Severity, validate
+from sysfs_trees import Trees
+
+
+@pytest.fixture(scope="session")
+def trees(tmp_path_factory):
+    return Trees(tmp_path_factory)
+
+
+def doctored(trees, name, tmp_path, cmdline=None):
+    root = tmp_path / name
+    shutil.copytree(trees[name], root, symlinks=True)
+    if cmdline is not None:
+        (root / "proc/cmdline").write_text(cmdline + "\n")
+    return root
+
+
+def run(root, sections=None):
+    return validate(sections, sys_root=str(root / "sys"), proc_root=str(root / "proc"))
+
+
+def test_cpulist_forms():
+    assert parse_cpulist(b"0-3,8,10-11\n") == {0, 1, 2, 3, 8, 10, 11}
+    assert parse_cpulist(b"0-7:2/4") == {0, 1, 4, 5}
+    assert parse_cpulist(b"") == frozenset()
+    with pytest.raises(ValueError, match="not a CPU list"):
+        parse_cpulist(b"3-1")
+
+
+def test_cmdline_isolation_and_hugepages():
+    c = parse_cmdline(b"ro isolcpus=managed_irq,domain,2-5 nohz_full=2-5 rcu_nocbs=2-7 "
+                      b"irqaffinity=0-1 hugepagesz=1G hugepages=4 hugepages=0:2,1:3 "
+                      b"default_hugepagesz=2M numa_balancing=disable transparent_hugepage=never "
+                      b"-- isolcpus=1", possible=range(8))
+    assert c.isolcpus == {2, 3, 4, 5} and c.isolcpus_flags == {"managed_irq", "domain"}
+    assert c.nohz_full == {2, 3, 4, 5} and c.rcu_nocbs == set(range(2, 8))
+    assert c.irqaffinity == {0, 1}
+    assert c.hugepages[0] == (1 << 30, 4, None)
+    assert c.hugepages[1] == (None, 5, {0: 2, 1: 3})
+    assert c.default_hugepagesz == 2 << 20
+    assert (c.numa_balancing, c.transparent_hugepage) == ("disable", "never")
+    assert parse_cmdline("isolcpus=3").isolcpus_flags == {"domain"}
+    assert parse_cmdline("nohz_full=all", possible=range(4)).nohz_full == {0, 1, 2, 3}
+
+
+def test_plan_puts_loops_on_isolated_cpus_near_the_device(trees, tmp_path):
+    name = "40intel64-2g2n4c+pcilocality"
+    root = doctored(trees, name, tmp_path)
+    (root / "sys/devices/system/cpu/isolated").write_text("30,34,38\n")
+    (root / "sys/devices/system/cpu/nohz_full").write_text("34,38\n")
+    topo = topology.read(str(root / "sys"), str(root / "proc"))
+    p = cpus.plan(topo, devices=["0000:43:00.0"], control_loops=2)
+    assert p.node == 2
+    assert p.control_loops == (34, 38)  # isolated and nohz_full first
+    assert not p.housekeeping & {30, 34, 38} and p.watchdog == p.housekeeping
+    cores = {(topo.cpu(c).package_id, topo.cpu(c).core_id) for c in p.control_loops}
+    assert len(cores) == 2
+    assert all(r.why for r in p.reasons)
+    # Four loops: the third takes the last isolated CPU, the fourth the least shared one.
+    p4 = cpus.plan(topo, devices=["0000:43:00.0"], control_loops=4)
+    assert p4.control_loops[:3] == (34, 38, 30) and p4.control_loops[3] in topo.cpus_by_node()[2]
+    with pytest.raises(InvalidArgument):
+        cpus.plan(topo, devices=["0000:99:00.0"])
+    with pytest.raises(InvalidArgument):
+        cpus.plan(topo, control_loops=1000)
+
+
+def test_validator_isolation_mismatch(trees, tmp_path):
+    root = doctored(trees, "128arm-2pa2n8cluster4co", tmp_path,
+                    "root=/dev/sda1 isolcpus=8-15 nohz_full=4-11")
+    (root / "sys/devices/system/cpu/isolated").write_text("8-15\n")
+    (root / "sys/devices/system/cpu/nohz_full").write_text("4-11\n")
+    r = run(root, "isolation")
+    (f,) = r.by_id("isolation.nohz_not_isolated")
+    assert f.fix == "isolcpus=managed_irq,domain,4-15"
+    (f,) = r.by_id("isolation.isolated_tick")
+    assert f.fix == "nohz_full=4-15"
+    # nohz_full CPUs count as rcu_nocbs; only 12-15 still run callbacks.
+    (f,) = r.by_id("isolation.rcu_callbacks")
+    assert "12-15" in f.message
+    assert not r.ok and r.worst == Severity.WARNING
+
+
+def test_validator_no_housekeeping(trees, tmp_path):
+    root = doctored(trees, "16amd64-8n2c", tmp_path, "nohz_full=0-15")
+    (root / "sys/devices/system/cpu/nohz_full").write_text("0-15\n")
+    r = run(root, ["isolation"])
+    assert r.by_id("isolation.no_housekeeping")[0].severity == Severity.ERROR
+
+
+def test_validator_memory_gigantic_and_boot_reservation(trees, tmp_path):
+    root = doctored(trees, "128arm-2pa2n8cluster4co", tmp_path,
+                    "hugepagesz=32M hugepages=16 default_hugepagesz=4M")
+    r = run(root, "memory")
+    assert r.by_id("memory.gigantic_not_reserved")[0].fix == "boot with hugepagesz=1G hugepages=N"
+    assert "asks for 16 32M pages" in r.by_id("memory.boot_reservation_short")[0].message
+    assert r.by_id("memory.default_hugepagesz_unsupported")
+
+
+def test_validator_numa_findings(trees, tmp_path):
+    r = run(trees["8em64t-2s2ca2c-buggynuma"], "numa")
+    assert r.by_id("numa.cpu_in_several_nodes") and r.by_id("numa.distance_not_above_local")
+    root = doctored(trees, "16amd64-8n2c", tmp_path)
+    (root / "sys/devices/system/node/node1/distance").write_text("30 10 20 20 20 20 20 20\n")
+    meminfo = root / "sys/devices/system/node/node2/meminfo"
+    meminfo.write_text("Node 2 MemTotal: 0 kB\nNode 2 MemFree: 0 kB\n")
+    r = run(root, "numa")
+    assert "node0->node1 is 20 but node1->node0 is 30" in r.by_id("numa.asymmetric_distance")[0].message
+    assert "node 2 has CPUs 4-5" in r.by_id("numa.memoryless_node")[0].message
+    assert run(trees["offline-cpu0-node0"], "numa").by_id("numa.cpus_without_node")
+
+
+def test_validator_on_a_tree_missing_most_files(trees, tmp_path):
+    # Captured trees lack /proc/sys, kpageflags, pagemap: findings, never a traceback.
+    r = run(trees["256ppc-8n8s4t"])
+    ids = {f.id for f in r.findings}
+    assert {"memory.overcommit_unreadable", "access.kpageflags_missing"} <= ids
+    json.loads(r.to_json())
+    empty = tmp_path / "empty"
+    (empty / "sys").mkdir(parents=True)
+    (empty / "proc").mkdir()
+    r = run(empty)
+    assert r.worst == Severity.ERROR and json.loads(r.to_json())["findings"]
+
+
+def test_validator_live_is_clean_enough_and_fast():
+    r = validate()
+    assert r.sections == ("memory", "numa", "isolation", "access")
+    assert not r.by_id("access.no_cap_sys_admin") or os.geteuid() != 0
+    with pytest.raises(InvalidArgument):
+        validate("nope")
+
+
+def test_huge_page_sizes_explain_absences():
+    assert architecture_sizes("x86_64", cpuinfo="flags : pse pdpe1gb")[1 << 30] is None
+    assert architecture_sizes("x86_64", cpuinfo="flags : pse")[1 << 30] == "the CPU flag pdpe1gb"
+    assert set(architecture_sizes("ppc64le", cpuinfo="mmu\t\t: radix")) >= {2 << 20, 1 << 30}
+    assert architecture_sizes("riscv64")[64 << 10] == "the Svnapot extension"
+    assert set(architecture_sizes("aarch64", page_size=64 << 10)) == {2 << 20, 512 << 20, 16 << 30}
+    assert explain_size(16 << 20, machine="x86_64").startswith("x86_64 has no 16M")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "physmem.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_topo_plan_doctor(trees):
+    root = trees["16amd64-8n2c"]
+    roots = ["--sys-root", str(root / "sys"), "--proc-root", str(root / "proc")]
+    out = _cli("topo", "--json", *roots)
+    assert out.returncode == 0
+    d = json.loads(out.stdout)
+    assert d["cpus_by_node"]["3"] == "6-7" and d["nodes"][0]["distances"]["1"] == 20
+    out = _cli("plan", "--loops", "2", "--json", *roots)
+    assert out.returncode == 0 and len(json.loads(out.stdout)["control_loops"]) == 2
+    out = _cli("doctor", "--json", *roots)
+    assert out.returncode == 2  # the captured tree has no kpageflags: an error
+    assert json.loads(out.stdout)["worst"] == "error"
+    assert _cli("doctor", "--section", "isolation", *roots).returncode == 0
+    for cmd in ("topo", "plan", "doctor"):
+        assert "example:" in _cli(cmd, "--help").stdout
+    bad = _cli("plan", "--device", "0000:99:00.0", *roots)
+    assert bad.returncode == 1 and "no PCI device" in bad.stderr
