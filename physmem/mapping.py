@@ -452,6 +452,10 @@ class Mapping:
         new_size = _positive_int("new_size", new_size)
         if self._page_size != PAGE_SIZE:
             _aligned("new_size", new_size, self._page_size)
+            if new_size > self._size:
+                raise InvalidArgument(
+                    f"new_size={new_size:#x}: the kernel cannot grow a hugetlb mapping "
+                    f"({self._size:#x} bytes); it can move or shrink it, or map a new one")
         flags = lib.MREMAP_MAYMOVE if may_move else 0
         target = 0
         if address is not None:

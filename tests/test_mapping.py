@@ -1,0 +1,304 @@
+"""physmem.Mapping against the real kernel: /proc/self/maps, smaps, status and pagemap are the
+independent witnesses."""
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+
+from physmem import InvalidArgument, Mapping
+from physmem.errors import FeatureUnavailable, PhysmemOSError
+from physmem.mapping import PAGE_SIZE, Advice, Prot
+
+MiB = 1 << 20
+
+
+def maps_ranges() -> list[tuple[int, int, str]]:
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            rng, perms = line.split()[:2]
+            lo, hi = (int(x, 16) for x in rng.split("-"))
+            out.append((lo, hi, perms))
+    return out
+
+
+def is_mapped(address: int, size: int) -> bool:
+    return any(lo < address + size and address < hi for lo, hi, _ in maps_ranges())
+
+
+def smaps_field(address: int, field: str) -> int:
+    """``field`` (kB) of the smaps entry that starts at ``address``."""
+    with open("/proc/self/smaps") as f:
+        current = None
+        for line in f:
+            m = re.match(r"([0-9a-f]+)-[0-9a-f]+ ", line)
+            if m:
+                current = int(m.group(1), 16)
+            elif current == address and line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no smaps entry at {address:#x}")
+
+
+def status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(field)
+
+
+def test_anonymous_map_close_and_maps_agree():
+    m = Mapping.anonymous(3 * MiB)
+    addr = m.address
+    assert m.size == len(m) == 3 * MiB and m.page_size == PAGE_SIZE
+    assert any(lo == addr and hi == addr + 3 * MiB and perms.startswith("rw")
+               for lo, hi, perms in maps_ranges())
+    a = m.array(np.uint64)
+    a[:] = np.arange(len(a))
+    assert m.view()[8] == 1
+    del a
+    m.close()
+    assert not is_mapped(addr, 3 * MiB)
+    m.close()  # twice is fine
+    with pytest.raises(InvalidArgument, match="closed"):
+        m.array()
+
+
+def test_close_and_remap_refused_while_views_exist():
+    m = Mapping.anonymous(MiB)
+    arr = m.array(np.uint32)[10:20]  # a derived view keeps the export alive
+    mv = m.view()[5:]
+    with pytest.raises(BufferError, match="export"):
+        m.close()
+    with pytest.raises(BufferError):
+        m.remap(2 * MiB)
+    assert is_mapped(m.address, MiB)
+    del arr
+    with pytest.raises(BufferError):
+        m.close()
+    mv.release()
+    del mv
+    m.close()
+
+
+def test_views_outliving_the_mapping_object_stay_valid():
+    m = Mapping.anonymous(MiB)
+    addr = m.address
+    arr = m.array(np.uint8)
+    del m
+    arr[:] = 7  # still mapped: would segfault if the memory had gone
+    assert is_mapped(addr, MiB) and int(arr.sum()) == 7 * MiB
+    del arr
+    assert not is_mapped(addr, MiB)
+
+
+def test_array_shapes_and_readonly():
+    with Mapping.anonymous(MiB) as m:
+        a = m.array(np.float64, (16, 8), offset=4096)
+        assert a.shape == (16, 8) and a.ctypes.data == m.address + 4096
+        with pytest.raises(InvalidArgument, match="shape"):
+            m.array(np.float64, (MiB,))
+        del a
+        assert np.asarray(m).ctypes.data == m.address
+    with Mapping.anonymous(PAGE_SIZE, prot=Prot.READ) as ro:
+        assert ro.view().readonly and not ro.array().flags.writeable
+
+
+def test_remap_grows_and_moves_with_content_intact():
+    m = Mapping.anonymous(4 * MiB)
+    a = m.array(np.uint64)
+    a[:] = np.arange(len(a)) * 3
+    del a
+    blocker = Mapping.anonymous(PAGE_SIZE, address=m.address + 4 * MiB)  # forbid growing in place
+    old = m.address
+    with pytest.raises(PhysmemOSError, match="may_move"):
+        m.remap(64 * MiB, may_move=False)
+    m.remap(64 * MiB)
+    assert m.address != old and m.size == 64 * MiB
+    assert not is_mapped(old, 4 * MiB)
+    b = m.array(np.uint64, 4 * MiB // 8)
+    assert np.array_equal(b, np.arange(4 * MiB // 8, dtype=np.uint64) * 3)
+    assert not m.array(np.uint64, offset=4 * MiB).any()
+    del b
+    m.remap(MiB, may_move=False)  # shrink in place
+    assert m.size == MiB and not is_mapped(m.address + MiB, 63 * MiB)
+    m.close()
+    blocker.close()
+
+
+def test_remap_dont_unmap_keeps_old_range_empty():
+    m = Mapping.anonymous(MiB)
+    m.array()[:] = 9
+    old = m.remap(MiB, dont_unmap=True)
+    assert old is not None and old.address != m.address
+    assert int(m.array().min()) == 9 and not old.array().any()
+    old.close()
+    m.close()
+
+
+def test_fixed_address_uses_noreplace():
+    probe = Mapping.anonymous(2 * MiB)
+    addr = probe.address
+    probe.close()
+    m = Mapping.anonymous(MiB, address=addr)
+    assert m.address == addr
+    with pytest.raises(PhysmemOSError, match="already mapped"):
+        Mapping.anonymous(MiB, address=addr)
+    m.close()
+
+
+def test_mlock_shows_in_smaps_and_vmlck():
+    before = status_kb("VmLck")
+    with Mapping.anonymous(4 * MiB) as m:
+        m.mlock()
+        assert smaps_field(m.address, "Locked") == 4096
+        assert status_kb("VmLck") - before == 4096
+        m.munlock()
+        assert smaps_field(m.address, "Locked") == 0
+        assert status_kb("VmLck") == before
+    with Mapping.anonymous(4 * MiB) as m:
+        m.mlock(on_fault=True)  # nothing touched yet: nothing locked
+        assert smaps_field(m.address, "Locked") == 0
+        m.touch(0, MiB, write=True)  # a read would map the shared zero page
+        assert smaps_field(m.address, "Locked") == 1024
+    with Mapping.anonymous(MiB, locked=True) as m:
+        assert smaps_field(m.address, "Locked") == 1024
+    assert status_kb("VmLck") == before
+
+
+def test_populate_and_advise_dontneed_in_smaps():
+    with Mapping.anonymous(4 * MiB, populate=True) as m:
+        assert smaps_field(m.address, "Rss") == 4096
+        m.advise(Advice.DONTNEED, MiB, MiB)
+        assert smaps_field(m.address, "Rss") == 3072
+        m.advise(Advice.POPULATE_WRITE)
+        assert smaps_field(m.address, "Rss") == 4096
+
+
+def test_dontfork_range_absent_in_child():
+    with Mapping.anonymous(MiB) as keep, Mapping.anonymous(MiB) as gone:
+        gone.advise(Advice.DONTFORK)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: report what its maps hold, then leave without cleanup
+            try:
+                os.write(w, bytes([is_mapped(keep.address, MiB), is_mapped(gone.address, MiB)]))
+            finally:
+                os._exit(0)
+        os.close(w)
+        seen = os.read(r, 2)
+        os.close(r)
+        os.waitpid(pid, 0)
+        assert seen == bytes([1, 0])
+
+
+def test_protect_and_refusal_with_views():
+    with Mapping.anonymous(PAGE_SIZE) as m:
+        m.protect(Prot.READ)
+        assert any(lo == m.address and perms.startswith("r--") for lo, _, perms in maps_ranges())
+        m.protect(Prot.READ | Prot.WRITE)
+        v = m.view()
+        with pytest.raises(BufferError):
+            m.protect(Prot.READ)
+        with pytest.raises(BufferError):
+            m.advise(Advice.GUARD_INSTALL)
+        v.release()
+        m.protect(Prot.NONE)
+        with pytest.raises(InvalidArgument, match="PROT|NONE|protect"):
+            m.view()
+
+
+def test_sync_on_file_mapping(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(bytes(PAGE_SIZE))
+    with open(path, "r+b") as f, Mapping.from_fd(f, PAGE_SIZE) as m:
+        m.array()[:5] = np.frombuffer(b"hello", np.uint8)
+        m.sync()
+        m.sync(asynchronous=True, invalidate=True)
+    assert path.read_bytes()[:5] == b"hello"
+
+
+@pytest.mark.hugepages
+def test_hugetlb_mremap_keeps_physical_addresses(hugepage_pool):
+    from physmem.pagemap import PageMap
+
+    hugepage_pool(4, 2048)
+    huge = 2 * MiB
+    m = Mapping.anonymous(2 * huge, page_size=huge)
+    assert m.page_size == huge
+    m.array(np.uint8)[::4096] = 1  # fault both huge pages in
+    assert smaps_field(m.address, "KernelPageSize") == 2048
+    probe = Mapping.anonymous(6 * huge)  # find a free huge-aligned range to move to
+    target = (probe.address + huge - 1) // huge * huge
+    probe.close()
+    with PageMap() as pm:
+        before = pm.translate(np.array([m.address, m.address + huge], dtype=np.uint64))
+        old = m.address
+        m.remap(2 * huge, address=target)
+        assert m.address == target != old and not is_mapped(old, 2 * huge)
+        after = pm.translate(np.array([m.address, m.address + huge], dtype=np.uint64))
+        assert np.array_equal(before, after)
+        assert before[0] % huge == 0
+        runs = pm.physical_runs(m.address, 2 * huge)
+        assert int(runs["nbytes"].sum()) == 2 * huge
+    assert int(m.array()[::4096].sum()) == 2 * huge // 4096
+    with pytest.raises(InvalidArgument, match="cannot grow a hugetlb"):
+        m.remap(4 * huge)
+    with pytest.raises(InvalidArgument, match="multiple of the page size"):
+        m.remap(huge + PAGE_SIZE)
+    m.remap(huge)  # shrinking is allowed
+    assert m.size == huge and not is_mapped(target + huge, huge)
+    m.close()
+
+
+def test_invalid_arguments_are_named():
+    with pytest.raises(InvalidArgument, match="size=0"):
+        Mapping.anonymous(0)
+    with pytest.raises(InvalidArgument, match="page_size=12345"):
+        Mapping.anonymous(MiB, page_size=12345)
+    with pytest.raises(InvalidArgument, match="address=0x1001"):
+        Mapping.anonymous(MiB, address=0x1001)
+    with pytest.raises(InvalidArgument, match="fd=-1"):
+        Mapping.from_fd(-1, MiB)
+    with Mapping.anonymous(MiB) as m:
+        with pytest.raises(InvalidArgument, match="offset=0x1"):
+            m.advise(Advice.DONTNEED, 1, PAGE_SIZE)
+        with pytest.raises(InvalidArgument, match="length"):
+            m.advise(Advice.DONTNEED, 0, 2 * MiB)
+        with pytest.raises(InvalidArgument, match="advice"):
+            m.advise(12345)
+    if os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        with pytest.raises(InvalidArgument, match="multiple of the page size"):
+            Mapping.anonymous(MiB, page_size=2 * MiB)
+
+
+def test_feature_unavailable_names_flag_and_version(monkeypatch):
+    # On this kernel MADV_GUARD_INSTALL exists; pretend the kernel is 6.1 to see the message.
+    import physmem._features as feats
+    monkeypatch.setattr(feats, "kernel_version", lambda: (6, 1))
+    exc = feats.unavailable("madvise MADV_GUARD_INSTALL", "6.13")
+    assert isinstance(exc, FeatureUnavailable)
+    assert "MADV_GUARD_INSTALL" in str(exc) and "6.13" in str(exc)
+
+
+def test_nothing_leaks():
+    fds = set(os.listdir("/proc/self/fd"))
+    n = len(maps_ranges())
+    for _ in range(20):
+        with Mapping.anonymous(MiB) as m:
+            m.array()[:] = 1
+            m.remap(2 * MiB)
+    assert len(maps_ranges()) <= n and set(os.listdir("/proc/self/fd")) <= fds | {None}
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ is Python 3.12+")
+def test_buffer_protocol_312():
+    with Mapping.anonymous(PAGE_SIZE) as m:
+        mv = memoryview(m)
+        with pytest.raises(BufferError):
+            m.close()
+        mv.release()
