@@ -500,7 +500,9 @@ class Mapping:
 
 def _check_prot(prot: Any) -> Prot:
     try:
+        if int(prot) & ~sum(Prot):
+            raise ValueError(prot)
         p = Prot(prot)
-    except ValueError:
+    except (TypeError, ValueError):
         raise InvalidArgument(f"prot={prot!r} is not a combination of Prot flags") from None
     return p

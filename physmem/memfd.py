@@ -139,8 +139,10 @@ class MemFd:
         exist; FUTURE_WRITE lets existing mappings keep writing."""
         self._require_open()
         try:
+            if int(seals) & ~sum(Seal):
+                raise ValueError(seals)
             seals = Seal(seals)
-        except ValueError:
+        except (TypeError, ValueError):
             raise InvalidArgument(f"seals={seals!r} is not a combination of Seal flags") from None
         ret = lib.pm_add_seals(self._fd, int(seals))
         if ret == -_errno.EINVAL:

@@ -160,8 +160,10 @@ class UserFaultFd:
         self._ranges: list[tuple[int, int, int]] = []
         self._lock = threading.Lock()
         try:
+            if int(features) & ~sum(Feature):
+                raise ValueError(features)
             features = Feature(features)
-        except ValueError:
+        except (TypeError, ValueError):
             raise InvalidArgument(f"features={features!r} is not a combination of Feature "
                                   "flags") from None
         flags = os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
@@ -279,8 +281,10 @@ class UserFaultFd:
         Returns the ioctls the range supports."""
         self._require_open()
         try:
+            if int(mode) & ~sum(Mode):
+                raise ValueError(mode)
             mode = Mode(mode)
-        except ValueError:
+        except (TypeError, ValueError):
             raise InvalidArgument(f"mode={mode!r} is not a combination of Mode flags") from None
         if not mode:
             raise InvalidArgument("mode must include MISSING, WP and/or MINOR")
