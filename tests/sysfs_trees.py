@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(os.environ.get("PHYSMEM_SYSFS_FIXTURES",
-                               Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sysfs"))
+def _fixture_dir() -> Path:
+    # The layout is ../shared next to the clone; PHYSMEM_SYSFS_FIXTURES overrides.
+    if os.environ.get("PHYSMEM_SYSFS_FIXTURES"):
+        return Path(os.environ["PHYSMEM_SYSFS_FIXTURES"])
+    for base in (Path(__file__).resolve().parents[2], Path.cwd().parent, Path("/work")):
+        if (base / "shared" / "fixtures" / "sysfs").is_dir():
+            return base / "shared" / "fixtures" / "sysfs"
+    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sysfs"
+
+
+FIXTURES = _fixture_dir()
 _cache: dict[str, Path] = {}
 
 
