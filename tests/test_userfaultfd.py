@@ -1,0 +1,260 @@
+"""physmem.UserFaultFd against the real kernel: faulting threads get the right bytes, WP
+faults and fork/remap/unmap events arrive, and nothing leaks (/proc/self/fd)."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from physmem import InvalidArgument, Mapping, MemFd, UserFaultFd
+from physmem.mapping import PAGE_SIZE, Advice
+from physmem.userfaultfd import EventKind, FaultFlag, Feature, Ioctl, Mode
+
+MiB = 1 << 20
+
+
+def uffd_fds() -> int:
+    n = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[userfaultfd]"
+        except OSError:
+            pass
+    return n
+
+
+@pytest.fixture
+def no_uffd_leak():
+    before = uffd_fds()
+    yield
+    assert uffd_fds() == before
+
+
+def touch_in_thread(m: Mapping, *, write: bool = False, offset: int = 0,
+                    length: int | None = None) -> tuple[threading.Thread, dict]:
+    """Fault the range from another thread (Mapping.touch drops the GIL)."""
+    out: dict = {}
+
+    def run():
+        out["sum"] = m.touch(offset, length, write=write)
+        out["tid"] = threading.get_native_id()
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_negotiation_and_ioctls(no_uffd_leak):
+    with UserFaultFd(features=Feature.THREAD_ID) as u:
+        assert u.features == Feature.THREAD_ID
+        assert u.available_features & Feature.THREAD_ID
+        assert u.ioctls & Ioctl.REGISTER and u.ioctls & Ioctl.API
+        with Mapping.anonymous(MiB) as m:
+            ioctls = u.register(m)
+            assert ioctls & Ioctl.COPY and ioctls & Ioctl.ZEROPAGE
+            u.unregister(m)
+
+
+def test_missing_faults_served_by_hand_with_thread_id(no_uffd_leak):
+    src = np.arange(2 * PAGE_SIZE, dtype=np.uint8) ^ 0x5A
+    with UserFaultFd(features=Feature.THREAD_ID) as u, Mapping.anonymous(2 * PAGE_SIZE) as m:
+        u.register(m, mode=Mode.MISSING)
+        t, out = touch_in_thread(m, offset=PAGE_SIZE + 123, length=1)
+        assert u.wait(5)
+        (ev,) = u.read_events()
+        assert ev.kind is EventKind.PAGEFAULT and not ev.flags & FaultFlag.WRITE
+        assert ev.address & ~(PAGE_SIZE - 1) == m.address + PAGE_SIZE
+        assert u.copy(m.address + PAGE_SIZE, src[PAGE_SIZE:]) == PAGE_SIZE
+        t.join(5)
+        assert not t.is_alive() and out["tid"] == ev.thread_id
+        assert out["sum"] == int(src[PAGE_SIZE + 123])
+        u.zeropage(m.address, PAGE_SIZE)
+        assert not m.array()[:PAGE_SIZE].any()
+        with pytest.raises(OSError, match="already present"):
+            u.zeropage(m.address, PAGE_SIZE)
+
+
+def test_serve_python_handler_gives_right_bytes(no_uffd_leak):
+    size = 4 * MiB
+    src = np.random.default_rng(1).integers(0, 256, size, dtype=np.uint8)
+    with UserFaultFd() as u, Mapping.anonymous(size) as m:
+        u.register(m)
+        seen = []
+        base = m.address
+
+        def handler(ev):
+            seen.append(ev.address)
+            off = (ev.address - base) & ~(PAGE_SIZE - 1)
+            return src[off:off + PAGE_SIZE]
+
+        server = u.serve(handler)
+        t, out = touch_in_thread(m)
+        t.join(30)
+        server.stop()
+        assert server.faults == size // PAGE_SIZE == len(seen)
+        assert out["sum"] == int(src[::PAGE_SIZE].astype(np.int64).sum())
+        assert np.array_equal(m.array(), src)
+
+
+def test_serve_from_native_and_serve_zero(no_uffd_leak):
+    size = 8 * MiB
+    src = np.arange(size // 8 - 100, dtype=np.uint64)  # shorter than the mapping: zeros after
+    with UserFaultFd() as u, Mapping.anonymous(size) as m:
+        u.register(m)
+        server = u.serve_from(src)
+        t, _ = touch_in_thread(m)
+        t.join(30)
+        server.stop()
+        assert server.faults == size // PAGE_SIZE and server.errors == 0
+        got = m.array(np.uint64)
+        assert np.array_equal(got[:len(src)], src) and not got[len(src):].any()
+        del got  # else closing the mapping is refused (BufferError)
+    with UserFaultFd() as u, Mapping.anonymous(MiB) as m:
+        m2 = m  # keep a name for clarity
+        u.register(m2)
+        with u.serve_zero() as server:
+            m2.touch(write=True)  # served from C; the GIL is not needed
+        assert server.faults == MiB // PAGE_SIZE
+        assert not m2.array().any()
+
+
+def test_handler_exception_fills_zeros_and_is_raised_by_stop(no_uffd_leak):
+    with UserFaultFd() as u, Mapping.anonymous(PAGE_SIZE) as m:
+        u.register(m)
+
+        def handler(ev):
+            raise KeyError("boom")
+
+        server = u.serve(handler)
+        assert m.touch() == 0  # did not hang
+        with pytest.raises(KeyError, match="boom"):
+            server.stop()
+
+
+def test_write_protect_faults_reported(no_uffd_leak):
+    with UserFaultFd(features=Feature.PAGEFAULT_FLAG_WP) as u, \
+            Mapping.anonymous(4 * PAGE_SIZE) as m:
+        m.array()[:] = 1  # WP needs present pages
+        ioctls = u.register(m, mode=Mode.WP)
+        assert ioctls & Ioctl.WRITEPROTECT
+        u.writeprotect(m.address, 4 * PAGE_SIZE, True)
+        m.touch()  # reads do not fault
+        events = []
+
+        def handler(ev):
+            events.append(ev)
+            u.writeprotect(ev.address & ~(PAGE_SIZE - 1), PAGE_SIZE, False)  # wakes the writer
+
+        server = u.serve(handler)
+        m.touch(2 * PAGE_SIZE, PAGE_SIZE, write=True)
+        server.stop()
+        assert len(events) == 1
+        assert events[0].flags & FaultFlag.WP and events[0].flags & FaultFlag.WRITE
+        assert events[0].address & ~(PAGE_SIZE - 1) == m.address + 2 * PAGE_SIZE
+
+
+def test_minor_faults_continue_on_shmem(no_uffd_leak):
+    with MemFd("minor", size=PAGE_SIZE) as f, UserFaultFd(features=Feature.MINOR_SHMEM) as u:
+        f.write(b"page cache!")
+        m = f.map()
+        u.register(m, mode=Mode.MINOR)
+        events = []
+
+        def handler(ev):
+            events.append(ev)
+            u.continue_(ev.address & ~(PAGE_SIZE - 1), PAGE_SIZE)
+
+        server = u.serve(handler)
+        m.touch()
+        server.stop()
+        assert len(events) == 1 and events[0].flags & FaultFlag.MINOR
+        assert bytes(m.view()[:11]) == b"page cache!"
+        m.close()
+
+
+def test_fork_remap_unmap_remove_events(no_uffd_leak):
+    features = Feature.EVENT_FORK | Feature.EVENT_REMAP | Feature.EVENT_UNMAP | \
+        Feature.EVENT_REMOVE
+    with UserFaultFd(features=features) as u:
+        m = Mapping.anonymous(4 * PAGE_SIZE)
+        u.register(m)
+        server = u.serve_zero()
+        m.touch(write=True)
+        pid = os.fork()  # blocks until the native server has read the FORK event
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        m.advise(Advice.DONTNEED, 0, PAGE_SIZE)  # REMOVE
+        old = m.address
+        m.remap(8 * PAGE_SIZE)  # REMAP (the kernel moves it or grows it in place)
+        moved = m.address
+        m.close()  # UNMAP
+        # The kernel lets munmap return once the event is read; the server files it just
+        # after, so collect until the last one is in.
+        events, deadline = [], time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+                e.kind is EventKind.UNMAP and e.start == moved for e in events):
+            events += server.events()
+        server.stop()
+        kinds = [e.kind for e in events]
+        assert EventKind.FORK in kinds and EventKind.REMOVE in kinds and EventKind.UNMAP in kinds
+        fork = next(e for e in events if e.kind is EventKind.FORK)
+        assert fork.fd >= 0
+        os.close(fork.fd)  # the child's uffd is ours to close
+        rem = next(e for e in events if e.kind is EventKind.REMOVE)
+        assert (rem.start, rem.end) == (old, old + PAGE_SIZE)
+        if moved != old:
+            remap = next(e for e in events if e.kind is EventKind.REMAP)
+            assert (remap.from_, remap.to, remap.length) == (old, moved, 4 * PAGE_SIZE)
+        unmaps = [(e.start, e.end) for e in events if e.kind is EventKind.UNMAP]
+        assert (moved, moved + 8 * PAGE_SIZE) in unmaps  # close()
+
+
+def test_move_and_poison(no_uffd_leak):
+    with UserFaultFd(features=Feature.MOVE | Feature.POISON) as u, \
+            Mapping.anonymous(2 * PAGE_SIZE) as dst, Mapping.anonymous(PAGE_SIZE) as src:
+        src.array()[:] = 0xAB
+        u.register(dst)
+        assert u.move(dst.address, src.address, PAGE_SIZE) == PAGE_SIZE
+        assert int(dst.array()[:PAGE_SIZE].min()) == 0xAB
+        assert not src.array().any()  # the page moved away: src reads fresh zeros
+        assert u.poison(dst.address + PAGE_SIZE, PAGE_SIZE) == PAGE_SIZE
+    with UserFaultFd() as u, Mapping.anonymous(PAGE_SIZE) as m:
+        u.register(m)
+        with pytest.raises(InvalidArgument, match="Feature.MOVE"):
+            u.move(m.address, m.address, PAGE_SIZE)
+
+
+def test_close_wakes_blocked_faulter_and_invalid_arguments(no_uffd_leak):
+    u = UserFaultFd()
+    m = Mapping.anonymous(PAGE_SIZE)
+    u.register(m)
+    t, out = touch_in_thread(m)
+    assert u.wait(5)
+    u.close()  # no server: closing resolves the fault as if never registered
+    t.join(5)
+    assert not t.is_alive() and out["sum"] == 0
+    with pytest.raises(InvalidArgument, match="closed"):
+        u.register(m)
+    with UserFaultFd() as u2:
+        with pytest.raises(InvalidArgument, match="aligned"):
+            u2.register(m.address + 1, PAGE_SIZE)
+        with pytest.raises(InvalidArgument, match="length is required"):
+            u2.register(m.address)
+        with pytest.raises(InvalidArgument, match="mode"):
+            u2.register(m, mode=0)
+        with pytest.raises(InvalidArgument, match="register a range"):
+            u2.serve_from(b"x")
+        u2.register(m)
+        s = u2.serve_zero()
+        with pytest.raises(InvalidArgument, match="already running"):
+            u2.serve_zero()
+        s.stop()
+        with pytest.raises(InvalidArgument, match="cpu="):
+            u2.serve_from(b"x", cpu=10_000)
+    m.close()
+    with pytest.raises(InvalidArgument, match="features="):
+        UserFaultFd(features=1 << 40)
