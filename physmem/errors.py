@@ -25,6 +25,10 @@ __all__ = [
     "InvalidArgument",
     "ParseError",
     "PageNotPresent",
+    "HugePagesUnavailable",
+    "ContiguityUnavailable",
+    "NotContiguous",
+    "PhysicalAddressChanged",
     "error_from_errno",
     "translate_os_errors",
     "os_errors",
@@ -113,6 +117,34 @@ class ParseError(PhysmemError, ValueError):
 
 class PageNotPresent(PhysmemError, LookupError):
     """A virtual page has no physical frame (never touched, swapped out or unmapped)."""
+
+
+class HugePagesUnavailable(OutOfMemory):
+    """A hugepage pool could not be grown to the size asked for.
+
+    ``obtained`` is how many pages the pool holds after the attempt, ``wanted`` the target.
+    """
+
+    def __init__(self, message: str, *, obtained: int, wanted: int, size: int,
+                 node: int | None = None) -> None:
+        super().__init__(message, errno=_errno.ENOMEM)
+        self.obtained, self.wanted, self.size, self.node = obtained, wanted, size, node
+
+
+class ContiguityUnavailable(OutOfMemory):
+    """No run of physically adjacent hugepages is long enough; ``longest`` is the best found (bytes)."""
+
+    def __init__(self, message: str, *, longest: int, wanted: int) -> None:
+        super().__init__(message, errno=_errno.ENOMEM)
+        self.longest, self.wanted = longest, wanted
+
+
+class NotContiguous(PhysmemError, ValueError):
+    """A physically contiguous answer was asked of a scatter (multi-segment) buffer."""
+
+
+class PhysicalAddressChanged(PhysmemError, RuntimeError):
+    """Pages of a DMA buffer moved or vanished since it was allocated."""
 
 
 _E = TypeVar("_E", bound=PhysmemError)

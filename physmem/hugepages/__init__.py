@@ -1,6 +1,8 @@
-"""Hugepages: the kernel's pools (pools.py). Reservation and DMA buffers build on these."""
+"""Hugepages: the kernel's pools (pools.py) and growing them on purpose (reserve.py)."""
 from __future__ import annotations
 
 from .pools import Pool, default_size, node_pools, pools, supported_sizes
+from .reserve import HugetlbfsMount, Reservation, compact, mounts, parse_size, reserve
 
-__all__ = ["Pool", "default_size", "node_pools", "pools", "supported_sizes"]
+__all__ = ["Pool", "default_size", "node_pools", "pools", "supported_sizes", "HugetlbfsMount",
+           "Reservation", "compact", "mounts", "parse_size", "reserve"]

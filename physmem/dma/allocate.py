@@ -1,0 +1,332 @@
+"""Physically contiguous (or few-segment) memory from hugetlb pages, chosen on purpose.
+
+The pages live in a hugetlb memfd, so they return to the pool when the last mapping goes,
+however the process dies. Candidate pages are allocated with fallocate (errors come back
+as errno, never as SIGBUS), located with pagemap, sorted by physical address; the chosen
+pages are then mapped in physical order into one virtual range and the rest punched back.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import os
+from typing import Iterator
+
+import numpy as np
+
+from .._lib import lib
+from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
+from ..hugepage_sizes import format_size
+from ..hugepages.pools import default_size
+from ..hugepages.reserve import Reservation, _free_by_order, parse_size, pool_dir, reserve
+from ..mapping import Mapping
+from ..memfd import MemFd
+from ..pagemap import PageMap
+from .buffer import DmaBuffer
+
+__all__ = ["allocate_contiguous", "allocate_scatter", "longest_contiguous"]
+
+
+def _page_size(page_size: int | str | None) -> int:
+    size = default_size() if page_size is None else parse_size(page_size)
+    if size is None:
+        raise InvalidArgument("this kernel has no hugetlb support (no Hugepagesize in meminfo)")
+    pool_dir(size)  # raises with the reason if the kernel lacks this size
+    return size
+
+
+def _check_size(size: object) -> int:
+    if isinstance(size, bool) or not isinstance(size, int):
+        try:
+            size = parse_size(size)  # type: ignore[arg-type]
+        except InvalidArgument:
+            raise InvalidArgument(f"size {size!r} must be a positive number of bytes") from None
+    if size <= 0:
+        raise InvalidArgument(f"size {size} must be positive")
+    return size
+
+
+def _free_pages(size: int, node: int | None) -> int:
+    return int(open(os.path.join(pool_dir(size, node), "free_hugepages")).read())
+
+
+@contextlib.contextmanager
+def _on_node(node: int | None) -> Iterator[None]:
+    """Bind this thread's allocations to ``node`` for the block, then restore the policy."""
+    if node is None:
+        yield
+        return
+    from ..numa import Policy, get_policy, set_policy
+
+    before = get_policy()
+    set_policy(Policy.BIND, {node})
+    try:
+        yield
+    finally:
+        set_policy(before.mode, before.nodes, static_nodes=before.static_nodes,
+                   relative_nodes=before.relative_nodes)
+
+
+class _Candidates:
+    """Hugetlb pages held in one memfd, with the physical address of each file page."""
+
+    def __init__(self, page_size: int, node: int | None) -> None:
+        self.page_size = page_size
+        self.node = node
+        self.memfd = MemFd("physmem-dma", page_size=page_size, sealing=False)
+        self.paddr = np.empty(0, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return len(self.paddr)
+
+    def grow(self, count: int) -> int:
+        """Allocate up to ``count`` more pages; returns how many the pool gave."""
+        ps = self.page_size
+        start = len(self.paddr)
+        got = 0
+        with _on_node(self.node):
+            # Page by page only where the pool may run dry; one call otherwise.
+            ret = lib.pm_fallocate(self.memfd.fd, 0, start * ps, count * ps)
+            if ret == 0:
+                got = count
+            elif ret in (-_errno.ENOSPC, -_errno.ENOMEM):
+                for i in range(count):
+                    if lib.pm_fallocate(self.memfd.fd, 0, (start + i) * ps, ps) != 0:
+                        break
+                    got += 1
+            else:
+                raise error_from_errno(-ret, f"cannot allocate {format_size(ps)} hugepages")
+        if got:
+            self.paddr = np.concatenate((self.paddr, self._locate(start, got)))
+        return got
+
+    def _locate(self, start: int, count: int) -> np.ndarray:
+        ps = self.page_size
+        with Mapping.from_fd(self.memfd.fd, count * ps, start * ps, page_size=ps,
+                             populate=True) as view, PageMap() as pm:
+            heads = np.arange(count, dtype=np.uint64) * np.uint64(ps) + np.uint64(view.address)
+            return pm.translate(heads)
+
+    def close(self) -> None:
+        self.memfd.close()
+
+
+def _runs(paddr: np.ndarray, page_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort pages by physical address; return (order, run starts, run lengths) over it."""
+    order = np.argsort(paddr, kind="stable")
+    sorted_p = paddr[order]
+    breaks = np.flatnonzero(np.diff(sorted_p) != np.uint64(page_size)) + 1
+    starts = np.concatenate(([0], breaks)).astype(np.intp)
+    lengths = np.diff(np.concatenate((starts, [len(sorted_p)])))
+    return order, starts, lengths
+
+
+def _best_fit(paddr: np.ndarray, page_size: int, n: int, align: int) -> tuple[np.ndarray | None, int]:
+    """File pages (in physical order) of the best-fitting run of ``n`` adjacent pages whose
+    first physical address is a multiple of ``align``; also the longest usable run found."""
+    if len(paddr) == 0:
+        return None, 0
+    order, starts, lengths = _runs(paddr, page_size)
+    sorted_p = paddr[order]
+    best = None
+    longest = 0
+    for s, length in sorted(zip(starts.tolist(), lengths.tolist()), key=lambda r: (r[1], r[0])):
+        # First page in this run at which an aligned window starts.
+        first = int(sorted_p[s])
+        skip = (-first % align) // page_size if align > page_size else 0
+        usable = length - skip
+        longest = max(longest, usable)
+        if best is None and usable >= n:
+            best = order[s + skip: s + skip + n]
+    return best, longest
+
+
+def _pick_segments(paddr: np.ndarray, page_size: int, n: int) -> np.ndarray:
+    """File pages for a scatter buffer: the longest runs first, so segments are fewest."""
+    order, starts, lengths = _runs(paddr, page_size)
+    chosen = []
+    need = n
+    for idx in np.argsort(-lengths, kind="stable"):
+        take = min(need, int(lengths[idx]))
+        s = int(starts[idx])
+        chosen.append(order[s:s + take])
+        need -= take
+        if need == 0:
+            break
+    picked = np.concatenate(chosen)
+    # Map in physical order so that physically adjacent pages are virtually adjacent too.
+    return picked[np.argsort(paddr[picked], kind="stable")]
+
+
+def _map_in_order(memfd: MemFd, pages: np.ndarray, page_size: int) -> Mapping:
+    """One virtual range whose i-th page is file page ``pages[i]``."""
+    total = len(pages) * page_size
+    # Reserve an aligned stretch of address space first, then place the file pages in it.
+    raw = lib.pm_mmap(0, total + page_size, lib.PROT_NONE,
+                      lib.MAP_PRIVATE | lib.MAP_ANONYMOUS | lib.MAP_NORESERVE, -1, 0)
+    if raw < 0:
+        raise error_from_errno(-raw, f"cannot reserve {total} bytes of address space")
+    base = (raw + page_size - 1) // page_size * page_size
+    if base > raw:
+        lib.pm_munmap(raw, base - raw)
+    tail = raw + total + page_size - (base + total)
+    if tail:
+        lib.pm_munmap(base + total, tail)
+    try:
+        i = 0
+        while i < len(pages):
+            j = i + 1  # coalesce consecutive file pages into one mmap call
+            while j < len(pages) and pages[j] == pages[j - 1] + 1:
+                j += 1
+            ret = lib.pm_mmap(base + i * page_size, (j - i) * page_size,
+                              lib.PROT_READ | lib.PROT_WRITE,
+                              lib.MAP_SHARED | lib.MAP_FIXED | lib.MAP_POPULATE, memfd.fd,
+                              int(pages[i]) * page_size)
+            if ret < 0:
+                raise error_from_errno(-ret, "cannot map hugetlb pages in physical order")
+            i = j
+    except BaseException:
+        lib.pm_munmap(base, total)
+        raise
+    return Mapping(base, total, page_size=page_size, shared=True)
+
+
+def _release_unused(memfd: MemFd, used: np.ndarray, count: int, page_size: int) -> None:
+    """Punch every file page not in ``used`` back to the pool."""
+    keep = np.zeros(count, dtype=bool)
+    keep[used] = True
+    edges = np.flatnonzero(np.diff(np.concatenate(([1], keep.view(np.int8), [1]))))
+    for s, e in zip(edges[0::2], edges[1::2]):  # runs of unused pages
+        memfd.punch_hole(int(s) * page_size, int(e - s) * page_size)
+
+
+def _allocate(size: int, *, page_size: int | str | None, node: int | None, align: int | None,
+              reserve_pages: bool, scatter: bool, max_segments: int | None) -> DmaBuffer:
+    size = _check_size(size)
+    ps = _page_size(page_size)
+    pool_dir(ps, node)  # validates node
+    if align is None:
+        align = ps
+    if isinstance(align, bool) or not isinstance(align, int) or align <= 0 or align & (align - 1):
+        raise InvalidArgument(f"align {align!r} must be a power of two (bytes)")
+    if scatter and align > ps:
+        raise InvalidArgument(f"align {align} larger than the page size applies to contiguous "
+                              "buffers only")
+    if max_segments is not None and (isinstance(max_segments, bool)
+                                     or not isinstance(max_segments, int) or max_segments < 1):
+        raise InvalidArgument(f"max_segments {max_segments!r} must be a positive integer")
+    n = -(-size // ps)
+    reservation: Reservation | None = None
+    if reserve_pages:
+        reservation = reserve(n, ps, node)
+    cands = None
+    try:
+        cands = _Candidates(ps, node)
+        want = n + (align // ps - 1 if align > ps else 0)
+        chosen = None
+        longest = 0
+        while True:
+            # Ask for what is needed, then double: a fragmented pool costs a few rounds,
+            # a tidy one (the usual case) faults in no page beyond the buffer.
+            grow = min(_free_pages(ps, node), max(want - len(cands), len(cands)))
+            got = cands.grow(grow) if grow > 0 else 0
+            if scatter:
+                if len(cands) >= n:
+                    chosen = _pick_segments(cands.paddr, ps, n)
+                    segs = 1 + int(np.count_nonzero(np.diff(cands.paddr[chosen]) != np.uint64(ps)))
+                    if max_segments is None or segs <= max_segments:
+                        break
+                    longest = segs
+            else:
+                chosen, longest = _best_fit(cands.paddr, ps, n, align)
+                if chosen is not None:
+                    break
+            if got == 0:
+                chosen = None
+                break
+        if chosen is None:
+            _raise_unavailable(size, ps, node, n, cands, longest, scatter, max_segments)
+        mapping = _map_in_order(cands.memfd, chosen, ps)
+        try:
+            _release_unused(cands.memfd, chosen, len(cands), ps)
+            buf = DmaBuffer._create(mapping, cands.paddr[chosen], node=node,
+                                    reservation=reservation)
+        except BaseException:
+            mapping.close()
+            raise
+    except BaseException:
+        if reservation is not None:
+            reservation.release()
+        raise
+    finally:
+        if cands is not None:
+            cands.close()  # the mapping keeps the chosen pages; the file has no other pages
+    return buf
+
+
+def _raise_unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidates,
+                       longest: int, scatter: bool, max_segments: int | None) -> None:
+    where = "" if node is None else f" on node {node}"
+    pool = f"the {format_size(ps)} pool{where} offered {len(cands)} free page(s)"
+    if scatter and len(cands) >= n:
+        raise ContiguityUnavailable(
+            f"{format_size(size)} needs {longest} segments of {format_size(ps)} pages, more "
+            f"than max_segments={max_segments}; {pool}", longest=0, wanted=size)
+    if len(cands) < n:
+        what = "scatter" if scatter else "contiguous"
+        raise ContiguityUnavailable(
+            f"cannot allocate a {format_size(size)} {what} buffer: it needs {n} pages and "
+            f"{pool}. Reserve more (physmem.hugepages.reserve({n}, {ps}) or "
+            f"`physmem hugepages reserve {n} --size {format_size(ps)}`), or pass reserve=True.\n"
+            f"free memory by order:\n{_free_by_order('/proc')}",
+            longest=longest * ps, wanted=size)
+    raise ContiguityUnavailable(
+        f"no {format_size(size)} physically contiguous run: the longest run of adjacent "
+        f"{format_size(ps)} pages is {format_size(longest * ps)} ({longest} pages); {pool}. "
+        "Compact memory and grow the pool (physmem.hugepages.compact(), then reserve), use "
+        "larger pages, or accept a scatter buffer (allocate_scatter).\n"
+        f"free memory by order:\n{_free_by_order('/proc')}",
+        longest=longest * ps, wanted=size)
+
+
+def allocate_contiguous(size: int | str, *, page_size: int | str | None = None,
+                        node: int | None = None, align: int | None = None,
+                        reserve: bool = False) -> DmaBuffer:
+    """A buffer whose virtual and physical addresses are both contiguous.
+
+    ``size`` is rounded up to whole hugepages of ``page_size`` (default: the default hugepage
+    size, 2 MiB on x86-64; ``"1G"`` for gigantic pages). ``node`` takes pages from that NUMA
+    node; ``align`` makes the physical start a multiple of it. ``reserve=True`` (root) grows
+    the pool by what is needed and gives it back on close. Raises
+    :class:`ContiguityUnavailable` with the longest run found if no run is long enough.
+    """
+    return _allocate(size, page_size=page_size, node=node, align=align, reserve_pages=reserve,
+                     scatter=False, max_segments=None)
+
+
+def allocate_scatter(size: int | str, *, page_size: int | str | None = None,
+                     node: int | None = None, max_segments: int | None = None,
+                     reserve: bool = False) -> DmaBuffer:
+    """A buffer of hugepages in as few physically contiguous segments as the pool allows."""
+    return _allocate(size, page_size=page_size, node=node, align=None, reserve_pages=reserve,
+                     scatter=True, max_segments=max_segments)
+
+
+def longest_contiguous(page_size: int | str | None = None, node: int | None = None) -> int:
+    """Bytes of the longest physically contiguous run the pool's free pages hold right now.
+
+    Takes every free page of the pool for a moment to look (then gives them all back), so
+    the answer is exact at that instant; another process may change it the next.
+    """
+    ps = _page_size(page_size)
+    pool_dir(ps, node)
+    cands = _Candidates(ps, node)
+    try:
+        cands.grow(_free_pages(ps, node))
+        if not len(cands):
+            return 0
+        _, _, lengths = _runs(cands.paddr, ps)
+        return int(lengths.max()) * ps
+    finally:
+        cands.close()
+

@@ -1,0 +1,200 @@
+"""DmaBuffer: hugetlb memory with known, pinned physical addresses."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..addressing import as_uint64_array, page_size
+from ..errors import InvalidArgument, NotContiguous, PhysicalAddressChanged
+from ..kpageflags import KPF, KPageFlags
+from ..mapping import Advice, Mapping
+from ..pagemap import PageMap
+
+if TYPE_CHECKING:
+    from ..hugepages.reserve import Reservation
+
+__all__ = ["DmaBuffer", "SEGMENT_DTYPE"]
+
+SEGMENT_DTYPE = np.dtype([("vaddr", np.uint64), ("paddr", np.uint64), ("nbytes", np.uint64)])
+
+
+def _segments(vaddr: int, page_paddr: np.ndarray, page_size: int) -> np.ndarray:
+    """Segments from the physical address of each page, pages in virtual order."""
+    ps = np.uint64(page_size)
+    breaks = np.flatnonzero(np.diff(page_paddr) != ps) + 1
+    first = np.concatenate(([0], breaks)).astype(np.intp)
+    counts = np.diff(np.concatenate((first, [len(page_paddr)])))
+    seg = np.empty(len(first), dtype=SEGMENT_DTYPE)
+    seg["vaddr"] = np.uint64(vaddr) + first.astype(np.uint64) * ps
+    seg["paddr"] = page_paddr[first]
+    seg["nbytes"] = counts.astype(np.uint64) * ps
+    return seg
+
+
+class DmaBuffer:
+    """Hugetlb memory locked in place, with its physical layout in ``segments``.
+
+    Made by :func:`physmem.dma.allocate_contiguous` or :func:`allocate_scatter`. ``address``
+    and ``size`` (whole hugepages) describe the virtual range; ``segments`` is a structured
+    array (``vaddr``, ``paddr``, ``nbytes``) of its physically contiguous pieces. Offsets in
+    :meth:`virt_to_phys` / :meth:`phys_to_virt` count from ``address``. Excluded from fork
+    children (MADV_DONTFORK) and mlocked. Close it, or use it as a context manager.
+    """
+
+    def __init__(self) -> None:
+        raise TypeError("use physmem.dma.allocate_contiguous() or allocate_scatter()")
+
+    @classmethod
+    def _create(cls, mapping: Mapping, page_paddr: np.ndarray, *, node: int | None,
+                reservation: Reservation | None) -> DmaBuffer:
+        self = object.__new__(cls)
+        self._mapping = mapping
+        self._reservation = reservation
+        self._page_paddr = np.ascontiguousarray(page_paddr, dtype=np.uint64)
+        self.page_size = mapping.page_size
+        self.size = mapping.size
+        self.address = mapping.address
+        mapping.mlock()
+        mapping.advise(Advice.DONTFORK)
+        self.segments = _segments(self.address, self._page_paddr, self.page_size)
+        self.segments.flags.writeable = False
+        self._voff = (self.segments["vaddr"] - np.uint64(self.address)).copy()
+        by_phys = np.argsort(self.segments["paddr"])
+        self._p_sorted = self.segments["paddr"][by_phys].copy()
+        self._p_voff = self._voff[by_phys].copy()
+        self._p_len = self.segments["nbytes"][by_phys].copy()
+        self.node = self._find_node() if node is None else node
+        self.verify()
+        return self
+
+    def _find_node(self) -> int | None:
+        from ..numa import node_of
+
+        nodes = set(np.asarray(node_of(self.segments["vaddr"])).tolist())
+        return nodes.pop() if len(nodes) == 1 and min(nodes) >= 0 else None
+
+    # -- layout -------------------------------------------------------------------------
+    @property
+    def is_contiguous(self) -> bool:
+        return len(self.segments) == 1
+
+    @property
+    def phys(self) -> int:
+        """Physical start address; only for a contiguous buffer."""
+        if not self.is_contiguous:
+            raise NotContiguous(
+                f"the buffer at {self.address:#x} is {len(self.segments)} physical segments; "
+                "use .segments or virt_to_phys()", address=self.address)
+        return int(self.segments["paddr"][0])
+
+    def virt_to_phys(self, offsets: Any) -> Any:
+        """Physical address of each byte offset (int or array) from ``address``."""
+        self._require_open()
+        scalar = np.ndim(offsets) == 0
+        off = _offsets(offsets, self.size)
+        if self.is_contiguous:
+            out = off + np.uint64(self.segments["paddr"][0])
+        else:
+            seg = np.searchsorted(self._voff, off, side="right") - 1
+            out = self.segments["paddr"][seg] + (off - self._voff[seg])
+        return int(out) if scalar else out
+
+    def phys_to_virt(self, paddrs: Any) -> Any:
+        """Offset from ``address`` of each physical address (the inverse of virt_to_phys)."""
+        self._require_open()
+        scalar = np.ndim(paddrs) == 0
+        p = _as_u64(paddrs, "physical address")
+        seg = np.searchsorted(self._p_sorted, p, side="right") - 1
+        inside = (seg >= 0)
+        seg_c = np.clip(seg, 0, None)
+        delta = p - self._p_sorted[seg_c]
+        inside &= delta < self._p_len[seg_c]
+        if not np.all(inside):
+            bad = int(np.asarray(p).reshape(-1)[np.argmin(np.asarray(inside).reshape(-1))])
+            raise InvalidArgument(f"physical address {bad:#x} is not in this buffer "
+                                  f"({len(self.segments)} segment(s), {self.size} bytes)")
+        out = self._p_voff[seg_c] + delta
+        return int(out) if scalar else out
+
+    def verify(self) -> None:
+        """Re-read pagemap (and kpageflags when readable): raise PhysicalAddressChanged if
+        any page moved, vanished or is not a hugetlb page."""
+        self._require_open()
+        with PageMap() as pm:
+            runs = pm.physical_runs(self.address, self.size)
+        now = runs[["vaddr", "paddr", "nbytes"]]
+        if len(now) != len(self.segments) or not np.array_equal(
+                np.asarray(now.tolist(), dtype=np.uint64), np.asarray(self.segments.tolist(), dtype=np.uint64)):
+            raise PhysicalAddressChanged(
+                f"the buffer at {self.address:#x} no longer has its physical layout: "
+                f"expected {len(self.segments)} segment(s), pagemap shows {len(now)}",
+                address=self.address)
+        try:
+            kpf = KPageFlags()
+        except PermissionError:
+            return  # pagemap already proved the layout; flags need CAP_SYS_ADMIN
+        with kpf:
+            heads = self._page_paddr // np.uint64(page_size())
+            flags = kpf.read(heads)
+        want = int(KPF.HUGE | KPF.COMPOUND_HEAD)
+        if not np.all(flags & want == want):
+            raise PhysicalAddressChanged(
+                f"a page of the buffer at {self.address:#x} is no longer a hugetlb head page",
+                address=self.address)
+
+    # -- data access --------------------------------------------------------------------
+    def view(self) -> memoryview:
+        return self._mapping.view()
+
+    def array(self, dtype: Any = np.uint8, shape: int | tuple[int, ...] | None = None) -> np.ndarray:
+        """A numpy view of the buffer (close() refuses while views exist)."""
+        return self._mapping.array(dtype, shape)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return self._mapping.__array__(dtype, copy)
+
+    def __buffer__(self, flags: int) -> memoryview:
+        return self._mapping.__buffer__(flags)
+
+    def __len__(self) -> int:
+        return self.size
+
+    # -- lifetime -----------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._mapping.closed
+
+    def _require_open(self) -> None:
+        if self._mapping.closed:
+            raise InvalidArgument(f"the DmaBuffer at {self.address:#x} is closed")
+
+    def close(self) -> None:
+        """Unmap (pages go back to the pool) and undo a reservation made for it.
+
+        Raises BufferError while numpy arrays or memoryviews of it exist.
+        """
+        if not self._mapping.closed:
+            self._mapping.close()
+        if self._reservation is not None:
+            self._reservation.release()
+
+    def __enter__(self) -> DmaBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else (
+            f"phys={self.phys:#x}" if self.is_contiguous else f"{len(self.segments)} segments")
+        return (f"<DmaBuffer {self.size} bytes at {self.address:#x}, {state}, "
+                f"page_size={self.page_size}, node={self.node}>")
+
+
+def _as_u64(values: Any, name: str) -> np.ndarray:
+    return as_uint64_array(values, name, 1 << 63)
+
+
+def _offsets(offsets: Any, size: int) -> np.ndarray:
+    return as_uint64_array(offsets, "offset", size)

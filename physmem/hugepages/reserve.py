@@ -1,0 +1,188 @@
+"""Growing hugepage pools on purpose, checking what the kernel actually gave, and giving it back.
+
+Writing ``nr_hugepages`` is a request, not a promise: the kernel allocates what it can and
+silently stops short when memory is fragmented. :func:`reserve` reads the pool back and says
+so, with the free-memory picture that explains why.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .._sysfs import read_int
+from ..errors import FileMissing, HugePagesUnavailable, InvalidArgument, translate_os_errors
+from ..hugepage_sizes import explain_size, format_size
+from .pools import default_size, supported_sizes
+
+__all__ = ["Reservation", "HugetlbfsMount", "reserve", "compact", "mounts", "pool_dir",
+           "parse_size"]
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str | int) -> int:
+    """``2M``, ``1G``, ``2097152``, ``4KiB`` or ``1gb`` as bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise InvalidArgument(f"size {text!r} is not a size (examples: 2M, 1G, 4096)")
+    return int(m[1]) * _UNITS[m[2].upper()]
+
+
+def pool_dir(size: int, node: int | None = None, *, sys_root: str = "/sys") -> str:
+    """The sysfs directory of the ``size`` pool (global, or of NUMA ``node``), checked."""
+    if size not in supported_sizes(sys_root):
+        why = explain_size(size, sys_root=sys_root) or ""
+        raise InvalidArgument(f"no {format_size(size)} hugepage pool: {why}")
+    leaf = f"hugepages/hugepages-{size // 1024}kB"
+    if node is None:
+        return f"{sys_root}/kernel/mm/{leaf}"
+    if isinstance(node, bool) or not isinstance(node, int) or node < 0:
+        raise InvalidArgument(f"node {node!r} must be a non-negative integer")
+    path = f"{sys_root}/devices/system/node/node{node}/{leaf}"
+    if not os.path.isdir(path):
+        have = sorted(int(d[4:]) for d in os.listdir(f"{sys_root}/devices/system/node")
+                      if re.fullmatch(r"node\d+", d))
+        raise InvalidArgument(f"NUMA node {node} does not exist (nodes: {have})")
+    return path
+
+
+def _count(directory: str, name: str) -> int:
+    value = read_int(f"{directory}/{name}")
+    if value is None:
+        raise FileMissing(f"{directory}/{name} is missing", path=f"{directory}/{name}")
+    return value
+
+
+def _write_total(directory: str, total: int) -> None:
+    path = f"{directory}/nr_hugepages"
+    with translate_os_errors("cannot resize the hugepage pool", path=path):
+        with open(path, "w") as f:
+            f.write(str(total))
+
+
+def _free_by_order(proc_root: str) -> str:
+    """buddyinfo as one line per zone: what contiguous free memory the kernel has."""
+    from ..proc import buddyinfo
+
+    try:
+        rows = buddyinfo(proc_root=proc_root)
+    except OSError:
+        return "  (buddyinfo unreadable)"
+    return "\n".join(f"  node {r.node} {r.zone:<8} free blocks by order 0..{len(r.free) - 1}: "
+                     + " ".join(str(n) for n in r.free) for r in rows)
+
+
+@dataclass
+class Reservation:
+    """A pool grown by :func:`reserve`; :meth:`release` (or leaving the ``with``) restores it."""
+
+    size: int
+    node: int | None
+    previous: int
+    total: int
+    free: int
+    path: str
+    released: bool = field(default=False)
+
+    def release(self) -> None:
+        """Put the pool back to its previous size (pages in use become surplus, freed later)."""
+        if not self.released:
+            _write_total(self.path, self.previous)
+            self.released = True
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def reserve(count: int, size: int | str | None = None, node: int | None = None, *,
+            allow_partial: bool = False, sys_root: str = "/sys",
+            proc_root: str = "/proc") -> Reservation:
+    """Make at least ``count`` free pages of ``size`` (default: the default hugepage size)
+    available, in the global pool or NUMA ``node``'s.
+
+    The pool grows by the shortfall only. If the kernel gives fewer pages than asked, the
+    pool is put back and :class:`HugePagesUnavailable` raised (with the obtained count and
+    buddyinfo), unless ``allow_partial``. Needs root.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise InvalidArgument(f"count {count!r} must be a non-negative integer")
+    size = default_size(proc_root) if size is None else parse_size(size)
+    if size is None:
+        raise InvalidArgument("this kernel has no hugetlb support (no Hugepagesize in meminfo)")
+    directory = pool_dir(size, node, sys_root=sys_root)
+    previous = _count(directory, "nr_hugepages")
+    free = _count(directory, "free_hugepages")
+    target = previous + max(0, count - free)
+    if target != previous:
+        _write_total(directory, target)
+    total = _count(directory, "nr_hugepages")
+    free_now = _count(directory, "free_hugepages")
+    res = Reservation(size=size, node=node, previous=previous, total=total, free=free_now,
+                      path=directory)
+    if free_now < count and not allow_partial:
+        res.release()
+        where = "" if node is None else f" on node {node}"
+        boot = f"hugepagesz={format_size(size)} hugepages={count}"
+        advice = ("gigantic pages need contiguous 1 GiB blocks, which a running system "
+                  f"rarely has: reserve them at boot with `{boot}`"
+                  if size >= 1 << 30 else
+                  "compact memory and retry (physmem.hugepages.compact(), or "
+                  f"`echo 1 > /proc/sys/vm/compact_memory`), or reserve at boot with `{boot}`")
+        raise HugePagesUnavailable(
+            f"asked for {count} free {format_size(size)} hugepages{where}, the kernel gave "
+            f"{free_now} (pool total {total}, was {previous}); {advice}.\n"
+            f"free memory by order:\n{_free_by_order(proc_root)}",
+            obtained=free_now, wanted=count, size=size, node=node)
+    return res
+
+
+def compact(node: int | None = None, *, sys_root: str = "/sys", proc_root: str = "/proc") -> None:
+    """Ask the kernel to compact memory (all nodes, or one), making large free blocks."""
+    if node is None:
+        path = f"{proc_root}/sys/vm/compact_memory"
+    else:
+        if isinstance(node, bool) or not isinstance(node, int) or node < 0:
+            raise InvalidArgument(f"node {node!r} must be a non-negative integer")
+        path = f"{sys_root}/devices/system/node/node{node}/compact"
+        if not os.path.exists(path):
+            raise InvalidArgument(f"NUMA node {node} does not exist or cannot be compacted ({path})")
+    with translate_os_errors("cannot compact memory", path=path):
+        with open(path, "w") as f:
+            f.write("1")
+
+
+class HugetlbfsMount(NamedTuple):
+    """A mounted hugetlbfs: where, its page size in bytes, and its mount options."""
+
+    path: str
+    page_size: int
+    options: tuple[str, ...]
+
+
+def mounts(proc_root: str = "/proc") -> list[HugetlbfsMount]:
+    """hugetlbfs mount points of this process's mount namespace."""
+    path = f"{proc_root}/self/mounts"
+    with translate_os_errors("cannot read mounts", path=path):
+        with open(path, "rb") as f:
+            data = f.read()
+    out = []
+    default = None
+    for line in data.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or parts[2] != b"hugetlbfs":
+            continue
+        options = tuple(os.fsdecode(o) for o in parts[3].split(b","))
+        size = next((parse_size(o[9:]) for o in options if o.startswith("pagesize=")), None)
+        if size is None:
+            default = default if default is not None else default_size(proc_root)
+            size = default or 0
+        mount_point = os.fsdecode(parts[1]).replace("\\040", " ").replace("\\011", "\t")
+        out.append(HugetlbfsMount(mount_point, size, options))
+    return out
