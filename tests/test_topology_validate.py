@@ -11,7 +11,7 @@ import pytest
 
 from physmem import cpus, topology
 from physmem.errors import InvalidArgument
-from physmem.hugepage_sizes import architecture_sizes, explain_size
+from physmem.hugepages.sizes import architecture_sizes, explain_size
 from physmem.topology import parse_cmdline, parse_cpulist
 from physmem.validate import Severity, validate
 from sysfs_trees import Trees

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from ..errors import InvalidArgument, PhysmemError
 
-COMMANDS = ("v2p", "kpageflags", "topo", "plan", "doctor", "procfs")
+COMMANDS = ("v2p", "kpageflags", "alloc", "hugepages", "topo", "plan", "doctor", "procfs")
 
 EXIT_USAGE = 1
 EXIT_SYSTEM = 2
@@ -40,14 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `physmem ... | head` closed our stdout: not an error
+        sys.stderr.close()
+        return 0
     except InvalidArgument as exc:
         print(f"physmem: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (PhysmemError, OSError) as exc:
         print(f"physmem: error: {exc}", file=sys.stderr)
         return EXIT_SYSTEM
-    except BrokenPipeError:  # `physmem ... | head`
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._lib import lib
 from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
-from ..hugepage_sizes import format_size
+from ..hugepages.sizes import format_size
 from ..hugepages.pools import default_size
 from ..hugepages.reserve import Reservation, _free_by_order, parse_size, pool_dir, reserve
 from ..mapping import Mapping
@@ -242,8 +242,12 @@ def _allocate(size: int, *, page_size: int | str | None, node: int | None, align
                 if chosen is not None:
                     break
             if got == 0:
-                chosen = None
-                break
+                # A reservation of our own may grow: pages the kernel hands out one after
+                # another are often not adjacent, so a few more make a run likely.
+                if reservation is None or len(cands) >= _reserve_cap(n) or \
+                        reservation.extend(min(max(n, len(cands)), _reserve_cap(n) - len(cands))) == 0:
+                    chosen = None
+                    break
         if chosen is None:
             _raise_unavailable(size, ps, node, n, cands, longest, scatter, max_segments)
         mapping = _map_in_order(cands.memfd, chosen, ps)
@@ -262,6 +266,11 @@ def _allocate(size: int, *, page_size: int | str | None, node: int | None, align
         if cands is not None:
             cands.close()  # the mapping keeps the chosen pages; the file has no other pages
     return buf
+
+
+def _reserve_cap(n: int) -> int:
+    """Most pages reserve=True will hold while looking for a run of ``n``."""
+    return 8 * n + 256
 
 
 def _raise_unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidates,

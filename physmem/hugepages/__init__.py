@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .pools import Pool, default_size, node_pools, pools, supported_sizes
-from .reserve import HugetlbfsMount, Reservation, compact, mounts, parse_size, reserve
+from .reserve import (HugetlbfsMount, Reservation, compact, mounts, parse_size, reserve,
+                      set_pool_size)
 
 __all__ = ["Pool", "default_size", "node_pools", "pools", "supported_sizes", "HugetlbfsMount",
-           "Reservation", "compact", "mounts", "parse_size", "reserve"]
+           "Reservation", "compact", "mounts", "parse_size", "reserve", "set_pool_size"]

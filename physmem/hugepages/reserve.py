@@ -13,11 +13,11 @@ from typing import NamedTuple
 
 from .._sysfs import read_int
 from ..errors import FileMissing, HugePagesUnavailable, InvalidArgument, translate_os_errors
-from ..hugepage_sizes import explain_size, format_size
+from .sizes import explain_size, format_size
 from .pools import default_size, supported_sizes
 
-__all__ = ["Reservation", "HugetlbfsMount", "reserve", "compact", "mounts", "pool_dir",
-           "parse_size"]
+__all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "compact", "mounts",
+           "pool_dir", "parse_size"]
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -57,6 +57,19 @@ def _count(directory: str, name: str) -> int:
     return value
 
 
+def set_pool_size(total: int, size: int | str | None = None, node: int | None = None, *,
+                  sys_root: str = "/sys", proc_root: str = "/proc") -> int:
+    """Set a pool's page count (no restore: for administration); returns the count now."""
+    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+        raise InvalidArgument(f"total {total!r} must be a non-negative integer")
+    size = default_size(proc_root) if size is None else parse_size(size)
+    if size is None:
+        raise InvalidArgument("this kernel has no hugetlb support (no Hugepagesize in meminfo)")
+    directory = pool_dir(size, node, sys_root=sys_root)
+    _write_total(directory, total)
+    return _count(directory, "nr_hugepages")
+
+
 def _write_total(directory: str, total: int) -> None:
     path = f"{directory}/nr_hugepages"
     with translate_os_errors("cannot resize the hugepage pool", path=path):
@@ -87,6 +100,16 @@ class Reservation:
     free: int
     path: str
     released: bool = field(default=False)
+
+    def extend(self, extra: int) -> int:
+        """Grow the pool by up to ``extra`` more pages; returns how many the kernel added."""
+        if self.released:
+            raise InvalidArgument("the reservation was released")
+        before = _count(self.path, "nr_hugepages")
+        _write_total(self.path, before + extra)
+        self.total = _count(self.path, "nr_hugepages")
+        self.free = _count(self.path, "free_hugepages")
+        return max(0, self.total - before)
 
     def release(self) -> None:
         """Put the pool back to its previous size (pages in use become surplus, freed later)."""

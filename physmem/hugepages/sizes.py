@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from ._sysfs import read_optional
-from .hugepages.pools import supported_sizes
+from .._sysfs import read_optional
+from .pools import supported_sizes
 
 __all__ = ["architecture_sizes", "explain_size", "format_size"]
 
