@@ -1,0 +1,211 @@
+/* Buddy allocator over offsets; see dmapool.h. */
+#include "dmapool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#define NORDERS 64
+
+struct pm_dmapool {
+    pthread_mutex_t lock;
+    uint64_t size;
+    unsigned max_order;
+    int closed;
+    uint64_t free_bytes;
+    uint64_t outstanding;
+    uint64_t nfree[NORDERS];
+    uint64_t hint[NORDERS]; /* no free bit lies in a word below this one */
+    uint64_t *freemap[NORDERS];
+    uint64_t *allocmap[NORDERS];
+    uint64_t *storage;
+};
+
+static inline uint64_t nwords(uint64_t size, unsigned order)
+{
+    return ((size >> order) + 63) / 64;
+}
+
+static inline int test_bit(const uint64_t *map, uint64_t i)
+{
+    return (map[i >> 6] >> (i & 63)) & 1;
+}
+
+static inline void set_free(pm_dmapool *p, unsigned k, uint64_t i)
+{
+    uint64_t w = i >> 6;
+    p->freemap[k][w] |= 1ULL << (i & 63);
+    if (p->nfree[k]++ == 0 || w < p->hint[k])
+        p->hint[k] = w;
+}
+
+static inline void clear_free(pm_dmapool *p, unsigned k, uint64_t i)
+{
+    p->freemap[k][i >> 6] &= ~(1ULL << (i & 63));
+    p->nfree[k]--;
+}
+
+/* Lowest free block of order k; the caller knows one exists. Lowest-first keeps the high
+ * end of the region unsplit for large requests. */
+static inline uint64_t first_free(pm_dmapool *p, unsigned k)
+{
+    uint64_t w = p->hint[k];
+    const uint64_t *map = p->freemap[k];
+    while (map[w] == 0)
+        w++;
+    p->hint[k] = w;
+    return (w << 6) | (uint64_t)__builtin_ctzll(map[w]);
+}
+
+pm_dmapool *pm_dmapool_new(uint64_t size, unsigned max_order)
+{
+    if (size < (1ULL << PM_DMAPOOL_MIN_ORDER) || size % (1ULL << PM_DMAPOOL_MIN_ORDER))
+        return NULL;
+    unsigned top = 63 - (unsigned)__builtin_clzll(size);
+    if (max_order > top)
+        max_order = top;
+    if (max_order < PM_DMAPOOL_MIN_ORDER)
+        return NULL;
+    pm_dmapool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    uint64_t total = 0;
+    for (unsigned k = PM_DMAPOOL_MIN_ORDER; k <= max_order; k++)
+        total += 2 * nwords(size, k) + 1; /* +1: a zero word past the end of each map */
+    p->storage = calloc(total, sizeof(uint64_t));
+    if (!p->storage || pthread_mutex_init(&p->lock, NULL) != 0) {
+        free(p->storage);
+        free(p);
+        return NULL;
+    }
+    uint64_t *cur = p->storage;
+    for (unsigned k = PM_DMAPOOL_MIN_ORDER; k <= max_order; k++) {
+        p->freemap[k] = cur;
+        cur += nwords(size, k) + 1;
+        p->allocmap[k] = cur;
+        cur += nwords(size, k);
+    }
+    p->size = size;
+    p->max_order = max_order;
+    /* Cover the region with the largest naturally aligned blocks that fit. */
+    uint64_t off = 0;
+    while (off < size) {
+        unsigned k = max_order;
+        while (k > PM_DMAPOOL_MIN_ORDER && ((off & ((1ULL << k) - 1)) || off + (1ULL << k) > size))
+            k--;
+        set_free(p, k, off >> k);
+        p->free_bytes += 1ULL << k;
+        off += 1ULL << k;
+    }
+    return p;
+}
+
+void pm_dmapool_destroy(pm_dmapool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_destroy(&p->lock);
+    free(p->storage);
+    free(p);
+}
+
+int64_t pm_dmapool_alloc(pm_dmapool *p, unsigned order)
+{
+    if (order < PM_DMAPOOL_MIN_ORDER)
+        order = PM_DMAPOOL_MIN_ORDER;
+    if (order > p->max_order)
+        return -E2BIG;
+    pthread_mutex_lock(&p->lock);
+    int64_t ret;
+    if (p->closed) {
+        ret = -EBADF;
+        goto out;
+    }
+    unsigned j = order;
+    while (j <= p->max_order && p->nfree[j] == 0)
+        j++;
+    if (j > p->max_order) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    uint64_t i = first_free(p, j);
+    clear_free(p, j, i);
+    while (j > order) { /* keep the lower half, free the upper one */
+        j--;
+        i <<= 1;
+        set_free(p, j, i | 1);
+    }
+    p->allocmap[order][i >> 6] |= 1ULL << (i & 63);
+    p->free_bytes -= 1ULL << order;
+    p->outstanding++;
+    ret = (int64_t)(i << order);
+out:
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}
+
+int pm_dmapool_free(pm_dmapool *p, uint64_t offset, uint64_t nbytes)
+{
+    pthread_mutex_lock(&p->lock);
+    int ret = -EINVAL;
+    if (p->closed) {
+        ret = -EBADF;
+        goto out;
+    }
+    if (offset >= p->size)
+        goto out;
+    /* At most one order can hold an allocated block starting at this offset. */
+    unsigned k = PM_DMAPOOL_MIN_ORDER;
+    for (; k <= p->max_order && !(offset & ((1ULL << k) - 1)); k++)
+        if (test_bit(p->allocmap[k], offset >> k))
+            break;
+    if (k > p->max_order || (offset & ((1ULL << k) - 1)))
+        goto out;
+    if (nbytes > (1ULL << k)) {
+        ret = -ERANGE;
+        goto out;
+    }
+    uint64_t i = offset >> k;
+    p->allocmap[k][i >> 6] &= ~(1ULL << (i & 63));
+    p->free_bytes += 1ULL << k;
+    p->outstanding--;
+    ret = (int)k;
+    /* Merge with the buddy while it is wholly free and the parent lies inside the region. */
+    while (k < p->max_order && (((i >> 1) + 1) << (k + 1)) <= p->size
+           && test_bit(p->freemap[k], i ^ 1)) {
+        clear_free(p, k, i ^ 1);
+        i >>= 1;
+        k++;
+    }
+    set_free(p, k, i);
+out:
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}
+
+int pm_dmapool_close(pm_dmapool *p, int force)
+{
+    pthread_mutex_lock(&p->lock);
+    int ret = 0;
+    if (p->outstanding && !force && !p->closed)
+        ret = -EBUSY;
+    else
+        p->closed = 1;
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}
+
+void pm_dmapool_stats(pm_dmapool *p, uint64_t *out)
+{
+    pthread_mutex_lock(&p->lock);
+    out[0] = p->free_bytes;
+    out[1] = p->outstanding;
+    out[2] = 0;
+    for (unsigned k = p->max_order; k >= PM_DMAPOOL_MIN_ORDER; k--)
+        if (p->nfree[k]) {
+            out[2] = 1ULL << k;
+            break;
+        }
+    out[3] = (uint64_t)p->closed;
+    pthread_mutex_unlock(&p->lock);
+}
