@@ -98,7 +98,7 @@ class DmaBuffer:
         else:
             seg = np.searchsorted(self._voff, off, side="right") - 1
             out = self.segments["paddr"][seg] + (off - self._voff[seg])
-        return int(out) if scalar else out
+        return int(out.reshape(-1)[0]) if scalar else out
 
     def phys_to_virt(self, paddrs: Any) -> Any:
         """Offset from ``address`` of each physical address (the inverse of virt_to_phys)."""
@@ -115,7 +115,7 @@ class DmaBuffer:
             raise InvalidArgument(f"physical address {bad:#x} is not in this buffer "
                                   f"({len(self.segments)} segment(s), {self.size} bytes)")
         out = self._p_voff[seg_c] + delta
-        return int(out) if scalar else out
+        return int(out.reshape(-1)[0]) if scalar else out
 
     def verify(self) -> None:
         """Re-read pagemap (and kpageflags when readable): raise PhysicalAddressChanged if

@@ -1,0 +1,287 @@
+"""physmem.dma against the kernel: contiguity checked by our own pagemap reading and kpageflags."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from physmem import KPF, KPageFlags
+from physmem.dma import allocate_contiguous, allocate_scatter, longest_contiguous
+from physmem.errors import (
+    ContiguityUnavailable,
+    HugePagesUnavailable,
+    InvalidArgument,
+    NotContiguous,
+)
+
+from conftest import PAGE
+
+MB2 = 2 << 20
+POOL_2M = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
+
+
+def pool_state(pool: Path = POOL_2M) -> tuple[int, int]:
+    return int((pool / "nr_hugepages").read_text()), int((pool / "free_hugepages").read_text())
+
+
+def own_pfns(address: int, size: int) -> list[int]:
+    """The independent reading: raw pagemap entries of every base page, via plain os.pread."""
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        data = os.pread(fd, (size // PAGE) * 8, (address // PAGE) * 8)
+    finally:
+        os.close(fd)
+    entries = struct.unpack(f"<{size // PAGE}Q", data)
+    assert all(e >> 63 for e in entries), "every page must be present"
+    return [e & ((1 << 55) - 1) for e in entries]
+
+
+def read_mem(address: int, length: int) -> bytes:
+    with open("/proc/self/mem", "rb", buffering=0) as f:
+        f.seek(address)
+        return f.read(length)
+
+
+def check_contiguous(buf, page_size: int) -> None:
+    pfns = own_pfns(buf.address, buf.size)
+    assert pfns == list(range(pfns[0], pfns[0] + len(pfns))), "physical pages not consecutive"
+    assert pfns[0] * PAGE == buf.phys
+    assert buf.phys % page_size == 0
+    heads = pfns[:: page_size // PAGE]
+    flags = KPageFlags().read(heads)
+    assert np.all(flags & (KPF.HUGE | KPF.COMPOUND_HEAD) == KPF.HUGE | KPF.COMPOUND_HEAD)
+
+
+def test_contiguous_2m_buffer(hugepage_pool):
+    hugepage_pool(4)
+    with allocate_contiguous(8 << 20, reserve=True) as buf:
+        assert buf.is_contiguous and buf.size == 8 << 20 and buf.page_size == MB2
+        check_contiguous(buf, MB2)
+        arr = buf.array(np.uint32)
+        arr[:] = np.arange(len(arr), dtype=np.uint32)
+        del arr
+        # Read back through another path: /proc/self/mem at the buffer's address.
+        tail = read_mem(buf.address + buf.size - 8, 8)
+        assert struct.unpack("<2I", tail) == ((buf.size // 4) - 2, (buf.size // 4) - 1)
+        assert buf.node == 0
+        assert buf.segments.tolist() == [(buf.address, buf.phys, buf.size)]
+        smaps = Path("/proc/self/smaps").read_text()
+        assert f"{buf.address:x}-" in smaps
+
+
+def test_gigantic_1g_buffer(hugepage_pool):
+    hugepage_pool(1, 1 << 20, required=False)
+    with allocate_contiguous(1 << 30, page_size="1G") as buf:
+        assert buf.page_size == 1 << 30
+        check_contiguous(buf, 1 << 30)
+
+
+def test_translations_round_trip(hugepage_pool):
+    hugepage_pool(16)
+    rng = np.random.default_rng(5)
+    with allocate_contiguous(4 << 20, reserve=True) as buf, allocate_scatter(12 << 20) as sc:
+        for b in (buf, sc):
+            x = rng.integers(0, b.size, 10_000, dtype=np.uint64)
+            phys = b.virt_to_phys(x)
+            assert np.array_equal(b.phys_to_virt(phys), x)
+            # Against our own per-page pagemap reading of each offset.
+            pfns = own_pfns(b.address, b.size)
+            expect = [pfns[int(o) // PAGE] * PAGE + int(o) % PAGE for o in x[:200]]
+            assert phys[:200].tolist() == expect
+            assert b.virt_to_phys(5) == pfns[0] * PAGE + 5
+        with pytest.raises(InvalidArgument, match="offset"):
+            buf.virt_to_phys(buf.size)
+        with pytest.raises(InvalidArgument, match="not in this buffer"):
+            buf.phys_to_virt(buf.phys + buf.size)
+        if not sc.is_contiguous:
+            with pytest.raises(NotContiguous):
+                sc.phys
+
+
+def test_scatter_segments_are_the_physical_runs(hugepage_pool):
+    hugepage_pool(16)
+    with allocate_scatter(16 << 20) as sc:
+        pfns = own_pfns(sc.address, sc.size)
+        runs = []
+        for i, p in enumerate(pfns):
+            if runs and p == runs[-1][1] + runs[-1][2] // PAGE:
+                runs[-1][2] += PAGE
+            else:
+                runs.append([sc.address + i * PAGE, p, PAGE])
+        assert [(v, p * PAGE, n) for v, p, n in runs] == sc.segments.tolist()
+        # Physical order is virtual order: segments ascend in both.
+        assert sorted(sc.segments["paddr"].tolist()) == sc.segments["paddr"].tolist()
+
+
+def test_allocate_close_cycles_leave_pools_as_they_were(hugepage_pool):
+    hugepage_pool(4)
+    before = pool_state()
+    for _ in range(1000):
+        with allocate_contiguous(MB2):
+            pass
+    assert pool_state() == before
+
+
+def test_longest_contiguous_matches_an_independent_sort(hugepage_pool):
+    hugepage_pool(48)
+    longest = longest_contiguous()
+    # Independent: hold every free page in a plain hugetlb mapping and sort our own readings.
+    import mmap
+
+    free = pool_state()[1]
+    fd = os.memfd_create("check", os.MFD_HUGETLB)
+    try:
+        os.ftruncate(fd, free * MB2)
+        m = mmap.mmap(fd, free * MB2)
+        for i in range(free):
+            m[i * MB2] = 1
+        from conftest import address_of
+
+        base = address_of(m)
+        heads = sorted(own_pfns(base + i * MB2, PAGE)[0] for i in range(free))
+        m.close()
+    finally:
+        os.close(fd)
+    best = run = 1
+    for a, b in zip(heads, heads[1:]):
+        run = run + 1 if b == a + MB2 // PAGE else 1
+        best = max(best, run)
+    assert longest == best * MB2
+    with allocate_contiguous(longest) as buf:
+        check_contiguous(buf, MB2)
+    with pytest.raises(ContiguityUnavailable) as err:
+        allocate_contiguous(longest + MB2)
+    assert err.value.longest == longest and "longest run" in str(err.value)
+
+
+def test_reserve_true_gives_the_pool_back(is_root):
+    before = pool_state()
+    with allocate_contiguous(16 << 20, reserve=True) as buf:
+        check_contiguous(buf, MB2)
+        assert pool_state()[0] >= before[0] + 8
+    assert pool_state() == before
+
+
+def test_partial_reservation_raises(is_root):
+    pool = Path("/sys/kernel/mm/hugepages/hugepages-1048576kB")
+    before = pool_state(pool)
+    too_many = int(Path("/proc/meminfo").read_text().split()[1]) // (1 << 20) + 4
+    with pytest.raises(HugePagesUnavailable):
+        allocate_contiguous(too_many << 30, page_size="1G", reserve=True)
+    assert pool_state(pool) == before
+
+
+def test_not_enough_pages_says_what_to_do(hugepage_pool):
+    hugepage_pool(2)
+    free = pool_state()[1]
+    with pytest.raises(ContiguityUnavailable) as err:
+        allocate_contiguous((free + 1) * MB2)
+    assert "physmem hugepages reserve" in str(err.value) and "reserve=True" in str(err.value)
+    assert pool_state()[1] == free, "candidate pages were given back"
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"size": 0}, "must be positive"),
+    ({"size": -5}, "must be positive"),
+    ({"size": "lots"}, "positive number of bytes"),
+    ({"size": MB2, "align": 3 << 20}, "power of two"),
+    ({"size": MB2, "node": 9}, "NUMA node 9 does not exist"),
+    ({"size": MB2, "page_size": "3M"}, "no 3M hugepage pool"),
+])
+def test_bad_arguments(kwargs, needle):
+    with pytest.raises(InvalidArgument, match=needle):
+        allocate_contiguous(**kwargs)
+
+
+def test_physical_alignment(hugepage_pool):
+    hugepage_pool(24)
+    with allocate_contiguous(MB2, align=8 << 20, reserve=True) as buf:
+        assert buf.phys % (8 << 20) == 0
+        check_contiguous(buf, MB2)
+
+
+def test_close_refuses_while_views_exist(hugepage_pool):
+    hugepage_pool(1)
+    buf = allocate_contiguous(MB2)
+    view = buf.array()
+    with pytest.raises(BufferError):
+        buf.close()
+    del view
+    buf.close()
+    with pytest.raises(InvalidArgument, match="closed"):
+        buf.virt_to_phys(0)
+
+
+def test_verify_after_compaction(hugepage_pool):
+    hugepage_pool(4)
+    with allocate_contiguous(4 << 20, reserve=True) as buf:
+        Path("/proc/sys/vm/compact_memory").write_text("1")
+        buf.verify()
+        check_contiguous(buf, MB2)
+
+
+def test_forked_child_does_not_see_the_buffer(hugepage_pool):
+    hugepage_pool(1)
+    with allocate_contiguous(MB2) as buf:
+        pid = os.fork()
+        if pid == 0:
+            maps = Path("/proc/self/maps").read_text()
+            os._exit(3 if f"{buf.address:x}-" in maps else 0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert f"{buf.address:x}-" in Path("/proc/self/maps").read_text()
+
+
+def test_sigkill_mid_allocation_leaks_nothing(hugepage_pool):
+    hugepage_pool(16)
+    before = pool_state()
+    code = ("import physmem.dma as d\n"
+            "print('ready', flush=True)\n"
+            "while True:\n"
+            "    with d.allocate_scatter(8 << 20): pass\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    for delay in (0.05, 0.13, 0.31):
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+        assert child.stdout.readline() == b"ready\n"
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        deadline = time.monotonic() + 5
+        while pool_state() != before and time.monotonic() < deadline:
+            time.sleep(0.01)  # the kernel frees the dead process's pages asynchronously
+        assert pool_state() == before
+
+
+def test_unprivileged_allocation_says_pfns_are_hidden(run_unprivileged, hugepage_pool):
+    hugepage_pool(2)
+    before = pool_state()
+    proc = run_unprivileged("""
+        from physmem.dma import allocate_contiguous
+        from physmem.errors import PfnUnavailable
+        try:
+            allocate_contiguous(2 << 20)
+        except PfnUnavailable as exc:
+            print("refused:", exc)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert "refused:" in proc.stdout and "CAP_SYS_ADMIN" in proc.stdout
+    assert pool_state() == before
+
+
+def test_cli_alloc_json_matches_an_independent_check(is_root, capsys):
+    from physmem.cli import main
+
+    assert main(["alloc", "8M", "--reserve", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["contiguous"] and out["verified"] and out["size"] == 8 << 20
+    assert out["segments"][0]["nbytes"] == 8 << 20
+    assert out["segments"][0]["paddr"] % MB2 == 0
+    assert main(["alloc", "0"]) == 1

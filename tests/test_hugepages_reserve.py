@@ -1,0 +1,148 @@
+"""physmem.hugepages reservation, compaction and mounts against the kernel's own counters."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from physmem.errors import HugePagesUnavailable, InvalidArgument
+from physmem.hugepages import compact, mounts, parse_size, pools, reserve, set_pool_size
+
+POOL_2M = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
+POOL_1G = Path("/sys/kernel/mm/hugepages/hugepages-1048576kB")
+
+
+def meminfo(field: str) -> int:
+    for line in open("/proc/meminfo"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def count(pool: Path, name: str) -> int:
+    return int((pool / name).read_text())
+
+
+@pytest.fixture
+def restore_pools(is_root):
+    """Whatever a test does to the pools, put them back."""
+    before = {p: count(p, "nr_hugepages") for p in (POOL_2M, POOL_1G) if p.exists()}
+    yield
+    for p, n in before.items():
+        (p / "nr_hugepages").write_text(str(n))
+
+
+def test_reserve_grows_by_the_shortfall_and_restores(restore_pools):
+    before = count(POOL_2M, "nr_hugepages")
+    free = count(POOL_2M, "free_hugepages")
+    with reserve(free + 6, "2M") as res:
+        assert res.previous == before and res.size == 2 << 20
+        assert count(POOL_2M, "free_hugepages") >= free + 6
+        # The default-size pool is what meminfo reports: an independent reading.
+        assert meminfo("HugePages_Total") == res.total == before + 6
+        assert meminfo("HugePages_Free") == res.free
+        again = reserve(free + 6, "2M")  # already satisfied: writes nothing
+        assert again.total == res.total
+    assert count(POOL_2M, "nr_hugepages") == before == meminfo("HugePages_Total")
+
+
+def test_reserve_restores_when_the_block_raises(restore_pools):
+    before = count(POOL_2M, "nr_hugepages")
+    with pytest.raises(RuntimeError):
+        with reserve(count(POOL_2M, "free_hugepages") + 2, 2 << 20):
+            assert count(POOL_2M, "nr_hugepages") == before + 2
+            raise RuntimeError("boom")
+    assert count(POOL_2M, "nr_hugepages") == before
+
+
+def test_shortfall_raises_with_the_obtained_count_and_buddyinfo(restore_pools):
+    if not POOL_1G.exists():
+        pytest.skip("no 1 GiB pool")
+    before = count(POOL_1G, "nr_hugepages")
+    impossible = meminfo("MemTotal") // (1 << 20) + 4  # more gigantic pages than RAM holds
+    with pytest.raises(HugePagesUnavailable) as err:
+        reserve(impossible, "1G")
+    exc = err.value
+    assert isinstance(exc, MemoryError) and exc.wanted == impossible
+    assert 0 <= exc.obtained < impossible
+    assert "hugepagesz=1G hugepages=" in str(exc) and "free blocks by order" in str(exc)
+    assert count(POOL_1G, "nr_hugepages") == before, "the pool was put back"
+    part = reserve(impossible, "1G", allow_partial=True)
+    try:
+        assert part.free < impossible and part.total == count(POOL_1G, "nr_hugepages")
+    finally:
+        part.release()
+    assert count(POOL_1G, "nr_hugepages") == before
+
+
+def test_node_pool_and_bad_arguments(restore_pools):
+    node_pool = Path("/sys/devices/system/node/node0/hugepages/hugepages-2048kB")
+    before = count(node_pool, "nr_hugepages")
+    with reserve(count(node_pool, "free_hugepages") + 1, "2M", node=0) as res:
+        assert count(node_pool, "nr_hugepages") == res.total == before + 1
+        assert any(p.node == 0 and p.size == 2 << 20 and p.total == before + 1 for p in pools())
+    assert count(node_pool, "nr_hugepages") == before
+    with pytest.raises(InvalidArgument, match="NUMA node 7 does not exist"):
+        reserve(1, "2M", node=7)
+    with pytest.raises(InvalidArgument, match="no 3M hugepage pool"):
+        reserve(1, "3M")
+    with pytest.raises(InvalidArgument, match="count"):
+        reserve(-1)
+    with pytest.raises(InvalidArgument, match="not a size"):
+        reserve(1, "two megabytes")
+    assert parse_size("2M") == 2 << 20 and parse_size("1GiB") == 1 << 30 and parse_size(4096) == 4096
+
+
+def test_set_pool_size_and_compact(restore_pools):
+    assert set_pool_size(count(POOL_2M, "nr_hugepages") + 1, "2M") == meminfo("HugePages_Total")
+    compact()
+    compact(node=0)
+    with pytest.raises(InvalidArgument):
+        compact(node=9)
+
+
+@pytest.fixture
+def hugetlbfs_mount(tmp_path, is_root):
+    target = tmp_path / "huge 1G"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=1G", "none", str(target)], check=True)
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_mounts_lists_hugetlbfs_with_page_sizes(hugetlbfs_mount):
+    found = {m.path: m for m in mounts()}
+    assert str(hugetlbfs_mount) in found
+    assert found[str(hugetlbfs_mount)].page_size == 1 << 30
+    # Independent: findmnt's view of every hugetlbfs mount.
+    listed = json.loads(subprocess.run(["findmnt", "-J", "-t", "hugetlbfs"], capture_output=True,
+                                       text=True, check=True).stdout)["filesystems"]
+    assert {f["target"] for f in listed} == set(found)
+
+
+def test_cli_hugepages_list_matches_pools(capsys):
+    from physmem.cli import main
+
+    assert main(["hugepages", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["size"], r["node"], r["total"], r["free"]) for r in rows] == \
+        [(p.size, p.node, p.total, p.free) for p in pools()]
+    assert main(["hugepages", "reserve"]) == 1
+
+
+def test_cli_hugepages_reserve_and_release(restore_pools, capsys):
+    from physmem.cli import main
+
+    free = count(POOL_2M, "free_hugepages")
+    assert main(["hugepages", "reserve", str(free + 2), "--size", "2M", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["free"] == count(POOL_2M, "free_hugepages") >= free + 2
+    assert main(["hugepages", "release", "--size", "2M", "--json"]) == 0
+    capsys.readouterr()
+    assert count(POOL_2M, "free_hugepages") == 0
+    assert os.path.exists(POOL_2M)
