@@ -27,6 +27,7 @@ __all__ = [
     "PageNotPresent",
     "HugePagesUnavailable",
     "ContiguityUnavailable",
+    "DmaPoolExhausted",
     "NotContiguous",
     "PhysicalAddressChanged",
     "error_from_errno",
@@ -137,6 +138,14 @@ class ContiguityUnavailable(OutOfMemory):
     def __init__(self, message: str, *, longest: int, wanted: int) -> None:
         super().__init__(message, errno=_errno.ENOMEM)
         self.longest, self.wanted = longest, wanted
+
+
+class DmaPoolExhausted(OutOfMemory):
+    """A DmaPool has no free block big enough; ``largest`` is its largest free block (bytes)."""
+
+    def __init__(self, message: str, *, wanted: int, available: int, largest: int) -> None:
+        super().__init__(message, errno=_errno.ENOMEM)
+        self.wanted, self.available, self.largest = wanted, available, largest
 
 
 class NotContiguous(PhysmemError, ValueError):

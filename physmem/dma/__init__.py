@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .allocate import allocate_contiguous, allocate_scatter, longest_contiguous
 from .buffer import SEGMENT_DTYPE, DmaBuffer
+from .pool import DmaBlock, DmaPool
 
 __all__ = ["allocate_contiguous", "allocate_scatter", "longest_contiguous", "DmaBuffer",
-           "SEGMENT_DTYPE"]
+           "SEGMENT_DTYPE", "DmaPool", "DmaBlock"]

@@ -1,0 +1,262 @@
+"""DmaPool: many small DMA blocks (descriptors, packet buffers) carved from one contiguous buffer.
+
+The allocator is a buddy system in C (csrc/dmapool.c) that deals only in offsets, so blocks
+cost no syscall, bookkeeping never lives in memory a device can write, and every call is
+serialized by the allocator's own mutex (cffi releases the GIL around it). A block is the
+requested size rounded up to a power of two (at least 64 bytes) and is naturally aligned,
+both virtually and physically; that alignment is what makes ``align`` and ``boundary`` hold.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import operator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._lib import ffi, lib
+from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
+from .allocate import allocate_contiguous
+from .buffer import DmaBuffer
+
+__all__ = ["DmaPool", "DmaBlock"]
+
+_MIN_BLOCK = 1 << lib.PM_DMAPOOL_MIN_ORDER
+_c_alloc = lib.pm_dmapool_alloc
+_c_free = lib.pm_dmapool_free
+
+
+class DmaBlock(NamedTuple):
+    """A block from :meth:`DmaPool.alloc`: virtual ``address``, physical ``phys`` and the
+    ``size`` (bytes) asked for. Immutable; give it back with :meth:`DmaPool.free`."""
+
+    address: int
+    phys: int
+    size: int
+
+    def __repr__(self) -> str:
+        return f"DmaBlock(address={self.address:#x}, phys={self.phys:#x}, size={self.size})"
+
+
+def _trailing_zeros(value: int) -> int:
+    return (value & -value).bit_length() - 1
+
+
+def _is_pow2(value: int) -> bool:
+    return value > 0 and not value & (value - 1)
+
+
+class DmaPool:
+    """One physically contiguous buffer of ``size`` bytes handing out blocks.
+
+    ``size``, ``page_size`` and ``node`` are passed to
+    :func:`~physmem.dma.allocate_contiguous`. Blocks are powers of two from 64 bytes up to
+    :attr:`max_block` (the largest power of two to which the buffer's virtual and physical
+    start are both aligned, at least one hugepage); :attr:`used` counts that rounded size.
+
+    :meth:`close` (and leaving a ``with`` block) refuses with ``BufferError`` while blocks are
+    outstanding, because a device may still be writing into them and their memory would go
+    back to the hugepage pool; free them first, or pass ``force=True`` once the device has
+    stopped. All methods are thread-safe.
+    """
+
+    __slots__ = ("_buffer", "_pool", "address", "phys", "size", "page_size", "node",
+                 "max_block", "_max_order")
+
+    def __init__(self, size: int | str, *, page_size: int | str | None = None,
+                 node: int | None = None) -> None:
+        buffer = allocate_contiguous(size, page_size=page_size, node=node)
+        try:
+            self._adopt(buffer)
+        except BaseException:
+            buffer.close()
+            raise
+
+    def _adopt(self, buffer: DmaBuffer) -> None:
+        self._buffer = buffer
+        self.address = buffer.address
+        self.phys = buffer.phys
+        self.size = buffer.size
+        self.page_size = buffer.page_size
+        self.node = buffer.node
+        # Blocks are aligned to their size relative to the start; beyond the start's own
+        # alignment (virtual or physical) that would no longer be true of the addresses.
+        order = min(_trailing_zeros(self.address), _trailing_zeros(self.phys),
+                    self.size.bit_length() - 1)
+        raw = lib.pm_dmapool_new(self.size, order)
+        if raw == ffi.NULL:
+            raise OutOfMemory(f"cannot allocate the bookkeeping of a {self.size}-byte DmaPool",
+                              errno=_errno.ENOMEM)
+        self._pool = ffi.gc(raw, lib.pm_dmapool_destroy)
+        self._max_order = order
+        self.max_block = 1 << order
+
+    # -- blocks -------------------------------------------------------------------------
+    def alloc(self, nbytes: int, *, align: int = 64, boundary: int | None = None) -> DmaBlock:
+        """A block of at least ``nbytes`` whose address (virtual and physical) is a multiple
+        of ``align`` and whose ``[phys, phys + nbytes)`` crosses no multiple of ``boundary``.
+
+        ``align`` and ``boundary`` are powers of two, ``boundary >= nbytes``. Raises
+        :class:`~physmem.errors.DmaPoolExhausted` when no free block is large enough.
+        """
+        # Fast path first: plain valid ints skip the thorough (and slower) checks.
+        if (type(nbytes) is not int or type(align) is not int or nbytes <= 0 or align <= 0
+                or align & (align - 1) or nbytes > self.max_block or (boundary is not None and (
+                    type(boundary) is not int or boundary < nbytes
+                    or boundary & (boundary - 1)))):
+            nbytes, align, boundary = self._check_request(nbytes, align, boundary)
+        # Any block of order >= log2(nbytes) is aligned to a power of two >= nbytes, which
+        # alone keeps it inside one boundary window; alignment comes the same way.
+        order = ((nbytes if nbytes > align else align) - 1).bit_length()
+        offset = _c_alloc(self._pool, order)
+        if offset < 0:
+            self._alloc_failed(offset, nbytes, align, order)
+        return DmaBlock(self.address + offset, self.phys + offset, nbytes)
+
+    def free(self, block: DmaBlock) -> None:
+        """Give ``block`` back. Raises InvalidArgument for a double free or a foreign block."""
+        try:
+            offset = block.address - self.address
+            foreign = not 0 <= offset < self.size or block.phys - self.phys != offset
+            ret = _c_free(self._pool, offset, block.size) if not foreign else 0
+        except (AttributeError, TypeError, OverflowError):
+            raise InvalidArgument(
+                f"free() takes a DmaBlock returned by DmaPool.alloc(), not {block!r}") from None
+        if foreign:
+            raise InvalidArgument(
+                f"{block!r} does not belong to this DmaPool (virtual {self.address:#x}, "
+                f"physical {self.phys:#x}, {self.size} bytes); free it with the pool that "
+                "allocated it", address=block.address)
+        if ret < 0:
+            self._free_failed(ret, block)
+
+    def array(self, block: DmaBlock, dtype: Any = np.uint8) -> np.ndarray:
+        """A numpy view of ``block``'s bytes (close() refuses while views exist)."""
+        offset = block.address - self.address
+        if not 0 <= offset < self.size or block.phys - self.phys != offset:
+            raise InvalidArgument(f"{block!r} does not belong to this DmaPool",
+                                  address=block.address)
+        return self._buffer.array()[offset:offset + block.size].view(dtype)
+
+    # -- state --------------------------------------------------------------------------
+    def _stats(self) -> tuple[int, int, int, bool]:
+        out = ffi.new("uint64_t[4]")
+        lib.pm_dmapool_stats(self._pool, out)
+        return int(out[0]), int(out[1]), int(out[2]), bool(out[3])
+
+    @property
+    def available(self) -> int:
+        """Free bytes (not necessarily in one block; see :attr:`largest_free`)."""
+        return self._stats()[0]
+
+    @property
+    def used(self) -> int:
+        """Bytes held by outstanding blocks, each counted at its power-of-two size."""
+        return self.size - self._stats()[0]
+
+    @property
+    def outstanding(self) -> int:
+        """How many blocks are allocated and not yet freed."""
+        return self._stats()[1]
+
+    @property
+    def largest_free(self) -> int:
+        """Size of the largest block :meth:`alloc` could return right now."""
+        return self._stats()[2]
+
+    @property
+    def buffer(self) -> DmaBuffer:
+        """The contiguous buffer the blocks come from."""
+        return self._buffer
+
+    @property
+    def closed(self) -> bool:
+        return self._stats()[3]
+
+    # -- lifetime -----------------------------------------------------------------------
+    def close(self, *, force: bool = False) -> None:
+        """Stop handing out blocks and unmap the buffer (its pages go back to the pool).
+
+        Raises BufferError, leaving the pool usable, while blocks are outstanding, unless
+        ``force`` (say so only when no device can still touch them). Also raises
+        BufferError while arrays from :meth:`array` exist; call again once they are gone.
+        """
+        if lib.pm_dmapool_close(self._pool, bool(force)) == -_errno.EBUSY:
+            free, count, _, _ = self._stats()
+            raise BufferError(
+                f"cannot close the DmaPool at {self.address:#x}: {count} block(s) "
+                f"({self.size - free} bytes) are still allocated and a device may still be "
+                "writing into them; free() them first, or close(force=True) once the device "
+                "has stopped")
+        self._buffer.close()
+
+    def __enter__(self) -> DmaPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        free, count, _, closed = self._stats()
+        state = "closed" if closed else f"{count} block(s) out, {free} bytes free"
+        return (f"<DmaPool {self.size} bytes at {self.address:#x} phys={self.phys:#x}, "
+                f"{state}>")
+
+    # -- errors (slow paths) ------------------------------------------------------------
+    def _check_request(self, nbytes: Any, align: Any,
+                       boundary: Any) -> tuple[int, int, int | None]:
+        """Normalize numpy integers and the like; raise the precise error for bad values."""
+        nbytes = _as_int("nbytes", nbytes)
+        align = _as_int("align", align)
+        if nbytes <= 0:
+            raise InvalidArgument(f"nbytes={nbytes} must be a positive number of bytes")
+        if not _is_pow2(align):
+            raise InvalidArgument(
+                f"align={align} must be a power of two number of bytes (64, 4096, ...)")
+        if boundary is not None:
+            boundary = _as_int("boundary", boundary)
+            if not _is_pow2(boundary):
+                raise InvalidArgument(
+                    f"boundary={boundary} must be a power of two number of bytes (4096, "
+                    "65536, 1 << 32, ...)")
+            if boundary < nbytes:
+                raise InvalidArgument(
+                    f"boundary={boundary} is smaller than nbytes={nbytes}: such a block must "
+                    "cross a multiple of it; use a boundary >= nbytes or allocate less")
+        if max(nbytes, align) > self.max_block:
+            raise InvalidArgument(
+                f"nbytes={nbytes} with align={align} is more than this pool's largest block, "
+                f"{self.max_block} bytes; use allocate_contiguous() for buffers this large")
+        return nbytes, align, boundary
+
+    def _alloc_failed(self, ret: int, nbytes: int, align: int, order: int) -> None:
+        if ret == -_errno.EBADF:
+            raise InvalidArgument(f"the DmaPool at {self.address:#x} is closed")
+        if ret == -_errno.E2BIG:  # align beyond max_block: the fast path let it through
+            self._check_request(nbytes, align, None)
+        free, _, largest, _ = self._stats()
+        raise DmaPoolExhausted(
+            f"the DmaPool at {self.address:#x} has no free {1 << order}-byte block for "
+            f"nbytes={nbytes} (align={align}): {free} of {self.size} bytes are free, the "
+            f"largest free block is {largest} bytes; free blocks or use a larger pool",
+            wanted=1 << order, available=free, largest=largest)
+
+    def _free_failed(self, ret: int, block: DmaBlock) -> None:
+        if ret == -_errno.EBADF:
+            raise InvalidArgument(f"the DmaPool at {self.address:#x} is closed")
+        if ret == -_errno.ERANGE:
+            raise InvalidArgument(
+                f"{block!r} claims more bytes than the block allocated at {block.address:#x}; "
+                "pass the DmaBlock alloc() returned, unchanged", address=block.address)
+        raise InvalidArgument(
+            f"no block is allocated at {block.address:#x}: {block!r} was already freed "
+            "(double free) or was never returned by alloc()", address=block.address)
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidArgument(f"{name}={value!r} must be an integer number of bytes")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InvalidArgument(f"{name}={value!r} must be an integer number of bytes") from None
