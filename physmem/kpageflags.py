@@ -12,8 +12,9 @@ from typing import ClassVar, Iterable, Iterator, NamedTuple
 import numpy as np
 
 from . import addressing
+from ._fdfile import FdFile
 from ._lib import check, ffi, lib, u64_buffer
-from .errors import InvalidArgument, translate_os_errors
+from .errors import InvalidArgument
 
 __all__ = [
     "KPF",
@@ -162,7 +163,7 @@ def summarize(flags: np.ndarray | Iterable[np.ndarray]) -> list[FlagSummary]:
     return counter.table()
 
 
-class _PfnFile:
+class _PfnFile(FdFile):
     """A /proc file of one u64 per page frame, open for bulk reads."""
 
     filename: ClassVar[str]
@@ -170,35 +171,10 @@ class _PfnFile:
     CHUNK: ClassVar[int] = 1 << 16  # entries per scan chunk: 512 KiB of memory at a time
 
     def __init__(self, *, proc_root: str = "/proc") -> None:
-        self.path = os.path.join(proc_root, self.filename)
-        self._fd = -1
-        with translate_os_errors(f"cannot open {self.filename}", path=self.path):
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+        self._open(os.path.join(proc_root, self.filename), f"cannot open {self.filename}")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(path={self.path!r}, closed={self._fd < 0})"
-
-    def _fd_open(self) -> int:
-        if self._fd < 0:
-            raise InvalidArgument(f"{self.path}: the {type(self).__name__} is closed")
-        return self._fd
+        return f"{type(self).__name__}(path={self.path!r}, closed={self.closed})"
 
     def read(self, pfns: int | Iterable[int] | np.ndarray) -> np.ndarray | int:
         """Entries for the given PFNs, in the caller's order (an int for a single PFN).

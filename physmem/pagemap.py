@@ -15,6 +15,7 @@ from typing import Literal, overload
 import numpy as np
 
 from . import addressing
+from ._fdfile import FdFile
 from ._lib import check, ffi, lib, u64_buffer
 from .errors import (
     FeatureUnavailable,
@@ -22,7 +23,6 @@ from .errors import (
     PageNotPresent,
     PfnUnavailable,
     ProcessGone,
-    translate_os_errors,
 )
 
 __all__ = [
@@ -164,7 +164,7 @@ class PagemapEntries:
                                   base_vpn=self.address >> addressing.page_shift(), strict=strict)
 
 
-class PageMap:
+class PageMap(FdFile):
     """An open ``/proc/<pid>/pagemap`` (``pid=None``: this process). Use as a context manager."""
 
     def __init__(self, pid: int | None = None, *, proc_root: str = "/proc") -> None:
@@ -177,47 +177,19 @@ class PageMap:
                 raise InvalidArgument(f"pid {pid} is not a process id (must be > 0)")
         self.pid = pid
         self.proc_root = proc_root
-        self.path = os.path.join(proc_root, "self" if pid is None else str(pid), "pagemap")
+        path = os.path.join(proc_root, "self" if pid is None else str(pid), "pagemap")
         self.page_size = addressing.page_size()
         self._shift = addressing.page_shift()
-        self._fd = -1
         self._scratch_buf: np.ndarray | None = None
         self._scratch_owner: int | None = None
-        with translate_os_errors("cannot open pagemap", path=self.path, pid=pid):
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-
-    # -- lifetime -----------------------------------------------------------------------
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> PageMap:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+        self._open(path, "cannot open pagemap", pid=pid)
 
     def __repr__(self) -> str:
-        return f"PageMap(pid={self.pid!r}, path={self.path!r}, closed={self._fd < 0})"
-
-    def fileno(self) -> int:
-        self._require_open()
-        return self._fd
-
-    def _require_open(self) -> None:
-        if self._fd < 0:
-            raise InvalidArgument(f"{self.path}: the PageMap is closed")
+        return f"PageMap(pid={self.pid!r}, path={self.path!r}, closed={self.closed})"
 
     # -- raw reading --------------------------------------------------------------------
     def _read_into(self, first_vpn: int, buf: np.ndarray) -> None:
-        self._require_open()
+        self._fd_open()
         got = check(lib.pm_pread_u64(self._fd, first_vpn, len(buf), u64_buffer(buf)),
                     "cannot read pagemap", path=self.path, pid=self.pid,
                     address=first_vpn << self._shift)
@@ -309,7 +281,7 @@ class PageMap:
         result itself and translate in place, touching no other memory. None on any failure
         (the addresses were not one per page, or a page is missing): the entries are then
         partly consumed, and the general path re-reads and explains."""
-        self._require_open()
+        self._fd_open()
         nread = ffi.new("uint64_t *")
         bad = check(lib.pm_read_translate(self._fd, u64_buffer(flat), len(flat), vmin, self._shift,
                                           _PRESENT, PFN_MASK, u64_buffer(result), nread),
@@ -334,7 +306,7 @@ class PageMap:
         """Entries for sorted unique page numbers: one pread per run of consecutive pages."""
         starts, counts = _runs_of_sorted(vpns)
         buf = np.empty(len(vpns), dtype=np.uint64)
-        self._require_open()
+        self._fd_open()
         got = check(lib.pm_gather_u64(self._fd, u64_buffer(starts), u64_buffer(counts),
                                       len(starts), u64_buffer(buf)),
                     "cannot read pagemap", path=self.path, pid=self.pid)
@@ -407,7 +379,7 @@ class PageMap:
         with categories limited to ``report`` (default: all the kernel knows).
         """
         addr, size = addressing.check_range(address, length)
-        self._require_open()
+        self._fd_open()
         cat_mask = int(require) | int(exclude)
         inverted = int(exclude)
         ret_mask = int(report) if report is not None else int(_ALL_CATEGORIES)
@@ -439,7 +411,7 @@ class PageMap:
         """Whether the running kernel implements PAGEMAP_SCAN (tried once per process)."""
         global _scan_supported
         if _scan_supported is None:
-            self._require_open()
+            self._fd_open()
             regions = np.empty(3, dtype=np.uint64)
             walk_end = ffi.new("uint64_t *")
             ps = self.page_size

@@ -1,0 +1,51 @@
+"""An owned file descriptor with the lifecycle every physmem file object shares."""
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+from .errors import InvalidArgument, translate_os_errors
+
+_T = TypeVar("_T", bound="FdFile")
+
+
+class FdFile:
+    """Opens ``path`` read-only once; ``close()``, context manager, closed on collection."""
+
+    path: str
+    _fd: int = -1
+
+    def _open(self, path: str, what: str, *, pid: int | None = None) -> None:
+        self.path = path
+        with translate_os_errors(what, path=path, pid=pid):
+            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def fileno(self) -> int:
+        return self._fd_open()
+
+    def _fd_open(self) -> int:
+        """The fd, or InvalidArgument naming the file if closed."""
+        if self._fd < 0:
+            raise InvalidArgument(f"{self.path}: the {type(self).__name__} is closed")
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
