@@ -6,32 +6,44 @@
  * at position j of the previous mapping is tried first; the table is searched only when a
  * kernel adds, drops or reorders keys. */
 
-static inline int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+/* Hex digit value + 1, 0 for anything else (so the table needs no range initialiser). */
+static const uint8_t HEX1[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
+    ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
 
 /* Parse hex digits at *p (at least one, at most 16); advance *p. */
-static int parse_hex(const char **p, const char *end, uint64_t *out)
+static inline int parse_hex(const char **p, const char *end, uint64_t *out)
 {
-    const char *s = *p;
+    const unsigned char *s = (const unsigned char *)*p, *e = (const unsigned char *)end;
+    const unsigned char *start = s;
     uint64_t v = 0;
-    int d, n = 0;
-    while (s < end && (d = hexval((unsigned char)*s)) >= 0) {
-        if (++n > 16) return -1;
-        v = v << 4 | (uint64_t)d;
+    unsigned d;
+    /* The kernel prints addresses and offsets with at least 8 digits: take the first 8
+     * without a branch per digit, which is what a byte loop spends its time on. */
+    if (e - s >= 8) {
+        /* A non-digit's 0 - 1 sets high bits, so one OR checks all eight. */
+        unsigned d0 = HEX1[s[0]] - 1u, d1 = HEX1[s[1]] - 1u, d2 = HEX1[s[2]] - 1u;
+        unsigned d3 = HEX1[s[3]] - 1u, d4 = HEX1[s[4]] - 1u, d5 = HEX1[s[5]] - 1u;
+        unsigned d6 = HEX1[s[6]] - 1u, d7 = HEX1[s[7]] - 1u;
+        if (!((d0 | d1 | d2 | d3 | d4 | d5 | d6 | d7) & ~15u)) {
+            v = (uint64_t)(d0 << 28 | d1 << 24 | d2 << 20 | d3 << 16 | d4 << 12 | d5 << 8 |
+                           d6 << 4 | d7);
+            s += 8;
+        }
+    }
+    while (s < e && (d = HEX1[*s]) != 0) {
+        v = v << 4 | (d - 1);
         s++;
     }
-    if (n == 0) return -1;
-    *p = s;
+    if (s == start || s - start > 16) return -1;
+    *p = (const char *)s;
     *out = v;
     return 0;
 }
 
-static int parse_dec(const char **p, const char *end, uint64_t *out)
+static inline int parse_dec(const char **p, const char *end, uint64_t *out)
 {
     const char *s = *p;
     uint64_t v = 0;
@@ -69,94 +81,164 @@ size_t pmproc_count_headers(const char *buf, size_t len)
     return n;
 }
 
-static int parse_header(const char *s, const char *eol, struct pmproc_vma *v, const char *buf)
+#define NAME_IS(lit) (len == sizeof lit - 1 && memcmp(s, lit, sizeof lit - 1) == 0)
+#define NAME_STARTS(lit) (len >= sizeof lit - 1 && memcmp(s, lit, sizeof lit - 1) == 0)
+
+/* Kind of a name column; strips " (deleted)" from file paths (only they carry it). */
+static uint8_t classify(const char *s, uint32_t *lenp, uint8_t *bits)
 {
-    uint64_t major, minor;
-    if (parse_hex(&s, eol, &v->start) || s >= eol || *s++ != '-') return -1;
-    if (parse_hex(&s, eol, &v->end) || s >= eol || *s++ != ' ') return -1;
-    if (eol - s < 5) return -1;
-    uint32_t perms = 0;
-    if (s[0] == 'r') perms |= PMPROC_READ; else if (s[0] != '-') return -1;
-    if (s[1] == 'w') perms |= PMPROC_WRITE; else if (s[1] != '-') return -1;
-    if (s[2] == 'x') perms |= PMPROC_EXEC; else if (s[2] != '-') return -1;
-    if (s[3] == 's') perms |= PMPROC_SHARED; else if (s[3] != 'p') return -1;
+    uint32_t len = *lenp;
+    if (len == 0) return PMPROC_KIND_ANONYMOUS;
+    if (s[0] == '/') {
+        if (len >= 10 && memcmp(s + len - 10, " (deleted)", 10) == 0) {
+            *lenp = len - 10;
+            *bits |= PMPROC_DELETED;
+        }
+        return PMPROC_KIND_FILE;
+    }
+    if (s[0] != '[') return PMPROC_KIND_OTHER;
+    if (NAME_IS("[heap]")) return PMPROC_KIND_HEAP;
+    if (NAME_IS("[stack]")) return PMPROC_KIND_STACK;
+    if (NAME_IS("[vdso]")) return PMPROC_KIND_VDSO;
+    if (NAME_IS("[vvar]") || NAME_IS("[vvar_vclock]")) return PMPROC_KIND_VVAR;
+    if (NAME_IS("[vsyscall]")) return PMPROC_KIND_VSYSCALL;
+    if (NAME_STARTS("[stack:")) return PMPROC_KIND_THREAD_STACK;
+    if (NAME_STARTS("[anon:")) return PMPROC_KIND_ANON_NAMED;
+    if (NAME_STARTS("[anon_shmem:")) return PMPROC_KIND_ANON_SHMEM;
+    return PMPROC_KIND_OTHER;
+}
+
+/* Parse the mapping line at s into row i. Bounds are `end` (the buffer), not the line's end:
+ * '\n' fails every field test, so no separate memchr is needed before the name. Sets *eol. */
+static int parse_header(const char *s, const char *end, const char *buf, size_t cap, size_t i,
+                        uint64_t *c64, uint32_t *c32, uint8_t *c8, const char **eol)
+{
+    uint64_t start, stop, offset, major, minor, inode;
+    if (parse_hex(&s, end, &start) || s >= end || *s++ != '-') return -1;
+    if (parse_hex(&s, end, &stop) || s >= end || *s++ != ' ') return -1;
+    if (end - s < 5) return -1;
+    uint8_t prot = 0, bits = 0;
+    if (s[0] == 'r') prot |= PMPROC_READ; else if (s[0] != '-') return -1;
+    if (s[1] == 'w') prot |= PMPROC_WRITE; else if (s[1] != '-') return -1;
+    if (s[2] == 'x') prot |= PMPROC_EXEC; else if (s[2] != '-') return -1;
+    if (s[3] == 's') bits |= PMPROC_SHARED; else if (s[3] != 'p') return -1;
     if (s[4] != ' ') return -1;
     s += 5;
-    v->perms = perms;
-    if (parse_hex(&s, eol, &v->offset) || s >= eol || *s++ != ' ') return -1;
-    if (parse_hex(&s, eol, &major) || s >= eol || *s++ != ':') return -1;
-    if (parse_hex(&s, eol, &minor) || major > UINT32_MAX || minor > UINT32_MAX) return -1;
-    v->dev = major << 32 | minor;
-    if (s >= eol || *s++ != ' ') return -1;
-    if (parse_dec(&s, eol, &v->inode)) return -1;
-    if (s < eol && *s != ' ') return -1;
-    while (s < eol && *s == ' ') s++;
+    if (parse_hex(&s, end, &offset) || s >= end || *s++ != ' ') return -1;
+    if (parse_hex(&s, end, &major) || s >= end || *s++ != ':') return -1;
+    if (parse_hex(&s, end, &minor) || major > UINT32_MAX || minor > UINT32_MAX) return -1;
+    if (s >= end || *s++ != ' ') return -1;
+    if (parse_dec(&s, end, &inode)) return -1;
+    if (s < end && *s != ' ' && *s != '\n') return -1;
+    while (s < end && *s == ' ') s++;
     /* The name runs to the end of the line: it may contain spaces. */
-    v->flags_off = (uint32_t)(s - buf);   /* stash the name span; moved by the caller */
-    v->flags_len = (uint32_t)(eol - s);
+    const char *nl = memchr(s, '\n', (size_t)(end - s));
+    *eol = nl ? nl : end;
+    uint32_t nlen = (uint32_t)(*eol - s);
+    c64[PMPROC_C64_START * cap + i] = start;
+    c64[PMPROC_C64_END * cap + i] = stop;
+    c64[PMPROC_C64_OFFSET * cap + i] = offset;
+    c64[PMPROC_C64_INODE * cap + i] = inode;
+    c32[PMPROC_C32_MAJOR * cap + i] = (uint32_t)major;
+    c32[PMPROC_C32_MINOR * cap + i] = (uint32_t)minor;
+    c8[PMPROC_C8_KIND * cap + i] = classify(s, &nlen, &bits);
+    c32[PMPROC_C32_NAME_OFF * cap + i] = (uint32_t)(s - buf);
+    c32[PMPROC_C32_NAME_LEN * cap + i] = nlen;
+    c8[PMPROC_C8_PROT * cap + i] = prot;
+    c8[PMPROC_C8_BITS * cap + i] = bits;
     return 0;
 }
 
-static int find_key(struct pmproc_keys *keys, const char *k, size_t klen, uint32_t hint)
+/* Index of name s[0..len) in t, appended if new; -1 if it does not fit. */
+static int find_name(struct pmproc_names *t, const char *s, size_t len, uint32_t hint)
 {
-    if (hint < keys->n && keys->len[hint] == klen && memcmp(keys->name[hint], k, klen) == 0)
+    if (hint < t->n && t->len[hint] == len && memcmp(t->name[hint], s, len) == 0)
         return (int)hint;
-    for (uint32_t i = 0; i < keys->n; i++)
-        if (keys->len[i] == klen && memcmp(keys->name[i], k, klen) == 0) return (int)i;
-    if (keys->n >= PMPROC_MAXKEYS || klen >= PMPROC_KEYLEN) return -1;
-    memcpy(keys->name[keys->n], k, klen);
-    keys->name[keys->n][klen] = 0;
-    keys->len[keys->n] = (uint8_t)klen;
-    return (int)keys->n++;
+    for (uint32_t i = 0; i < t->n; i++)
+        if (t->len[i] == len && memcmp(t->name[i], s, len) == 0) return (int)i;
+    if (t->n >= PMPROC_MAXNAMES || len >= PMPROC_NAMELEN) return -1;
+    memcpy(t->name[t->n], s, len);
+    t->name[t->n][len] = 0;
+    t->len[t->n] = (uint8_t)len;
+    return (int)t->n++;
 }
 
-/* Parse maps (with_fields == 0) or smaps/smaps_rollup text. Fills vmas[0..n), names (unique
- * name spans, indexed by vma.name_id) and, for smaps, values[i * PMPROC_MAXKEYS + key] (kB
- * values already in bytes). Returns n, or -1 with *err filled. */
-int64_t pmproc_parse(const char *buf, size_t len, int with_fields,
-                     struct pmproc_vma *vmas, size_t cap,
-                     struct pmproc_span *names, uint64_t *values,
-                     struct pmproc_keys *keys, struct pmproc_span *flagsets,
-                     uint32_t *nflagsets, struct pmproc_error *err)
+/* The whitespace of Python's str.split() within ASCII, so the names match a text split. */
+static inline int is_space(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+/* VmFlags text -> bitmask over t; -1 if a name does not fit the table. */
+static int flags_mask(struct pmproc_names *t, const char *s, const char *e, uint64_t *mask)
+{
+    uint64_t m = 0;
+    while (s < e) {
+        while (s < e && is_space((unsigned char)*s)) s++;
+        const char *w = s;
+        while (s < e && !is_space((unsigned char)*s)) s++;
+        if (s == w) break;
+        int k = find_name(t, w, (size_t)(s - w), UINT32_MAX);
+        if (k < 0) return -1;
+        m |= (uint64_t)1 << k;
+    }
+    *mask = m;
+    return 0;
+}
+
+/* Distinct VmFlags texts are few per process: remember recent ones and their masks. */
+#define FLAGCACHE 8
+struct flagcache {
+    uint32_t off[FLAGCACHE], len[FLAGCACHE];
+    uint64_t mask[FLAGCACHE];
+    unsigned n, next;
+};
+
+int64_t pmproc_parse(const char *buf, size_t len, int with_fields, size_t cap,
+                     uint64_t *c64, uint32_t *c32, uint8_t *c8, uint64_t *values,
+                     struct pmproc_tables *tab, struct pmproc_error *err)
 {
     const char *p = buf, *end = buf + len;
-    size_t n = 0, nnames = 0;
+    size_t n = 0;
     uint32_t line = 0, pos = 0;
-    struct pmproc_vma *cur = NULL;
-    uint32_t order[PMPROC_MAXKEYS + 1];   /* key index seen at each position, last mapping */
+    uint32_t order[PMPROC_MAXNAMES];   /* key index seen at each position, last mapping */
+    struct flagcache fc = {.n = 0, .next = 0};
+    struct pmproc_names *keys = &tab->keys;
 
+    tab->keys.n = tab->flags.n = 0;
     memset(order, 0xff, sizeof order);
+    if (len >= (size_t)1 << 32) {
+        *err = (struct pmproc_error){.line = 0, .off = 0, .len = 0, .code = PMPROC_ELARGE};
+        return -1;
+    }
     while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *eol = nl ? nl : end;
+        const char *eol;
         line++;
-        if (eol == p) {             /* blank line: tolerated (trailing newline of a fixture) */
-            p = nl ? nl + 1 : end;
+        if (*p == '\n') {           /* blank line: tolerated (trailing newline of a fixture) */
+            p++;
             continue;
         }
         int code = 0;
-        if (!with_fields || is_header(p, eol)) {
+        if (!with_fields || is_header(p, end)) {
             if (n >= cap) { code = PMPROC_ECAP; goto fail; }
-            cur = &vmas[n];
-            memset(cur, 0, sizeof *cur);
-            if (parse_header(p, eol, cur, buf)) { code = PMPROC_EHEADER; goto fail; }
-            cur->line = line;
-            cur->flags_id = PMPROC_NOFLAGS;
-            uint32_t noff = cur->flags_off, nlen = cur->flags_len;
-            cur->flags_off = cur->flags_len = 0;
-            if (nnames && names[nnames - 1].len == nlen &&
-                memcmp(buf + names[nnames - 1].off, buf + noff, nlen) == 0) {
-                cur->name_id = (uint32_t)(nnames - 1);
-            } else {
-                names[nnames].off = noff;
-                names[nnames].len = nlen;
-                cur->name_id = (uint32_t)nnames++;
+            if (parse_header(p, end, buf, cap, n, c64, c32, c8, &eol)) {
+                code = PMPROC_EHEADER;
+                goto fail;
             }
-            if (with_fields) memset(&values[n * PMPROC_MAXKEYS], 0, PMPROC_MAXKEYS * sizeof(uint64_t));
+            if (with_fields) {
+                c64[PMPROC_C64_PRESENT * cap + n] = 0;
+                c64[PMPROC_C64_VMFLAGS * cap + n] = 0;
+                c32[PMPROC_C32_FLAGS_OFF * cap + n] = 0;
+                c32[PMPROC_C32_FLAGS_LEN * cap + n] = 0;
+                for (uint32_t k = 0; k < keys->n; k++) values[k * cap + n] = 0;
+            }
             n++;
             pos = 0;
         } else {
-            if (!cur) { code = PMPROC_EORPHAN; goto fail; }
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            eol = nl ? nl : end;
+            if (n == 0) { code = PMPROC_EORPHAN; goto fail; }
+            size_t i = n - 1;
             const char *colon = memchr(p, ':', (size_t)(eol - p));
             if (!colon || colon == p) { code = PMPROC_EFIELD; goto fail; }
             size_t klen = (size_t)(colon - p);
@@ -165,22 +247,26 @@ int64_t pmproc_parse(const char *buf, size_t len, int with_fields,
             const char *s = colon + 1;
             if (klen == 7 && memcmp(p, "VmFlags", 7) == 0) {
                 while (s < eol && *s == ' ') s++;
-                cur->flags_off = (uint32_t)(s - buf);
-                cur->flags_len = (uint32_t)(eol - s);
-                /* Few distinct VmFlags strings exist per process: give each an id once. */
-                cur->flags_id = PMPROC_NOFLAGS;
-                for (uint32_t i = 0; i < *nflagsets; i++) {
-                    if (flagsets[i].len == cur->flags_len &&
-                        memcmp(buf + flagsets[i].off, s, cur->flags_len) == 0) {
-                        cur->flags_id = i;
-                        break;
-                    }
+                uint32_t off = (uint32_t)(s - buf), flen = (uint32_t)(eol - s);
+                uint64_t mask = 0;
+                unsigned j;
+                for (j = 0; j < fc.n; j++)
+                    if (fc.len[j] == flen && memcmp(buf + fc.off[j], s, flen) == 0) break;
+                if (j < fc.n) {
+                    mask = fc.mask[j];
+                } else if (flags_mask(&tab->flags, s, eol, &mask) == 0) {
+                    j = fc.next;
+                    fc.next = (fc.next + 1) % FLAGCACHE;
+                    if (fc.n < FLAGCACHE) fc.n++;
+                    fc.off[j] = off;
+                    fc.len[j] = flen;
+                    fc.mask[j] = mask;
+                } else {
+                    c8[PMPROC_C8_BITS * cap + i] |= PMPROC_RAWFLAGS;
                 }
-                if (cur->flags_id == PMPROC_NOFLAGS && *nflagsets < PMPROC_MAXFLAGSETS) {
-                    flagsets[*nflagsets].off = cur->flags_off;
-                    flagsets[*nflagsets].len = cur->flags_len;
-                    cur->flags_id = (*nflagsets)++;
-                }
+                c64[PMPROC_C64_VMFLAGS * cap + i] = mask;
+                c32[PMPROC_C32_FLAGS_OFF * cap + i] = off;
+                c32[PMPROC_C32_FLAGS_LEN * cap + i] = flen;
                 p = nl ? nl + 1 : end;
                 continue;
             }
@@ -194,16 +280,21 @@ int64_t pmproc_parse(const char *buf, size_t len, int with_fields,
                 code = PMPROC_EFIELD;
                 goto fail;
             }
-            int k = find_key(keys, p, klen, pos < PMPROC_MAXKEYS ? order[pos] : UINT32_MAX);
+            uint32_t known = keys->n;
+            int k = find_name(keys, p, klen, pos < PMPROC_MAXNAMES ? order[pos] : UINT32_MAX);
             if (k < 0) { code = PMPROC_EKEYS; goto fail; }
-            if (pos < PMPROC_MAXKEYS) order[pos] = (uint32_t)k;
+            if ((uint32_t)k >= known)   /* a new column: earlier mappings lack this key */
+                memset(&values[(size_t)k * cap], 0, i * sizeof *values);
+            if (pos < PMPROC_MAXNAMES) order[pos] = (uint32_t)k;
             pos++;
-            cur->present |= (uint64_t)1 << k;
-            values[(n - 1) * PMPROC_MAXKEYS + (size_t)k] = v;
+            c64[PMPROC_C64_PRESENT * cap + i] |= (uint64_t)1 << k;
+            values[(size_t)k * cap + i] = v;
         }
-        p = nl ? nl + 1 : end;
+        p = eol < end ? eol + 1 : end;
         continue;
 fail:
+        eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol) eol = end;
         err->line = line;
         err->off = (uint32_t)(p - buf);
         err->len = (uint32_t)(eol - p);

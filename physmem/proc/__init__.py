@@ -8,20 +8,20 @@ read raises :class:`~physmem.errors.ParseError`, a vanished process
 from __future__ import annotations
 
 from .checks import Finding, Severity, check_maps
-from .maps import Device, Prot, Vma, VmaKind, maps, parse_maps
+from .maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
 from .meminfo import meminfo, node_meminfo, parse_meminfo
 from .numa_maps import NumaMap, numa_maps, parse_numa_maps
 from .oom import Oom, oom, set_oom_score_adj
 from .pidstat import (Stat, Statm, parse_cpu_list, parse_stat, parse_status, stat, statm,
                       status)
-from .smaps import Smaps, memory_totals, parse_smaps, smaps, smaps_rollup
+from .smaps import Smaps, SmapsList, memory_totals, parse_smaps, smaps, smaps_rollup
 from .vmstat import parse_vmstat, vmstat
 from .zones import (BuddyInfo, PageTypeInfo, Zone, buddyinfo, pagetypeinfo, parse_buddyinfo,
                     parse_pagetypeinfo, parse_zoneinfo, zoneinfo)
 
 __all__ = [
-    "BuddyInfo", "Device", "Finding", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",
-    "Smaps", "Stat", "Statm", "Vma", "VmaKind", "Zone",
+    "KIND_CODES", "BuddyInfo", "Device", "Finding", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",
+    "Smaps", "SmapsList", "Stat", "Statm", "Vma", "VmaKind", "VmaList", "Zone",
     "buddyinfo", "check_maps", "maps", "meminfo", "memory_totals", "node_meminfo", "numa_maps",
     "oom", "pagetypeinfo", "parse_buddyinfo", "parse_cpu_list", "parse_maps", "parse_meminfo",
     "parse_numa_maps", "parse_pagetypeinfo", "parse_smaps", "parse_stat", "parse_status",

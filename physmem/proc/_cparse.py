@@ -1,7 +1,6 @@
-"""Glue to the C maps/smaps parser (csrc/procmaps.c): buffers in, numpy columns out."""
+"""Glue to the C maps/smaps parser (csrc/procmaps.c): bytes in, numpy columns out."""
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -11,60 +10,55 @@ from ..errors import ParseError
 
 __all__ = ["Parsed", "parse"]
 
-_alloc = ffi.new_allocator(should_clear_after_alloc=False)
-
-VMA_DTYPE = np.dtype({
-    "names": ["start", "end", "offset", "inode", "dev", "present", "perms", "name_id", "line",
-              "flags_off", "flags_len", "flags_id"],
-    "formats": ["<u8"] * 6 + ["<u4"] * 6,
-    "offsets": [ffi.offsetof("struct pmproc_vma", f) for f in
-                ("start", "end", "offset", "inode", "dev", "present", "perms", "name_id", "line",
-                 "flags_off", "flags_len", "flags_id")],
-    "itemsize": ffi.sizeof("struct pmproc_vma"),
-})
-MAXKEYS = lib.PMPROC_MAXKEYS
-
 _ERRORS = {
     lib.PMPROC_EHEADER: "malformed mapping line",
     lib.PMPROC_EFIELD: "malformed 'Key: value [kB]' line",
-    lib.PMPROC_EKEYS: f"more than {lib.PMPROC_MAXKEYS} distinct keys, or a key too long",
+    lib.PMPROC_EKEYS: f"more than {lib.PMPROC_MAXNAMES} distinct keys, or a key too long",
     lib.PMPROC_ECAP: "more mappings than expected",
     lib.PMPROC_EORPHAN: "field line before any mapping line",
 }
 
-# Keys learnt so far: a template copied into each call, so threads never share a table.
-_keys_template = ffi.new("struct pmproc_keys *")
-_keys_lock = threading.Lock()
-_key_names: tuple[str, ...] = ()
-
 
 class Parsed(NamedTuple):
-    vmas: np.ndarray          # VMA_DTYPE records
-    names: list[bytes]        # unique raw names, indexed by vmas["name_id"]
-    values: np.ndarray | None  # (n, MAXKEYS) uint64 for smaps, else None
-    keys: tuple[str, ...]     # smaps key name of each values column
-    flagsets: list[bytes]     # distinct VmFlags texts, indexed by vmas["flags_id"]
+    """Columns of ``n`` mappings; each block row is one column (``c64[lib.PMPROC_C64_END]``)."""
+
+    data: bytes               # the parsed text: name and VmFlags offsets point into it
+    n: int
+    c64: np.ndarray           # (PMPROC_C64_*, n) uint64: start, end, offset, inode[, present, vmflags]
+    c32: np.ndarray           # (PMPROC_C32_*, n) uint32: major, minor, name off/len[, flags off/len]
+    c8: np.ndarray            # (PMPROC_C8_N, n) uint8: prot, bits, kind
+    values: np.ndarray | None  # smaps: (len(keys), n) uint64, 0 where a mapping lacks the key
+    keys: tuple[str, ...]     # smaps key of each values row, in order of first appearance
+    flag_names: tuple[str, ...]  # VmFlags name of each bit of c64[PMPROC_C64_VMFLAGS]
+
+
+def _names(t) -> tuple[str, ...]:
+    # Decoded with their length, not up to a NUL, so odd input keeps every byte.
+    return tuple(ffi.unpack(t.name[i], t.len[i]).decode("ascii", "replace") for i in range(t.n))
 
 
 def parse(data: bytes, with_fields: bool, path: str) -> Parsed:
     """Run the C parser over ``data``; ParseError names ``path``, line number and text."""
-    global _key_names
     if len(data) >= 1 << 32:
         raise ParseError("file larger than 4 GiB", path=path)
+    n64, n32 = ((lib.PMPROC_C64_SMAPS, lib.PMPROC_C32_SMAPS) if with_fields else
+                (lib.PMPROC_C64_MAPS, lib.PMPROC_C32_MAPS))
     # Kernel mapping lines are >= 40 bytes and smaps records >= 500, so a guess from the size
     # almost always fits; odd input (fixtures, fuzzing) falls back to an exact count.
     cap = len(data) // (256 if with_fields else 32) + 1
+    tab = ffi.new("struct pmproc_tables *")
+    err = ffi.new("struct pmproc_error *")
     for attempt in (0, 1):
-        vmas = _alloc("struct pmproc_vma[]", cap)
-        spans = _alloc("struct pmproc_span[]", cap)
-        values = _alloc("uint64_t[]", cap * MAXKEYS) if with_fields else ffi.NULL
-        flagsets = _alloc("struct pmproc_span[]", lib.PMPROC_MAXFLAGSETS)
-        nflagsets = ffi.new("uint32_t *")
-        keys = ffi.new("struct pmproc_keys *")
-        err = ffi.new("struct pmproc_error *")
-        ffi.memmove(keys, _keys_template, ffi.sizeof("struct pmproc_keys"))
-        n = lib.pmproc_parse(data, len(data), int(with_fields), vmas, cap, spans, values, keys,
-                             flagsets, nflagsets, err)
+        # np.empty: the parser writes every cell it reports (values included, zero if absent).
+        c64 = np.empty((n64, cap), np.uint64)
+        c32 = np.empty((n32, cap), np.uint32)
+        c8 = np.empty((lib.PMPROC_C8_N, cap), np.uint8)
+        values = np.empty((lib.PMPROC_MAXNAMES, cap), np.uint64) if with_fields else None
+        n = lib.pmproc_parse(data, len(data), int(with_fields), cap,
+                             ffi.from_buffer("uint64_t[]", c64), ffi.from_buffer("uint32_t[]", c32),
+                             ffi.from_buffer("uint8_t[]", c8),
+                             ffi.NULL if values is None else ffi.from_buffer("uint64_t[]", values),
+                             tab, err)
         if n >= 0 or err.code != lib.PMPROC_ECAP or attempt:
             break
         cap = lib.pmproc_count_headers(data, len(data)) if with_fields else data.count(b"\n") + 1
@@ -72,21 +66,10 @@ def parse(data: bytes, with_fields: bool, path: str) -> Parsed:
         line = data[err.off:err.off + err.len]
         raise ParseError(_ERRORS.get(err.code, "unreadable line"), path=path, lineno=err.line,
                          line=line)
-    key_names = _key_names
-    if keys.n != len(key_names):
-        key_names = tuple(ffi.string(keys.name[i]).decode("ascii", "replace")
-                          for i in range(keys.n))
-        with _keys_lock:
-            if keys.n > _keys_template.n:
-                ffi.memmove(_keys_template, keys, ffi.sizeof("struct pmproc_keys"))
-                _key_names = key_names
-    arr = np.frombuffer(ffi.buffer(vmas, n * VMA_DTYPE.itemsize), dtype=VMA_DTYPE) if n else \
-        np.zeros(0, VMA_DTYPE)
-    nnames = int(arr["name_id"][-1]) + 1 if n else 0
-    sp = np.frombuffer(ffi.buffer(spans, nnames * 8), dtype="<u4").reshape(-1, 2).tolist()
-    names = [data[o:o + ln] for o, ln in sp]
-    vals = None
-    if with_fields:
-        vals = np.frombuffer(ffi.buffer(values, n * MAXKEYS * 8), dtype="<u8").reshape(n, MAXKEYS)
-    fs = np.frombuffer(ffi.buffer(flagsets, nflagsets[0] * 8), dtype="<u4").reshape(-1, 2)
-    return Parsed(arr, names, vals, key_names, [data[o:o + ln] for o, ln in fs.tolist()])
+    keys = _names(tab.keys) if with_fields else ()
+    for block in (c64, c32, c8, values):
+        if block is not None:   # records are cached from these: keep them as parsed
+            block.flags.writeable = False
+    return Parsed(data, n, c64[:, :n], c32[:, :n], c8[:, :n],
+                  None if values is None else values[:len(keys), :n], keys,
+                  _names(tab.flags) if with_fields else ())

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 import os
+from collections.abc import Sequence
 from itertools import repeat
-from typing import NamedTuple
+from typing import Iterator, NamedTuple, overload
 
+import numpy as np
+
+from .._lib import lib
 from ._cparse import Parsed, parse
 from ._read import pid_path, read_bytes
 
-__all__ = ["Prot", "VmaKind", "Device", "Vma", "maps", "parse_maps"]
+__all__ = ["Prot", "VmaKind", "Device", "Vma", "VmaList", "KIND_CODES", "maps", "parse_maps"]
 
 
 class Prot(enum.IntFlag):
@@ -62,37 +67,27 @@ class Vma(NamedTuple):
         return self.end - self.start
 
 
-_PROT = tuple(Prot(i & 7) for i in range(16))
-_SHARED = tuple(bool(i & 8) for i in range(16))
-_PSEUDO = {
-    b"[heap]": VmaKind.HEAP, b"[stack]": VmaKind.STACK, b"[vdso]": VmaKind.VDSO,
-    b"[vvar]": VmaKind.VVAR, b"[vvar_vclock]": VmaKind.VVAR, b"[vsyscall]": VmaKind.VSYSCALL,
-}
-_DELETED = b" (deleted)"
+_PROT = tuple(Prot(i & 7) for i in range(8))
+# Index = the C parser's PMPROC_KIND_* code (tests/test_proc_columns.py checks the order).
+KIND_CODES: tuple[VmaKind, ...] = (
+    VmaKind.ANONYMOUS, VmaKind.FILE, VmaKind.HEAP, VmaKind.STACK, VmaKind.THREAD_STACK,
+    VmaKind.VDSO, VmaKind.VVAR, VmaKind.VSYSCALL, VmaKind.ANON_NAMED, VmaKind.ANON_SHMEM,
+    VmaKind.OTHER,
+)
+_FILE = lib.PMPROC_KIND_FILE
+_C64_START, _C64_END = lib.PMPROC_C64_START, lib.PMPROC_C64_END
+_C64_OFFSET, _C64_INODE = lib.PMPROC_C64_OFFSET, lib.PMPROC_C64_INODE
+_C32_MAJOR, _C32_MINOR = lib.PMPROC_C32_MAJOR, lib.PMPROC_C32_MINOR
+_C32_NAME_OFF, _C32_NAME_LEN = lib.PMPROC_C32_NAME_OFF, lib.PMPROC_C32_NAME_LEN
+_C8_PROT, _C8_BITS, _C8_KIND = lib.PMPROC_C8_PROT, lib.PMPROC_C8_BITS, lib.PMPROC_C8_KIND
+_SHARED, _DELETED = lib.PMPROC_SHARED, lib.PMPROC_DELETED
 
 
 @functools.lru_cache(maxsize=8192)
-def resolve_name(raw: bytes) -> tuple[str, VmaKind, bool]:
-    """(path, kind, deleted) for a raw name column; cached, as most names repeat."""
-    if not raw:
-        return "", VmaKind.ANONYMOUS, False
-    if raw[:1] == b"/":
-        deleted = raw.endswith(_DELETED)
-        if deleted:
-            raw = raw[: -len(_DELETED)]
-        # The kernel octal-escapes only newlines in paths (so a literal "\012" is ambiguous).
-        return os.fsdecode(raw.replace(b"\\012", b"\n")), VmaKind.FILE, deleted
-    kind = _PSEUDO.get(raw)
-    if kind is None:
-        if raw.startswith(b"[stack:"):
-            kind = VmaKind.THREAD_STACK
-        elif raw.startswith(b"[anon:"):
-            kind = VmaKind.ANON_NAMED
-        elif raw.startswith(b"[anon_shmem:"):
-            kind = VmaKind.ANON_SHMEM
-        else:
-            kind = VmaKind.OTHER
-    return os.fsdecode(raw), kind, False
+def _path(raw: bytes, file: bool) -> str:
+    """A name column as str; cached, as most names repeat."""
+    # The kernel octal-escapes only newlines in paths (so a literal "\012" is ambiguous).
+    return os.fsdecode(raw.replace(b"\\012", b"\n") if file else raw)
 
 
 class _Devices(dict):
@@ -104,28 +99,148 @@ class _Devices(dict):
 _devices = _Devices()
 
 
-def build_vmas(p: Parsed) -> list[Vma]:
-    """Vma records from the parser's columns (column-wise, so the loops run in C)."""
-    v = p.vmas
-    if not len(v):
-        return []
-    perms = v["perms"].tolist()
-    names = [resolve_name(raw) for raw in p.names]
-    named = list(map(names.__getitem__, v["name_id"].tolist()))
-    paths, kinds, deleted = zip(*named)
-    cols = zip(v["start"].tolist(), v["end"].tolist(), map(_PROT.__getitem__, perms),
-               map(_SHARED.__getitem__, perms), v["offset"].tolist(),
-               map(_devices.__getitem__, v["dev"].tolist()), v["inode"].tolist(),
-               paths, kinds, deleted)
-    return list(map(tuple.__new__, repeat(Vma), cols))
+class VmaList(Sequence[Vma]):
+    """The mappings of one maps file: a read-only sequence of :class:`Vma`, plus columns.
+
+    Parsing fills numpy columns only; a record is built when it is first indexed or iterated
+    and then kept, so ``maps()`` costs little more than reading the file. Bulk users can skip
+    records entirely: ``starts``, ``ends``, ``sizes``, ``offsets``, ``inodes``, ``majors``,
+    ``minors``, ``prots`` (:class:`Prot` bits), ``shared``, ``deleted`` and ``kinds`` (codes:
+    ``KIND_CODES[code]`` is the :class:`VmaKind`) are read-only arrays, one entry per mapping.
+    Compares equal to a list of the same records.
+    """
+
+    __slots__ = ("_p", "_recs", "_full")
+
+    def __init__(self, parsed: Parsed) -> None:
+        self._p = parsed
+        self._recs: list[Vma | None] | None = None   # built records, None until asked for
+        self._full = False
+
+    def __len__(self) -> int:
+        return self._p.n
+
+    @overload
+    def __getitem__(self, i: int) -> Vma: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Vma]: ...
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._all()[i]
+        n = self._p.n
+        i = operator.index(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"{type(self).__name__} index out of range")
+        recs = self._recs
+        if recs is None:
+            recs = self._recs = [None] * n
+        r = recs[i]
+        if r is None:
+            r = recs[i] = self._build(i)
+        return r
+
+    def __iter__(self) -> Iterator[Vma]:
+        return iter(self._all())
+
+    def __reversed__(self) -> Iterator[Vma]:
+        return reversed(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, VmaList):
+            return self is other or self._all() == other._all()
+        if isinstance(other, list):
+            return self._all() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, which are unhashable
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._all()!r})"
+
+    def _all(self) -> list:
+        """Every record, built column-wise (the loops run in C) and cached."""
+        if not self._full:
+            built = self._build_all()
+            if self._recs is not None:   # keep records already handed out
+                built = [a if a is not None else b for a, b in zip(self._recs, built)]
+            self._recs, self._full = built, True
+        return self._recs  # type: ignore[return-value]
+
+    def _vma_fields(self, i: int) -> tuple:
+        p = self._p
+        c64, c32, c8 = p.c64, p.c32, p.c8
+        bits = c8.item(_C8_BITS, i)
+        kind = c8.item(_C8_KIND, i)
+        off = c32.item(_C32_NAME_OFF, i)
+        raw = p.data[off:off + c32.item(_C32_NAME_LEN, i)]
+        return (c64.item(_C64_START, i), c64.item(_C64_END, i), _PROT[c8.item(_C8_PROT, i)],
+                bool(bits & _SHARED), c64.item(_C64_OFFSET, i),
+                _devices[c32.item(_C32_MAJOR, i) << 32 | c32.item(_C32_MINOR, i)],
+                c64.item(_C64_INODE, i), _path(raw, kind == _FILE), KIND_CODES[kind],
+                bool(bits & _DELETED))
+
+    def _build(self, i: int) -> Vma:
+        return tuple.__new__(Vma, self._vma_fields(i))
+
+    def _vma_columns(self) -> Iterator[tuple]:
+        p = self._p
+        c32, c8 = p.c32, p.c8
+        data = p.data
+        kinds = c8[_C8_KIND].tolist()
+        offs = c32[_C32_NAME_OFF].tolist()
+        ends = (c32[_C32_NAME_OFF] + c32[_C32_NAME_LEN]).tolist()
+        paths = [_path(data[o:e], k == _FILE) for o, e, k in zip(offs, ends, kinds)]
+        devs = (c32[_C32_MAJOR].astype(np.uint64) << np.uint64(32) | c32[_C32_MINOR]).tolist()
+        bits = c8[_C8_BITS]
+        return zip(p.c64[_C64_START].tolist(), p.c64[_C64_END].tolist(),
+                   map(_PROT.__getitem__, c8[_C8_PROT].tolist()),
+                   (bits & _SHARED).astype(bool).tolist(), p.c64[_C64_OFFSET].tolist(),
+                   map(_devices.__getitem__, devs), p.c64[_C64_INODE].tolist(), paths,
+                   map(KIND_CODES.__getitem__, kinds), (bits & _DELETED).astype(bool).tolist())
+
+    def _build_all(self) -> list:
+        return list(map(tuple.__new__, repeat(Vma), self._vma_columns()))
+
+    # Columns: read-only numpy views onto the parser's output.
+    starts = property(lambda self: self._p.c64[_C64_START], doc="start addresses (uint64)")
+    ends = property(lambda self: self._p.c64[_C64_END], doc="end addresses, exclusive (uint64)")
+    offsets = property(lambda self: self._p.c64[_C64_OFFSET], doc="file offsets (uint64)")
+    inodes = property(lambda self: self._p.c64[_C64_INODE], doc="inode numbers (uint64)")
+    majors = property(lambda self: self._p.c32[_C32_MAJOR], doc="device majors (uint32)")
+    minors = property(lambda self: self._p.c32[_C32_MINOR], doc="device minors (uint32)")
+    prots = property(lambda self: self._p.c8[_C8_PROT], doc="Prot bits (uint8)")
+    kinds = property(lambda self: self._p.c8[_C8_KIND], doc="VmaKind codes (uint8)")
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Mapping sizes in bytes (uint64)."""
+        return self.ends - self.starts
+
+    @property
+    def shared(self) -> np.ndarray:
+        """True where the mapping is MAP_SHARED."""
+        return (self._p.c8[_C8_BITS] & _SHARED).astype(bool)
+
+    @property
+    def deleted(self) -> np.ndarray:
+        """True where the backing file was unlinked."""
+        return (self._p.c8[_C8_BITS] & _DELETED).astype(bool)
+
+    @property
+    def paths(self) -> list[str]:
+        """The ``path`` of every mapping."""
+        return [v.path for v in self._all()]
 
 
-def parse_maps(data: bytes, path: str = "maps") -> list[Vma]:
+def parse_maps(data: bytes, path: str = "maps") -> VmaList:
     """Parse the text of a maps file."""
-    return build_vmas(parse(data, False, path))
+    return VmaList(parse(data, False, path))
 
 
-def maps(pid: int | None = None, proc_root: str = "/proc") -> list[Vma]:
+def maps(pid: int | None = None, proc_root: str = "/proc") -> VmaList:
     """The mappings of process ``pid`` (default: this process), in address order."""
     path = pid_path(proc_root, pid, "maps")
     return parse_maps(read_bytes(path, pid), path)

@@ -1,16 +1,20 @@
 """/proc/<pid>/smaps and smaps_rollup: per-mapping memory accounting, every field kept."""
 from __future__ import annotations
 
+import functools
 import os
 from itertools import repeat
 from typing import NamedTuple
 
-from ..errors import ParseError
-from ._cparse import parse
-from ._read import pid_path, read_bytes
-from .maps import Device, Prot, Vma, VmaKind, build_vmas
+import numpy as np
 
-__all__ = ["Smaps", "smaps", "smaps_rollup", "parse_smaps", "memory_totals"]
+from .._lib import lib
+from ..errors import ParseError
+from ._cparse import Parsed, parse
+from ._read import pid_path, read_bytes
+from .maps import Device, Prot, Vma, VmaKind, VmaList
+
+__all__ = ["Smaps", "SmapsList", "smaps", "smaps_rollup", "parse_smaps", "memory_totals"]
 
 
 class Smaps(NamedTuple):
@@ -70,47 +74,133 @@ def _opt_bool(v: int | None) -> bool | None:
     return None if v is None else bool(v)
 
 
+@functools.lru_cache(maxsize=1024)
 def _flagset(raw: bytes) -> frozenset[str]:
     return frozenset(raw.decode("ascii", "replace").split())
 
 
-def parse_smaps(data: bytes, path: str = "smaps") -> list[Smaps]:
+_C64_PRESENT, _C64_VMFLAGS = lib.PMPROC_C64_PRESENT, lib.PMPROC_C64_VMFLAGS
+_C32_FLAGS_OFF, _C32_FLAGS_LEN = lib.PMPROC_C32_FLAGS_OFF, lib.PMPROC_C32_FLAGS_LEN
+_C8_BITS, _RAWFLAGS = lib.PMPROC_C8_BITS, lib.PMPROC_RAWFLAGS
+
+
+class SmapsList(VmaList):
+    """The mappings of one smaps file: a read-only sequence of :class:`Smaps`, plus columns.
+
+    Besides the :class:`VmaList` columns: ``keys`` (every key met, in file order),
+    ``column(key)`` (that field of every mapping in bytes, 0 where a mapping lacks it),
+    ``values`` (mappings x keys), ``has_key(key)``, ``vm_flag_names`` and ``vm_flags_mask``
+    (bit k set: flag ``vm_flag_names[k]``) or simply ``has_vm_flag(name)``.
+    """
+
+    __slots__ = ("_masks", "_flagsets")
+
+    def __init__(self, parsed: Parsed) -> None:
+        super().__init__(parsed)
+        self._masks: dict[int, tuple[tuple[str, ...], list[int]]] = {}
+        self._flagsets: dict[int, frozenset[str]] = {}
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every smaps key of the file, in the order the kernel prints them."""
+        return self._p.keys
+
+    @property
+    def values(self) -> np.ndarray:
+        """All fields as a read-only (mappings x keys) uint64 array; 0 where a key is absent."""
+        return self._p.values.T
+
+    def column(self, key: str) -> np.ndarray:
+        """Field ``key`` of every mapping (uint64, bytes for kB fields; 0 where absent)."""
+        try:
+            return self._p.values[self._p.keys.index(key)]
+        except ValueError:
+            raise KeyError(key) from None
+
+    def has_key(self, key: str) -> np.ndarray:
+        """True where the mapping has field ``key`` (False for every row if none has)."""
+        if key not in self._p.keys:
+            return np.zeros(self._p.n, bool)
+        bit = np.uint64(1 << self._p.keys.index(key))
+        return (self._p.c64[_C64_PRESENT] & bit) != 0
+
+    @property
+    def vm_flag_names(self) -> tuple[str, ...]:
+        """VmFlags names met in the file; name k is bit k of ``vm_flags_mask``."""
+        return self._p.flag_names
+
+    @property
+    def vm_flags_mask(self) -> np.ndarray:
+        """VmFlags of each mapping as a uint64 bitmask over ``vm_flag_names``.
+
+        Rows whose flags did not fit 64 names are 0 here; ``has_vm_flag`` handles them.
+        """
+        return self._p.c64[_C64_VMFLAGS]
+
+    def has_vm_flag(self, name: str) -> np.ndarray:
+        """True where VmFlags holds ``name``."""
+        p = self._p
+        out = np.zeros(p.n, bool)
+        if name in p.flag_names:
+            out = (p.c64[_C64_VMFLAGS] & np.uint64(1 << p.flag_names.index(name))) != 0
+        for i in np.flatnonzero(p.c8[_C8_BITS] & _RAWFLAGS).tolist():
+            out[i] = name in self._vm_flags(i)
+        return out
+
+    def _key_cols(self, mask: int) -> tuple[tuple[str, ...], list[int]]:
+        kc = self._masks.get(mask)
+        if kc is None:
+            cols = [k for k in range(len(self._p.keys)) if mask >> k & 1]
+            kc = self._masks[mask] = (tuple(self._p.keys[k] for k in cols), cols)
+        return kc
+
+    def _vm_flags(self, i: int) -> frozenset[str]:
+        p = self._p
+        if p.c8.item(_C8_BITS, i) & _RAWFLAGS:
+            off = p.c32.item(_C32_FLAGS_OFF, i)
+            return _flagset(p.data[off:off + p.c32.item(_C32_FLAGS_LEN, i)])
+        mask = p.c64.item(_C64_VMFLAGS, i)
+        fs = self._flagsets.get(mask)
+        if fs is None:
+            fs = self._flagsets[mask] = frozenset(
+                name for k, name in enumerate(p.flag_names) if mask >> k & 1)
+        return fs
+
+    def _build(self, i: int) -> Smaps:
+        names, cols = self._key_cols(self._p.c64.item(_C64_PRESENT, i))
+        values = tuple(self._p.values[cols, i].tolist())
+        return tuple.__new__(Smaps, self._vma_fields(i) + (names, values, self._vm_flags(i)))
+
+    def _build_all(self) -> list:
+        p = self._p
+        if not p.n:
+            return []
+        masks = p.c64[_C64_PRESENT]
+        first = masks.item(0)
+        if (masks == first).all():
+            # Every mapping has the same keys (the normal case): one column selection for all.
+            names, cols = self._key_cols(first)
+            keycol = repeat(names)
+            # zip over columns builds the row tuples in C.
+            rows = zip(*p.values[cols].tolist()) if cols else repeat(())
+        else:
+            keycol, rows = [], []
+            for i, mask in enumerate(masks.tolist()):
+                names, cols = self._key_cols(mask)
+                keycol.append(names)
+                rows.append(tuple(p.values[cols, i].tolist()))
+        flags = list(map(self._vm_flags, range(p.n)))
+        return list(map(tuple.__new__, repeat(Smaps),
+                        (vma + extra for vma, extra in
+                         zip(self._vma_columns(), zip(keycol, rows, flags)))))
+
+
+def parse_smaps(data: bytes, path: str = "smaps") -> SmapsList:
     """Parse the text of an smaps (or smaps_rollup) file."""
-    p = parse(data, True, path)
-    if not len(p.vmas):
-        return []
-    v = p.vmas
-    present = v["present"]
-    keys = p.keys
-    masks = set(present.tolist())
-    if len(masks) == 1:
-        # Every mapping has the same keys (the normal case): one column selection for all.
-        mask = masks.pop()
-        cols = [k for k in range(len(keys)) if mask >> k & 1]
-        names = tuple(keys[k] for k in cols)
-        keycol = repeat(names)
-        # zip over columns builds the row tuples in C.
-        rows = zip(*p.values[:, cols].T.tolist()) if cols else repeat(())
-    else:
-        keycol, rows = [], []
-        for mask, row in zip(present.tolist(), p.values.tolist()):
-            cols = [k for k in range(len(keys)) if mask >> k & 1]
-            keycol.append(tuple(keys[k] for k in cols))
-            rows.append(tuple(row[k] for k in cols))
-    sets = [_flagset(raw) for raw in p.flagsets] + [frozenset()]
-    ids = v["flags_id"].tolist()
-    if len(p.flagsets) == 256:  # table overflowed: slice the rest one by one
-        offs, lens = v["flags_off"].tolist(), v["flags_len"].tolist()
-        flags = [sets[i] if i < 256 else _flagset(data[o:o + n]) if n else sets[-1]
-                 for i, o, n in zip(ids, offs, lens)]
-    else:
-        flags = [sets[i] if i < 256 else sets[-1] for i in ids]
-    vmas = build_vmas(p)
-    return list(map(tuple.__new__, repeat(Smaps),
-                    (vma + extra for vma, extra in zip(vmas, zip(keycol, rows, flags)))))
+    return SmapsList(parse(data, True, path))
 
 
-def smaps(pid: int | None = None, proc_root: str = "/proc") -> list[Smaps]:
+def smaps(pid: int | None = None, proc_root: str = "/proc") -> SmapsList:
     """Every mapping of ``pid`` with all its smaps fields, in address order."""
     path = pid_path(proc_root, pid, "smaps")
     return parse_smaps(read_bytes(path, pid), path)
