@@ -41,7 +41,7 @@ def _rounded(nbytes: int, align: int) -> int:
 
 @pytest.fixture
 def pool(hugepage_pool: Callable[..., Path]) -> Iterator[DmaPool]:
-    hugepage_pool(2)
+    hugepage_pool(16)  # spare pages: free pages left by others may not be adjacent
     p = DmaPool(2 * HUGE, page_size=HUGE)
     yield p
     p.close(force=True)  # a failed test may leave blocks out; the pages must still go back
@@ -121,7 +121,8 @@ ops = st.lists(st.one_of(
 @given(ops)
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_random_sequences_match_a_model(pool: DmaPool, sequence: list[tuple[str, int, int]]) -> None:
+def test_random_sequences_match_a_model(pool: DmaPool,
+                                        sequence: list[tuple[str, int, int]]) -> None:
     occupied = np.zeros(pool.size // GRAIN, dtype=bool)  # model: 64-byte grains in use
     live: list[tuple[DmaBlock, int]] = []
     try:
