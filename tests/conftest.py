@@ -36,6 +36,25 @@ def anonymous(size: int, *, touch: bool = True, private: bool = True) -> tuple[m
     return m, address_of(m)
 
 
+def python_env() -> tuple[dict[str, str], str]:
+    """Environment and working directory for a child Python that imports this very physmem.
+
+    ``python -m`` puts the working directory first on sys.path; from a source checkout whose
+    extension is built elsewhere (``pip install .``) that would shadow the installed package.
+    """
+    import physmem
+
+    env = dict(os.environ, PYTHONPATH=str(Path(physmem.__file__).resolve().parent.parent))
+    return env, "/"
+
+
+def run_physmem(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m physmem.cli ARGS`` as a separate program; text output captured."""
+    env, cwd = python_env()
+    return subprocess.run([sys.executable, "-m", "physmem.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, **kwargs)
+
+
 @pytest.fixture
 def is_root() -> None:
     if os.geteuid() != 0:

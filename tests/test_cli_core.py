@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 
 from physmem import KPageFlags, PageMap, describe
 from physmem.cli import main
 
-from conftest import PAGE, anonymous
+from conftest import PAGE, anonymous, run_physmem
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -57,11 +55,10 @@ def test_kpageflags_pfns_and_summary(is_root, capsys):
 
 
 def test_entry_point_runs_as_a_program(is_root):
-    proc = subprocess.run([sys.executable, "-m", "physmem.cli", "kpageflags", "--summary", "--count", "4096"],
-                          capture_output=True, text=True)
+    proc = run_physmem("kpageflags", "--summary", "--count", "4096")
     assert proc.returncode == 0, proc.stderr
     assert "total: 4096 frames" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "physmem.cli", "v2p", "--help"], capture_output=True, text=True)
+    proc = run_physmem("v2p", "--help")
     assert "example: physmem v2p" in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "physmem.cli", "frobnicate"], capture_output=True, text=True)
+    bad = run_physmem("frobnicate")
     assert bad.returncode == 1 and "invalid choice" in bad.stderr

@@ -8,10 +8,11 @@ import sys
 
 import physmem.proc as proc
 
+from conftest import run_physmem
+
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "physmem.cli", *args], capture_output=True,
-                          text=True)
+    return run_physmem(*args)
 
 
 def test_maps_json_matches_library():

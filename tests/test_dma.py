@@ -22,7 +22,7 @@ from physmem.errors import (
     NotContiguous,
 )
 
-from conftest import PAGE
+from conftest import PAGE, python_env
 
 MB2 = 2 << 20
 POOL_2M = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
@@ -249,9 +249,10 @@ def test_sigkill_mid_allocation_leaks_nothing(hugepage_pool):
             "print('ready', flush=True)\n"
             "while True:\n"
             "    with d.allocate_scatter(8 << 20): pass\n")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    env, cwd = python_env()
     for delay in (0.05, 0.13, 0.31):
-        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env,
+                                 cwd=cwd)
         assert child.stdout.readline() == b"ready\n"
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)

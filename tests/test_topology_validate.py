@@ -4,14 +4,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from physmem import cpus, topology
 from physmem.errors import InvalidArgument
 from physmem.hugepages.sizes import architecture_sizes, explain_size
+
+from conftest import run_physmem
 from physmem.topology import parse_cmdline, parse_cpulist
 from physmem.validate import Severity, validate
 from sysfs_trees import Trees
@@ -156,7 +156,7 @@ def test_huge_page_sizes_explain_absences():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "physmem.cli", *args], capture_output=True, text=True)
+    return run_physmem(*args)
 
 
 def test_cli_topo_plan_doctor(trees):

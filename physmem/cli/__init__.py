@@ -37,9 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
+    except SystemExit as exc:  # argparse's usage errors and --help: return, do not exit
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except BrokenPipeError:  # `physmem ... | head` closed our stdout: not an error
         sys.stderr.close()
         return 0
