@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -215,6 +216,10 @@ struct pm_uffd_server {
     uint64_t page_size;
     int use_zeropage;
     int spin; /* unpinned only: a pinned server shares its CPU with the faulter */
+    int follow_tid;   /* > 0: keep pinned to the CPU this thread (or the last faulter) runs on */
+    int follow_cpu;   /* the CPU pinned to while following, -1 if none yet */
+    uint64_t follow_checked_ns;
+    uint64_t follow_checked_faults;
     unsigned char *bounce; /* page_size bytes: zero page, or the padded tail of src */
     pthread_mutex_t lock;  /* guards the kept events */
     struct pm_uffd_event kept[PM_UFFD_KEEP_EVENTS];
@@ -263,9 +268,88 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Spin on the non-blocking read this long before sleeping in poll(): a fault that arrives
- * within it is served without two scheduler wake-ups. */
+/* Unpinned only: spin on the non-blocking read this long before sleeping in poll(), so a
+ * fault that arrives within it is served without a wake-up of the server. Bounded so an idle
+ * server costs at most 50 us of CPU after its last fault. */
 #define SPIN_NS 50000
+
+/* Following: look the faulting thread's CPU up again after this many faults or, after a
+ * sleep, at most this often (one /proc read, ~10 us). */
+#define FOLLOW_EVERY_FAULTS 1024
+#define FOLLOW_EVERY_NS 1000000
+
+/* The CPU thread tid last ran on (field 39 of /proc/self/task/TID/stat), or -errno. */
+static int thread_cpu(int tid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -EIO;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+    if (!p)
+        return -EIO;
+    for (int field = 2; field < 39; field++) {
+        p = strchr(p + 1, ' ');
+        if (!p)
+            return -EIO;
+    }
+    return atoi(p + 1);
+}
+
+/* On a VM whose idle vCPUs halt, waking a thread on another (idle) vCPU costs tens of
+ * microseconds, several times the fault itself: serve from the CPU the faulter runs on, so
+ * a fault is two context switches on one CPU. tid is the last faulter if the kernel reports
+ * thread ids (Feature.THREAD_ID), else the thread that started the server. */
+static void follow(struct pm_uffd_server *s, int tid, int force)
+{
+    uint64_t now = now_ns();
+    if (!force && s->faults - s->follow_checked_faults < FOLLOW_EVERY_FAULTS &&
+        now - s->follow_checked_ns < FOLLOW_EVERY_NS)
+        return;
+    s->follow_checked_ns = now;
+    s->follow_checked_faults = s->faults;
+    int cpu = thread_cpu(tid);
+    if (cpu == -ENOENT || cpu == -ESRCH) {
+        if (tid == s->follow_tid)
+            s->follow_tid = 0; /* the thread is gone: stay where we are */
+        return;
+    }
+    if (cpu < 0 || cpu == s->follow_cpu || cpu >= CPU_SETSIZE)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) == 0)
+        s->follow_cpu = cpu;
+}
+
+static void count(struct pm_uffd_server *s, int64_t r)
+{
+    if (r < 0) {
+        s->last_error = r;
+        __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
+    } else {
+        __atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* Serve one fault; 0 if it must be retried later (EAGAIN while the mm was changing). */
+static int serve_fault(struct pm_uffd_server *s, uint64_t page)
+{
+    int64_t r = serve_page(s, page);
+    if (r == -EAGAIN)
+        return 0;
+    if (r == -EEXIST) /* raced with another fault on the same page */
+        r = pm_uffd_wake(s->fd, page, s->page_size);
+    count(s, r);
+    return 1;
+}
 
 static void *server_main(void *arg)
 {
@@ -273,73 +357,71 @@ static void *server_main(void *arg)
     struct pm_uffd_event ev[READ_BATCH];
     uint64_t pending[READ_BATCH]; /* faults refused with EAGAIN while the mm was changing */
     int npending = 0;
+    int last_tid = s->follow_tid;
+    if (s->follow_tid > 0)
+        follow(s, last_tid, 1);
+    int readable = 1; /* faults may be queued before the first poll() */
     for (;;) {
-        int64_t n = pm_uffd_read(s->fd, ev, READ_BATCH);
+        int64_t n = readable ? pm_uffd_read(s->fd, ev, READ_BATCH) : 0;
         if (n < 0) {
-            s->last_error = n;
-            __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
+            count(s, n);
             n = 0;
         }
+    got:
         for (int64_t i = 0; i < n; i++) {
             if (ev[i].kind != UFFD_EVENT_PAGEFAULT) {
                 keep_event(s, &ev[i]);
                 continue;
             }
+            if (ev[i].ptid)
+                last_tid = (int)ev[i].ptid;
             uint64_t page = ev[i].address & ~(s->page_size - 1);
-            int64_t r = serve_page(s, page);
-            if (r == -EAGAIN && npending < READ_BATCH) {
-                pending[npending++] = page;
-                continue;
-            }
-            if (r == -EEXIST) /* raced with another fault on the same page */
-                r = pm_uffd_wake(s->fd, page, s->page_size);
-            if (r < 0) {
-                s->last_error = r;
-                __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
-            } else {
-                __atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
+            if (!serve_fault(s, page)) {
+                if (npending < READ_BATCH)
+                    pending[npending++] = page;
+                else
+                    count(s, -EAGAIN);
             }
         }
-        if (n > 0)
+        if (n > 0 && s->follow_tid > 0)
+            follow(s, last_tid, 0);
+        /* Unpinned, a full batch means more may be queued: read again at once. Pinned, the
+         * faulter just woken shares this CPU and cannot fault again until we sleep, so a
+         * read now would only find nothing: go straight to poll(). */
+        if (n == READ_BATCH || (n > 0 && s->spin)) {
+            readable = 1;
             continue;
-        /* Nothing queued: retry faults deferred by EAGAIN (the event that changed the mm
-         * has been read by now), then spin briefly, then sleep. */
+        }
+        /* Retry faults deferred by EAGAIN (the event that changed the mm has been read by
+         * now). */
         int still = 0;
-        for (int i = 0; i < npending; i++) {
-            int64_t r = serve_page(s, pending[i]);
-            if (r == -EAGAIN) {
+        for (int i = 0; i < npending; i++)
+            if (!serve_fault(s, pending[i]))
                 pending[still++] = pending[i];
-            } else if (r < 0 && r != -EEXIST) {
-                s->last_error = r;
-                __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
-            } else {
-                if (r == -EEXIST)
-                    pm_uffd_wake(s->fd, pending[i], s->page_size);
-                __atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
-            }
-        }
         npending = still;
-        uint64_t t0 = now_ns();
-        int got = 0;
-        while (s->spin && now_ns() - t0 < SPIN_NS) {
-            struct pollfd p = {.fd = s->fd, .events = POLLIN};
-            if (poll(&p, 1, 0) > 0) {
-                got = 1;
-                break;
-            }
-            __builtin_ia32_pause();
+        if (s->spin) {
+            /* The read itself is the probe: a fault that arrives while spinning costs no
+             * extra syscall. */
+            uint64_t t0 = now_ns();
+            do {
+                n = pm_uffd_read(s->fd, ev, READ_BATCH);
+                if (n > 0)
+                    goto got;
+                __builtin_ia32_pause();
+            } while (n == 0 && now_ns() - t0 < SPIN_NS);
         }
-        if (got)
-            continue;
         int mask = pm_uffd_wait(s->fd, s->stop_fd, npending ? 1 : -1);
         if (mask > 0 && (mask & 2))
             break;
+        readable = 1;
+        if (s->follow_tid > 0)
+            follow(s, last_tid, 0);
     }
     return NULL;
 }
 
 int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint64_t base,
-                         uint64_t page_size, int base_page_zero, int cpu,
+                         uint64_t page_size, int base_page_zero, int cpu, int follow_tid,
                          struct pm_uffd_server **out)
 {
     if (page_size == 0 || (page_size & (page_size - 1)))
@@ -354,7 +436,9 @@ int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint6
     s->base = base;
     s->page_size = page_size;
     s->use_zeropage = base_page_zero;
-    s->spin = cpu < 0;
+    s->follow_tid = cpu < 0 && follow_tid > 0 ? follow_tid : 0;
+    s->follow_cpu = -1;
+    s->spin = cpu < 0 && !s->follow_tid;
     s->bounce = aligned_alloc(4096, page_size < 4096 ? 4096 : page_size);
     s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!s->bounce || s->stop_fd < 0) {

@@ -92,8 +92,12 @@ int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events);
 
 /* Native servers. kind 0: zero pages; kind 1: copy from src[0, src_len) at offset
  * (page - base), zeros past its end. Non-fault events are kept (up to PM_UFFD_KEEP_EVENTS)
- * for pm_uffd_server_events. cpu >= 0 pins the thread to that CPU: on a VM whose idle vCPUs
- * halt, serving on the faulting thread's CPU avoids a cross-CPU wake-up per fault. */
+ * for pm_uffd_server_events. Placement: cpu >= 0 pins the thread to that CPU; else
+ * follow_tid > 0 keeps it pinned to the CPU the faulting thread runs on (the faulter's thread
+ * id from the fault messages when the kernel sends them, else follow_tid), re-checked every
+ * 1024 faults or 1 ms; else it is unpinned and spins up to 50 us on the non-blocking read
+ * before sleeping. On a VM whose idle vCPUs halt, a cross-CPU wake-up per fault costs more
+ * than the fault: serving on the faulter's CPU avoids it. */
 #define PM_UFFD_SERVE_ZERO 0
 #define PM_UFFD_SERVE_FROM 1
 #define PM_UFFD_KEEP_EVENTS 1024
@@ -105,7 +109,7 @@ struct pm_uffd_server_stats {
     uint64_t events_dropped;
 };
 int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint64_t base,
-                         uint64_t page_size, int base_page_zero, int cpu,
+                         uint64_t page_size, int base_page_zero, int cpu, int follow_tid,
                          struct pm_uffd_server **out);
 int64_t pm_uffd_server_events(struct pm_uffd_server *srv, struct pm_uffd_event *events,
                               uint64_t max_events);

@@ -81,7 +81,7 @@ struct pm_uffd_server_stats {
     uint64_t events_dropped;
 };
 int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint64_t base,
-                         uint64_t page_size, int base_page_zero, int cpu,
+                         uint64_t page_size, int base_page_zero, int cpu, int follow_tid,
                          struct pm_uffd_server **out);
 int64_t pm_uffd_server_events(struct pm_uffd_server *srv, struct pm_uffd_event *events,
                               uint64_t max_events);
