@@ -467,6 +467,7 @@ int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint6
         free(s);
         return -err;
     }
+    pthread_setname_np(s->thread, "physmem-uffd"); /* findable in /proc, top, perf */
     *out = s;
     return 0;
 }

@@ -258,3 +258,59 @@ def test_close_wakes_blocked_faulter_and_invalid_arguments(no_uffd_leak):
     m.close()
     with pytest.raises(InvalidArgument, match="features="):
         UserFaultFd(features=1 << 40)
+
+
+def native_server_cpus() -> set[int]:
+    """The CPUs the (one) native server thread may run on, from /proc."""
+    (tid,) = [t for t in os.listdir("/proc/self/task")
+              if open(f"/proc/self/task/{t}/comm").read().strip() == "physmem-uffd"]
+    return os.sched_getaffinity(int(tid))
+
+
+def wait_for_cpus(want: set[int], timeout: float = 5) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while (got := native_server_cpus()) != want and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return got
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_native_server_follows_the_faulting_thread(no_uffd_leak):
+    a, b = sorted(os.sched_getaffinity(0))[:2]
+    allowed = os.sched_getaffinity(0)
+    size = 8 * MiB  # 2048 faults: past the 1024 after which the server looks again
+    src = np.random.default_rng(2).integers(0, 256, size, dtype=np.uint8)
+    try:
+        os.sched_setaffinity(0, {a})
+        with UserFaultFd(features=Feature.THREAD_ID) as u, Mapping.anonymous(size) as m:
+            u.register(m)
+            server = u.serve_from(src)
+            assert wait_for_cpus({a}) == {a}  # starts on the caller's CPU
+
+            def fault_from_b():
+                os.sched_setaffinity(0, {b})
+                m.touch()
+
+            t = threading.Thread(target=fault_from_b)
+            t.start()
+            t.join(30)
+            assert native_server_cpus() == {b}  # moved to the faulter's
+            server.stop()
+            assert server.faults == size // PAGE_SIZE and server.errors == 0
+            assert np.array_equal(m.array(), src)
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def test_native_server_placement_options(no_uffd_leak):
+    allowed = os.sched_getaffinity(0)
+    cpu = max(allowed)
+    with UserFaultFd() as u, Mapping.anonymous(MiB) as m:
+        u.register(m)
+        with u.serve_zero(cpu=cpu) as server:
+            assert wait_for_cpus({cpu}) == {cpu}
+            m.touch()
+        with u.serve_zero(follow=False) as server:  # left to the scheduler: never pinned
+            time.sleep(0.05)
+            assert native_server_cpus() == allowed
+        assert server.faults == 0  # the pages were served by the first server
