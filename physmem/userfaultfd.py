@@ -468,7 +468,7 @@ class UserFaultFd:
         return server
 
     def serve_zero(self, *, page_size: int | None = None, cpu: int | None = None,
-                   follow: bool = True) -> NativeServer:
+                   follow: bool = False) -> NativeServer:
         """Serve every MISSING fault with zeros, from C on a native thread. Placement as in
         ``serve_from``."""
         self._check_no_server()
@@ -479,18 +479,19 @@ class UserFaultFd:
 
     def serve_from(self, buffer: Any, *, base: int | Mapping | None = None,
                    page_size: int | None = None, cpu: int | None = None,
-                   follow: bool = True) -> NativeServer:
+                   follow: bool = False) -> NativeServer:
         """Serve every MISSING fault at ``page`` with ``buffer[page - base:][:page_size]``
         (zeros past its end), from C on a native thread. ``base`` defaults to the lowest
         registered address. The buffer is held (its export kept) until the server stops.
 
-        Placement: by default (``follow``) the thread stays pinned to the CPU the faulting
+        Placement: with ``follow=True`` the thread stays pinned to the CPU the faulting
         thread runs on (the thread calling ``serve_from``, or with Feature.THREAD_ID the last
         thread that faulted), re-checked every 1024 faults or 1 ms: a fault is then two
         context switches on one CPU instead of a wake-up of another CPU, which is what costs
-        most on VMs whose idle vCPUs halt. ``cpu`` pins it to that CPU instead.
-        ``follow=False`` without ``cpu`` leaves it to the scheduler; it then spins up to
-        50 us on the non-blocking read after each fault before sleeping."""
+        most on VMs whose idle vCPUs halt; but the scheduler may move the faulter to an idle
+        CPU on each wake-up, and until the next re-check every fault crosses CPUs, so it is
+        opt-in. ``cpu`` pins it to that CPU. By default it is left to the scheduler and
+        spins up to 50 us on the non-blocking read after each fault before sleeping."""
         self._check_no_server()
         ps = self._server_page_size(page_size)
         if base is None:
@@ -642,7 +643,7 @@ class NativeServer:
     returned by ``events()``."""
 
     def __init__(self, uffd: UserFaultFd, kind: int, buffer: Any, base: int,
-                 page_size: int, cpu: int = -1, follow: bool = True) -> None:
+                 page_size: int, cpu: int = -1, follow: bool = False) -> None:
         if page_size <= 0 or page_size & (page_size - 1):
             raise InvalidArgument(f"page_size={page_size!r} must be a power of two")
         self._uffd = uffd

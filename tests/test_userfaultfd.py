@@ -284,7 +284,7 @@ def test_native_server_follows_the_faulting_thread(no_uffd_leak):
         os.sched_setaffinity(0, {a})
         with UserFaultFd(features=Feature.THREAD_ID) as u, Mapping.anonymous(size) as m:
             u.register(m)
-            server = u.serve_from(src)
+            server = u.serve_from(src, follow=True)
             assert wait_for_cpus({a}) == {a}  # starts on the caller's CPU
 
             def fault_from_b():
@@ -310,7 +310,7 @@ def test_native_server_placement_options(no_uffd_leak):
         with u.serve_zero(cpu=cpu) as server:
             assert wait_for_cpus({cpu}) == {cpu}
             m.touch()
-        with u.serve_zero(follow=False) as server:  # left to the scheduler: never pinned
+        with u.serve_zero() as server:  # by default left to the scheduler: never pinned
             time.sleep(0.05)
             assert native_server_cpus() == allowed
         assert server.faults == 0  # the pages were served by the first server
