@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from ..errors import InvalidArgument, PhysmemError
+from . import _output
 
 COMMANDS = ("v2p", "kpageflags", "alloc", "hugepages", "topo", "plan", "doctor", "procfs")
 
@@ -32,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
+    for command in sub.choices.values():  # one unit convention for every subcommand
+        command.add_argument("--bytes", action="store_true",
+                             help="print sizes as exact byte counts, not KiB/MiB/GiB "
+                                  "(JSON output is always in bytes)")
     return parser
 
 
@@ -39,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        _output.RAW_BYTES = args.bytes
         return int(args.func(args) or 0)
     except SystemExit as exc:  # argparse's usage errors and --help: return, do not exit
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE

@@ -30,6 +30,15 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
         print("  ".join(parts).rstrip())
 
 
+# Set from the common --bytes option: sizes in text output as plain byte counts.
+RAW_BYTES = False
+
+
+def size_text(n: int) -> str:
+    """A size for people (``64.0 MiB``), or exact bytes under ``--bytes``."""
+    return str(int(n)) if RAW_BYTES else human_bytes(n)
+
+
 def human_bytes(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

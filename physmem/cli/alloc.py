@@ -5,7 +5,7 @@ import argparse
 
 from ..dma import allocate_contiguous, allocate_scatter
 from ..hugepages.reserve import parse_size
-from ._output import emit_json, human_bytes, print_table
+from ._output import emit_json, print_table, size_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,10 +43,10 @@ def run(args: argparse.Namespace) -> int:
             return 0
         kind = "contiguous" if buf.is_contiguous else f"in {len(segments)} segments"
         node = "" if buf.node is None else f" on node {buf.node}"
-        print(f"allocated {human_bytes(buf.size)} {kind}: {buf.size // buf.page_size} x "
-              f"{human_bytes(buf.page_size)} pages{node}")
+        print(f"allocated {size_text(buf.size)} {kind}: {buf.size // buf.page_size} x "
+              f"{size_text(buf.page_size)} pages{node}")
         print_table(["virtual", "physical", "size"],
-                    [[f"{s['vaddr']:#x}", f"{s['paddr']:#x}", human_bytes(s["nbytes"])] for s in segments],
+                    [[f"{s['vaddr']:#x}", f"{s['paddr']:#x}", size_text(s["nbytes"])] for s in segments],
                     align="rrr")
         print("verified: pagemap matches the segments; every page is a hugetlb page")
     return 0

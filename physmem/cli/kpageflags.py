@@ -5,7 +5,7 @@ import argparse
 
 from ..errors import InvalidArgument
 from ..kpageflags import KPageCount, KPageFlags, describe
-from ._output import emit_json, human_bytes, parse_int, print_table
+from ._output import emit_json, parse_int, print_table, size_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
                        for r in rows])
         else:
             print_table(["flags", "pages", "size", "names"],
-                        [[f"{r.flags:#018x}", r.pages, human_bytes(r.bytes), ",".join(r.names) or "-"]
+                        [[f"{r.flags:#018x}", r.pages, size_text(r.bytes), ",".join(r.names) or "-"]
                          for r in rows], align="rrrl")
             total = sum(r.pages for r in rows)
-            print(f"total: {total} frames ({human_bytes(sum(r.bytes for r in rows))})")
+            print(f"total: {total} frames ({size_text(sum(r.bytes for r in rows))})")
         return 0
     try:
         pfns = [parse_int(p) for p in args.pfns]

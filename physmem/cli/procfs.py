@@ -7,9 +7,10 @@ import sys
 from typing import Any
 
 from .. import proc
+from ._output import size_text
 
 _EPILOG = {
-    "maps": "example: physmem maps --pid 1234 --json | jq '.[] | select(.kind==\"heap\")'",
+    "maps": "example: physmem maps --pid $$ --json | jq '.[] | select(.kind==\"heap\")'",
     "smaps": "example: physmem smaps --pid $$ --json | jq 'map(.fields.Rss) | add'",
     "numa-maps": "example: physmem numa-maps --json | jq '.[] | .nodes'",
     "meminfo": "example: physmem meminfo --json | jq .MemAvailable",
@@ -34,8 +35,8 @@ def _run(args: argparse.Namespace) -> int:
     elif cmd == "smaps":
         data = [dict(_vma(s.vma), fields=s.fields, vm_flags=sorted(s.vm_flags))
                 for s in proc.smaps(pid)]
-        text = [f"{d['start']:x}-{d['end']:x} rss={d['fields'].get('Rss', 0)} "
-                f"pss={d['fields'].get('Pss', 0)} {d['path']}" for d in data]
+        text = [f"{d['start']:x}-{d['end']:x} rss={size_text(d['fields'].get('Rss', 0))} "
+                f"pss={size_text(d['fields'].get('Pss', 0))} {d['path']}" for d in data]
     elif cmd == "numa-maps":
         data = [dict(n._asdict(), nodes={str(k): v for k, v in n.nodes.items()})
                 for n in proc.numa_maps(pid)]
@@ -43,7 +44,9 @@ def _run(args: argparse.Namespace) -> int:
                 f"nodes={d['nodes']} {d['file'] or ''}" for d in data]
     elif cmd == "meminfo":
         data = proc.meminfo()
-        text = [f"{k:<20} {v}" for k, v in data.items()]
+        # HugePages_* are page counts; every other field is a size in bytes.
+        text = [f"{k:<20} {v if k.startswith('HugePages_') else size_text(v)}"
+                for k, v in data.items()]
     else:
         data = [{"node": b.node, "zone": b.zone, "free": list(b.free),
                  "free_pages": b.free_pages} for b in proc.buddyinfo()]

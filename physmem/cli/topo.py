@@ -6,6 +6,7 @@ import json
 
 from .. import topology
 from ..topology import format_cpulist
+from ._output import size_text
 
 EXAMPLE = """example:
   physmem topo            # nodes with their usable CPUs, memory and distances
@@ -21,8 +22,8 @@ def run(args: argparse.Namespace) -> int:
     by_node = topo.cpus_by_node()
     ids = [n.id for n in topo.nodes]
     for n in topo.nodes:
-        mem = f"{n.mem_total >> 20} MiB" if n.mem_total is not None else "unknown"
-        free = f"{n.mem_free >> 20} MiB" if n.mem_free is not None else "unknown"
+        mem = size_text(n.mem_total) if n.mem_total is not None else "unknown"
+        free = size_text(n.mem_free) if n.mem_free is not None else "unknown"
         print(f"node {n.id}: cpus {format_cpulist(by_node[n.id]) or '-'}  memory {mem} "
               f"(free {free})" + ("" if n.has_memory else "  [memory-less]")
               + ("" if n.has_cpu else "  [CPU-less]"))
