@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import os
-from typing import ClassVar, Iterable, Iterator, NamedTuple
+from typing import Callable, ClassVar, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -262,11 +262,22 @@ class KPageFlags(_PfnFile):
     filename = "kpageflags"
     dtype = np.int64
 
-    def summary(self, start: int = 0, count: int | None = None) -> list[FlagSummary]:
-        """Scan frames and count each distinct flags value (page-types' default table)."""
+    def summary(self, start: int = 0, count: int | None = None, *,
+                progress: Callable[[int, int], None] | None = None) -> list[FlagSummary]:
+        """Scan frames and count each distinct flags value (page-types' default table).
+
+        ``progress(frames_done, frames_total)`` is called after each chunk if given.
+        """
         counter = _Counter()
+        total = 0
+        if progress is not None:
+            total = count if count is not None else max(0, self.max_pfn() - start)
+        done = 0
         for _, view in self._scan_views(start, count):
             counter.add(view)
+            if progress is not None:
+                done += len(view)
+                progress(done, total)
         return counter.table()
 
 

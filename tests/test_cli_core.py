@@ -62,3 +62,31 @@ def test_entry_point_runs_as_a_program(is_root):
     assert "example: physmem v2p" in proc.stdout
     bad = run_physmem("frobnicate")
     assert bad.returncode == 1 and "invalid choice" in bad.stderr
+
+
+def test_progress_bar_draws_only_after_the_delay_and_cleans_up():
+    import io
+
+    from physmem.cli._output import Progress
+
+    now = [0.0]
+    out = io.StringIO()
+    with Progress("scanning", 100, stream=out, clock=lambda: now[0], force=True) as bar:
+        bar(10)
+        assert out.getvalue() == "", "quick work draws nothing"
+        now[0] = 2.5
+        bar(50)
+        assert "scanning [###############" in out.getvalue() and "50.0%" in out.getvalue()
+    assert out.getvalue().endswith("\r")
+    quiet = io.StringIO()  # not a terminal: never drawn
+    with Progress("x", 10, stream=quiet, clock=lambda: 99.0) as bar:
+        bar(5)
+    assert quiet.getvalue() == ""
+
+
+def test_summary_reports_progress_up_to_the_total(is_root):
+    seen = []
+    with KPageFlags() as kf:
+        kf.summary(0, 200_000, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (200_000, 200_000)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

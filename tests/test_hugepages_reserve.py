@@ -146,3 +146,11 @@ def test_cli_hugepages_reserve_and_release(restore_pools, capsys):
     capsys.readouterr()
     assert count(POOL_2M, "free_hugepages") == 0
     assert os.path.exists(POOL_2M)
+
+
+def test_reserve_with_progress_grows_page_by_page(restore_pools):
+    free = count(POOL_2M, "free_hugepages")
+    steps = []
+    with reserve(free + 3, "2M", progress=lambda done, wanted: steps.append((done, wanted))) as res:
+        assert steps == [(1, 3), (2, 3), (3, 3)]
+        assert res.free == count(POOL_2M, "free_hugepages") >= free + 3

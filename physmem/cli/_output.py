@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+import time
+from typing import IO, Any, Callable, Sequence
 
 
 def emit_json(data: Any) -> None:
@@ -50,3 +51,37 @@ def human_bytes(n: int) -> str:
 def parse_int(text: str) -> int:
     """Decimal or 0x-prefixed hexadecimal, as people paste addresses."""
     return int(text, 0)
+
+
+class Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal and the work has taken
+    more than ``delay`` seconds (quick commands stay quiet, pipes stay clean)."""
+
+    def __init__(self, label: str, total: int, *, stream: IO[str] | None = None,
+                 delay: float = 2.0, clock: Callable[[], float] = time.monotonic,
+                 force: bool = False) -> None:
+        self.label, self.total = label, max(1, int(total))
+        self.stream = stream if stream is not None else sys.stderr
+        self.delay, self.clock = delay, clock
+        self.start = clock()
+        self.enabled = force or getattr(self.stream, "isatty", lambda: False)()
+        self.drawn = False
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if total is not None:
+            self.total = max(1, int(total))
+        if not self.enabled or self.clock() - self.start < self.delay:
+            return
+        share = min(1.0, done / self.total)
+        bar = "#" * int(share * 30)
+        self.stream.write(f"\r{self.label} [{bar:<30}] {share * 100:5.1f}%")
+        self.stream.flush()
+        self.drawn = True
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.drawn:
+            self.stream.write("\r" + " " * (len(self.label) + 40) + "\r")
+            self.stream.flush()

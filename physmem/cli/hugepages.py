@@ -5,7 +5,7 @@ import argparse
 
 from ..hugepages import parse_size, pools, reserve, set_pool_size
 from ..hugepages.sizes import format_size
-from ._output import emit_json, print_table
+from ._output import Progress, emit_json, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "reserve":
         if args.count is None:
             args.parser.error("reserve needs a COUNT")
-        res = reserve(args.count, args.size, args.node, allow_partial=args.partial)
+        with Progress("reserving hugepages", args.count) as bar:
+            res = reserve(args.count, args.size, args.node, allow_partial=args.partial,
+                          progress=bar)
         result = {"size": res.size, "node": res.node, "previous": res.previous,
                   "total": res.total, "free": res.free}
         if args.json:

@@ -5,7 +5,7 @@ import argparse
 
 from ..errors import InvalidArgument
 from ..kpageflags import KPageCount, KPageFlags, describe
-from ._output import emit_json, parse_int, print_table, size_text
+from ._output import Progress, emit_json, parse_int, print_table, size_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
     if args.summary == bool(args.pfns):
         raise InvalidArgument("give PFNs or --summary (one of the two)")
     if args.summary:
-        with KPageFlags() as kf:
-            rows = kf.summary(args.start, args.count)
+        with KPageFlags() as kf, Progress("scanning /proc/kpageflags", 1) as bar:
+            rows = kf.summary(args.start, args.count, progress=bar)
         if args.json:
             emit_json([{"flags": r.flags, "pages": r.pages, "bytes": r.bytes, "names": list(r.names)}
                        for r in rows])

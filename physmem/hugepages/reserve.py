@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from .._sysfs import read_int
 from ..errors import FileMissing, HugePagesUnavailable, InvalidArgument, translate_os_errors
@@ -125,14 +125,15 @@ class Reservation:
 
 
 def reserve(count: int, size: int | str | None = None, node: int | None = None, *,
-            allow_partial: bool = False, sys_root: str = "/sys",
-            proc_root: str = "/proc") -> Reservation:
+            allow_partial: bool = False, sys_root: str = "/sys", proc_root: str = "/proc",
+            progress: Callable[[int, int], None] | None = None) -> Reservation:
     """Make at least ``count`` free pages of ``size`` (default: the default hugepage size)
     available, in the global pool or NUMA ``node``'s.
 
     The pool grows by the shortfall only. If the kernel gives fewer pages than asked, the
     pool is put back and :class:`HugePagesUnavailable` raised (with the obtained count and
-    buddyinfo), unless ``allow_partial``. Needs root.
+    buddyinfo), unless ``allow_partial``. Needs root. With ``progress(done, wanted)``
+    the pool grows a page at a time (gigantic pages can take seconds each) and reports.
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise InvalidArgument(f"count {count!r} must be a non-negative integer")
@@ -143,7 +144,13 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
     previous = _count(directory, "nr_hugepages")
     free = _count(directory, "free_hugepages")
     target = previous + max(0, count - free)
-    if target != previous:
+    if progress is not None:
+        for step in range(previous + 1, target + 1):
+            _write_total(directory, step)
+            if _count(directory, "nr_hugepages") < step:
+                break  # the kernel found no more: the check below reports it
+            progress(step - previous, target - previous)
+    elif target != previous:
         _write_total(directory, target)
     total = _count(directory, "nr_hugepages")
     free_now = _count(directory, "free_hugepages")
