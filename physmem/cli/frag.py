@@ -1,0 +1,61 @@
+"""``physmem frag``: free memory per zone by block size and migrate type, and what large
+pages it could still give."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..fragmentation import fragmentation
+from ._output import emit_json, human_bytes, print_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "frag", help="fragmentation of free memory per zone",
+        description="Free memory per zone by buddy order and migrate type (buddyinfo, "
+                    "pagetypeinfo), the largest free run, the share of free memory in "
+                    "blocks of at least 2 MiB and runs of at least 1 GiB, and how many 2 MiB "
+                    "and 1 GiB pages the free memory holds now. Runs and 1 GiB figures read "
+                    "/proc/kpageflags (root); without it they show as '?'.",
+        epilog="examples:\n  physmem frag\n  physmem frag --node 0 --png frag.png\n"
+               "  physmem frag --json | jq '.[] | {zone, available_2m}'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--node", type=int, default=None, help="only this NUMA node")
+    p.add_argument("--png", metavar="FILE", help="write a chart (needs physmem[plot])")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    records = fragmentation(args.node)
+    if args.png:
+        from ..plots import PlotUnavailable, plot_frag
+        try:
+            plot_frag(records, args.png)
+        except PlotUnavailable as exc:
+            print(f"physmem: error: {exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        emit_json([r.as_json() for r in records])
+        return 0
+
+    def q(v: object, fmt: str = "{}") -> str:
+        return "?" if v is None else fmt.format(v)
+
+    print_table(
+        ["node", "zone", "free", "largest block", "largest run", ">=2M", ">=1G", "2M pages", "1G pages"],
+        [[r.node, r.zone, human_bytes(r.free_pages * r.page_size),
+          human_bytes(r.largest_block_pages * r.page_size),
+          q(None if r.largest_run_pages is None else human_bytes(r.largest_run_pages * r.page_size)),
+          f"{r.share_2m:.1%}", q(r.share_1g, "{:.1%}"), r.available_2m, q(r.available_1g)]
+         for r in records], align="llrrrrrrr")
+    for r in records:
+        if not r.by_type or not r.free_pages:
+            continue
+        print(f"\nnode {r.node} {r.zone}: free blocks per order and migrate type")
+        orders = range(len(r.free_blocks))
+        print_table(["type", *[str(k) for k in orders]],
+                    [[t, *v] for t, v in r.by_type.items() if any(v)], align="l" + "r" * len(orders))
+    if args.png:
+        print(f"\nwrote {args.png}")
+    return 0

@@ -1,0 +1,87 @@
+"""``physmem map``: all physical memory as cells coloured by what their frames hold."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import numpy as np
+
+from ..hugepages.reserve import parse_size
+from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
+from ._output import emit_json, human_bytes, print_table
+
+STRIP_WIDTH = 64
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "map", help="picture of all physical memory by page state",
+        description="Classify every page frame from /proc/kpageflags (root only) as free, "
+                    "anonymous, page cache, slab, page tables, hugetlb, reserved, no flags, "
+                    "not yet managed or hole, and show each cell's dominant state: a table "
+                    "and a text strip, or a PNG with --png.",
+        epilog="examples:\n  physmem map\n  physmem map --png map.png --pid $$\n"
+               "  physmem map --cell 64M --json | jq .classes",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--png", metavar="FILE", help="write a picture (needs physmem[plot])")
+    p.add_argument("--pid", type=int, default=None, help="outline the cells holding this process's pages")
+    p.add_argument("--cell", default="2M", help="bytes per cell (default 2M, a pageblock)")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=run)
+
+
+def to_json(cm: CellMap) -> dict[str, Any]:
+    pages, cells = cm.pages_per_class(), cm.cells_per_class()
+    return {
+        "cell_bytes": cm.cell_bytes, "page_size": cm.page_size, "frames": cm.frames,
+        "cells": len(cm.counts), "free_tails_marked": cm.free_tails_marked,
+        "classes": [{"code": int(c), "name": c.name.lower(), "label": CLASS_INFO[c][0],
+                     "cells": int(cells[c]), "pages": int(pages[c]),
+                     "bytes": int(pages[c]) * cm.page_size} for c in PageClass],
+        "zones": [z._asdict() for z in cm.zones],
+        "unmanaged": cm.unmanaged.tolist(),
+        "dominant": cm.dominant.tolist(),
+        "pid": cm.pid,
+        "pid_pages": None if cm.pid_pages is None else int(cm.pid_pages.sum()),
+        "pid_cells": None if cm.pid_pages is None else cm.pid_pages.nonzero()[0].tolist(),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    cm = cell_map(parse_size(args.cell), pid=args.pid)
+    if args.png:
+        from ..plots import PlotUnavailable, plot_map
+        try:
+            plot_map(cm, args.png)
+        except PlotUnavailable as exc:
+            print(f"physmem: error: {exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        emit_json(to_json(cm))
+        return 0
+    pages, cells = cm.pages_per_class(), cm.cells_per_class()
+    print_table(["state", "cells", "pages", "size"],
+                [[CLASS_INFO[c][0], cells[c], pages[c], human_bytes(int(pages[c]) * cm.page_size)]
+                 for c in PageClass if pages[c]], align="lrrr")
+    print(f"{len(cm.counts)} cells of {human_bytes(cm.cell_bytes)}, {cm.frames} frames")
+    per_char = -(-len(cm.counts) // (STRIP_WIDTH * 16))
+    dom = cm.dominant
+    key = "  ".join(f"'{CLASS_INFO[c][2]}'={c.name.lower()}" for c in PageClass if cells[c])
+    print(f"\none character = {human_bytes(per_char * cm.cell_bytes)} (most common state); {key}")
+    chars = []
+    for i in range(0, len(dom), per_char):
+        group = dom[i:i + per_char]
+        chars.append(CLASS_INFO[PageClass(_mode(group))][2])
+    for r in range(0, len(chars), STRIP_WIDTH):
+        print(f"{r * per_char * cm.cell_bytes:#14x} |{''.join(chars[r:r + STRIP_WIDTH])}|")
+    if cm.pid_pages is not None:
+        print(f"\npid {cm.pid}: {human_bytes(int(cm.pid_pages.sum()) * cm.page_size)} "
+              f"in {int((cm.pid_pages > 0).sum())} cells")
+    if args.png:
+        print(f"wrote {args.png}")
+    return 0
+
+
+def _mode(group: np.ndarray) -> int:
+    return int(np.bincount(group, minlength=len(PageClass)).argmax())
