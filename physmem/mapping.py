@@ -13,7 +13,6 @@ import enum
 import errno as _errno
 import gc
 import mmap as _mmap
-import os
 import sys
 import weakref
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
 from .errors import InvalidArgument, error_from_errno
+from .hugepages.pools import supported_sizes
 
 __all__ = ["Mapping", "Prot", "Advice", "hugepage_sizes", "PAGE_SIZE"]
 
@@ -80,11 +80,7 @@ _ADVICE_SINCE = {
 
 def hugepage_sizes() -> list[int]:
     """Huge page sizes (bytes) the kernel offers, from /sys/kernel/mm/hugepages."""
-    try:
-        names = os.listdir("/sys/kernel/mm/hugepages")
-    except OSError:
-        return []
-    return sorted(int(n.split("-")[1][:-2]) * 1024 for n in names if n.startswith("hugepages-"))
+    return supported_sizes()
 
 
 def _positive_int(name: str, value: Any) -> int:
