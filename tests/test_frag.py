@@ -1,0 +1,107 @@
+"""physmem.fragmentation and ``physmem frag`` against buddyinfo, pagetypeinfo and zoneinfo."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from physmem.fragmentation import fragmentation
+
+from conftest import PAGE, run_physmem
+
+
+def buddyinfo_text() -> dict[tuple[int, str], list[int]]:
+    out = {}
+    for line in open("/proc/buddyinfo"):
+        w = line.replace(",", " ").split()
+        out[(int(w[1]), w[3])] = [int(v) for v in w[4:]]
+    return out
+
+
+def zoneinfo_free() -> dict[tuple[int, str], int]:
+    out, key = {}, None
+    for line in open("/proc/zoneinfo"):
+        w = line.replace(",", " ").split()
+        if w[:1] == ["Node"]:
+            key = (int(w[1]), w[3])
+        elif w[:2] == ["pages", "free"]:
+            out[key] = int(w[2])
+    return out
+
+
+def close(a: int, b: int, total: int) -> bool:
+    """Free memory moves while we read: 2% of the zone's free pages plus 1024 pages."""
+    return abs(a - b) <= 0.02 * total + 1024
+
+
+def test_records_agree_with_buddyinfo_and_zoneinfo():
+    recs = fragmentation(runs=False)
+    bi, zi = buddyinfo_text(), zoneinfo_free()
+    assert [(r.node, r.zone) for r in recs] == list(bi)
+    o2 = ((2 << 20) // PAGE).bit_length() - 1
+    for r in recs:
+        counts = bi[(r.node, r.zone)]
+        free = sum(n << k for k, n in enumerate(counts))
+        assert close(r.free_pages, free, free), (r, counts)
+        assert close(r.free_pages, zi[(r.node, r.zone)], free)
+        assert r.free_pages == sum(n << k for k, n in enumerate(r.free_blocks))
+        assert r.available_2m == sum(n << (k - o2) for k, n in enumerate(r.free_blocks) if k >= o2)
+        assert 0.0 <= r.share_2m <= 1.0
+        if r.free_pages:
+            top = max(k for k, n in enumerate(r.free_blocks) if n)
+            assert r.largest_block_pages == 1 << top
+        assert r.largest_run_pages is None and r.available_1g is None
+
+
+def test_migrate_types_add_up_to_the_buddy_counts(is_root):
+    for r in fragmentation(runs=False):
+        assert r.by_type is not None
+        total = sum(sum(n << k for k, n in enumerate(v)) for v in r.by_type.values())
+        assert close(total, r.free_pages, r.free_pages), r
+
+
+def test_runs_agree_with_the_free_pages(is_root):
+    recs = fragmentation()
+    g = (1 << 30) // PAGE
+    for r in recs:
+        assert r.largest_run_pages is not None and r.share_1g is not None
+        # A run is one or more adjacent free blocks: never shorter than the largest block
+        # unless that block was taken between the two reads.
+        if r.free_blocks[-1] > 1:
+            assert r.largest_run_pages >= r.largest_block_pages
+        assert r.available_1g * g <= r.free_pages + 0.02 * r.free_pages
+        assert 0.0 <= r.share_1g <= 1.0
+        if r.available_1g:
+            assert r.largest_run_pages >= g and r.share_1g > 0
+
+
+def test_node_filter():
+    nodes = {r.node for r in fragmentation(runs=False)}
+    assert {r.node for r in fragmentation(min(nodes), runs=False)} == {min(nodes)}
+    assert fragmentation(max(nodes) + 100, runs=False) == []
+
+
+def test_cli_json_matches_the_api(is_root):
+    r = run_physmem("frag", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    api = fragmentation()
+    assert [(d["node"], d["zone"]) for d in data] == [(a.node, a.zone) for a in api]
+    for d, a in zip(data, api):
+        assert set(d) == set(a.as_json())
+        assert close(d["free_pages"], a.free_pages, a.free_pages)
+        assert d["page_size"] == PAGE and len(d["free_blocks"]) == len(a.free_blocks)
+    text = run_physmem("frag")
+    assert text.returncode == 0 and "largest run" in text.stdout
+
+
+def test_png_is_written(is_root, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "frag.png"
+    r = run_physmem("frag", "--png", str(out))
+    assert r.returncode == 0, r.stderr
+    head = out.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    assert 600 <= w <= 3000 and 300 <= h <= 6000
