@@ -96,7 +96,13 @@ def main() -> int:
                      got == independent == found)]
 
         # -- speed ---------------------------------------------------------------------
-        print("\nspeed (best of 5)")
+        # The speed target is for a pool that holds a long enough run; a fragmented pool
+        # is the yield question above. Grow the reservation until a 256 MiB run exists.
+        while longest_contiguous() < (256 << 20) and res.total < 4096:
+            if res.extend(512) == 0:
+                break
+        print(f"\nspeed (best of 5; pool now {free_pages()} free pages, longest run "
+              f"{longest_contiguous() >> 20} MiB)")
         for size in (64 << 20, 256 << 20):
             t_fault = best_of(lambda: map_hugepages(size // MB2)[0].close(), 5)
             t_alloc = best_of(lambda: allocate_contiguous(size).close(), 5)
