@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import best_of, report, show_time  # noqa: E402
+from _bench import best_interleaved, best_of, report, show_time  # noqa: E402
 
 import physmem  # noqa: E402
 from physmem import KPageFlags, PageMap  # noqa: E402
@@ -55,9 +55,8 @@ def main() -> int:
     pm = PageMap()
 
     t_a = best_of(naive, 1)
-    t_b = best_of(raw_preadv, 7)
-    t_c = best_of(lambda: pm.translate(vaddrs), 7)
-    t_c2 = best_of(lambda: pm.read(addr, SIZE).paddr(), 7)
+    t_b, t_c, t_c2 = best_interleaved(
+        [raw_preadv, lambda: pm.translate(vaddrs), lambda: pm.read(addr, SIZE).paddr()], 25)
     raw_preadv()
     assert np.array_equal((raw & np.uint64((1 << 55) - 1)) * np.uint64(PAGE), pm.translate(vaddrs))
 

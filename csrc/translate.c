@@ -87,7 +87,7 @@ size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 /* Wide vector units make this loop several times faster; the loader picks the variant. */
-#define PM_CLONES __attribute__((target_clones("avx2", "default")))
+#define PM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define PM_CLONES
 #endif

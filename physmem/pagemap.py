@@ -236,7 +236,7 @@ class PageMap(FdFile):
         physical address.
         """
         scalar = np.ndim(address) == 0
-        va = addressing.as_address_array(address)
+        va = addressing.as_address_array_unchecked(address)
         flat = va.reshape(-1)
         n = flat.size
         if out is None:
@@ -252,12 +252,17 @@ class PageMap(FdFile):
         shift = self._shift
         res = None
         first = int(flat[0]) >> shift
-        if (strict and (int(flat[-1]) >> shift) - first + 1 == n
-                and not np.may_share_memory(result, flat)):
+        limit = addressing.task_size()
+        # One address per page of one range: C checks that each lies in its page, so the
+        # endpoints bound them all and no pass for the maximum is needed.
+        if (strict and (int(flat[-1]) >> shift) - first + 1 == n and int(flat[-1]) < limit
+                and int(flat[0]) < limit and not np.may_share_memory(result, flat)):
             res = self._translate_pages_in_place(flat, first, result)
         if res is None:
+            top = int(flat.max())
+            addressing.check_below(top, "address", limit)
             vmin = int(flat.min()) >> shift
-            span = (int(flat.max()) >> shift) - vmin + 1
+            span = (top >> shift) - vmin + 1
         if res is None and span <= 4 * n + (1 << 16):
             # A dense span read once beats gathering: unmapped holes cost the kernel little.
             raw = self._scratch(span)
