@@ -288,3 +288,24 @@ def test_cli_alloc_json_matches_an_independent_check(is_root, capsys):
     assert out["segments"][0]["nbytes"] == 8 << 20
     assert out["segments"][0]["paddr"] % MB2 == 0
     assert main(["alloc", "0"]) == 1
+
+
+def test_demoted_gigantic_page_gives_a_1g_run_of_2m_pages(is_root):
+    from physmem.hugepages import demote, demote_size, reserve
+
+    if demote_size("1G") != MB2:
+        pytest.skip("this kernel cannot demote 1 GiB pages into 2 MiB ones (Linux 5.16+)")
+    giant_pool = Path("/sys/kernel/mm/hugepages/hugepages-1048576kB")
+    before_2m, before_1g = pool_state(), pool_state(giant_pool)
+    with reserve(0, "2M") as small:  # restores the 2 MiB pool whatever demotion adds
+        try:
+            with reserve(1, "1G") as giant:
+                assert demote(1, "1G") == 1
+                assert pool_state(giant_pool)[0] == giant.previous
+        except HugePagesUnavailable:
+            pytest.skip("no 1 GiB page can be had on this machine now")
+        small.refresh()
+        assert small.free >= 512
+        with allocate_contiguous(1 << 30) as buf:  # no reserve: the demoted pages are there
+            check_contiguous(buf, MB2)
+    assert pool_state() == before_2m and pool_state(giant_pool) == before_1g

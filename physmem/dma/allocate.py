@@ -17,8 +17,9 @@ import numpy as np
 from .._lib import lib
 from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
 from ..hugepages.sizes import format_size
-from ..hugepages.pools import default_size
-from ..hugepages.reserve import Reservation, _free_by_order, parse_size, pool_dir, reserve
+from ..hugepages.pools import default_size, supported_sizes
+from ..hugepages.reserve import (Reservation, _free_by_order, demote, demote_size, parse_size,
+                                 pool_dir, reserve)
 from ..mapping import Mapping
 from ..memfd import MemFd
 from ..pagemap import PageMap
@@ -225,6 +226,7 @@ def _allocate(size: int, *, page_size: int | str | None, node: int | None, align
         want = n + (align // ps - 1 if align > ps else 0)
         chosen = None
         longest = 0
+        demoted = False
         while True:
             # Ask for what is needed, then double: a fragmented pool costs a few rounds,
             # a tidy one (the usual case) faults in no page beyond the buffer.
@@ -242,8 +244,13 @@ def _allocate(size: int, *, page_size: int | str | None, node: int | None, align
                 if chosen is not None:
                     break
             if got == 0:
-                # A reservation of our own may grow: pages the kernel hands out one after
-                # another are often not adjacent, so a few more make a run likely.
+                # A reservation of our own may grow. Demoted gigantic pages are adjacent by
+                # construction, so try that once; then more pages, which the kernel hands out
+                # in no particular order but which make a run likelier.
+                if reservation is not None and not demoted:
+                    demoted = True
+                    if _grow_by_demotion(reservation, n, ps, node):
+                        continue
                 if reservation is None or len(cands) >= _reserve_cap(n) or \
                         reservation.extend(min(max(n, len(cands)), _reserve_cap(n) - len(cands))) == 0:
                     chosen = None
@@ -266,6 +273,26 @@ def _allocate(size: int, *, page_size: int | str | None, node: int | None, align
         if cands is not None:
             cands.close()  # the mapping keeps the chosen pages; the file has no other pages
     return buf
+
+
+def _grow_by_demotion(reservation: Reservation, n: int, ps: int, node: int | None) -> bool:
+    """Add physically adjacent ``ps`` pages to the pool by demoting fresh gigantic pages.
+
+    The gigantic pool ends as it was (its new pages are demoted away); the ``ps`` pool's
+    growth is undone with ``reservation``. False where the kernel cannot do it.
+    """
+    bigger = [s for s in supported_sizes() if s > ps and demote_size(s, node) == ps]
+    if not bigger:
+        return False
+    big = bigger[0]
+    count = -(-n * ps // big)
+    try:
+        with reserve(count, big, node, allow_partial=True) as giant:
+            got = demote(min(count, giant.free), big, node)
+    except (OSError, InvalidArgument):
+        return False
+    reservation.refresh()
+    return got > 0
 
 
 def _reserve_cap(n: int) -> int:

@@ -16,8 +16,8 @@ from ..errors import FileMissing, HugePagesUnavailable, InvalidArgument, transla
 from .sizes import explain_size, format_size
 from .pools import default_size, supported_sizes
 
-__all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "compact", "mounts",
-           "pool_dir", "parse_size"]
+__all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "demote", "demote_size",
+           "compact", "mounts", "pool_dir", "parse_size"]
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -111,6 +111,11 @@ class Reservation:
         self.free = _count(self.path, "free_hugepages")
         return max(0, self.total - before)
 
+    def refresh(self) -> None:
+        """Re-read the pool's counts (after something else, such as demotion, changed it)."""
+        self.total = _count(self.path, "nr_hugepages")
+        self.free = _count(self.path, "free_hugepages")
+
     def release(self) -> None:
         """Put the pool back to its previous size (pages in use become surplus, freed later)."""
         if not self.released:
@@ -171,6 +176,38 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
             f"free memory by order:\n{_free_by_order(proc_root)}",
             obtained=free_now, wanted=count, size=size, node=node)
     return res
+
+
+def demote(count: int, size: int | str, node: int | None = None, *,
+           sys_root: str = "/sys") -> int:
+    """Split up to ``count`` free pages of ``size`` into pages of its ``demote_size``
+    (Linux 5.16+; a 1 GiB page becomes 512 physically adjacent 2 MiB pages).
+
+    Returns how many pages of ``size`` were demoted. Needs root.
+    """
+    size = parse_size(size)
+    directory = pool_dir(size, node, sys_root=sys_root)
+    path = f"{directory}/demote"
+    if not os.path.exists(path):
+        from ..errors import FeatureUnavailable
+
+        raise FeatureUnavailable(f"hugepage demotion is not available for {format_size(size)} "
+                                 "pages (added in Linux 5.16)", path=path)
+    before = _count(directory, "nr_hugepages")
+    with translate_os_errors("cannot demote hugepages", path=path):
+        with open(path, "w") as f:
+            f.write(str(count))
+    return max(0, before - _count(directory, "nr_hugepages"))
+
+
+def demote_size(size: int | str, node: int | None = None, *, sys_root: str = "/sys") -> int | None:
+    """The page size ``size`` pages demote to, or None where the kernel cannot demote them."""
+    directory = pool_dir(parse_size(size), node, sys_root=sys_root)
+    try:
+        with open(f"{directory}/demote_size") as f:
+            return parse_size(f.read().strip())
+    except OSError:
+        return None
 
 
 def compact(node: int | None = None, *, sys_root: str = "/sys", proc_root: str = "/proc") -> None:
