@@ -90,3 +90,18 @@ def test_summary_reports_progress_up_to_the_total(is_root):
         kf.summary(0, 200_000, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (200_000, 200_000)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_every_subcommand_has_an_example_json_and_bytes():
+    from physmem.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) >= {"v2p", "kpageflags", "alloc", "hugepages", "topo", "plan",
+                                "doctor", "maps", "smaps", "numa-maps", "meminfo", "buddyinfo",
+                                "map", "frag"}
+    for name, command in sub.choices.items():
+        text = command.format_help()
+        assert "example" in text, f"physmem {name} --help shows no example"
+        options = {o for a in command._actions for o in a.option_strings}
+        assert {"--json", "--bytes"} <= options, f"physmem {name} lacks --json or --bytes"
