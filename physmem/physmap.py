@@ -21,7 +21,6 @@ the zone's reserved frames.
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import dataclass
 from typing import Iterator
 

@@ -12,7 +12,7 @@ import pytest
 
 import physmem
 from physmem import KPF, KPageCount, KPageFlags, PageMap
-from physmem.errors import InvalidArgument, PageNotPresent, PfnUnavailable, ProcessGone
+from physmem.errors import InvalidArgument, PageNotPresent, ProcessGone
 from physmem.pagemap import PFN_MASK, ScanCategory
 
 from conftest import PAGE, address_of, anonymous

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import physmem.proc as proc
-from physmem.errors import InvalidArgument, PermissionDenied
+from physmem.errors import InvalidArgument
 
 from _proc_helpers import run_unprivileged
 

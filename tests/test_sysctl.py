@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from physmem import sysctl
-from physmem.errors import FileMissing, InvalidArgument, PermissionDenied
+from physmem.errors import FileMissing, InvalidArgument
 from physmem.proc import meminfo
 
 from _proc_helpers import run_unprivileged

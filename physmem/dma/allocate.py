@@ -201,9 +201,9 @@ def _release_unused(memfd: MemFd, used: np.ndarray, count: int, page_size: int) 
         memfd.punch_hole(int(s) * page_size, int(e - s) * page_size)
 
 
-def _allocate(size: int, *, page_size: int | str | None, node: int | None, align: int | None,
+def _allocate(size: int | str, *, page_size: int | str | None, node: int | None, align: int | None,
               reserve_pages: bool, scatter: bool, max_segments: int | None) -> DmaBuffer:
-    size = _check_size(size)
+    nbytes = _check_size(size)
     ps = _page_size(page_size)
     pool_dir(ps, node)  # validates node
     if align is None:
@@ -216,7 +216,7 @@ def _allocate(size: int, *, page_size: int | str | None, node: int | None, align
     if max_segments is not None and (isinstance(max_segments, bool)
                                      or not isinstance(max_segments, int) or max_segments < 1):
         raise InvalidArgument(f"max_segments {max_segments!r} must be a positive integer")
-    n = -(-size // ps)
+    n = -(-nbytes // ps)
     reservation: Reservation | None = None
     if reserve_pages:
         reservation = reserve(n, ps, node)
@@ -256,7 +256,7 @@ def _allocate(size: int, *, page_size: int | str | None, node: int | None, align
                     chosen = None
                     break
         if chosen is None:
-            _raise_unavailable(size, ps, node, n, cands, longest, scatter, max_segments)
+            raise _unavailable(nbytes, ps, node, n, cands, longest, scatter, max_segments)
         mapping = _map_in_order(cands.memfd, chosen, ps)
         try:
             _release_unused(cands.memfd, chosen, len(cands), ps)
@@ -300,23 +300,23 @@ def _reserve_cap(n: int) -> int:
     return 8 * n + 256
 
 
-def _raise_unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidates,
-                       longest: int, scatter: bool, max_segments: int | None) -> None:
+def _unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidates,
+                 longest: int, scatter: bool, max_segments: int | None) -> ContiguityUnavailable:
     where = "" if node is None else f" on node {node}"
     pool = f"the {format_size(ps)} pool{where} offered {len(cands)} free page(s)"
     if scatter and len(cands) >= n:
-        raise ContiguityUnavailable(
+        return ContiguityUnavailable(
             f"{format_size(size)} needs {longest} segments of {format_size(ps)} pages, more "
             f"than max_segments={max_segments}; {pool}", longest=0, wanted=size)
     if len(cands) < n:
         what = "scatter" if scatter else "contiguous"
-        raise ContiguityUnavailable(
+        return ContiguityUnavailable(
             f"cannot allocate a {format_size(size)} {what} buffer: it needs {n} pages and "
             f"{pool}. Reserve more (physmem.hugepages.reserve({n}, {ps}) or "
             f"`physmem hugepages reserve {n} --size {format_size(ps)}`), or pass reserve=True.\n"
             f"free memory by order:\n{_free_by_order('/proc')}",
             longest=longest * ps, wanted=size)
-    raise ContiguityUnavailable(
+    return ContiguityUnavailable(
         f"no {format_size(size)} physically contiguous run: the longest run of adjacent "
         f"{format_size(ps)} pages is {format_size(longest * ps)} ({longest} pages); {pool}. "
         "Compact memory and grow the pool (physmem.hugepages.compact(), then reserve), use "

@@ -42,6 +42,19 @@ class DmaBuffer:
     children (MADV_DONTFORK) and mlocked. Close it, or use it as a context manager.
     """
 
+    address: int
+    size: int
+    page_size: int
+    node: int | None
+    segments: np.ndarray
+    _mapping: Mapping
+    _reservation: Reservation | None
+    _page_paddr: np.ndarray
+    _voff: np.ndarray
+    _p_sorted: np.ndarray
+    _p_voff: np.ndarray
+    _p_len: np.ndarray
+
     def __init__(self) -> None:
         raise TypeError("use physmem.dma.allocate_contiguous() or allocate_scatter()")
 
