@@ -309,3 +309,18 @@ def test_demoted_gigantic_page_gives_a_1g_run_of_2m_pages(is_root):
         with allocate_contiguous(1 << 30) as buf:  # no reserve: the demoted pages are there
             check_contiguous(buf, MB2)
     assert pool_state() == before_2m and pool_state(giant_pool) == before_1g
+
+
+def test_node_and_segment_limits(is_root):
+    with allocate_contiguous(4 << 20, node=0, reserve=True) as buf:
+        assert buf.node == 0
+        # Independent: numa_maps counts the buffer's pages on node 0.
+        line = next(l for l in Path("/proc/self/numa_maps").read_text().splitlines()
+                    if l.startswith(f"{buf.address:x} "))
+        assert "N0=2" in line and "huge" in line
+    with allocate_scatter(8 << 20, max_segments=1, reserve=True) as one:
+        assert one.is_contiguous
+        check_contiguous(one, MB2)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(InvalidArgument, match="max_segments"):
+            allocate_scatter(MB2, max_segments=bad)
