@@ -210,9 +210,6 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
         align = ps
     if isinstance(align, bool) or not isinstance(align, int) or align <= 0 or align & (align - 1):
         raise InvalidArgument(f"align {align!r} must be a power of two (bytes)")
-    if scatter and align > ps:
-        raise InvalidArgument(f"align {align} larger than the page size applies to contiguous "
-                              "buffers only")
     if max_segments is not None and (isinstance(max_segments, bool)
                                      or not isinstance(max_segments, int) or max_segments < 1):
         raise InvalidArgument(f"max_segments {max_segments!r} must be a positive integer")
