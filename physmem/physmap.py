@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -227,11 +227,13 @@ def _parse_cell(cell: int, page: int) -> int:
 
 
 def cell_map(cell: int = 2 << 20, *, pid: int | None = None, flags: np.ndarray | None = None,
-             proc_root: str = "/proc") -> CellMap:
+             proc_root: str = "/proc",
+             progress: Callable[[int, int], None] | None = None) -> CellMap:
     """Scan all physical memory and count page classes per ``cell`` bytes.
 
     ``flags`` takes an already-read kpageflags array starting at PFN 0 instead of scanning
-    (a snapshot); ``pid`` also records which cells hold that process's pages.
+    (a snapshot); ``pid`` also records which cells hold that process's pages;
+    ``progress(frames_done, frames_total)`` is called after each chunk read.
     """
     page = addressing.page_size()
     cp = _parse_cell(int(cell), page)
@@ -249,7 +251,11 @@ def cell_map(cell: int = 2 << 20, *, pid: int | None = None, flags: np.ndarray |
                 yield s, f[s:s + chunk]
             return
         with KPageFlags(proc_root=proc_root) as kf:
-            yield from kf._scan_views(chunk=chunk)
+            total = kf.max_pfn() if progress is not None else 0
+            for start, view in kf._scan_views(chunk=chunk):
+                yield start, view
+                if progress is not None:
+                    progress(start + len(view), total)
 
     # Assume marked tails (current kernels) and scan again only if BUDDY pages turn out to
     # be heads: memory stays bounded by one chunk either way.

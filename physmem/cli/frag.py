@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..fragmentation import fragmentation
-from ._output import emit_json, human_bytes, print_table
+from ._output import emit_json, size_text, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     print_table(
         ["node", "zone", "free", "largest block", "largest run", ">=2M", ">=1G", "2M pages", "1G pages"],
-        [[r.node, r.zone, human_bytes(r.free_pages * r.page_size),
-          human_bytes(r.largest_block_pages * r.page_size),
-          q(None if r.largest_run_pages is None else human_bytes(r.largest_run_pages * r.page_size)),
+        [[r.node, r.zone, size_text(r.free_pages * r.page_size),
+          size_text(r.largest_block_pages * r.page_size),
+          q(None if r.largest_run_pages is None else size_text(r.largest_run_pages * r.page_size)),
           f"{r.share_2m:.1%}", q(r.share_1g, "{:.1%}"), r.available_2m, q(r.available_1g)]
          for r in records], align="llrrrrrrr")
     for r in records:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..hugepages.reserve import parse_size
 from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
-from ._output import emit_json, human_bytes, print_table
+from ._output import Progress, emit_json, size_text, print_table
 
 STRIP_WIDTH = 64
 
@@ -49,7 +49,8 @@ def to_json(cm: CellMap) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    cm = cell_map(parse_size(args.cell), pid=args.pid)
+    with Progress("scanning /proc/kpageflags", 1) as bar:
+        cm = cell_map(parse_size(args.cell), pid=args.pid, progress=bar)
     if args.png:
         from ..plots import PlotUnavailable, plot_map
         try:
@@ -62,13 +63,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     pages, cells = cm.pages_per_class(), cm.cells_per_class()
     print_table(["state", "cells", "pages", "size"],
-                [[CLASS_INFO[c][0], cells[c], pages[c], human_bytes(int(pages[c]) * cm.page_size)]
+                [[CLASS_INFO[c][0], cells[c], pages[c], size_text(int(pages[c]) * cm.page_size)]
                  for c in PageClass if pages[c]], align="lrrr")
-    print(f"{len(cm.counts)} cells of {human_bytes(cm.cell_bytes)}, {cm.frames} frames")
+    print(f"{len(cm.counts)} cells of {size_text(cm.cell_bytes)}, {cm.frames} frames")
     per_char = -(-len(cm.counts) // (STRIP_WIDTH * 16))
     dom = cm.dominant
     key = "  ".join(f"'{CLASS_INFO[c][2]}'={c.name.lower()}" for c in PageClass if cells[c])
-    print(f"\none character = {human_bytes(per_char * cm.cell_bytes)} (most common state); {key}")
+    print(f"\none character = {size_text(per_char * cm.cell_bytes)} (most common state); {key}")
     chars = []
     for i in range(0, len(dom), per_char):
         group = dom[i:i + per_char]
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     for r in range(0, len(chars), STRIP_WIDTH):
         print(f"{r * per_char * cm.cell_bytes:#14x} |{''.join(chars[r:r + STRIP_WIDTH])}|")
     if cm.pid_pages is not None:
-        print(f"\npid {cm.pid}: {human_bytes(int(cm.pid_pages.sum()) * cm.page_size)} "
+        print(f"\npid {cm.pid}: {size_text(int(cm.pid_pages.sum()) * cm.page_size)} "
               f"in {int((cm.pid_pages > 0).sum())} cells")
     if args.png:
         print(f"wrote {args.png}")
