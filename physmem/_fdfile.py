@@ -10,9 +10,13 @@ _T = TypeVar("_T", bound="FdFile")
 
 
 class FdFile:
-    """Opens ``path`` read-only once; ``close()``, context manager, closed on collection."""
+    """An owned fd: ``close()``, context manager, closed on collection.
 
-    path: str
+    File readers open ``path`` with :meth:`_open`; objects made by a syscall (memfd,
+    userfaultfd) set ``_fd`` themselves.
+    """
+
+    path: str = ""
     _fd: int = -1
 
     def _open(self, path: str, what: str, *, pid: int | None = None) -> None:
@@ -30,7 +34,8 @@ class FdFile:
     def _fd_open(self) -> int:
         """The fd, or InvalidArgument naming the file if closed."""
         if self._fd < 0:
-            raise InvalidArgument(f"{self.path}: the {type(self).__name__} is closed")
+            where = f"{self.path}: " if self.path else ""
+            raise InvalidArgument(f"{where}the {type(self).__name__} is closed")
         return self._fd
 
     def close(self) -> None:

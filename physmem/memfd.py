@@ -6,6 +6,7 @@ import errno as _errno
 import os
 from typing import Any
 
+from ._fdfile import FdFile
 from ._features import kernel_at_least, unavailable
 from ._lib import check, lib
 from .errors import InvalidArgument, error_from_errno
@@ -28,7 +29,7 @@ class Seal(enum.IntFlag):
 _SEAL_SINCE = {Seal.FUTURE_WRITE: "5.1", Seal.EXEC: "6.3"}
 
 
-class MemFd:
+class MemFd(FdFile):
     """A memfd: an anonymous file living in RAM (tmpfs, or hugetlbfs with ``page_size``).
 
     ``MemFd(name, size=0, page_size=None, cloexec=True, sealing=True, noexec=False)``;
@@ -73,19 +74,11 @@ class MemFd:
 
     @property
     def fd(self) -> int:
-        self._require_open()
-        return self._fd
-
-    def fileno(self) -> int:
-        return self.fd
+        return self._fd_open()
 
     @property
     def page_size(self) -> int:
         return self._page_size
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
 
     @property
     def size(self) -> int:
@@ -103,20 +96,8 @@ class MemFd:
             return f"<MemFd {self.name!r} closed>"
         return f"<MemFd {self.name!r} fd={self._fd} size={self.size} seals={self.seals!s}>"
 
-    def __enter__(self) -> MemFd:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
     def _require_open(self) -> None:
-        if getattr(self, "_fd", -1) < 0:
-            raise InvalidArgument("the MemFd is closed")
+        self._fd_open()
 
     # ---- operations --------------------------------------------------------------------
 
@@ -199,12 +180,6 @@ class MemFd:
         """pread ``length`` bytes at ``offset``."""
         self._require_open()
         return os.pread(self._fd, length, offset)
-
-    def close(self) -> None:
-        """Close the fd (mappings of it stay valid). Closing twice is fine."""
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
 
     def __getstate__(self) -> Any:  # an fd cannot be pickled
         raise TypeError("MemFd cannot be pickled; pass its fd to another process instead")

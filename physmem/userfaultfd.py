@@ -20,6 +20,7 @@ import os
 import threading
 from typing import Any, Callable
 
+from ._fdfile import FdFile
 from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
 from .errors import InvalidArgument, PhysmemError, error_from_errno
@@ -144,7 +145,7 @@ def _uint(name: str, value: Any) -> int:
     return value
 
 
-class UserFaultFd:
+class UserFaultFd(FdFile):
     """A userfaultfd with ``features`` negotiated (``Feature`` flags).
 
     ``features`` is what was enabled, ``available_features`` what the kernel offers,
@@ -206,37 +207,15 @@ class UserFaultFd:
 
     @property
     def fd(self) -> int:
-        self._require_open()
-        return self._fd
-
-    def fileno(self) -> int:
-        return self.fd
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
+        return self._fd_open()
 
     def _require_open(self) -> None:
-        if self._fd < 0:
-            raise InvalidArgument("the UserFaultFd is closed")
+        self._fd_open()
 
     def __repr__(self) -> str:
         if self._fd < 0:
             return "<UserFaultFd closed>"
         return f"<UserFaultFd fd={self._fd} features={self.features!s}>"
-
-    def __enter__(self) -> UserFaultFd:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            try:
-                self.close()
-            except Exception:
-                pass
 
     def close(self) -> None:
         """Stop every server, then close the fd: waiting faulters wake and their faults are
@@ -245,8 +224,7 @@ class UserFaultFd:
             return
         for server in list(self._servers):
             server.stop(raise_errors=False)
-        fd, self._fd = self._fd, -1
-        os.close(fd)
+        super().close()
 
     # ---- ranges ------------------------------------------------------------------------
 
