@@ -6,6 +6,7 @@ Where memory physically lives (pagemap, kpageflags), memory a device can DMA int
 from __future__ import annotations
 
 from . import errors
+from .addressing import page_size
 from .errors import (
     FeatureUnavailable,
     InvalidArgument,
@@ -16,12 +17,10 @@ from .errors import (
     PhysmemError,
     ProcessGone,
 )
-
-from .addressing import page_size
 from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
-from .pagemap import PM, PageMap, PagemapEntries, virt_to_phys
 from .mapping import Mapping
 from .memfd import MemFd
+from .pagemap import PM, PageMap, PagemapEntries, virt_to_phys
 from .userfaultfd import UserFaultFd
 
 __version__ = "0.1.0"

@@ -85,3 +85,15 @@ class Progress:
         if self.drawn:
             self.stream.write("\r" + " " * (len(self.label) + 40) + "\r")
             self.stream.flush()
+
+
+def write_png(draw: Callable[[], None]) -> int:
+    """Run a plotting call; without matplotlib say how to get it (exit status 1)."""
+    from ..plots import PlotUnavailable
+
+    try:
+        draw()
+    except PlotUnavailable as exc:
+        print(f"physmem: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

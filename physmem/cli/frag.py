@@ -3,10 +3,9 @@ pages it could still give."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..fragmentation import fragmentation
-from ._output import emit_json, size_text, print_table
+from ._output import emit_json, print_table, size_text, write_png
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,11 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     records = fragmentation(args.node)
     if args.png:
-        from ..plots import PlotUnavailable, plot_frag
-        try:
-            plot_frag(records, args.png)
-        except PlotUnavailable as exc:
-            print(f"physmem: error: {exc}", file=sys.stderr)
+        from ..plots import plot_frag
+
+        if write_png(lambda: plot_frag(records, args.png)):
             return 1
     if args.json:
         emit_json([r.as_json() for r in records])

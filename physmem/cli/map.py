@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import numpy as np
 
 from ..hugepages.reserve import parse_size
 from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
-from ._output import Progress, emit_json, size_text, print_table
+from ._output import Progress, emit_json, print_table, size_text, write_png
 
 STRIP_WIDTH = 64
 
@@ -52,11 +51,9 @@ def run(args: argparse.Namespace) -> int:
     with Progress("scanning /proc/kpageflags", 1) as bar:
         cm = cell_map(parse_size(args.cell), pid=args.pid, progress=bar)
     if args.png:
-        from ..plots import PlotUnavailable, plot_map
-        try:
-            plot_map(cm, args.png)
-        except PlotUnavailable as exc:
-            print(f"physmem: error: {exc}", file=sys.stderr)
+        from ..plots import plot_map
+
+        if write_png(lambda: plot_map(cm, args.png)):
             return 1
     if args.json:
         emit_json(to_json(cm))

@@ -16,10 +16,18 @@ import numpy as np
 
 from .._lib import lib
 from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
+from ..hugepages.pools import supported_sizes
+from ..hugepages.reserve import (
+    Reservation,
+    demote,
+    demote_size,
+    describe_free_memory,
+    parse_size,
+    pool_dir,
+    reserve,
+    resolve_size,
+)
 from ..hugepages.sizes import format_size
-from ..hugepages.pools import default_size, supported_sizes
-from ..hugepages.reserve import (Reservation, _free_by_order, demote, demote_size, parse_size,
-                                 pool_dir, reserve)
 from ..mapping import Mapping
 from ..memfd import MemFd
 from ..pagemap import PageMap
@@ -29,9 +37,7 @@ __all__ = ["allocate_contiguous", "allocate_scatter", "longest_contiguous"]
 
 
 def _page_size(page_size: int | str | None) -> int:
-    size = default_size() if page_size is None else parse_size(page_size)
-    if size is None:
-        raise InvalidArgument("this kernel has no hugetlb support (no Hugepagesize in meminfo)")
+    size = resolve_size(page_size)
     pool_dir(size)  # raises with the reason if the kernel lacks this size
     return size
 
@@ -311,14 +317,14 @@ def _unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidate
             f"cannot allocate a {format_size(size)} {what} buffer: it needs {n} pages and "
             f"{pool}. Reserve more (physmem.hugepages.reserve({n}, {ps}) or "
             f"`physmem hugepages reserve {n} --size {format_size(ps)}`), or pass reserve=True.\n"
-            f"free memory by order:\n{_free_by_order('/proc')}",
+            f"free memory by order:\n{describe_free_memory()}",
             longest=longest * ps, wanted=size)
     return ContiguityUnavailable(
         f"no {format_size(size)} physically contiguous run: the longest run of adjacent "
         f"{format_size(ps)} pages is {format_size(longest * ps)} ({longest} pages); {pool}. "
         "Compact memory and grow the pool (physmem.hugepages.compact(), then reserve), use "
         "larger pages, or accept a scatter buffer (allocate_scatter).\n"
-        f"free memory by order:\n{_free_by_order('/proc')}",
+        f"free memory by order:\n{describe_free_memory()}",
         longest=longest * ps, wanted=size)
 
 

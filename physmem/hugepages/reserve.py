@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 from .._sysfs import read_int
-from ..errors import FileMissing, HugePagesUnavailable, InvalidArgument, translate_os_errors
-from .sizes import explain_size, format_size
+from ..errors import (
+    FileMissing,
+    HugePagesUnavailable,
+    InvalidArgument,
+    translate_os_errors,
+)
 from .pools import default_size, supported_sizes
+from .sizes import explain_size, format_size
 
 __all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "demote", "demote_size",
-           "compact", "mounts", "pool_dir", "parse_size"]
+           "compact", "mounts", "pool_dir", "parse_size", "resolve_size", "describe_free_memory"]
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -30,6 +35,14 @@ def parse_size(text: str | int) -> int:
     if not m:
         raise InvalidArgument(f"size {text!r} is not a size (examples: 2M, 1G, 4096)")
     return int(m[1]) * _UNITS[m[2].upper()]
+
+
+def resolve_size(size: int | str | None, proc_root: str = "/proc") -> int:
+    """A page size in bytes from ``2M``/``1G``/bytes, or the kernel's default for None."""
+    resolved = default_size(proc_root) if size is None else parse_size(size)
+    if resolved is None:
+        raise InvalidArgument("this kernel has no hugetlb support (no Hugepagesize in meminfo)")
+    return resolved
 
 
 def pool_dir(size: int, node: int | None = None, *, sys_root: str = "/sys") -> str:
@@ -62,9 +75,7 @@ def set_pool_size(total: int, size: int | str | None = None, node: int | None = 
     """Set a pool's page count (no restore: for administration); returns the count now."""
     if isinstance(total, bool) or not isinstance(total, int) or total < 0:
         raise InvalidArgument(f"total {total!r} must be a non-negative integer")
-    size = default_size(proc_root) if size is None else parse_size(size)
-    if size is None:
-        raise InvalidArgument("this kernel has no hugetlb support (no Hugepagesize in meminfo)")
+    size = resolve_size(size, proc_root)
     directory = pool_dir(size, node, sys_root=sys_root)
     _write_total(directory, total)
     return _count(directory, "nr_hugepages")
@@ -77,7 +88,7 @@ def _write_total(directory: str, total: int) -> None:
             f.write(str(total))
 
 
-def _free_by_order(proc_root: str) -> str:
+def describe_free_memory(proc_root: str = "/proc") -> str:
     """buddyinfo as one line per zone: what contiguous free memory the kernel has."""
     from ..proc import buddyinfo
 
@@ -142,9 +153,7 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise InvalidArgument(f"count {count!r} must be a non-negative integer")
-    size = default_size(proc_root) if size is None else parse_size(size)
-    if size is None:
-        raise InvalidArgument("this kernel has no hugetlb support (no Hugepagesize in meminfo)")
+    size = resolve_size(size, proc_root)
     directory = pool_dir(size, node, sys_root=sys_root)
     previous = _count(directory, "nr_hugepages")
     free = _count(directory, "free_hugepages")
@@ -173,7 +182,7 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
         raise HugePagesUnavailable(
             f"asked for {count} free {format_size(size)} hugepages{where}, the kernel gave "
             f"{free_now} (pool total {total}, was {previous}); {advice}.\n"
-            f"free memory by order:\n{_free_by_order(proc_root)}",
+            f"free memory by order:\n{describe_free_memory(proc_root)}",
             obtained=free_now, wanted=count, size=size, node=node)
     return res
 

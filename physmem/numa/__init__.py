@@ -2,8 +2,17 @@
 from __future__ import annotations
 
 from .balancing import balancing, set_balancing
-from .policy import (MemPolicy, Policy, bind, get_policy, move, node_of, online_nodes,
-                     possible_nodes, set_policy)
+from .policy import (
+                     MemPolicy,
+                     Policy,
+                     bind,
+                     get_policy,
+                     move,
+                     node_of,
+                     online_nodes,
+                     possible_nodes,
+                     set_policy,
+)
 
 __all__ = ["balancing", "set_balancing", "MemPolicy", "Policy", "bind", "get_policy", "move",
            "node_of", "online_nodes", "possible_nodes", "set_policy"]

@@ -12,12 +12,29 @@ from .maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_m
 from .meminfo import meminfo, node_meminfo, parse_meminfo
 from .numa_maps import NumaMap, numa_maps, parse_numa_maps
 from .oom import Oom, oom, set_oom_score_adj
-from .pidstat import (Stat, Statm, parse_cpu_list, parse_stat, parse_status, stat, statm,
-                      status)
+from .pidstat import (
+                      Stat,
+                      Statm,
+                      parse_cpu_list,
+                      parse_stat,
+                      parse_status,
+                      stat,
+                      statm,
+                      status,
+)
 from .smaps import Smaps, SmapsList, memory_totals, parse_smaps, smaps, smaps_rollup
 from .vmstat import parse_vmstat, vmstat
-from .zones import (BuddyInfo, PageTypeInfo, Zone, buddyinfo, pagetypeinfo, parse_buddyinfo,
-                    parse_pagetypeinfo, parse_zoneinfo, zoneinfo)
+from .zones import (
+                      BuddyInfo,
+                      PageTypeInfo,
+                      Zone,
+                      buddyinfo,
+                      pagetypeinfo,
+                      parse_buddyinfo,
+                      parse_pagetypeinfo,
+                      parse_zoneinfo,
+                      zoneinfo,
+)
 
 __all__ = [
     "KIND_CODES", "BuddyInfo", "Device", "Finding", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",

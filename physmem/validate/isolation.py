@@ -1,7 +1,6 @@
 """Isolation section: isolcpus vs nohz_full vs rcu_nocbs, housekeeping, cpuset, IRQ affinity."""
 from __future__ import annotations
 
-
 from .._sysfs import listdir, read_optional
 from ..topology import format_cpulist, parse_cpulist
 from .context import Context
