@@ -25,6 +25,19 @@ from .userfaultfd import UserFaultFd
 
 __version__ = "0.1.0"
 
+# Subpackages load on first use (``physmem.validate(...)``, ``physmem.dma``...), so that
+# ``import physmem`` stays cheap for callers that only translate addresses.
+_LAZY = ("cpus", "dma", "fragmentation", "hugepages", "numa", "overcommit", "physmap", "proc",
+         "sysctl", "topology", "validate")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "errors",
     "page_size",

@@ -181,7 +181,9 @@ def error_from_errno(
     elif err in (_errno.EACCES, _errno.EPERM):
         cls = PermissionDenied
         if hint is None:
-            hint = "run as root or grant the needed capability"
+            hint = ("refused even to root: the target may be protected (ptrace access mode "
+                    "check, another user namespace, or a kernel without the feature enabled)"
+                    if os.geteuid() == 0 else "run as root or grant the needed capability")
     elif err == _errno.ENOENT:
         cls = FileMissing
     elif err in (_errno.ENOSYS, _errno.ENOTTY, _errno.EOPNOTSUPP):

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidArgument
+from ..errors import FileMissing, InvalidArgument
 from .cmdline import Cmdline, read_cmdline
 from .cpulist import format_cpulist
 from .cpus import Cpu, CpuSets, read_cpu_sets, read_cpus
@@ -114,6 +115,12 @@ def _system_memory(proc_root: str) -> tuple[int | None, int | None]:
 
 def read(sys_root: str = "/sys", proc_root: str = "/proc") -> Topology:
     """Read the topology of the machine whose /sys and /proc are given."""
+    cpu_dir = os.path.join(sys_root, "devices", "system", "cpu")
+    if not os.path.isdir(cpu_dir):
+        # Every kernel with sysfs has this directory: a wrong root, not a small machine.
+        raise FileMissing(f"no CPUs under {cpu_dir}: is {sys_root!r} a sysfs tree? Pass "
+                          "sys_root= the directory that holds devices/system/cpu",
+                          path=cpu_dir)
     cpu_sets = read_cpu_sets(sys_root)
     node_sets = read_node_sets(sys_root)
     nodes, anomalies = read_nodes(sys_root, sets=node_sets, online_cpus=cpu_sets.online)

@@ -1,0 +1,79 @@
+"""The package surface: lazy subpackages, the error hierarchy and its errno mapping."""
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+import physmem
+from physmem import errors
+from physmem.errors import error_from_errno
+
+from conftest import python_env
+
+
+def test_subpackages_load_on_first_use():
+    env, cwd = python_env()
+    code = ("import sys, physmem; assert 'physmem.dma' not in sys.modules; "
+            "assert callable(physmem.validate); assert physmem.dma.allocate_contiguous; "
+            "assert 'physmem.dma' in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=cwd)
+    assert out.stdout.strip() == "ok", out.stderr
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        physmem.nonsense  # noqa: B018
+
+
+@pytest.mark.parametrize("err,cls,builtin", [
+    (errno.EACCES, errors.PermissionDenied, PermissionError),
+    (errno.EPERM, errors.PermissionDenied, PermissionError),
+    (errno.ENOENT, errors.FileMissing, FileNotFoundError),
+    (errno.ESRCH, errors.ProcessGone, ProcessLookupError),
+    (errno.ENOTTY, errors.FeatureUnavailable, OSError),
+    (errno.ENOSYS, errors.FeatureUnavailable, OSError),
+    (errno.ENOMEM, errors.OutOfMemory, MemoryError),
+    (errno.EIO, errors.PhysmemOSError, OSError),
+])
+def test_errno_maps_to_one_class_and_its_builtin(err, cls, builtin):
+    exc = error_from_errno(err, "reading things", path="/proc/x")
+    assert type(exc) is cls and isinstance(exc, builtin) and isinstance(exc, errors.PhysmemError)
+    assert exc.errno == err and exc.path == "/proc/x" and exc.filename == "/proc/x"
+    assert "reading things" in str(exc) and "/proc/x" in str(exc)
+    again = pickle.loads(pickle.dumps(exc))
+    assert type(again) is cls and str(again) == str(exc) and again.path == exc.path
+
+
+def test_gone_process_is_told_apart_from_a_missing_file(tmp_path):
+    gone = error_from_errno(errno.ENOENT, "reading maps", path=str(tmp_path / "99999" / "maps"),
+                            pid=99999)
+    assert isinstance(gone, errors.ProcessGone) and gone.pid == 99999
+    (tmp_path / "42").mkdir()
+    missing = error_from_errno(errno.ENOENT, "reading numa_maps",
+                               path=str(tmp_path / "42" / "numa_maps"), pid=42)
+    assert isinstance(missing, errors.FileMissing)
+
+
+def test_permission_hint_depends_on_who_asks():
+    exc = error_from_errno(errno.EACCES, "opening")
+    expected = "refused even to root" if os.geteuid() == 0 else "run as root"
+    assert expected in str(exc)
+
+
+def test_value_errors_are_value_errors():
+    for cls in (errors.InvalidArgument, errors.ParseError, errors.NotContiguous):
+        assert issubclass(cls, ValueError)
+    parse = errors.ParseError("bad field", path="/proc/meminfo", lineno=3, line=b"MemTotal: x")
+    assert str(parse) == "/proc/meminfo:3: bad field: b'MemTotal: x'"
+    assert issubclass(errors.PageNotPresent, LookupError)
+    assert issubclass(errors.PfnUnavailable, PermissionError)
+
+
+def test_topology_on_a_wrong_root_says_so(tmp_path):
+    from physmem import topology
+
+    with pytest.raises(errors.FileMissing, match="is a sysfs tree|a sysfs tree"):
+        topology.read(sys_root=str(tmp_path), proc_root=str(tmp_path))
