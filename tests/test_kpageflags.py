@@ -142,3 +142,33 @@ def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         KPageFlags(proc_root=str(tmp_path))
     assert str(tmp_path / "kpageflags") in str(err.value)
+
+
+def test_bulk_reads_release_the_gil(is_root):
+    """A whole-memory read in one thread must not stall Python code in another."""
+    import threading
+    import time
+
+    from physmem._lib import lib, u64_buffer
+
+    with KPageFlags() as kf:
+        total = kf.max_pfn()
+        buf = np.empty(total, dtype=np.uint64)
+        buf[:] = 0
+        spans: list[float] = []
+
+        def reader() -> None:
+            t0 = time.perf_counter()
+            lib.pm_pread_u64(kf.fileno(), 0, total, u64_buffer(buf))
+            spans.append(time.perf_counter() - t0)
+
+        thread = threading.Thread(target=reader)
+        last, worst, ticks = time.perf_counter(), 0.0, 0
+        thread.start()  # timed from before the start: the read may begin at once
+        while thread.is_alive():
+            now = time.perf_counter()
+            worst, last, ticks = max(worst, now - last), now, ticks + 1
+        thread.join()
+    assert spans[0] > 0.05, "the read was too short to tell"
+    assert ticks > 1000, "this thread did not run while the read went on"
+    assert worst < spans[0] / 3, f"Python stalled {worst:.3f} s of a {spans[0]:.3f} s read"
