@@ -7,7 +7,7 @@ import operator
 import os
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Iterator, NamedTuple, overload
+from typing import Generic, Iterator, NamedTuple, Protocol, TypeVar, cast, overload
 
 import numpy as np
 
@@ -99,7 +99,17 @@ class _Devices(dict):
 _devices = _Devices()
 
 
-class VmaList(Sequence[Vma]):
+# The record type: VmaList builds Vma, SmapsList (a subclass) builds Smaps, which is not a
+# Vma (a NamedTuple cannot extend another), so the element type has to be a parameter.
+class _Record(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+_R = TypeVar("_R", bound=_Record)
+
+
+class VmaList(Sequence[_R], Generic[_R]):
     """The mappings of one maps file: a read-only sequence of :class:`Vma`, plus columns.
 
     Parsing fills numpy columns only; a record is built when it is first indexed or iterated
@@ -114,16 +124,16 @@ class VmaList(Sequence[Vma]):
 
     def __init__(self, parsed: Parsed) -> None:
         self._p = parsed
-        self._recs: list[Vma | None] | None = None   # built records, None until asked for
-        self._full = False
+        self._recs: list[_R | None] | None = None   # built records, None until asked for
+        self._full: list[_R] | None = None  # every record, once all are built
 
     def __len__(self) -> int:
         return self._p.n
 
     @overload
-    def __getitem__(self, i: int) -> Vma: ...
+    def __getitem__(self, i: int) -> _R: ...
     @overload
-    def __getitem__(self, i: slice) -> list[Vma]: ...
+    def __getitem__(self, i: slice) -> list[_R]: ...
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -142,10 +152,10 @@ class VmaList(Sequence[Vma]):
             r = recs[i] = self._build(i)
         return r
 
-    def __iter__(self) -> Iterator[Vma]:
+    def __iter__(self) -> Iterator[_R]:
         return iter(self._all())
 
-    def __reversed__(self) -> Iterator[Vma]:
+    def __reversed__(self) -> Iterator[_R]:
         return reversed(self._all())
 
     def __eq__(self, other: object) -> bool:
@@ -160,14 +170,15 @@ class VmaList(Sequence[Vma]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._all()!r})"
 
-    def _all(self) -> list:
+    def _all(self) -> list[_R]:
         """Every record, built column-wise (the loops run in C) and cached."""
-        if not self._full:
+        if self._full is None:
             built = self._build_all()
             if self._recs is not None:   # keep records already handed out
                 built = [a if a is not None else b for a, b in zip(self._recs, built)]
-            self._recs, self._full = built, True
-        return self._recs  # type: ignore[return-value]
+            # __getitem__ keeps reading _recs: the same list, now without holes.
+            self._recs, self._full = cast("list[_R | None]", built), built
+        return self._full
 
     def _vma_fields(self, i: int) -> tuple:
         p = self._p
@@ -182,8 +193,9 @@ class VmaList(Sequence[Vma]):
                 c64.item(_C64_INODE, i), _path(raw, kind == _FILE), KIND_CODES[kind],
                 bool(bits & _DELETED))
 
-    def _build(self, i: int) -> Vma:
-        return tuple.__new__(Vma, self._vma_fields(i))
+    # VmaList itself holds Vma; a subclass with another record type overrides both builders.
+    def _build(self, i: int) -> _R:
+        return tuple.__new__(Vma, self._vma_fields(i))  # type: ignore[return-value]
 
     def _vma_columns(self) -> Iterator[tuple]:
         p = self._p
@@ -201,8 +213,8 @@ class VmaList(Sequence[Vma]):
                    map(_devices.__getitem__, devs), p.c64[_C64_INODE].tolist(), paths,
                    map(KIND_CODES.__getitem__, kinds), (bits & _DELETED).astype(bool).tolist())
 
-    def _build_all(self) -> list:
-        return list(map(tuple.__new__, repeat(Vma), self._vma_columns()))
+    def _build_all(self) -> list[_R]:
+        return list(map(tuple.__new__, repeat(Vma), self._vma_columns()))  # type: ignore[arg-type]
 
     # Columns: read-only numpy views onto the parser's output.
     starts = property(lambda self: self._p.c64[_C64_START], doc="start addresses (uint64)")
@@ -235,12 +247,12 @@ class VmaList(Sequence[Vma]):
         return [v.path for v in self._all()]
 
 
-def parse_maps(data: bytes, path: str = "maps") -> VmaList:
+def parse_maps(data: bytes, path: str = "maps") -> VmaList[Vma]:
     """Parse the text of a maps file."""
     return VmaList(parse(data, False, path))
 
 
-def maps(pid: int | None = None, proc_root: str = "/proc") -> VmaList:
+def maps(pid: int | None = None, proc_root: str = "/proc") -> VmaList[Vma]:
     """The mappings of process ``pid`` (default: this process), in address order."""
     path = pid_path(proc_root, pid, "maps")
     return parse_maps(read_bytes(path, pid), path)

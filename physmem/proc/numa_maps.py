@@ -9,7 +9,7 @@ from ._read import pid_path, read_bytes
 
 __all__ = ["NumaMap", "numa_maps", "parse_numa_maps"]
 
-_COUNTS = ("anon", "dirty", "mapped", "mapmax", "swapcache", "active", "writeback")
+_COUNTS = ("anon", "dirty", "mapped", "mapmax", "swapcache", "writeback")
 
 
 class NumaMap(NamedTuple):
@@ -72,7 +72,7 @@ def _line(line: bytes) -> NumaMap:
         file = os.fsdecode(rest[:cut].replace(b"\\012", b"\n"))
         tail = rest[cut:].split()
     counts = dict.fromkeys(_COUNTS, 0)
-    counts["active"] = None
+    active: int | None = None   # the only count that may be absent rather than 0
     nodes: dict[int, int] = {}
     heap = stack = huge = False
     kps = None
@@ -96,11 +96,14 @@ def _line(line: bytes) -> NumaMap:
             kps = int(val) * 1024
         else:
             name = key.decode("ascii")
-            if name not in counts:
+            if name == "active":
+                active = int(val)
+            elif name in counts:
+                counts[name] = int(val)
+            else:
                 raise ValueError(w)
-            counts[name] = int(val)
     return NumaMap(address, policy, file, heap, stack, huge, counts["anon"], counts["dirty"],
-                   counts["mapped"], counts["mapmax"], counts["swapcache"], counts["active"],
+                   counts["mapped"], counts["mapmax"], counts["swapcache"], active,
                    counts["writeback"], nodes, kps)
 
 

@@ -10,17 +10,68 @@ from ._read import pid_path, read_bytes
 __all__ = ["Stat", "Statm", "stat", "statm", "status", "parse_stat", "parse_status",
            "parse_cpu_list"]
 
-_STAT_FIELDS = (
-    "pid comm state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime "
-    "stime cutime cstime priority nice num_threads itrealvalue starttime vsize rss rsslim "
-    "startcode endcode startstack kstkesp kstkeip signal blocked sigignore sigcatch wchan "
-    "nswap cnswap exit_signal processor rt_priority policy delayed_acct_blkio_ticks "
-    "guest_time cguest_time start_data end_data start_brk arg_start arg_end env_start "
-    "env_end exit_code").split()
 
-Stat = NamedTuple("Stat", [(f, str if f in ("comm", "state") else int) for f in _STAT_FIELDS])
-Stat.__doc__ = ("All fields of /proc/<pid>/stat as proc(5) names them; ``processor`` is the "
-                "CPU the task last ran on, ``rss`` is in pages, times in clock ticks.")
+class Stat(NamedTuple):
+    """All fields of /proc/<pid>/stat as proc(5) names them; ``processor`` is the CPU the task
+    last ran on, ``rss`` is in pages, times in clock ticks.
+    """
+
+    # Spelled out, not built from a name list, so type checkers see the fields.
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    pgrp: int
+    session: int
+    tty_nr: int
+    tpgid: int
+    flags: int
+    minflt: int
+    cminflt: int
+    majflt: int
+    cmajflt: int
+    utime: int
+    stime: int
+    cutime: int
+    cstime: int
+    priority: int
+    nice: int
+    num_threads: int
+    itrealvalue: int
+    starttime: int
+    vsize: int
+    rss: int
+    rsslim: int
+    startcode: int
+    endcode: int
+    startstack: int
+    kstkesp: int
+    kstkeip: int
+    signal: int
+    blocked: int
+    sigignore: int
+    sigcatch: int
+    wchan: int
+    nswap: int
+    cnswap: int
+    exit_signal: int
+    processor: int
+    rt_priority: int
+    policy: int
+    delayed_acct_blkio_ticks: int
+    guest_time: int
+    cguest_time: int
+    start_data: int
+    end_data: int
+    start_brk: int
+    arg_start: int
+    arg_end: int
+    env_start: int
+    env_end: int
+    exit_code: int
+
+
+_STAT_FIELDS = Stat._fields
 
 
 class Statm(NamedTuple):
@@ -43,15 +94,16 @@ def parse_stat(data: bytes, path: str = "stat") -> Stat:
         if len(head) != 1 or data[close + 1:close + 2] != b" " or not rest:
             raise ValueError
         nums = [int(v) for v in rest[1:]]
-        values = [int(head[0]), os.fsdecode(data[open_ + 1:close]), rest[0].decode("ascii")]
-        values += nums
-        if len(values) < 44 or len(values) > len(_STAT_FIELDS):
+        # pid, comm and state, then the numbers (kept apart: they differ in type).
+        pid, comm = int(head[0]), os.fsdecode(data[open_ + 1:close])
+        state = rest[0].decode("ascii")
+        if 3 + len(nums) < 44 or 3 + len(nums) > len(_STAT_FIELDS):
             raise ValueError
         # Older kernels print fewer trailing fields; they read as 0.
-        values += [0] * (len(_STAT_FIELDS) - len(values))
+        nums += [0] * (len(_STAT_FIELDS) - 3 - len(nums))
     except (ValueError, UnicodeDecodeError):
         raise ParseError("unreadable stat line", path=path, lineno=1, line=data) from None
-    return Stat(*values)
+    return Stat(pid, comm, state, *nums)
 
 
 def stat(pid: int | None = None, proc_root: str = "/proc") -> Stat:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable
 from itertools import repeat
-from typing import NamedTuple
+from typing import Any, NamedTuple, SupportsIndex, overload
 
 import numpy as np
 
@@ -39,17 +40,34 @@ class Smaps(NamedTuple):
     values: tuple[int, ...]
     vm_flags: frozenset[str]
 
-    def __getitem__(self, key):  # type: ignore[override]
+    @overload
+    def __getitem__(self, key: str) -> int: ...
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> Any: ...
+    @overload
+    def __getitem__(self, key: slice) -> tuple[Any, ...]: ...
+
+    def __getitem__(self, key: str | SupportsIndex | slice) -> Any:
         if isinstance(key, str):
-            try:
-                return self.values[self.keys.index(key)]
-            except ValueError:
-                raise KeyError(key) from None
+            return self._field(key)
         return tuple.__getitem__(self, key)
+
+    # mypy types ``self["Rss"]`` on a NamedTuple from its fields, never from __getitem__,
+    # so the methods below look fields up through this instead.
+    def _field(self, key: str) -> int:
+        try:
+            return self.values[self.keys.index(key)]
+        except ValueError:
+            raise KeyError(key) from None
+
+    @overload
+    def get(self, key: str, default: int) -> int: ...
+    @overload
+    def get(self, key: str, default: None = None) -> int | None: ...
 
     def get(self, key: str, default: int | None = None) -> int | None:
         try:
-            return self[key]
+            return self._field(key)
         except KeyError:
             return default
 
@@ -61,13 +79,34 @@ class Smaps(NamedTuple):
     def vma(self) -> Vma:
         return Vma(*self[:10])
 
-    size = property(lambda self: self["Size"])
-    rss = property(lambda self: self["Rss"])
-    pss = property(lambda self: self["Pss"])
-    swap = property(lambda self: self.get("Swap", 0))
-    anonymous = property(lambda self: self.get("Anonymous", 0))
-    thp_eligible = property(lambda self: _opt_bool(self.get("THPeligible")))
-    protection_key = property(lambda self: self.get("ProtectionKey"))
+    # A NamedTuple body may only hold fields and defs, not ``x = property(...)``.
+    @property
+    def size(self) -> int:
+        return self._field("Size")
+
+    @property
+    def rss(self) -> int:
+        return self._field("Rss")
+
+    @property
+    def pss(self) -> int:
+        return self._field("Pss")
+
+    @property
+    def swap(self) -> int:
+        return self.get("Swap", 0)
+
+    @property
+    def anonymous(self) -> int:
+        return self.get("Anonymous", 0)
+
+    @property
+    def thp_eligible(self) -> bool | None:
+        return _opt_bool(self.get("THPeligible"))
+
+    @property
+    def protection_key(self) -> int | None:
+        return self.get("ProtectionKey")
 
 
 def _opt_bool(v: int | None) -> bool | None:
@@ -84,7 +123,7 @@ _C32_FLAGS_OFF, _C32_FLAGS_LEN = lib.PMPROC_C32_FLAGS_OFF, lib.PMPROC_C32_FLAGS_
 _C8_BITS, _RAWFLAGS = lib.PMPROC_C8_BITS, lib.PMPROC_RAWFLAGS
 
 
-class SmapsList(VmaList):
+class SmapsList(VmaList[Smaps]):
     """The mappings of one smaps file: a read-only sequence of :class:`Smaps`, plus columns.
 
     Besides the :class:`VmaList` columns: ``keys`` (every key met, in file order),
@@ -93,10 +132,13 @@ class SmapsList(VmaList):
     (bit k set: flag ``vm_flag_names[k]``) or simply ``has_vm_flag(name)``.
     """
 
-    __slots__ = ("_masks", "_flagsets")
+    __slots__ = ("_masks", "_flagsets", "_values")
 
     def __init__(self, parsed: Parsed) -> None:
         super().__init__(parsed)
+        # Parsed.values is None only for maps; parse(..., True) always fills it.
+        assert parsed.values is not None
+        self._values: np.ndarray = parsed.values
         self._masks: dict[int, tuple[tuple[str, ...], list[int]]] = {}
         self._flagsets: dict[int, frozenset[str]] = {}
 
@@ -108,12 +150,12 @@ class SmapsList(VmaList):
     @property
     def values(self) -> np.ndarray:
         """All fields as a read-only (mappings x keys) uint64 array; 0 where a key is absent."""
-        return self._p.values.T
+        return self._values.T
 
     def column(self, key: str) -> np.ndarray:
         """Field ``key`` of every mapping (uint64, bytes for kB fields; 0 where absent)."""
         try:
-            return self._p.values[self._p.keys.index(key)]
+            return self._values[self._p.keys.index(key)]
         except ValueError:
             raise KeyError(key) from None
 
@@ -168,27 +210,31 @@ class SmapsList(VmaList):
 
     def _build(self, i: int) -> Smaps:
         names, cols = self._key_cols(self._p.c64.item(_C64_PRESENT, i))
-        values = tuple(self._p.values[cols, i].tolist())
+        values = tuple(self._values[cols, i].tolist())
         return tuple.__new__(Smaps, self._vma_fields(i) + (names, values, self._vm_flags(i)))
 
-    def _build_all(self) -> list:
+    def _build_all(self) -> list[Smaps]:
         p = self._p
         if not p.n:
             return []
         masks = p.c64[_C64_PRESENT]
         first = masks.item(0)
+        keycol: Iterable[tuple[str, ...]]
+        rows: Iterable[tuple[int, ...]]
         if (masks == first).all():
             # Every mapping has the same keys (the normal case): one column selection for all.
             names, cols = self._key_cols(first)
             keycol = repeat(names)
             # zip over columns builds the row tuples in C.
-            rows = zip(*p.values[cols].tolist()) if cols else repeat(())
+            rows = zip(*self._values[cols].tolist()) if cols else repeat(())
         else:
-            keycol, rows = [], []
+            keylist: list[tuple[str, ...]] = []
+            rowlist: list[tuple[int, ...]] = []
             for i, mask in enumerate(masks.tolist()):
                 names, cols = self._key_cols(mask)
-                keycol.append(names)
-                rows.append(tuple(p.values[cols, i].tolist()))
+                keylist.append(names)
+                rowlist.append(tuple(self._values[cols, i].tolist()))
+            keycol, rows = keylist, rowlist
         flags = list(map(self._vm_flags, range(p.n)))
         return list(map(tuple.__new__, repeat(Smaps),
                         (vma + extra for vma, extra in
