@@ -55,13 +55,16 @@ def balancing(sys_root: str = "/sys", proc_root: str = "/proc") -> Balancing:
     for directory, prefix in ((f"{sys_root}/kernel/debug/sched/numa_balancing", ""),
                               (f"{proc_root}/sys/kernel", "numa_balancing_")):
         try:
-            values = [read_int(f"{directory}/{prefix}{name}") for name in _SCAN]
+            # Unpacked by name: Balancing's settings_path must not look like a fifth value.
+            delay, period_min, period_max, size_mb = (read_int(f"{directory}/{prefix}{name}")
+                                                      for name in _SCAN)
         except PermissionError as exc:
             # debugfs under kernel lockdown (or without CAP_SYS_ADMIN) refuses reads.
             note = f"scan settings not readable: {exc}"
             continue
-        if any(v is not None for v in values):
-            return Balancing(BalancingMode(mode), *values, settings_path=directory)
+        if any(v is not None for v in (delay, period_min, period_max, size_mb)):
+            return Balancing(BalancingMode(mode), delay, period_min, period_max, size_mb,
+                             settings_path=directory)
     if note is None:
         note = (f"scan settings not found: mount debugfs on {sys_root}/kernel/debug "
                 "(Linux 5.13+ keeps them in sched/numa_balancing/)")

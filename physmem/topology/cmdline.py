@@ -28,7 +28,8 @@ class HugepageRequest(NamedTuple):
     """A boot-time pool request; ``size`` ``None`` means the default huge page size."""
 
     size: int | None
-    count: int
+    # Shadows tuple.count(); the field name is public API, so it stays.
+    count: int  # type: ignore[assignment]
     per_node: dict[int, int] | None  # hugepages=0:2,1:2 (since 5.19)
 
 
@@ -120,7 +121,9 @@ def parse_cmdline(data: bytes | str, possible: Iterable[int] | None = None) -> C
 
 def _split(text: str) -> list[str]:
     # Double quotes group words (param="a b"), as the kernel's next_arg() does.
-    out, cur, quoted = [], [], False
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted

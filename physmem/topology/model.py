@@ -127,9 +127,9 @@ def read(sys_root: str = "/sys", proc_root: str = "/proc") -> Topology:
     numa = bool(nodes)
     if not numa:
         total, free = _system_memory(proc_root)
-        cpus = cpu_sets.present
-        nodes = [Node(id=0, cpus=cpus, mem_total=total, mem_free=free,
-                      distances={0: LOCAL_DISTANCE}, has_cpu=bool(cpus & cpu_sets.online),
+        present = cpu_sets.present
+        nodes = [Node(id=0, cpus=present, mem_total=total, mem_free=free,
+                      distances={0: LOCAL_DISTANCE}, has_cpu=bool(present & cpu_sets.online),
                       has_memory=bool(total))]
     owners: dict[int, list[int]] = {}
     for n in nodes:
