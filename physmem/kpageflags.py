@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import os
-from typing import Callable, ClassVar, Iterable, Iterator, NamedTuple
+from typing import Callable, ClassVar, Iterable, Iterator, NamedTuple, overload
 
 import numpy as np
 
@@ -76,7 +76,8 @@ class KPF(enum.IntFlag):
     ARCH_3 = 1 << 42
 
 
-_BIT_NAMES = {m.value.bit_length() - 1: m.name for m in KPF}
+# Iterating a Flag yields only named single-bit members; typeshed allows None for composites.
+_BIT_NAMES = {m.value.bit_length() - 1: m.name for m in KPF if m.name is not None}
 
 
 def describe(flags: int) -> tuple[str, ...]:
@@ -178,6 +179,11 @@ class _PfnFile(FdFile):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(path={self.path!r}, closed={self.closed})"
+
+    @overload
+    def read(self, pfns: int) -> int: ...
+    @overload
+    def read(self, pfns: Iterable[int] | np.ndarray) -> np.ndarray: ...
 
     def read(self, pfns: int | Iterable[int] | np.ndarray) -> np.ndarray | int:
         """Entries for the given PFNs, in the caller's order (an int for a single PFN).

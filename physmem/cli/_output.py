@@ -41,11 +41,12 @@ def size_text(n: int) -> str:
 
 
 def human_bytes(n: int) -> str:
+    x: float = n   # divided down unit by unit
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
+        if abs(x) < 1024 or unit == "TiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    return f"{x} B"  # pragma: no cover
 
 
 def parse_int(text: str) -> int:

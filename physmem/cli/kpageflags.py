@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..errors import InvalidArgument
 from ..kpageflags import KPageCount, KPageFlags, describe
@@ -47,12 +48,14 @@ def run(args: argparse.Namespace) -> int:
     with KPageFlags() as kf, KPageCount() as kc:
         flags = kf.read(pfns)
         counts = kc.read(pfns)
-    rows = [{"pfn": p, "flags": int(f), "names": list(describe(int(f))), "mapcount": int(c)}
-            for p, f, c in zip(pfns, flags, counts)]
+    # Not "rows": that name holds FlagSummary records above.
+    frames: list[dict[str, Any]] = [
+        {"pfn": p, "flags": int(f), "names": list(describe(int(f))), "mapcount": int(c)}
+        for p, f, c in zip(pfns, flags, counts)]
     if args.json:
-        emit_json(rows)
+        emit_json(frames)
     else:
         print_table(["pfn", "flags", "mapcount", "names"],
                     [[f"{r['pfn']:#x}", f"{r['flags']:#018x}", r["mapcount"], ",".join(r["names"]) or "-"]
-                     for r in rows], align="rrrl")
+                     for r in frames], align="rrrl")
     return 0

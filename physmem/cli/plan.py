@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from .. import cpus, topology
 from .topo import add_roots
@@ -16,16 +17,16 @@ EXAMPLE = """example:
 def run(args: argparse.Namespace) -> int:
     topo = topology.read(args.sys_root, args.proc_root)
     placement = cpus.plan(topo, devices=args.device or (), control_loops=args.loops)
-    d = placement.to_dict()
+    d: dict[str, Any] = placement.to_dict()  # JSON-shaped: each key has its own type
     if args.json:
         print(json.dumps(d, indent=2, sort_keys=True))
         return 0
     for key in ("node", "housekeeping", "watchdog", "control_loops", "background"):
         print(f"{key}: {d[key]}")
-    for dev, local in d["device_local"].items():  # type: ignore[union-attr]
+    for dev, local in d["device_local"].items():
         print(f"device {dev}: {local}")
     print("why:")
-    for r in d["reasons"]:  # type: ignore[union-attr]
+    for r in d["reasons"]:
         print(f"  {r['role']} {r['cpus']}: {r['why']}")
     return 0
 

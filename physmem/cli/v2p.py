@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         addresses = [parse_int(a) for a in args.addresses]
     except ValueError as exc:
         raise InvalidArgument(f"not an address: {exc}") from None
-    results = []
+    results: list[dict[str, object]] = []
     status = 0
     with PageMap(args.pid) as pm:
         for addr in addresses:
