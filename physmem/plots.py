@@ -6,13 +6,16 @@ the Agg backend, so no display is needed.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .errors import PhysmemError
 from .fragmentation import ZoneFragmentation
 from .physmap import CLASS_INFO, CellMap, PageClass
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
 
 __all__ = ["PlotUnavailable", "plot_map", "plot_frag"]
 
@@ -77,7 +80,7 @@ def plot_map(cm: CellMap, path: str, *, columns: int | None = None) -> None:
                     xy=(columns, r + 0.5), xytext=(columns + 1.5, label_y), fontsize=7,
                     va="center", ha="left", color="#007070", annotation_clip=False,
                     arrowprops=dict(arrowstyle="-", color="#00a0a0", lw=0.8))
-    handles = []
+    handles: list[Artist] = []   # Patch swatches, then a Line2D marker
     from matplotlib.patches import Patch
     pages = cm.pages_per_class()
     for c in PageClass:
@@ -128,7 +131,7 @@ def plot_frag(records: Sequence[ZoneFragmentation], path: str) -> None:
             ax.bar(orders, np.array(r.free_blocks, dtype=float) * mib, color="#4393c3",
                    label="free")
         ax.set_xticks(orders)
-        ax.set_xticklabels([_size(r.page_size << k) for k in orders], fontsize=7)
+        ax.set_xticklabels([_size(r.page_size << int(k)) for k in orders], fontsize=7)
         ax.set_ylabel("free MiB")
         run = "?" if r.largest_run_pages is None else _size(r.largest_run_pages * r.page_size)
         g1 = "?" if r.available_1g is None else str(r.available_1g)
