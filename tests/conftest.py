@@ -36,6 +36,22 @@ def anonymous(size: int, *, touch: bool = True, private: bool = True) -> tuple[m
     return m, address_of(m)
 
 
+def settled(check: Callable[[], None], attempts: int = 6) -> None:
+    """Run ``check`` until it passes. Two readings of free memory taken moments apart can
+    straddle a burst (hugepages an earlier test gave back are freed by a kernel worker);
+    memory that keeps disagreeing still fails on the last attempt."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            check()
+            return
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+
+
 def python_env() -> tuple[dict[str, str], str]:
     """Environment and working directory for a child Python that imports this very physmem.
 

@@ -7,7 +7,7 @@ import pytest
 
 from physmem.fragmentation import fragmentation
 
-from conftest import PAGE, run_physmem
+from conftest import PAGE, run_physmem, settled
 
 
 def buddyinfo_text() -> dict[tuple[int, str], list[int]]:
@@ -35,6 +35,10 @@ def close(a: int, b: int, total: int) -> bool:
 
 
 def test_records_agree_with_buddyinfo_and_zoneinfo():
+    settled(_records_agree)
+
+
+def _records_agree() -> None:
     recs = fragmentation(runs=False)
     bi, zi = buddyinfo_text(), zoneinfo_free()
     assert [(r.node, r.zone) for r in recs] == list(bi)
@@ -54,6 +58,10 @@ def test_records_agree_with_buddyinfo_and_zoneinfo():
 
 
 def test_migrate_types_add_up_to_the_buddy_counts(is_root):
+    settled(_migrate_types_add_up)
+
+
+def _migrate_types_add_up() -> None:
     for r in fragmentation(runs=False):
         assert r.by_type is not None
         total = sum(sum(n << k for k, n in enumerate(v)) for v in r.by_type.values())
@@ -82,6 +90,12 @@ def test_node_filter():
 
 
 def test_cli_json_matches_the_api(is_root):
+    settled(_cli_json_matches)
+    text = run_physmem("frag")
+    assert text.returncode == 0 and "largest run" in text.stdout
+
+
+def _cli_json_matches() -> None:
     r = run_physmem("frag", "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
@@ -91,8 +105,6 @@ def test_cli_json_matches_the_api(is_root):
         assert set(d) == set(a.as_json())
         assert close(d["free_pages"], a.free_pages, a.free_pages)
         assert d["page_size"] == PAGE and len(d["free_blocks"]) == len(a.free_blocks)
-    text = run_physmem("frag")
-    assert text.returncode == 0 and "largest run" in text.stdout
 
 
 def test_png_is_written(is_root, tmp_path):

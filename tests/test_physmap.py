@@ -12,7 +12,7 @@ import pytest
 from physmem import physmap
 from physmem.physmap import PageClass, cell_map, classify, free_mask
 
-from conftest import PAGE, anonymous, run_physmem
+from conftest import PAGE, anonymous, run_physmem, settled
 
 # Bit numbers from Documentation/admin-guide/mm/pagemap.rst and kernel-page-flags.h,
 # written out here so the rules below do not lean on physmem's KPF.
@@ -147,6 +147,10 @@ def test_live_map_agrees_with_pread_on_sampled_cells(is_root):
 
 
 def test_free_total_agrees_with_buddyinfo(is_root):
+    settled(_free_total_agrees)
+
+
+def _free_total_agrees() -> None:
     from physmem import proc
     before = sum(b.free_pages for b in proc.buddyinfo())
     cm = cell_map()
@@ -158,6 +162,10 @@ def test_free_total_agrees_with_buddyinfo(is_root):
 
 
 def test_free_runs_add_up_to_the_free_pages(is_root):
+    settled(_free_runs_add_up)
+
+
+def _free_runs_add_up() -> None:
     from physmem import proc
     runs = physmap.free_runs()
     free = sum(b.free_pages for b in proc.buddyinfo())
