@@ -465,3 +465,19 @@ def test_translate_into_out_and_fallback_explains_the_missing_page(is_root):
         pm.translate(same[:5], out=same[:5])  # output aliasing the input is allowed
         assert same[:5].tolist() == out[:5].tolist()
     buf.close()
+
+
+def test_uffd_wp_bit_follows_writeprotect(is_root):
+    from physmem import Mapping, UserFaultFd
+    from physmem.userfaultfd import Feature, Mode
+
+    with UserFaultFd(features=Feature.PAGEFAULT_FLAG_WP) as u, Mapping.anonymous(4 * PAGE) as m:
+        m.array()[:] = 1  # write protection applies to present pages
+        u.register(m, mode=Mode.WP)
+        u.writeprotect(m.address + PAGE, 2 * PAGE, True)
+        with PageMap() as pm:
+            assert pm.read(m.address, 4 * PAGE).uffd_wp.tolist() == [False, True, True, False]
+            # Independent: bit 57 of the raw entries, read page by page.
+            assert [(pread_entry(m.address + i * PAGE) >> 57) & 1 for i in range(4)] == [0, 1, 1, 0]
+            u.writeprotect(m.address + PAGE, 2 * PAGE, False)
+            assert not pm.read(m.address, 4 * PAGE).uffd_wp.any()
