@@ -20,19 +20,16 @@ static inline int parse_hex(const char **p, const char *end, uint64_t *out)
     const unsigned char *start = s;
     uint64_t v = 0;
     unsigned d;
-    /* The kernel prints addresses and offsets with at least 8 digits: take the first 8
-     * without a branch per digit, which is what a byte loop spends its time on. */
-    if (e - s >= 8) {
-        /* A non-digit's 0 - 1 sets high bits, so one OR checks all eight. */
-        unsigned d0 = HEX1[s[0]] - 1u, d1 = HEX1[s[1]] - 1u, d2 = HEX1[s[2]] - 1u;
-        unsigned d3 = HEX1[s[3]] - 1u, d4 = HEX1[s[4]] - 1u, d5 = HEX1[s[5]] - 1u;
-        unsigned d6 = HEX1[s[6]] - 1u, d7 = HEX1[s[7]] - 1u;
-        if (!((d0 | d1 | d2 | d3 | d4 | d5 | d6 | d7) & ~15u)) {
-            v = (uint64_t)(d0 << 28 | d1 << 24 | d2 << 20 | d3 << 16 | d4 << 12 | d5 << 8 |
-                           d6 << 4 | d7);
-            s += 8;
+    /* With 17 bytes in reach the loop needs no buffer-end test (17 digits are an error
+     * anyway). An 8-digit lookup block tried first was slower: it fails on 2-digit device
+     * numbers and the 12-digit addresses still needed this loop for their tail. */
+    if (e - s >= 17) {
+        const unsigned char *lim = s + 17;
+        while (s < lim && (d = HEX1[*s]) != 0) {
+            v = v << 4 | (d - 1);
+            s++;
         }
-    }
+    } else
     while (s < e && (d = HEX1[*s]) != 0) {
         v = v << 4 | (d - 1);
         s++;
