@@ -128,8 +128,9 @@ static int parse_header(const char *s, const char *end, const char *buf, size_t 
     if (parse_dec(&s, end, &inode)) return -1;
     if (s < end && *s != ' ' && *s != '\n') return -1;
     while (s < end && *s == ' ') s++;
-    /* The name runs to the end of the line: it may contain spaces. */
-    const char *nl = memchr(s, '\n', (size_t)(end - s));
+    /* The name runs to the end of the line: it may contain spaces. Most mappings of a big
+     * process are anonymous, with no name, where a call to memchr costs more than a test. */
+    const char *nl = s < end && *s == '\n' ? s : memchr(s, '\n', (size_t)(end - s));
     *eol = nl ? nl : end;
     uint32_t nlen = (uint32_t)(*eol - s);
     c64[PMPROC_C64_START * cap + i] = start;
