@@ -1,18 +1,22 @@
 """physmem.proc vs a raw read and psutil, on a helper process with >= 2,000 mappings.
 
 Targets (issue 3): smaps parse <= 2x raw read and >= 2.5x faster than psutil
-memory_maps(grouped=False); maps parse <= 1.5x raw read. Prints best-of-N times and ratios.
+memory_maps(grouped=False); maps parse <= 1.5x raw read. Prints best-of-N times (baseline
+and physmem interleaved round by round) and ratios.
 
 maps()/smaps() fill numpy columns and build records only when asked, so the "records"
 lines also time building every Vma/Smaps, which is what code that iterates all pays.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-import time
 
 import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench import best_interleaved  # noqa: E402
 
 from physmem import proc
 from physmem.proc._read import read_bytes
@@ -36,15 +40,6 @@ sys.stdin.read()
 '''
 
 
-def best(fn, n):
-    t = float("inf")
-    for _ in range(n):
-        s = time.perf_counter()
-        fn()
-        t = min(t, time.perf_counter() - s)
-    return t
-
-
 def main() -> int:
     p = subprocess.Popen([sys.executable, "-c", HELPER], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE)
@@ -52,13 +47,20 @@ def main() -> int:
         p.stdout.readline()
         nvma = len(proc.maps(p.pid))
         ps = psutil.Process(p.pid)
-        raw_maps = best(lambda: read_bytes(f"/proc/{p.pid}/maps"), 50)
-        our_maps = best(lambda: proc.maps(p.pid), 50)
-        raw_smaps = best(lambda: read_bytes(f"/proc/{p.pid}/smaps"), 20)
-        our_smaps = best(lambda: proc.smaps(p.pid), 20)
-        ps_smaps = best(lambda: ps.memory_maps(grouped=False), 5)
-        all_maps = best(lambda: list(proc.maps(p.pid)), 20)
-        all_smaps = best(lambda: list(proc.smaps(p.pid)), 10)
+        # Each contender timed in turn, round after round, so drift in the machine's speed
+        # falls on baseline and physmem alike; best of the rounds for each.
+        raw_maps, our_maps, all_maps = best_interleaved([
+            lambda: read_bytes(f"/proc/{p.pid}/maps"), lambda: proc.maps(p.pid),
+            lambda: list(proc.maps(p.pid))], 50)
+        raw_smaps, our_smaps, all_smaps = best_interleaved([
+            lambda: read_bytes(f"/proc/{p.pid}/smaps"), lambda: proc.smaps(p.pid),
+            lambda: list(proc.smaps(p.pid))], 20)
+        (ps_smaps,) = best_interleaved([lambda: ps.memory_maps(grouped=False)], 5)
+        # Back to back, a raw read finds the previous identical read's state still warm and
+        # runs ~15% faster than inside a parse; show that variant too, to hide nothing.
+        seq = [best_interleaved([fn], 50)[0] for fn in (
+            lambda: read_bytes(f"/proc/{p.pid}/maps"), lambda: proc.maps(p.pid),
+            lambda: read_bytes(f"/proc/{p.pid}/smaps"), lambda: proc.smaps(p.pid))]
     finally:
         p.kill()
         p.wait()
@@ -69,6 +71,8 @@ def main() -> int:
           f" ratio {our_smaps / raw_smaps:.2f}x raw (target <= 2.0x)")
     print(f"smaps: psutil memory_maps(grouped=False) {ps_smaps * 1e3:.2f} ms, physmem "
           f"{ps_smaps / our_smaps:.2f}x faster (target >= 2.5x)")
+    print(f"back to back (each timed alone): maps {seq[1] / seq[0]:.2f}x raw, "
+          f"smaps {seq[3] / seq[2]:.2f}x raw")
     print(f"records: list(maps) {all_maps * 1e3:.2f} ms ({all_maps / raw_maps:.2f}x raw), "
           f"list(smaps) {all_smaps * 1e3:.2f} ms ({all_smaps / raw_smaps:.2f}x raw, "
           f"{ps_smaps / all_smaps:.2f}x faster than psutil)")
