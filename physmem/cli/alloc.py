@@ -34,7 +34,6 @@ def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     make = allocate_scatter if args.scatter else allocate_contiguous
     with make(size, page_size=args.page_size, node=args.node, reserve=args.reserve) as buf:
-        buf.verify()  # raises if anything differs; allocation already verified once
         segments = [{"vaddr": int(v), "paddr": int(p), "nbytes": int(n)}
                     for v, p, n in buf.segments.tolist()]
         if args.json:
