@@ -1,0 +1,94 @@
+"""The one argument checker of physmem's public boundary.
+
+Every public entry point that takes a count, size, address, PFN, pid, node, flag word or
+timeout converts it here, once, before anything reaches numpy or cffi. The rules are the
+same everywhere: Python ints and numpy integers are accepted; bool, float (even ``3.0``),
+str and everything else are :class:`~physmem.errors.InvalidArgument`; so is a value that does
+not fit the C type it will be passed as. The message names the argument, the value and the
+range allowed, so a caller never sees a raw ``OverflowError`` or ``TypeError`` from cffi.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArgument
+
+__all__ = [
+    "U64_MAX", "I64_MAX", "U32_MAX", "I32_MAX", "PID_MAX",
+    "as_int", "as_nonneg", "as_positive", "as_pid", "as_timeout", "as_flags",
+]
+
+U64_MAX = (1 << 64) - 1
+I64_MAX = (1 << 63) - 1   # off_t, loff_t, ssize_t
+U32_MAX = (1 << 32) - 1
+I32_MAX = (1 << 31) - 1   # int, pid_t
+# PID_MAX_LIMIT on 64-bit kernels: no pid can be larger (include/linux/threads.h).
+PID_MAX = 1 << 22
+
+
+def as_int(value: Any, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` as an exact int in ``[lo, hi]`` (either bound optional)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidArgument(f"{name} must be an integer, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise InvalidArgument(
+            f"{name} must be an integer, got {type(value).__name__} {value!r:.60}") from None
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise InvalidArgument(f"{name}={v} is out of range: it must be {_range(lo, hi)}")
+    return v
+
+
+def as_nonneg(value: Any, name: str, *, hi: int = U64_MAX) -> int:
+    """A count, offset, PFN or address: an int in ``[0, hi]``."""
+    return as_int(value, name, lo=0, hi=hi)
+
+
+def as_positive(value: Any, name: str, *, hi: int = U64_MAX) -> int:
+    """A size or count that must be at least 1."""
+    return as_int(value, name, lo=1, hi=hi)
+
+
+def as_pid(value: Any, name: str = "pid", *, allow_zero: bool = False) -> int:
+    """A process id: ``1..PID_MAX`` (``0`` too where the syscall reads it as "this process")."""
+    return as_int(value, name, lo=0 if allow_zero else 1, hi=PID_MAX)
+
+
+def as_timeout(value: Any, name: str = "timeout") -> float | None:
+    """Seconds to wait: ``None`` (forever) or a finite number >= 0 that fits poll()'s int ms."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                        np.floating)):
+        raise InvalidArgument(f"{name} must be a number of seconds or None, got {value!r:.60}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or v * 1000 > I32_MAX:
+        raise InvalidArgument(
+            f"{name}={value!r} is out of range: it must be between 0 and {I32_MAX // 1000} "
+            "seconds, or None to wait forever")
+    return v
+
+
+def as_flags(value: Any, name: str, known: int, *, hi: int = U64_MAX) -> int:
+    """A flag word: an int in ``[0, hi]`` with no bit outside ``known``."""
+    v = as_int(value, name, lo=0, hi=hi)
+    if v & ~known:
+        raise InvalidArgument(f"{name}={v:#x} has unknown bits {v & ~known:#x}")
+    return v
+
+
+def _range(lo: int | None, hi: int | None) -> str:
+    def show(n: int) -> str:
+        return f"{n:#x}" if abs(n) >= 1 << 32 else str(n)
+
+    if lo is not None and hi is not None:
+        return f"between {show(lo)} and {show(hi)}"
+    if lo is not None:
+        return f"at least {show(lo)}"
+    assert hi is not None
+    return f"at most {show(hi)}"
