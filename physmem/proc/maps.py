@@ -7,7 +7,7 @@ import operator
 import os
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Generic, Iterator, NamedTuple, Protocol, TypeVar, cast, overload
+from typing import Any, Generic, Iterable, Iterator, NamedTuple, Protocol, TypeVar, cast, overload
 
 import numpy as np
 
@@ -197,7 +197,8 @@ class VmaList(Sequence[_R], Generic[_R]):
     def _build(self, i: int) -> _R:
         return tuple.__new__(Vma, self._vma_fields(i))  # type: ignore[return-value]
 
-    def _vma_columns(self) -> Iterator[tuple]:
+    def _vma_columns(self) -> list[Iterable[Any]]:
+        """The Vma fields as columns (one iterable per field), for zip in C."""
         p = self._p
         c32, c8 = p.c32, p.c8
         data = p.data
@@ -207,14 +208,14 @@ class VmaList(Sequence[_R], Generic[_R]):
         paths = [_path(data[o:e], k == _FILE) for o, e, k in zip(offs, ends, kinds)]
         devs = (c32[_C32_MAJOR].astype(np.uint64) << np.uint64(32) | c32[_C32_MINOR]).tolist()
         bits = c8[_C8_BITS]
-        return zip(p.c64[_C64_START].tolist(), p.c64[_C64_END].tolist(),
-                   map(_PROT.__getitem__, c8[_C8_PROT].tolist()),
-                   (bits & _SHARED).astype(bool).tolist(), p.c64[_C64_OFFSET].tolist(),
-                   map(_devices.__getitem__, devs), p.c64[_C64_INODE].tolist(), paths,
-                   map(KIND_CODES.__getitem__, kinds), (bits & _DELETED).astype(bool).tolist())
+        return [p.c64[_C64_START].tolist(), p.c64[_C64_END].tolist(),
+                map(_PROT.__getitem__, c8[_C8_PROT].tolist()),
+                (bits & _SHARED).astype(bool).tolist(), p.c64[_C64_OFFSET].tolist(),
+                map(_devices.__getitem__, devs), p.c64[_C64_INODE].tolist(), paths,
+                map(KIND_CODES.__getitem__, kinds), (bits & _DELETED).astype(bool).tolist()]
 
     def _build_all(self) -> list[_R]:
-        return list(map(tuple.__new__, repeat(Vma), self._vma_columns()))  # type: ignore[arg-type]
+        return list(map(tuple.__new__, repeat(Vma), zip(*self._vma_columns())))  # type: ignore[arg-type]
 
     # Columns: read-only numpy views onto the parser's output.
     starts = property(lambda self: self._p.c64[_C64_START], doc="start addresses (uint64)")

@@ -235,10 +235,18 @@ class SmapsList(VmaList[Smaps]):
                 keylist.append(names)
                 rowlist.append(tuple(self._values[cols, i].tolist()))
             keycol, rows = keylist, rowlist
-        flags = list(map(self._vm_flags, range(p.n)))
+        if (p.c8[_C8_BITS] & _RAWFLAGS).any():
+            flags = list(map(self._vm_flags, range(p.n)))
+        else:
+            # Few distinct flag words per file: build each set once, look the rest up.
+            words = p.c64[_C64_VMFLAGS].tolist()
+            for w in set(words).difference(self._flagsets):
+                self._flagsets[w] = frozenset(
+                    name for k, name in enumerate(p.flag_names) if w >> k & 1)
+            flags = list(map(self._flagsets.__getitem__, words))
+        # One zip over every column: the row tuples are built in C, with no concatenation.
         return list(map(tuple.__new__, repeat(Smaps),
-                        (vma + extra for vma, extra in
-                         zip(self._vma_columns(), zip(keycol, rows, flags)))))
+                        zip(*self._vma_columns(), keycol, rows, flags)))
 
 
 def parse_smaps(data: bytes, path: str = "smaps") -> SmapsList:
