@@ -1,76 +1,72 @@
-"""Timing of topology.read() on the 256-CPU POWER fixture and validate() on this machine.
+"""Topology and validator timings, and physmem's topology command beside lscpu and numactl.
 
-Target (issue 6): both well under 100 ms. Run: python benchmarks/topology.py
+Targets (issue 6): topology.read() on the 256-CPU POWER fixture and validate() on this
+machine each well under 100 ms (median). Command against command (``physmem topo --json``
+vs ``lscpu -J`` and ``numactl --hardware``) is reported beside them: those are C programs
+that start in a millisecond, so the line shows what physmem's Python start-up costs.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
-from physmem import topology
-from physmem.validate import validate
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import Verdicts, info, measure  # noqa: E402
 
-TARGET_MS = 100.0
-def _fixture_dir() -> Path:
-    # The issue's layout is ../shared next to the clone; PHYSMEM_SYSFS_FIXTURES overrides.
-    if os.environ.get("PHYSMEM_SYSFS_FIXTURES"):
-        return Path(os.environ["PHYSMEM_SYSFS_FIXTURES"])
-    for base in (Path(__file__).resolve().parents[2], Path.cwd().parent, Path("/work")):
-        if (base / "shared" / "fixtures" / "sysfs").is_dir():
-            return base / "shared" / "fixtures" / "sysfs"
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sysfs"
+from physmem import topology  # noqa: E402
+import physmem.validate  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
-FIXTURES = _fixture_dir()
+def fixture(name: str) -> Path | None:
+    for base in (REPO / "tests" / "data" / "sysfs", REPO.parent / "shared" / "fixtures" / "sysfs"):
+        if (base / name).exists():
+            return base / name
+    return None
 
 
-def timed(fn, repeat: int = 20) -> tuple[float, float]:
-    """(first call, median of the following calls) in milliseconds."""
-    t0 = time.perf_counter()
-    fn()
-    first = (time.perf_counter() - t0) * 1e3
-    runs = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - t0) * 1e3)
-    return first, statistics.median(runs)
-
-
-def report(name: str, first: float, median: float) -> bool:
-    ok = median < TARGET_MS
-    print(f"{name:<40} first {first:7.2f} ms  median {median:7.2f} ms  "
-          f"ratio to target {median / TARGET_MS:5.3f}  {'OK' if ok else 'MISSED'}")
-    return ok
+def run_validate() -> object:
+    fn = getattr(physmem.validate, "validate", None) or getattr(physmem.validate, "run")
+    return fn()
 
 
 def main() -> int:
-    ok = True
-    archive = FIXTURES / "256ppc-8n8s4t.tar.bz2"
-    if archive.exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            if shutil.which("tar"):
-                subprocess.run(["tar", "-xjf", str(archive), "-C", tmp], check=True)
-            else:
-                with tarfile.open(archive) as tar:
-                    tar.extractall(tmp, filter="tar")
+    v = Verdicts("topology and validator")
+    archive = fixture("256ppc-8n8s4t.tar.bz2")
+    contenders = {"validate() this machine": run_validate,
+                  "topology.read() this machine": topology.read}
+    with tempfile.TemporaryDirectory() as tmp:
+        if archive:
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="tar")
             (root,) = [p for p in Path(tmp).iterdir() if p.is_dir()]
             sys_root, proc_root = str(root / "sys"), str(root / "proc")
             topo = topology.read(sys_root, proc_root)
             print(f"POWER fixture: {len(topo.cpus)} CPUs, {len(topo.nodes)} nodes")
-            ok &= report("topology.read() 256ppc-8n8s4t", *timed(lambda: topology.read(sys_root, proc_root)))
-    else:
-        print(f"fixture {archive} not found (set PHYSMEM_SYSFS_FIXTURES); skipping POWER timing")
-    ok &= report("validate() this machine", *timed(validate))
-    ok &= report("topology.read() this machine", *timed(topology.read))
-    return 0 if ok else 1
+            contenders["topology.read() 256ppc-8n8s4t"] = lambda: topology.read(sys_root, proc_root)
+        s = measure(contenders, 20)
+    for name, stats in s.items():
+        v.value(name, stats.median * 1e3, "ms", at_most=100.0)
+    if not archive:
+        v.skip("topology.read() 256ppc-8n8s4t", "fixture not found")
+    commands = {"physmem topo --json": [sys.executable, "-m", "physmem.cli", "topo", "--json"]}
+    for peer, cmd in (("lscpu -J", ["lscpu", "-J"]), ("numactl --hardware", ["numactl", "--hardware"])):
+        if shutil.which(cmd[0]):
+            commands[peer] = cmd
+        else:
+            v.skip(peer, f"{cmd[0]} is not installed (benchmarks/peers/setup.sh)")
+    c = measure({k: (lambda cmd=cmd: subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True))
+                 for k, cmd in commands.items()}, 10)
+    for peer in commands:
+        if peer != "physmem topo --json":
+            info(f"physmem topo --json / {peer} (command, start to exit)",
+                 f"{c['physmem topo --json'].median / c[peer].median:.1f}x")
+    return v.finish()
 
 
 if __name__ == "__main__":
