@@ -210,6 +210,16 @@ def test_plan_names_a_missing_device_as_missing():
     assert run_physmem("plan", "--device", some).returncode == 0
 
 
+def test_options_refuse_in_cli_words(capsys):
+    online = Path("/sys/devices/system/node/online").read_text().strip()
+    code, _, err = run_cli(capsys, "alloc", "2M", "--node", "77")
+    assert code == 2 and "--node 77: no such NUMA node" in err
+    if "-" not in online and "," not in online:   # one node, e.g. "0"
+        assert f"(online nodes: {online})" in err
+    code, _, err = run_cli(capsys, "kpageflags", "--summary", "--start", "x")
+    assert code == 2 and "--start: 'x' is not an integer" in err and "parse_int" not in err
+
+
 def test_no_traceback_for_any_of_these():
     for argv in (["map", "--cell", "99999999999999G"], ["alloc", "1.5"], ["alloc", "0x"],
                  ["frag", "--node", "-1"], ["v2p", "--pid", "-3", "0x1000"]):

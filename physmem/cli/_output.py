@@ -1,6 +1,7 @@
 """The one output layer of the subcommands: JSON to stdout, tables and counts for people."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import enum
 import json
@@ -82,6 +83,14 @@ def human_bytes(n: int) -> str:
 def parse_int(text: str) -> int:
     """Decimal or 0x-prefixed hexadecimal, as people paste addresses."""
     return int(text, 0)
+
+
+def int_arg(text: str) -> int:
+    """``type=`` for options taking a number: parse_int, refused in argparse's words."""
+    try:
+        return parse_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (decimal or 0x hex)") from None
 
 
 class Progress:

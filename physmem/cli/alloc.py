@@ -5,7 +5,7 @@ import argparse
 
 from ..dma import allocate_contiguous, allocate_scatter
 from ..hugepages.reserve import parse_size
-from ._output import emit_json, plural, print_table, size_text
+from ._output import check_node, emit_json, plural, print_table, size_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     make = allocate_scatter if args.scatter else allocate_contiguous
-    with make(size, page_size=args.page_size, node=args.node, reserve=args.reserve) as buf:
+    node = check_node(args.node)
+    with make(size, page_size=args.page_size, node=node, reserve=args.reserve) as buf:
         segments = [{"vaddr": int(v), "paddr": int(p), "nbytes": int(n)}
                     for v, p, n in buf.segments.tolist()]
         # Allocation verified the buffer already; report exactly what that covered.

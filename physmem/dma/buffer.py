@@ -75,7 +75,8 @@ class DmaBuffer:
     and ``size`` (whole hugepages) describe the virtual range; ``segments`` is a structured
     array (``vaddr``, ``paddr``, ``nbytes``) of its physically contiguous pieces. Offsets in
     :meth:`virt_to_phys` / :meth:`phys_to_virt` count from ``address``. Excluded from fork
-    children (MADV_DONTFORK) and mlocked. Close it, or use it as a context manager.
+    children (MADV_DONTFORK) and mlocked. ``verification`` records what the latest
+    :meth:`verify` (run once at allocation) checked. Close it, or use it as a context manager.
     """
 
     address: int
