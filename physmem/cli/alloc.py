@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
                        "verified": checked.complete, "verification": checked.as_json()})
             return 0
         kind = "contiguous" if buf.is_contiguous else f"in {plural(len(segments), 'segment')}"
-        node = "" if buf.node is None else f" on node {buf.node}"
+        where = "" if buf.node is None else f" on node {buf.node}"
         print(f"allocated {size_text(buf.size)} {kind}: {buf.size // buf.page_size} x "
-              f"{size_text(buf.page_size)} page{'' if buf.size == buf.page_size else 's'}{node}")
+              f"{size_text(buf.page_size)} page{'' if buf.size == buf.page_size else 's'}{where}")
         print_table(["virtual", "physical", "size"],
                     [[f"{s['vaddr']:#x}", f"{s['paddr']:#x}", size_text(s["nbytes"])] for s in segments],
                     align="rrr")
