@@ -13,8 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "alloc", help="allocate DMA memory from hugepages and print its physical segments",
         description="Allocate SIZE bytes of hugetlb memory that is physically contiguous (or, "
                     "with --scatter, in as few segments as possible), verify it with pagemap "
-                    "and kpageflags, print the segments, and free it on exit. Needs root to "
-                    "see physical addresses.",
+                    "and kpageflags, print the segments and which checks ran (kpageflags is "
+                    "root only), and free it on exit. Needs CAP_SYS_ADMIN to see physical "
+                    "addresses.",
         epilog="examples:\n  physmem alloc 64M --reserve\n"
                "  physmem alloc 1G --page-size 1G --reserve --json\n"
                "  physmem alloc 256M --scatter --json",
