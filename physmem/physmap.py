@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import addressing, proc
+from ._args import as_int
 from .errors import InvalidArgument, translate_os_errors
 from .kpageflags import KPF, KPageFlags
 from .pagemap import PageMap
@@ -220,10 +221,26 @@ class CellMap:
         return np.bincount(self.dominant, minlength=N_CLASSES)
 
 
-def _parse_cell(cell: int, page: int) -> int:
+def _parse_cell(cell: int, page: int, frames: int) -> int:
+    """Pages per cell: a whole number of pages, at most all of memory (one cell)."""
+    cell = as_int(cell, "cell size", lo=1)  # no upper bound: memory is the bound below
     if cell < page or cell % page:
         raise InvalidArgument(f"cell size {cell} is not a positive multiple of the page size {page}")
+    if cell // page > frames:
+        # A larger cell is one cell with most of it past the end of memory: refuse it
+        # rather than draw a map of one mostly empty cell.
+        raise InvalidArgument(
+            f"cell size {_size_text(cell)} is larger than all physical memory "
+            f"({frames} frames of {page} bytes = {_size_text(frames * page)}): "
+            f"give at most {_size_text(frames * page)}")
     return cell // page
+
+
+def _size_text(n: int) -> str:
+    for shift, unit in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return f"{n} bytes"
 
 
 def cell_map(cell: int = 2 << 20, *, pid: int | None = None, flags: np.ndarray | None = None,
@@ -236,13 +253,18 @@ def cell_map(cell: int = 2 << 20, *, pid: int | None = None, flags: np.ndarray |
     ``progress(frames_done, frames_total)`` is called after each chunk read.
     """
     page = addressing.page_size()
-    cp = _parse_cell(int(cell), page)
+    if flags is not None:
+        span = len(flags)
+    else:
+        with KPageFlags(proc_root=proc_root) as kf:
+            span = kf.max_pfn()
+    cp = _parse_cell(cell, page, span)
     zones = tuple(zone_spans(proc_root))
     max_order = max((len(b.free) - 1 for b in proc.buddyinfo(proc_root)), default=10)
     ram = ram_ranges(proc_root)
-    # Chunks hold whole cells and whole top-order blocks, so neither spans two chunks.
-    align = int(np.lcm(cp, 1 << max_order))
-    chunk = max(align, (1 << 16) // align * align)
+    # Chunks hold whole top-order blocks, so no free block spans two; a cell may (its
+    # counts add up over the chunks), which keeps memory bounded whatever the cell size.
+    chunk = max(1 << max_order, (1 << 16) >> max_order << max_order)
 
     def chunks() -> Iterator[tuple[int, np.ndarray]]:
         if flags is not None:
@@ -274,7 +296,7 @@ def cell_map(cell: int = 2 << 20, *, pid: int | None = None, flags: np.ndarray |
 def _scan(chunks: Iterator[tuple[int, np.ndarray]], zones: tuple[ZoneSpan, ...], ram: np.ndarray,
           cp: int, heads_max_order: int | None
           ) -> tuple[np.ndarray, int, int, np.ndarray, np.ndarray]:
-    pieces: list[np.ndarray] = []
+    pieces: list[tuple[int, np.ndarray]] = []
     buddy = frames = 0
     reserved = np.zeros(len(zones), dtype=np.int64)
     last_used = np.array([z.start_pfn - 1 for z in zones], dtype=np.int64)
@@ -298,8 +320,10 @@ def _scan(chunks: Iterator[tuple[int, np.ndarray]], zones: tuple[ZoneSpan, ...],
             used = np.flatnonzero((seg != PageClass.NOFLAGS) & (seg != PageClass.HOLE))
             if used.size:
                 last_used[i] = max(last_used[i], lo + int(used[-1]))
-        pieces.append(_count_cells(cls, start, cp))
-    counts = np.concatenate(pieces) if pieces else np.zeros((0, N_CLASSES), np.uint32)
+        pieces.append((start // cp, _count_cells(cls, start, cp)))
+    counts = np.zeros((-(-frames // cp), N_CLASSES), np.uint32)
+    for first, piece in pieces:
+        counts[first:first + len(piece)] += piece
     return counts, buddy, frames, reserved, last_used
 
 
@@ -351,9 +375,11 @@ def free_runs(proc_root: str = "/proc") -> np.ndarray:
 
 
 def _count_cells(cls: np.ndarray, start: int, cp: int) -> np.ndarray:
+    """Pages per class of the cells a chunk touches, the first being cell ``start // cp``."""
     n = len(cls)
-    cells = -(-n // cp)
-    key = (np.arange(n, dtype=np.int64) // cp) * N_CLASSES + cls
+    skip = start % cp
+    cells = -(-(skip + n) // cp)
+    key = ((np.arange(n, dtype=np.int64) + skip) // cp) * N_CLASSES + cls
     return np.bincount(key, minlength=cells * N_CLASSES).reshape(cells, N_CLASSES).astype(np.uint32)
 
 

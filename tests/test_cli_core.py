@@ -31,11 +31,11 @@ def test_v2p_json_matches_translate(is_root, capsys):
 def test_v2p_not_present_and_bad_input(is_root, capsys):
     buf, addr = anonymous(PAGE, touch=False)
     code, out, err = run_cli(capsys, "v2p", "--json", hex(addr))
-    assert code == 2 and json.loads(out)[0]["present"] is False
+    assert code == 5 and json.loads(out)[0]["present"] is False  # not found
     code, _, err = run_cli(capsys, "v2p", "nonsense")
-    assert code == 1 and "not an address" in err
+    assert code == 2 and "not an address" in err  # usage
     code, _, err = run_cli(capsys, "v2p", "--pid", str(2**22 + 999), "0x1000")
-    assert code == 2 and "does not exist" in err
+    assert code == 5 and "does not exist" in err  # not found
     buf.close()
 
 
@@ -51,7 +51,7 @@ def test_kpageflags_pfns_and_summary(is_root, capsys):
     assert code == 0
     assert [(r["flags"], r["pages"]) for r in summary] == [(r.flags, r.pages) for r in expected]
     code, _, err = run_cli(capsys, "kpageflags")
-    assert code == 1 and "PFNs or --summary" in err
+    assert code == 2 and "PFNs or --summary" in err
 
 
 def test_entry_point_runs_as_a_program(is_root):
@@ -61,7 +61,7 @@ def test_entry_point_runs_as_a_program(is_root):
     proc = run_physmem("v2p", "--help")
     assert "example: physmem v2p" in proc.stdout
     bad = run_physmem("frobnicate")
-    assert bad.returncode == 1 and "invalid choice" in bad.stderr
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 
 def test_progress_bar_draws_only_after_the_delay_and_cleans_up():

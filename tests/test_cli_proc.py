@@ -42,6 +42,6 @@ def test_system_commands_json():
 
 def test_errors_and_help():
     out = cli("maps", "--pid", "999999999")
-    assert out.returncode == 2 and "error" in out.stderr and not out.stdout
+    assert out.returncode == 5 and "error" in out.stderr and not out.stdout  # no such process
     h = cli("smaps", "--help")
     assert h.returncode == 0 and "example:" in h.stdout

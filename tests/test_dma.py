@@ -230,6 +230,54 @@ def test_verify_after_compaction(hugepage_pool):
         check_contiguous(buf, MB2)
 
 
+def raw_kpageflags(pfns: list[int]) -> list[int]:
+    """The independent reading of /proc/kpageflags: one os.pread per frame."""
+    fd = os.open("/proc/kpageflags", os.O_RDONLY)
+    try:
+        return [struct.unpack("<Q", os.pread(fd, 8, pfn * 8))[0] for pfn in pfns]
+    finally:
+        os.close(fd)
+
+
+def test_verify_reports_both_checks_as_root(hugepage_pool):
+    hugepage_pool(2)
+    with allocate_contiguous(2 * MB2, reserve=True) as buf:
+        got = buf.verify()
+        assert got == buf.verification
+        assert got.pagemap and got.kpageflags and got.complete and got.not_checked == ()
+        assert got.pages == 2 and got.segments == 1
+        heads = own_pfns(buf.address, buf.size)[:: MB2 // PAGE]
+        huge_head = (1 << 17) | (1 << 15)   # KPF_HUGE, KPF_COMPOUND_HEAD (kernel-page-flags.h)
+        assert all(f & huge_head == huge_head for f in raw_kpageflags(heads))
+        assert got.as_json() == {"pagemap": True, "kpageflags": True, "not_checked": {}}
+
+
+# CAP_SYS_ADMIN makes pagemap show PFNs, but /proc/kpageflags is mode 0400 root: a non-root
+# user holding the capability (`setcap cap_sys_admin`) cannot open it. CAP_IPC_LOCK for mlock.
+CAPPED = ["--inh-caps=+sys_admin,+ipc_lock", "--ambient-caps=+sys_admin,+ipc_lock"]
+
+
+def test_verify_says_kpageflags_was_not_checked_without_access(hugepage_pool, run_unprivileged):
+    from conftest import NOBODY
+
+    hugepage_pool(1)
+    assert os.stat("/proc/kpageflags").st_mode & 0o077 == 0, "kpageflags readable by others?"
+    env, cwd = python_env()
+    run = subprocess.run([*NOBODY, *CAPPED, sys.executable, "-m", "physmem.cli", "alloc", "2M",
+                          "--json"], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["verified"] is False
+    assert out["verification"]["pagemap"] is True and out["verification"]["kpageflags"] is False
+    assert "kpageflags" in out["verification"]["not_checked"]
+    text = subprocess.run([*NOBODY, *CAPPED, sys.executable, "-m", "physmem.cli", "alloc", "2M"],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert "verified with pagemap" in text.stdout
+    assert "not checked: kpageflags" in text.stdout and "hugetlb" not in text.stdout.split(
+        "not checked")[0].split("pagemap")[-1]
+
+
 def test_forked_child_does_not_see_the_buffer(hugepage_pool):
     hugepage_pool(1)
     with allocate_contiguous(MB2) as buf:
@@ -287,7 +335,7 @@ def test_cli_alloc_json_matches_an_independent_check(is_root, capsys):
     assert out["contiguous"] and out["verified"] and out["size"] == 8 << 20
     assert out["segments"][0]["nbytes"] == 8 << 20
     assert out["segments"][0]["paddr"] % MB2 == 0
-    assert main(["alloc", "0"]) == 1
+    assert main(["alloc", "0"]) == 2
 
 
 def test_demoted_gigantic_page_gives_a_1g_run_of_2m_pages(is_root):

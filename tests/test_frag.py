@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +88,28 @@ def test_node_filter():
     nodes = {r.node for r in fragmentation(runs=False)}
     assert {r.node for r in fragmentation(min(nodes), runs=False)} == {min(nodes)}
     assert fragmentation(max(nodes) + 100, runs=False) == []
+
+
+def online_nodes() -> list[int]:
+    """The kernel's list of online nodes, read independently (e.g. "0" or "0-1,4")."""
+    out: list[int] = []
+    for part in Path("/sys/devices/system/node/online").read_text().strip().split(","):
+        lo, _, hi = part.partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return out
+
+
+@pytest.mark.parametrize("node", ["5", "-1", "99999"])
+def test_cli_refuses_a_node_that_does_not_exist_naming_those_that_do(node):
+    have = online_nodes()
+    if int(node) in have:
+        pytest.skip(f"node {node} exists here")
+    r = run_physmem("frag", "--node", node)
+    assert r.returncode == 2 and not r.stdout
+    assert f"--node {node}: no such NUMA node" in r.stderr
+    assert f"online nodes: {', '.join(map(str, have))}" in r.stderr
+    r = run_physmem("frag", "--node", str(have[0]), "--json")
+    assert r.returncode == 0 and {d["node"] for d in json.loads(r.stdout)} == {have[0]}
 
 
 def test_cli_json_matches_the_api(is_root):

@@ -132,7 +132,7 @@ def test_cli_hugepages_list_matches_pools(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [(r["size"], r["node"], r["total"], r["free"]) for r in rows] == \
         [(p.size, p.node, p.total, p.free) for p in pools()]
-    assert main(["hugepages", "reserve"]) == 1
+    assert main(["hugepages", "reserve"]) == 2
 
 
 def test_cli_hugepages_reserve_and_release(restore_pools, capsys):

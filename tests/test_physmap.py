@@ -104,9 +104,11 @@ def test_classify_agrees_with_the_rules_on_every_live_value_and_corners(is_root)
     assert classify(arr.view(np.uint64)).tolist() == classify(arr).tolist()
 
 
-def test_snapshot_cells_equal_an_independent_count_exactly(is_root):
+# 512: a pageblock; 3: cells that straddle free blocks; 100_000: cells larger than a scan
+# chunk, which straddle chunk boundaries and add up across them.
+@pytest.mark.parametrize("cp", [512, 3, 100_000])
+def test_snapshot_cells_equal_an_independent_count_exactly(is_root, cp):
     flags = read_all_flags()
-    cp = 512
     cm = cell_map(cp * PAGE, flags=flags)
     assert cm.frames == len(flags) and cm.counts.sum() == len(flags)
     assert len(cm.counts) == -(-len(flags) // cp)
@@ -207,7 +209,53 @@ def test_pid_overlay_covers_the_frames_of_our_buffer(is_root):
 
 def test_bad_cell_size_is_a_usage_error(is_root):
     r = run_physmem("map", "--cell", "1000")
-    assert r.returncode == 1 and "page size" in r.stderr
+    assert r.returncode == 2 and "page size" in r.stderr
+
+
+def kpageflags_frames() -> int:
+    """Frames /proc/kpageflags covers, found independently: read at doubling offsets."""
+    fd = os.open("/proc/kpageflags", os.O_RDONLY)
+    try:
+        lo, hi = 0, 1
+        while len(os.pread(fd, 8, hi * 8)) == 8:
+            lo, hi = hi, hi * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if len(os.pread(fd, 8, mid * 8)) == 8 else (lo, mid)
+        return hi
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("cell", ["1T", "99999999999999G", "1P"])
+def test_a_cell_larger_than_memory_is_refused_in_one_line(is_root, cell):
+    r = run_physmem("map", "--cell", cell)
+    assert r.returncode == 2 and not r.stdout and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    if cell == "1P":   # not a unit physmem knows
+        assert "not a size" in r.stderr
+        return
+    assert "larger than all physical memory" in r.stderr
+    assert f"{kpageflags_frames()} frames" in r.stderr
+
+
+def test_a_cell_of_all_memory_is_one_cell_and_memory_stays_bounded(is_root):
+    import tracemalloc
+
+    frames = kpageflags_frames()
+    cell = 1 << (frames * PAGE).bit_length() - 1   # the largest power of two that fits
+    tracemalloc.start()
+    try:
+        cm = cell_map(cell)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(cm.counts) == -(-frames * PAGE // cell) and cm.counts.sum() == frames
+    assert int(cm.cells_per_class().sum()) == len(cm.counts)
+    # Scanning reads bounded chunks whatever the cell: far less than one cell's flags.
+    assert peak < 64 << 20 and peak < (cell // PAGE) * 8, peak
+    r = run_physmem("map", "--cell", str(frames * PAGE))
+    assert r.returncode == 0 and "\n1 cell of" in r.stdout and "1 cells" not in r.stdout
 
 
 def test_cli_json_matches_the_api(is_root):
@@ -258,6 +306,6 @@ def test_png_without_matplotlib_says_how_to_get_it(is_root, tmp_path):
     code = ("import sys; sys.modules['matplotlib'] = None; from physmem.cli import main; "
             f"sys.exit(main(['map', '--png', {str(tmp_path / 'x.png')!r}]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd)
-    assert r.returncode == 1
+    assert r.returncode == 6
     assert "pip install 'physmem[plot]'" in r.stderr
     assert not (tmp_path / "x.png").exists()

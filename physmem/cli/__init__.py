@@ -1,39 +1,112 @@
 """The ``physmem`` command line: one parser, one subcommand module per concern.
 
 A subcommand module defines ``register(subparsers)``, which adds its parser and sets
-``func`` (taking the parsed arguments, returning the exit status). Add new modules to
-``COMMANDS``. Exit status: 0 success, 1 bad usage, 2 the system refused (permissions,
-missing kernel feature, process gone).
+``func`` (taking the parsed arguments, returning an :class:`Exit` status). Add new modules
+to ``COMMANDS``. Errors are raised, not printed: :func:`main` prints them in one line and
+:func:`exit_code` is the one place that turns an error into an exit status.
 """
 from __future__ import annotations
 
 import argparse
+import enum
 import importlib
 import sys
+import textwrap
 from typing import Sequence
 
-from ..errors import InvalidArgument, PhysmemError
+from .. import __version__
+from ..errors import InvalidArgument, PageNotPresent, PhysmemError, ProcessGone
 from . import _output
 
 COMMANDS = ("v2p", "kpageflags", "alloc", "hugepages", "topo", "plan", "doctor", "procfs", "map", "frag")
 
-EXIT_USAGE = 1
-EXIT_SYSTEM = 2
+
+class Exit(enum.IntEnum):
+    """Exit statuses of ``physmem``; each means one thing on every subcommand."""
+
+    OK = 0
+    ERROR = 1               # the system refused or failed: permission, kernel feature, memory
+    USAGE = 2               # bad command line: unknown option, malformed or impossible value
+    WARNINGS = 3            # doctor found warnings (and no errors)
+    ERRORS = 4              # doctor found errors
+    NOT_FOUND = 5           # a page is not present, a process does not exist or has exited
+    MISSING_DEPENDENCY = 6  # an optional package is not installed (matplotlib for --png)
+
+
+EXIT_HELP = """exit status:
+  0  success
+  1  the system refused or failed (permission, missing kernel feature, out of memory)
+  2  usage error: unknown option, malformed or impossible value
+  3  doctor found warnings (and no errors)
+  4  doctor found errors
+  5  not found: a page not present, a process that does not exist or has exited
+  6  an optional package is missing (matplotlib for --png)"""
+
+SIZES_HELP = """sizes: bytes (4096, 0x200000) or a number with a unit K, M, G or T, always a
+power of 1024 whatever the case or suffix: 64m = 64M = 64MiB = 64MB = 64 * 2**20 bytes (as
+in the kernel's hugepagesz= and meminfo); a fraction is fine if it comes to whole bytes (1.5G)."""
+
+
+def exit_code(exc: BaseException) -> Exit:
+    """The exit status for an error that ended a subcommand."""
+    from ..plots import PlotUnavailable
+
+    if isinstance(exc, InvalidArgument):
+        return Exit.USAGE
+    if isinstance(exc, (PageNotPresent, ProcessGone)):
+        return Exit.NOT_FOUND
+    if isinstance(exc, PlotUnavailable):
+        return Exit.MISSING_DEPENDENCY
+    return Exit.ERROR
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(Exit.USAGE, f"{self.prog}: error: {message}\n")
+
+    def _parse_optional(self, arg_string: str):  # type: ignore[no-untyped-def]
+        # "-5M" or "-0x10" is a (bad) value, not an unknown option: let the value's own
+        # check say what is wrong with it instead of "SIZE required".
+        if len(arg_string) > 1 and arg_string[0] == "-" and arg_string[1].isdigit():
+            return None
+        return super()._parse_optional(arg_string)
+
+
+class _TopFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the exit-status table as written, and each command's summary on its line
+    (argparse measures subcommand names without their indent and wraps the longer ones)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=20, width=100)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        for sub in self._iter_indented_subactions(action):
+            self._action_max_length = max(self._action_max_length, self._current_indent
+                                          + len(self._format_action_invocation(sub)))
+
+
+def _wrap(text: str | None) -> str | None:
+    """Fill a description's paragraphs to the terminal (epilogs keep their layout)."""
+    if not text:
+        return text
+    width = min(88, argparse.HelpFormatter("x")._width)
+    return "\n\n".join(textwrap.fill(" ".join(p.split()), width) for p in text.split("\n\n"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="physmem", description="Linux physical memory: where it lives, how to get it.")
+    parser = _Parser(prog="physmem", description="Linux physical memory: where it lives, how to get it.",
+                     epilog=f"{EXIT_HELP}\n\n{SIZES_HELP}\n\n"
+                            "physmem COMMAND --help shows each command's options and examples.",
+                     formatter_class=_TopFormatter)
+    parser.add_argument("--version", action="version", version=f"physmem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
     for command in sub.choices.values():  # one unit convention for every subcommand
+        command.description = _wrap(command.description)
         command.add_argument("--bytes", action="store_true",
                              help="print sizes as exact byte counts, not KiB/MiB/GiB "
                                   "(JSON output is always in bytes)")
@@ -43,20 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # report it with the subcommand's usage, not the top-level one
+            sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         _output.RAW_BYTES = args.bytes
-        return int(args.func(args) or 0)
-    except SystemExit as exc:  # argparse's usage errors and --help: return, do not exit
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        return int(args.func(args) or Exit.OK)
+    except SystemExit as exc:  # argparse's usage errors, --help and --version: return, do not exit
+        return exc.code if isinstance(exc.code, int) else Exit.USAGE
     except BrokenPipeError:  # `physmem ... | head` closed our stdout: not an error
         sys.stderr.close()
-        return 0
-    except InvalidArgument as exc:
-        print(f"physmem: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return Exit.OK
     except (PhysmemError, OSError) as exc:
         print(f"physmem: error: {exc}", file=sys.stderr)
-        return EXIT_SYSTEM
+        return exit_code(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

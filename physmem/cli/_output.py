@@ -1,13 +1,20 @@
-"""Output helpers shared by subcommands: JSON to stdout, tables for people."""
+"""The one output layer of the subcommands: JSON to stdout, tables and counts for people."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import enum
 import json
 import sys
 import time
 from typing import IO, Any, Callable, Sequence
 
+from ..errors import InvalidArgument
+
 
 def emit_json(data: Any) -> None:
+    """Every subcommand's ``--json``: one document, indented by 2, keys in record order,
+    sizes and addresses as plain integers (bytes), absent values as null."""
     json.dump(data, sys.stdout, indent=2, default=_default)
     sys.stdout.write("\n")
 
@@ -15,9 +22,33 @@ def emit_json(data: Any) -> None:
 def _default(obj: Any) -> Any:
     if hasattr(obj, "_asdict"):
         return obj._asdict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.name.lower()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
     if hasattr(obj, "tolist"):
         return obj.tolist()
     raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 page``, ``2 pages`` (``nouns`` for an irregular plural)."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
+
+
+def check_node(node: int | None, flag: str = "--node") -> int | None:
+    """A NUMA node given on the command line, refused unless this machine has it online."""
+    if node is None:
+        return None
+    from ..numa import online_nodes
+
+    have = sorted(online_nodes())
+    if node not in have:
+        raise InvalidArgument(f"{flag} {node}: no such NUMA node on this machine "
+                              f"(online nodes: {', '.join(map(str, have)) or 'none'})")
+    return node
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
@@ -54,6 +85,14 @@ def parse_int(text: str) -> int:
     return int(text, 0)
 
 
+def int_arg(text: str) -> int:
+    """``type=`` for options taking a number: parse_int, refused in argparse's words."""
+    try:
+        return parse_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (decimal or 0x hex)") from None
+
+
 class Progress:
     """A progress bar on stderr, drawn only when stderr is a terminal and the work has taken
     more than ``delay`` seconds (quick commands stay quiet, pipes stay clean)."""
@@ -86,15 +125,3 @@ class Progress:
         if self.drawn:
             self.stream.write("\r" + " " * (len(self.label) + 40) + "\r")
             self.stream.flush()
-
-
-def write_png(draw: Callable[[], None]) -> int:
-    """Run a plotting call; without matplotlib say how to get it (exit status 1)."""
-    from ..plots import PlotUnavailable
-
-    try:
-        draw()
-    except PlotUnavailable as exc:
-        print(f"physmem: error: {exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -5,7 +5,7 @@ import argparse
 
 from ..dma import allocate_contiguous, allocate_scatter
 from ..hugepages.reserve import parse_size
-from ._output import emit_json, print_table, size_text
+from ._output import check_node, emit_json, plural, print_table, size_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,39 +13,47 @@ def register(sub: argparse._SubParsersAction) -> None:
         "alloc", help="allocate DMA memory from hugepages and print its physical segments",
         description="Allocate SIZE bytes of hugetlb memory that is physically contiguous (or, "
                     "with --scatter, in as few segments as possible), verify it with pagemap "
-                    "and kpageflags, print the segments, and free it on exit. Needs root to "
-                    "see physical addresses.",
+                    "and kpageflags, print the segments and which checks ran (kpageflags is "
+                    "root only), and free it on exit. Needs CAP_SYS_ADMIN to see physical "
+                    "addresses.",
         epilog="examples:\n  physmem alloc 64M --reserve\n"
                "  physmem alloc 1G --page-size 1G --reserve --json\n"
                "  physmem alloc 256M --scatter --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("size", metavar="SIZE", help="bytes, or with a unit: 64M, 1G")
+    p.add_argument("size", metavar="SIZE",
+                   help="bytes (4096, 0x200000) or with a binary unit: 64M, 1.5G, 64MiB")
     p.add_argument("--page-size", default=None, help="hugepage size: 2M or 1G (default: the kernel's default)")
     p.add_argument("--node", type=int, default=None, help="NUMA node to take the pages from")
     p.add_argument("--scatter", action="store_true", help="accept several physical segments")
     p.add_argument("--reserve", action="store_true",
                    help="grow the hugepage pool by what is needed for the duration (root)")
     p.add_argument("--json", action="store_true",
-                   help="JSON: {size, page_size, node, contiguous, segments: [{vaddr, paddr, nbytes}], verified}")
+                   help="JSON: {size, page_size, node, contiguous, segments: [{vaddr, paddr, "
+                        "nbytes}], verified (every check ran), verification: {pagemap, "
+                        "kpageflags, not_checked: {check: why}}}")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     make = allocate_scatter if args.scatter else allocate_contiguous
-    with make(size, page_size=args.page_size, node=args.node, reserve=args.reserve) as buf:
+    node = check_node(args.node)
+    with make(size, page_size=args.page_size, node=node, reserve=args.reserve) as buf:
         segments = [{"vaddr": int(v), "paddr": int(p), "nbytes": int(n)}
                     for v, p, n in buf.segments.tolist()]
+        # Allocation verified the buffer already; report exactly what that covered.
+        checked = buf.verification
         if args.json:
             emit_json({"size": buf.size, "page_size": buf.page_size, "node": buf.node,
-                       "contiguous": buf.is_contiguous, "segments": segments, "verified": True})
+                       "contiguous": buf.is_contiguous, "segments": segments,
+                       "verified": checked.complete, "verification": checked.as_json()})
             return 0
-        kind = "contiguous" if buf.is_contiguous else f"in {len(segments)} segments"
-        node = "" if buf.node is None else f" on node {buf.node}"
+        kind = "contiguous" if buf.is_contiguous else f"in {plural(len(segments), 'segment')}"
+        where = "" if buf.node is None else f" on node {buf.node}"
         print(f"allocated {size_text(buf.size)} {kind}: {buf.size // buf.page_size} x "
-              f"{size_text(buf.page_size)} pages{node}")
+              f"{size_text(buf.page_size)} page{'' if buf.size == buf.page_size else 's'}{where}")
         print_table(["virtual", "physical", "size"],
                     [[f"{s['vaddr']:#x}", f"{s['paddr']:#x}", size_text(s["nbytes"])] for s in segments],
                     align="rrr")
-        print("verified: pagemap matches the segments; every page is a hugetlb page")
+        print("\n".join(checked.lines()))
     return 0

@@ -1,37 +1,41 @@
-"""``physmem doctor``: check the kernel setup and print what to fix.
-
-Exit status: 0 clean (information only), 1 warnings, 2 errors.
-"""
+"""``physmem doctor``: check the kernel setup and print what to fix."""
 from __future__ import annotations
 
 import argparse
 
-from ..validate import SECTIONS, validate
+from ..validate import SECTIONS, Severity, validate
+from . import Exit
+from ._output import emit_json
 from .topo import add_roots
 
 EXAMPLE = """example:
   physmem doctor                      # every section
   physmem doctor --section isolation --json
-exit status: 0 clean, 1 warnings, 2 errors
+exit status: 0 clean (information only), 3 warnings, 4 errors
 """
 
+_STATUS = {Severity.INFO: Exit.OK, Severity.WARNING: Exit.WARNINGS, Severity.ERROR: Exit.ERRORS}
 
-def run(args: argparse.Namespace) -> int:
+
+def run(args: argparse.Namespace) -> Exit:
     report = validate(args.section, sys_root=args.sys_root, proc_root=args.proc_root)
     if args.json:
-        print(report.to_json(indent=2))
+        emit_json(report.to_dict())
     else:
         for f in report.findings:
             print(f"{f.severity.name:<7} {f.id}: {f.message}")
             if f.fix:
                 print(f"        fix: {f.fix}")
         print("ok" if report.ok else f"worst: {report.worst.name.lower()}")
-    return int(report.worst)
+    return _STATUS[report.worst]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("doctor", help="validate the kernel setup, say what to fix",
-                              description=__doc__, epilog=EXAMPLE,
+                              description="Check the kernel's setup for physical memory work "
+                                          "(hugepages, NUMA, CPU isolation, access to the "
+                                          "page tables) and print each finding with the "
+                                          "exact fix.", epilog=EXAMPLE,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--section", action="append", choices=list(SECTIONS),
                    help="only this section (repeatable)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..fragmentation import fragmentation
-from ._output import emit_json, print_table, size_text, write_png
+from ._output import check_node, emit_json, print_table, size_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,12 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    records = fragmentation(args.node)
+    records = fragmentation(check_node(args.node))
     if args.png:
         from ..plots import plot_frag
 
-        if write_png(lambda: plot_frag(records, args.png)):
-            return 1
+        plot_frag(records, args.png)
     if args.json:
         emit_json([r.as_json() for r in records])
         return 0
@@ -39,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     def q(v: object, fmt: str = "{}") -> str:
         return "?" if v is None else fmt.format(v)
 
+    if not records:  # an online node without memory has no zones to show
+        print(f"node {args.node} has no memory")
+        return 0
     print_table(
         ["node", "zone", "free", "largest block", "largest run", ">=2M", ">=1G", "2M pages", "1G pages"],
         [[r.node, r.zone, size_text(r.free_pages * r.page_size),

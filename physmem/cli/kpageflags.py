@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import InvalidArgument
 from ..kpageflags import KPageCount, KPageFlags, describe
-from ._output import Progress, emit_json, parse_int, print_table, size_text
+from ._output import Progress, emit_json, int_arg, parse_int, plural, print_table, size_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pfns", metavar="PFN", nargs="*", help="page frame number (0x hex or decimal)")
     p.add_argument("--summary", action="store_true", help="table of distinct flag sets")
-    p.add_argument("--start", type=parse_int, default=0, help="first PFN to summarise")
-    p.add_argument("--count", type=parse_int, default=None, help="number of frames to summarise")
+    p.add_argument("--start", type=int_arg, default=0, help="first PFN to summarise")
+    p.add_argument("--count", type=int_arg, default=None, help="number of frames to summarise")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=run)
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
                         [[f"{r.flags:#018x}", r.pages, size_text(r.bytes), ",".join(r.names) or "-"]
                          for r in rows], align="rrrl")
             total = sum(r.pages for r in rows)
-            print(f"total: {total} frames ({size_text(sum(r.bytes for r in rows))})")
+            print(f"total: {plural(total, 'frame')} ({size_text(sum(r.bytes for r in rows))})")
         return 0
     try:
         pfns = [parse_int(p) for p in args.pfns]

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..hugepages.reserve import parse_size
 from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
-from ._output import Progress, emit_json, print_table, size_text, write_png
+from ._output import Progress, emit_json, plural, print_table, size_text
 
 STRIP_WIDTH = 64
 
@@ -53,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.png:
         from ..plots import plot_map
 
-        if write_png(lambda: plot_map(cm, args.png)):
-            return 1
+        plot_map(cm, args.png)
     if args.json:
         emit_json(to_json(cm))
         return 0
@@ -62,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     print_table(["state", "cells", "pages", "size"],
                 [[CLASS_INFO[c][0], cells[c], pages[c], size_text(int(pages[c]) * cm.page_size)]
                  for c in PageClass if pages[c]], align="lrrr")
-    print(f"{len(cm.counts)} cells of {size_text(cm.cell_bytes)}, {cm.frames} frames")
+    print(f"{plural(len(cm.counts), 'cell')} of {size_text(cm.cell_bytes)}, {plural(cm.frames, 'frame')}")
     per_char = -(-len(cm.counts) // (STRIP_WIDTH * 16))
     dom = cm.dominant
     key = "  ".join(f"'{CLASS_INFO[c][2]}'={c.name.lower()}" for c in PageClass if cells[c])
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r * per_char * cm.cell_bytes:#14x} |{''.join(chars[r:r + STRIP_WIDTH])}|")
     if cm.pid_pages is not None:
         print(f"\npid {cm.pid}: {size_text(int(cm.pid_pages.sum()) * cm.page_size)} "
-              f"in {int((cm.pid_pages > 0).sum())} cells")
+              f"in {plural(int((cm.pid_pages > 0).sum()), 'cell')}")
     if args.png:
         print(f"wrote {args.png}")
     return 0

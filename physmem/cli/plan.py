@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import re
 from typing import Any
 
 from .. import cpus, topology
+from ..errors import InvalidArgument
+from ._output import emit_json
 from .topo import add_roots
+
+# domain:bus:device.function, as lspci -D and /sys/bus/pci/devices name them
+PCI_ADDRESS = re.compile(r"[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 
 EXAMPLE = """example:
   physmem plan --device 0000:03:00.0 --loops 2
@@ -16,10 +22,21 @@ EXAMPLE = """example:
 
 def run(args: argparse.Namespace) -> int:
     topo = topology.read(args.sys_root, args.proc_root)
-    placement = cpus.plan(topo, devices=args.device or (), control_loops=args.loops)
+    known = {d.address for d in topo.pci_devices}
+    devices = [d.lower() for d in args.device or ()]  # sysfs names are lower case
+    for dev in devices:
+        if dev in known:
+            continue
+        if not PCI_ADDRESS.fullmatch(dev):
+            raise InvalidArgument(f"--device {dev!r} is not a PCI address: give "
+                                  "domain:bus:device.function, e.g. 0000:03:00.0 (lspci -D)")
+        raise InvalidArgument(f"--device {dev}: PCI device {dev} does not exist on this "
+                              f"machine (it is not in {os.path.join(args.sys_root, 'bus/pci/devices')}"
+                              "; lspci -D lists those that do)")
+    placement = cpus.plan(topo, devices=devices, control_loops=args.loops)
     d: dict[str, Any] = placement.to_dict()  # JSON-shaped: each key has its own type
     if args.json:
-        print(json.dumps(d, indent=2, sort_keys=True))
+        emit_json(d)
         return 0
     for key in ("node", "housekeeping", "watchdog", "control_loops", "background"):
         print(f"{key}: {d[key]}")
@@ -33,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("plan", help="plan CPU placement for control loops near a device",
-                              description=__doc__, epilog=EXAMPLE,
+                              description="Which CPUs to use for housekeeping, the watchdog, "
+                                          "control loops and background work: loops on "
+                                          "isolated CPUs of the node of the device they "
+                                          "drive, one per physical core, with the reason for "
+                                          "each choice.", epilog=EXAMPLE,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", action="append", metavar="PCI_ADDR",
                    help="PCI address the loops drive (repeatable), e.g. 0000:03:00.0")

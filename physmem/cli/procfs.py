@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 from .. import proc
-from ._output import size_text
+from ..addressing import page_size
+from ._output import emit_json, print_table, size_text
 
 _EPILOG = {
     "maps": "example: physmem maps --pid $$ --json | jq '.[] | select(.kind==\"heap\")'",
@@ -40,8 +39,10 @@ def _run(args: argparse.Namespace) -> int:
     elif cmd == "numa-maps":
         data = [dict(n._asdict(), nodes={str(k): v for k, v in n.nodes.items()})
                 for n in proc.numa_maps(pid)]
+        # Pages per node as the kernel writes them (N0=12 N1=3).
         text = [f"{d['address']:x} {d['policy']} pages={sum(d['nodes'].values())} "
-                f"nodes={d['nodes']} {d['file'] or ''}" for d in data]
+                + "".join(f"N{k}={v} " for k, v in d["nodes"].items()) + (d["file"] or "")
+                for d in data]
     elif cmd == "meminfo":
         data = proc.meminfo()
         # HugePages_* are page counts; every other field is a size in bytes.
@@ -50,20 +51,47 @@ def _run(args: argparse.Namespace) -> int:
     else:
         data = [{"node": b.node, "zone": b.zone, "free": list(b.free),
                  "free_pages": b.free_pages} for b in proc.buddyinfo()]
-        text = [f"node {d['node']} {d['zone']:<8} " + " ".join(map(str, d["free"]))
-                for d in data]
+        if not args.json:
+            _buddyinfo_table(data)
+            return 0
+        text = []
     if args.json:
-        json.dump(data, sys.stdout, indent=None)
-        sys.stdout.write("\n")
+        emit_json(data)
     else:
         print("\n".join(text))
     return 0
 
 
+def _buddyinfo_table(rows: list[dict[str, Any]]) -> None:
+    """Free blocks per order, each column headed by its block size, and the zone's total."""
+    page = page_size()
+    orders = max((len(r["free"]) for r in rows), default=0)
+    print_table(["node", "zone", *[size_text(page << k).replace(".0 ", " ") for k in range(orders)],
+                 "free"],
+                [[r["node"], r["zone"], *r["free"], size_text(r["free_pages"] * page)] for r in rows],
+                align="ll" + "r" * (orders + 1))
+    print("(free blocks of each size per zone, from /proc/buddyinfo)")
+
+
+_DESCRIPTION = {
+    "maps": "The mappings of a process from /proc/PID/maps: range, protection, kind (heap, "
+            "stack, file, anonymous, ...) and path.",
+    "smaps": "Each mapping of a process from /proc/PID/smaps with its resident and "
+             "proportional sizes (Rss, Pss); --json gives every smaps field in bytes and the "
+             "VmFlags.",
+    "numa-maps": "The NUMA policy of each mapping of a process and its pages per node, from "
+                 "/proc/PID/numa_maps (N0=12 is 12 pages on node 0).",
+    "meminfo": "System memory totals from /proc/meminfo; HugePages_* are page counts, every "
+               "other field a size.",
+    "buddyinfo": "Free memory per zone from /proc/buddyinfo: how many free blocks of each "
+                 "size (4K, 8K, ... 4M on x86) the buddy allocator holds, and their total.",
+}
+
+
 def register(sub: Any) -> None:
     for name in ("maps", "smaps", "numa-maps", "meminfo", "buddyinfo"):
         p = sub.add_parser(name, help=f"/proc {name.replace('-', '_')}, parsed",
-                           epilog=_EPILOG[name],
+                           description=_DESCRIPTION[name], epilog=_EPILOG[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if name in ("maps", "smaps", "numa-maps"):
             p.add_argument("--pid", type=int, default=None, help="process (default: physmem)")

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from .. import topology
 from ..topology import format_cpulist
-from ._output import size_text
+from ._output import emit_json, size_text
 
 EXAMPLE = """example:
   physmem topo            # nodes with their usable CPUs, memory and distances
@@ -17,7 +16,7 @@ EXAMPLE = """example:
 def run(args: argparse.Namespace) -> int:
     topo = topology.read(args.sys_root, args.proc_root)
     if args.json:
-        print(json.dumps(topo.to_dict(), indent=2, sort_keys=True))
+        emit_json(topo.to_dict())
         return 0
     by_node = topo.cpus_by_node()
     ids = [n.id for n in topo.nodes]
@@ -48,7 +47,11 @@ def add_roots(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("topo", help="show NUMA nodes, CPUs and PCI locality",
-                              description=__doc__, epilog=EXAMPLE,
+                              description="NUMA nodes with their usable CPUs, memory and "
+                                          "distances; isolated and nohz_full CPUs; the node "
+                                          "and local CPUs of each PCI device; anything odd "
+                                          "in the topology. Reads sysfs and procfs (any "
+                                          "user).", epilog=EXAMPLE,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_roots(p)

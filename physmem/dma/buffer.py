@@ -1,6 +1,7 @@
 """DmaBuffer: hugetlb memory with known, pinned physical addresses."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from ..pagemap import PageMap
 if TYPE_CHECKING:
     from ..hugepages.reserve import Reservation
 
-__all__ = ["DmaBuffer", "SEGMENT_DTYPE"]
+__all__ = ["DmaBuffer", "SEGMENT_DTYPE", "Verification"]
 
 SEGMENT_DTYPE = np.dtype([("vaddr", np.uint64), ("paddr", np.uint64), ("nbytes", np.uint64)])
 
@@ -32,6 +33,41 @@ def _segments(vaddr: int, page_paddr: np.ndarray, page_size: int) -> np.ndarray:
     return seg
 
 
+@dataclass(frozen=True)
+class Verification:
+    """What :meth:`DmaBuffer.verify` checked. A check that ran and found a difference raised
+    :class:`PhysicalAddressChanged`; a check that could not run is named in ``not_checked``
+    with the reason, and its flag is False."""
+
+    pages: int                  # hugepages checked
+    segments: int               # physical segments the layout has
+    pagemap: bool               # /proc/self/pagemap re-read: every page where ``segments`` say
+    kpageflags: bool            # /proc/kpageflags: every page is a hugetlb (compound head) page
+    not_checked: tuple[tuple[str, str], ...] = ()   # (check, why it could not run)
+
+    @property
+    def complete(self) -> bool:
+        """Every check ran (and passed)."""
+        return not self.not_checked
+
+    def lines(self) -> list[str]:
+        """One line per check, for people."""
+        one = self.pages == 1
+        pages, are = ("the page", "is") if one else (f"all {self.pages} pages", "are")
+        out = []
+        if self.pagemap:
+            out.append(f"verified with pagemap: {pages} {are} at the physical "
+                       f"address{'' if one else 'es'} shown")
+        if self.kpageflags:
+            out.append(f"verified with kpageflags: {pages} {are} hugetlb")
+        out += [f"not checked: {check}: {why}" for check, why in self.not_checked]
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        return {"pagemap": self.pagemap, "kpageflags": self.kpageflags,
+                "not_checked": {check: why for check, why in self.not_checked}}
+
+
 class DmaBuffer:
     """Hugetlb memory locked in place, with its physical layout in ``segments``.
 
@@ -39,7 +75,8 @@ class DmaBuffer:
     and ``size`` (whole hugepages) describe the virtual range; ``segments`` is a structured
     array (``vaddr``, ``paddr``, ``nbytes``) of its physically contiguous pieces. Offsets in
     :meth:`virt_to_phys` / :meth:`phys_to_virt` count from ``address``. Excluded from fork
-    children (MADV_DONTFORK) and mlocked. Close it, or use it as a context manager.
+    children (MADV_DONTFORK) and mlocked. ``verification`` records what the latest
+    :meth:`verify` (run once at allocation) checked. Close it, or use it as a context manager.
     """
 
     address: int
@@ -47,6 +84,7 @@ class DmaBuffer:
     page_size: int
     node: int | None
     segments: np.ndarray
+    verification: Verification   # the latest verify() result
     _mapping: Mapping
     _reservation: Reservation | None
     _page_paddr: np.ndarray
@@ -130,10 +168,16 @@ class DmaBuffer:
         out = self._p_voff[seg_c] + delta
         return int(out.reshape(-1)[0]) if scalar else out
 
-    def verify(self) -> None:
-        """Re-read pagemap (and kpageflags when readable): raise PhysicalAddressChanged if
-        any page moved, vanished or is not a hugetlb page."""
+    def verify(self) -> Verification:
+        """Re-read pagemap, and kpageflags when readable: raise PhysicalAddressChanged if any
+        page moved, vanished or is not a hugetlb page; return what was checked and what could
+        not be (also kept as ``verification``).
+
+        pagemap alone proves the layout; kpageflags (mode 0400, root only: CAP_SYS_ADMIN
+        without CAP_DAC_OVERRIDE cannot open it) adds that every page is a hugetlb page.
+        """
         self._require_open()
+        npages = len(self._page_paddr)
         with PageMap() as pm:
             runs = pm.physical_runs(self.address, self.size)
         now = runs[["vaddr", "paddr", "nbytes"]]
@@ -145,8 +189,11 @@ class DmaBuffer:
                 address=self.address)
         try:
             kpf = KPageFlags()
-        except PermissionError:
-            return  # pagemap already proved the layout; flags need CAP_SYS_ADMIN
+        except PermissionError as exc:
+            self.verification = Verification(npages, len(self.segments), pagemap=True,
+                                             kpageflags=False,
+                                             not_checked=(("kpageflags", str(exc)),))
+            return self.verification
         with kpf:
             heads = self._page_paddr // np.uint64(page_size())
             flags = kpf.read(heads)
@@ -155,6 +202,9 @@ class DmaBuffer:
             raise PhysicalAddressChanged(
                 f"a page of the buffer at {self.address:#x} is no longer a hugetlb head page",
                 address=self.address)
+        self.verification = Verification(npages, len(self.segments), pagemap=True,
+                                         kpageflags=True)
+        return self.verification
 
     # -- data access --------------------------------------------------------------------
     def view(self) -> memoryview:

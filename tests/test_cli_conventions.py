@@ -1,0 +1,228 @@
+"""Conventions every ``physmem`` subcommand keeps: version, exit statuses, help text, JSON
+style, sizes, grammar; checked against independent sources (pyproject, /proc, /sys)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from physmem.cli import EXIT_HELP, Exit, build_parser, main
+from physmem.errors import InvalidArgument
+from physmem.hugepages.reserve import parse_size
+
+from conftest import PAGE, anonymous, run_physmem
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def subcommands() -> dict:
+    parser = build_parser()
+    return next(a for a in parser._actions if a.dest == "command").choices
+
+
+def test_version_is_the_packaged_one():
+    import tomllib
+
+    want = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    r = run_physmem("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"physmem {want}"
+
+
+# -- exit statuses ---------------------------------------------------------------------------
+
+def test_exit_statuses_are_distinct_and_documented_in_help_and_readme():
+    codes = [e.value for e in Exit]
+    assert len(set(codes)) == len(codes) == 7 and codes == list(range(7))
+    top = run_physmem("--help").stdout
+    readme = (ROOT / "README.md").read_text()
+    table = dict(re.findall(r"^\| (\d) \| (.+) \|$", readme, re.M))
+    assert sorted(int(k) for k in table) == codes, "README's exit-status table"
+    for code in codes:
+        assert re.search(rf"^  {code}  \S", top, re.M), f"--help does not explain exit {code}"
+    assert EXIT_HELP in top
+
+
+def test_usage_error_is_2_with_the_subcommands_usage(capsys):
+    code, out, err = run_cli(capsys, "alloc", "2M", "--bogus")
+    assert code == Exit.USAGE == 2 and not out
+    assert err.startswith("usage: physmem alloc") and "unrecognized arguments: --bogus" in err
+    code, _, err = run_cli(capsys, "kpageflags", "--summary", "--frobnicate")
+    assert code == 2 and err.startswith("usage: physmem kpageflags")
+    assert run_physmem("nosuchcommand").returncode == 2
+
+
+def test_refused_by_the_system_is_1_and_not_found_is_5(run_unprivileged, capsys):
+    # /proc/kpageflags is mode 0400 root (independent: its mode), so nobody is refused.
+    assert os.stat("/proc/kpageflags").st_mode & 0o077 == 0
+    r = run_unprivileged("import sys; from physmem.cli import main; "
+                         "sys.exit(main(['kpageflags', '1']))")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("physmem: error:") and "Traceback" not in r.stderr
+    buf, addr = anonymous(PAGE, touch=False)   # mapped, never touched: no page present
+    code, out, err = run_cli(capsys, "v2p", hex(addr))
+    assert code == Exit.NOT_FOUND == 5 and "not present" in out
+    buf.close()
+
+
+def test_doctor_status_follows_its_worst_finding():
+    r = run_physmem("doctor", "--json")
+    worst = json.loads(r.stdout)["worst"]
+    assert r.returncode == {"info": 0, "warning": 3, "error": 4}[worst]
+
+
+# -- help text -------------------------------------------------------------------------------
+
+def test_help_has_a_description_no_markup_and_no_repeated_lines():
+    for name, command in subcommands().items():
+        assert command.description and len(command.description) > 40, f"{name}: no description"
+        text = command.format_help()
+        assert "``" not in text and ":func:" not in text, f"{name} --help shows reST markup"
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        repeated = {ln for ln in lines if lines.count(ln) > 1}
+        assert not repeated, f"physmem {name} --help repeats {repeated}"
+    top = run_physmem("--help").stdout
+    assert "``" not in top
+    for name in subcommands():   # every command on one line with its summary
+        assert re.search(rf"^    {re.escape(name)} +\S", top, re.M), name
+
+
+# -- JSON: one style -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["meminfo"], ["buddyinfo"], ["maps"], ["numa-maps"], ["smaps"], ["topo"], ["plan"],
+    ["doctor", "--section", "memory"], ["hugepages", "list"], ["kpageflags", "1", "2"],
+    ["kpageflags", "--summary", "--count", "1000"], ["frag"], ["map", "--cell", "1G"],
+])
+def test_json_is_one_style_on_every_command(argv, is_root):
+    r = run_physmem(*argv, "--json")
+    assert r.returncode in (0, 3, 4), r.stderr
+    data = json.loads(r.stdout)
+    assert r.stdout == json.dumps(data, indent=2) + "\n", f"physmem {argv[0]} --json style"
+
+
+# -- sizes -----------------------------------------------------------------------------------
+
+def test_sizes_units_are_binary_and_fractions_and_hex_are_accepted():
+    mib64 = 64 * 2**20
+    assert {parse_size(t) for t in ("64m", "64M", "64MiB", "64MB", "64mb", "0x4000000")} == {mib64}
+    assert parse_size("1.5G") == 3 * 2**29 and parse_size("0x100") == 256
+    assert parse_size("4KiB") == 4096 and parse_size(".5K") == 512
+    with pytest.raises(InvalidArgument, match="negative"):
+        parse_size("-5M")
+    with pytest.raises(InvalidArgument, match="whole number of bytes"):
+        parse_size("1.5")
+    for bad in ("4iB", "1e3", "M", "0x", "5 M B", "1.5.1G"):
+        with pytest.raises(InvalidArgument, match="not a size"):
+            parse_size(bad)
+
+
+def test_alloc_takes_hex_and_refuses_a_negative_size_by_name(hugepage_pool, capsys):
+    hugepage_pool(1)
+    code, out, err = run_cli(capsys, "alloc", "0x100", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["size"] == data["page_size"] >= 0x100   # rounded up to one hugepage
+    code, out, err = run_cli(capsys, "alloc", "-5M")
+    assert code == 2 and "'-5M' is negative" in err and "required" not in err and not out
+
+
+# -- text output -----------------------------------------------------------------------------
+
+def test_numa_maps_text_is_the_kernels_notation(child_process):
+    pid = child_process()
+    r = run_physmem("numa-maps", "--pid", str(pid))
+    assert r.returncode == 0, r.stderr
+    assert "{" not in r.stdout and "'" not in r.stdout
+    raw = {}
+    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
+        w = line.split()
+        raw[int(w[0], 16)] = sorted(x for x in w if re.fullmatch(r"N\d+=\d+", x))
+    # A sleeping child's mappings do not change between the two reads.
+    got = {}
+    for line in r.stdout.splitlines():
+        w = line.split()
+        got[int(w[0], 16)] = sorted(x for x in w if re.fullmatch(r"N\d+=\d+", x))
+    assert got == raw
+
+
+def raw_buddyinfo() -> dict[tuple[int, str], list[int]]:
+    out = {}
+    for line in open("/proc/buddyinfo"):
+        w = line.replace(",", " ").split()
+        out[(int(w[1]), w[3])] = [int(v) for v in w[4:]]
+    return out
+
+
+def test_buddyinfo_has_a_header_and_bytes_gives_exact_sizes():
+    raw = raw_buddyinfo()
+    orders = len(next(iter(raw.values())))
+    text = run_physmem("buddyinfo", "--bytes").stdout.splitlines()
+    head = text[0].split()
+    assert head[:2] == ["node", "zone"] and head[-1] == "free"
+    assert [int(h) for h in head[2:-1]] == [PAGE << k for k in range(orders)]
+    rows = [ln.split() for ln in text[1:] if ln[:1].isdigit()]
+    assert {(int(r[0]), r[1]) for r in rows} == set(raw)
+    for r in rows:
+        counts = [int(v) for v in r[2:-1]]
+        assert int(r[-1]) == sum(c * (PAGE << k) for k, c in enumerate(counts))
+    dma = [r for r in rows if r[1] == "DMA"]   # ZONE_DMA hardly ever changes: compare exactly
+    if dma:
+        assert [int(v) for v in dma[0][2:-1]] == raw[(int(dma[0][0]), "DMA")]
+    human = run_physmem("buddyinfo").stdout.splitlines()
+    assert human[0].split()[2:4] == [str(PAGE >> 10), "KiB"]
+    assert all(re.search(r"[KMG]iB$", ln) for ln in human[1:] if ln[:1].isdigit())
+
+
+def test_counts_of_one_are_singular(is_root):
+    r = run_physmem("kpageflags", "--summary", "--count", "1")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^total: 1 frame \(", r.stdout, re.M), r.stdout
+
+
+def test_alloc_text_of_one_page_is_singular(hugepage_pool):
+    hugepage_pool(1)
+    r = run_physmem("alloc", "2M")
+    assert r.returncode == 0, r.stderr
+    assert "1 x 2.0 MiB page on" in r.stdout or "1 x 2.0 MiB page\n" in r.stdout
+    assert "1 pages" not in r.stdout and "verified with pagemap: the page is" in r.stdout
+
+
+# -- plan --device ---------------------------------------------------------------------------
+
+def test_plan_names_a_missing_device_as_missing():
+    present = set(os.listdir("/sys/bus/pci/devices"))
+    missing = next(f"0000:{b:02x}:1f.7" for b in range(256) if f"0000:{b:02x}:1f.7" not in present)
+    r = run_physmem("plan", "--device", missing)
+    assert r.returncode == 2
+    assert f"PCI device {missing} does not exist" in r.stderr and "expected e.g." not in r.stderr
+    r = run_physmem("plan", "--device", "zz:1")
+    assert r.returncode == 2 and "is not a PCI address" in r.stderr
+    some = sorted(present)[0].upper()   # sysfs spells addresses in lower case; accept either
+    assert run_physmem("plan", "--device", some).returncode == 0
+
+
+def test_options_refuse_in_cli_words(capsys):
+    online = Path("/sys/devices/system/node/online").read_text().strip()
+    code, _, err = run_cli(capsys, "alloc", "2M", "--node", "77")
+    assert code == 2 and "--node 77: no such NUMA node" in err
+    if "-" not in online and "," not in online:   # one node, e.g. "0"
+        assert f"(online nodes: {online})" in err
+    code, _, err = run_cli(capsys, "kpageflags", "--summary", "--start", "x")
+    assert code == 2 and "--start: 'x' is not an integer" in err and "parse_int" not in err
+
+
+def test_no_traceback_for_any_of_these():
+    for argv in (["map", "--cell", "99999999999999G"], ["alloc", "1.5"], ["alloc", "0x"],
+                 ["frag", "--node", "-1"], ["v2p", "--pid", "-3", "0x1000"]):
+        r = run_physmem(*argv)
+        assert r.returncode in (1, 2, 5) and "Traceback" not in r.stderr, (argv, r.stderr)
+        assert len(r.stderr.strip().splitlines()) <= 4, (argv, r.stderr)
