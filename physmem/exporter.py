@@ -106,7 +106,8 @@ def read_contiguity(proc_root: str = "/proc", sys_root: str = "/sys") -> Contigu
 
     zones = fragmentation(proc_root=proc_root)
     if any(z.largest_run_pages is None for z in zones):
-        raise PermissionDenied("reading free runs needs /proc/kpageflags (root, CAP_SYS_ADMIN)",
+        raise PermissionDenied("cannot read kpageflags: Permission denied (free runs need "
+                               "root, CAP_SYS_ADMIN)",
                                path=f"{proc_root}/kpageflags")
     figures = tuple(ContiguityFigure(z.node, z.zone, size, z.available_1g or 0)
                     for z in zones for size in _gib_sizes(sys_root))
