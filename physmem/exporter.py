@@ -510,6 +510,14 @@ class Exporter(Collector):
         """One scrape in the Prometheus text format."""
         return generate_latest(self.registry)
 
+    def as_json(self) -> list[dict[str, object]]:
+        """One scrape as plain data: ``[{"name", "type", "help", "samples": [{"name",
+        "labels", "value"}]}]``, families in scrape order."""
+        return [{"name": m.name, "type": m.type, "help": m.documentation,
+                 "samples": [{"name": x.name, "labels": dict(x.labels), "value": x.value}
+                             for x in m.samples]}
+                for m in self.registry.collect()]
+
     def write_textfile(self, directory: str, name: str = "physmem.prom") -> str:
         """Write one scrape to ``directory/name`` atomically (a temporary file in the same
         directory, then rename: node_exporter never reads a half-written file)."""

@@ -263,6 +263,21 @@ def test_textfile_once_parses(is_root, tmp_path):
         assert _value(s, "physmem_reading_age_seconds", reading=reading) is not None
 
 
+def test_json_is_one_scrape(is_root):
+    env, cwd = python_env()
+    r = subprocess.run([sys.executable, "-m", "physmem.cli", "exporter", "--json"],
+                       capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    assert r.returncode == 0, r.stderr
+    families = {f["name"]: f for f in json.loads(r.stdout)}
+    pools = {(x["labels"]["size_bytes"], x["labels"]["state"]): x["value"]
+             for x in families["physmem_hugepages_pages"]["samples"] if x["labels"]["node"] == "all"}
+    for kb in sorted(int(d.name[10:-2]) for d in HUGEPAGES.iterdir()):
+        assert pools[(str(kb * 1024), "total")] == _sysfs_pool(kb, "nr_hugepages")
+        assert pools[(str(kb * 1024), "free")] == _sysfs_pool(kb, "free_hugepages")
+    assert families["physmem_vmstat_thp_fault_alloc"]["type"] == "counter"
+    assert "physmem_frames_bytes" in families   # the background readings ran once
+
+
 def test_scrape_is_fast_while_a_whole_machine_scan_runs(is_root, start_exporter):
     _, url = start_exporter("--listen", "127.0.0.1:0", "--interval", "0.05")
     timings: list[float] = []
@@ -474,7 +489,7 @@ def test_cli_arguments_are_checked_and_a_missing_library_is_explained(tmp_path):
                        (["--listen", "localhost"], "--listen"),
                        (["--listen", "127.0.0.1:70000"], "--listen"),
                        (["--textfile", str(tmp_path / "missing"), "--once"], "--textfile"),
-                       (["--once"], "--once")):
+                       (["--once"], "--once"), (["--json", "--textfile", str(tmp_path)], "--json")):
         r = cli(*args)
         assert r.returncode == 1 and flag in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr

@@ -21,6 +21,7 @@ EXAMPLE = """examples:
   physmem exporter --listen :9877 --interval 30     # every address; scans every 30 s
   physmem exporter --textfile /var/lib/prometheus/node-exporter
   physmem exporter --textfile DIR --once            # one file and exit (for cron)
+  physmem exporter --json                           # one scrape as JSON and exit
 Cheap readings are taken at each scrape; whole-machine scans run in the background every
 --interval seconds and are served from their last result (physmem_reading_age_seconds).
 """
@@ -51,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="write DIR/physmem.prom (atomically) instead of serving HTTP")
     p.add_argument("--once", action="store_true",
                    help="with --textfile: take every reading once, write the file and exit")
+    p.add_argument("--json", action="store_true",
+                   help="take every reading once, print the metrics as JSON and exit")
     add_roots(p)
     p.set_defaults(func=run, parser=p)
 
@@ -58,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     if args.once and not args.textfile:
         args.parser.error("--once needs --textfile DIR")
+    if args.json and args.textfile:
+        args.parser.error("--json prints to stdout: leave out --textfile")
     if args.textfile and not os.path.isdir(args.textfile):
         raise InvalidArgument(f"--textfile {args.textfile!r} is not a directory: create it, or "
                               "point it at node_exporter's --collector.textfile.directory")
@@ -70,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     host, port = (None, 0) if args.textfile else parse_listen(args.listen)
     exporter = Exporter(interval=args.interval, sys_root=args.sys_root, proc_root=args.proc_root)
+    if args.json:
+        from ._output import emit_json
+
+        exporter.refresh()
+        emit_json(exporter.as_json())
+        return 0
     if args.once:
         exporter.refresh()
         print(exporter.write_textfile(args.textfile))
