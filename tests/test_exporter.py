@@ -502,3 +502,21 @@ def test_cli_arguments_are_checked_and_a_missing_library_is_explained(tmp_path):
     r = cli("--textfile", str(tmp_path), "--once", code="import sys; sys.modules['prometheus_client'] = None; ")
     assert r.returncode == 2 and "pip install 'physmem[exporter]'" in r.stderr, r.stderr
     assert not (tmp_path / "physmem.prom").exists()
+
+
+def test_a_broken_file_is_a_scrape_error_not_a_failed_scrape(tmp_path):
+    # A captured /proc whose vmstat is garbage and which has no pagetypeinfo at all.
+    (tmp_path / "buddyinfo").write_bytes(Path("/proc/buddyinfo").read_bytes())
+    (tmp_path / "vmstat").write_text("thp_fault_alloc lots\n")
+    e = Exporter(proc_root=str(tmp_path))
+    first = _samples(e.exposition().decode())
+    second = _samples(e.exposition().decode())
+    assert _value(first, "physmem_scrape_errors_total", section="vmstat") == 1
+    assert _value(second, "physmem_scrape_errors_total", section="vmstat") == 2
+    assert _value(second, "physmem_scrape_errors_total", section="pagetypeinfo") == 2
+    assert _value(second, "physmem_scrape_errors_total", section="buddyinfo") == 0
+    assert _value(second, "physmem_scrape_errors_total", section="hugepages") == 0
+    raw = _raw_buddyinfo()
+    node, zone = next(iter(raw))
+    assert _value(second, "physmem_buddyinfo_free_blocks", node=node, zone=zone, order="0") is not None
+    assert not any(name.startswith("physmem_vmstat_") for name, _ in second)
