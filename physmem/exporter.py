@@ -16,6 +16,7 @@ to feed richer sources (a compaction forecast, a hugepage audit) into the same m
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised through a subprocess 
 __all__ = ["Exporter", "ContiguityFigure", "ContiguityReading", "Holder", "HolderReading",
            "read_contiguity", "read_frames", "read_holders", "parse_listen", "DEFAULT_INTERVAL"]
 
+_log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 60.0
 NS = "physmem"
 # vmstat counters worth a fleet view: transparent hugepages, compaction, hugetlb allocation.
@@ -154,7 +156,7 @@ def read_holders(proc_root: str = "/proc") -> HolderReading:
                     held[key] = held.get(key, 0) + n
         except ProcessGone:
             continue
-        except (PermissionDenied, PermissionError):
+        except PermissionError:   # PermissionDenied too: another user's process, not root
             unreadable += 1
     orphaned: dict[int, int] = {}
     for m in mounts(proc_root):
@@ -185,7 +187,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     """``"127.0.0.1:9877"``, ``"[::1]:9877"`` or ``":9877"`` (every address) -> (host, port).
     Port 0 asks the kernel for a free port."""
     host, sep, port = str(text).rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         raise InvalidArgument(f"--listen {text!r} is not HOST:PORT (e.g. 127.0.0.1:9877)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -216,6 +218,7 @@ class _Reading:
         self.errors = 0
         self.running = False
         self.unavailable: str | None = None
+        self.last_error: str | None = None
         self.next_due = 0.0
 
     def run(self) -> None:
@@ -226,8 +229,11 @@ class _Reading:
         except PermissionError as exc:  # PermissionDenied included: absent, not an error
             self.unavailable = str(exc)
             self.result = None
-        except Exception:  # noqa: BLE001 - any failure is a metric, never a dead thread
+        except Exception as exc:  # noqa: BLE001 - any failure is a metric, never a dead thread
             self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            _log.warning("reading %s failed (serving its last result): %s", self.name,
+                         self.last_error)
         else:
             self.result, self.unavailable = result, None
             self.finished = time.monotonic()

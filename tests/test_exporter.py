@@ -279,7 +279,7 @@ def test_json_is_one_scrape(is_root):
 
 
 def test_scrape_is_fast_while_a_whole_machine_scan_runs(is_root, start_exporter):
-    _, url = start_exporter("--listen", "127.0.0.1:0", "--interval", "0.05")
+    proc, url = start_exporter("--listen", "127.0.0.1:0", "--interval", "0.05")
     timings: list[float] = []
     deadline = time.monotonic() + 30
     while len(timings) < 10:
@@ -291,6 +291,8 @@ def test_scrape_is_fast_while_a_whole_machine_scan_runs(is_root, start_exporter)
         if any(_value(s, "physmem_reading_running", reading=r) == 1 for r in ("frames", "contiguity")):
             timings.append(elapsed)
             assert _value(s, "physmem_scrape_errors_total", section="hugepages") == 0
+    proc.terminate()   # SIGTERM: a clean stop, exit status 0
+    assert proc.wait(10) == 0
     print(f"scrape during a kpageflags scan: max {max(timings) * 1000:.1f} ms, "
           f"median {sorted(timings)[len(timings) // 2] * 1000:.1f} ms")
     assert max(timings) < 0.05, timings
@@ -334,6 +336,7 @@ def test_failed_reading_is_an_error_metric_and_the_last_result_stays(is_root):
 
     e = Exporter(holders=holders)
     e.readings["holders"].run()
+    assert e.readings["holders"].last_error is None
     first = _samples(e.exposition().decode())
     e.readings["holders"].run()
     time.sleep(0.05)
@@ -342,6 +345,7 @@ def test_failed_reading_is_an_error_metric_and_the_last_result_stays(is_root):
     assert _value(second, "physmem_reading_errors_total", reading="holders") == 1
     # Served from the last good result, older now.
     assert _value(second, "physmem_hugepages_orphaned_bytes", size_bytes=str(MIB2)) == 12345
+    assert e.readings["holders"].last_error == "OSError: the audit broke"
     assert (_value(second, "physmem_reading_age_seconds", reading="holders")
             > _value(first, "physmem_reading_age_seconds", reading="holders"))
     assert _value(second, "physmem_hugepages_pages", size_bytes=str(MIB2), node="all",
@@ -488,6 +492,7 @@ def test_cli_arguments_are_checked_and_a_missing_library_is_explained(tmp_path):
     for args, flag in ((["--interval", "0"], "--interval"), (["--interval", "nan"], "--interval"),
                        (["--listen", "localhost"], "--listen"),
                        (["--listen", "127.0.0.1:70000"], "--listen"),
+                       (["--listen", "127.0.0.1:\u00b2"], "--listen"),
                        (["--textfile", str(tmp_path / "missing"), "--once"], "--textfile"),
                        (["--once"], "--once"), (["--json", "--textfile", str(tmp_path)], "--json")):
         r = cli(*args)

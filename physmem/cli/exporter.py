@@ -6,6 +6,7 @@ Needs the prometheus-client library: pip install 'physmem[exporter]'.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import signal
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"physmem: error: {MISSING}", file=sys.stderr)
         return 2
     host, port = (None, 0) if args.textfile else parse_listen(args.listen)
+    # A failing background reading is logged (once per failure) besides its error metric.
+    logging.basicConfig(format="physmem exporter: %(message)s", level=logging.WARNING)
     exporter = Exporter(interval=args.interval, sys_root=args.sys_root, proc_root=args.proc_root)
     if args.json:
         from ._output import emit_json
