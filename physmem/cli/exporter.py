@@ -96,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    if args.textfile:
+        # node_exporter may read the file at any moment: its first version already holds
+        # the background readings rather than lacking them for a whole --interval.
+        exporter.refresh()
     exporter.start()
     try:
         if args.textfile:
