@@ -265,6 +265,29 @@ def test_textfile_once_parses(is_root, tmp_path):
         assert _value(s, "physmem_reading_age_seconds", reading=reading) is not None
 
 
+def test_textfile_directory_without_write_permission(run_unprivileged, tmp_path, request):
+    import tempfile
+
+    def cli(directory: Path) -> subprocess.CompletedProcess:
+        return run_unprivileged(f"""
+            import sys
+            from physmem.cli import main
+            sys.exit(main(["exporter", "--textfile", {str(directory)!r}, "--once"]))
+        """)
+
+    # Under a 0700 directory: uid 65534 cannot even reach it.
+    r = cli(tmp_path)
+    assert r.returncode == 1 and "--textfile" in r.stderr and "cannot be reached" in r.stderr, r.stderr
+    # Reachable and readable but not writable.
+    shared = Path(tempfile.mkdtemp(prefix="physmem-exporter-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
+    shared.chmod(0o755)
+    r = cli(shared)
+    assert r.returncode == 2, r.stderr
+    assert "--textfile" in r.stderr and "Permission denied" in r.stderr and "Traceback" not in r.stderr
+    assert list(shared.iterdir()) == []   # no temporary file left behind
+
+
 def test_json_is_one_scrape(is_root):
     env, cwd = python_env()
     r = subprocess.run([sys.executable, "-m", "physmem.cli", "exporter", "--json"],

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import signal
+import stat
 import sys
 import threading
 from types import FrameType
@@ -64,9 +65,8 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--once needs --textfile DIR")
     if args.json and args.textfile:
         args.parser.error("--json prints to stdout: leave out --textfile")
-    if args.textfile and not os.path.isdir(args.textfile):
-        raise InvalidArgument(f"--textfile {args.textfile!r} is not a directory: create it, or "
-                              "point it at node_exporter's --collector.textfile.directory")
+    if args.textfile:
+        _check_directory(args.textfile)
     try:
         from ..exporter import Exporter, parse_listen
     except ImportError as exc:
@@ -86,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.once:
         exporter.refresh()
-        print(exporter.write_textfile(args.textfile))
+        try:
+            print(exporter.write_textfile(args.textfile))
+        except OSError as exc:
+            return _cannot_write(args.textfile, exc)
         return 0
 
     stop = threading.Event()
@@ -103,11 +106,16 @@ def run(args: argparse.Namespace) -> int:
     exporter.start()
     try:
         if args.textfile:
-            path = os.path.join(args.textfile, "physmem.prom")
+            try:   # the first write tells a setup mistake (no right to DIR) at once
+                path = exporter.write_textfile(args.textfile)
+            except OSError as exc:
+                return _cannot_write(args.textfile, exc)
             print(f"physmem exporter: writing {path} every {args.interval:g} s", flush=True)
-            while not stop.is_set():
-                exporter.write_textfile(args.textfile)
-                stop.wait(args.interval)
+            while not stop.wait(args.interval):
+                try:
+                    exporter.write_textfile(args.textfile)
+                except OSError as exc:   # a full disk, say: keep the old file, try again
+                    logging.warning("cannot write %s: %s", path, exc)
             return 0
         from prometheus_client import start_http_server
 
@@ -129,3 +137,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         exporter.stop(timeout=5.0)
+
+
+def _cannot_write(directory: str, exc: OSError) -> int:
+    print(f"physmem: error: cannot write into --textfile {directory}: {exc.strerror or exc}",
+          file=sys.stderr)
+    return 2
+
+
+def _check_directory(directory: str) -> None:
+    try:
+        is_dir = stat.S_ISDIR(os.stat(directory).st_mode)
+    except FileNotFoundError:
+        raise InvalidArgument(f"--textfile {directory!r} does not exist: create it, or point it "
+                              "at node_exporter's --collector.textfile.directory") from None
+    except OSError as exc:
+        raise InvalidArgument(f"--textfile {directory!r} cannot be reached ({exc.strerror}): "
+                              "run as a user that may write there") from None
+    if not is_dir:
+        raise InvalidArgument(f"--textfile {directory!r} is not a directory")
