@@ -1,0 +1,158 @@
+"""``physmem exporter``: serve physmem's readings to Prometheus, or write them for
+node_exporter's textfile collector.
+
+Needs the prometheus-client library: pip install 'physmem[exporter]'.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import signal
+import stat
+import sys
+import threading
+from types import FrameType
+
+from ..errors import InvalidArgument
+from .topo import add_roots
+
+EXAMPLE = """examples:
+  physmem exporter                                  # http://127.0.0.1:9877/metrics
+  physmem exporter --listen :9877 --interval 30     # every address; scans every 30 s
+  physmem exporter --textfile /var/lib/prometheus/node-exporter
+  physmem exporter --textfile DIR --once            # one file and exit (for cron)
+  physmem exporter --json                           # one scrape as JSON and exit
+Cheap readings are taken at each scrape; whole-machine scans run in the background every
+--interval seconds and are served from their last result (physmem_reading_age_seconds).
+"""
+
+MISSING = ("physmem exporter needs the prometheus-client library, which is not installed: "
+           "pip install 'physmem[exporter]'")
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 (e.g. 30)")
+    return v
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("exporter", help="Prometheus metrics: serve /metrics or write a .prom file",
+                              description=__doc__, epilog=EXAMPLE,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--listen", default="127.0.0.1:9877", metavar="HOST:PORT",
+                   help="address to serve /metrics on (default 127.0.0.1:9877; port 0: any free port)")
+    p.add_argument("--interval", type=_seconds, default=60.0, metavar="S",
+                   help="seconds between background scans, and between --textfile rewrites (default 60)")
+    p.add_argument("--textfile", metavar="DIR",
+                   help="write DIR/physmem.prom (atomically) instead of serving HTTP")
+    p.add_argument("--once", action="store_true",
+                   help="with --textfile: take every reading once, write the file and exit")
+    p.add_argument("--json", action="store_true",
+                   help="take every reading once, print the metrics as JSON and exit")
+    add_roots(p)
+    p.set_defaults(func=run, parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.once and not args.textfile:
+        args.parser.error("--once needs --textfile DIR")
+    if args.json and args.textfile:
+        args.parser.error("--json prints to stdout: leave out --textfile")
+    if args.textfile:
+        _check_directory(args.textfile)
+    try:
+        from ..exporter import Exporter, parse_listen
+    except ImportError as exc:
+        if "prometheus" not in str(exc):
+            raise
+        print(f"physmem: error: {MISSING}", file=sys.stderr)
+        return 2
+    host, port = (None, 0) if args.textfile else parse_listen(args.listen)
+    # A failing background reading is logged (once per failure) besides its error metric.
+    logging.basicConfig(format="physmem exporter: %(message)s", level=logging.WARNING)
+    exporter = Exporter(interval=args.interval, sys_root=args.sys_root, proc_root=args.proc_root)
+    if args.json:
+        from ._output import emit_json
+
+        exporter.refresh()
+        emit_json(exporter.as_json())
+        return 0
+    if args.once:
+        exporter.refresh()
+        try:
+            print(exporter.write_textfile(args.textfile))
+        except OSError as exc:
+            return _cannot_write(args.textfile, exc)
+        return 0
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    if args.textfile:
+        # node_exporter may read the file at any moment: its first version already holds
+        # the background readings rather than lacking them for a whole --interval.
+        exporter.refresh()
+    exporter.start()
+    try:
+        if args.textfile:
+            try:   # the first write tells a setup mistake (no right to DIR) at once
+                path = exporter.write_textfile(args.textfile)
+            except OSError as exc:
+                return _cannot_write(args.textfile, exc)
+            print(f"physmem exporter: writing {path} every {args.interval:g} s", flush=True)
+            while not stop.wait(args.interval):
+                try:
+                    exporter.write_textfile(args.textfile)
+                except OSError as exc:   # a full disk, say: keep the old file, try again
+                    logging.warning("cannot write %s: %s", path, exc)
+            return 0
+        from prometheus_client import start_http_server
+
+        assert host is not None
+        try:
+            server, _ = start_http_server(port, host, exporter.registry)
+        except OSError as exc:
+            print(f"physmem: error: cannot listen on --listen {args.listen}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
+        try:
+            shown = f"[{host}]" if ":" in host else host
+            print(f"physmem exporter: serving http://{shown}:{server.server_port}/metrics",
+                  flush=True)
+            while not stop.wait(1.0):
+                pass
+        finally:
+            server.shutdown()
+        return 0
+    finally:
+        exporter.stop(timeout=5.0)
+
+
+def _cannot_write(directory: str, exc: OSError) -> int:
+    print(f"physmem: error: cannot write into --textfile {directory}: {exc.strerror or exc}",
+          file=sys.stderr)
+    return 2
+
+
+def _check_directory(directory: str) -> None:
+    try:
+        is_dir = stat.S_ISDIR(os.stat(directory).st_mode)
+    except FileNotFoundError:
+        raise InvalidArgument(f"--textfile {directory!r} does not exist: create it, or point it "
+                              "at node_exporter's --collector.textfile.directory") from None
+    except OSError as exc:
+        raise InvalidArgument(f"--textfile {directory!r} cannot be reached ({exc.strerror}): "
+                              "run as a user that may write there") from None
+    if not is_dir:
+        raise InvalidArgument(f"--textfile {directory!r} is not a directory")

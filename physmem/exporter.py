@@ -1,0 +1,542 @@
+"""The fleet view: physmem's readings as Prometheus metrics (``physmem exporter``).
+
+Needs the ``prometheus-client`` library (``pip install 'physmem[exporter]'``).
+
+Two kinds of readings. Cheap ones (hugepage pools, buddyinfo, pagetypeinfo, vmstat, the
+boot command line) are read at every scrape. Expensive ones (the whole-machine kpageflags
+scans, every process's hugetlb mappings, the doctor checks) run in a background thread on
+their own interval; a scrape serves the last result with its age, so it never waits for a
+scan. A reading that fails counts in ``physmem_reading_errors_total`` and keeps serving its
+last good result; it never fails the scrape. A reading the process has no right to (not root)
+leaves its metrics out, not zero, and ``physmem_metric_unavailable_info`` says why.
+
+The contiguity and holder readings are plain callables returning :class:`ContiguityReading`
+and :class:`HolderReading`; pass others to :class:`Exporter` (``forecast=``, ``holders=``)
+to feed richer sources (a compaction forecast, a hugepage audit) into the same metrics.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+
+from . import addressing, proc
+from ._args import as_timeout
+from .errors import InvalidArgument, PermissionDenied, ProcessGone
+
+try:
+    from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+    from prometheus_client.core import (
+                                        CounterMetricFamily,
+                                        GaugeMetricFamily,
+                                        InfoMetricFamily,
+                                        Metric,
+    )
+    from prometheus_client.registry import Collector
+except ImportError as exc:  # pragma: no cover - exercised through a subprocess in the tests
+    raise ImportError(
+        "the physmem exporter needs the prometheus-client library: "
+        "pip install 'physmem[exporter]' (or pip install prometheus-client)") from exc
+
+__all__ = ["Exporter", "ContiguityFigure", "ContiguityReading", "Holder", "HolderReading",
+           "read_contiguity", "read_frames", "read_holders", "parse_listen", "DEFAULT_INTERVAL"]
+
+_log = logging.getLogger(__name__)
+DEFAULT_INTERVAL = 60.0
+NS = "physmem"
+# vmstat counters worth a fleet view: transparent hugepages, compaction, hugetlb allocation.
+_VMSTAT_PREFIXES = ("thp_", "compact_", "htlb_")
+
+
+@dataclass(frozen=True)
+class ContiguityFigure:
+    """How many blocks of ``size`` bytes one zone can give: ``free_now`` from free memory as
+    it is; ``after_compaction`` and ``blocked`` when the source forecasts them (else ``None``).
+    """
+
+    node: int
+    zone: str
+    size: int
+    free_now: int
+    after_compaction: int | None = None
+    blocked: int | None = None
+
+
+@dataclass(frozen=True)
+class ContiguityReading:
+    """The expensive contiguity reading: figures per zone and size, longest free run per zone
+    (bytes). Sizes the figures leave out are taken from buddyinfo at scrape time."""
+
+    figures: tuple[ContiguityFigure, ...]
+    longest_run: dict[tuple[int, str], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """``bytes`` of hugetlb pages of ``size`` mapped by the processes named ``process``."""
+
+    process: str
+    size: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class HolderReading:
+    """Who holds hugepages: per process name and size, plus hugetlbfs files nobody maps
+    (``orphaned``: size -> bytes) and processes that could not be read (other users' without
+    root, or gone mid-read)."""
+
+    holders: tuple[Holder, ...]
+    orphaned: dict[int, int]
+    unreadable: int = 0
+
+
+def _gib_sizes(sys_root: str) -> list[int]:
+    from .hugepages import supported_sizes
+
+    return [s for s in supported_sizes(sys_root) if s == 1 << 30]
+
+
+def read_contiguity(proc_root: str = "/proc", sys_root: str = "/sys") -> ContiguityReading:
+    """Gigantic (1 GiB) blocks obtainable now and the longest free run per zone, from a
+    whole-machine /proc/kpageflags scan (root). Raises PermissionDenied without the right."""
+    from .fragmentation import fragmentation
+
+    zones = fragmentation(proc_root=proc_root)
+    if any(z.largest_run_pages is None for z in zones):
+        raise PermissionDenied("cannot read kpageflags: Permission denied (free runs need "
+                               "root, CAP_SYS_ADMIN)",
+                               path=f"{proc_root}/kpageflags")
+    figures = tuple(ContiguityFigure(z.node, z.zone, size, z.available_1g or 0)
+                    for z in zones for size in _gib_sizes(sys_root))
+    return ContiguityReading(figures, {(z.node, z.zone): (z.largest_run_pages or 0) * z.page_size
+                                       for z in zones})
+
+
+def read_frames(proc_root: str = "/proc") -> dict[str, int]:
+    """Bytes of physical memory per page class (:class:`~physmem.physmap.PageClass` names,
+    lower case) from one scan of every frame's kpageflags (root), classified as
+    :func:`~physmem.physmap.cell_map` does (free block tails, memory not yet handed over)."""
+    from .physmap import PageClass, cell_map
+
+    m = cell_map(proc_root=proc_root)
+    return {c.name.lower(): int(n) * m.page_size for c, n in zip(PageClass, m.pages_per_class())}
+
+
+def _pids(proc_root: str) -> list[int]:
+    return sorted(int(n) for n in os.listdir(proc_root) if n.isdigit())
+
+
+def read_holders(proc_root: str = "/proc") -> HolderReading:
+    """Hugetlb pages mapped per process name and page size (smaps ``Private_Hugetlb`` +
+    ``Shared_Hugetlb`` by ``KernelPageSize``), and the bytes of hugetlbfs files no process
+    maps. A page shared by several processes counts for each of them."""
+    from .hugepages import mounts
+
+    held: dict[tuple[str, int], int] = {}
+    mapped_files: set[tuple[int, int, int]] = set()
+    unreadable = 0
+    for pid in _pids(proc_root):
+        try:
+            comm = proc.stat(pid, proc_root).comm
+            for v in proc.maps(pid, proc_root):
+                if v.inode:
+                    mapped_files.add((v.device.major, v.device.minor, v.inode))
+            rollup = proc.smaps_rollup(pid, proc_root)
+            if not rollup.get("Private_Hugetlb", 0) + rollup.get("Shared_Hugetlb", 0):
+                continue
+            for s in proc.smaps(pid, proc_root):
+                n = s.get("Private_Hugetlb", 0) + s.get("Shared_Hugetlb", 0)
+                if n:
+                    key = (comm, s.get("KernelPageSize", 0))
+                    held[key] = held.get(key, 0) + n
+        except ProcessGone:
+            continue
+        except PermissionError:   # PermissionDenied too: another user's process, not root
+            unreadable += 1
+    orphaned: dict[int, int] = {}
+    for m in mounts(proc_root):
+        orphaned.setdefault(m.page_size, 0)
+        for st in _files_under(m.path):
+            if (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) not in mapped_files:
+                # hugetlbfs counts a file's pages in i_blocks (512-byte units).
+                orphaned[m.page_size] += st.st_blocks * 512
+    holders = tuple(Holder(c, s, b) for (c, s), b in sorted(held.items()))
+    return HolderReading(holders, orphaned, unreadable)
+
+
+def _files_under(top: str) -> Iterator[os.stat_result]:
+    stack = [top]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.is_file(follow_symlinks=False):
+                        yield e.stat(follow_symlinks=False)
+        except OSError:
+            continue  # a directory we may not read, or removed meanwhile
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:9877"``, ``"[::1]:9877"`` or ``":9877"`` (every address) -> (host, port).
+    Port 0 asks the kernel for a free port."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not (port.isascii() and port.isdigit()):
+        raise InvalidArgument(f"--listen {text!r} is not HOST:PORT (e.g. 127.0.0.1:9877)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    number = int(port)
+    if number > 65535:
+        raise InvalidArgument(f"--listen {text!r}: port {number} is out of range (0-65535)")
+    return host or "0.0.0.0", number
+
+
+def _severities() -> Sequence[str]:
+    from .validate import Severity
+
+    return [s.name.lower() for s in Severity]
+
+
+class _Reading:
+    """One background reading: the last good result, when it came, and how reading went."""
+
+    def __init__(self, name: str, interval: float, read: Callable[[], list[Metric]],
+                 metrics: Sequence[str]) -> None:
+        self.name = name
+        self.interval = interval
+        self.read = read
+        self.metrics = metrics          # what it produces, for the unavailable info
+        self.result: list[Metric] | None = None
+        self.finished: float | None = None   # monotonic time of the last good result
+        self.duration: float | None = None
+        self.errors = 0
+        self.running = False
+        self.unavailable: str | None = None
+        self.last_error: str | None = None
+        self.next_due = 0.0
+
+    def run(self) -> None:
+        self.running = True
+        t0 = time.monotonic()
+        try:
+            result = self.read()
+        except PermissionError as exc:  # PermissionDenied included: absent, not an error
+            self.unavailable = str(exc)
+            self.result = None
+        except Exception as exc:  # noqa: BLE001 - any failure is a metric, never a dead thread
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            _log.warning("reading %s failed (serving its last result): %s", self.name,
+                         self.last_error)
+        else:
+            self.result, self.unavailable = result, None
+            self.finished = time.monotonic()
+        finally:
+            self.duration = time.monotonic() - t0
+            self.running = False
+            self.next_due = t0 + self.interval
+
+
+class Exporter(Collector):
+    """A Prometheus collector over physmem's readings, with its own registry.
+
+    ``interval`` is the seconds between two runs of each background reading. ``forecast`` and
+    ``holders`` replace the contiguity and holder readings (see the module docstring).
+    ``start()`` starts the background thread; ``refresh()`` runs every reading once, now.
+    """
+
+    def __init__(self, *, interval: float = DEFAULT_INTERVAL, sys_root: str = "/sys",
+                 proc_root: str = "/proc",
+                 forecast: Callable[[], ContiguityReading] | None = None,
+                 holders: Callable[[], HolderReading] | None = None) -> None:
+        iv = as_timeout(interval, "interval")
+        if not iv:
+            raise InvalidArgument(f"interval={interval!r} must be more than 0 seconds")
+        self.interval = iv
+        self.sys_root, self.proc_root = sys_root, proc_root
+        self._forecast = forecast or (lambda: read_contiguity(proc_root, sys_root))
+        self._holders = holders or (lambda: read_holders(proc_root))
+        self._contiguity: ContiguityReading | None = None
+        self._scrape_errors: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.readings = {r.name: r for r in (
+            _Reading("contiguity", iv, self._read_contiguity,
+                     [f"{NS}_contiguity_blocks (gigantic sizes)", f"{NS}_contiguity_longest_free_run_bytes"]),
+            _Reading("frames", iv, self._read_frames, [f"{NS}_frames_bytes"]),
+            _Reading("holders", iv, self._read_holders,
+                     [f"{NS}_hugepages_mapped_bytes", f"{NS}_hugepages_orphaned_bytes"]),
+            _Reading("doctor", iv, self._read_doctor, [f"{NS}_doctor_findings"]),
+        )}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    # --- background -------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the background readings (a daemon thread); idempotent."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="physmem-readings", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop the background thread after its current reading."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(as_timeout(timeout))
+
+    def refresh(self) -> None:
+        """Run every background reading once, in this thread."""
+        for r in self.readings.values():
+            r.run()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            due = [r for r in self.readings.values() if r.next_due <= now]
+            for r in due:
+                if self._stop.is_set():
+                    return
+                r.run()
+            wake = min(r.next_due for r in self.readings.values())
+            self._stop.wait(max(0.0, wake - time.monotonic()))
+
+    # --- expensive readings: each returns finished metric families ---------------------
+    def _read_contiguity(self) -> list[Metric]:
+        reading = self._forecast()
+        self._contiguity = reading
+        run = GaugeMetricFamily(f"{NS}_contiguity_longest_free_run_bytes",
+                                "Longest run of physically adjacent free memory per zone",
+                                labels=["node", "zone"])
+        for (node, zone), b in sorted(reading.longest_run.items()):
+            run.add_metric([str(node), zone], b)
+        return [run]
+
+    def _read_frames(self) -> list[Metric]:
+        fam = GaugeMetricFamily(f"{NS}_frames_bytes", "Physical memory per page class, from "
+                                "a whole-machine /proc/kpageflags scan", labels=["class"])
+        for name, b in read_frames(self.proc_root).items():
+            fam.add_metric([name], b)
+        return [fam]
+
+    def _read_holders(self) -> list[Metric]:
+        h = self._holders()
+        held = GaugeMetricFamily(f"{NS}_hugepages_mapped_bytes",
+                                 "Hugetlb memory mapped by processes of this name (shared pages "
+                                 "count once per process)", labels=["process", "size_bytes"])
+        for x in h.holders:
+            held.add_metric([x.process, str(x.size)], x.bytes)
+        orphan = GaugeMetricFamily(f"{NS}_hugepages_orphaned_bytes",
+                                   "Hugetlbfs file memory that no process maps",
+                                   labels=["size_bytes"])
+        for size, b in sorted(h.orphaned.items()):
+            orphan.add_metric([str(size)], b)
+        unread = GaugeMetricFamily(f"{NS}_hugepages_unreadable_processes",
+                                   "Processes whose mappings could not be read (no right to)")
+        unread.add_metric([], h.unreadable)
+        return [held, orphan, unread]
+
+    def _read_doctor(self) -> list[Metric]:
+        from .validate import SECTIONS, validate
+
+        report = validate(sys_root=self.sys_root, proc_root=self.proc_root)
+        counts = {(s, v): 0 for s in SECTIONS for v in _severities()}
+        for f in report.findings:
+            key = (f.section, f.severity.name.lower())
+            counts[key] = counts.get(key, 0) + 1
+        fam = GaugeMetricFamily(f"{NS}_doctor_findings", "physmem doctor findings",
+                                labels=["section", "severity"])
+        for (s, v), n in sorted(counts.items()):
+            fam.add_metric([s, v], n)
+        return [fam]
+
+    # --- the scrape -------------------------------------------------------------------
+    def collect(self) -> Iterator[Metric]:
+        t0 = time.perf_counter()
+        unavailable: dict[str, str] = {}
+        for section, build in (("hugepages", self._pools), ("buddyinfo", self._buddy),
+                               ("pagetypeinfo", self._pagetypeinfo), ("vmstat", self._vmstat),
+                               ("cmdline", self._configured)):
+            try:
+                families = list(build())
+            except PermissionError as exc:
+                unavailable.update({m: str(exc) for m in _SECTION_METRICS[section]})
+                continue
+            except Exception:  # noqa: BLE001 - a failed reading is a metric, not a failed scrape
+                with self._lock:
+                    self._scrape_errors[section] = self._scrape_errors.get(section, 0) + 1
+                continue
+            yield from families
+        yield from self._background(unavailable)
+        info = InfoMetricFamily(f"{NS}_metric_unavailable",
+                                "Metrics left out because this process may not read their source",
+                                labels=["metric"])
+        for metric, reason in sorted(unavailable.items()):
+            info.add_metric([metric], {"reason": reason})
+        yield info
+        errors = CounterMetricFamily(f"{NS}_scrape_errors", "Cheap readings that failed during "
+                                     "a scrape, by section", labels=["section"])
+        with self._lock:
+            for section in _SECTION_METRICS:
+                errors.add_metric([section], self._scrape_errors.get(section, 0))
+        yield errors
+        dur = GaugeMetricFamily(f"{NS}_scrape_duration_seconds",
+                                "Time this scrape took to gather its metrics")
+        dur.add_metric([], time.perf_counter() - t0)
+        yield dur
+
+    def _background(self, unavailable: dict[str, str]) -> Iterator[Metric]:
+        now = time.monotonic()
+        age = GaugeMetricFamily(f"{NS}_reading_age_seconds",
+                                "Seconds since the background reading last succeeded",
+                                labels=["reading"])
+        dur = GaugeMetricFamily(f"{NS}_reading_duration_seconds",
+                                "How long the last run of the background reading took",
+                                labels=["reading"])
+        err = CounterMetricFamily(f"{NS}_reading_errors", "Failed runs of the background reading",
+                                  labels=["reading"])
+        running = GaugeMetricFamily(f"{NS}_reading_running",
+                                    "1 while the background reading is running",
+                                    labels=["reading"])
+        for r in self.readings.values():
+            result = r.result
+            if result is not None:
+                yield from result
+            if r.unavailable is not None:
+                unavailable.update({m: r.unavailable for m in r.metrics})
+            if r.finished is not None:
+                age.add_metric([r.name], now - r.finished)
+            if r.duration is not None:
+                dur.add_metric([r.name], r.duration)
+            err.add_metric([r.name], r.errors)
+            running.add_metric([r.name], int(r.running))
+        yield from (age, dur, err, running)
+
+    def _pools(self) -> Iterable[Metric]:
+        from .hugepages import pools
+
+        fam = GaugeMetricFamily(f"{NS}_hugepages_pages", "Hugepages per pool (node 'all' is the "
+                                "global pool); state total, free, reserved or surplus",
+                                labels=["size_bytes", "node", "state"])
+        over = GaugeMetricFamily(f"{NS}_hugepages_overcommit_pages",
+                                 "Surplus hugepages the pool may grow by on demand",
+                                 labels=["size_bytes"])
+        for p in pools(self.sys_root):
+            node = "all" if p.node is None else str(p.node)
+            for state, v in (("total", p.total), ("free", p.free), ("reserved", p.reserved),
+                             ("surplus", p.surplus)):
+                if v is not None:   # per-node pools have no reserved counter
+                    fam.add_metric([str(p.size), node, state], v)
+            if p.overcommit is not None:
+                over.add_metric([str(p.size)], p.overcommit)
+        return [fam, over]
+
+    def _buddy(self) -> Iterable[Metric]:
+        from .hugepages import supported_sizes
+
+        page = addressing.page_size()
+        zones = proc.buddyinfo(self.proc_root)
+        fam = GaugeMetricFamily(f"{NS}_buddyinfo_free_blocks",
+                                "Free blocks of 2**order pages per zone (/proc/buddyinfo)",
+                                labels=["node", "zone", "order"])
+        for z in zones:
+            for order, n in enumerate(z.free):
+                fam.add_metric([str(z.node), z.zone, str(order)], n)
+        cont = GaugeMetricFamily(f"{NS}_contiguity_blocks",
+                                 "Blocks of a hugepage size a zone can give: free_now from free "
+                                 "memory as it is, after_compaction and blocked when forecast",
+                                 labels=["node", "zone", "size_bytes", "state"])
+        forecast = self._contiguity
+        have: set[tuple[int, str, int]] = set()
+        for f in (forecast.figures if forecast else ()):
+            have.add((f.node, f.zone, f.size))
+            for state, v in (("free_now", f.free_now), ("after_compaction", f.after_compaction),
+                             ("blocked", f.blocked)):
+                if v is not None:
+                    cont.add_metric([str(f.node), f.zone, str(f.size), state], v)
+        for z in zones:
+            for size in supported_sizes(self.sys_root):
+                order = (size // page).bit_length() - 1
+                # Sizes above the buddy allocator's top order need the kpageflags scan.
+                if order < len(z.free) and (z.node, z.zone, size) not in have:
+                    blocks = sum(n << (k - order) for k, n in enumerate(z.free) if k >= order)
+                    cont.add_metric([str(z.node), z.zone, str(size), "free_now"], blocks)
+        return [fam, cont]
+
+    def _pagetypeinfo(self) -> Iterable[Metric]:
+        pti = proc.pagetypeinfo(self.proc_root)
+        fam = GaugeMetricFamily(f"{NS}_pagetypeinfo_free_blocks",
+                                "Free blocks of 2**order pages per zone and migrate type",
+                                labels=["node", "zone", "migratetype", "order"])
+        for (node, zone, mt), counts in sorted(pti.free.items()):
+            for order, n in enumerate(counts):
+                fam.add_metric([str(node), zone, mt, str(order)], n)
+        blocks = GaugeMetricFamily(f"{NS}_pageblocks", "Pageblocks per zone and migrate type",
+                                   labels=["node", "zone", "migratetype"])
+        for (node, zone), types in sorted(pti.blocks.items()):
+            for mt, n in types.items():
+                blocks.add_metric([str(node), zone, mt], n)
+        size = GaugeMetricFamily(f"{NS}_pageblock_size_bytes", "Size of one pageblock")
+        size.add_metric([], pti.pages_per_block * addressing.page_size())
+        return [fam, blocks, size]
+
+    def _vmstat(self) -> Iterable[Metric]:
+        out = []
+        for name, v in sorted(proc.vmstat(self.proc_root).items()):
+            if name.startswith(_VMSTAT_PREFIXES):
+                fam = CounterMetricFamily(f"{NS}_vmstat_{name}", f"/proc/vmstat {name}")
+                fam.add_metric([], v)
+                out.append(fam)
+        return out
+
+    def _configured(self) -> Iterable[Metric]:
+        from .hugepages import default_size
+        from .topology.cmdline import read_cmdline
+
+        fam = GaugeMetricFamily(f"{NS}_hugepages_configured_pages",
+                                "Hugepages the kernel command line asks for (hugepages=)",
+                                labels=["size_bytes", "node"])
+        cmd = read_cmdline(self.proc_root)
+        for req in (cmd.hugepages if cmd else ()):
+            size = req.size or (cmd.default_hugepagesz if cmd else None) or default_size(self.proc_root)
+            if size:
+                fam.add_metric([str(size), "all"], req.count)
+                for node, n in sorted((req.per_node or {}).items()):
+                    fam.add_metric([str(size), str(node)], n)
+        return [fam]
+
+    # --- output -----------------------------------------------------------------------
+    def exposition(self) -> bytes:
+        """One scrape in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def as_json(self) -> list[dict[str, object]]:
+        """One scrape as plain data: ``[{"name", "type", "help", "samples": [{"name",
+        "labels", "value"}]}]``, families in scrape order."""
+        return [{"name": m.name, "type": m.type, "help": m.documentation,
+                 "samples": [{"name": x.name, "labels": dict(x.labels), "value": x.value}
+                             for x in m.samples]}
+                for m in self.registry.collect()]
+
+    def write_textfile(self, directory: str, name: str = "physmem.prom") -> str:
+        """Write one scrape to ``directory/name`` atomically (a temporary file in the same
+        directory, then rename: node_exporter never reads a half-written file)."""
+        path = os.path.join(directory, name)
+        write_to_textfile(path, self.registry)
+        return path
+
+
+_SECTION_METRICS: dict[str, list[str]] = {
+    "hugepages": [f"{NS}_hugepages_pages", f"{NS}_hugepages_overcommit_pages"],
+    "buddyinfo": [f"{NS}_buddyinfo_free_blocks", f"{NS}_contiguity_blocks"],
+    "pagetypeinfo": [f"{NS}_pagetypeinfo_free_blocks", f"{NS}_pageblocks",
+                     f"{NS}_pageblock_size_bytes"],
+    "vmstat": [f"{NS}_vmstat_*_total"],
+    "cmdline": [f"{NS}_hugepages_configured_pages"],
+}

@@ -1,0 +1,552 @@
+"""``physmem exporter`` against real components: a real Prometheus server scraping it, promtool
+linting its output and the alert rules, node_exporter-style textfile readers, the kernel's own
+files read directly as the reference."""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+prometheus_client = pytest.importorskip(
+    "prometheus_client", reason="prometheus-client is not installed (pip install '.[test]')")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from physmem.exporter import Exporter, HolderReading, read_holders  # noqa: E402
+
+from conftest import python_env, settled  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "contrib" / "prometheus" / "physmem.rules.yml"
+HUGEPAGES = Path("/sys/kernel/mm/hugepages")
+MIB2 = 2 << 20
+STARTUP = 20.0     # seconds any process gets to come up before the test fails
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        reason = (f"{name} is not installed (Debian package 'prometheus'; .ci/run installs it)")
+        print(f"SKIP: {reason}", file=sys.stderr)
+        pytest.skip(reason)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read()
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def _value(samples: dict, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def _stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+def _read_line(p: subprocess.Popen, timeout: float) -> str:
+    """The first stdout line of ``p``, or fail after ``timeout`` (a thread: no hang)."""
+    box: list[str] = []
+    t = threading.Thread(target=lambda: box.append(p.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    t.start()
+    t.join(timeout)
+    if not box or not box[0]:
+        _stop(p)
+        raise AssertionError(f"no start-up line within {timeout} s; stderr: {p.stderr.read() if p.stderr else ''}")
+    return box[0].strip()
+
+
+@pytest.fixture
+def start_exporter(request: pytest.FixtureRequest) -> Callable[..., tuple[subprocess.Popen, str]]:
+    """``start(*args)`` runs ``physmem exporter ARGS`` as a separate program; stopped at the end.
+    Returns the process and, for HTTP mode, the /metrics URL it printed."""
+    procs: list[subprocess.Popen] = []
+    request.addfinalizer(lambda: [_stop(p) for p in procs])
+
+    def start(*args: str) -> tuple[subprocess.Popen, str]:
+        env, cwd = python_env()
+        p = subprocess.Popen([sys.executable, "-m", "physmem.cli", "exporter", *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env, cwd=cwd)
+        procs.append(p)
+        line = _read_line(p, STARTUP)
+        return p, line.rpartition(" ")[2]
+
+    return start
+
+
+def _wait_for(check: Callable[[], object], what: str, timeout: float) -> object:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except OSError as exc:  # not listening yet
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not within {timeout} s (last: {last!r})")
+
+
+@pytest.fixture
+def prometheus(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """``start(metrics_url)``: a real Prometheus scraping that URL every second; returns its
+    base URL once the target is up. Stopped at the end of the test."""
+    binary = _tool("prometheus")
+    procs: list[subprocess.Popen] = []
+    request.addfinalizer(lambda: [_stop(p) for p in procs])
+
+    def start(metrics_url: str) -> str:
+        target = urllib.parse.urlsplit(metrics_url)
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "scrape_configs:\n  - job_name: physmem\n"
+            f"    metrics_path: {target.path}\n"
+            f"    static_configs:\n      - targets: ['{target.netloc}']\n")
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        p = subprocess.Popen([binary, f"--config.file={config}",
+                              f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                              f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+        procs.append(p)
+
+        def target_up() -> bool:
+            if p.poll() is not None:
+                raise AssertionError(f"prometheus exited: {p.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            targets = json.loads(_get(f"{base}/api/v1/targets"))["data"]["activeTargets"]
+            return any(t["health"] == "up" for t in targets)
+
+        _wait_for(target_up, "the exporter target up in Prometheus", STARTUP)
+        return base
+
+    return start
+
+
+def _query(base: str, expr: str) -> dict[tuple[tuple[str, str], ...], float]:
+    body = json.loads(_get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})))
+    assert body["status"] == "success", body
+    return {tuple(sorted((k, v) for k, v in r["metric"].items() if k not in ("job", "instance", "__name__"))):
+            float(r["value"][1]) for r in body["data"]["result"]}
+
+
+def _sysfs_pool(size_kb: int, name: str) -> int:
+    return int((HUGEPAGES / f"hugepages-{size_kb}kB" / name).read_text())
+
+
+def test_prometheus_scrapes_the_pools_and_sees_them_change(is_root, start_exporter, prometheus,
+                                                           hugepage_pool):
+    _, url = start_exporter("--listen", "127.0.0.1:0", "--interval", "30")
+    base = prometheus(url)
+    sizes = sorted(int(d.name[10:-2]) for d in HUGEPAGES.iterdir())
+
+    def matches_sysfs() -> bool:
+        got = _query(base, 'physmem_hugepages_pages{node="all",state=~"free|total"}')
+        want = {(("node", "all"), ("size_bytes", str(kb * 1024)), ("state", state)):
+                float(_sysfs_pool(kb, f"{'free' if state == 'free' else 'nr'}_hugepages"))
+                for kb in sizes for state in ("free", "total")}
+        return got == want or print(got, want) or False   # type: ignore[func-returns-value]
+
+    _wait_for(matches_sysfs, "Prometheus's pools equal to sysfs", 10)
+    before = _sysfs_pool(2048, "free_hugepages")
+    hugepage_pool(before + 3)
+    after = _sysfs_pool(2048, "free_hugepages")
+    assert after >= before + 3
+    expr = 'physmem_hugepages_pages{node="all",state="free",size_bytes="2097152"}'
+    seen = _wait_for(lambda: _query(base, expr).get(
+        (("node", "all"), ("size_bytes", "2097152"), ("state", "free"))) == after,
+        f"Prometheus reporting {after} free 2 MiB pages after the next scrape", 10)
+    assert seen
+    _wait_for(matches_sysfs, "Prometheus's pools equal to sysfs after the change", 10)
+
+
+def test_promtool_accepts_a_scrape_and_the_rules(is_root, start_exporter, tmp_path):
+    promtool = _tool("promtool")
+    _, url = start_exporter("--listen", "127.0.0.1:0", "--interval", "30")
+    # Wait for the background readings so the lint sees every metric family.
+    _wait_for(lambda: b'physmem_reading_age_seconds{reading="frames"}' in _get(url),
+              "the first background scan", STARTUP)
+    scrape = _get(url)
+    r = subprocess.run([promtool, "check", "metrics"], input=scrape, capture_output=True, timeout=30)
+    assert r.returncode == 0, (r.stdout + r.stderr).decode()
+    r = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+    # The rules' own unit tests: each alert fires on the series it is meant for, only those.
+    r = subprocess.run([promtool, "test", "rules", "physmem.rules.test.yml"], capture_output=True,
+                       text=True, timeout=30, cwd=RULES.parent)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_textfile_is_replaced_atomically(is_root, start_exporter, tmp_path):
+    proc, _ = start_exporter("--textfile", str(tmp_path), "--interval", "0.01")
+    path = tmp_path / "physmem.prom"
+    rewrites, reads = 0, 0
+    last_inode = None
+    deadline = time.monotonic() + 40
+    while rewrites < 100:
+        assert time.monotonic() < deadline, f"only {rewrites} rewrites seen in 40 s"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            assert last_inode is None, "the file vanished between two rewrites"
+            continue
+        try:
+            inode = os.fstat(fd).st_ino
+            data = b""
+            while chunk := os.read(fd, 1 << 16):
+                data += chunk
+        finally:
+            os.close(fd)
+        reads += 1
+        text = data.decode()
+        # Whole: ends with the family written last, and every line parses.
+        assert text.endswith("\n") and "\nphysmem_scrape_duration_seconds " in text, text[-300:]
+        names = {f.name for f in text_string_to_metric_families(text)}
+        # The first version already has the background readings (frames: a kpageflags scan).
+        assert {"physmem_hugepages_pages", "physmem_frames_bytes",
+                "physmem_scrape_duration_seconds"} <= names
+        if inode != last_inode:
+            rewrites += last_inode is not None
+            last_inode = inode
+    assert proc.poll() is None
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "physmem.prom"]
+    _stop(proc)
+    assert proc.returncode == 0
+    # Temporary files never end in .prom (node_exporter would read them); none stays behind.
+    assert not [n for n in leftovers if n.endswith(".prom")]
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "physmem.prom"]
+
+
+def test_textfile_once_parses(is_root, tmp_path):
+    env, cwd = python_env()
+    r = subprocess.run([sys.executable, "-m", "physmem.cli", "exporter", "--textfile", str(tmp_path),
+                        "--once"], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "physmem.prom").read_text()
+    s = _samples(text)
+    for kb in sorted(int(d.name[10:-2]) for d in HUGEPAGES.iterdir()):
+        assert _value(s, "physmem_hugepages_pages", size_bytes=str(kb * 1024), node="all",
+                      state="total") == _sysfs_pool(kb, "nr_hugepages")
+    # --once takes the background readings too, synchronously.
+    for reading in ("contiguity", "frames", "holders", "doctor"):
+        assert _value(s, "physmem_reading_errors_total", reading=reading) == 0
+        assert _value(s, "physmem_reading_age_seconds", reading=reading) is not None
+
+
+def test_textfile_directory_without_write_permission(run_unprivileged, tmp_path, request):
+    import tempfile
+
+    def cli(directory: Path) -> subprocess.CompletedProcess:
+        return run_unprivileged(f"""
+            import sys
+            from physmem.cli import main
+            sys.exit(main(["exporter", "--textfile", {str(directory)!r}, "--once"]))
+        """)
+
+    # Under a 0700 directory: uid 65534 cannot even reach it.
+    r = cli(tmp_path)
+    assert r.returncode == 1 and "--textfile" in r.stderr and "cannot be reached" in r.stderr, r.stderr
+    # Reachable and readable but not writable.
+    shared = Path(tempfile.mkdtemp(prefix="physmem-exporter-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
+    shared.chmod(0o755)
+    r = cli(shared)
+    assert r.returncode == 2, r.stderr
+    assert "--textfile" in r.stderr and "Permission denied" in r.stderr and "Traceback" not in r.stderr
+    assert list(shared.iterdir()) == []   # no temporary file left behind
+
+
+def test_json_is_one_scrape(is_root):
+    env, cwd = python_env()
+    r = subprocess.run([sys.executable, "-m", "physmem.cli", "exporter", "--json"],
+                       capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    assert r.returncode == 0, r.stderr
+    families = {f["name"]: f for f in json.loads(r.stdout)}
+    pools = {(x["labels"]["size_bytes"], x["labels"]["state"]): x["value"]
+             for x in families["physmem_hugepages_pages"]["samples"] if x["labels"]["node"] == "all"}
+    for kb in sorted(int(d.name[10:-2]) for d in HUGEPAGES.iterdir()):
+        assert pools[(str(kb * 1024), "total")] == _sysfs_pool(kb, "nr_hugepages")
+        assert pools[(str(kb * 1024), "free")] == _sysfs_pool(kb, "free_hugepages")
+    assert families["physmem_vmstat_thp_fault_alloc"]["type"] == "counter"
+    assert "physmem_frames_bytes" in families   # the background readings ran once
+
+
+def test_scrape_is_fast_while_a_whole_machine_scan_runs(is_root, start_exporter):
+    proc, url = start_exporter("--listen", "127.0.0.1:0", "--interval", "0.05")
+    timings: list[float] = []
+    deadline = time.monotonic() + 30
+    while len(timings) < 10:
+        assert time.monotonic() < deadline, f"caught a scan in progress only {len(timings)} times"
+        t0 = time.perf_counter()
+        text = _get(url).decode()
+        elapsed = time.perf_counter() - t0
+        s = _samples(text)
+        if any(_value(s, "physmem_reading_running", reading=r) == 1 for r in ("frames", "contiguity")):
+            timings.append(elapsed)
+            assert _value(s, "physmem_scrape_errors_total", section="hugepages") == 0
+    proc.terminate()   # SIGTERM: a clean stop, exit status 0
+    assert proc.wait(10) == 0
+    print(f"scrape during a kpageflags scan: max {max(timings) * 1000:.1f} ms, "
+          f"median {sorted(timings)[len(timings) // 2] * 1000:.1f} ms")
+    assert max(timings) < 0.05, timings
+
+
+def test_unprivileged_leaves_root_metrics_out_and_says_why(run_unprivileged):
+    r = run_unprivileged("""
+        from physmem.exporter import Exporter
+        e = Exporter()
+        e.refresh()
+        print(e.exposition().decode())
+    """)
+    assert r.returncode == 0, r.stderr
+    s = _samples(r.stdout)
+    names = {name for name, _ in s}
+    # Readable by anyone: present. Root-only sources: absent, not zero.
+    assert "physmem_hugepages_pages" in names and "physmem_buddyinfo_free_blocks" in names
+    for gone in ("physmem_pagetypeinfo_free_blocks", "physmem_frames_bytes",
+                 "physmem_contiguity_longest_free_run_bytes"):
+        assert gone not in names
+        info = [dict(labels) for (name, labels) in s
+                if name == "physmem_metric_unavailable_info" and dict(labels)["metric"] == gone]
+        assert info and "permission denied" in info[0]["reason"].lower(), (gone, info)
+    # The sources really are closed to uid 65534 (mode 0400 root / CAP_SYS_ADMIN).
+    assert os.stat("/proc/pagetypeinfo").st_mode & 0o077 == 0
+    assert os.stat("/proc/kpageflags").st_mode & 0o077 == 0
+    # Unprivileged is not an error, and 2 MiB figures from buddyinfo are still there.
+    assert _value(s, "physmem_reading_errors_total", reading="frames") == 0
+    assert any(name == "physmem_contiguity_blocks" and dict(labels)["size_bytes"] == str(MIB2)
+               for name, labels in s)
+
+
+def test_failed_reading_is_an_error_metric_and_the_last_result_stays(is_root):
+    calls = {"n": 0}
+
+    def holders() -> HolderReading:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError("the audit broke")
+        return HolderReading((), {MIB2: 12345}, 0)
+
+    e = Exporter(holders=holders)
+    e.readings["holders"].run()
+    assert e.readings["holders"].last_error is None
+    first = _samples(e.exposition().decode())
+    e.readings["holders"].run()
+    time.sleep(0.05)
+    second = _samples(e.exposition().decode())
+    assert _value(first, "physmem_reading_errors_total", reading="holders") == 0
+    assert _value(second, "physmem_reading_errors_total", reading="holders") == 1
+    # Served from the last good result, older now.
+    assert _value(second, "physmem_hugepages_orphaned_bytes", size_bytes=str(MIB2)) == 12345
+    assert e.readings["holders"].last_error == "OSError: the audit broke"
+    assert (_value(second, "physmem_reading_age_seconds", reading="holders")
+            > _value(first, "physmem_reading_age_seconds", reading="holders"))
+    assert _value(second, "physmem_hugepages_pages", size_bytes=str(MIB2), node="all",
+                  state="total") is not None
+
+
+def _raw_buddyinfo() -> dict[tuple[str, str], list[int]]:
+    fd = os.open("/proc/buddyinfo", os.O_RDONLY)
+    try:
+        data = os.pread(fd, 1 << 16, 0).decode()
+    finally:
+        os.close(fd)
+    out = {}
+    for line in data.splitlines():
+        w = line.replace(",", " ").split()
+        out[(w[1], w[3])] = [int(v) for v in w[4:]]
+    return out
+
+
+def test_buddy_figures_match_the_kernel_files(is_root):
+    e = Exporter()
+
+    def check() -> None:
+        s = _samples(e.exposition().decode())
+        raw = _raw_buddyinfo()
+        order_2m = (MIB2 // mmap.PAGESIZE).bit_length() - 1
+        for (node, zone), counts in raw.items():
+            for order, n in enumerate(counts):
+                assert _value(s, "physmem_buddyinfo_free_blocks", node=node, zone=zone,
+                              order=str(order)) == n
+                # pagetypeinfo splits the same free blocks by migrate type.
+                by_type = [v for (name, labels), v in s.items()
+                           if name == "physmem_pagetypeinfo_free_blocks"
+                           and {("node", node), ("zone", zone), ("order", str(order))} <= labels]
+                assert by_type and sum(by_type) == n
+            want = sum(c << (k - order_2m) for k, c in enumerate(counts) if k >= order_2m)
+            assert _value(s, "physmem_contiguity_blocks", node=node, zone=zone,
+                          size_bytes=str(MIB2), state="free_now") == want
+
+    settled(check, attempts=10)
+
+
+def test_vmstat_counters_follow_the_kernel(is_root):
+    def raw() -> dict[str, int]:
+        return {k: int(v) for k, v in (line.split() for line in
+                                         Path("/proc/vmstat").read_text().splitlines())}
+    before = raw()
+    s = _samples(Exporter().exposition().decode())
+    after = raw()
+    names = [k for k in before if k.startswith(("thp_", "compact_", "htlb_"))]
+    assert "thp_fault_alloc" in names and "compact_stall" in names
+    for k in names:
+        v = _value(s, f"physmem_vmstat_{k}_total")
+        assert v is not None and before[k] <= v <= after[k], k
+
+
+def test_frames_count_the_hugetlb_pool(is_root, hugepage_pool):
+    hugepage_pool(4)
+    e = Exporter()
+
+    def check() -> None:
+        e.readings["frames"].run()
+        s = _samples(e.exposition().decode())
+        pool_bytes = sum(int((d / "nr_hugepages").read_text()) * int(d.name[10:-2]) * 1024
+                         for d in HUGEPAGES.iterdir())
+        assert _value(s, "physmem_frames_bytes", **{"class": "hugetlb"}) == pool_bytes >= 4 * MIB2
+
+    settled(check)
+
+
+_HOLDER = r"""
+import ctypes, mmap, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(15, b"pm-holder-test", 0, 0, 0)          # PR_SET_NAME: the comm the exporter reports
+m = mmap.mmap(-1, 2 * 2097152, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x40000)  # MAP_HUGETLB
+m[0] = 1; m[2097152] = 1
+f = open(sys.argv[1], "r+b")
+shared = mmap.mmap(f.fileno(), 2097152)
+shared[0] = 1
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def hugetlbfs(request: pytest.FixtureRequest, tmp_path: Path, is_root: None) -> Path:
+    """A private hugetlbfs mount of 2 MiB pages, unmounted at the end."""
+    where = tmp_path / "huge"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "none", str(where)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount hugetlbfs: {r.stderr.strip()}")
+
+    def unmount() -> None:
+        for p in where.iterdir():
+            p.unlink()
+        subprocess.run(["umount", str(where)], check=False)
+
+    request.addfinalizer(unmount)
+    return where
+
+
+def test_holders_and_orphaned_hugetlbfs_files(is_root, hugepage_pool, hugetlbfs, request):
+    hugepage_pool(4)
+    baseline = read_holders().orphaned.get(MIB2, 0)
+    # An orphan: a file whose page stays in the pool after its writer is gone.
+    orphan = hugetlbfs / "orphan"
+    with open(orphan, "w+b") as f:
+        f.truncate(MIB2)
+        m = mmap.mmap(f.fileno(), MIB2)
+        m[0] = 1
+        m.close()
+    assert os.stat(orphan).st_blocks * 512 == MIB2   # the kernel's own count for the file
+    used = hugetlbfs / "used"
+    used.write_bytes(b"")
+    os.truncate(used, MIB2)
+    env, cwd = python_env()
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, str(used)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    request.addfinalizer(lambda: _stop(child))
+    assert _read_line(child, STARTUP) == "ready"
+    e = Exporter()
+    e.readings["holders"].run()
+    s = _samples(e.exposition().decode())
+    # The child maps 2 private pages and 1 page of the shared file: 3 pages of 2 MiB.
+    assert _value(s, "physmem_hugepages_mapped_bytes", process="pm-holder-test",
+                  size_bytes=str(MIB2)) == 3 * MIB2
+    # Only the unmapped file counts as orphaned.
+    assert _value(s, "physmem_hugepages_orphaned_bytes", size_bytes=str(MIB2)) == baseline + MIB2
+    _stop(child)
+    # Its writer gone, the shared file's page is orphaned too.
+    assert read_holders().orphaned[MIB2] == baseline + 2 * MIB2
+
+
+def test_cli_arguments_are_checked_and_a_missing_library_is_explained(tmp_path):
+    env, cwd = python_env()
+
+    def cli(*args: str, code: str = "") -> subprocess.CompletedProcess:
+        prog = (code + "import sys; from physmem.cli import main; sys.exit(main(sys.argv[1:]))")
+        return subprocess.run([sys.executable, "-c", prog, "exporter", *args], capture_output=True,
+                              text=True, env=env, cwd=cwd, timeout=60)
+
+    for args, flag in ((["--interval", "0"], "--interval"), (["--interval", "nan"], "--interval"),
+                       (["--listen", "localhost"], "--listen"),
+                       (["--listen", "127.0.0.1:70000"], "--listen"),
+                       (["--listen", "127.0.0.1:\u00b2"], "--listen"),
+                       (["--textfile", str(tmp_path / "missing"), "--once"], "--textfile"),
+                       (["--once"], "--once"), (["--json", "--textfile", str(tmp_path)], "--json")):
+        r = cli(*args)
+        assert r.returncode == 1 and flag in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    # A port another program holds: a clear refusal, not a traceback.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = cli("--listen", f"127.0.0.1:{s.getsockname()[1]}")
+    assert r.returncode == 2 and "--listen" in r.stderr and "Traceback" not in r.stderr
+    r = cli("--textfile", str(tmp_path), "--once", code="import sys; sys.modules['prometheus_client'] = None; ")
+    assert r.returncode == 2 and "pip install 'physmem[exporter]'" in r.stderr, r.stderr
+    assert not (tmp_path / "physmem.prom").exists()
+
+
+def test_a_broken_file_is_a_scrape_error_not_a_failed_scrape(tmp_path):
+    # A captured /proc whose vmstat is garbage and which has no pagetypeinfo at all.
+    (tmp_path / "buddyinfo").write_bytes(Path("/proc/buddyinfo").read_bytes())
+    (tmp_path / "vmstat").write_text("thp_fault_alloc lots\n")
+    e = Exporter(proc_root=str(tmp_path))
+    first = _samples(e.exposition().decode())
+    second = _samples(e.exposition().decode())
+    assert _value(first, "physmem_scrape_errors_total", section="vmstat") == 1
+    assert _value(second, "physmem_scrape_errors_total", section="vmstat") == 2
+    assert _value(second, "physmem_scrape_errors_total", section="pagetypeinfo") == 2
+    assert _value(second, "physmem_scrape_errors_total", section="buddyinfo") == 0
+    assert _value(second, "physmem_scrape_errors_total", section="hugepages") == 0
+    raw = _raw_buddyinfo()
+    node, zone = next(iter(raw))
+    assert _value(second, "physmem_buddyinfo_free_blocks", node=node, zone=zone, order="0") is not None
+    assert not any(name.startswith("physmem_vmstat_") for name, _ in second)
