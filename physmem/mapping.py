@@ -586,14 +586,6 @@ class Mapping:
                 "the process with SIGBUS; grow the file first (MemFd.truncate / "
                 "os.ftruncate)")
 
-    @property
-    def file_range(self) -> tuple[int, int] | None:
-        """``(offset, end)`` of the file bytes a regular-file mapping covers, or None for
-        anonymous memory and mappings of devices."""
-        if self._file is None or self._buf is None:
-            return None
-        return self._file[3], self._file[3] + self._size
-
     def close(self) -> None:
         """munmap. Refused with BufferError while views exist; closing twice is fine."""
         if self._buf is None:
