@@ -125,7 +125,14 @@ def test_hugetlb_memfd(hugepage_pool):
         assert m.page_size == 2 * MiB
         with pytest.raises(InvalidArgument, match="multiple of the page size"):
             f.truncate(MiB)
+        # Past the end of a hugetlb file too: refused up front (nothing is touched here).
+        with pytest.raises(InvalidArgument, match="truncate"):
+            f.map(4 * MiB)
+        with pytest.raises(InvalidArgument, match=f"{m.address:#x}"):
+            f.truncate(0)
+        assert os.fstat(f.fd).st_size == 2 * MiB
         m.close()
+        f.truncate(0)
 
 
 def test_invalid_arguments():
