@@ -12,13 +12,17 @@ from __future__ import annotations
 import enum
 import errno as _errno
 import gc
+import math
 import mmap as _mmap
+import os
+import stat
 import sys
 import weakref
 from typing import Any
 
 import numpy as np
 
+from ._args import I32_MAX, I64_MAX, as_flags, as_int, as_nonneg, as_positive
 from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
 from .errors import InvalidArgument, error_from_errno
@@ -83,12 +87,6 @@ def hugepage_sizes() -> list[int]:
     return supported_sizes()
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise InvalidArgument(f"{name}={value!r} must be a positive integer number of bytes")
-    return int(value)
-
-
 def _aligned(name: str, value: int, page_size: int) -> int:
     if value % page_size:
         raise InvalidArgument(
@@ -98,10 +96,13 @@ def _aligned(name: str, value: int, page_size: int) -> int:
 
 
 def _check_page_size(page_size: int | None) -> int:
-    if page_size is None or page_size == PAGE_SIZE:
+    if page_size is None:
+        return PAGE_SIZE
+    page_size = as_positive(page_size, "page_size")
+    if page_size == PAGE_SIZE:
         return PAGE_SIZE
     sizes = hugepage_sizes()
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size not in sizes:
+    if page_size not in sizes:
         raise InvalidArgument(
             f"page_size={page_size!r} is not a page size this kernel offers; use None "
             f"({PAGE_SIZE}) or one of the huge page sizes {sizes}")
@@ -128,6 +129,70 @@ def _unmap(address: int, size: int) -> None:
     lib.pm_munmap(address, size)
 
 
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _reserve(address: int, size: int, what: str) -> None:
+    """Claim ``[address, address+size)`` with an inaccessible placeholder, or raise
+    PhysmemOSError (EEXIST) naming the address if any of it is mapped already.
+
+    MAP_FIXED_NOREPLACE checks and claims in one step, so no other thread can map there
+    between the check and a later MAP_FIXED/MREMAP_FIXED that replaces the placeholder.
+    """
+    ret = lib.pm_mmap(address, size, lib.PROT_NONE,
+                      lib.MAP_PRIVATE | lib.MAP_ANONYMOUS | lib.MAP_NORESERVE
+                      | lib.MAP_FIXED_NOREPLACE, -1, 0)
+    if ret == -_errno.EEXIST:
+        raise error_from_errno(
+            _errno.EEXIST, f"{what}: the target {address:#x}..{address + size:#x}",
+            address=address,
+            hint="part of it is already mapped (by another Mapping or by the process); "
+                 "pick a free address, or leave address=None to let the kernel choose")
+    if ret < 0:
+        raise error_from_errno(-ret, f"{what}: cannot reserve {address:#x}..{address + size:#x}",
+                               address=address)
+    if ret != address:
+        # Kernels before 4.17 ignore MAP_FIXED_NOREPLACE and treat the address as a hint.
+        lib.pm_munmap(ret, size)
+        raise unavailable("mmap flag MAP_FIXED_NOREPLACE", "4.17", err=_errno.EINVAL)
+
+
+# A file mapping remembers its file (fd, st_dev, st_ino) and offset, so growing it with
+# remap() can check the file still covers it: a page wholly past the end of a file raises
+# SIGBUS on access.
+_FileRef = tuple[int, int, int, int]
+
+
+def _file_size(fd: int) -> tuple[int, int, int] | None:
+    """(st_dev, st_ino, st_size) of a regular file (memfd and hugetlbfs files included), or
+    None for anything whose size does not bound what may be mapped (devices, dma-bufs)."""
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        raise error_from_errno(exc.errno or _errno.EBADF, f"fstat of fd {fd}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return st.st_dev, st.st_ino, st.st_size
+
+
+def _check_within_file(fd: int, offset: int, size: int) -> _FileRef | None:
+    info = _file_size(fd)
+    if info is None:
+        return None
+    dev, ino, file_size = info
+    # The page holding the last byte of the file is mapped whole (the rest reads as zero);
+    # only a page wholly past the end faults with SIGBUS, but bytes past the end are never
+    # written back either, so refuse any of them.
+    if offset + size > file_size:
+        raise InvalidArgument(
+            f"offset={offset} + size={size} = {offset + size} is past the end of the file "
+            f"(fd {fd} holds {file_size} bytes): touching a page past the end kills the "
+            f"process with SIGBUS; grow the file first (MemFd.truncate / os.ftruncate) or "
+            f"map less")
+    return fd, dev, ino, offset
+
+
 class Mapping:
     """A region of virtual memory made with mmap(2), unmapped by :meth:`close`.
 
@@ -137,7 +202,7 @@ class Mapping:
     """
 
     __slots__ = ("_address", "_size", "_page_size", "_prot", "_shared", "_buf", "_finalizer",
-                 "__weakref__")
+                 "_file", "__weakref__")
 
     def __init__(self, address: int, size: int, *, page_size: int = PAGE_SIZE,
                  prot: Prot = Prot.READ | Prot.WRITE, shared: bool = False) -> None:
@@ -145,11 +210,12 @@ class Mapping:
 
         Use :meth:`anonymous` or :meth:`from_fd` to make one.
         """
-        self._address = int(address)
-        self._size = int(size)
-        self._page_size = int(page_size)
-        self._prot = Prot(prot)
+        self._address = as_positive(address, "address")
+        self._size = as_positive(size, "size")
+        self._page_size = as_positive(page_size, "page_size")
+        self._prot = _check_prot(prot)
         self._shared = bool(shared)
+        self._file: _FileRef | None = None
         self._adopt()
 
     def _adopt(self) -> None:
@@ -172,7 +238,7 @@ class Mapping:
         asks for exactly that address (MAP_FIXED_NOREPLACE, never replacing a mapping);
         ``locked`` mlocks it (faulting it all in); ``populate`` prefaults it.
         """
-        size = _positive_int("size", size)
+        size = as_positive(size, "size")
         page_size = _check_page_size(page_size)
         flags = lib.MAP_ANONYMOUS | (lib.MAP_SHARED if shared else lib.MAP_PRIVATE)
         if page_size != PAGE_SIZE:
@@ -189,22 +255,27 @@ class Mapping:
                 page_size: int | None = None) -> Mapping:
         """Map ``size`` bytes of file ``fd`` (an int or an object with ``fileno()``) from
         ``offset``. Pass ``page_size`` for files on hugetlbfs (a hugetlb :class:`MemFd` does
-        this for you in :meth:`MemFd.map`)."""
+        this for you in :meth:`MemFd.map`).
+
+        For a regular file (memfd and hugetlbfs files included) ``offset + size`` must lie
+        within the file: touching a page past its end would kill the process with SIGBUS.
+        """
         if hasattr(fd, "fileno"):
             fd = fd.fileno()
-        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
-            raise InvalidArgument(f"fd={fd!r} must be an open file descriptor")
-        size = _positive_int("size", size)
+        fd = as_int(fd, "fd", lo=0, hi=I32_MAX)
+        size = as_positive(size, "size")
         page_size = _check_page_size(page_size)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidArgument(f"offset={offset!r} must be a non-negative integer")
+        offset = as_nonneg(offset, "offset", hi=I64_MAX)
         _aligned("offset", offset, page_size)
         if page_size != PAGE_SIZE:
             _aligned("size", size, page_size)
+        file = _check_within_file(fd, offset, size)
         flags = lib.MAP_SHARED if shared else lib.MAP_PRIVATE
-        return cls._map(size, flags, fd, offset, page_size=page_size, shared=shared,
-                        populate=populate, locked=locked, noreserve=False, address=address,
-                        prot=prot)
+        m = cls._map(size, flags, fd, offset, page_size=page_size, shared=shared,
+                     populate=populate, locked=locked, noreserve=False, address=address,
+                     prot=prot)
+        m._file = file
+        return m
 
     @classmethod
     def _map(cls, size: int, flags: int, fd: int, offset: int, *, page_size: int,
@@ -217,9 +288,7 @@ class Mapping:
             flags |= lib.MAP_NORESERVE
         want = 0
         if address is not None:
-            if isinstance(address, bool) or not isinstance(address, int) or address <= 0:
-                raise InvalidArgument(f"address={address!r} must be a positive integer")
-            want = _aligned("address", address, page_size)
+            want = _aligned("address", as_positive(address, "address"), page_size)
             flags |= lib.MAP_FIXED_NOREPLACE
         ret = lib.pm_mmap(want, size, int(prot), flags, fd, offset)
         if ret < 0:
@@ -313,17 +382,24 @@ class Mapping:
         """A numpy array onto the mapping (no copy) from byte ``offset``; ``shape`` defaults
         to as many items of ``dtype`` as fit."""
         self._require_readable()
-        dtype = np.dtype(dtype)
-        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= self._size:
-            raise InvalidArgument(f"offset={offset!r} must be within 0..{self._size}")
+        try:
+            dtype = np.dtype(dtype)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"dtype={dtype!r} is not a numpy dtype: {exc}") from None
+        if dtype.itemsize == 0 or dtype.hasobject:
+            raise InvalidArgument(
+                f"dtype={dtype!r} cannot view memory: it has itemsize 0 or holds Python "
+                "objects; use a fixed-size dtype such as np.uint8")
+        offset = as_nonneg(offset, "offset", hi=self._size)
         avail = (self._size - offset) // dtype.itemsize
         if shape is None:
             count = avail
             shape = (count,)
         else:
-            shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-            count = int(np.prod(shape, dtype=np.int64))
-            if count > avail or any(int(s) < 0 for s in shape):
+            dims = list(shape) if isinstance(shape, (tuple, list)) else [shape]
+            shape = tuple(as_nonneg(d, f"shape={shape!r}: dimension") for d in dims)
+            count = math.prod(shape)
+            if count > avail:
                 raise InvalidArgument(
                     f"shape={shape!r} of {dtype} needs {count * dtype.itemsize} bytes; only "
                     f"{avail * dtype.itemsize} are mapped after offset {offset}")
@@ -354,15 +430,9 @@ class Mapping:
 
     def _range(self, offset: int, length: int | None, *, align: bool = True) -> tuple[int, int]:
         self._require_open()
-        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < self._size:
-            raise InvalidArgument(f"offset={offset!r} must be within 0..{self._size - 1}")
-        if length is None:
-            length = self._size - offset
-        if isinstance(length, bool) or not isinstance(length, int) or length <= 0 \
-                or offset + length > self._size:
-            raise InvalidArgument(
-                f"length={length!r} must be positive and end within the mapping "
-                f"({self._size - offset} bytes after offset {offset})")
+        offset = as_nonneg(offset, "offset", hi=self._size - 1)
+        length = self._size - offset if length is None else \
+            as_positive(length, "length", hi=self._size - offset)
         if align:
             _aligned("offset", offset, self._page_size)
         return self._address + offset, length
@@ -397,8 +467,9 @@ class Mapping:
 
     def advise(self, advice: Advice | int, offset: int = 0, length: int | None = None) -> None:
         """madvise the range ``[offset, offset+length)`` (default: all of it)."""
+        value = as_int(advice, "advice")
         try:
-            advice = Advice(advice)
+            advice = Advice(value)
         except ValueError:
             raise InvalidArgument(f"advice={advice!r} is not an Advice") from None
         addr, length = self._range(offset, length)
@@ -445,7 +516,7 @@ class Mapping:
         Refused with BufferError while views exist.
         """
         self._require_open()
-        new_size = _positive_int("new_size", new_size)
+        new_size = as_positive(new_size, "new_size")
         if self._page_size != PAGE_SIZE:
             _aligned("new_size", new_size, self._page_size)
             if new_size > self._size:
@@ -455,34 +526,65 @@ class Mapping:
         flags = lib.MREMAP_MAYMOVE if may_move else 0
         target = 0
         if address is not None:
-            if isinstance(address, bool) or not isinstance(address, int) or address <= 0:
-                raise InvalidArgument(f"address={address!r} must be a positive integer")
-            target = _aligned("address", address, self._page_size)
+            target = _aligned("address", as_positive(address, "address"), self._page_size)
             flags |= lib.MREMAP_MAYMOVE | lib.MREMAP_FIXED
         if dont_unmap:
             if new_size != self._size:
                 raise InvalidArgument(
                     f"dont_unmap=True needs new_size == size ({self._size}), got {new_size}")
             flags |= lib.MREMAP_MAYMOVE | lib.MREMAP_DONTUNMAP
+        if self._file is not None and new_size > self._size:
+            self._check_file_covers(new_size)
         self._refuse_if_exported("remap")
         old_address, old_size = self._address, self._size
+        what = f"mremap of {old_size} bytes at {old_address:#x} to {new_size} bytes"
+        reserved = 0
+        if address is not None:
+            # MREMAP_FIXED unmaps whatever lies at the target, even another Mapping whose
+            # views are alive; so move only over a placeholder claimed here.
+            reserved = _round_up(new_size, PAGE_SIZE)
+            _reserve(target, reserved, what)
         self._finalizer.detach()
         self._buf = None
         ret = lib.pm_mremap(old_address, old_size, new_size, flags, target)
         if ret < 0:
+            if reserved:
+                # Drop the placeholder. (Failures after the kernel already replaced it -
+                # RLIMIT_MEMLOCK, map count - leave the range empty, and this is a no-op.)
+                lib.pm_munmap(target, reserved)
             self._adopt()
             if dont_unmap and ret == -_errno.EINVAL and not kernel_at_least("5.7"):
                 raise unavailable("mremap flag MREMAP_DONTUNMAP", "5.7", err=_errno.EINVAL)
             hint = "cannot grow in place; pass may_move=True" if ret == -_errno.ENOMEM \
                 and not may_move else None
-            raise error_from_errno(-ret, f"mremap of {old_size} bytes at {old_address:#x} "
-                                   f"to {new_size} bytes", address=old_address, hint=hint)
+            raise error_from_errno(-ret, what, address=old_address, hint=hint)
         self._address, self._size = int(ret), new_size
         self._adopt()
         if dont_unmap:
-            return Mapping(old_address, old_size, page_size=self._page_size, prot=self._prot,
-                           shared=self._shared)
+            old = Mapping(old_address, old_size, page_size=self._page_size, prot=self._prot,
+                          shared=self._shared)
+            old._file = self._file
+            return old
         return None
+
+    def _check_file_covers(self, new_size: int) -> None:
+        assert self._file is not None
+        fd, dev, ino, offset = self._file
+        try:
+            info = _file_size(fd)
+        except OSError:
+            info = None
+        if info is None or info[:2] != (dev, ino):
+            raise InvalidArgument(
+                f"new_size={new_size}: cannot grow this file mapping: its file descriptor "
+                f"{fd} is closed (or reused), so the file's size cannot be checked; map the "
+                "file again instead")
+        if offset + new_size > info[2]:
+            raise InvalidArgument(
+                f"new_size={new_size}: offset {offset} + {new_size} is past the end of the "
+                f"file (fd {fd} holds {info[2]} bytes): touching a page past the end kills "
+                "the process with SIGBUS; grow the file first (MemFd.truncate / "
+                "os.ftruncate)")
 
     def close(self) -> None:
         """munmap. Refused with BufferError while views exist; closing twice is fine."""
@@ -495,10 +597,4 @@ class Mapping:
 
 
 def _check_prot(prot: Any) -> Prot:
-    try:
-        if int(prot) & ~sum(Prot):
-            raise ValueError(prot)
-        p = Prot(prot)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"prot={prot!r} is not a combination of Prot flags") from None
-    return p
+    return Prot(as_flags(prot, "prot", known=sum(Prot), hi=I32_MAX))

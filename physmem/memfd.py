@@ -6,11 +6,13 @@ import errno as _errno
 import os
 from typing import Any
 
+from ._args import I32_MAX, I64_MAX, as_flags, as_nonneg, as_positive
 from ._fdfile import FdFile
 from ._features import kernel_at_least, unavailable
 from ._lib import check, lib
-from .errors import InvalidArgument, error_from_errno
+from .errors import InvalidArgument, error_from_errno, translate_os_errors
 from .mapping import PAGE_SIZE, Mapping, Prot, _check_page_size, _hugetlb_flags
+from .proc.maps import maps
 
 __all__ = ["MemFd", "Seal"]
 
@@ -40,8 +42,7 @@ class MemFd(FdFile):
                  cloexec: bool = True, sealing: bool = True, noexec: bool = False) -> None:
         if not isinstance(name, str) or len(name.encode()) > 249 or "\0" in name:
             raise InvalidArgument(f"name={name!r} must be a str of at most 249 bytes, no NUL")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise InvalidArgument(f"size={size!r} must be a non-negative integer")
+        size = as_nonneg(size, "size", hi=I64_MAX)
         self._page_size = _check_page_size(page_size)
         flags = 0
         if cloexec:
@@ -87,7 +88,7 @@ class MemFd(FdFile):
 
     @property
     def seals(self) -> Seal:
-        """The seals in force (F_GET_SEALS)."""
+        """The seals in force (F_GET_SEALS), always a :class:`Seal` (``Seal(0)`` for none)."""
         self._require_open()
         return Seal(check(lib.pm_get_seals(self._fd), "F_GET_SEALS"))
 
@@ -103,28 +104,44 @@ class MemFd(FdFile):
 
     def truncate(self, size: int) -> None:
         """Set the file's size (ftruncate); refused with PermissionDenied under GROW/SHRINK
-        seals. On hugetlbfs the size must be a multiple of the page size."""
+        seals. On hugetlbfs the size must be a multiple of the page size.
+
+        Shrinking is refused (InvalidArgument) while a mapping of the file in this process
+        reaches past the new end: touching a page there would kill the process with SIGBUS.
+        Other processes mapping the file are not visible here; seal SHRINK to protect them.
+        """
         self._require_open()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise InvalidArgument(f"size={size!r} must be a non-negative integer")
+        size = as_nonneg(size, "size", hi=I64_MAX)
         if size % self._page_size:
             raise InvalidArgument(f"size={size:#x} is not a multiple of the page size "
                                   f"{self._page_size:#x}; round it up")
+        if size < self.size:
+            self._refuse_shrink_under_mappings(size)
         ret = lib.pm_ftruncate(self._fd, size)
         hint = f"the memfd is sealed ({self.seals!s})" if ret == -_errno.EPERM else None
         if ret < 0:
             raise error_from_errno(-ret, f"ftruncate memfd {self.name!r} to {size}", hint=hint)
 
+    def _refuse_shrink_under_mappings(self, size: int) -> None:
+        # This process's mappings of the file, from /proc/self/maps: it sees every mapping,
+        # also those made with mmap.mmap or by a Mapping object already dropped.
+        st = os.fstat(self._fd)
+        dev = (os.major(st.st_dev), os.minor(st.st_dev))
+        # The page holding the new last byte stays; only pages wholly past it fault.
+        keep = -(-size // self._page_size) * self._page_size
+        for vma in maps():
+            if vma.inode == st.st_ino and tuple(vma.device) == dev \
+                    and vma.offset + vma.size > keep:
+                raise InvalidArgument(
+                    f"size={size}: memfd {self.name!r} is mapped at {vma.start:#x} up to file "
+                    f"offset {vma.offset + vma.size}; shrinking it below that would kill the "
+                    "process with SIGBUS on the next access there; close that Mapping first")
+
     def add_seals(self, seals: Seal | int) -> None:
         """Add seals (F_ADD_SEALS). WRITE is refused (EBUSY) while writable shared mappings
         exist; FUTURE_WRITE lets existing mappings keep writing."""
         self._require_open()
-        try:
-            if int(seals) & ~sum(Seal):
-                raise ValueError(seals)
-            seals = Seal(seals)
-        except (TypeError, ValueError):
-            raise InvalidArgument(f"seals={seals!r} is not a combination of Seal flags") from None
+        seals = Seal(as_flags(seals, "seals", known=sum(Seal), hi=I32_MAX))
         ret = lib.pm_add_seals(self._fd, int(seals))
         if ret == -_errno.EINVAL:
             for seal, since in _SEAL_SINCE.items():
@@ -142,8 +159,13 @@ class MemFd(FdFile):
     def map(self, size: int | None = None, offset: int = 0, *, shared: bool = True,
             prot: Prot | int = Prot.READ | Prot.WRITE, populate: bool = False,
             locked: bool = False, address: int | None = None) -> Mapping:
-        """mmap ``size`` bytes (default: the whole file after ``offset``)."""
+        """mmap ``size`` bytes (default: the whole file after ``offset``).
+
+        ``offset + size`` must lie within the file (touching a page past its end would kill
+        the process with SIGBUS): :meth:`truncate` it to grow it first.
+        """
         self._require_open()
+        offset = as_nonneg(offset, "offset", hi=I64_MAX)
         if size is None:
             size = self.size - offset
             if size <= 0:
@@ -157,9 +179,8 @@ class MemFd(FdFile):
     def punch_hole(self, offset: int, length: int) -> None:
         """Free the pages of ``[offset, offset+length)``; the size stays (they read as 0)."""
         self._require_open()
-        for name, value in (("offset", offset), ("length", length)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidArgument(f"{name}={value!r} must be a non-negative integer")
+        offset = as_nonneg(offset, "offset", hi=I64_MAX)
+        length = as_positive(length, "length", hi=I64_MAX)
         ret = lib.pm_fallocate(self._fd, lib.FALLOC_FL_PUNCH_HOLE | lib.FALLOC_FL_KEEP_SIZE,
                                offset, length)
         hint = "the memfd is sealed against writes" if ret == -_errno.EPERM else None
@@ -167,8 +188,14 @@ class MemFd(FdFile):
             raise error_from_errno(-ret, f"punch hole at {offset} ({length} bytes)", hint=hint)
 
     def write(self, data: Any, offset: int = 0) -> int:
-        """pwrite ``data`` at ``offset``; returns the bytes written."""
+        """pwrite ``data`` (any bytes-like object) at ``offset``; returns the bytes written."""
         self._require_open()
+        offset = as_nonneg(offset, "offset", hi=I64_MAX)
+        try:
+            data = memoryview(data)
+        except TypeError:
+            raise InvalidArgument(f"data must be bytes-like, got {type(data).__name__}") \
+                from None
         try:
             return os.pwrite(self._fd, data, offset)
         except OSError as exc:
@@ -177,9 +204,15 @@ class MemFd(FdFile):
                                    else None) from exc
 
     def read(self, length: int, offset: int = 0) -> bytes:
-        """pread ``length`` bytes at ``offset``."""
+        """pread up to ``length`` bytes at ``offset``: fewer at the end of the file, none
+        past it."""
         self._require_open()
-        return os.pread(self._fd, length, offset)
+        length = as_nonneg(length, "length", hi=I64_MAX)
+        offset = as_nonneg(offset, "offset", hi=I64_MAX)
+        # Never allocate more than the file can return (os.pread allocates length first).
+        length = min(length, max(0, self.size - offset))
+        with translate_os_errors(f"read from memfd {self.name!r}"):
+            return os.pread(self._fd, length, offset)
 
     def __getstate__(self) -> Any:  # an fd cannot be pickled
         raise TypeError("MemFd cannot be pickled; pass its fd to another process instead")

@@ -6,11 +6,14 @@ import errno
 
 import os
 import re
+import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
 
+from conftest import python_env
 from physmem import InvalidArgument, Mapping
 from physmem.errors import FeatureUnavailable, PhysmemOSError
 from physmem.mapping import PAGE_SIZE, Advice, Prot
@@ -318,3 +321,141 @@ def test_buffer_protocol_312():
         with pytest.raises(BufferError):
             m.close()
         mv.release()
+
+
+def run_child(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a child Python, so a crash (SIGSEGV/SIGBUS) fails the test instead of
+    killing pytest."""
+    env, cwd = python_env()
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=60)
+
+
+def test_remap_refuses_an_occupied_target():
+    # Issue 10.1: MREMAP_FIXED silently replaced m1's pages; m1.close() then unmapped m2's
+    # memory and the next access segfaulted.
+    proc = run_child("""
+        import numpy as np
+        from physmem import Mapping
+        from physmem.errors import PhysmemOSError
+        m1 = Mapping.anonymous(8192)
+        m2 = Mapping.anonymous(8192)
+        a1 = m1.array()
+        a1[:] = 1
+        m2.array()[:] = 2
+        try:
+            m2.remap(8192, address=m1.address)
+        except PhysmemOSError as exc:
+            assert f"{m1.address:#x}" in str(exc) and exc.address == m1.address, str(exc)
+            print("refused")
+        assert int(a1.min()) == 1 == int(a1.max()), "m1's pages were replaced"
+        del a1
+        m1.close()
+        assert int(m2.array().min()) == 2 == int(m2.array().max())  # segfaulted before
+        m2.close()
+        print("intact")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["refused", "intact"]
+
+
+def test_remap_to_a_free_address_leaves_no_reservation_behind():
+    m = Mapping.anonymous(MiB)
+    m.array()[:] = 5
+    probe = Mapping.anonymous(4 * MiB)
+    free = probe.address + MiB
+    probe.close()
+    before = maps_ranges()
+    old = m.address
+    m.remap(2 * MiB, address=free)
+    assert m.address == free and not is_mapped(old, MiB)
+    assert int(m.array()[:MiB].min()) == 5
+    # The range holds the moved pages only: nothing left of a PROT_NONE reservation.
+    inside = [(max(lo, free), min(hi, free + 2 * MiB), perms) for lo, hi, perms in maps_ranges()
+              if lo < free + 2 * MiB and free < hi]
+    assert all(perms.startswith("rw") for _, _, perms in inside)
+    assert sum(hi - lo for lo, hi, _ in inside) == 2 * MiB
+    m.close()
+    assert not is_mapped(free, 2 * MiB)
+    assert len(maps_ranges()) <= len(before) + 1
+    with Mapping.anonymous(2 * MiB) as m:  # onto itself: refused, mapping untouched
+        with pytest.raises(PhysmemOSError, match=f"{m.address + MiB:#x}"):
+            m.remap(2 * MiB, address=m.address + MiB)
+        assert is_mapped(m.address, 2 * MiB) and m.size == 2 * MiB
+
+
+def test_file_mapping_beyond_end_of_file_is_refused(tmp_path):
+    # Issue 10.4: a page wholly past EOF raises SIGBUS on access; from_fd refuses such a map.
+    path = tmp_path / "f"
+    path.write_bytes(bytes(PAGE_SIZE))
+    proc = run_child(f"""
+        from physmem import InvalidArgument, Mapping
+        f = open({str(path)!r}, "r+b")
+        try:
+            m = Mapping.from_fd(f, 2 * {PAGE_SIZE})
+            m.array()[{PAGE_SIZE} + 100] = 1  # SIGBUS before the fix
+        except InvalidArgument as exc:
+            assert "4096" in str(exc) and "8192" in str(exc), str(exc)
+            print("refused")
+        m = Mapping.from_fd(f, {PAGE_SIZE})
+        try:
+            m.remap(2 * {PAGE_SIZE})
+            m.array()[{PAGE_SIZE} + 100] = 1
+        except InvalidArgument as exc:
+            print("refused")
+        m.close()
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["refused", "refused"]
+    with open(path, "r+b") as f:  # within the file: fine, also at an offset
+        path.write_bytes(bytes(3 * PAGE_SIZE))
+        with Mapping.from_fd(f, PAGE_SIZE, 2 * PAGE_SIZE) as m:
+            m.array()[:] = 1
+        with pytest.raises(InvalidArgument, match="offset"):
+            Mapping.from_fd(f, 2 * PAGE_SIZE, 2 * PAGE_SIZE)
+
+
+BAD_MAPPING_CALLS = [
+    ("size", lambda m: Mapping.anonymous(2**64)),
+    ("size", lambda m: Mapping.anonymous(3.7)),
+    ("size", lambda m: Mapping.anonymous(4096.0)),
+    ("address", lambda m: Mapping.anonymous(MiB, address=2**64)),
+    ("address", lambda m: Mapping.anonymous(MiB, address=4096.0)),
+    ("page_size", lambda m: Mapping.anonymous(MiB, page_size=4096.0)),
+    ("page_size", lambda m: Mapping.anonymous(MiB, page_size=2**64)),
+    ("prot", lambda m: Mapping.anonymous(MiB, prot=3.7)),
+    ("prot", lambda m: Mapping.anonymous(MiB, prot=2**64)),
+    ("offset", lambda m: Mapping.from_fd(0, PAGE_SIZE, 2**63)),
+    ("offset", lambda m: Mapping.from_fd(0, PAGE_SIZE, 4096.0)),
+    ("fd", lambda m: Mapping.from_fd(2**40, PAGE_SIZE)),
+    ("fd", lambda m: Mapping.from_fd(1.0, PAGE_SIZE)),
+    ("new_size", lambda m: m.remap(2**64)),
+    ("new_size", lambda m: m.remap(3.7)),
+    ("address", lambda m: m.remap(MiB, address=2**64)),
+    ("dtype", lambda m: m.array(dtype="V0")),
+    ("dtype", lambda m: m.array(dtype="no such type")),
+    ("dtype", lambda m: m.array(dtype=object)),
+    ("shape", lambda m: m.array(shape=3.7)),
+    ("shape", lambda m: m.array(shape=(2**64, 2**64))),
+    ("shape", lambda m: m.array(shape=(-1,))),
+    ("offset", lambda m: m.array(offset=2**64)),
+    ("offset", lambda m: m.advise(Advice.DONTNEED, 2**64)),
+    ("offset", lambda m: m.advise(Advice.DONTNEED, 4096.0)),
+    ("length", lambda m: m.advise(Advice.DONTNEED, 0, 2**64)),
+    ("length", lambda m: m.touch(0, 3.7)),
+    ("advice", lambda m: m.advise(3.0)),
+    ("advice", lambda m: m.advise(2**64)),
+    ("prot", lambda m: m.protect(1.0)),
+    ("length", lambda m: m.sync(length=2**64)),
+]
+
+
+@pytest.mark.parametrize("match,call", BAD_MAPPING_CALLS,
+                         ids=[f"{i}-{m}" for i, (m, _) in enumerate(BAD_MAPPING_CALLS)])
+def test_out_of_range_and_non_integer_arguments(match, call):
+    # Issue 10.10: these reached cffi/numpy and raised OverflowError, ZeroDivisionError or
+    # TypeError, or truncated a float silently.
+    with Mapping.anonymous(MiB) as m:
+        with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
+            call(m)
+        assert is_mapped(m.address, MiB)

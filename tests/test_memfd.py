@@ -2,11 +2,16 @@
 /proc/self/fd for names and leaks."""
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 
+from conftest import python_env
 from physmem import InvalidArgument, MemFd, PermissionDenied
 from physmem.errors import PhysmemOSError
 from physmem.mapping import PAGE_SIZE, Prot
@@ -120,7 +125,14 @@ def test_hugetlb_memfd(hugepage_pool):
         assert m.page_size == 2 * MiB
         with pytest.raises(InvalidArgument, match="multiple of the page size"):
             f.truncate(MiB)
+        # Past the end of a hugetlb file too: refused up front (nothing is touched here).
+        with pytest.raises(InvalidArgument, match="truncate"):
+            f.map(4 * MiB)
+        with pytest.raises(InvalidArgument, match=f"{m.address:#x}"):
+            f.truncate(0)
+        assert os.fstat(f.fd).st_size == 2 * MiB
         m.close()
+        f.truncate(0)
 
 
 def test_invalid_arguments():
@@ -135,3 +147,122 @@ def test_invalid_arguments():
             f.map()
         with pytest.raises(InvalidArgument, match="seals="):
             f.add_seals(1 << 20)
+
+
+def run_child(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a child Python, so a SIGBUS fails the test instead of killing pytest."""
+    env, cwd = python_env()
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=60)
+
+
+def test_map_past_end_of_file_is_refused_not_sigbus():
+    # Issue 10.4: map(size=8192) of a 4096-byte memfd, then a write at 5000: SIGBUS.
+    proc = run_child("""
+        from physmem import InvalidArgument, MemFd
+        f = MemFd("x", size=4096)
+        for size, offset in ((8192, 0), (4096, 4096)):
+            try:
+                m = f.map(size=size, offset=offset)
+                m.array()[1000] = 1  # SIGBUS before the fix
+            except InvalidArgument as exc:
+                assert "truncate" in str(exc) and "4096" in str(exc), str(exc)
+                print("refused")
+        m = f.map()
+        try:
+            m.remap(8192)  # growing the mapping past the end: refused as well
+            m.array()[5000] = 1
+        except InvalidArgument as exc:
+            print("refused")
+        f.truncate(8192)
+        m.remap(8192)  # now the file covers it
+        m.array()[5000] = 7
+        assert f.read(1, 5000) == b"\\x07"
+        print("grown")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["refused", "refused", "refused", "grown"]
+
+
+def test_truncate_refuses_to_cut_under_a_live_mapping():
+    proc = run_child("""
+        import mmap
+        from physmem import InvalidArgument, MemFd
+        f = MemFd("cut", size=3 * 4096)
+        m = f.map(4096, 4096)  # file bytes 4096..8191
+        for size in (4096, 0):
+            try:
+                f.truncate(size)
+                m.array()[0] = 1  # SIGBUS before the fix
+            except InvalidArgument as exc:
+                assert f"{m.address:#x}" in str(exc), str(exc)
+                print("refused")
+        f.truncate(8192)  # the mapping still lies within the file
+        m.close()
+        raw = mmap.mmap(f.fd, 8192)  # a mapping made without physmem counts too
+        try:
+            f.truncate(4096)
+            raw[5000] = 1
+        except InvalidArgument:
+            print("refused")
+        raw.close()
+        f.truncate(0)
+        print("done")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["refused", "refused", "refused", "done"]
+
+
+def test_seals_is_a_seal_flag():
+    # Issue 12.5: the return type never depends on the data.
+    with MemFd("flags") as f:
+        assert type(f.seals) is Seal and f.seals == Seal(0)
+        f.add_seals(Seal.GROW)
+        raw = fcntl.fcntl(f.fd, 1034)  # F_GET_SEALS, independently of physmem
+        assert type(f.seals) is Seal and f.seals == Seal(raw) == Seal.GROW
+
+
+def test_read_is_capped_at_the_end_of_the_file():
+    with MemFd("rd", size=PAGE_SIZE) as f:
+        f.write(b"abc", PAGE_SIZE - 3)
+        assert f.read(2**62, PAGE_SIZE - 3) == b"abc"  # tried to allocate 4 EiB before
+        assert f.read(10, 2 * PAGE_SIZE) == b""
+        assert f.read(0) == b""
+
+
+BAD_MEMFD_CALLS = [
+    ("size", lambda f: MemFd("x", size=2**64)),
+    ("size", lambda f: MemFd("x", size=3.7)),
+    ("page_size", lambda f: MemFd("x", page_size=4096.0)),
+    ("size", lambda f: f.truncate(2**64)),
+    ("size", lambda f: f.truncate(2**63)),
+    ("size", lambda f: f.truncate(4096.0)),
+    ("length", lambda f: f.punch_hole(0, 2**64)),
+    ("length", lambda f: f.punch_hole(0, 0)),
+    ("offset", lambda f: f.punch_hole(2**63, 1)),
+    ("offset", lambda f: f.punch_hole(1.5, 1)),
+    ("offset", lambda f: f.write(b"x", offset=2**63)),
+    ("offset", lambda f: f.write(b"x", offset=-1)),
+    ("offset", lambda f: f.write(b"x", offset=1.0)),
+    ("data", lambda f: f.write("text")),
+    ("length", lambda f: f.read(-1)),
+    ("length", lambda f: f.read(3.7)),
+    ("offset", lambda f: f.read(1, 2**63)),
+    ("size", lambda f: f.map(size=2**64)),
+    ("size", lambda f: f.map(size=4096.0)),
+    ("offset", lambda f: f.map(offset=2**63)),
+    ("offset", lambda f: f.map(offset=-4096)),
+    ("seals", lambda f: f.add_seals(1.0)),
+    ("seals", lambda f: f.add_seals(2**64)),
+]
+
+
+@pytest.mark.parametrize("match,call", BAD_MEMFD_CALLS,
+                         ids=[f"{i}-{m}" for i, (m, _) in enumerate(BAD_MEMFD_CALLS)])
+def test_out_of_range_and_non_integer_arguments(match, call):
+    # Issue 10.10: these raised OverflowError/TypeError/OSError from cffi or os, or
+    # truncated a float silently.
+    with MemFd("bad", size=PAGE_SIZE) as f:
+        with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
+            call(f)
+        assert f.size == PAGE_SIZE and f.seals == Seal(0)

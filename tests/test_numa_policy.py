@@ -3,6 +3,7 @@ are the independent witnesses."""
 from __future__ import annotations
 
 import errno
+import os
 import re
 import threading
 
@@ -12,6 +13,7 @@ import pytest
 from physmem import InvalidArgument, Mapping
 from physmem.mapping import PAGE_SIZE, Advice
 from physmem.numa import Policy, bind, get_policy, move, node_of, online_nodes, set_policy
+from physmem.numa.policy import NOT_PRESENT, ZERO_PAGE_OR_UNMAPPED
 
 MiB = 1 << 20
 
@@ -109,3 +111,82 @@ def test_invalid_nodes_are_named():
         bind("nope", {0})
     with pytest.raises(InvalidArgument, match="page aligned"):
         bind((PAGE_SIZE + 1, PAGE_SIZE), {0})
+
+
+def pagemap_pfn(address: int) -> int | None:
+    """PFN of the page at ``address`` from a raw read of /proc/self/pagemap (None: absent)."""
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        entry = int.from_bytes(os.pread(fd, 8, address // PAGE_SIZE * 8), "little")
+    finally:
+        os.close(fd)
+    return entry & ((1 << 55) - 1) if entry >> 63 & 1 else None
+
+
+def kpageflags(pfn: int) -> int:
+    fd = os.open("/proc/kpageflags", os.O_RDONLY)
+    try:
+        return int.from_bytes(os.pread(fd, 8, pfn * 8), "little")
+    finally:
+        os.close(fd)
+
+
+KPF_ZERO_PAGE = 24  # include/uapi/linux/kernel-page-flags.h
+
+
+def test_node_of_names_the_zero_page():
+    # Issue 12.5: a page that was only read maps the shared zero page; move_pages reports
+    # -EFAULT for it, which the docstring called "unmapped".
+    with Mapping.anonymous(3 * PAGE_SIZE) as m:
+        m.advise(Advice.NOHUGEPAGE)  # a 4 KiB zero page, not the huge one
+        m.touch(0, PAGE_SIZE)  # read only
+        m.touch(PAGE_SIZE, PAGE_SIZE, write=True)
+        zero_pfn = pagemap_pfn(m.address)
+        assert zero_pfn is not None and kpageflags(zero_pfn) >> KPF_ZERO_PAGE & 1
+        assert node_of(m).tolist() == [ZERO_PAGE_OR_UNMAPPED, first_node(), NOT_PRESENT]
+        assert ZERO_PAGE_OR_UNMAPPED == -errno.EFAULT and NOT_PRESENT == -errno.ENOENT
+        gone = m.address
+    assert node_of(gone) == ZERO_PAGE_OR_UNMAPPED  # unmapped: the same code
+    doc = " ".join(node_of.__doc__.split())
+    assert "zero page" in doc and "ZERO_PAGE_OR_UNMAPPED" in doc
+
+
+BAD_NUMA_CALLS = [
+    ("address", lambda m: get_policy(-1)),
+    ("address", lambda m: get_policy(2**64)),
+    ("address", lambda m: get_policy(4096.0)),
+    ("pid", lambda m: node_of(m.address, pid=2**40)),
+    ("pid", lambda m: node_of(m.address, pid=-1)),
+    ("pid", lambda m: node_of(m.address, pid=1.0)),
+    ("address", lambda m: node_of(-1)),
+    ("address", lambda m: node_of(3.7)),
+    ("address", lambda m: node_of(2**64)),
+    ("address", lambda m: node_of([m.address, 2**64])),
+    ("addresses", lambda m: node_of([m.address, -1])),
+    ("addresses", lambda m: node_of(np.array([1.5, 2.5]))),
+    ("addresses", lambda m: node_of([[1, 2], [3]])),
+    ("pid", lambda m: move(m, 0, pid=2**40)),
+    ("node", lambda m: move(m, 2**64)),
+    ("node", lambda m: move(m, 0.0)),
+    ("node", lambda m: move(m, [0])),
+    ("nodes", lambda m: bind(m, 0.0)),
+    ("nodes", lambda m: bind(m, [0.5])),
+    ("nodes", lambda m: bind(m, 2**64)),
+    ("nodes", lambda m: set_policy(Policy.BIND, [1.0])),
+    ("mode", lambda m: bind(m, 0, 2.0)),
+    ("mode", lambda m: set_policy(2**64)),
+    ("target", lambda m: bind((m.address, 2**64), 0)),
+    ("target", lambda m: bind((-4096, PAGE_SIZE), 0)),
+    ("target", lambda m: bind((float(m.address), PAGE_SIZE), 0)),
+]
+
+
+@pytest.mark.parametrize("match,call", BAD_NUMA_CALLS,
+                         ids=[f"{i}-{m}" for i, (m, _) in enumerate(BAD_NUMA_CALLS)])
+def test_out_of_range_and_non_integer_arguments(match, call):
+    # Issue 10.10: get_policy(-1) and node_of(pid=2**40) raised OverflowError from cffi;
+    # floats were truncated silently (bind(m, 0.5) bound to node 0).
+    with Mapping.anonymous(PAGE_SIZE) as m:
+        with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
+            call(m)
+        assert get_policy(m).mode is Policy.DEFAULT  # nothing was applied

@@ -11,20 +11,26 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .._args import as_int, as_nonneg, as_pid, as_positive
 from .._features import kernel_at_least, unavailable
 from .._lib import ffi, lib
 from ..errors import InvalidArgument, error_from_errno
 from ..mapping import PAGE_SIZE, Mapping
 
 __all__ = ["Policy", "MemPolicy", "bind", "set_policy", "get_policy", "node_of", "move",
-           "possible_nodes", "online_nodes", "NOT_PRESENT"]
+           "possible_nodes", "online_nodes", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]
 
 # Node masks handed to the kernel: 1024 bits, the largest MAX_NUMNODES (NODES_SHIFT=10).
 _MASK_BITS = 1024
 _MASK_WORDS = _MASK_BITS // 64
 
-#: ``node_of``/``move`` status for a page with no physical frame (-ENOENT).
+#: ``node_of``/``move`` status for a page with no physical frame (-ENOENT): never touched,
+#: swapped out, or PROT_NONE.
 NOT_PRESENT = -_errno.ENOENT
+#: ``node_of``/``move`` status (-EFAULT) for an address with no page of its own: either not
+#: mapped at all, or mapped but only read so far, so that it shows the kernel's shared zero
+#: page (which belongs to no node and is never migrated). Write to it to get a page.
+ZERO_PAGE_OR_UNMAPPED = -_errno.EFAULT
 
 
 class Policy(enum.IntEnum):
@@ -80,13 +86,14 @@ def online_nodes() -> frozenset[int]:
 
 
 def _nodes(nodes: int | Iterable[int], name: str = "nodes") -> frozenset[int]:
-    if isinstance(nodes, (int, np.integer)) and not isinstance(nodes, bool):
-        nodes = (int(nodes),)
+    if not isinstance(nodes, Iterable):
+        nodes = (as_int(nodes, name),)
     try:
-        out = frozenset(int(n) for n in nodes)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
+        items = list(nodes)
+    except TypeError:
         raise InvalidArgument(f"{name}={nodes!r} must be a node number or an iterable of "
                               "them") from None
+    out = frozenset(as_int(n, f"{name} entry") for n in items)
     bad = sorted(n for n in out if not 0 <= n < _MASK_BITS)
     if bad:
         raise InvalidArgument(f"{name}={sorted(out)}: {bad} out of range 0..{_MASK_BITS - 1}")
@@ -106,8 +113,9 @@ def _unmask(words: np.ndarray) -> frozenset[int]:
 
 
 def _mode(mode: Policy | int, flags: int = 0) -> Policy:
+    value = as_int(mode, "mode")
     try:
-        return Policy(mode)
+        return Policy(value)
     except ValueError:
         raise InvalidArgument(f"mode={mode!r} is not a Policy") from None
 
@@ -137,13 +145,14 @@ def _range(target: Mapping | tuple[int, int]) -> tuple[int, int]:
         return target.address, target.size
     try:
         address, length = target
-        address, length = int(address), int(length)
     except (TypeError, ValueError):
         raise InvalidArgument(f"target={target!r} must be a Mapping or (address, length)") \
             from None
-    if address < 0 or address % PAGE_SIZE or length <= 0:
+    address = as_nonneg(address, "target address")
+    length = as_positive(length, "target length")
+    if address % PAGE_SIZE:
         raise InvalidArgument(f"target=({address:#x}, {length}): the address must be page "
-                              "aligned and the length positive")
+                              "aligned")
     return address, length
 
 
@@ -199,7 +208,7 @@ def get_policy(address: int | Mapping | None = None) -> MemPolicy:
     flags = 0
     addr = 0
     if address is not None:
-        addr = address.address if isinstance(address, Mapping) else int(address)
+        addr = address.address if isinstance(address, Mapping) else as_nonneg(address, "address")
         flags = lib.MPOL_F_ADDR
     ret = lib.pm_get_mempolicy(mode, ffi.from_buffer("uint64_t[]", words), _MASK_BITS, addr,
                                flags)
@@ -219,22 +228,37 @@ def _pages(addresses: Any) -> tuple[np.ndarray, bool]:
     if isinstance(addresses, Mapping):
         return (addresses.address + np.arange(0, addresses.size, PAGE_SIZE,
                                               dtype=np.uint64)), False
-    scalar = np.ndim(addresses) == 0
     try:
-        arr = np.ascontiguousarray(np.atleast_1d(addresses), dtype=np.uint64)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidArgument(f"addresses={addresses!r} must be an address or an array of "
-                              "them") from None
-    if arr.ndim != 1:
-        arr = arr.ravel()
-    return arr, scalar
+        if np.ndim(addresses) == 0:
+            return np.array([as_nonneg(addresses, "address")], dtype=np.uint64), True
+        raw = np.asarray(addresses)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InvalidArgument):
+            raise
+        raise InvalidArgument(f"addresses={addresses!r:.80} must be an address or an array "
+                              "of them") from None
+    if raw.size == 0:
+        return np.empty(0, dtype=np.uint64), False
+    if raw.dtype.kind == "O":  # Python ints beyond int64, or mixed objects
+        arr = np.array([as_nonneg(a, "address") for a in raw.ravel().tolist()], dtype=np.uint64)
+    elif raw.dtype.kind == "u" or (raw.dtype.kind == "i" and int(raw.min()) >= 0):
+        arr = np.ascontiguousarray(raw.ravel(), dtype=np.uint64)
+    elif raw.dtype.kind == "i":
+        raise InvalidArgument(f"addresses must be non-negative, got {int(raw.min())}")
+    else:
+        raise InvalidArgument(f"addresses must be integers, got an array of {raw.dtype}")
+    return arr, False
 
 
 def node_of(addresses: Any, *, pid: int = 0) -> Any:
     """The NUMA node of the page at each address (move_pages query): an int for an int, an
-    int32 array for an array or a Mapping (one entry per page). Negative entries are
-    -errno: ``NOT_PRESENT`` (-ENOENT) for a page not in memory, -EFAULT for an unmapped
-    address."""
+    int32 array for an array or a Mapping (one entry per page). ``pid`` 0 is this process.
+
+    Negative entries are -errno, as the kernel reports them: ``NOT_PRESENT`` (-ENOENT) for a
+    page with no frame (never touched, swapped out), ``ZERO_PAGE_OR_UNMAPPED`` (-EFAULT) for
+    an address that is unmapped *or* mapped but only read so far (it shows the shared zero
+    page, which is on no node; a write gives it a page of its own)."""
+    pid = as_pid(pid, allow_zero=True)
     pages, scalar = _pages(addresses)
     pages = pages & ~np.uint64(PAGE_SIZE - 1)
     status = np.empty(len(pages), dtype=np.int32)
@@ -253,8 +277,10 @@ def move(target: Mapping | tuple[int, int] | Sequence[int] | np.ndarray, node: i
          pid: int = 0, move_all: bool = False) -> np.ndarray:
     """Migrate the pages of a Mapping, an ``(address, length)`` range, or an array of page
     addresses to ``node`` (move_pages). Returns each page's node afterwards, or -errno for
-    that page (``NOT_PRESENT`` for a page never touched)."""
-    node = next(iter(_nodes(node, "node")))
+    that page (``NOT_PRESENT`` for a page never touched, ``ZERO_PAGE_OR_UNMAPPED`` for one
+    only read or not mapped)."""
+    node = as_int(node, "node", lo=0, hi=_MASK_BITS - 1)
+    pid = as_pid(pid, allow_zero=True)
     if isinstance(target, tuple) and len(target) == 2:
         address, length = _range(target)
         pages = address + np.arange(0, length, PAGE_SIZE, dtype=np.uint64)
