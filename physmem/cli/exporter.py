@@ -18,6 +18,10 @@ from types import FrameType
 from ..errors import InvalidArgument
 from .topo import add_roots
 
+DESCRIPTION = ("Serve physmem's readings to Prometheus on /metrics, or write them for "
+               "node_exporter's textfile collector. Needs the prometheus-client library: "
+               "pip install 'physmem[exporter]'.")
+
 EXAMPLE = """examples:
   physmem exporter                                  # http://127.0.0.1:9877/metrics
   physmem exporter --listen :9877 --interval 30     # every address; scans every 30 s
@@ -44,7 +48,7 @@ def _seconds(text: str) -> float:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("exporter", help="Prometheus metrics: serve /metrics or write a .prom file",
-                              description=__doc__, epilog=EXAMPLE,
+                              description=DESCRIPTION, epilog=EXAMPLE,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--listen", default="127.0.0.1:9877", metavar="HOST:PORT",
                    help="address to serve /metrics on (default 127.0.0.1:9877; port 0: any free port)")
