@@ -6,6 +6,7 @@ Needs the prometheus-client library: pip install 'physmem[exporter]'.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import math
 import os
@@ -15,7 +16,7 @@ import sys
 import threading
 from types import FrameType
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, error_from_errno
 from .topo import add_roots
 
 DESCRIPTION = ("Serve physmem's readings to Prometheus on /metrics, or write them for "
@@ -144,9 +145,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cannot_write(directory: str, exc: OSError) -> int:
+    # The system refused (permission, full disk): exit status 1, as for every subcommand.
     print(f"physmem: error: cannot write into --textfile {directory}: {exc.strerror or exc}",
           file=sys.stderr)
-    return 2
+    return 1
 
 
 def _check_directory(directory: str) -> None:
@@ -156,7 +158,7 @@ def _check_directory(directory: str) -> None:
         raise InvalidArgument(f"--textfile {directory!r} does not exist: create it, or point it "
                               "at node_exporter's --collector.textfile.directory") from None
     except OSError as exc:
-        raise InvalidArgument(f"--textfile {directory!r} cannot be reached ({exc.strerror}): "
-                              "run as a user that may write there") from None
+        raise error_from_errno(exc.errno or errno.EACCES, f"--textfile {directory!r} cannot be "
+                               "reached", hint="run as a user that may write there") from None
     if not is_dir:
         raise InvalidArgument(f"--textfile {directory!r} is not a directory")
