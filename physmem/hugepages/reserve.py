@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 from .._sysfs import read_int
+from .._syntax import parse_size, unescape_octal
 from ..errors import (
     FileMissing,
     HugePagesUnavailable,
@@ -23,19 +24,6 @@ from .sizes import explain_size, format_size
 
 __all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "demote", "demote_size",
            "compact", "mounts", "pool_dir", "parse_size", "resolve_size", "describe_free_memory"]
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str | int) -> int:
-    """``2M``, ``1G``, ``2097152``, ``4KiB`` or ``1gb`` as bytes."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
-    if not m:
-        raise InvalidArgument(f"size {text!r} is not a size (examples: 2M, 1G, 4096)")
-    return int(m[1]) * _UNITS[m[2].upper()]
-
 
 def resolve_size(size: int | str | None, proc_root: str = "/proc") -> int:
     """A page size in bytes from ``2M``/``1G``/bytes, or the kernel's default for None."""
@@ -259,6 +247,6 @@ def mounts(proc_root: str = "/proc") -> list[HugetlbfsMount]:
         if size is None:
             default = default if default is not None else default_size(proc_root)
             size = default or 0
-        mount_point = os.fsdecode(parts[1]).replace("\\040", " ").replace("\\011", "\t")
+        mount_point = unescape_octal(parts[1])
         out.append(HugetlbfsMount(mount_point, size, options))
     return out

@@ -8,11 +8,10 @@ they are resolved against the parent of ``proc_root`` (``/`` for the live system
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
+from .._syntax import parse_cpulist, unescape_octal
 from .._sysfs import read_optional
-from .cpulist import parse_cpulist
 
 __all__ = ["Affinity", "Cpuset", "read_affinity", "read_cpuset"]
 
@@ -54,13 +53,6 @@ def read_affinity(proc_root: str = "/proc", pid: int | str = "self") -> Affinity
     return Affinity(cpus, mems)
 
 
-_OCTAL = re.compile(rb"\\([0-7]{3})")
-
-
-def _unescape(field: bytes) -> str:
-    return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field))
-
-
 def _mounts(proc_root: str) -> list[tuple[str, str, set[str]]]:
     data = read_optional(f"{proc_root}/self/mounts")
     if data is None:
@@ -69,7 +61,7 @@ def _mounts(proc_root: str) -> list[tuple[str, str, set[str]]]:
     for line in data.splitlines():
         f = line.split()
         if len(f) >= 4:
-            out.append((_unescape(f[1]), f[2].decode(errors="replace"),
+            out.append((unescape_octal(f[1]), f[2].decode(errors="replace"),
                         set(f[3].decode(errors="replace").split(","))))
     return out
 
