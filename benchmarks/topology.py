@@ -4,7 +4,6 @@ Target (issue 6): both well under 100 ms. Run: python benchmarks/topology.py
 """
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import subprocess
@@ -18,17 +17,8 @@ from physmem import topology
 from physmem.validate import validate
 
 TARGET_MS = 100.0
-def _fixture_dir() -> Path:
-    # The issue's layout is ../shared next to the clone; PHYSMEM_SYSFS_FIXTURES overrides.
-    if os.environ.get("PHYSMEM_SYSFS_FIXTURES"):
-        return Path(os.environ["PHYSMEM_SYSFS_FIXTURES"])
-    for base in (Path(__file__).resolve().parents[2], Path.cwd().parent, Path("/work")):
-        if (base / "shared" / "fixtures" / "sysfs").is_dir():
-            return base / "shared" / "fixtures" / "sysfs"
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sysfs"
-
-
-FIXTURES = _fixture_dir()
+# The vendored hwloc trees the tests use (tests/data/sysfs).
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "sysfs"
 
 
 def timed(fn, repeat: int = 20) -> tuple[float, float]:
@@ -67,7 +57,7 @@ def main() -> int:
             print(f"POWER fixture: {len(topo.cpus)} CPUs, {len(topo.nodes)} nodes")
             ok &= report("topology.read() 256ppc-8n8s4t", *timed(lambda: topology.read(sys_root, proc_root)))
     else:
-        print(f"fixture {archive} not found (set PHYSMEM_SYSFS_FIXTURES); skipping POWER timing")
+        print(f"fixture {archive} not found ; skipping POWER timing")
     ok &= report("validate() this machine", *timed(validate))
     ok &= report("topology.read() this machine", *timed(topology.read))
     return 0 if ok else 1

@@ -1,7 +1,6 @@
-"""The shared sysfs/procfs fixture trees, unpacked once per test session into a temp dir."""
+"""The vendored sysfs/procfs fixture trees (tests/data/sysfs), unpacked once per session."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tarfile
@@ -9,23 +8,13 @@ from pathlib import Path
 
 import pytest
 
-def _fixture_dir() -> Path:
-    # The issue's layout is ../shared next to the clone; PHYSMEM_SYSFS_FIXTURES overrides.
-    if os.environ.get("PHYSMEM_SYSFS_FIXTURES"):
-        return Path(os.environ["PHYSMEM_SYSFS_FIXTURES"])
-    for base in (Path(__file__).resolve().parents[2], Path.cwd().parent, Path("/work")):
-        if (base / "shared" / "fixtures" / "sysfs").is_dir():
-            return base / "shared" / "fixtures" / "sysfs"
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sysfs"
-
-
-FIXTURES = _fixture_dir()
+# Vendored (hwloc's test data, BSD-3-Clause: see data/sysfs/README.md and HWLOC-COPYING.txt),
+# so a fresh clone runs the suite with nothing outside the repository.
+FIXTURES = Path(__file__).resolve().parent / "data" / "sysfs"
 _cache: dict[str, Path] = {}
 
 
 def archives() -> list[str]:
-    if not FIXTURES.is_dir():
-        return []
     return sorted(p.name[: -len(".tar.bz2")] for p in FIXTURES.glob("*.tar.bz2"))
 
 
@@ -37,8 +26,6 @@ def lstopo_text(name: str) -> str | None:
 def unpack(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tree's root (holding ``sys/`` and ``proc/``); archives hold one top folder."""
     if name not in _cache:
-        if not FIXTURES.is_dir():
-            pytest.skip(f"fixture trees not found at {FIXTURES} (set PHYSMEM_SYSFS_FIXTURES)")
         dest = tmp_path_factory.mktemp(name)
         archive = FIXTURES / f"{name}.tar.bz2"
         if shutil.which("tar"):
