@@ -131,3 +131,19 @@ def test_affinity_and_cpuset_files_that_do_not_parse(tree):
     assert topo.affinity.cpus == {0, 1, 2, 3} and topo.affinity.mems is None
     assert topo.valid_cpus == {0, 1, 2, 3}
     assert any("Mems_allowed_list" in s for s in topo.skipped)
+
+
+def test_numa_node_lists_take_the_sys_root(tree):
+    # Like every other reader: the tree's 8 nodes, not this machine's.
+    from physmem import numa
+
+    def nodes(name):
+        text = (tree / f"{NODE}/{name}").read_text().strip()
+        a, _, b = text.partition("-")
+        return set(range(int(a), int(b or a) + 1))
+
+    sys_root = str(tree / "sys")
+    assert numa.possible_nodes(sys_root) == nodes("possible") == set(range(8))
+    assert numa.online_nodes(sys_root=sys_root) == nodes("online")
+    shutil.rmtree(tree / NODE)  # CONFIG_NUMA=n: one node
+    assert numa.possible_nodes(sys_root) == numa.online_nodes(sys_root) == {0}
