@@ -1,6 +1,7 @@
 """The vendored sysfs/procfs fixture trees (tests/data/sysfs), unpacked once per session."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tarfile
@@ -34,6 +35,14 @@ def unpack(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             with tarfile.open(archive) as tar:
                 tar.extractall(dest, filter="tar")
+        # The archives hold read-only files; tests doctor copies of the trees, also when
+        # not run as root (root writes regardless of the mode).
+        for directory, _, files in os.walk(dest):
+            os.chmod(directory, 0o755)
+            for name in files:
+                path = os.path.join(directory, name)
+                if not os.path.islink(path):
+                    os.chmod(path, 0o644)
         (top,) = [p for p in dest.iterdir() if p.is_dir()]
         _cache[name] = top
     return _cache[name]

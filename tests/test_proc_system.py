@@ -36,6 +36,7 @@ def test_buddyinfo_matches_zoneinfo_free():
     assert sum(buddy.values()) > 0
 
 
+@pytest.mark.root  # /proc/pagetypeinfo is mode 0400
 def test_pagetypeinfo_sums_to_buddyinfo():
     def read():
         pt = proc.pagetypeinfo()
@@ -103,6 +104,7 @@ def test_set_oom_score_adj(child):
         proc.set_oom_score_adj(child, 1001)
 
 
+@pytest.mark.root  # drops to nobody from root
 def test_lowering_oom_score_adj_needs_privilege():
     out = run_unprivileged(lambda: proc.set_oom_score_adj(None, -500))
     assert out.startswith("PermissionDenied:") and "PermissionError" in out
