@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def fixture(name: str) -> Path | None:
-    for base in (REPO / "tests" / "data" / "sysfs", REPO.parent / "shared" / "fixtures" / "sysfs"):
+    # The vendored hwloc trees the tests use.
+    for base in (REPO / "tests" / "data" / "sysfs",):
         if (base / name).exists():
             return base / name
     return None

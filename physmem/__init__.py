@@ -5,6 +5,8 @@ Where memory physically lives (pagemap, kpageflags), memory a device can DMA int
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import errors
 from .addressing import page_size
 from .errors import (
@@ -25,10 +27,14 @@ from .userfaultfd import UserFaultFd
 
 __version__ = "0.1.0"
 
-# Subpackages load on first use (``physmem.validate(...)``, ``physmem.dma``...), so that
+# Subpackages load on first use (``physmem.validate.run()``, ``physmem.dma``...), so that
 # ``import physmem`` stays cheap for callers that only translate addresses.
 _LAZY = ("cpus", "dma", "fragmentation", "hugepages", "numa", "overcommit", "physmap", "proc",
          "sysctl", "topology", "validate")
+
+if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real modules
+    from . import (cpus, dma, fragmentation, hugepages, numa, overcommit, physmap, proc,
+                   sysctl, topology, validate)
 
 
 def __getattr__(name: str) -> object:
@@ -37,6 +43,10 @@ def __getattr__(name: str) -> object:
 
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "errors",

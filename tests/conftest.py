@@ -71,10 +71,27 @@ def run_physmem(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, env=env, cwd=cwd, **kwargs)
 
 
+ROOT_REASON = "needs root: PFNs and /proc/kpage* are visible to CAP_SYS_ADMIN only"
+_MARK_REASONS = {
+    "root": ROOT_REASON,
+    "hugepages": "needs root: changes hugepage pools (nr_hugepages is writable by root only)",
+}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The ``root``/``hugepages`` markers (pyproject.toml) skip the test when not root."""
+    if os.geteuid() == 0:
+        return
+    for name, reason in _MARK_REASONS.items():
+        mark = item.get_closest_marker(name)
+        if mark is not None:
+            pytest.skip(mark.kwargs.get("reason", reason))
+
+
 @pytest.fixture
 def is_root() -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root: PFNs and /proc/kpage* are visible to CAP_SYS_ADMIN only")
+        pytest.skip(ROOT_REASON)
 
 
 def _read_int(path: Path) -> int:

@@ -1,4 +1,4 @@
-"""The shared sysfs/procfs fixture trees, unpacked once per test session into a temp dir."""
+"""The vendored sysfs/procfs fixture trees (tests/data/sysfs), unpacked once per session."""
 from __future__ import annotations
 
 import os
@@ -9,23 +9,13 @@ from pathlib import Path
 
 import pytest
 
-def _fixture_dir() -> Path:
-    # The issue's layout is ../shared next to the clone; PHYSMEM_SYSFS_FIXTURES overrides.
-    if os.environ.get("PHYSMEM_SYSFS_FIXTURES"):
-        return Path(os.environ["PHYSMEM_SYSFS_FIXTURES"])
-    for base in (Path(__file__).resolve().parents[2], Path.cwd().parent, Path("/work")):
-        if (base / "shared" / "fixtures" / "sysfs").is_dir():
-            return base / "shared" / "fixtures" / "sysfs"
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sysfs"
-
-
-FIXTURES = _fixture_dir()
+# Vendored (hwloc's test data, BSD-3-Clause: see data/sysfs/README.md and HWLOC-COPYING.txt),
+# so a fresh clone runs the suite with nothing outside the repository.
+FIXTURES = Path(__file__).resolve().parent / "data" / "sysfs"
 _cache: dict[str, Path] = {}
 
 
 def archives() -> list[str]:
-    if not FIXTURES.is_dir():
-        return []
     return sorted(p.name[: -len(".tar.bz2")] for p in FIXTURES.glob("*.tar.bz2"))
 
 
@@ -37,8 +27,6 @@ def lstopo_text(name: str) -> str | None:
 def unpack(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tree's root (holding ``sys/`` and ``proc/``); archives hold one top folder."""
     if name not in _cache:
-        if not FIXTURES.is_dir():
-            pytest.skip(f"fixture trees not found at {FIXTURES} (set PHYSMEM_SYSFS_FIXTURES)")
         dest = tmp_path_factory.mktemp(name)
         archive = FIXTURES / f"{name}.tar.bz2"
         if shutil.which("tar"):
@@ -47,6 +35,14 @@ def unpack(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             with tarfile.open(archive) as tar:
                 tar.extractall(dest, filter="tar")
+        # The archives hold read-only files; tests doctor copies of the trees, also when
+        # not run as root (root writes regardless of the mode).
+        for directory, _, files in os.walk(dest):
+            os.chmod(directory, 0o755)
+            for name in files:
+                path = os.path.join(directory, name)
+                if not os.path.islink(path):
+                    os.chmod(path, 0o644)
         (top,) = [p for p in dest.iterdir() if p.is_dir()]
         _cache[name] = top
     return _cache[name]

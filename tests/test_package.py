@@ -19,7 +19,7 @@ from conftest import python_env
 def test_subpackages_load_on_first_use():
     env, cwd = python_env()
     code = ("import sys, physmem; assert 'physmem.dma' not in sys.modules; "
-            "assert callable(physmem.validate); assert physmem.dma.allocate_contiguous; "
+            "assert callable(physmem.validate.run); assert physmem.dma.allocate_contiguous; "
             "assert 'physmem.dma' in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=cwd)

@@ -36,6 +36,7 @@ PER_PID = [proc.maps, proc.smaps, proc.smaps_rollup, proc.numa_maps, proc.stat, 
            proc.status, proc.oom]
 
 
+@pytest.mark.root  # other users' /proc/PID files are readable by root only
 def test_every_process_parses():
     parsed = 0
     for pid in all_pids():
@@ -78,6 +79,7 @@ def test_smaps_sum_equals_rollup(stopped):
         {k: v for k, v in rollup.items() if "Pss" not in k}
 
 
+@pytest.mark.root  # map_files needs CAP_SYS_ADMIN
 def test_maps_match_map_files(stopped, tmp_path):
     pid, tmpdir = stopped
     for v in proc.maps(pid):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import physmem.proc as proc
-from physmem.errors import InvalidArgument
+from physmem.errors import InvalidArgument, ProcessGone
 
 from _proc_helpers import run_unprivileged
 
@@ -36,6 +36,7 @@ def test_buddyinfo_matches_zoneinfo_free():
     assert sum(buddy.values()) > 0
 
 
+@pytest.mark.root  # /proc/pagetypeinfo is mode 0400
 def test_pagetypeinfo_sums_to_buddyinfo():
     def read():
         pt = proc.pagetypeinfo()
@@ -103,6 +104,104 @@ def test_set_oom_score_adj(child):
         proc.set_oom_score_adj(child, 1001)
 
 
+@pytest.mark.root  # drops to nobody from root
 def test_lowering_oom_score_adj_needs_privilege():
     out = run_unprivileged(lambda: proc.set_oom_score_adj(None, -500))
     assert out.startswith("PermissionDenied:") and "PermissionError" in out
+
+
+# --- /proc/PID/status: one type per field, checked against a plain reading of the raw file ---
+
+_VOLATILE = {"State", "VmPeak", "VmSize", "VmLck", "VmPin", "VmHWM", "VmRSS", "RssAnon",
+             "RssFile", "RssShmem", "VmData", "VmStk", "VmExe", "VmLib", "VmPTE", "VmSwap",
+             "HugetlbPages", "Threads", "SigQ", "SigPnd", "ShdPnd", "FDSize",
+             "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"}
+
+
+def _expand(text):
+    # The plain "a-b,c" form that /proc/PID/status writes.
+    out = set()
+    for part in filter(None, text.split(",")):
+        a, _, b = part.partition("-")
+        out.update(range(int(a), int(b or a) + 1))
+    return frozenset(out)
+
+
+def _by_hand(raw: bytes) -> dict:
+    """What proc_pid_status(5) says each field is, read without physmem."""
+    out = {}
+    for line in raw.decode("utf-8", "surrogateescape").splitlines():
+        key, _, value = line.partition(":")
+        value = value.strip()
+        if key.startswith(("Sig", "Shd", "Cap")) and key != "SigQ" or key in (
+                "Cpus_allowed", "Mems_allowed"):
+            out[key] = int(value.replace(",", ""), 16)
+        elif key == "Umask":
+            out[key] = int(value, 8)
+        elif key == "untag_mask":
+            out[key] = int(value, 0)
+        elif key.endswith("_list"):
+            out[key] = _expand(value)
+        elif key in ("Uid", "Gid", "Groups", "NStgid", "NSpid", "NSpgid", "NSsid"):
+            out[key] = tuple(map(int, value.split()))
+        elif key == "SigQ":
+            out[key] = tuple(map(int, value.split("/")))
+        elif key.startswith("x86_Thread_features"):
+            out[key] = tuple(value.split())
+        elif value.endswith(" kB"):
+            out[key] = int(value[:-3]) * 1024
+        elif key in ("Name", "State") or key.startswith("Speculation"):
+            out[key] = value
+        else:
+            out[key] = int(value)
+    return out
+
+
+def test_status_matches_raw_file_for_every_process():
+    types: dict[str, set] = {}
+    checked = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                raw = f.read()
+            parsed = proc.status(pid)
+            st = proc.stat(pid)
+        except (FileNotFoundError, ProcessLookupError, ProcessGone):
+            continue  # exited while we looked
+        expected = _by_hand(raw)
+        # The bytes and the parse of the same bytes agree on every field...
+        assert proc.parse_status(raw) == expected, pid
+        # ... and a fresh read on the fields that do not move while a process runs.
+        assert parsed.keys() == expected.keys(), pid
+        for key in expected.keys() - _VOLATILE:
+            assert parsed[key] == expected[key], (pid, key, parsed[key], expected[key])
+        # stat prints the classic signals only (sig[0] & 0x7fffffff, decimal).
+        assert parsed["SigIgn"] & 0x7FFFFFFF == st.sigignore, pid
+        assert parsed["SigCgt"] & 0x7FFFFFFF == st.sigcatch, pid
+        assert parsed["SigBlk"] & 0x7FFFFFFF == st.blocked, pid
+        for key, value in parsed.items():
+            types.setdefault(key, set()).add(type(value))
+        checked += 1
+    assert checked >= 10
+    assert {k: t for k, t in types.items() if len(t) > 1} == {}
+    assert types["SigIgn"] == {int} and types["Umask"] == {int}
+    assert types["Cpus_allowed_list"] == {frozenset} and types["NSpid"] == {tuple}
+
+
+def test_status_masks_by_example():
+    raw = (b"Name:\tx\nUmask:\t0022\nSigIgn:\t0000000000001000\nSigCgt:\t0000000000004440\n"
+           b"SigBlk:\t0000000000010000\nCapEff:\t000001ffffffffff\n"
+           b"Cpus_allowed:\tff,00000003\nCpus_allowed_list:\t0-1,32-39\n"
+           b"Mems_allowed:\t00000000,00000001\nNSpid:\t12\t1\nSigQ:\t0/96365\n")
+    s = proc.parse_status(raw)
+    assert s["Umask"] == 0o22 == 18
+    assert s["SigIgn"] == 0x1000 == 4096
+    assert s["SigCgt"] == 0x4440 == 17472 and s["SigBlk"] == 0x10000
+    assert s["CapEff"] == (1 << 41) - 1
+    assert s["Cpus_allowed"] == 0xFF00000003
+    assert s["Cpus_allowed_list"] == {0, 1, *range(32, 40)}
+    assert s["Mems_allowed"] == 1 and s["NSpid"] == (12, 1) and s["SigQ"] == (0, 96365)
+    assert proc.parse_cpu_list("0-7:2/4") == {0, 1, 4, 5}

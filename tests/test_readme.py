@@ -1,6 +1,9 @@
-"""The shell commands in README.md run as written (with this physmem as `physmem`)."""
+"""README.md runs as written: its shell commands (with this physmem as `physmem`) and its
+Python blocks (each in a fresh interpreter, after a short prelude that supplies the names a
+block leaves to the reader: a buffer's ``addr``, a ``pid``, ...)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import stat
@@ -69,3 +72,68 @@ def test_readme_command_runs(command, shell_env, pools_restored):
                           env=shell_env, cwd="/", timeout=120)
     assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     assert proc.stdout.strip(), f"{command} printed nothing"
+
+
+# The names README's Python leaves to the reader. A block that uses a name not defined here
+# or in the block fails with NameError, as it would for a user.
+PRELUDE = """
+import ctypes, mmap, os
+import numpy as np
+pid = os.getpid()                                   # a process to look at: this one
+_buf = mmap.mmap(-1, 4 << 20)
+_buf.write(b"x" * (4 << 20))                        # every page present
+addr = ctypes.addressof(ctypes.c_char.from_buffer(_buf))
+length = len(_buf)
+addresses = np.arange(addr, addr + length, 4096, dtype=np.uint64)
+offsets = np.arange(0, 64 << 20, 2 << 20, dtype=np.uint64)
+source_bytes = bytes(256 << 20)                     # what the userfaultfd server hands out
+"""
+# Sysctls README's examples write; put back after each block.
+SYSCTLS = ("vm/min_free_kbytes", "kernel/numa_balancing", "vm/overcommit_memory",
+           "vm/overcommit_ratio", "vm/overcommit_kbytes")
+
+
+def readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+@pytest.fixture
+def sysctls_restored(is_root):
+    files = [Path("/proc/sys", name) for name in SYSCTLS if Path("/proc/sys", name).exists()]
+    before = {p: p.read_text() for p in files}
+    yield
+    for p, value in before.items():
+        if p.read_text() != value:
+            p.write_text(value)
+
+
+def test_readme_has_python_blocks():
+    assert len(readme_python_blocks()) >= 6
+
+
+@pytest.mark.root
+@pytest.mark.hugepages
+@pytest.mark.parametrize("block", readme_python_blocks(),
+                         ids=lambda b: b.strip().splitlines()[0][:40])
+def test_readme_python_block_runs(block, pools_restored, sysctls_restored, hugepage_pool):
+    # Hugepages for the blocks that allocate them (the DMA block grows its own pool).
+    hugepage_pool(40, required=False)
+    env, cwd = python_env()
+    proc = subprocess.run([sys.executable, "-c", PRELUDE + block], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)
+    assert proc.returncode == 0, f"{block}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+
+
+def test_readme_python_type_checks(tmp_path):
+    # What a user's type checker says about the README's code (physmem ships py.typed).
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed (pip install '.[test]')")
+    files = []
+    for i, block in enumerate(readme_python_blocks()):
+        files.append(tmp_path / f"block{i}.py")
+        files[-1].write_text(PRELUDE + block)
+    env, cwd = python_env()
+    r = subprocess.run([sys.executable, "-m", "mypy", "--ignore-missing-imports",
+                        "--cache-dir", str(tmp_path / "cache"), *map(str, files)],
+                       capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr

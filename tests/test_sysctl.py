@@ -59,6 +59,7 @@ def min_free_kbytes():
         f.write(str(old))
 
 
+@pytest.mark.root
 def test_write_moves_zone_watermarks(min_free_kbytes):
     new = min_free_kbytes + 8192
     sysctl.write("vm.min_free_kbytes", new)
@@ -69,6 +70,7 @@ def test_write_moves_zone_watermarks(min_free_kbytes):
     assert new // PAGE_KB - 8 <= zones <= new // PAGE_KB
 
 
+@pytest.mark.root
 def test_write_rejected_value_keeps_old(min_free_kbytes):
     old = sysctl.read("vm.overcommit_memory")
     with pytest.raises(InvalidArgument):
@@ -94,6 +96,7 @@ def test_fixture_tree(tmp_path):
     assert (tmp_path / "sys" / "vm" / "swappiness").read_text() == "1\t2\n"
 
 
+@pytest.mark.root  # drops to nobody from root
 def test_unprivileged_write_is_permission_denied():
     out = run_unprivileged(lambda: sysctl.write("vm.min_free_kbytes", 1))
     assert out.startswith("PermissionDenied:") and "PermissionError" in out

@@ -13,6 +13,9 @@ from physmem import InvalidArgument, Mapping, MemFd, UserFaultFd
 from physmem.mapping import PAGE_SIZE, Advice
 from physmem.userfaultfd import EventKind, FaultFlag, Feature, Ioctl, Mode
 
+# Without root the kernel refuses userfaultfd() unless vm.unprivileged_userfaultfd=1.
+pytestmark = pytest.mark.root(reason="userfaultfd needs root (or vm.unprivileged_userfaultfd=1)")
+
 MiB = 1 << 20
 
 

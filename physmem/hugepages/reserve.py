@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-from fractions import Fraction
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 from .._sysfs import read_int
+from .._syntax import parse_size, unescape_octal
 from ..errors import (
     FileMissing,
     HugePagesUnavailable,
@@ -24,30 +24,6 @@ from .sizes import explain_size, format_size
 
 __all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "demote", "demote_size",
            "compact", "mounts", "pool_dir", "parse_size", "resolve_size", "describe_free_memory"]
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str | int) -> int:
-    """``2M``, ``1G``, ``1.5G``, ``2097152``, ``0x200000``, ``4KiB`` or ``1gb`` as bytes.
-
-    K, M, G and T are powers of 1024 whatever the case or suffix (64m = 64M = 64MiB = 64MB),
-    as in the kernel's own memparse; a fraction must come to a whole number of bytes.
-    """
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    m = re.fullmatch(r"\s*(?:0x(?P<hex>[0-9a-f]+)|(?P<num>\d+(?:\.\d+)?|\.\d+)\s*"
-                     r"(?P<unit>[KMGT]?)(?:(?<=[KMGT])i?B|B)?)\s*", str(text), re.IGNORECASE)
-    if not m:
-        why = "is negative" if str(text).strip().startswith("-") else "is not a size"
-        raise InvalidArgument(f"size {text!r} {why} (examples: 2M, 1.5G, 4KiB, 0x200000, 4096)")
-    if m["hex"]:
-        return int(m["hex"], 16)
-    value = Fraction(m["num"]) * _UNITS[m["unit"].upper()]
-    if value.denominator != 1:
-        raise InvalidArgument(f"size {text!r} is not a whole number of bytes")
-    return int(value)
-
 
 def resolve_size(size: int | str | None, proc_root: str = "/proc") -> int:
     """A page size in bytes from ``2M``/``1G``/bytes, or the kernel's default for None."""
@@ -271,6 +247,6 @@ def mounts(proc_root: str = "/proc") -> list[HugetlbfsMount]:
         if size is None:
             default = default if default is not None else default_size(proc_root)
             size = default or 0
-        mount_point = os.fsdecode(parts[1]).replace("\\040", " ").replace("\\011", "\t")
+        mount_point = unescape_octal(parts[1])
         out.append(HugetlbfsMount(mount_point, size, options))
     return out

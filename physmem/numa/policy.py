@@ -75,14 +75,23 @@ def _read_nodelist(path: str) -> frozenset[int]:
     return frozenset(nodes)
 
 
-def possible_nodes() -> frozenset[int]:
-    """Node numbers the kernel could ever have (/sys/devices/system/node/possible)."""
-    return _read_nodelist("/sys/devices/system/node/possible")
+def possible_nodes(sys_root: str = "/sys") -> frozenset[int]:
+    """Node numbers the kernel could ever have (``<sys_root>/devices/system/node/possible``);
+    {0} on a kernel without CONFIG_NUMA (no such file)."""
+    from .._syntax import parse_cpulist
+    from .._sysfs import read_parsed
+
+    nodes = read_parsed(f"{sys_root}/devices/system/node/possible", parse_cpulist)
+    return frozenset({0}) if nodes is None else nodes
 
 
-def online_nodes() -> frozenset[int]:
-    """Node numbers online now (/sys/devices/system/node/online)."""
-    return _read_nodelist("/sys/devices/system/node/online")
+def online_nodes(sys_root: str = "/sys") -> frozenset[int]:
+    """Node numbers online now (``<sys_root>/devices/system/node/online``); {0} without NUMA."""
+    from .._syntax import parse_cpulist
+    from .._sysfs import read_parsed
+
+    nodes = read_parsed(f"{sys_root}/devices/system/node/online", parse_cpulist)
+    return frozenset({0}) if nodes is None else nodes
 
 
 def _nodes(nodes: int | Iterable[int], name: str = "nodes") -> frozenset[int]:

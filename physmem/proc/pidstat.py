@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
+from .._syntax import parse_cpulist, parse_hexmask
 from ..errors import ParseError
 from ._read import pid_path, read_bytes
 
@@ -124,44 +125,76 @@ def statm(pid: int | None = None, proc_root: str = "/proc") -> Statm:
     return Statm(*(n * page for n in nums))
 
 
-def parse_cpu_list(text: str) -> frozenset[int]:
-    """``"0-3,8,10-11"`` -> {0, 1, 2, 3, 8, 10, 11}; "" -> empty."""
-    out: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        stride = 1
-        if ":" in hi:  # a-b:stride/group (the kernel's bitmap_parselist syntax)
-            hi, _, stride_s = hi.partition(":")
-            stride = int(stride_s.split("/")[0])
-        a, b = int(lo), int(hi) if sep else int(lo)
-        if b < a or a < 0 or stride < 1:
-            raise ValueError(part)
-        out.update(range(a, b + 1, stride))
-    return frozenset(out)
+def parse_cpu_list(text: str | bytes) -> frozenset[int]:
+    """``"0-3,8,10-11"`` -> {0, 1, 2, 3, 8, 10, 11}; the kernel's full list syntax
+    (``"0-7:2/4"`` -> {0, 1, 4, 5}). Kept for callers of this name: the parser is
+    :func:`physmem._syntax.parse_cpulist`."""
+    return parse_cpulist(text)
+
+
+def _ints(raw: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in raw.split())
+
+
+def _bytes_kb(raw: str) -> int:
+    number, unit = raw.split()
+    if unit != "kB":
+        raise ValueError(raw)
+    return int(number) * 1024
+
+
+def _sigq(raw: str) -> tuple[int, int]:
+    queued, limit = raw.split("/")
+    return int(queued), int(limit)
+
+
+# One type per field, whatever the process (proc_pid_status(5), fs/proc/array.c). Hex masks
+# are hex even when every digit is 0-9: "SigIgn: 0000000000001000" is 4096, not 1000.
+_HEX_MASKS = ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt", "CapInh", "CapPrm", "CapEff",
+              "CapBnd", "CapAmb", "Cpus_allowed", "Mems_allowed")
+_INTS = ("Tgid", "Ngid", "Pid", "PPid", "TracerPid", "FDSize", "Kthread", "CoreDumping",
+         "THP_enabled", "Threads", "NoNewPrivs", "Seccomp", "Seccomp_filters",
+         "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    **{k: (lambda raw: parse_hexmask(raw)) for k in _HEX_MASKS},
+    **{k: int for k in _INTS},
+    "Umask": lambda raw: int(raw, 8),
+    "untag_mask": lambda raw: int(raw, 16),  # printed with 0x
+    # Tuples: Uid/Gid (real, effective, saved, fs); the others one entry per pid namespace
+    # level or per group, so their length varies but their type does not.
+    **{k: _ints for k in ("Uid", "Gid", "Groups", "NStgid", "NSpid", "NSpgid", "NSsid")},
+    "Cpus_allowed_list": parse_cpulist,
+    "Mems_allowed_list": parse_cpulist,
+    "SigQ": _sigq,
+    "x86_Thread_features": lambda raw: tuple(raw.split()),
+    "x86_Thread_features_locked": lambda raw: tuple(raw.split()),
+}
 
 
 def _status_value(key: str, raw: str) -> Any:
-    if raw.endswith(" kB"):
-        return int(raw[:-3]) * 1024
-    if key.endswith("_list"):
-        return parse_cpu_list(raw)
-    if key in ("Uid", "Gid"):
-        return tuple(int(v) for v in raw.split())
-    if key == "Groups":
-        return tuple(int(v) for v in raw.split())
-    if raw.isdigit():
-        return int(raw)
+    parser = _PARSERS.get(key)
+    if parser is not None:
+        return parser(raw)
+    if raw.endswith(" kB"):  # VmRSS, RssAnon, HugetlbPages...: sizes, always in kB
+        return _bytes_kb(raw)
     return raw
 
 
 def parse_status(data: bytes, path: str = "status") -> dict[str, Any]:
-    """``{"VmRSS": bytes, "Cpus_allowed_list": frozenset, "Uid": (r, e, s, fs), ...}``.
+    """/proc/PID/status as a dict; every field has one type, whatever the process:
 
-    kB sizes become bytes, ``*_list`` fields sets of ints, plain numbers ints; masks and
-    other text stay strings.
+    * sizes (``VmRSS``, ``RssAnon``, ... every ``kB`` field): int, bytes;
+    * hex masks (``SigPnd``, ``ShdPnd``, ``SigBlk``, ``SigIgn``, ``SigCgt``, ``Cap*``,
+      ``Cpus_allowed``, ``Mems_allowed``) and ``untag_mask``: int (bit n = signal n+1,
+      capability n, CPU n, node n);
+    * ``Umask``: int, read as octal (``0022`` is 18);
+    * ``Cpus_allowed_list``/``Mems_allowed_list``: frozenset of ints;
+    * ``Uid``/``Gid`` (real, effective, saved, fs), ``Groups``, ``NStgid``, ``NSpid``,
+      ``NSpgid``, ``NSsid`` (one entry per pid namespace level): tuple of ints;
+    * ``SigQ``: tuple (queued, limit); ``x86_Thread_features*``: tuple of str;
+    * the counters and flags (``Pid``, ``PPid``, ``Threads``, ``FDSize``, ``Seccomp``,
+      ``voluntary_ctxt_switches``, ...): int;
+    * everything else (``Name``, ``State``, ``Speculation_*``, fields newer than physmem): str.
     """
     out: dict[str, Any] = {}
     for lineno, line in enumerate(data.splitlines(), 1):

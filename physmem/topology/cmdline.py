@@ -5,23 +5,10 @@ from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
 from .._sysfs import read_optional
+from .._syntax import parse_cpulist, parse_size
 from ..errors import InvalidArgument
-from .cpulist import parse_cpulist
 
 __all__ = ["Cmdline", "HugepageRequest", "parse_cmdline", "read_cmdline", "parse_size"]
-
-_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
-
-
-def parse_size(text: str) -> int:
-    """The kernel's memparse: ``"2M"`` -> 2097152, ``"1G"``, ``"64k"``, plain bytes."""
-    t = text.strip()
-    scale = _UNITS.get(t[-1:].upper(), 1) if t else 1
-    digits = t[:-1] if scale != 1 else t
-    try:
-        return int(digits, 0) * scale
-    except ValueError:
-        raise InvalidArgument(f"not a size: {text!r} (expected e.g. 2M, 1G)") from None
 
 
 class HugepageRequest(NamedTuple):

@@ -5,8 +5,8 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .._sysfs import listdir, read_int, read_optional
-from .cpulist import parse_cpulist
+from .._sysfs import listdir, parse_int, read_optional, read_parsed
+from .._syntax import parse_cpulist
 
 __all__ = ["Cpu", "CpuSets", "read_cpu_sets", "read_cpus"]
 
@@ -41,18 +41,22 @@ def _cpu_dir_ids(base: str) -> frozenset[int]:
     return frozenset(int(m.group(1)) for m in map(_CPU_DIR.match, listdir(base)) if m)
 
 
-def _mask(base: str, name: str) -> frozenset[int] | None:
-    data = read_optional(f"{base}/{name}")
-    return None if data is None else parse_cpulist(data, f"{base}/{name}")
+def read_cpu_sets(sys_root: str = "/sys", *, skipped: list[str] | None = None) -> CpuSets:
+    """possible/present/online/isolated/nohz_full; old kernels lacking a mask get it derived.
 
-
-def read_cpu_sets(sys_root: str = "/sys") -> CpuSets:
-    """possible/present/online/isolated/nohz_full; old kernels lacking a mask get it derived."""
+    A mask file that is empty or reads ``(null)`` (nohz_full on a NO_HZ_FULL kernel booted
+    without ``nohz_full=``) is the empty set. With ``skipped``, an unreadable one is treated
+    as missing and noted there (see :func:`physmem._sysfs.read_parsed`).
+    """
     base = f"{sys_root}/devices/system/cpu"
     dirs = _cpu_dir_ids(base)
-    present = _mask(base, "present")
-    possible = _mask(base, "possible")
-    online = _mask(base, "online")
+
+    def _mask(name: str) -> frozenset[int] | None:
+        return read_parsed(f"{base}/{name}", parse_cpulist, skipped)
+
+    present = _mask("present")
+    possible = _mask("possible")
+    online = _mask("online")
     if present is None:
         present = dirs
     if possible is None:
@@ -61,27 +65,33 @@ def read_cpu_sets(sys_root: str = "/sys") -> CpuSets:
         # Per-CPU "online" files exist only for hotpluggable CPUs; no file means online.
         online = frozenset(c for c in present if read_optional(f"{base}/cpu{c}/online") != b"0")
     return CpuSets(possible, present, online,
-                   _mask(base, "isolated") or frozenset(),
-                   _mask(base, "nohz_full") or frozenset())
+                   _mask("isolated") or frozenset(),
+                   _mask("nohz_full") or frozenset())
 
 
 def read_cpus(sys_root: str = "/sys", *, sets: CpuSets | None = None,
-              node_of: dict[int, int] | None = None) -> list[Cpu]:
-    """Every present CPU (online or not) with its core, package and node, sorted by id."""
+              node_of: dict[int, int] | None = None,
+              skipped: list[str] | None = None) -> list[Cpu]:
+    """Every present CPU (online or not) with its core, package and node, sorted by id.
+
+    A CPU without a ``topology`` directory (offline on some kernels, some hypervisors) gets
+    ``None`` core and package and itself as its only sibling.
+    """
     base = f"{sys_root}/devices/system/cpu"
-    sets = sets or read_cpu_sets(sys_root)
+    sets = sets or read_cpu_sets(sys_root, skipped=skipped)
     node_of = node_of or {}
     out = []
     for cpu in sorted(sets.present | _cpu_dir_ids(base)):
         top = f"{base}/cpu{cpu}/topology"
-        sib = read_optional(f"{top}/thread_siblings_list")
+        sib = read_parsed(f"{top}/thread_siblings_list", parse_cpulist, skipped)
         out.append(Cpu(
             id=cpu,
             online=cpu in sets.online,
-            core_id=read_int(f"{top}/core_id"),
-            package_id=read_int(f"{top}/physical_package_id"),
+            core_id=read_parsed(f"{top}/core_id", parse_int, skipped),
+            package_id=read_parsed(f"{top}/physical_package_id", parse_int, skipped),
             node=node_of.get(cpu),
-            thread_siblings=parse_cpulist(sib) if sib is not None else frozenset({cpu}),
+            # An empty sibling list (seen on offline CPUs) says nothing: the CPU itself.
+            thread_siblings=sib or frozenset({cpu}),
             isolated=cpu in sets.isolated,
             nohz_full=cpu in sets.nohz_full,
         ))

@@ -8,11 +8,11 @@ they are resolved against the parent of ``proc_root`` (``/`` for the live system
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
-from .._sysfs import read_optional
-from .cpulist import parse_cpulist
+from .._syntax import parse_cpulist, unescape_octal
+from .._sysfs import note_skipped, read_optional
+from ..errors import ParseError
 
 __all__ = ["Affinity", "Cpuset", "read_affinity", "read_cpuset"]
 
@@ -42,23 +42,19 @@ class Cpuset:
     memory_spread_slab: bool | None = None
 
 
-def read_affinity(proc_root: str = "/proc", pid: int | str = "self") -> Affinity:
-    data = read_optional(f"{proc_root}/{pid}/status")
-    cpus = mems = None
-    for line in (data or b"").splitlines():
+def read_affinity(proc_root: str = "/proc", pid: int | str = "self", *,
+                  skipped: list[str] | None = None) -> Affinity:
+    """The process's allowed CPUs and nodes; ``None`` each where status does not say."""
+    path = f"{proc_root}/{pid}/status"
+    found: dict[bytes, frozenset[int]] = {}
+    for line in (read_optional(path) or b"").splitlines():
         key, _, value = line.partition(b":")
-        if key == b"Cpus_allowed_list":
-            cpus = parse_cpulist(value, f"{proc_root}/{pid}/status")
-        elif key == b"Mems_allowed_list":
-            mems = parse_cpulist(value, f"{proc_root}/{pid}/status")
-    return Affinity(cpus, mems)
-
-
-_OCTAL = re.compile(rb"\\([0-7]{3})")
-
-
-def _unescape(field: bytes) -> str:
-    return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field))
+        if key in (b"Cpus_allowed_list", b"Mems_allowed_list"):
+            try:
+                found[key] = parse_cpulist(value, path)
+            except ParseError as exc:
+                note_skipped(skipped, f"{path} {key.decode()}", exc)
+    return Affinity(found.get(b"Cpus_allowed_list"), found.get(b"Mems_allowed_list"))
 
 
 def _mounts(proc_root: str) -> list[tuple[str, str, set[str]]]:
@@ -69,7 +65,7 @@ def _mounts(proc_root: str) -> list[tuple[str, str, set[str]]]:
     for line in data.splitlines():
         f = line.split()
         if len(f) >= 4:
-            out.append((_unescape(f[1]), f[2].decode(errors="replace"),
+            out.append((unescape_octal(f[1]), f[2].decode(errors="replace"),
                         set(f[3].decode(errors="replace").split(","))))
     return out
 
@@ -100,11 +96,17 @@ def _flag(directory: str, *names: str) -> bool | None:
     return None
 
 
-def _list(directory: str, *names: str) -> frozenset[int] | None:
+def _list(directory: str, *names: str, skipped: list[str] | None) -> frozenset[int] | None:
+    # The first of ``names`` that exists; one that does not parse costs this field only.
     for name in names:
-        data = read_optional(f"{directory}/{name}")
+        path = f"{directory}/{name}"
+        data = read_optional(path)
         if data is not None:
-            return parse_cpulist(data, f"{directory}/{name}")
+            try:
+                return parse_cpulist(data, path)
+            except ParseError as exc:
+                note_skipped(skipped, path, exc)
+                return None
     return None
 
 
@@ -112,8 +114,12 @@ def _join(root: str, mount: str, path: str) -> str:
     return os.path.normpath(os.path.join(root, mount.lstrip("/"), path.lstrip("/")))
 
 
-def read_cpuset(proc_root: str = "/proc", pid: int | str = "self") -> Cpuset | None:
-    """This process's cpuset, or ``None`` when no cpuset hierarchy is mounted/known."""
+def read_cpuset(proc_root: str = "/proc", pid: int | str = "self", *,
+                skipped: list[str] | None = None) -> Cpuset | None:
+    """This process's cpuset, or ``None`` when no cpuset hierarchy is mounted/known.
+
+    With ``skipped``, a cpuset file that does not parse reads as missing, noted there.
+    """
     root = os.path.dirname(os.path.abspath(proc_root)) or "/"
     v1_path, v2_path = _cgroup_paths(proc_root, pid)
     mounts = _mounts(proc_root)
@@ -124,8 +130,10 @@ def read_cpuset(proc_root: str = "/proc", pid: int | str = "self") -> Cpuset | N
                 d = _join(root, mnt, v1_path)
                 return Cpuset(
                     version=1, path=v1_path, directory=d,
-                    cpus=_list(d, "cpuset.effective_cpus", "effective_cpus", "cpuset.cpus", "cpus"),
-                    mems=_list(d, "cpuset.effective_mems", "effective_mems", "cpuset.mems", "mems"),
+                    cpus=_list(d, "cpuset.effective_cpus", "effective_cpus", "cpuset.cpus", "cpus",
+                               skipped=skipped),
+                    mems=_list(d, "cpuset.effective_mems", "effective_mems", "cpuset.mems", "mems",
+                               skipped=skipped),
                     cpu_exclusive=_flag(d, "cpuset.cpu_exclusive", "cpu_exclusive"),
                     mem_exclusive=_flag(d, "cpuset.mem_exclusive", "mem_exclusive"),
                     memory_spread_page=_flag(d, "cpuset.memory_spread_page", "memory_spread_page"),
@@ -140,7 +148,7 @@ def read_cpuset(proc_root: str = "/proc", pid: int | str = "self") -> Cpuset | N
             # Without cpuset enabled in this subtree the nearest ancestor's files apply.
             probe = d
             while True:
-                cpus = _list(probe, "cpuset.cpus.effective")
+                cpus = _list(probe, "cpuset.cpus.effective", skipped=skipped)
                 if cpus is not None or probe == top or len(probe) <= len(top):
                     break
                 probe = os.path.dirname(probe)
@@ -149,8 +157,8 @@ def read_cpuset(proc_root: str = "/proc", pid: int | str = "self") -> Cpuset | N
             part = read_optional(f"{d}/cpuset.cpus.partition")
             return Cpuset(
                 version=2, path=v2_path, directory=d, cpus=cpus,
-                mems=_list(probe, "cpuset.mems.effective"),
+                mems=_list(probe, "cpuset.mems.effective", skipped=skipped),
                 partition=None if part is None else part.strip().decode(errors="replace"),
-                isolated=_list(top, "cpuset.cpus.isolated"),
+                isolated=_list(top, "cpuset.cpus.isolated", skipped=skipped),
             )
     return None

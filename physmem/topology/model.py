@@ -34,6 +34,8 @@ class Topology:
     cpuset: Cpuset | None
     anomalies: tuple[str, ...]
     numa_in_sysfs: bool  # False: no node directories, one node 0 was assumed (as numactl does)
+    # Files that exist but could not be parsed ("path: ignored, why"): each cost its one field.
+    skipped: tuple[str, ...] = ()
 
     def node(self, node: int) -> Node:
         for n in self.nodes:
@@ -103,13 +105,11 @@ class Topology:
         return out
 
 
-def _system_memory(proc_root: str) -> tuple[int | None, int | None]:
-    from ..proc.meminfo import meminfo  # the shared /proc/meminfo reader
+def _system_memory(proc_root: str, skipped: list[str]) -> tuple[int | None, int | None]:
+    from .._sysfs import read_parsed
+    from ..proc.meminfo import parse_meminfo  # the shared /proc/meminfo parser
 
-    try:
-        info = meminfo(proc_root=proc_root)
-    except FileNotFoundError:
-        return None, None
+    info = read_parsed(f"{proc_root}/meminfo", parse_meminfo, skipped) or {}
     return info.get("MemTotal"), info.get("MemFree")
 
 
@@ -121,12 +121,15 @@ def read(sys_root: str = "/sys", proc_root: str = "/proc") -> Topology:
         raise FileMissing(f"no CPUs under {cpu_dir}: is {sys_root!r} a sysfs tree? Pass "
                           "sys_root= the directory that holds devices/system/cpu",
                           path=cpu_dir)
-    cpu_sets = read_cpu_sets(sys_root)
-    node_sets = read_node_sets(sys_root)
-    nodes, anomalies = read_nodes(sys_root, sets=node_sets, online_cpus=cpu_sets.online)
+    # A kernel quirk or damaged file costs its one field; what was skipped is listed.
+    skipped: list[str] = []
+    cpu_sets = read_cpu_sets(sys_root, skipped=skipped)
+    node_sets = read_node_sets(sys_root, skipped=skipped)
+    nodes, anomalies = read_nodes(sys_root, sets=node_sets, online_cpus=cpu_sets.online,
+                                  skipped=skipped)
     numa = bool(nodes)
     if not numa:
-        total, free = _system_memory(proc_root)
+        total, free = _system_memory(proc_root, skipped)
         present = cpu_sets.present
         nodes = [Node(id=0, cpus=present, mem_total=total, mem_free=free,
                       distances={0: LOCAL_DISTANCE}, has_cpu=bool(present & cpu_sets.online),
@@ -149,11 +152,13 @@ def read(sys_root: str = "/sys", proc_root: str = "/proc") -> Topology:
         # Their node is offline or absent (firmware hid it): no memory is local to them.
         anomalies.append(f"online CPUs {format_cpulist(orphans)} belong to no online NUMA node")
     node_of = {c: ids[0] for c, ids in owners.items()}
-    cpus = read_cpus(sys_root, sets=cpu_sets, node_of=node_of)
+    cpus = read_cpus(sys_root, sets=cpu_sets, node_of=node_of, skipped=skipped)
     possible = cpu_sets.possible
+    pci = read_pci_devices(sys_root, skipped=skipped)
+    affinity = read_affinity(proc_root, skipped=skipped)
+    cpuset = read_cpuset(proc_root, skipped=skipped)
     return Topology(
         nodes=tuple(nodes), cpus=tuple(cpus), cpu_sets=cpu_sets, node_sets=node_sets,
-        pci_devices=tuple(read_pci_devices(sys_root)),
-        cmdline=read_cmdline(proc_root, possible), affinity=read_affinity(proc_root),
-        cpuset=read_cpuset(proc_root), anomalies=tuple(anomalies), numa_in_sysfs=numa,
+        pci_devices=tuple(pci), cmdline=read_cmdline(proc_root, possible), affinity=affinity,
+        cpuset=cpuset, anomalies=tuple(anomalies), numa_in_sysfs=numa, skipped=tuple(skipped),
     )

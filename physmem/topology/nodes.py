@@ -4,10 +4,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .._sysfs import listdir, read_optional
+from .._sysfs import listdir, note_skipped, read_parsed
+from .._syntax import parse_cpulist, parse_cpumask
 from ..errors import ParseError
 from ..hugepages.pools import Pool, node_pools
-from .cpulist import parse_cpulist, parse_cpumask
 
 __all__ = ["Node", "NodeSets", "read_node_sets", "read_nodes"]
 
@@ -43,36 +43,48 @@ class NodeSets:
     has_memory: frozenset[int] | None
 
 
-def _mask(base: str, name: str) -> frozenset[int] | None:
-    data = read_optional(f"{base}/{name}")
-    return None if data is None else parse_cpulist(data, f"{base}/{name}")
-
-
-def read_node_sets(sys_root: str = "/sys") -> NodeSets:
+def read_node_sets(sys_root: str = "/sys", *, skipped: list[str] | None = None) -> NodeSets:
+    """The node masks; with ``skipped``, an unreadable file reads as missing, noted there."""
     base = f"{sys_root}/devices/system/node"
-    has_memory = _mask(base, "has_memory")
+
+    def _mask(name: str) -> frozenset[int] | None:
+        return read_parsed(f"{base}/{name}", parse_cpulist, skipped)
+
+    has_memory = _mask("has_memory")
     if has_memory is None:  # before 2.6.35 (or !CONFIG_HIGHMEM copies): normal memory is all
-        has_memory = _mask(base, "has_normal_memory")
-    return NodeSets(_mask(base, "possible"), _mask(base, "online"), _mask(base, "has_cpu"),
-                    has_memory)
+        has_memory = _mask("has_normal_memory")
+    return NodeSets(_mask("possible"), _mask("online"), _mask("has_cpu"), has_memory)
 
 
-def _node_cpus(path: str) -> frozenset[int]:
-    data = read_optional(f"{path}/cpulist")
-    if data is not None:
-        return parse_cpulist(data, f"{path}/cpulist")
-    data = read_optional(f"{path}/cpumap")  # before 2.6.29 only the hex mask existed
-    return parse_cpumask(data, f"{path}/cpumap") if data is not None else frozenset()
+def _node_cpus(path: str, skipped: list[str] | None) -> frozenset[int]:
+    cpus = read_parsed(f"{path}/cpulist", parse_cpulist, skipped)
+    if cpus is None:  # before 2.6.29 only the hex mask existed
+        cpus = read_parsed(f"{path}/cpumap", parse_cpumask, skipped)
+    return cpus or frozenset()
 
 
-def _node_memory(path: str) -> tuple[int | None, int | None]:
+def _node_memory(path: str, skipped: list[str] | None) -> tuple[int | None, int | None]:
     from ..proc.meminfo import parse_meminfo  # the shared meminfo parser
 
-    data = read_optional(f"{path}/meminfo")
-    if data is None:
+    info = read_parsed(f"{path}/meminfo", parse_meminfo, skipped)
+    if info is None:
         return None, None
-    info = parse_meminfo(data, f"{path}/meminfo")
     return info.get("MemTotal"), info.get("MemFree")
+
+
+def _distances(data: bytes, path: str) -> list[int]:
+    try:
+        return [int(v) for v in data.split()]
+    except ValueError:
+        raise ParseError("not a distance list", path=path, line=data) from None
+
+
+def _pools(nid: int, sys_root: str, skipped: list[str] | None) -> tuple[Pool, ...]:
+    try:
+        return tuple(node_pools(nid, sys_root))
+    except ParseError as exc:
+        note_skipped(skipped, f"node{nid} hugepage pools", exc)
+        return ()
 
 
 def _distance_columns(count: int, dirs: list[int], sets: NodeSets) -> list[int] | None:
@@ -85,27 +97,26 @@ def _distance_columns(count: int, dirs: list[int], sets: NodeSets) -> list[int] 
 
 
 def read_nodes(sys_root: str = "/sys", *, sets: NodeSets | None = None,
-               online_cpus: frozenset[int] | None = None) -> tuple[list[Node], list[str]]:
+               online_cpus: frozenset[int] | None = None,
+               skipped: list[str] | None = None) -> tuple[list[Node], list[str]]:
     """Every node with a sysfs directory, by id, and notes on data that did not add up.
 
     ``has_cpu`` means an *online* CPU when ``online_cpus`` is given, as the kernel's N_CPU does.
+    A node without ``meminfo`` (or with one that does not parse, given ``skipped``) has
+    ``mem_total``/``mem_free`` ``None``; without ``distance``, empty distances.
     """
     base = f"{sys_root}/devices/system/node"
-    sets = sets or read_node_sets(sys_root)
+    sets = sets or read_node_sets(sys_root, skipped=skipped)
     dirs = sorted(int(m.group(1)) for m in map(_NODE_DIR.match, listdir(base)) if m)
     notes: list[str] = []
     nodes = []
     for nid in dirs:
         path = f"{base}/node{nid}"
-        cpus = _node_cpus(path)
-        mem_total, mem_free = _node_memory(path)
+        cpus = _node_cpus(path, skipped)
+        mem_total, mem_free = _node_memory(path, skipped)
         distances: dict[int, int] = {}
-        raw = read_optional(f"{path}/distance")
-        if raw is not None:
-            try:
-                values = [int(v) for v in raw.split()]
-            except ValueError:
-                raise ParseError("not a distance list", path=f"{path}/distance", line=raw) from None
+        values = read_parsed(f"{path}/distance", _distances, skipped)
+        if values:
             cols = _distance_columns(len(values), dirs, sets)
             if cols is None:
                 notes.append(f"node{nid}/distance has {len(values)} entries for "
@@ -116,7 +127,8 @@ def read_nodes(sys_root: str = "/sys", *, sets: NodeSets | None = None,
             sets.has_memory is not None and nid in sets.has_memory)
         nodes.append(Node(
             id=nid, cpus=cpus, mem_total=mem_total, mem_free=mem_free, distances=distances,
-            has_cpu=bool(cpus & online_cpus if online_cpus is not None else cpus), has_memory=has_memory, hugepages=tuple(node_pools(nid, sys_root)),
+            has_cpu=bool(cpus & online_cpus if online_cpus is not None else cpus),
+            has_memory=has_memory, hugepages=_pools(nid, sys_root, skipped),
             online=sets.online is None or nid in sets.online,
         ))
     return nodes, notes

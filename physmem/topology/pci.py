@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._sysfs import listdir, read_int, read_optional
-from .cpulist import parse_cpulist, parse_cpumask
+from .._sysfs import listdir, parse_int, read_parsed
+from .._syntax import parse_cpulist, parse_cpumask
 
 __all__ = ["PciDevice", "read_pci_devices", "read_pci_device"]
 
@@ -22,29 +22,35 @@ class PciDevice:
     local_cpus: frozenset[int]
 
 
-def read_pci_device(address: str, sys_root: str = "/sys") -> PciDevice | None:
-    """One device by its ``domain:bus:slot.function`` address, or ``None`` if absent."""
+def read_pci_device(address: str, sys_root: str = "/sys", *,
+                    skipped: list[str] | None = None) -> PciDevice | None:
+    """One device by its ``domain:bus:slot.function`` address, or ``None`` if absent.
+
+    With ``skipped``, a file that does not parse reads as missing and is noted there.
+    """
     path = f"{sys_root}/bus/pci/devices/{address}"
-    vendor = read_int(f"{path}/vendor")
+
+    def num(name: str) -> int | None:
+        return read_parsed(f"{path}/{name}", parse_int, skipped)
+
+    vendor = num("vendor")
     if vendor is None and not listdir(path):
         return None
-    node = read_int(f"{path}/numa_node")
-    cpus = read_optional(f"{path}/local_cpulist")
-    if cpus is not None:
-        local = parse_cpulist(cpus, f"{path}/local_cpulist")
-    else:
-        mask = read_optional(f"{path}/local_cpus")
-        local = parse_cpumask(mask, f"{path}/local_cpus") if mask is not None else frozenset()
-    return PciDevice(address=address, class_=read_int(f"{path}/class"), vendor=vendor,
-                     device=read_int(f"{path}/device"),
-                     numa_node=None if node is None or node < 0 else node, local_cpus=local)
+    node = num("numa_node")
+    local = read_parsed(f"{path}/local_cpulist", parse_cpulist, skipped)
+    if local is None:
+        local = read_parsed(f"{path}/local_cpus", parse_cpumask, skipped)
+    return PciDevice(address=address, class_=num("class"), vendor=vendor, device=num("device"),
+                     numa_node=None if node is None or node < 0 else node,
+                     local_cpus=local or frozenset())
 
 
-def read_pci_devices(sys_root: str = "/sys") -> list[PciDevice]:
+def read_pci_devices(sys_root: str = "/sys", *,
+                     skipped: list[str] | None = None) -> list[PciDevice]:
     """All PCI functions, sorted by address (empty if the machine has no PCI bus)."""
     out = []
     for address in sorted(listdir(f"{sys_root}/bus/pci/devices")):
-        dev = read_pci_device(address, sys_root)
+        dev = read_pci_device(address, sys_root, skipped=skipped)
         if dev is not None:
             out.append(dev)
     return out

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .._sysfs import read_optional
+from ..errors import PhysmemError
 from .context import Context
 from .findings import Finding, Severity
 
@@ -13,12 +13,16 @@ CAP_SYS_ADMIN = 21
 
 def check(ctx: Context) -> list[Finding]:
     out: list[Finding] = []
-    status = read_optional(f"{ctx.proc_root}/self/status") or b""
-    cap = next((line.split()[1] for line in status.splitlines() if line.startswith(b"CapEff:")), None)
+    from ..proc import status  # the one /proc/PID/status parser (CapEff as an int)
+
+    try:
+        cap: int | None = status(proc_root=ctx.proc_root).get("CapEff")
+    except (PhysmemError, OSError):
+        cap = None
     if cap is None:
         out.append(Finding("access.capabilities_unknown", S, Severity.WARNING,
                            "cannot read this process's capabilities (/proc/self/status)"))
-    elif not int(cap, 16) >> CAP_SYS_ADMIN & 1:
+    elif not cap >> CAP_SYS_ADMIN & 1:
         out.append(Finding("access.no_cap_sys_admin", S, Severity.WARNING,
                            "without CAP_SYS_ADMIN the kernel reports every PFN in pagemap as 0: "
                            "physical addresses are unavailable",

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .._sysfs import listdir, read_optional
-from ..topology import format_cpulist, parse_cpulist
+from .._syntax import format_cpulist, parse_cpulist, parse_cpumask
+from ..errors import ParseError
 from .context import Context
 from .findings import Finding, Severity
 
@@ -19,7 +20,10 @@ def _irq_cpus(ctx: Context) -> dict[str, frozenset[int]]:
         for fname in ("effective_affinity_list", "smp_affinity_list"):
             data = read_optional(f"{base}/{name}/{fname}")
             if data:
-                out[name] = parse_cpulist(data, f"{base}/{name}/{fname}")
+                try:
+                    out[name] = parse_cpulist(data, f"{base}/{name}/{fname}")
+                except ParseError:
+                    continue  # one odd IRQ file costs that IRQ, not the section
                 break
     return out
 
@@ -78,14 +82,14 @@ def check(ctx: Context) -> list[Finding]:
                            f"this process may use isolated CPUs {format_cpulist(mine)}"))
     housekeeping = online - quiet
     default = read_optional(f"{ctx.proc_root}/irq/default_smp_affinity")
-    if default is not None:
-        from ..topology import parse_cpumask
-
-        dmask = parse_cpumask(default) & isolated
-        if dmask:
-            out.append(Finding("isolation.irq_default_affinity", S, Severity.WARNING,
-                               f"new IRQs may land on isolated CPUs {format_cpulist(dmask)}",
-                               f"irqaffinity={format_cpulist(housekeeping)}"))
+    try:
+        dmask = parse_cpumask(default) & isolated if default is not None else frozenset()
+    except ParseError:
+        dmask = frozenset()
+    if dmask:
+        out.append(Finding("isolation.irq_default_affinity", S, Severity.WARNING,
+                           f"new IRQs may land on isolated CPUs {format_cpulist(dmask)}",
+                           f"irqaffinity={format_cpulist(housekeeping)}"))
     hit = sorted((int(irq) for irq, cpus in _irq_cpus(ctx).items() if cpus & isolated))
     if hit:
         shown = ",".join(map(str, hit[:10])) + ("..." if len(hit) > 10 else "")

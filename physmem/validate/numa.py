@@ -27,6 +27,11 @@ def check(ctx: Context) -> list[Finding]:
         out.append(Finding(fid, S, Severity.WARNING,
                            "firmware NUMA data is inconsistent: " + "; ".join(texts[:3]) + more,
                            "update the BIOS/firmware; until then treat node locality as unknown"))
+    if topo.skipped:
+        more = f" (and {len(topo.skipped) - 3} more)" if len(topo.skipped) > 3 else ""
+        out.append(Finding("numa.files_skipped", S, Severity.WARNING,
+                           "some topology files could not be parsed and were ignored (each costs "
+                           "only its own value): " + "; ".join(topo.skipped[:3]) + more))
     for node in topo.nodes:
         if node.has_cpu and not node.has_memory:
             out.append(Finding("numa.memoryless_node", S, Severity.WARNING,

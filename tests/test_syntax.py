@@ -1,0 +1,89 @@
+"""physmem._syntax: the one parser per kernel syntax, and the old names that now reuse it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import physmem.proc as proc
+from physmem import _syntax, hugepages, topology
+from physmem._syntax import (parse_cpulist, parse_cpumask, parse_hexmask, parse_size,
+                             unescape_octal)
+from physmem.errors import InvalidArgument, ParseError
+from physmem.topology import cmdline
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("4096", 4096), ("0x1000", 4096), ("0X1000", 4096), ("4K", 4096), ("4k", 4096),
+    ("4KiB", 4096), ("4KB", 4096), ("4kb", 4096), ("4B", 4), ("010", 10), (" 2M\n", 2 << 20),
+    ("64m", 64 << 20), ("64M", 64 << 20), ("64MiB", 64 << 20), ("64MB", 64 << 20),
+    ("1.5G", 1610612736), (".5K", 512), ("1G", 1 << 30), ("1gb", 1 << 30), ("2T", 2 << 40),
+    ("1P", 1 << 50), ("1E", 1 << 60), ("15E", 15 << 60), ("0x10M", 16 << 20), ("0", 0),
+])
+def test_parse_size_accepts(text, expected):
+    assert parse_size(text) == expected
+    # The names README, tests and the kernel command line reader use are this parser.
+    assert hugepages.parse_size(text) == cmdline.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "M", "-1", "+1", "1.3K", "0.5", "16E", "1X", "1MM",
+                                  "1 2", "0x", "1e3", "nan", "1,5G", "1KiBB"])
+def test_parse_size_refuses(text):
+    with pytest.raises(InvalidArgument, match="size"):
+        parse_size(text)
+
+
+def test_parse_size_ints():
+    assert parse_size(4096) == parse_size(np.uint64(4096)) == 4096
+    for bad in (True, -1, 1.5, None):
+        with pytest.raises(InvalidArgument):
+            parse_size(bad)  # type: ignore[arg-type]
+
+
+def test_one_parser_each():
+    assert hugepages.parse_size is cmdline.parse_size is _syntax.parse_size
+    assert topology.parse_cpulist is _syntax.parse_cpulist
+    assert topology.parse_cpumask is _syntax.parse_cpumask
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0-7:2/4", {0, 1, 4, 5}), ("0-3,8,10-11", {0, 1, 2, 3, 8, 10, 11}), ("5", {5}),
+    ("0-9:1/5", {0, 5}), ("0-8:3/3", set(range(9))), ("", set()), ("  (null)\n", set()),
+    ("(null)", set()), ("0-3\x00\x00", {0, 1, 2, 3}), ("2-3:1/4,0", {0, 2}),
+])
+def test_cpulist(text, expected):
+    assert parse_cpulist(text) == parse_cpulist(text.encode()) == expected
+    assert proc.parse_cpu_list(text) == expected  # the /proc name, same parser
+
+
+@pytest.mark.parametrize("text", ["3-1", "a", "1-", "-1", "0-7:3/2", "0-7:0/4", "0-7:2",
+                                  "0-7:2/0", "3:1/2", "0-3-5", "+1", "(nil)", "1 2"])
+def test_cpulist_refuses(text):
+    with pytest.raises(ParseError):
+        parse_cpulist(text, "/sys/x")
+
+
+def test_masks():
+    assert parse_cpumask(b"0000,000000ff,ffffffff\n") == set(range(40))
+    assert parse_cpumask(b"     (null)\n") == frozenset() == parse_cpumask(b"")
+    assert parse_hexmask("0000000000001000") == 4096
+    assert parse_hexmask("00000000,00000001") == 1
+    for bad in ("0x10", "12g", "1,,2", "-1"):
+        with pytest.raises(ParseError):
+            parse_hexmask(bad)
+
+
+def test_unescape_octal():
+    assert unescape_octal(b"/mnt/a\\040b\\011c\\012d\\134e\\043f") == "/mnt/a b\tc\nd\\e#f"
+    assert unescape_octal("/plain") == "/plain"
+    assert unescape_octal(b"/x\\400") == "/x\\400"  # not a byte: left as written
+    assert unescape_octal(b"/caf\\303\\251") == "/caf\u00e9"
+
+
+def test_hugetlbfs_mount_points_are_fully_unescaped(tmp_path):
+    # A fake proc root: mounts() reads <proc_root>/self/mounts, as for any other root.
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "mounts").write_bytes(
+        b"proc /proc proc rw 0 0\n"
+        b"none /mnt/huge\\040pages\\134x\\012y hugetlbfs rw,pagesize=2M 0 0\n")
+    (m,) = hugepages.mounts(str(tmp_path))
+    assert m.path == "/mnt/huge pages\\x\ny" and m.page_size == 2 << 20
