@@ -521,16 +521,16 @@ def test_cli_arguments_are_checked_and_a_missing_library_is_explained(tmp_path):
                        (["--textfile", str(tmp_path / "missing"), "--once"], "--textfile"),
                        (["--once"], "--once"), (["--json", "--textfile", str(tmp_path)], "--json")):
         r = cli(*args)
-        assert r.returncode == 1 and flag in r.stderr, (args, r.stderr)
+        assert r.returncode == 2 and flag in r.stderr, (args, r.stderr)   # usage error
         assert "Traceback" not in r.stderr
     # A port another program holds: a clear refusal, not a traceback.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         r = cli("--listen", f"127.0.0.1:{s.getsockname()[1]}")
-    assert r.returncode == 2 and "--listen" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "--listen" in r.stderr and "Traceback" not in r.stderr
     r = cli("--textfile", str(tmp_path), "--once", code="import sys; sys.modules['prometheus_client'] = None; ")
-    assert r.returncode == 2 and "pip install 'physmem[exporter]'" in r.stderr, r.stderr
+    assert r.returncode == 6 and "pip install 'physmem[exporter]'" in r.stderr, r.stderr
     assert not (tmp_path / "physmem.prom").exists()
 
 

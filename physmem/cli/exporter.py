@@ -66,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import Exit
     if args.once and not args.textfile:
         args.parser.error("--once needs --textfile DIR")
     if args.json and args.textfile:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if "prometheus" not in str(exc):
             raise
         print(f"physmem: error: {MISSING}", file=sys.stderr)
-        return 2
+        return Exit.MISSING_DEPENDENCY
     host, port = (None, 0) if args.textfile else parse_listen(args.listen)
     # A failing background reading is logged (once per failure) besides its error metric.
     logging.basicConfig(format="physmem exporter: %(message)s", level=logging.WARNING)
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"physmem: error: cannot listen on --listen {args.listen}: {exc.strerror or exc}",
                   file=sys.stderr)
-            return 2
+            return Exit.ERROR
         try:
             shown = f"[{host}]" if ":" in host else host
             print(f"physmem exporter: serving http://{shown}:{server.server_port}/metrics",
@@ -145,10 +146,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cannot_write(directory: str, exc: OSError) -> int:
+    from . import Exit
     # The system refused (permission, full disk): exit status 1, as for every subcommand.
     print(f"physmem: error: cannot write into --textfile {directory}: {exc.strerror or exc}",
           file=sys.stderr)
-    return 1
+    return Exit.ERROR
 
 
 def _check_directory(directory: str) -> None:
