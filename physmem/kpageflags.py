@@ -156,11 +156,20 @@ def summarize(flags: np.ndarray | Iterable[np.ndarray]) -> list[FlagSummary]:
     """
     counter = _Counter()
     if isinstance(flags, np.ndarray):
-        counter.add(flags)
+        counter.add(_flag_words(flags))
     else:
         for chunk in flags:
-            counter.add(chunk[1] if isinstance(chunk, tuple) else chunk)
+            counter.add(_flag_words(chunk[1] if isinstance(chunk, tuple) else chunk))
     return counter.table()
+
+
+def _flag_words(values: object) -> np.ndarray:
+    """An integer array of flag words; floats would be truncated into other flags."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu":
+        raise InvalidArgument(
+            f"flags must be an integer array (such as KPageFlags.read() returns), got {arr.dtype}")
+    return arr.reshape(-1)
 
 
 _GAP = 16  # frames: bridge gaps up to this wide instead of issuing another pread
@@ -309,6 +318,8 @@ class KPageFlags(_PfnFile):
         ``progress(frames_done, frames_total)`` is called after each chunk if given.
         """
         start, count = self._check_span(start, count)
+        if progress is not None and not callable(progress):
+            raise InvalidArgument(f"progress must be a callable(done, total), got {progress!r:.60}")
         counter = _Counter()
         total = 0
         if progress is not None:

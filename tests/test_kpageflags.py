@@ -214,3 +214,13 @@ def test_describe_takes_only_integers():
     for bad in (1.5, 1.0, -1, 2**64, "1", True, None):
         with pytest.raises(InvalidArgument, match="flags"):
             describe(bad)  # type: ignore[arg-type]
+
+
+def test_summarize_refuses_what_is_not_flag_words():
+    # 1.5 used to be counted as flags 1 (LOCKED): a silent wrong table.
+    for bad in (np.array([1.5, 2.0]), [np.array([1.0])], np.array(["a"]), np.array([True])):
+        with pytest.raises(InvalidArgument, match="integer array"):
+            summarize(bad)
+    assert [(r.flags, r.pages) for r in summarize([np.array([[4, 4], [1, 4]])])] == [(4, 3), (1, 1)]
+    with KPageFlags() as kf, pytest.raises(InvalidArgument, match="progress"):
+        kf.summary(0, 10, progress=5)  # type: ignore[arg-type]
