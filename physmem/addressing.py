@@ -12,7 +12,7 @@ from ._args import U64_MAX, as_nonneg
 from .errors import InvalidArgument
 
 __all__ = ["page_size", "page_shift", "task_size", "check_range", "as_uint64_array", "as_address_array",
-           "as_address_array_unchecked", "check_below"]
+           "check_below"]
 
 
 @functools.cache
@@ -123,6 +123,3 @@ def as_address_array(addresses: object) -> np.ndarray:
     """Virtual addresses as a checked uint64 array (any 64-bit address: see check_range)."""
     return as_uint64_array(addresses, "address", None)
 
-
-# Kept for callers written when addresses were bounded by task_size(): now the same check.
-as_address_array_unchecked = as_address_array
