@@ -483,7 +483,13 @@ class PageMap(FdFile):
             ps = self.page_size
             got = lib.pm_pagemap_scan(self._fd, 0, ps, 0, 0, 0, int(ScanCategory.PRESENT), 0,
                                       u64_buffer(regions), 1, walk_end)
-            _scan_supported = got >= 0
+            if got == -_ENOTTY:
+                _scan_supported = False
+            else:
+                # Any other failure (ESRCH: this process has exited) says nothing about the
+                # kernel, so it must not be remembered for every later PageMap.
+                check(got, "PAGEMAP_SCAN failed", path=self.path, pid=self.pid)
+                _scan_supported = True
         return _scan_supported
 
 

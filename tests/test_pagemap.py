@@ -432,7 +432,10 @@ def _wait_zombie(pid: int) -> None:
     raise AssertionError(f"{pid} did not become a zombie")
 
 
-def test_exited_process_not_yet_reaped_is_process_gone(is_root):
+def test_exited_process_not_yet_reaped_is_process_gone(is_root, monkeypatch):
+    # Whether the kernel has PAGEMAP_SCAN is probed once per process: make the probe run on
+    # the zombie's pagemap, which must not teach it "unsupported".
+    monkeypatch.setattr(physmem.pagemap, "_scan_supported", None)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: wait for the word, then exit without being reaped
@@ -451,12 +454,16 @@ def test_exited_process_not_yet_reaped_is_process_gone(is_root):
             for call in (lambda: pm.read(0, 16 * PAGE), lambda: pm.translate(PAGE),
                          lambda: pm.translate([PAGE, 1 << 30]),
                          lambda: pm.present_ranges(0, 16 * PAGE, method="pagemap"),
+                         lambda: pm.present_ranges(0, 16 * PAGE), lambda: pm.scan(0, PAGE),
                          lambda: pm.physical_runs(0, 16 * PAGE)):
                 with pytest.raises(ProcessGone) as err:
                     call()
                 assert err.value.pid == pid and "exited" in str(err.value)
         with pytest.raises(ProcessGone):  # the kernel refuses to open a zombie's pagemap
             PageMap(pid)
+        with PageMap() as pm:
+            scan_ioctl = pm.scan_supported()
+        assert scan_ioctl == (kernel_major_minor() >= (6, 7))
     finally:
         os.close(w)
         os.waitpid(pid, 0)
