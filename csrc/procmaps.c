@@ -113,6 +113,7 @@ static int parse_header(const char *s, const char *end, const char *buf, size_t 
     uint64_t start, stop, offset, major, minor, inode;
     if (parse_hex(&s, end, &start) || s >= end || *s++ != '-') return -1;
     if (parse_hex(&s, end, &stop) || s >= end || *s++ != ' ') return -1;
+    if (stop < start) return -1; /* else sizes (end - start) would wrap around */
     if (end - s < 5) return -1;
     uint8_t prot = 0, bits = 0;
     if (s[0] == 'r') prot |= PMPROC_READ; else if (s[0] != '-') return -1;

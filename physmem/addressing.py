@@ -8,10 +8,11 @@ import platform
 
 import numpy as np
 
+from ._args import U64_MAX, as_nonneg
 from .errors import InvalidArgument
 
 __all__ = ["page_size", "page_shift", "task_size", "check_range", "as_uint64_array", "as_address_array",
-           "as_address_array_unchecked", "check_below"]
+           "check_below"]
 
 
 @functools.cache
@@ -29,8 +30,9 @@ def page_shift() -> int:
 def task_size() -> int:
     """First virtual address beyond user space (TASK_SIZE) for this architecture.
 
-    The kernel does not export it; it follows from the paging mode. Reads past it return end
-    of file, which the readers also turn into an error, so a conservative value is safe.
+    The kernel does not export it; it follows from the paging mode. pagemap reads past it
+    return end of file (the readers report those pages as not present) and PAGEMAP_SCAN
+    refuses ranges that reach past it with EFAULT, so scans stop here.
     """
     machine = platform.machine()
     if machine == "x86_64":
@@ -58,22 +60,16 @@ def _cpu_has_flag(flag: str) -> bool:
     return False
 
 
-def _index(value: object, name: str) -> int:
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise InvalidArgument(f"{name} must be an integer, got {value!r}") from None
-
-
 def check_range(address: object, length: object) -> tuple[int, int]:
-    """Validate a page-aligned [address, address + length) user range; return it as ints."""
-    addr = _index(address, "address")
-    size = _index(length, "length")
+    """Validate a page-aligned [address, address + length) range; return it as ints.
+
+    Any range of the 64-bit address space is valid, not only user space below
+    :func:`task_size`: /proc/<pid>/maps lists mappings above it (x86's ``[vsyscall]``), and
+    pagemap readers report such pages as not present, as the kernel's page-types does.
+    """
+    addr = as_nonneg(address, "address")
+    size = as_nonneg(length, "length")
     ps = page_size()
-    if addr < 0:
-        raise InvalidArgument(f"address {addr} is negative", address=addr)
-    if size < 0:
-        raise InvalidArgument(f"length {size} is negative")
     if addr % ps:
         raise InvalidArgument(
             f"address {addr:#x} is not aligned to the page size ({ps} bytes); "
@@ -81,10 +77,10 @@ def check_range(address: object, length: object) -> tuple[int, int]:
     if size % ps:
         raise InvalidArgument(
             f"length {size:#x} is not a multiple of the page size ({ps} bytes)", address=addr)
-    limit = task_size()
-    if addr + size > limit:
+    if addr + size > U64_MAX + 1:
         raise InvalidArgument(
-            f"range {addr:#x}+{size:#x} goes beyond the end of user space ({limit:#x})",
+            f"range address={addr:#x} length={size:#x} runs past the end of the 64-bit "
+            f"address space; the largest length at this address is {U64_MAX + 1 - addr:#x}",
             address=addr)
     return addr, size
 
@@ -97,6 +93,10 @@ def as_uint64_array(values: object, name: str, limit: int | None) -> np.ndarray:
     """
     try:
         arr = np.asarray(values)
+        if arr.dtype.kind == "f" and not isinstance(values, np.ndarray):
+            # numpy turns a list mixing ints below 2**63 and above into float64, losing
+            # bits: read such a list int by int instead (a real float in it still fails).
+            arr = np.asarray(values, dtype=object)
         if arr.dtype == object:
             arr = np.array([operator.index(v) for v in arr.ravel()], dtype=np.uint64).reshape(arr.shape)
     except (OverflowError, ValueError, TypeError) as exc:
@@ -120,11 +120,6 @@ def check_below(top: int, name: str, limit: int) -> None:
 
 
 def as_address_array(addresses: object) -> np.ndarray:
-    """Virtual addresses as a checked uint64 array (each below the end of user space)."""
-    return as_uint64_array(addresses, "address", task_size())
-
-
-def as_address_array_unchecked(addresses: object) -> np.ndarray:
-    """Like :func:`as_address_array` without the end-of-user-space check: for callers that
-    check the largest address themselves (one pass over the data fewer)."""
+    """Virtual addresses as a checked uint64 array (any 64-bit address: see check_range)."""
     return as_uint64_array(addresses, "address", None)
+

@@ -12,6 +12,7 @@ from typing import Callable, ClassVar, Iterable, Iterator, NamedTuple, overload
 import numpy as np
 
 from . import addressing
+from ._args import as_nonneg, as_positive
 from ._fdfile import FdFile
 from ._lib import check, ffi, lib, u64_buffer
 from .errors import InvalidArgument
@@ -82,9 +83,7 @@ _BIT_NAMES = {m.value.bit_length() - 1: m.name for m in KPF if m.name is not Non
 
 def describe(flags: int) -> tuple[str, ...]:
     """Names of the bits set in one kpageflags value, lowest bit first (unknown: ``BITn``)."""
-    value = int(flags)
-    if value < 0:
-        raise InvalidArgument(f"flags {value} is negative")
+    value = as_nonneg(flags, "flags")
     names = []
     while value:
         low = value & -value
@@ -157,14 +156,27 @@ def summarize(flags: np.ndarray | Iterable[np.ndarray]) -> list[FlagSummary]:
     """
     counter = _Counter()
     if isinstance(flags, np.ndarray):
-        counter.add(flags)
+        counter.add(_flag_words(flags))
     else:
         for chunk in flags:
-            counter.add(chunk[1] if isinstance(chunk, tuple) else chunk)
+            counter.add(_flag_words(chunk[1] if isinstance(chunk, tuple) else chunk))
     return counter.table()
 
 
+def _flag_words(values: object) -> np.ndarray:
+    """An integer array of flag words; floats would be truncated into other flags."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu":
+        raise InvalidArgument(
+            f"flags must be an integer array (such as KPageFlags.read() returns), got {arr.dtype}")
+    return arr.reshape(-1)
+
+
 _GAP = 16  # frames: bridge gaps up to this wide instead of issuing another pread
+# A PFN has 55 bits in a pagemap entry; larger ones cannot exist (and their file offsets
+# would not fit an off_t, which the C reader refuses with EOVERFLOW).
+_PFN_LIMIT = (1 << 55) - 1
+_CHUNK_MAX = 1 << 27  # entries per scan chunk (1 GiB): larger buffers gain nothing
 
 
 class _PfnFile(FdFile):
@@ -229,34 +241,48 @@ class _PfnFile(FdFile):
              chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_pfn, entries)`` chunks over [start, start + count) frames.
 
-        ``count=None`` runs to the end of physical memory. Memory stays bounded by ``chunk``
-        entries (default 64 Ki, 512 KiB); each chunk is a fresh array the caller may keep.
+        ``count=None`` runs to the end of physical memory, and so does a count that reaches
+        past it; a ``start`` beyond the last PFN is :class:`InvalidArgument`. Memory stays
+        bounded by ``chunk`` entries (default 64 Ki, 512 KiB); each chunk is a fresh array
+        the caller may keep.
         """
         for first, view in self._scan_views(start, count, chunk):
             yield first, view.view(self.dtype).copy()
 
     def _scan_views(self, start: int = 0, count: int | None = None,
                     chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        start, count = self._check_span(start, count)
+        # Entries, not bytes: bounded so the buffer below is a sane allocation.
+        size = self.CHUNK if chunk is None else as_positive(chunk, "chunk", hi=_CHUNK_MAX)
         # One reused buffer: callers that only reduce each chunk pay no allocation.
-        start = _check_nonneg(start, "start")
-        if count is not None:
-            count = _check_nonneg(count, "count")
-        size = self.CHUNK if chunk is None else _check_nonneg(chunk, "chunk")
-        if size == 0:
-            raise InvalidArgument("chunk must be at least 1 entry")
         buf = np.empty(size, dtype=np.uint64)
         fd = self._fd_open()
         pfn = start
         end = None if count is None else start + count
         while end is None or pfn < end:
             n = size if end is None else min(size, end - pfn)
-            got = check(lib.pm_pread_u64(fd, pfn, n, u64_buffer(buf)),
-                        f"cannot read {self.filename}", path=self.path)
+            got = (check(lib.pm_pread_u64(fd, pfn, n, u64_buffer(buf)),
+                         f"cannot read {self.filename}", path=self.path)
+                   if pfn <= _PFN_LIMIT else 0)
+            if got == 0 and pfn == start:
+                self._beyond_end(start)
             if got:
                 yield pfn, buf[:got]
             pfn += got
             if got < n:
                 break
+
+    @staticmethod
+    def _check_span(start: object, count: object) -> tuple[int, int | None]:
+        return (as_nonneg(start, "start"),
+                None if count is None else as_nonneg(count, "count"))
+
+    def _beyond_end(self, start: int) -> None:
+        """Raise for a ``start`` PFN past the end of the file (the last PFN is named)."""
+        end = self.max_pfn()
+        raise InvalidArgument(
+            f"start={start:#x} is beyond the last PFN ({end - 1:#x}): {self.path} covers "
+            f"page frames 0 to {end - 1:#x}", path=self.path)
 
     def max_pfn(self) -> int:
         """One past the highest PFN the file covers (its size in entries)."""
@@ -291,10 +317,16 @@ class KPageFlags(_PfnFile):
 
         ``progress(frames_done, frames_total)`` is called after each chunk if given.
         """
+        start, count = self._check_span(start, count)
+        if progress is not None and not callable(progress):
+            raise InvalidArgument(f"progress must be a callable(done, total), got {progress!r:.60}")
         counter = _Counter()
         total = 0
         if progress is not None:
-            total = count if count is not None else max(0, self.max_pfn() - start)
+            end = self.max_pfn()
+            if start >= end and count != 0:
+                self._beyond_end(start)
+            total = min(count, end - start) if count is not None else end - start
         done = 0
         for _, view in self._scan_views(start, count):
             counter.add(view)
@@ -316,15 +348,5 @@ class KPageCgroup(_PfnFile):
     filename = "kpagecgroup"
 
 
-def _check_nonneg(value: object, name: str) -> int:
-    try:
-        v = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{name} must be an integer, got {value!r}") from None
-    if v < 0:
-        raise InvalidArgument(f"{name} {v} is negative")
-    return v
-
-
 def _as_pfn_array(pfns: object) -> np.ndarray:
-    return addressing.as_uint64_array(pfns, "PFN", 1 << 55)
+    return addressing.as_uint64_array(pfns, "PFN", _PFN_LIMIT + 1)

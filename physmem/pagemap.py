@@ -15,15 +15,19 @@ from typing import Literal, overload
 import numpy as np
 
 from . import addressing
+from ._args import as_flags, as_pid
 from ._fdfile import FdFile
 from ._lib import check, ffi, lib, u64_buffer
 from .errors import (
     FeatureUnavailable,
     InvalidArgument,
+    OutOfMemory,
     PageNotPresent,
     PfnUnavailable,
+    PhysmemError,
     ProcessGone,
 )
+from .proc.pidstat import stat as _proc_stat
 
 __all__ = [
     "PM",
@@ -79,6 +83,7 @@ _CAP_HINT = (
     "page frame numbers read as 0 without CAP_SYS_ADMIN (the kernel hides them since 4.2); "
     "run as root or give the process CAP_SYS_ADMIN"
 )
+_PF_KTHREAD = 0x00200000  # task flag of kernel threads (include/linux/sched.h), in stat field 9
 _SCAN_REGIONS = 4096  # regions fetched per PAGEMAP_SCAN call
 _SCRATCH_MAX = 1 << 21  # entries (16 MiB) kept for reuse per PageMap; larger spans are one-off
 
@@ -165,16 +170,17 @@ class PagemapEntries:
 
 
 class PageMap(FdFile):
-    """An open ``/proc/<pid>/pagemap`` (``pid=None``: this process). Use as a context manager."""
+    """An open ``/proc/<pid>/pagemap`` (``pid=None``: this process). Use as a context manager.
+
+    Every address of the 64-bit space can be read: pages the kernel has no entry for (above
+    the end of user space, such as x86's ``[vsyscall]``) read as not present. A process that
+    has exited, even one not yet reaped, raises :class:`ProcessGone`; a kernel thread, which
+    has no user address space, :class:`InvalidArgument`.
+    """
 
     def __init__(self, pid: int | None = None, *, proc_root: str = "/proc") -> None:
         if pid is not None:
-            try:
-                pid = int(pid)
-            except (TypeError, ValueError):
-                raise InvalidArgument(f"pid must be an integer, got {pid!r}") from None
-            if pid <= 0:
-                raise InvalidArgument(f"pid {pid} is not a process id (must be > 0)")
+            pid = as_pid(pid)
         self.pid = pid
         self.proc_root = proc_root
         path = os.path.join(proc_root, "self" if pid is None else str(pid), "pagemap")
@@ -182,34 +188,70 @@ class PageMap(FdFile):
         self._shift = addressing.page_shift()
         self._scratch_buf: np.ndarray | None = None
         self._scratch_owner: int | None = None
-        self._open(path, "cannot open pagemap", pid=pid)
+        try:
+            self._open(path, "cannot open pagemap", pid=pid)
+        except ProcessGone:
+            # The kernel refuses (ESRCH) a task without an mm: exited or a kernel thread.
+            if pid is not None:
+                kthread = _kernel_thread_name(proc_root, pid)
+                if kthread is not None:
+                    raise InvalidArgument(
+                        f"process {pid} ({kthread}) is a kernel thread: it has no user "
+                        "address space, so it has no pagemap; give the pid of a user process",
+                        path=path, pid=pid) from None
+            raise
 
     def __repr__(self) -> str:
         return f"PageMap(pid={self.pid!r}, path={self.path!r}, closed={self.closed})"
 
     # -- raw reading --------------------------------------------------------------------
-    def _read_into(self, first_vpn: int, buf: np.ndarray) -> None:
+    def _read_some(self, first_vpn: int, buf: np.ndarray) -> int:
+        """Read entries from page ``first_vpn`` on; returns how many there were (fewer than
+        ``len(buf)`` only where the end of user space cuts the range)."""
         self._fd_open()
         got = check(lib.pm_pread_u64(self._fd, first_vpn, len(buf), u64_buffer(buf)),
                     "cannot read pagemap", path=self.path, pid=self.pid,
                     address=first_vpn << self._shift)
         if got < len(buf):
-            self._short_read(first_vpn + got)
+            self._at_end(first_vpn + got)
+        return got
 
-    def _short_read(self, vpn: int) -> None:
-        addr = vpn << self._shift
-        if self.pid is not None and not os.path.isdir(os.path.dirname(self.path)):
-            raise ProcessGone(f"process {self.pid} exited while its pagemap was read",
-                              path=self.path, pid=self.pid, address=addr)
-        raise InvalidArgument(
-            f"address {addr:#x} is beyond the end of the address space of "
-            f"{'this process' if self.pid is None else f'process {self.pid}'}",
-            path=self.path, address=addr)
+    def _read_into(self, first_vpn: int, buf: np.ndarray) -> None:
+        got = self._read_some(first_vpn, buf)
+        buf[got:] = 0  # past the end of user space: no entry, so not present
+
+    def _at_end(self, vpn: int) -> None:
+        """The pagemap ended at page ``vpn``: return if that is the end of the process's user
+        space, raise ProcessGone if the process has lost its memory.
+
+        The kernel answers end of file both beyond ``mm->task_size`` and, at every address,
+        once the process has exited (a zombie's mm is gone before its /proc entry is). Page 0
+        lies below every task size, so whether it still reads tells the two apart exactly, on
+        every architecture and for 32-bit processes too.
+        """
+        probe = np.empty(1, dtype=np.uint64)
+        if check(lib.pm_pread_u64(self._fd, 0, 1, u64_buffer(probe)), "cannot read pagemap",
+                 path=self.path, pid=self.pid) == 1:
+            return
+        who = "this process" if self.pid is None else f"process {self.pid}"
+        raise ProcessGone(f"{who} exited while its pagemap was read (it has no memory left)",
+                          path=self.path, pid=self.pid, address=vpn << self._shift)
 
     def read(self, address: int, length: int) -> PagemapEntries:
-        """Entries for the page-aligned range [address, address + length)."""
+        """Entries for the page-aligned range [address, address + length).
+
+        Pages beyond the end of user space (the kernel has no entry for them) read as 0,
+        not present.
+        """
         addr, size = addressing.check_range(address, length)
-        buf = np.empty(size >> self._shift, dtype=np.uint64)
+        try:
+            buf = np.empty(size >> self._shift, dtype=np.uint64)
+        except MemoryError:
+            raise OutOfMemory(
+                f"length={size:#x} needs {size >> self._shift << 3} bytes of pagemap entries, "
+                "more than this process can allocate; read the range in pieces, or use "
+                "present_ranges() or scan(), which skip unpopulated space", address=addr,
+                errno=_ENOMEM) from None
         if len(buf):
             self._read_into(addr >> self._shift, buf)
         buf.flags.writeable = False
@@ -217,10 +259,15 @@ class PageMap(FdFile):
 
     # -- translation --------------------------------------------------------------------
     @overload
-    def translate(self, address: int, *, strict: bool = True, out: None = None) -> int: ...
+    def translate(self, address: int, *, strict: Literal[True] = True, out: None = None) -> int: ...
+    @overload
+    def translate(self, address: int, *, strict: bool, out: None = None) -> int | None: ...
     @overload
     def translate(self, address: np.ndarray | list[int], *, strict: Literal[True] = True,
                   out: np.ndarray | None = None) -> np.ndarray: ...
+    @overload
+    def translate(self, address: np.ndarray | list[int], *, strict: Literal[False],
+                  out: np.ndarray | None = None) -> np.ma.MaskedArray: ...
     @overload
     def translate(self, address: np.ndarray | list[int], *, strict: bool,
                   out: np.ndarray | None = None) -> np.ndarray | np.ma.MaskedArray: ...
@@ -230,13 +277,16 @@ class PageMap(FdFile):
 
         An int gives an int; an array gives a uint64 array of the same shape (written into
         ``out`` if given, a C-contiguous uint64 array of that size, as numpy ufuncs do). A
-        page that is not present raises :class:`PageNotPresent`, or with ``strict=False``
-        comes back masked (a ``numpy.ma.MaskedArray``; ``None`` for a single address).
+        page that is not present raises :class:`PageNotPresent`; with ``strict=False`` an
+        array of addresses always comes back as a ``numpy.ma.MaskedArray`` (its mask all
+        False when every page is present), and a single address that is not present as
+        ``None``. Any 64-bit address may be given: one the kernel has no entry for (beyond
+        user space) is not present.
         Hidden PFNs always raise :class:`PfnUnavailable`: physmem never reports 0 as a
         physical address.
         """
         scalar = np.ndim(address) == 0
-        va = addressing.as_address_array_unchecked(address)
+        va = addressing.as_address_array(address)
         flat = va.reshape(-1)
         n = flat.size
         if out is None:
@@ -252,15 +302,12 @@ class PageMap(FdFile):
         shift = self._shift
         res = None
         first = int(flat[0]) >> shift
-        limit = addressing.task_size()
-        # One address per page of one range: C checks that each lies in its page, so the
-        # endpoints bound them all and no pass for the maximum is needed.
-        if (strict and (int(flat[-1]) >> shift) - first + 1 == n and int(flat[-1]) < limit
-                and int(flat[0]) < limit and not np.may_share_memory(result, flat)):
+        # One address per page of one range: C checks that each lies in its page.
+        if (strict and (int(flat[-1]) >> shift) - first + 1 == n
+                and not np.may_share_memory(result, flat)):
             res = self._translate_pages_in_place(flat, first, result)
         if res is None:
             top = int(flat.max())
-            addressing.check_below(top, "address", limit)
             vmin = int(flat.min()) >> shift
             span = (top >> shift) - vmin + 1
         if res is None and span <= 4 * n + (1 << 16):
@@ -284,15 +331,17 @@ class PageMap(FdFile):
                                   result: np.ndarray) -> np.ndarray | None:
         """One address per page of one range (the common case): read the entries into the
         result itself and translate in place, touching no other memory. None on any failure
-        (the addresses were not one per page, or a page is missing): the entries are then
-        partly consumed, and the general path re-reads and explains."""
+        (the addresses were not one per page, a page is missing, or the range runs past the
+        end of user space): the entries are then partly consumed, and the general path
+        re-reads and explains."""
         self._fd_open()
         nread = ffi.new("uint64_t *")
         bad = check(lib.pm_read_translate(self._fd, u64_buffer(flat), len(flat), vmin, self._shift,
                                           _PRESENT, PFN_MASK, u64_buffer(result), nread),
                     "cannot read pagemap", path=self.path, pid=self.pid, address=vmin << self._shift)
         if nread[0] < len(flat):
-            self._short_read(vmin + nread[0])
+            self._at_end(vmin + nread[0])
+            return None
         return result if bad == 0 else None
 
     def _scratch(self, entries: int) -> np.ndarray:
@@ -316,7 +365,9 @@ class PageMap(FdFile):
                                       len(starts), u64_buffer(buf)),
                     "cannot read pagemap", path=self.path, pid=self.pid)
         if got < len(buf):
-            self._short_read(int(vpns[got]))
+            # Runs are in address order: the rest lie past the end of user space too.
+            self._at_end(int(vpns[got]))
+            buf[got:] = 0
         return buf
 
     def physical_runs(self, address: int, length: int) -> np.ndarray:
@@ -367,13 +418,15 @@ class PageMap(FdFile):
         total = size >> self._shift
         for off in range(0, total, batch):
             n = min(batch, total - off)
-            chunk = buf[:n]
-            self._read_into(first + off, chunk)
+            got = self._read_some(first + off, buf[:n])
+            chunk = buf[:got]
             present = _bit(chunk, PM.PRESENT).view(np.int8)
             edges = np.flatnonzero(np.diff(present, prepend=0, append=0))
             base = first + off
             for s, e in zip(edges[0::2], edges[1::2]):
                 ranges.append(((base + int(s)) << self._shift, (base + int(e)) << self._shift))
+            if got < n:
+                break  # the end of user space: nothing above it is present
         return _merge_ranges(ranges)
 
     def scan(self, address: int, length: int, *, require: ScanCategory = ScanCategory(0),
@@ -381,19 +434,27 @@ class PageMap(FdFile):
              report: ScanCategory | None = None) -> np.ndarray:
         """Run PAGEMAP_SCAN: ranges whose pages have all of ``require``, none of ``exclude``
         and (if given) one of ``any_of``. Returns a structured array (start, end, categories)
-        with categories limited to ``report`` (default: all the kernel knows).
+        with categories limited to ``report`` (default: all the kernel knows). Each category
+        argument is a :class:`ScanCategory` combination (an int without unknown bits).
+        The part of the range above the end of user space (:func:`addressing.task_size`),
+        where the kernel keeps no pages, is not scanned.
         """
         addr, size = addressing.check_range(address, length)
+        known = int(_ALL_CATEGORIES)
+        require_ = as_flags(require, "require", known)
+        exclude_ = as_flags(exclude, "exclude", known)
+        any_of_ = as_flags(any_of, "any_of", known)
+        ret_mask = known if report is None else as_flags(report, "report", known)
         self._fd_open()
-        cat_mask = int(require) | int(exclude)
-        inverted = int(exclude)
-        ret_mask = int(report) if report is not None else int(_ALL_CATEGORIES)
+        cat_mask = require_ | exclude_
+        inverted = exclude_
         regions = np.empty((_SCAN_REGIONS, 3), dtype=np.uint64)
         walk_end = ffi.new("uint64_t *")
         parts: list[np.ndarray] = []
-        start, end = addr, addr + size
+        # The ioctl fails with EFAULT on a range reaching past the end of user space.
+        start, end = addr, min(addr + size, addressing.task_size())
         while start < end:
-            got = lib.pm_pagemap_scan(self._fd, start, end, inverted, cat_mask, int(any_of),
+            got = lib.pm_pagemap_scan(self._fd, start, end, inverted, cat_mask, any_of_,
                                       ret_mask, 0, u64_buffer(regions.reshape(-1)),
                                       _SCAN_REGIONS, walk_end)
             if got == -_ENOTTY or (got == -_EINVAL and ret_mask & ~_known_categories()):
@@ -422,16 +483,32 @@ class PageMap(FdFile):
             ps = self.page_size
             got = lib.pm_pagemap_scan(self._fd, 0, ps, 0, 0, 0, int(ScanCategory.PRESENT), 0,
                                       u64_buffer(regions), 1, walk_end)
-            _scan_supported = got >= 0
+            if got == -_ENOTTY:
+                _scan_supported = False
+            else:
+                # Any other failure (ESRCH: this process has exited) says nothing about the
+                # kernel, so it must not be remembered for every later PageMap.
+                check(got, "PAGEMAP_SCAN failed", path=self.path, pid=self.pid)
+                _scan_supported = True
         return _scan_supported
 
 
 _scan_supported: bool | None = None
 _ENOTTY = 25
 _EINVAL = 22
+_ENOMEM = 12
 _ALL_CATEGORIES = ScanCategory(0)
 for _c in ScanCategory:
     _ALL_CATEGORIES |= _c
+
+
+def _kernel_thread_name(proc_root: str, pid: int) -> str | None:
+    """The name of ``pid`` if it is a kernel thread, None otherwise (or if it is gone)."""
+    try:
+        st = _proc_stat(pid, proc_root)
+    except (PhysmemError, OSError):
+        return None
+    return st.comm if st.flags & _PF_KTHREAD else None
 
 
 def _known_categories() -> int:
@@ -495,7 +572,8 @@ def _translate_entries(vaddr: np.ndarray | None, raw: np.ndarray, *, mode: int, 
     status = None if strict else np.empty(n, dtype=np.uint8)
     bad = run(status)
     if bad == 0:
-        return out
+        # strict=False: a masked array whatever the data, so callers need no type test.
+        return out if status is None else np.ma.MaskedArray(out, mask=status != 0)
     if status is None:
         status = np.empty(n, dtype=np.uint8)
         run(status)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
+import pytest
 
 from physmem import KPageFlags, PageMap, describe
 from physmem.cli import main
@@ -34,8 +36,11 @@ def test_v2p_not_present_and_bad_input(is_root, capsys):
     assert code == 5 and json.loads(out)[0]["present"] is False  # not found
     code, _, err = run_cli(capsys, "v2p", "nonsense")
     assert code == 2 and "not an address" in err  # usage
-    code, _, err = run_cli(capsys, "v2p", "--pid", str(2**22 + 999), "0x1000")
+    code, _, err = run_cli(capsys, "v2p", "--pid", str(2**22 - 1), "0x1000")
     assert code == 5 and "does not exist" in err  # not found
+    for bad in ("0", "-3", str(2**22 + 999), "1.5"):
+        code, _, err = run_cli(capsys, "v2p", "--pid", bad, "0x1000")
+        assert code == 2 and "--pid" in err and "not a process id" in err  # usage
     buf.close()
 
 
@@ -105,3 +110,38 @@ def test_every_subcommand_has_an_example_json_and_bytes():
         assert "example" in text, f"physmem {name} --help shows no example"
         options = {o for a in command._actions for o in a.option_strings}
         assert {"--json", "--bytes"} <= options, f"physmem {name} lacks --json or --bytes"
+
+
+def test_v2p_of_a_kernel_thread_says_it_has_no_user_address_space(is_root, capsys):
+    # A kernel thread, found independently by PF_KTHREAD (0x00200000) in stat field 9.
+    for name in sorted((n for n in os.listdir("/proc") if n.isdigit()), key=int):
+        try:
+            data = open(f"/proc/{name}/stat", "rb").read()
+        except OSError:
+            continue
+        if int(data[data.rindex(b")") + 2:].split()[6]) & 0x00200000:
+            break
+    else:
+        pytest.skip("no kernel thread visible in /proc")
+    code, _, err = run_cli(capsys, "v2p", "--pid", name, "0x1000")
+    assert code == 2 and "kernel thread" in err and "no user address space" in err  # a pid v2p cannot use
+    assert "does not exist" not in err
+
+
+def test_kpageflags_summary_start_beyond_the_last_pfn(is_root, capsys):
+    with KPageFlags() as kf:
+        last = kf.max_pfn() - 1
+    fd = os.open("/proc/kpageflags", os.O_RDONLY)
+    try:  # independent: the file ends right after `last`
+        assert len(os.pread(fd, 8, last * 8)) == 8 and os.pread(fd, 8, (last + 1) * 8) == b""
+    finally:
+        os.close(fd)
+    for start in ("0xffffffffffffffff", "99999999999999", hex(last + 1)):
+        code, out, err = run_cli(capsys, "kpageflags", "--summary", "--start", start, "--count", "10")
+        assert code == 2 and out == ""  # usage: an impossible value
+        assert f"--start {int(start, 0):#x} is beyond the last PFN ({last:#x})" in err
+    for flag in ("--start", "--count"):
+        code, _, err = run_cli(capsys, "kpageflags", "--summary", flag, "-5")
+        assert code == 2 and f"{flag} -5 is negative" in err
+    code, out, _ = run_cli(capsys, "kpageflags", "--summary", "--start", hex(last), "--count", "10")
+    assert code == 0 and re.search(r"total: 1 frames? ", out)

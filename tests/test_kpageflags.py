@@ -130,9 +130,18 @@ def test_bad_pfns(is_root, bad):
 
 def test_bad_scan_arguments(is_root):
     with KPageFlags() as kf:
-        for kwargs in ({"start": -1}, {"count": -5}, {"chunk": 0}):
+        # Non-integers and values beyond 64 bits: InvalidArgument, never a float PFN
+        # truncated (1.5 used to be read as 1) or a raw OverflowError from cffi.
+        for kwargs in ({"start": -1}, {"count": -5}, {"chunk": 0}, {"start": 1.5},
+                       {"count": 2.0}, {"chunk": 8.0}, {"start": True}, {"start": "0"},
+                       {"start": 2**64}, {"count": 2**64}, {"chunk": 2**64}):
             with pytest.raises(InvalidArgument):
                 next(kf.scan(**kwargs))
+            with pytest.raises(InvalidArgument):
+                kf.summary(**{k: v for k, v in kwargs.items() if k != "chunk"} or {"start": -1})
+        for args in ((1.5,), (0, 1.5), (2**64, 1), (-1, 1)):
+            with pytest.raises(InvalidArgument):
+                kf.summary(*args)
     kf.close()
     with pytest.raises(InvalidArgument, match="closed"):
         kf.read([1])
@@ -172,3 +181,46 @@ def test_bulk_reads_release_the_gil(is_root):
     assert spans[0] > 0.05, "the read was too short to tell"
     assert ticks > 1000, "this thread did not run while the read went on"
     assert worst < spans[0] / 3, f"Python stalled {worst:.3f} s of a {spans[0]:.3f} s read"
+
+
+def test_start_beyond_the_last_pfn_names_it(is_root):
+    # Independent end of the file: the first PFN whose 8-byte pread returns nothing.
+    fd = os.open("/proc/kpageflags", os.O_RDONLY)
+    try:
+        lo, hi = 0, 1  # lo reads, hi does not
+        while os.pread(fd, 8, hi * 8):
+            lo, hi = hi, hi * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if os.pread(fd, 8, mid * 8) else (lo, mid)
+        last = lo
+    finally:
+        os.close(fd)
+    with KPageFlags() as kf:
+        for start in (last + 1, last + 1000, 99999999999999, (1 << 55) + 5, 2**64 - 1):
+            for call in (lambda: kf.summary(start, 10), lambda: next(kf.scan(start, 10)),
+                         lambda: kf.summary(start, 10, progress=lambda done, total: None),
+                         lambda: kf.summary(start)):
+                with pytest.raises(InvalidArgument) as err:
+                    call()
+                assert f"beyond the last PFN ({last:#x})" in str(err.value)
+        # The last frame itself is fine, and a count reaching past the end stops there.
+        assert sum(r.pages for r in kf.summary(last, 10)) == 1
+        assert kf.summary(last + 1, 0) == []
+
+
+def test_describe_takes_only_integers():
+    assert describe(np.int64(1 << 10)) == ("BUDDY",)
+    for bad in (1.5, 1.0, -1, 2**64, "1", True, None):
+        with pytest.raises(InvalidArgument, match="flags"):
+            describe(bad)  # type: ignore[arg-type]
+
+
+def test_summarize_refuses_what_is_not_flag_words():
+    # 1.5 used to be counted as flags 1 (LOCKED): a silent wrong table.
+    for bad in (np.array([1.5, 2.0]), [np.array([1.0])], np.array(["a"]), np.array([True])):
+        with pytest.raises(InvalidArgument, match="integer array"):
+            summarize(bad)
+    assert [(r.flags, r.pages) for r in summarize([np.array([[4, 4], [1, 4]])])] == [(4, 3), (1, 1)]
+    with KPageFlags() as kf, pytest.raises(InvalidArgument, match="progress"):
+        kf.summary(0, 10, progress=5)  # type: ignore[arg-type]

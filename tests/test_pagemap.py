@@ -6,6 +6,8 @@ import os
 import re
 import signal
 import struct
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -376,11 +378,14 @@ def test_present_ranges_scan_agrees_with_pagemap(is_root):
 @pytest.mark.parametrize("address,length,needle", [
     (4097, 4096, "not aligned"),
     (4096, 100, "multiple of the page size"),
-    (-4096, 4096, "negative"),
-    (4096, -4096, "negative"),
-    (1 << 47, 4096, "beyond the end of user space"),
-    ((1 << 64) - 4096, 8192, "beyond the end of user space"),
+    (-4096, 4096, "address=-4096 is out of range"),
+    (4096, -4096, "length=-4096 is out of range"),
+    ((1 << 64) - 4096, 8192, "past the end of the 64-bit address space"),
+    (1 << 64, 0, "out of range"),
     ("0x1000", 4096, "must be an integer"),
+    (4096.0, 4096, "must be an integer"),
+    (4096, 8192.0, "must be an integer"),
+    (True, 4096, "must be an integer"),
 ])
 def test_bad_ranges_name_the_value(address, length, needle):
     with PageMap() as pm, pytest.raises(InvalidArgument, match=needle) as err:
@@ -388,7 +393,7 @@ def test_bad_ranges_name_the_value(address, length, needle):
     assert isinstance(err.value, ValueError)
 
 
-@pytest.mark.parametrize("bad", [-1, 1 << 64, 1 << 47, [1.5], "abc"])
+@pytest.mark.parametrize("bad", [-1, 1 << 64, [1.5], "abc", 4096.0, [1 << 64]])
 def test_bad_addresses_to_translate(bad):
     with PageMap() as pm, pytest.raises(InvalidArgument):
         pm.translate(bad)
@@ -396,12 +401,176 @@ def test_bad_addresses_to_translate(bad):
 
 def test_bad_pid():
     with pytest.raises(ProcessGone) as err:
-        PageMap(2**22 + 12345)
-    assert "does not exist" in str(err.value) and err.value.pid == 2**22 + 12345
-    with pytest.raises(InvalidArgument):
-        PageMap(0)
-    with pytest.raises(InvalidArgument):
-        PageMap("self")  # type: ignore[arg-type]
+        PageMap(2**22 - 1)
+    assert "does not exist" in str(err.value) and err.value.pid == 2**22 - 1
+    # Not an int, or not a pid the kernel can have: refused before any /proc path is built
+    # (3.7 used to open /proc/3/pagemap).
+    for bad in (0, -1, 3.7, 1.0, True, "self", 2**22 + 1, 2**64):
+        with pytest.raises(InvalidArgument, match="pid"):
+            PageMap(bad)  # type: ignore[arg-type]
+
+
+def test_scan_flags_are_checked():
+    with PageMap() as pm:
+        for kwargs in ({"report": -1}, {"report": 1 << 64}, {"require": 1.0},
+                       {"exclude": 1 << 40}, {"any_of": "PRESENT"}):
+            with pytest.raises(InvalidArgument):
+                pm.scan(0, 4096, **kwargs)  # type: ignore[arg-type]
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat split after the comm, read independently: [state, ppid, ...]."""
+    data = open(f"/proc/{pid}/stat", "rb").read()
+    return data[data.rindex(b")") + 2:].decode().split()
+
+
+def _wait_zombie(pid: int) -> None:
+    for _ in range(500):
+        if _stat_fields(pid)[0] == "Z":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{pid} did not become a zombie")
+
+
+def test_exited_process_not_yet_reaped_is_process_gone(is_root, monkeypatch):
+    # Whether the kernel has PAGEMAP_SCAN is probed once per process: make the probe run on
+    # the zombie's pagemap, which must not teach it "unsupported".
+    monkeypatch.setattr(physmem.pagemap, "_scan_supported", None)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: wait for the word, then exit without being reaped
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    try:
+        with PageMap(pid) as pm:
+            assert len(pm.read(0, 16 * PAGE)) == 16
+            os.write(w, b"x")
+            _wait_zombie(pid)
+            assert os.path.isdir(f"/proc/{pid}")  # still listed: only its memory is gone
+            # Independent: the kernel's pagemap of a zombie ends at offset 0.
+            assert os.pread(pm.fileno(), 8, 0) == b""
+            for call in (lambda: pm.read(0, 16 * PAGE), lambda: pm.translate(PAGE),
+                         lambda: pm.translate([PAGE, 1 << 30]),
+                         lambda: pm.present_ranges(0, 16 * PAGE, method="pagemap"),
+                         lambda: pm.present_ranges(0, 16 * PAGE), lambda: pm.scan(0, PAGE),
+                         lambda: pm.physical_runs(0, 16 * PAGE)):
+                with pytest.raises(ProcessGone) as err:
+                    call()
+                assert err.value.pid == pid and "exited" in str(err.value)
+        with pytest.raises(ProcessGone):  # the kernel refuses to open a zombie's pagemap
+            PageMap(pid)
+        with PageMap() as pm:
+            scan_ioctl = pm.scan_supported()
+        assert scan_ioctl == (kernel_major_minor() >= (6, 7))
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)
+
+
+def test_children_exiting_during_reads_give_process_gone(is_root):
+    # The race of issue 10: each child exits while its pagemap is being read in a loop;
+    # every read either succeeds or raises ProcessGone, and the loop ends only on it.
+    children = [subprocess.Popen(["cat"], stdin=subprocess.PIPE) for _ in range(40)]
+    try:
+        for child in children:
+            assert child.stdin is not None
+            with PageMap(child.pid) as pm:
+                reads = 0
+                child.stdin.close()  # cat sees end of input and exits
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    try:
+                        pm.read(0x400000, 64 * PAGE)
+                        reads += 1
+                    except ProcessGone as exc:
+                        assert exc.pid == child.pid
+                        break
+                else:
+                    raise AssertionError(f"child {child.pid} never exited")
+            # Independent: the child has exited (a zombie until reaped below).
+            assert child.wait(10) == 0
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
+def _kernel_thread() -> tuple[int, str]:
+    """A kernel thread, found by the PF_KTHREAD bit of its stat flags (field 9)."""
+    for name in sorted(os.listdir("/proc"), key=lambda n: (len(n), n)):
+        if name.isdigit():
+            try:
+                fields = _stat_fields(int(name))
+            except OSError:
+                continue
+            if int(fields[6]) & 0x00200000:
+                comm = open(f"/proc/{name}/comm").read().strip()
+                return int(name), comm
+    pytest.skip("no kernel thread visible in /proc (pid namespace)")
+
+
+def test_kernel_thread_has_no_user_address_space(is_root):
+    pid, comm = _kernel_thread()
+    with pytest.raises(InvalidArgument, match="no user address space") as err:
+        PageMap(pid)
+    assert "kernel thread" in str(err.value) and comm in str(err.value)
+    assert err.value.pid == pid and not isinstance(err.value, ProcessGone)
+
+
+def test_every_mapping_listed_in_maps_can_be_read(is_root, child_process):
+    # [vsyscall] lies above the end of user space, where the kernel's pagemap ends (a pread
+    # there returns nothing, and page-types counts its page as not present).
+    for pid in (None, child_process()):
+        with PageMap(pid) as pm:
+            for v in physmem.proc.maps(pid):
+                entries = pm.read(v.start, v.end - v.start)
+                assert len(entries) == (v.end - v.start) // PAGE
+                first = pread_entry(v.start, "self" if pid is None else pid) if v.start < (
+                    1 << 47) - PAGE else 0
+                assert int(entries.raw[0]) == first
+                if v.path == "[vsyscall]":
+                    assert not entries.present.any() and len(pm.present_ranges(v.start, v.size)) == 0
+                    assert len(pm.present_ranges(v.start, v.size, method="pagemap")) == 0
+                    with pytest.raises(PageNotPresent):
+                        pm.translate(v.start)
+                    assert pm.translate([v.start], strict=False).mask.tolist() == [True]
+
+
+def test_reads_past_the_end_of_user_space_are_not_present(is_root):
+    buf, addr = anonymous(2 * PAGE)
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        end = 1 << 47
+        while os.pread(fd, 8, (end // PAGE - 1) * 8) == b"":  # the kernel's end of file
+            end -= PAGE
+        with PageMap() as pm:
+            entries = pm.read(end - PAGE, 3 * PAGE)   # straddles the end
+            assert int(entries.raw[0]) == pread_entry(end - PAGE) and not entries.raw[1:].any()
+            top = pm.read((1 << 64) - 2 * PAGE, 2 * PAGE)
+            assert not top.raw.any()
+            # A sparse translation across the end: the page below still translates.
+            got = pm.translate([addr, (1 << 64) - PAGE], strict=False)
+            assert got.mask.tolist() == [False, True]
+            assert got[0] == (pread_entry(addr) & PFN_MASK) * PAGE
+    finally:
+        os.close(fd)
+        buf.close()
+
+
+def test_strict_false_is_always_a_masked_array(is_root):
+    buf, addr = anonymous(4 * PAGE)
+    pages = np.arange(addr, addr + 4 * PAGE, PAGE, dtype=np.uint64)
+    with PageMap() as pm:
+        for got in (pm.translate(pages, strict=False), pm.read(addr, 4 * PAGE).paddr(strict=False),
+                    pm.translate(pages[::-1].copy(), strict=False)):
+            assert isinstance(got, np.ma.MaskedArray)
+            assert np.ma.getmaskarray(got).tolist() == [False] * 4
+        expected = [(pread_entry(int(v)) & PFN_MASK) * PAGE for v in pages]
+        assert pm.translate(pages, strict=False).data.tolist() == expected
+        assert pm.translate(addr, strict=False) == expected[0]
+    buf.close()
 
 
 def test_closed_pagemap():

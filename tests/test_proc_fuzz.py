@@ -25,9 +25,60 @@ SAMPLES = {
 
 def _only_parse_errors(fn, data):
     try:
-        fn(data)
+        result = fn(data)
     except ParseError:
-        pass
+        return
+    # What parses must be usable: printable, and every number what the kernel could print.
+    repr(result)
+    for n in _ints(result):
+        assert -(1 << 63) <= n < 1 << 64, (fn.__name__, data, n)
+
+
+def _ints(value):
+    """Every int inside a parsed result (records, lists, tuples, dicts), bools aside."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, bytes, float)):
+        return
+    if isinstance(value, int):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _ints(k)
+            yield from _ints(v)
+    elif hasattr(value, "_asdict"):
+        yield from _ints(tuple(value))
+    elif isinstance(value, (list, tuple)) or hasattr(value, "__iter__"):
+        for v in value:
+            yield from _ints(v)
+
+
+# Lines the kernel could print, with numbers of any length: the 64-bit bound is found by
+# search, not only by mutation luck.
+_DIGITS = st.text("0123456789", min_size=1, max_size=40).map(str.encode)
+_HEXDIGITS = st.text("0123456789abcdef", min_size=1, max_size=40).map(str.encode)
+
+
+@settings(max_examples=300, deadline=None)
+@given(addr=_HEXDIGITS, count=_DIGITS, node=_DIGITS, kps=_DIGITS,
+       key=st.sampled_from([b"anon", b"dirty", b"mapped", b"mapmax", b"active", b"writeback"]))
+def test_numa_maps_numbers(addr, count, node, kps, key):
+    line = b"%s default %s=%s N%s=%s kernelpagesize_kB=%s\n" % (addr, key, count, node, count, kps)
+    _only_parse_errors(proc.parse_numa_maps, line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=_HEXDIGITS, end=_HEXDIGITS, inode=_DIGITS, kb=_DIGITS)
+def test_maps_and_smaps_numbers(start, end, inode, kb):
+    header = b"%s-%s rw-p 00000000 00:00 %s\n" % (start, end, inode)
+    _only_parse_errors(proc.parse_maps, header)
+    _only_parse_errors(proc.parse_smaps, header + b"Rss: %s kB\n" % kb)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=_DIGITS, b=_DIGITS)
+def test_zone_numbers(a, b):
+    _only_parse_errors(proc.parse_buddyinfo, b"Node %s, zone DMA %s %s\n" % (a, a, b))
+    _only_parse_errors(proc.parse_zoneinfo, b"Node 0, zone DMA\n  pages free %s\n  min %s\n"
+                       b"  protection: (%s, %s)\n" % (a, b, a, b))
 
 
 @settings(max_examples=300, deadline=None)

@@ -195,3 +195,39 @@ def test_bad_lines_name_file_and_line():
         proc.parse_smaps(b"Rss: 4 kB\n")
     with pytest.raises(ParseError):
         proc.parse_smaps(b"00400000-00401000 r-xp 00000000 08:01 1\nRss: 4 MB\n")
+
+
+@pytest.mark.parametrize("fn,text", [
+    # issue 10 item 13: thousands of hex digits parsed, then repr() of the record raised
+    (proc.parse_numa_maps, b"7f" + b"a" * 4000 + b" default anon=1\n"),
+    (proc.parse_numa_maps, b"7f0000 default anon=18446744073709551616\n"),   # 2**64
+    (proc.parse_numa_maps, b"7f0000 default anon=-1\n"),
+    (proc.parse_numa_maps, b"7f0000 default dirty=1_0\n"),
+    (proc.parse_numa_maps, b"+7f0000 default\n"),
+    (proc.parse_numa_maps, b"0x7f0000 default\n"),
+    (proc.parse_numa_maps, b"7f0000 default N99999999999=1\n"),
+    (proc.parse_numa_maps, b"7f0000 default kernelpagesize_kB=18014398509481984\n"),  # 2**54
+    (proc.parse_maps, b"7f" + b"0" * 15 + b"-7f" + b"0" * 15 + b" rw-p 00000000 00:00 0\n"),
+    (proc.parse_maps, b"2000-1000 rw-p 00000000 00:00 0\n"),   # end before start
+    (proc.parse_smaps, b"1000-2000 rw-p 00000000 00:00 0\nRss: 18014398509481984 kB\n"),
+    (proc.parse_buddyinfo, b"Node 0, zone DMA 1 " + b"9" * 30 + b"\n"),
+    (proc.parse_buddyinfo, b"Node 0, zone DMA 1 -2\n"),
+    (proc.parse_zoneinfo, b"Node 0, zone DMA\n  pages free 18446744073709551616\n"),
+    (proc.parse_zoneinfo, b"Node 0, zone DMA\n  protection: (0, -1)\n"),
+    (proc.parse_pagetypeinfo, b"Page block order: 1_0\nPages per block: 512\n"),
+], ids=lambda v: v.__name__ if callable(v) else repr(v[:30]))
+def test_numbers_must_fit_64_bits(fn, text):
+    with pytest.raises(ParseError):
+        fn(text)
+
+
+def test_numbers_at_the_64_bit_limit_parse():
+    top = (1 << 64) - 1
+    (n,) = proc.parse_numa_maps(b"ffffffffffffffff default anon=%d N0=%d kernelpagesize_kB=4\n"
+                                % (top, top))
+    assert (n.address, n.anon, n.nodes, n.kernelpagesize) == (top, top, {0: top}, 4096)
+    assert repr(n)
+    (v,) = proc.parse_maps(b"0-ffffffffffffffff rw-p 00000000 00:00 %d\n" % top)
+    assert (v.start, v.end, v.inode, v.size) == (0, top, top, top)
+    (z,) = proc.parse_zoneinfo(b"Node 0, zone DMA\n  pages free %d\n" % top)
+    assert z.free == top

@@ -29,7 +29,16 @@ def run(args: argparse.Namespace) -> int:
     if args.summary == bool(args.pfns):
         raise InvalidArgument("give PFNs or --summary (one of the two)")
     if args.summary:
+        for flag, value in (("--start", args.start), ("--count", args.count)):
+            if value is not None and value < 0:
+                raise InvalidArgument(f"{flag} {value} is negative: give a number of frames "
+                                      "or a PFN (0x hex or decimal)")
         with KPageFlags() as kf, Progress("scanning /proc/kpageflags", 1) as bar:
+            # Checked here too only to name the flag; the library raises the same refusal.
+            end = kf.max_pfn()
+            if args.start >= end and args.count != 0:
+                raise InvalidArgument(f"--start {args.start:#x} is beyond the last PFN "
+                                      f"({end - 1:#x})")
             rows = kf.summary(args.start, args.count, progress=bar)
         if args.json:
             emit_json([{"flags": r.flags, "pages": r.pages, "bytes": r.bytes, "names": list(r.names)}

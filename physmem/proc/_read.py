@@ -5,7 +5,9 @@ import os
 
 from ..errors import InvalidArgument, translate_os_errors
 
-__all__ = ["pid_path", "read_bytes", "kb_value"]
+__all__ = ["pid_path", "read_bytes", "kb_value", "u64"]
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 def pid_path(proc_root: str, pid: int | None, name: str) -> str:
@@ -33,3 +35,17 @@ def kb_value(value: bytes) -> int:
     if len(parts) == 1:
         return int(parts[0])
     raise ValueError(value)
+
+
+def u64(text: bytes, base: int = 10) -> int:
+    """A number as the kernel prints an unsigned 64-bit value (``%lu``, ``%lx``): digits only,
+    no sign, underscore or space, and below 2**64; ValueError otherwise, which the parsers
+    turn into ParseError (``int()`` would take ``-5``, ``1_0`` and thousands of digits)."""
+    if base == 16:
+        ok = 0 < len(text) <= 16 and all(c in _HEX for c in text)
+    else:
+        ok = 0 < len(text) <= 20 and text.isdigit()
+    value = int(text, base) if ok else -1
+    if not 0 <= value < 1 << 64:
+        raise ValueError(f"not an unsigned 64-bit number: {text[:40]!r}")
+    return value

@@ -5,7 +5,7 @@ import os
 from typing import NamedTuple
 
 from ..errors import ParseError
-from ._read import pid_path, read_bytes
+from ._read import pid_path, read_bytes, u64
 
 __all__ = ["NumaMap", "numa_maps", "parse_numa_maps"]
 
@@ -37,7 +37,8 @@ class NumaMap(NamedTuple):
 
 
 def parse_numa_maps(data: bytes, path: str = "numa_maps") -> list[NumaMap]:
-    """Parse the text of a numa_maps file."""
+    """Parse the text of a numa_maps file (addresses and counts must fit 64 bits, node
+    numbers 32, as the kernel prints them; anything else is a ParseError)."""
     out = []
     for lineno, line in enumerate(data.splitlines(), 1):
         if not line:
@@ -53,7 +54,7 @@ def parse_numa_maps(data: bytes, path: str = "numa_maps") -> list[NumaMap]:
 def _line(line: bytes) -> NumaMap:
     head, _, rest = line.partition(b" file=")
     words = head.split(b" ")
-    address = int(words[0], 16)
+    address = u64(words[0], 16)
     policy = words[1].decode("ascii")
     if not policy or not words[0]:
         raise ValueError(line)
@@ -91,15 +92,20 @@ def _line(line: bytes) -> NumaMap:
                 raise ValueError(w)
             continue
         if key[:1] == b"N" and key[1:].isdigit():
-            nodes[int(key[1:])] = int(val)
+            node = u64(key[1:])
+            if node >= 1 << 32:
+                raise ValueError(w)
+            nodes[node] = u64(val)
         elif key == b"kernelpagesize_kB":
-            kps = int(val) * 1024
+            kps = u64(val) << 10
+            if kps >= 1 << 64:
+                raise ValueError(w)
         else:
             name = key.decode("ascii")
             if name == "active":
-                active = int(val)
+                active = u64(val)
             elif name in counts:
-                counts[name] = int(val)
+                counts[name] = u64(val)
             else:
                 raise ValueError(w)
     return NumaMap(address, policy, file, heap, stack, huge, counts["anon"], counts["dirty"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import ParseError
-from ._read import read_bytes
+from ._read import read_bytes, u64
 
 __all__ = ["BuddyInfo", "PageTypeInfo", "Zone", "buddyinfo", "pagetypeinfo", "zoneinfo",
            "parse_buddyinfo", "parse_pagetypeinfo", "parse_zoneinfo"]
@@ -29,7 +29,7 @@ def _node_zone(head: bytes) -> tuple[int, str]:
     z = zone_part.split()
     if len(n) != 2 or n[0] != b"Node" or len(z) != 2 or z[0] != b"zone":
         raise ValueError(head)
-    return int(n[1]), z[1].decode("ascii")
+    return u64(n[1]), z[1].decode("ascii")
 
 
 def parse_buddyinfo(data: bytes, path: str = "/proc/buddyinfo") -> list[BuddyInfo]:
@@ -40,7 +40,7 @@ def parse_buddyinfo(data: bytes, path: str = "/proc/buddyinfo") -> list[BuddyInf
         try:
             words = line.split()
             node, zone = _node_zone(b" ".join(words[:4]))
-            counts = tuple(int(v) for v in words[4:])
+            counts = tuple(u64(v) for v in words[4:])
             if not counts:
                 raise ValueError
         except (ValueError, UnicodeDecodeError):
@@ -75,19 +75,19 @@ def parse_pagetypeinfo(data: bytes, path: str = "/proc/pagetypeinfo") -> PageTyp
             if not line.strip() or line.startswith(b"Free pages count"):
                 continue
             if line.startswith(b"Page block order:"):
-                order = int(line.split(b":")[1])
+                order = u64(line.split(b":")[1].strip())
             elif line.startswith(b"Pages per block:"):
-                per_block = int(line.split(b":")[1])
+                per_block = u64(line.split(b":")[1].strip())
             elif line.startswith(b"Number of blocks type"):
                 types = [t.decode("ascii") for t in line.split()[4:]]
             elif line.startswith(b"Node") and b", type" in line:
                 head, _, rest = line.partition(b", type")
                 words = rest.split()
                 free[(*_node_zone(head), words[0].decode("ascii"))] = tuple(
-                    int(v) for v in words[1:])
+                    u64(v) for v in words[1:])
             elif line.startswith(b"Node") and types:
                 words = line.split()
-                nums = [int(v) for v in words[4:]]
+                nums = [u64(v) for v in words[4:]]
                 if len(nums) != len(types):
                     raise ValueError
                 blocks[_node_zone(b" ".join(words[:4]))] = dict(zip(types, nums))
@@ -168,20 +168,20 @@ def parse_zoneinfo(data: bytes, path: str = "/proc/zoneinfo") -> list[Zone]:
             elif s == b"pagesets":
                 section = "pagesets"
             elif s.startswith(b"pages free"):
-                cur["free"] = int(s.split()[2])
+                cur["free"] = u64(s.split()[2])
                 section = "zone"
             elif s.startswith(b"protection:"):
                 inner = s.partition(b"(")[2].rstrip(b")")
-                cur["protection"] = tuple(int(v) for v in inner.split(b",") if v.strip())
+                cur["protection"] = tuple(u64(v.strip()) for v in inner.split(b",") if v.strip())
             elif s.startswith(b"start_pfn:"):
-                cur["start_pfn"] = int(s.split()[1])
+                cur["start_pfn"] = u64(s.split()[1])
             elif s.startswith(b"node_unreclaimable:"):
-                cur["counters"]["node_unreclaimable"] = int(s.split()[1])
+                cur["counters"]["node_unreclaimable"] = u64(s.split()[1])
             elif section == "pagesets":
                 continue  # per-CPU list sizes: not memory, and their layout changes often
             else:
                 key, value = s.split()
-                name, num = key.decode("ascii"), int(value)
+                name, num = key.decode("ascii"), u64(value)
                 if section == "node":
                     cur["node_stats"][name] = num
                 elif name in _ZONE_SIZES:
