@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 
 from ..dma import allocate_contiguous, allocate_scatter
+from ..errors import PhysmemError
 from ..hugepages.reserve import parse_size
+from .hugepages import speak_cli
 from ._output import emit_json, print_table, size_text
 
 
@@ -24,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node", type=int, default=None, help="NUMA node to take the pages from")
     p.add_argument("--scatter", action="store_true", help="accept several physical segments")
     p.add_argument("--reserve", action="store_true",
-                   help="grow the hugepage pool by what is needed for the duration (root)")
+                   help="grow the hugepage pool by what is needed (root); the pages go back "
+                        "to the system when physmem exits, however it exits")
+    p.add_argument("--force", action="store_true",
+                   help="with --reserve: grow the pool even into the memory margin the "
+                        "system needs")
     p.add_argument("--json", action="store_true",
                    help="JSON: {size, page_size, node, contiguous, segments: [{vaddr, paddr, nbytes}], verified}")
     p.set_defaults(func=run)
@@ -33,7 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     make = allocate_scatter if args.scatter else allocate_contiguous
-    with make(size, page_size=args.page_size, node=args.node, reserve=args.reserve) as buf:
+    try:
+        buf = make(size, page_size=args.page_size, node=args.node, reserve=args.reserve,
+                   force=args.force)
+    except PhysmemError as exc:
+        raise speak_cli(exc) from None
+    with buf:
         segments = [{"vaddr": int(v), "paddr": int(p), "nbytes": int(n)}
                     for v, p, n in buf.segments.tolist()]
         if args.json:
