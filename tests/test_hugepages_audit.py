@@ -74,7 +74,7 @@ def kill(child: subprocess.Popen) -> None:
 
 
 def test_audit_finds_the_orphan_and_clean_removes_only_it(mount: Path) -> None:
-    from physmem.hugepages.audit import audit
+    from physmem.hugepages import audit
 
     (POOL / "nr_hugepages").write_text(str(count("nr_hugepages") + 12))
     crashed = start(mount, "rtemap_0", 4, 3)  # 3 pages faulted in a 4-page file
@@ -112,7 +112,7 @@ def test_audit_finds_the_orphan_and_clean_removes_only_it(mount: Path) -> None:
 
 
 def test_surplus_held_by_an_orphan_is_reported(mount: Path) -> None:
-    from physmem.hugepages.audit import audit
+    from physmem.hugepages import audit
 
     persistent = count("nr_hugepages") - count("surplus_hugepages")
     (POOL / "nr_hugepages").write_text(str(persistent + 4))

@@ -162,7 +162,7 @@ def _release(args: argparse.Namespace, size: int | None, node: int | None) -> in
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from ..hugepages.audit import audit, remove_orphans
+    from ..hugepages.holders import audit, remove_orphans
 
     report = audit()
     removed = None

@@ -240,6 +240,7 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
     # Every pool this allocation grows is armed in a guardian process before it is written,
     # so a SIGKILL anywhere from here on leaves the pools as they were.
     guard = PoolGuard()
+    handed_over = False
     try:
         reservation = reserve(n, ps, node, force=force, guard=guard)
         try:
@@ -255,9 +256,10 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
         else:
             # The kernel kept the pages persistent: restore on close, and keep the guardian
             # (owned by the reservation now) for the buffer's lifetime.
-            reservation.guard, guard = guard, None
+            reservation.guard = guard
+            handed_over = True
     finally:
-        if guard is not None:
+        if not handed_over:
             guard.disarm()
     return buf
 
