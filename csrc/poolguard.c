@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* One record per write: far below PIPE_BUF, so each arrives whole. */
@@ -138,14 +137,12 @@ int pm_guard_arm(int wfd, const char *path, uint64_t value)
     return send_record(wfd, &r);
 }
 
-int pm_guard_disarm(int wfd, int pid)
+int pm_guard_disarm(int wfd)
 {
     struct guard_record r;
     memset(&r, 0, sizeof r);
     r.op = 'D';
     int ret = send_record(wfd, &r);
     close(wfd);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
     return ret;
 }

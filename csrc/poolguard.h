@@ -22,7 +22,8 @@ int pm_guard_start(int *wfd);
  * (-ENAMETOOLONG for a long path). Records beyond PM_GUARD_RECORDS are dropped: arm each
  * pool once, with the value it had before this process first wrote it. */
 int pm_guard_arm(int wfd, const char *path, uint64_t value);
-/* Tell the guardian all is well, close the pipe and reap it. 0 or -errno. */
-int pm_guard_disarm(int wfd, int pid);
+/* Tell the guardian all is well and close the socket; it exits at once. The caller reaps
+ * it (waitpid): not waiting here keeps the guardian's exit off the caller's path. */
+int pm_guard_disarm(int wfd);
 
 #endif

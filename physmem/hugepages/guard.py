@@ -16,6 +16,20 @@ from ..errors import InvalidArgument, error_from_errno
 
 __all__ = ["PoolGuard"]
 
+# Guardians told to exit but not yet reaped: waiting for one to exit would cost each
+# allocation a millisecond, so they are reaped (without blocking) when the next starts.
+_exiting: list[int] = []
+
+
+def _reap() -> None:
+    for pid in list(_exiting):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid  # someone else reaped it
+        if done:
+            _exiting.remove(pid)
+
 
 class PoolGuard:
     """A guardian process; :meth:`arm` it before each pool write, :meth:`disarm` when done.
@@ -25,6 +39,7 @@ class PoolGuard:
     """
 
     def __init__(self) -> None:
+        _reap()
         wfd = ffi.new("int *")
         pid = lib.pm_guard_start(wfd)
         if pid < 0:
@@ -53,10 +68,11 @@ class PoolGuard:
         self._armed[path] = value
 
     def disarm(self) -> None:
-        """Tell the guardian to exit without touching anything, and reap it."""
+        """Tell the guardian to exit without touching anything (it is reaped later)."""
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
-            lib.pm_guard_disarm(fd, self.pid)
+            lib.pm_guard_disarm(fd)
+            _exiting.append(self.pid)
 
     def __enter__(self) -> PoolGuard:
         return self
