@@ -445,6 +445,12 @@ def test_cli_alloc_refusal_speaks_cli(persistent_pools):
     assert proc.returncode == 2, proc.stderr
     assert "--force" in proc.stderr and "force=True" not in proc.stderr
     assert all_pools() == before
+    free = all_pools()["hugepages-2048kB"][1]
+    proc = run_physmem("alloc", f"{(free + 1) * 2}M")  # more than the pool holds
+    assert proc.returncode == 2, proc.stderr
+    assert "--reserve" in proc.stderr and "reserve=True" not in proc.stderr
+    assert "physmem.hugepages" not in proc.stderr, "no Python API in a CLI message"
+    assert all_pools() == before
 
 
 KILL_SERVER = r"""

@@ -85,6 +85,12 @@ def test_audit_finds_the_orphan_and_clean_removes_only_it(mount: Path) -> None:
         assert {crashed.pid, alive.pid} <= by_pid
         memfds = [f for f in report.fds if f.pid == crashed.pid and "memfd:spdk_test" in f.target]
         assert memfds and memfds[0].pages == 1
+        # Rsvd, the kernel's own count: 1 unfaulted page of rtemap_0 and 1 of each child's
+        # 2-page memfd; in use: 3 + 1 pages of one child, 2 + 1 of the other.
+        pool = next(p for p in report.pools if p.size == MB2 and p.node is None)
+        assert pool.reserved == count("resv_hugepages") == 3
+        assert pool.reserved_attributed == 3
+        assert pool.held == pool.in_use == count("nr_hugepages") - count("free_hugepages") == 7
         kill(crashed)
         free_before = count("free_hugepages")
         report = audit()

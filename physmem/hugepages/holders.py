@@ -9,8 +9,10 @@ mount. Crashed DPDK or SPDK applications leave ``rtemap_*``/``spdk*`` files behi
 hugetlbfs; their pages stay out of the pool until the files are removed.
 
 The pages a process holds are counted once per file (shared memory, memfds, files) plus
-the private copies in MAP_PRIVATE mappings; ``Rsvd`` attribution is an estimate (pages of
-a mapping not yet faulted in, where the mapping reserved them).
+the private copies in MAP_PRIVATE mappings. ``Rsvd`` is attributed to the mappings whose
+pages are not faulted in yet (not MAP_NORESERVE; a shared file's once): the kernel shows no
+per-mapping reservation, and a file's reservation outlives its mappings, so this is exact
+only while every reserving mapping is alive.
 """
 from __future__ import annotations
 
@@ -163,8 +165,10 @@ def _scan_process(pid: int, proc_root: str, base_page: int, sizes: set[int]
             stats[(st.device, st.inode)] = st
         except PhysmemError:
             pass
+        # Pages of the mapping not faulted in yet hold a reservation unless MAP_NORESERVE
+        # ("nr"). For a shared mapping the reservation is the file's: counted once per file.
         noreserve = "nr" in v.vm_flags
-        reserved = 0 if noreserve or v.shared else max(0, (v.end - v.start) // ps - faulted)
+        reserved = 0 if noreserve else max(0, (v.end - v.start) // ps - faulted)
         maps.append(HugetlbMapping(pid, comm, v.start, v.end, ps, v.path, device, v.inode,
                                    v.shared, faulted, private, reserved,
                                    dict(nodes.get(v.start, {}))))
@@ -240,14 +244,21 @@ def _reconcile(mappings: list[HugetlbMapping], stats: dict[FileId, FileStat],
             orphaned[f.page_size] += f.pages
     on_node: dict[tuple[int, int], int] = defaultdict(int)
     counted: set[tuple[FileId, int]] = set()
+    shared_reserved: dict[tuple[int, FileId], int] = {}
     for m in mappings:
         held[m.page_size] += m.private_pages  # private copies are in no file
-        reserved[m.page_size] += m.reserved
+        if m.shared:
+            key2 = (m.page_size, (m.device, m.inode))
+            shared_reserved[key2] = max(shared_reserved.get(key2, 0), m.reserved)
+        else:
+            reserved[m.page_size] += m.reserved
         for node, n in m.nodes.items():
             if m.shared and ((m.device, m.inode), node) in counted:
                 continue  # shared pages: once per file and node
             counted.add(((m.device, m.inode), node))
             on_node[(m.page_size, node)] += n
+    for (ps, _), n in shared_reserved.items():
+        reserved[ps] += n
     out = []
     for p in pools(sys_root):
         in_use = p.total - p.free
