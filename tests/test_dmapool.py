@@ -528,3 +528,60 @@ def test_from_buffer_leaves_the_buffer_to_its_owner(hugepage_pool: Callable[...,
         if not sc.is_contiguous:
             with pytest.raises(NotContiguous):
                 DmaPool.from_buffer(sc)
+
+
+bulk_ops = st.lists(st.one_of(
+    st.tuples(st.just("alloc_many"), st.integers(0, 64), st.integers(1, 70000)),
+    st.tuples(st.just("free_many"), st.integers(0, 10_000), st.just(0)),
+), min_size=1, max_size=40)
+
+
+@given(bulk_ops)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_bulk_sequences_match_a_model(pool: DmaPool, sequence: list[tuple[str, int, int]]) -> None:
+    """alloc_many is all or nothing: equal naturally aligned blocks fit exactly when the
+    model has ``count`` wholly free aligned spans; successes must not overlap, refusals
+    must leave the pool untouched."""
+    occupied = np.zeros(pool.size // GRAIN, dtype=bool)
+    live: list = []
+    try:
+        for op, a, b in sequence:
+            if op == "free_many":
+                if live:
+                    blocks = live.pop(a % len(live))
+                    pool.free_many(blocks)
+                    for addr in blocks.address.tolist():
+                        first = (addr - pool.address) // GRAIN
+                        occupied[first:first + _rounded(blocks.size, 64) // GRAIN] = False
+                continue
+            count, nbytes = a, b
+            span = _rounded(nbytes, 64)
+            if span > pool.max_block:
+                with pytest.raises(InvalidArgument):
+                    pool.alloc_many(count, nbytes)
+                continue
+            before = occupied.copy()
+            try:
+                blocks = pool.alloc_many(count, nbytes)
+            except DmaPoolExhausted:
+                trial = before.copy().reshape(-1, span // GRAIN)
+                free_spans = int((~trial.any(axis=1)).sum())
+                assert free_spans < count
+                assert pool.used == int(before.sum()) * GRAIN, "nothing was allocated"
+                continue
+            assert len(blocks.address) == count
+            assert np.array_equal(blocks.phys - np.uint64(pool.phys),
+                                  blocks.address - np.uint64(pool.address))
+            for addr in blocks.address.tolist():
+                off = addr - pool.address
+                assert off % span == 0
+                first = off // GRAIN
+                assert not occupied[first:first + span // GRAIN].any(), "blocks overlap"
+                occupied[first:first + span // GRAIN] = True
+            live.append(blocks)
+            assert pool.used == int(occupied.sum()) * GRAIN
+    finally:
+        for blocks in live:
+            pool.free_many(blocks)
+    assert pool.available == pool.size and pool.largest_free == pool.max_block
