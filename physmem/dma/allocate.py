@@ -251,7 +251,14 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
             raise
         # The buffer's pages are in hand: shrink the pool back at once. Its pages live on as
         # surplus pages, which the kernel frees when they are unmapped (close, exit, kill).
-        if reservation.to_surplus():
+        try:
+            settled = reservation.to_surplus()
+        except BaseException:
+            with contextlib.suppress(BufferError):
+                buf.close()  # releases the reservation too
+            reservation.release()
+            raise
+        if settled:
             buf._reservation = None
         else:
             # The kernel kept the pages persistent: restore on close, and keep the guardian
