@@ -109,25 +109,14 @@ void pm_dmapool_destroy(pm_dmapool *p)
     free(p);
 }
 
-int64_t pm_dmapool_alloc(pm_dmapool *p, unsigned order)
+/* The next block of 2**order; the lock is held and order is in range. */
+static int64_t alloc_locked(pm_dmapool *p, unsigned order)
 {
-    if (order < PM_DMAPOOL_MIN_ORDER)
-        order = PM_DMAPOOL_MIN_ORDER;
-    if (order > p->max_order)
-        return -E2BIG;
-    pthread_mutex_lock(&p->lock);
-    int64_t ret;
-    if (p->closed) {
-        ret = -EBADF;
-        goto out;
-    }
     unsigned j = order;
     while (j <= p->max_order && p->nfree[j] == 0)
         j++;
-    if (j > p->max_order) {
-        ret = -ENOMEM;
-        goto out;
-    }
+    if (j > p->max_order)
+        return -ENOMEM;
     uint64_t i = first_free(p, j);
     clear_free(p, j, i);
     while (j > order) { /* keep the lower half, free the upper one */
@@ -138,38 +127,35 @@ int64_t pm_dmapool_alloc(pm_dmapool *p, unsigned order)
     p->allocmap[order][i >> 6] |= 1ULL << (i & 63);
     p->free_bytes -= 1ULL << order;
     p->outstanding++;
-    ret = (int64_t)(i << order);
-out:
-    pthread_mutex_unlock(&p->lock);
-    return ret;
+    return (int64_t)(i << order);
 }
 
-int pm_dmapool_free(pm_dmapool *p, uint64_t offset, uint64_t nbytes)
+/* The order of the allocated block at `offset`, its allocated bit cleared; or -EINVAL
+ * (none starts there) / -ERANGE (nbytes exceeds it). The lock is held. */
+static int take_block(pm_dmapool *p, uint64_t offset, uint64_t nbytes)
 {
-    pthread_mutex_lock(&p->lock);
-    int ret = -EINVAL;
-    if (p->closed) {
-        ret = -EBADF;
-        goto out;
-    }
     if (offset >= p->size)
-        goto out;
+        return -EINVAL;
     /* At most one order can hold an allocated block starting at this offset. */
     unsigned k = PM_DMAPOOL_MIN_ORDER;
     for (; k <= p->max_order && !(offset & ((1ULL << k) - 1)); k++)
         if (test_bit(p->allocmap[k], offset >> k))
             break;
     if (k > p->max_order || (offset & ((1ULL << k) - 1)))
-        goto out;
-    if (nbytes > (1ULL << k)) {
-        ret = -ERANGE;
-        goto out;
-    }
+        return -EINVAL;
+    if (nbytes > (1ULL << k))
+        return -ERANGE;
     uint64_t i = offset >> k;
     p->allocmap[k][i >> 6] &= ~(1ULL << (i & 63));
+    return (int)k;
+}
+
+/* Give back the block of order k at offset, whose allocated bit take_block cleared. */
+static void release_block(pm_dmapool *p, uint64_t offset, unsigned k)
+{
+    uint64_t i = offset >> k;
     p->free_bytes += 1ULL << k;
     p->outstanding--;
-    ret = (int)k;
     /* Merge with the buddy while it is wholly free and the parent lies inside the region. */
     while (k < p->max_order && (((i >> 1) + 1) << (k + 1)) <= p->size
            && test_bit(p->freemap[k], i ^ 1)) {
@@ -178,6 +164,85 @@ int pm_dmapool_free(pm_dmapool *p, uint64_t offset, uint64_t nbytes)
         k++;
     }
     set_free(p, k, i);
+}
+
+int64_t pm_dmapool_alloc(pm_dmapool *p, unsigned order)
+{
+    if (order < PM_DMAPOOL_MIN_ORDER)
+        order = PM_DMAPOOL_MIN_ORDER;
+    if (order > p->max_order)
+        return -E2BIG;
+    pthread_mutex_lock(&p->lock);
+    int64_t ret = p->closed ? -EBADF : alloc_locked(p, order);
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}
+
+int pm_dmapool_free(pm_dmapool *p, uint64_t offset, uint64_t nbytes)
+{
+    pthread_mutex_lock(&p->lock);
+    int ret = -EBADF;
+    if (!p->closed) {
+        ret = take_block(p, offset, nbytes);
+        if (ret >= 0)
+            release_block(p, offset, (unsigned)ret);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}
+
+int64_t pm_dmapool_alloc_many(pm_dmapool *p, unsigned order, uint64_t count, uint64_t *out)
+{
+    if (order < PM_DMAPOOL_MIN_ORDER)
+        order = PM_DMAPOOL_MIN_ORDER;
+    if (order > p->max_order)
+        return -E2BIG;
+    pthread_mutex_lock(&p->lock);
+    int64_t ret = 0;
+    if (p->closed)
+        ret = -EBADF;
+    else if (count > (p->free_bytes >> order))
+        ret = -ENOMEM; /* cannot fit even unfragmented: fail before touching anything */
+    for (uint64_t n = 0; ret == 0 && n < count; n++) {
+        int64_t off = alloc_locked(p, order);
+        if (off < 0) { /* fragmented: all or nothing, so undo the ones taken */
+            for (uint64_t m = 0; m < n; m++)
+                release_block(p, out[m], (unsigned)take_block(p, out[m], 0));
+            ret = off;
+            break;
+        }
+        out[n] = (uint64_t)off;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}
+
+int64_t pm_dmapool_free_many(pm_dmapool *p, const uint64_t *offsets, uint64_t count,
+                             uint64_t nbytes, unsigned char *orders, uint64_t *bad)
+{
+    pthread_mutex_lock(&p->lock);
+    int64_t ret = 0;
+    if (p->closed) {
+        ret = -EBADF;
+        goto out;
+    }
+    /* Check every block first (clearing its bit also catches one listed twice), so a bad
+     * entry frees nothing: the caller learns its index with the pool unchanged. */
+    for (uint64_t n = 0; n < count; n++) {
+        int k = take_block(p, offsets[n], nbytes);
+        if (k < 0) {
+            for (uint64_t m = 0; m < n; m++) {
+                uint64_t i = offsets[m] >> orders[m];
+                p->allocmap[orders[m]][i >> 6] |= 1ULL << (i & 63);
+            }
+            *bad = n;
+            ret = k;
+            goto out;
+        }
+        orders[n] = (unsigned char)k;
+    }
+    for (uint64_t n = 0; n < count; n++)
+        release_block(p, offsets[n], orders[n]);
 out:
     pthread_mutex_unlock(&p->lock);
     return ret;

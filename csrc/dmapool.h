@@ -25,6 +25,14 @@ int64_t pm_dmapool_alloc(pm_dmapool *p, unsigned order);
  * no block starts there (double or foreign free), -ERANGE if nbytes exceeds that block,
  * -EBADF once closed. */
 int pm_dmapool_free(pm_dmapool *p, uint64_t offset, uint64_t nbytes);
+/* `count` blocks of 2**order into out[], all or none: 0, -ENOMEM (nothing allocated),
+ * -E2BIG, -EBADF. One lock for the lot. */
+int64_t pm_dmapool_alloc_many(pm_dmapool *p, unsigned order, uint64_t count, uint64_t *out);
+/* Free `count` blocks (user size nbytes each; `orders` is count bytes of scratch), all or
+ * none: 0; -EBADF once closed; -EINVAL if offsets[*bad] is no allocated block (double,
+ * duplicate or foreign free), -ERANGE if nbytes exceeds that block. */
+int64_t pm_dmapool_free_many(pm_dmapool *p, const uint64_t *offsets, uint64_t count,
+                             uint64_t nbytes, unsigned char *orders, uint64_t *bad);
 /* Refuse further calls; -EBUSY (and stay open) if blocks are outstanding unless `force`. */
 int pm_dmapool_close(pm_dmapool *p, int force);
 /* out[0] free bytes, out[1] outstanding blocks, out[2] largest free block, out[3] closed. */

@@ -369,3 +369,219 @@ def test_gigantic_pages(hugepage_pool: Callable[..., Path]) -> None:
         p.free(small)
         p.free(big)
         assert p.available == 1 << 30
+
+
+# -- reserve=True, from_buffer, alignment ---------------------------------------------------
+POOLS = Path("/sys/kernel/mm/hugepages")
+
+
+def _pool_counts() -> dict[str, tuple[int, int, int]]:
+    """(nr, free, surplus) of every size, read straight from sysfs."""
+    return {d.name: tuple(int((d / f).read_text()) for f in
+                          ("nr_hugepages", "free_hugepages", "surplus_hugepages"))
+            for d in sorted(POOLS.iterdir())}
+
+
+def _own_phys(address: int) -> int:
+    """Physical address of ``address`` from a raw pagemap read (independent of physmem)."""
+    import os
+    import struct
+
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        entry, = struct.unpack("<Q", os.pread(fd, 8, address // 4096 * 8))
+    finally:
+        os.close(fd)
+    assert entry >> 63, "page not present"
+    return (entry & ((1 << 55) - 1)) * 4096 + address % 4096
+
+
+def _allowed_block(phys: int, size: int) -> int:
+    low = phys & -phys
+    return min(low, 1 << (size.bit_length() - 1))
+
+
+def test_reserve_true_32m_pool_twenty_times_in_a_row(restore_pools: None) -> None:
+    before = _pool_counts()
+    for _ in range(20):
+        with DmaPool(32 * MiB, reserve=True) as p:
+            phys = _own_phys(p.address)
+            assert phys == p.phys
+            # What the physical layout allows, from our own reading of the start.
+            assert p.max_block == _allowed_block(phys, 32 * MiB)
+            assert p.address % p.max_block == 0
+            b = p.alloc(p.max_block, boundary=p.max_block)
+            assert _own_phys(b.address + b.size - 1) == b.phys + b.size - 1
+            p.free(b)
+            # The 2 MiB pool's persistent size is what it was: the pages are surplus.
+            nr, free, surplus = _pool_counts()["hugepages-2048kB"]
+            assert nr - surplus == before["hugepages-2048kB"][0] - before["hugepages-2048kB"][2]
+    assert _pool_counts() == before
+
+
+@pytest.fixture
+def restore_pools(is_root: None) -> Iterator[None]:
+    before = {d: int((d / "nr_hugepages").read_text()) - int((d / "surplus_hugepages").read_text())
+              for d in POOLS.iterdir()}
+    yield
+    for d, n in before.items():
+        (d / "nr_hugepages").write_text(str(n))
+
+
+def test_reserve_true_pool_hint_names_real_arguments(hugepage_pool: Callable[..., Path]) -> None:
+    # Without reserve the error must point at an argument DmaPool really takes.
+    pool = hugepage_pool(0)
+    free = int((pool / "free_hugepages").read_text())
+    with pytest.raises(physmem.errors.ContiguityUnavailable) as err:
+        DmaPool((free + 1) * HUGE)
+    assert "reserve=True" in str(err.value)
+    import inspect
+    assert "reserve" in inspect.signature(DmaPool).parameters
+
+
+def test_alloc_many_alignment_boundary_and_pagemap(pool: DmaPool) -> None:
+    rng = random.Random(11)
+    for _ in range(30):
+        nbytes = rng.randint(1, 8192)
+        align = 1 << rng.randint(6, 13)
+        boundary = 1 << ((nbytes - 1).bit_length() + rng.randint(0, 2))
+        count = rng.randint(0, 200)
+        blocks = pool.alloc_many(count, nbytes, align=align, boundary=boundary)
+        assert len(blocks.address) == len(blocks.phys) == count and blocks.size == nbytes
+        assert blocks.address.dtype == np.uint64
+        a, p = blocks.address.astype(object), blocks.phys.astype(object)
+        assert all(x % align == 0 for x in a) and all(x % align == 0 for x in p)
+        assert all(x // boundary == (x + nbytes - 1) // boundary for x in p)
+        span = _rounded(nbytes, align)
+        starts = sorted(int(x) for x in a)
+        assert all(b - s >= span for s, b in zip(starts, starts[1:])), "blocks overlap"
+        for i in range(0, count, 37):  # against our own pagemap reading
+            assert _own_phys(int(a[i])) == int(p[i])
+        assert pool.outstanding == count
+        pool.free_many(blocks)
+        assert pool.outstanding == 0 and pool.available == pool.size
+
+
+def test_alloc_many_is_all_or_nothing(pool: DmaPool) -> None:
+    fits = pool.size // 4096
+    with pytest.raises(DmaPoolExhausted, match="nothing was allocated"):
+        pool.alloc_many(fits + 1, 4096)
+    assert pool.outstanding == 0 and pool.available == pool.size
+    # Fragmented: enough bytes free but not in 4 KiB blocks.
+    small = pool.alloc_many(pool.size // 64, 64)
+    pool.free_many(small.address[::2], 64)
+    assert pool.available == pool.size // 2
+    with pytest.raises(DmaPoolExhausted):
+        pool.alloc_many(1, 4096)
+    assert pool.outstanding == pool.size // 128
+    pool.free_many(small.address[1::2], 64)
+    assert pool.available == pool.size and pool.largest_free == pool.max_block
+
+
+def test_free_many_refuses_bad_entries_and_frees_nothing(pool: DmaPool) -> None:
+    blocks = pool.alloc_many(10, 100)
+    dup = np.concatenate((blocks.address, blocks.address[3:4]))
+    with pytest.raises(InvalidArgument, match="entry 10; nothing was freed"):
+        pool.free_many(dup, 100)
+    assert pool.outstanding == 10
+    with pytest.raises(InvalidArgument, match="claims more bytes"):
+        pool.free_many(blocks.address, 4096)
+    foreign = blocks.address.copy()
+    foreign[5] = 12345
+    with pytest.raises(InvalidArgument, match="entry 5"):
+        pool.free_many(foreign, 100)
+    assert pool.outstanding == 10
+    with pytest.raises(InvalidArgument, match="takes no size"):
+        pool.free_many(blocks, 100)
+    with pytest.raises(InvalidArgument, match="needs the size"):
+        pool.free_many(blocks.address)
+    with pytest.raises(InvalidArgument, match="1-D array of integer"):
+        pool.free_many(["x"], 100)
+    with pytest.raises(InvalidArgument, match="count"):
+        pool.alloc_many(-1, 64)
+    pool.free_many(blocks)
+    with pytest.raises(InvalidArgument, match="double free"):
+        pool.free_many(blocks)
+    assert pool.outstanding == 0
+
+
+def test_from_buffer_leaves_the_buffer_to_its_owner(hugepage_pool: Callable[..., Path],
+                                                     restore_pools: None) -> None:
+    from physmem.dma import allocate_contiguous, allocate_scatter
+    from physmem.errors import NotContiguous
+
+    with allocate_contiguous(2 * HUGE, reserve=True) as buf:
+        p = DmaPool.from_buffer(buf)
+        assert (p.address, p.phys, p.size) == (buf.address, buf.phys, buf.size)
+        assert p.max_block == min(buf.address & -buf.address, buf.phys & -buf.phys, 2 * HUGE)
+        b = p.alloc(4096)
+        assert _own_phys(b.address) == b.phys
+        p.free(b)
+        p.close()
+        assert not buf.closed and _mapped(buf.address)
+    with pytest.raises(InvalidArgument, match="takes a DmaBuffer"):
+        DmaPool.from_buffer(object())  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="closed"):
+        DmaPool.from_buffer(buf)
+    hugepage_pool(4)
+    with allocate_scatter(4 * HUGE) as sc:
+        if not sc.is_contiguous:
+            with pytest.raises(NotContiguous):
+                DmaPool.from_buffer(sc)
+
+
+bulk_ops = st.lists(st.one_of(
+    st.tuples(st.just("alloc_many"), st.integers(0, 64), st.integers(1, 70000)),
+    st.tuples(st.just("free_many"), st.integers(0, 10_000), st.just(0)),
+), min_size=1, max_size=40)
+
+
+@given(bulk_ops)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_bulk_sequences_match_a_model(pool: DmaPool, sequence: list[tuple[str, int, int]]) -> None:
+    """alloc_many is all or nothing: equal naturally aligned blocks fit exactly when the
+    model has ``count`` wholly free aligned spans; successes must not overlap, refusals
+    must leave the pool untouched."""
+    occupied = np.zeros(pool.size // GRAIN, dtype=bool)
+    live: list = []
+    try:
+        for op, a, b in sequence:
+            if op == "free_many":
+                if live:
+                    blocks = live.pop(a % len(live))
+                    pool.free_many(blocks)
+                    for addr in blocks.address.tolist():
+                        first = (addr - pool.address) // GRAIN
+                        occupied[first:first + _rounded(blocks.size, 64) // GRAIN] = False
+                continue
+            count, nbytes = a, b
+            span = _rounded(nbytes, 64)
+            if span > pool.max_block:
+                with pytest.raises(InvalidArgument):
+                    pool.alloc_many(count, nbytes)
+                continue
+            before = occupied.copy()
+            try:
+                blocks = pool.alloc_many(count, nbytes)
+            except DmaPoolExhausted:
+                trial = before.copy().reshape(-1, span // GRAIN)
+                free_spans = int((~trial.any(axis=1)).sum())
+                assert free_spans < count
+                assert pool.used == int(before.sum()) * GRAIN, "nothing was allocated"
+                continue
+            assert len(blocks.address) == count
+            assert np.array_equal(blocks.phys - np.uint64(pool.phys),
+                                  blocks.address - np.uint64(pool.address))
+            for addr in blocks.address.tolist():
+                off = addr - pool.address
+                assert off % span == 0
+                first = off // GRAIN
+                assert not occupied[first:first + span // GRAIN].any(), "blocks overlap"
+                occupied[first:first + span // GRAIN] = True
+            live.append(blocks)
+            assert pool.used == int(occupied.sum()) * GRAIN
+    finally:
+        for blocks in live:
+            pool.free_many(blocks)
+    assert pool.available == pool.size and pool.largest_free == pool.max_block

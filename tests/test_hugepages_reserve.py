@@ -63,16 +63,19 @@ def test_shortfall_raises_with_the_obtained_count_and_buddyinfo(restore_pools):
         pytest.skip("no 1 GiB pool")
     before = count(POOL_1G, "nr_hugepages")
     impossible = meminfo("MemTotal") // (1 << 20) + 4  # more gigantic pages than RAM holds
-    with pytest.raises(HugePagesUnavailable) as err:
-        reserve(impossible, "1G")
-    exc = err.value
-    assert isinstance(exc, MemoryError) and exc.wanted == impossible
-    assert 0 <= exc.obtained < impossible
-    assert "hugepagesz=1G hugepages=" in str(exc) and "free blocks by order" in str(exc)
-    assert count(POOL_1G, "nr_hugepages") == before, "the pool was put back"
-    part = reserve(impossible, "1G", allow_partial=True)
+    # Refused before the pool is touched: trying would turn all free memory into hugepages.
+    for partial in (False, True):
+        with pytest.raises(HugePagesUnavailable) as err:
+            reserve(impossible, "1G", allow_partial=partial)
+        exc = err.value
+        assert isinstance(exc, MemoryError) and exc.wanted == impossible and exc.obtained == 0
+        assert f"by {impossible} pages" in str(exc) and "MemAvailable is" in str(exc)
+        assert "force=True" in str(exc)
+        assert count(POOL_1G, "nr_hugepages") == before, "nothing was written"
+    # Within the margin the kernel is asked; what it gave is reported and put back.
+    part = reserve(1, "1G", allow_partial=True)
     try:
-        assert part.free < impossible and part.total == count(POOL_1G, "nr_hugepages")
+        assert part.total == count(POOL_1G, "nr_hugepages") and part.free <= part.total
     finally:
         part.release()
     assert count(POOL_1G, "nr_hugepages") == before
@@ -154,3 +157,80 @@ def test_reserve_with_progress_grows_page_by_page(restore_pools):
     with reserve(free + 3, "2M", progress=lambda done, wanted: steps.append((done, wanted))) as res:
         assert steps == [(1, 3), (2, 3), (3, 3)]
         assert res.free == count(POOL_2M, "free_hugepages") >= free + 3
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["release", "--node", "7"], "--node 7: no such NUMA node (nodes: 0"),
+    (["list", "--node", "9"], "--node 9: no such NUMA node"),
+    (["list", "--size", "3M", "--node", "9"], "--size 3M: this kernel has no such hugepage pool (sizes: 2M"),
+    (["release", "--size", "3M"], "--size 3M"),
+    (["reserve", "1", "--size", "3M"], "--size 3M"),
+    (["list", "3"], "takes no COUNT"),
+    (["release", "-1"], "COUNT must be 0 or more"),
+    (["list", "--force"], "--force applies to `hugepages reserve`"),
+])
+def test_cli_nonexistent_nodes_and_sizes_are_errors(argv, needle):
+    from conftest import run_physmem
+
+    proc = run_physmem("hugepages", *argv)
+    assert proc.returncode == 1, proc.stdout
+    assert needle in proc.stderr
+
+
+def test_cli_list_filters_by_size_and_node(capsys):
+    from physmem.cli import main
+
+    assert main(["hugepages", "list", "--size", "2M", "--node", "0", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["size"], r["node"]) for r in rows] == [(2 << 20, 0)]
+    assert rows[0]["total"] == count(Path("/sys/devices/system/node/node0/hugepages/hugepages-2048kB"),
+                                     "nr_hugepages")
+
+
+def test_cli_release_count_and_size_act_only_on_what_was_asked(restore_pools, capsys):
+    from physmem.cli import main
+
+    reserve(5, "2M")  # kept: restore_pools puts the pool back
+    free = count(POOL_2M, "free_hugepages")
+    assert free >= 5
+    assert main(["hugepages", "release", "3", "--size", "2M", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert count(POOL_2M, "free_hugepages") == free - 3, "released exactly 3, not everything"
+    assert [r["size"] for r in out] == [2 << 20], "only the pool it acted on is printed"
+    assert main(["hugepages", "release", "--size", "2M"]) == 0
+    text = capsys.readouterr().out
+    assert "2M pool" in text and "1G" not in text
+    assert count(POOL_2M, "free_hugepages") == 0
+
+
+def test_reserve_force_and_cli_refusal(restore_pools):
+    from conftest import run_physmem
+
+    before = count(POOL_2M, "nr_hugepages")
+    huge = meminfo("MemTotal") // 2048 + 1  # more 2 MiB pages than the machine has
+    proc = run_physmem("hugepages", "reserve", str(huge), "--size", "2M")
+    assert proc.returncode == 2
+    assert "--force" in proc.stderr and "MemAvailable" in proc.stderr and "force=True" not in proc.stderr
+    assert count(POOL_2M, "nr_hugepages") == before
+
+
+def test_release_restores_the_persistent_size_not_the_surplus(restore_pools):
+    """A pool that had surplus pages: release() must not turn them into persistent pages."""
+    import mmap
+
+    (POOL_2M / "nr_hugepages").write_text(str(count(POOL_2M, "nr_hugepages") + 2))
+    persistent0 = count(POOL_2M, "nr_hugepages") - count(POOL_2M, "surplus_hugepages") - 2
+    fd = os.memfd_create("surplus", os.MFD_HUGETLB)
+    try:
+        os.ftruncate(fd, 4 << 20)
+        m = mmap.mmap(fd, 4 << 20)
+        m[0] = m[2 << 20] = 1
+        (POOL_2M / "nr_hugepages").write_text(str(persistent0))  # our 2 pages: surplus now
+        assert count(POOL_2M, "surplus_hugepages") >= 2
+        with reserve(count(POOL_2M, "free_hugepages") + 1, "2M"):
+            pass
+        assert count(POOL_2M, "nr_hugepages") - count(POOL_2M, "surplus_hugepages") == persistent0
+        m.close()
+    finally:
+        os.close(fd)
+    assert count(POOL_2M, "surplus_hugepages") == 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 
 from ..dma import allocate_contiguous, allocate_scatter
+from ..errors import PhysmemError
 from ..hugepages.reserve import parse_size
+from .hugepages import speak_cli
 from ._output import check_node, emit_json, plural, print_table, size_text
 
 
@@ -26,7 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node", type=int, default=None, help="NUMA node to take the pages from")
     p.add_argument("--scatter", action="store_true", help="accept several physical segments")
     p.add_argument("--reserve", action="store_true",
-                   help="grow the hugepage pool by what is needed for the duration (root)")
+                   help="grow the hugepage pool by what is needed (root); the pages go back "
+                        "to the system when physmem exits, however it exits")
+    p.add_argument("--force", action="store_true",
+                   help="with --reserve: grow the pool even into the memory margin the "
+                        "system needs")
     p.add_argument("--json", action="store_true",
                    help="JSON: {size, page_size, node, contiguous, segments: [{vaddr, paddr, "
                         "nbytes}], verified (every check ran), verification: {pagemap, "
@@ -38,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     make = allocate_scatter if args.scatter else allocate_contiguous
     node = check_node(args.node)
-    with make(size, page_size=args.page_size, node=node, reserve=args.reserve) as buf:
+    try:
+        buf = make(size, page_size=args.page_size, node=node, reserve=args.reserve,
+                   force=args.force)
+    except PhysmemError as exc:
+        raise speak_cli(exc) from None
+    with buf:
         segments = [{"vaddr": int(v), "paddr": int(p), "nbytes": int(n)}
                     for v, p, n in buf.segments.tolist()]
         # Allocation verified the buffer already; report exactly what that covered.

@@ -1,29 +1,71 @@
-"""``physmem hugepages``: list the hugepage pools, grow one, or release its free pages."""
+"""``physmem hugepages``: list the hugepage pools, grow one, release its free pages, or audit
+who holds them (and remove the files crashed applications left behind)."""
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 
-from ..hugepages import parse_size, pools, reserve, set_pool_size
+from ..errors import InvalidArgument, PhysmemError
+from ..hugepages import parse_size, pools, reserve, set_pool_size, supported_sizes
 from ..hugepages.sizes import format_size
-from ._output import Progress, emit_json, print_table
+from ._output import Progress, emit_json, print_table, size_text
+
+# Python spellings in library messages -> what a CLI user types instead.
+_CLI_WORDS = {
+    "force=True": "--force",
+    "reserve=True": "--reserve",
+    "allow_partial=True": "--partial",
+    "strict=False": "--lenient",
+    "accept a scatter buffer (allocate_scatter)": "accept a scatter buffer (--scatter)",
+    "physmem.hugepages.compact()": "`echo 1 > /proc/sys/vm/compact_memory`",
+}
+
+
+def speak_cli(exc: PhysmemError, extra: dict[str, str] | None = None) -> PhysmemError:
+    """Rewrite ``exc``'s message in CLI terms (flags, commands), in place; returns it."""
+    message = exc.message
+    # "(physmem.hugepages.reserve(4, 2097152) or `physmem hugepages ...`)": keep the command.
+    message = re.sub(r"\(physmem\.hugepages\.reserve\([^)]*\) or (`[^`]*`)\)", r"(\1)", message)
+    for python, cli in {**_CLI_WORDS, **(extra or {})}.items():
+        message = message.replace(python, cli)
+    exc.message = message
+    if isinstance(exc, OSError):
+        exc.strerror = message
+    return exc
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "hugepages", help="hugepage pools: list, reserve N, release",
+        "hugepages", help="hugepage pools: list, reserve N, release, audit",
         description="List hugepage pools (every size, global and per NUMA node), make at "
                     "least N free pages available (the pool keeps them after physmem exits), "
-                    "or release a pool's free pages back to the kernel.",
+                    "release a pool's free pages back to the kernel, or audit who holds the "
+                    "pages in use (processes, memfds, hugetlbfs files) and find orphan files "
+                    "left by crashed applications (--clean removes them).",
         epilog="examples:\n  physmem hugepages list --json\n"
+               "  physmem hugepages list --size 2M --node 0\n"
                "  physmem hugepages reserve 512 --size 2M\n"
                "  physmem hugepages reserve 4 --size 1G --node 0\n"
-               "  physmem hugepages release --size 2M",
+               "  physmem hugepages release --size 2M\n"
+               "  physmem hugepages release 16 --size 2M\n"
+               "  physmem hugepages audit\n"
+               "  physmem hugepages audit --clean --yes --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", nargs="?", default="list", choices=["list", "reserve", "release"])
-    p.add_argument("count", nargs="?", type=int, help="pages to have free (reserve)")
-    p.add_argument("--size", default=None, help="page size: 2M, 1G (default: the kernel's default)")
+    p.add_argument("action", nargs="?", default="list",
+                   choices=["list", "reserve", "release", "audit"])
+    p.add_argument("count", nargs="?", type=int,
+                   help="reserve: pages to have free; release: most free pages to give back")
+    p.add_argument("--size", default=None, help="page size: 2M, 1G (default: the kernel's "
+                   "default for reserve and release COUNT; every size otherwise)")
     p.add_argument("--node", type=int, default=None, help="NUMA node (default: the global pool)")
     p.add_argument("--partial", action="store_true", help="reserve: keep what the kernel gave even if short")
+    p.add_argument("--force", action="store_true",
+                   help="reserve: grow the pool even into the memory margin the system needs")
+    p.add_argument("--clean", action="store_true",
+                   help="audit: remove orphan hugetlbfs files (nobody maps or holds them)")
+    p.add_argument("--yes", action="store_true",
+                   help="audit --clean: do not ask (required when stdin is not a terminal)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=run, parser=p)
 
@@ -34,35 +76,44 @@ def _pool_rows() -> list[dict]:
             for p in pools()]
 
 
+def _selection(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """--size and --node checked against what exists; an error names what does."""
+    size = None
+    if args.size is not None:
+        size = parse_size(args.size)
+        have = supported_sizes()
+        if size not in have:
+            raise InvalidArgument(f"--size {args.size}: this kernel has no such hugepage pool "
+                                  f"(sizes: {', '.join(format_size(s) for s in have) or 'none'})")
+    if args.node is not None:
+        nodes = sorted({p.node for p in pools() if p.node is not None})
+        if args.node not in nodes:
+            raise InvalidArgument(f"--node {args.node}: no such NUMA node (nodes: "
+                                  f"{', '.join(map(str, nodes)) or 'none'})")
+    return size, args.node
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.action == "reserve":
-        if args.count is None:
-            args.parser.error("reserve needs a COUNT")
-        with Progress("reserving hugepages", args.count) as bar:
-            res = reserve(args.count, args.size, args.node, allow_partial=args.partial,
-                          progress=bar)
-        result = {"size": res.size, "node": res.node, "previous": res.previous,
-                  "total": res.total, "free": res.free}
-        if args.json:
-            emit_json(result)
-        else:
-            print(f"{format_size(res.size)} pool{'' if res.node is None else f' (node {res.node})'}: "
-                  f"{res.previous} -> {res.total} pages, {res.free} free")
-        return 0
-    if args.action == "release":
-        size = parse_size(args.size) if args.size else None
-        rows = [r for r in _pool_rows() if r["node"] == args.node
-                and (size is None or r["size"] == size) and r["free"] > 0]
-        for r in rows:
-            set_pool_size(r["total"] - r["free"], r["size"], args.node)
-        after = [r for r in _pool_rows() if r["node"] == args.node]
-        if args.json:
-            emit_json(after)
-        else:
-            for r in after:
-                print(f"{format_size(r['size'])} pool: {r['total']} pages, {r['free']} free")
-        return 0
-    rows = _pool_rows()
+    for flag, allowed in (("clean", "audit"), ("yes", "audit"), ("force", "reserve"),
+                          ("partial", "reserve")):
+        if getattr(args, flag) and args.action != allowed:
+            args.parser.error(f"--{flag} applies to `hugepages {allowed}` only")
+    if args.count is not None and args.action not in ("reserve", "release"):
+        args.parser.error(f"`hugepages {args.action}` takes no COUNT")
+    if args.count is not None and args.count < 0:
+        args.parser.error(f"COUNT must be 0 or more, not {args.count}")
+    try:
+        size, node = _selection(args)
+        if args.action == "reserve":
+            return _reserve(args)
+        if args.action == "release":
+            return _release(args, size, node)
+        if args.action == "audit":
+            return _audit(args)
+    except PhysmemError as exc:
+        raise speak_cli(exc) from None
+    rows = [r for r in _pool_rows() if (size is None or r["size"] == size)
+            and (node is None or r["node"] == node)]
     if args.json:
         emit_json(rows)
     else:
@@ -70,4 +121,98 @@ def run(args: argparse.Namespace) -> int:
                     [[format_size(r["size"]), "all" if r["node"] is None else r["node"], r["total"],
                       r["free"], "-" if r["reserved"] is None else r["reserved"], r["surplus"]]
                      for r in rows], align="rrrrrr")
+    return 0
+
+
+def _reserve(args: argparse.Namespace) -> int:
+    if args.count is None:
+        args.parser.error("reserve needs a COUNT")
+    with Progress("reserving hugepages", args.count) as bar:
+        res = reserve(args.count, args.size, args.node, allow_partial=args.partial,
+                      force=args.force, progress=bar)
+    result = {"size": res.size, "node": res.node, "previous": res.previous,
+              "total": res.total, "free": res.free}
+    if args.json:
+        emit_json(result)
+    else:
+        print(f"{format_size(res.size)} pool{'' if res.node is None else f' (node {res.node})'}: "
+              f"{res.previous} -> {res.total} pages, {res.free} free")
+    return 0
+
+
+def _release(args: argparse.Namespace, size: int | None, node: int | None) -> int:
+    if args.count is not None and size is None:
+        from ..hugepages import default_size
+
+        size = default_size()
+    rows = [r for r in _pool_rows() if r["node"] == node and (size is None or r["size"] == size)]
+    for r in rows:
+        give = r["free"] if args.count is None else min(r["free"], args.count)
+        if give:
+            set_pool_size(r["total"] - r["surplus"] - give, r["size"], node)
+    acted = {r["size"] for r in rows}
+    after = [r for r in _pool_rows() if r["node"] == node and r["size"] in acted]
+    if args.json:
+        emit_json(after)
+    else:
+        where = "" if node is None else f" (node {node})"
+        for r in after:
+            print(f"{format_size(r['size'])} pool{where}: {r['total']} pages, {r['free']} free")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from ..hugepages.holders import audit, remove_orphans
+
+    report = audit()
+    removed = None
+    if args.clean and report.orphans:
+        if not args.json:
+            print("orphan hugetlbfs files to remove (nobody maps or holds them):")
+            for f in report.orphans:
+                print(f"  {f.path}  {size_text(f.bytes)} ({f.pages} x {format_size(f.page_size)})")
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise InvalidArgument("--clean asks before removing files; stdin is not a "
+                                      "terminal, so pass --yes to remove them")
+            answer = input(f"remove {len(report.orphans)} file(s)? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing removed")
+                return 0
+        removed = remove_orphans(report)
+        report = audit()
+    if args.json:
+        out = report.to_dict()
+        if removed is not None:
+            out["removed"] = [{"path": f.path, "bytes": f.bytes} for f in removed]
+        emit_json(out)
+        return 0
+    print_table(["size", "node", "total", "free", "rsvd", "surp", "in use", "held", "orphaned",
+                 "unattributed", "surp unheld"],
+                [[format_size(p.size), "all" if p.node is None else p.node, p.total, p.free,
+                  "-" if p.reserved is None else p.reserved, p.surplus, p.in_use, p.held,
+                  "-" if p.orphaned is None else p.orphaned, p.unattributed,
+                  "-" if p.surplus_unheld is None else p.surplus_unheld]
+                 for p in report.pools], align="rrrrrrrrrrr")
+    if report.mappings:
+        print("\nmappings:")
+        print_table(["pid", "comm", "page size", "pages", "reserved", "shared", "path"],
+                    [[m.pid, m.comm, format_size(m.page_size), m.pages, m.reserved,
+                      "yes" if m.shared else "no", m.path or "(anonymous)"]
+                     for m in report.mappings], align="rlrrrll")
+    if report.fds:
+        print("\nopen hugetlbfs files and memfds:")
+        print_table(["pid", "comm", "fd", "pages", "file"],
+                    [[f.pid, f.comm, f.fd, f.pages, f.target] for f in report.fds], align="rlrrl")
+    if removed is not None:
+        print(f"\nremoved {len(removed)} orphan file(s): "
+              + ", ".join(f"{f.path} ({size_text(f.bytes)})" for f in removed))
+    if report.orphans:
+        print("\norphan files (nobody maps or holds them; `physmem hugepages audit --clean` "
+              "removes them):")
+        for f in report.orphans:
+            print(f"  {f.path}  {size_text(f.bytes)} ({f.pages} x {format_size(f.page_size)})")
+    if report.unreadable:
+        print(f"\n{len(report.unreadable)} process(es) could not be read (not root, or "
+              "protected): their pages show as unattributed")
     return 0

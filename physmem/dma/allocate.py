@@ -17,6 +17,7 @@ import numpy as np
 from .._lib import lib
 from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
 from ..hugepages.pools import supported_sizes
+from ..hugepages.guard import PoolGuard
 from ..hugepages.reserve import (
     Reservation,
     demote,
@@ -33,7 +34,7 @@ from ..memfd import MemFd
 from ..pagemap import PageMap
 from .buffer import DmaBuffer
 
-__all__ = ["allocate_contiguous", "allocate_scatter", "longest_contiguous"]
+__all__ = ["allocate_contiguous", "allocate_scatter", "longest_contiguous", "virtual_alignment"]
 
 
 def _page_size(page_size: int | str | None) -> int:
@@ -91,6 +92,8 @@ class _Candidates:
         ps = self.page_size
         start = len(self.paddr)
         got = 0
+        if count <= 0:
+            return 0  # fallocate() of length 0 is EINVAL
         with _on_node(self.node):
             # Page by page only where the pool may run dry; one call otherwise.
             ret = lib.pm_fallocate(self.memfd.fd, 0, start * ps, count * ps)
@@ -165,18 +168,29 @@ def _pick_segments(paddr: np.ndarray, page_size: int, n: int) -> np.ndarray:
     return picked[np.argsort(paddr[picked], kind="stable")]
 
 
-def _map_in_order(memfd: MemFd, pages: np.ndarray, page_size: int) -> Mapping:
-    """One virtual range whose i-th page is file page ``pages[i]``."""
+def virtual_alignment(phys: int, size: int, page_size: int) -> int:
+    """The virtual alignment that matches a contiguous range's physical one: the largest
+    power of two dividing ``phys``, at most the largest power of two <= ``size``, at least
+    ``page_size``. With it, an offset aligned to 2**k is aligned to 2**k both ways."""
+    low = phys & -phys if phys else 1 << 63
+    return max(page_size, min(low, 1 << (size.bit_length() - 1)))
+
+
+def _map_in_order(memfd: MemFd, pages: np.ndarray, page_size: int,
+                  valign: int | None = None) -> Mapping:
+    """One virtual range whose i-th page is file page ``pages[i]``, starting at a multiple
+    of ``valign`` (default: the page size)."""
     total = len(pages) * page_size
+    valign = page_size if valign is None else valign
     # Reserve an aligned stretch of address space first, then place the file pages in it.
-    raw = lib.pm_mmap(0, total + page_size, lib.PROT_NONE,
+    raw = lib.pm_mmap(0, total + valign, lib.PROT_NONE,
                       lib.MAP_PRIVATE | lib.MAP_ANONYMOUS | lib.MAP_NORESERVE, -1, 0)
     if raw < 0:
         raise error_from_errno(-raw, f"cannot reserve {total} bytes of address space")
-    base = (raw + page_size - 1) // page_size * page_size
+    base = (raw + valign - 1) // valign * valign
     if base > raw:
         lib.pm_munmap(raw, base - raw)
-    tail = raw + total + page_size - (base + total)
+    tail = raw + total + valign - (base + total)
     if tail:
         lib.pm_munmap(base + total, tail)
     try:
@@ -208,7 +222,8 @@ def _release_unused(memfd: MemFd, used: np.ndarray, count: int, page_size: int) 
 
 
 def _allocate(size: int | str, *, page_size: int | str | None, node: int | None, align: int | None,
-              reserve_pages: bool, scatter: bool, max_segments: int | None) -> DmaBuffer:
+              reserve_pages: bool, scatter: bool, max_segments: int | None,
+              force: bool = False) -> DmaBuffer:
     nbytes = _check_size(size)
     ps = _page_size(page_size)
     pool_dir(ps, node)  # validates node
@@ -220,12 +235,48 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
                                      or not isinstance(max_segments, int) or max_segments < 1):
         raise InvalidArgument(f"max_segments {max_segments!r} must be a positive integer")
     n = -(-nbytes // ps)
-    reservation: Reservation | None = None
-    if reserve_pages:
-        reservation = reserve(n, ps, node)
-    cands = None
+    if not reserve_pages:
+        return _allocate_from_pool(nbytes, ps, node, align, n, scatter, max_segments, None)
+    # Every pool this allocation grows is armed in a guardian process before it is written,
+    # so a SIGKILL anywhere from here on leaves the pools as they were.
+    guard = PoolGuard()
+    handed_over = False
     try:
-        cands = _Candidates(ps, node)
+        reservation = reserve(n, ps, node, force=force, guard=guard)
+        try:
+            buf = _allocate_from_pool(nbytes, ps, node, align, n, scatter, max_segments,
+                                      (reservation, guard, force))
+        except BaseException:
+            reservation.release()
+            raise
+        # The buffer's pages are in hand: shrink the pool back at once. Its pages live on as
+        # surplus pages, which the kernel frees when they are unmapped (close, exit, kill).
+        try:
+            settled = reservation.to_surplus()
+        except BaseException:
+            with contextlib.suppress(BufferError):
+                buf.close()  # releases the reservation too
+            reservation.release()
+            raise
+        if settled:
+            buf._reservation = None
+        else:
+            # The kernel kept the pages persistent: restore on close, and keep the guardian
+            # (owned by the reservation now) for the buffer's lifetime.
+            reservation.guard = guard
+            handed_over = True
+    finally:
+        if not handed_over:
+            guard.disarm()
+    return buf
+
+
+def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: int,
+                        scatter: bool, max_segments: int | None,
+                        grow: tuple[Reservation, PoolGuard, bool] | None) -> DmaBuffer:
+    reservation = grow[0] if grow is not None else None
+    cands = _Candidates(ps, node)
+    try:
         want = n + (align // ps - 1 if align > ps else 0)
         chosen = None
         longest = 0
@@ -233,8 +284,8 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
         while True:
             # Ask for what is needed, then double: a fragmented pool costs a few rounds,
             # a tidy one (the usual case) faults in no page beyond the buffer.
-            grow = min(_free_pages(ps, node), max(want - len(cands), len(cands)))
-            got = cands.grow(grow) if grow > 0 else 0
+            more = min(_free_pages(ps, node), max(want - len(cands), len(cands)))
+            got = cands.grow(more) if more > 0 else 0
             if scatter:
                 if len(cands) >= n:
                     chosen = _pick_segments(cands.paddr, ps, n)
@@ -250,35 +301,33 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
                 # A reservation of our own may grow. Demoted gigantic pages are adjacent by
                 # construction, so try that once; then more pages, which the kernel hands out
                 # in no particular order but which make a run likelier.
-                if reservation is not None and not demoted:
+                if grow is not None and not demoted:
                     demoted = True
-                    if _grow_by_demotion(reservation, n, ps, node):
+                    if _grow_by_demotion(grow[0], n, ps, node, grow[1], grow[2]):
                         continue
-                if reservation is None or len(cands) >= _reserve_cap(n) or \
-                        reservation.extend(min(max(n, len(cands)), _reserve_cap(n) - len(cands))) == 0:
+                if grow is None or len(cands) >= _reserve_cap(n) or grow[0].extend(
+                        min(max(n, len(cands)), _reserve_cap(n) - len(cands)),
+                        force=grow[2]) == 0:
                     chosen = None
                     break
         if chosen is None:
             raise _unavailable(nbytes, ps, node, n, cands, longest, scatter, max_segments)
-        mapping = _map_in_order(cands.memfd, chosen, ps)
+        paddr = cands.paddr[chosen]
+        valign = None if scatter else virtual_alignment(int(paddr[0]), n * ps, ps)
+        mapping = _map_in_order(cands.memfd, chosen, ps, valign)
         try:
             _release_unused(cands.memfd, chosen, len(cands), ps)
-            buf = DmaBuffer._create(mapping, cands.paddr[chosen], node=node,
-                                    reservation=reservation)
+            cands.close()  # the mapping keeps the chosen pages; the file has no other pages
+            return DmaBuffer._create(mapping, paddr, node=node, reservation=reservation)
         except BaseException:
             mapping.close()
             raise
-    except BaseException:
-        if reservation is not None:
-            reservation.release()
-        raise
     finally:
-        if cands is not None:
-            cands.close()  # the mapping keeps the chosen pages; the file has no other pages
-    return buf
+        cands.close()
 
 
-def _grow_by_demotion(reservation: Reservation, n: int, ps: int, node: int | None) -> bool:
+def _grow_by_demotion(reservation: Reservation, n: int, ps: int, node: int | None,
+                      guard: PoolGuard, force: bool) -> bool:
     """Add physically adjacent ``ps`` pages to the pool by demoting fresh gigantic pages.
 
     The gigantic pool ends as it was (its new pages are demoted away); the ``ps`` pool's
@@ -290,7 +339,7 @@ def _grow_by_demotion(reservation: Reservation, n: int, ps: int, node: int | Non
     big = bigger[0]
     count = -(-n * ps // big)
     try:
-        with reserve(count, big, node, allow_partial=True) as giant:
+        with reserve(count, big, node, allow_partial=True, force=force, guard=guard) as giant:
             got = demote(min(count, giant.free), big, node)
     except (OSError, InvalidArgument):
         return False
@@ -330,25 +379,34 @@ def _unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidate
 
 def allocate_contiguous(size: int | str, *, page_size: int | str | None = None,
                         node: int | None = None, align: int | None = None,
-                        reserve: bool = False) -> DmaBuffer:
+                        reserve: bool = False, force: bool = False) -> DmaBuffer:
     """A buffer whose virtual and physical addresses are both contiguous.
 
     ``size`` is rounded up to whole hugepages of ``page_size`` (default: the default hugepage
     size, 2 MiB on x86-64; ``"1G"`` for gigantic pages). ``node`` takes pages from that NUMA
-    node; ``align`` makes the physical start a multiple of it. ``reserve=True`` (root) grows
-    the pool by what is needed and gives it back on close. Raises
+    node; ``align`` makes the physical start a multiple of it. The virtual start is aligned
+    like the physical one (see :func:`virtual_alignment`). Raises
     :class:`ContiguityUnavailable` with the longest run found if no run is long enough.
+
+    ``reserve=True`` (root) grows the pool by what is needed, demoting a gigantic page into
+    adjacent pages if that is what it takes, and shrinks it back before returning: the
+    buffer's pages stay as surplus pages, which the kernel frees when they are unmapped, so
+    the pool is as it was after close(), a normal exit, SIGKILL or the OOM killer alike.
+    A guardian process covers the allocation itself. Growth into the last few percent of
+    MemAvailable is refused unless ``force`` (see :func:`physmem.hugepages.reserve`).
     """
     return _allocate(size, page_size=page_size, node=node, align=align, reserve_pages=reserve,
-                     scatter=False, max_segments=None)
+                     scatter=False, max_segments=None, force=force)
 
 
 def allocate_scatter(size: int | str, *, page_size: int | str | None = None,
                      node: int | None = None, max_segments: int | None = None,
-                     reserve: bool = False) -> DmaBuffer:
-    """A buffer of hugepages in as few physically contiguous segments as the pool allows."""
+                     reserve: bool = False, force: bool = False) -> DmaBuffer:
+    """A buffer of hugepages in as few physically contiguous segments as the pool allows.
+
+    ``reserve`` and ``force`` as for :func:`allocate_contiguous`."""
     return _allocate(size, page_size=page_size, node=node, align=None, reserve_pages=reserve,
-                     scatter=True, max_segments=max_segments)
+                     scatter=True, max_segments=max_segments, force=force)
 
 
 def longest_contiguous(page_size: int | str | None = None, node: int | None = None) -> int:

@@ -14,12 +14,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._args import as_nonneg
 from .._lib import ffi, lib
 from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
 from .allocate import allocate_contiguous
 from .buffer import DmaBuffer
 
-__all__ = ["DmaPool", "DmaBlock"]
+__all__ = ["DmaPool", "DmaBlock", "DmaBlocks"]
 
 _MIN_BLOCK = 1 << lib.PM_DMAPOOL_MIN_ORDER
 _c_alloc = lib.pm_dmapool_alloc
@@ -38,6 +39,16 @@ class DmaBlock(NamedTuple):
         return f"DmaBlock(address={self.address:#x}, phys={self.phys:#x}, size={self.size})"
 
 
+class DmaBlocks(NamedTuple):
+    """Blocks from :meth:`DmaPool.alloc_many`: virtual ``address`` and physical ``phys`` of
+    each (uint64 arrays, in the same order), all of ``size`` bytes as asked for. Give them
+    back with :meth:`DmaPool.free_many`."""
+
+    address: np.ndarray
+    phys: np.ndarray
+    size: int
+
+
 def _trailing_zeros(value: int) -> int:
     return (value & -value).bit_length() - 1
 
@@ -49,10 +60,15 @@ def _is_pow2(value: int) -> bool:
 class DmaPool:
     """One physically contiguous buffer of ``size`` bytes handing out blocks.
 
-    ``size``, ``page_size`` and ``node`` are passed to
-    :func:`~physmem.dma.allocate_contiguous`. Blocks are powers of two from 64 bytes up to
-    :attr:`max_block` (the largest power of two to which the buffer's virtual and physical
-    start are both aligned, at least one hugepage); :attr:`used` counts that rounded size.
+    ``size``, ``page_size``, ``node`` and ``reserve`` are passed to
+    :func:`~physmem.dma.allocate_contiguous` (``reserve=True``: grow the hugepage pool for
+    it, with nothing left behind once the pool is closed or the process dies), or
+    :meth:`from_buffer` carves an existing contiguous buffer. Blocks are powers of two from
+    64 bytes up to :attr:`max_block`, the largest power of two to which the buffer's virtual
+    and physical start are both aligned, at most the pool's size; the buffer's virtual start
+    is aligned like its physical one, so that is what the physical layout allows.
+    :attr:`used` counts that rounded size. :meth:`alloc_many` / :meth:`free_many` take or
+    return many blocks in one call and under one lock.
 
     :meth:`close` (and leaving a ``with`` block) refuses with ``BufferError`` while blocks are
     outstanding, because a device may still be writing into them and their memory would go
@@ -61,18 +77,35 @@ class DmaPool:
     """
 
     __slots__ = ("_buffer", "_pool", "address", "phys", "size", "page_size", "node",
-                 "max_block", "_max_order")
+                 "max_block", "_max_order", "_owns_buffer")
 
     def __init__(self, size: int | str, *, page_size: int | str | None = None,
-                 node: int | None = None) -> None:
-        buffer = allocate_contiguous(size, page_size=page_size, node=node)
+                 node: int | None = None, reserve: bool = False) -> None:
+        buffer = allocate_contiguous(size, page_size=page_size, node=node, reserve=reserve)
         try:
-            self._adopt(buffer)
+            self._adopt(buffer, owns=True)
         except BaseException:
             buffer.close()
             raise
 
-    def _adopt(self, buffer: DmaBuffer) -> None:
+    @classmethod
+    def from_buffer(cls, buffer: DmaBuffer) -> DmaPool:
+        """A pool over an existing physically contiguous :class:`DmaBuffer`.
+
+        The buffer stays the caller's: :meth:`close` stops the pool but leaves the buffer
+        mapped (close it after the pool). :attr:`max_block` follows the buffer's own
+        virtual and physical alignment.
+        """
+        if not isinstance(buffer, DmaBuffer):
+            raise InvalidArgument(
+                f"from_buffer() takes a DmaBuffer (from allocate_contiguous), not {buffer!r:.80}")
+        buffer._require_open()
+        self = object.__new__(cls)
+        self._adopt(buffer, owns=False)  # .phys raises NotContiguous for a scatter buffer
+        return self
+
+    def _adopt(self, buffer: DmaBuffer, *, owns: bool) -> None:
+        self._owns_buffer = owns
         self._buffer = buffer
         self.address = buffer.address
         self.phys = buffer.phys
@@ -129,6 +162,58 @@ class DmaPool:
                 "allocated it", address=block.address)
         if ret < 0:
             self._free_failed(ret, block)
+
+    def alloc_many(self, count: int, nbytes: int, *, align: int = 64,
+                   boundary: int | None = None) -> DmaBlocks:
+        """``count`` blocks as :meth:`alloc` would return them, in one call under one lock
+        (like DPDK's ``rte_mempool_get_bulk``): all of them, or none and
+        :class:`~physmem.errors.DmaPoolExhausted`."""
+        count = as_nonneg(count, "count", hi=self.size // _MIN_BLOCK)
+        nbytes, align, boundary = self._check_request(nbytes, align, boundary)
+        order = (max(nbytes, align) - 1).bit_length()
+        offsets = np.empty(count, dtype=np.uint64)
+        ret = lib.pm_dmapool_alloc_many(self._pool, order, count,
+                                        ffi.from_buffer("uint64_t[]", offsets))
+        if ret < 0:
+            self._alloc_failed(ret, nbytes, align, order, count)
+        return DmaBlocks(offsets + np.uint64(self.address), offsets + np.uint64(self.phys),
+                         nbytes)
+
+    def free_many(self, blocks: DmaBlocks | Any, size: int | None = None) -> None:
+        """Give back blocks from :meth:`alloc_many`: the :class:`DmaBlocks` itself, or an
+        array of virtual addresses and the ``size`` they were allocated with. All or none:
+        a double, duplicate or foreign entry raises InvalidArgument naming it and frees
+        nothing."""
+        if isinstance(blocks, DmaBlocks):
+            if size is not None:
+                raise InvalidArgument("free_many(blocks) takes no size: the DmaBlocks has it")
+            addresses, size = blocks.address, blocks.size
+        else:
+            addresses = blocks
+            if size is None:
+                raise InvalidArgument("free_many(addresses, size) needs the size the blocks "
+                                      "were allocated with")
+        size = as_nonneg(size, "size")
+        try:
+            addr = np.asarray(addresses)
+            if addr.ndim != 1 or not (addr.dtype.kind in "ui" or addr.size == 0):
+                raise TypeError
+            addr = addr.astype(np.uint64, copy=False)
+        except (TypeError, ValueError):
+            raise InvalidArgument(
+                f"free_many() takes a DmaBlocks or a 1-D array of integer addresses, not "
+                f"{addresses!r:.80}") from None
+        offsets = np.ascontiguousarray(addr - np.uint64(self.address))  # wraps if below
+        orders = np.empty(len(offsets), dtype=np.uint8)
+        bad = ffi.new("uint64_t *")
+        ret = lib.pm_dmapool_free_many(self._pool, ffi.from_buffer("uint64_t[]", offsets),
+                                       len(offsets), size,
+                                       ffi.from_buffer("unsigned char[]", orders), bad)
+        if ret < 0:
+            i = int(bad[0])
+            block = DmaBlock(int(addr[i]), self.phys + int(offsets[i]), size) \
+                if ret != -_errno.EBADF else DmaBlock(0, 0, size)
+            self._free_failed(ret, block, f" (entry {i}; nothing was freed)")
 
     def array(self, block: DmaBlock, dtype: Any = np.uint8) -> np.ndarray:
         """A numpy view of ``block``'s bytes (close() refuses while views exist)."""
@@ -188,7 +273,8 @@ class DmaPool:
                 f"({self.size - free} bytes) are still allocated and a device may still be "
                 "writing into them; free() them first, or close(force=True) once the device "
                 "has stopped")
-        self._buffer.close()
+        if self._owns_buffer:
+            self._buffer.close()
 
     def __enter__(self) -> DmaPool:
         return self
@@ -229,28 +315,33 @@ class DmaPool:
                 f"{self.max_block} bytes; use allocate_contiguous() for buffers this large")
         return nbytes, align, boundary
 
-    def _alloc_failed(self, ret: int, nbytes: int, align: int, order: int) -> None:
+    def _alloc_failed(self, ret: int, nbytes: int, align: int, order: int,
+                      count: int = 1) -> None:
         if ret == -_errno.EBADF:
             raise InvalidArgument(f"the DmaPool at {self.address:#x} is closed")
         if ret == -_errno.E2BIG:  # align beyond max_block: the fast path let it through
             self._check_request(nbytes, align, None)
         free, _, largest, _ = self._stats()
+        what = f"no free {1 << order}-byte block" if count == 1 else \
+            f"no {count} free {1 << order}-byte blocks (nothing was allocated)"
         raise DmaPoolExhausted(
-            f"the DmaPool at {self.address:#x} has no free {1 << order}-byte block for "
+            f"the DmaPool at {self.address:#x} has {what} for "
             f"nbytes={nbytes} (align={align}): {free} of {self.size} bytes are free, the "
             f"largest free block is {largest} bytes; free blocks or use a larger pool",
             wanted=1 << order, available=free, largest=largest)
 
-    def _free_failed(self, ret: int, block: DmaBlock) -> None:
+    def _free_failed(self, ret: int, block: DmaBlock, where: str = "") -> None:
         if ret == -_errno.EBADF:
             raise InvalidArgument(f"the DmaPool at {self.address:#x} is closed")
         if ret == -_errno.ERANGE:
             raise InvalidArgument(
-                f"{block!r} claims more bytes than the block allocated at {block.address:#x}; "
-                "pass the DmaBlock alloc() returned, unchanged", address=block.address)
+                f"{block!r}{where} claims more bytes than the block allocated at "
+                f"{block.address:#x}; pass the blocks alloc() returned, unchanged",
+                address=block.address)
         raise InvalidArgument(
-            f"no block is allocated at {block.address:#x}: {block!r} was already freed "
-            "(double free) or was never returned by alloc()", address=block.address)
+            f"no block is allocated at {block.address:#x}: {block!r}{where} was already "
+            "freed (double free), is listed twice, or was never returned by this pool",
+            address=block.address)
 
 
 def _as_int(name: str, value: Any) -> int:

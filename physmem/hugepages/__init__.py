@@ -1,6 +1,9 @@
-"""Hugepages: the kernel's pools (pools.py) and growing them on purpose (reserve.py)."""
+"""Hugepages: the kernel's pools (pools.py), growing them on purpose (reserve.py, guarded
+against the grower's death by guard.py), and who holds their pages (holders.py)."""
 from __future__ import annotations
 
+from .guard import PoolGuard
+from .holders import Audit, HugetlbfsFile, HugetlbFd, HugetlbMapping, PoolAudit, audit, remove_orphans
 from .pools import Pool, default_size, node_pools, pools, supported_sizes
 from .reserve import (
                       HugetlbfsMount,
@@ -16,4 +19,5 @@ from .reserve import (
 
 __all__ = ["Pool", "default_size", "node_pools", "pools", "supported_sizes", "HugetlbfsMount",
            "Reservation", "compact", "demote", "demote_size", "mounts", "parse_size", "reserve",
-           "set_pool_size"]
+           "set_pool_size", "PoolGuard", "Audit", "HugetlbfsFile", "HugetlbFd", "HugetlbMapping",
+           "PoolAudit", "audit", "remove_orphans"]

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
+from .._args import as_nonneg
 from .._sysfs import read_int
 from .._syntax import parse_size, unescape_octal
 from ..errors import (
@@ -22,8 +23,12 @@ from ..errors import (
 from .pools import default_size, supported_sizes
 from .sizes import explain_size, format_size
 
+if TYPE_CHECKING:
+    from .guard import PoolGuard
+
 __all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "demote", "demote_size",
-           "compact", "mounts", "pool_dir", "parse_size", "resolve_size", "describe_free_memory"]
+           "compact", "mounts", "pool_dir", "parse_size", "resolve_size", "describe_free_memory",
+           "persistent_pages", "MEMORY_MARGIN_FRACTION", "MEMORY_MARGIN_MIN"]
 
 def resolve_size(size: int | str | None, proc_root: str = "/proc") -> int:
     """A page size in bytes from ``2M``/``1G``/bytes, or the kernel's default for None."""
@@ -58,6 +63,56 @@ def _count(directory: str, name: str) -> int:
     return value
 
 
+def persistent_pages(directory: str) -> int:
+    """The pool's persistent size: ``nr_hugepages`` less its surplus pages.
+
+    This, not ``nr_hugepages``, is what writing ``nr_hugepages`` sets: writing back a total
+    read while surplus pages existed would turn them into persistent pages (a leak).
+    """
+    return _count(directory, "nr_hugepages") - _count(directory, "surplus_hugepages")
+
+
+# reserve() refuses to grow a pool into the last MEMORY_MARGIN_FRACTION of RAM (at least
+# MEMORY_MARGIN_MIN bytes) of MemAvailable: hugepages are taken from the page allocator at
+# once and nothing can reclaim them, so the rest of the system would be pushed into OOM.
+MEMORY_MARGIN_FRACTION = 0.05
+MEMORY_MARGIN_MIN = 256 << 20
+
+
+def _memory_allowance(proc_root: str) -> tuple[int, int, int] | None:
+    """(bytes a pool may grow by, MemAvailable, margin), or None without MemAvailable."""
+    from ..proc import meminfo
+
+    info = meminfo(proc_root=proc_root)
+    available, total = info.get("MemAvailable"), info.get("MemTotal")
+    if available is None or total is None:
+        return None
+    margin = max(MEMORY_MARGIN_MIN, int(total * MEMORY_MARGIN_FRACTION))
+    return max(0, available - margin), available, margin
+
+
+def _check_memory(pages: int, size: int, node: int | None, proc_root: str) -> None:
+    allowance = _memory_allowance(proc_root)
+    if pages <= 0 or allowance is None or pages * size <= allowance[0]:
+        return
+    allowed, available, margin = allowance
+    where = "" if node is None else f" on node {node}"
+    raise HugePagesUnavailable(
+        f"refusing to grow the {format_size(size)} hugepage pool{where} by {pages} pages "
+        f"({_human(pages * size)}): MemAvailable is {_human(available)}, and a margin of "
+        f"{_human(margin)} is kept for the rest of the system, which leaves "
+        f"{_human(allowed)} ({allowed // size} pages). Ask for fewer pages, free memory, "
+        "or pass force=True to take it anyway",
+        obtained=0, wanted=pages, size=size, node=node)
+
+
+def _human(nbytes: int) -> str:
+    for unit, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if nbytes >= unit:
+            return f"{nbytes / unit:.1f} {name}"
+    return f"{nbytes} bytes"
+
+
 def set_pool_size(total: int, size: int | str | None = None, node: int | None = None, *,
                   sys_root: str = "/sys", proc_root: str = "/proc") -> int:
     """Set a pool's page count (no restore: for administration); returns the count now."""
@@ -90,7 +145,14 @@ def describe_free_memory(proc_root: str = "/proc") -> str:
 
 @dataclass
 class Reservation:
-    """A pool grown by :func:`reserve`; :meth:`release` (or leaving the ``with``) restores it."""
+    """A pool grown by :func:`reserve`; :meth:`release` (or leaving the ``with``) restores it.
+
+    ``previous`` is ``nr_hugepages`` before, ``previous_surplus`` the surplus pages it
+    included; release restores the persistent size, ``previous - previous_surplus``. The
+    growth is persistent until then: a process killed before it releases leaves the pool
+    grown, unless a :class:`~physmem.hugepages.guard.PoolGuard` was armed for it; ``guard``
+    is one this reservation owns, disarmed once the pool is restored.
+    """
 
     size: int
     node: int | None
@@ -99,11 +161,22 @@ class Reservation:
     free: int
     path: str
     released: bool = field(default=False)
+    previous_surplus: int = 0
+    guard: PoolGuard | None = field(default=None, repr=False)
 
-    def extend(self, extra: int) -> int:
-        """Grow the pool by up to ``extra`` more pages; returns how many the kernel added."""
+    def extend(self, extra: int, *, force: bool = False, proc_root: str = "/proc") -> int:
+        """Grow the pool by up to ``extra`` more pages; returns how many the kernel added.
+
+        Like :func:`reserve`, stays out of the memory margin unless ``force``: ``extra`` is
+        cut to what MemAvailable allows (0 when nothing is)."""
         if self.released:
             raise InvalidArgument("the reservation was released")
+        extra = as_nonneg(extra, "extra")
+        allowance = None if force else _memory_allowance(proc_root)
+        if allowance is not None:
+            extra = min(extra, allowance[0] // self.size)
+        if extra == 0:
+            return 0
         before = _count(self.path, "nr_hugepages")
         _write_total(self.path, before + extra)
         self.total = _count(self.path, "nr_hugepages")
@@ -115,11 +188,38 @@ class Reservation:
         self.total = _count(self.path, "nr_hugepages")
         self.free = _count(self.path, "free_hugepages")
 
+    @property
+    def persistent(self) -> int:
+        """The pool's persistent size before the reservation: what :meth:`release` restores."""
+        return self.previous - self.previous_surplus
+
     def release(self) -> None:
         """Put the pool back to its previous size (pages in use become surplus, freed later)."""
         if not self.released:
-            _write_total(self.path, self.previous)
+            _write_total(self.path, self.persistent)
             self.released = True
+        if self.guard is not None:
+            self.guard.disarm()
+
+    def to_surplus(self) -> bool:
+        """Give the growth back now, leaving the pages still in use as surplus pages.
+
+        The kernel frees a surplus page to the page allocator as soon as its last user lets
+        go, so from here on nothing is left to restore: not on close, not after SIGKILL.
+        Free pages beyond the previous size leave the pool at once. Returns False, the pool
+        still grown and the reservation unreleased, where the kernel kept the pages
+        persistent instead (then only :meth:`release` restores the pool).
+        """
+        if self.released:
+            return True
+        _write_total(self.path, self.persistent)
+        if persistent_pages(self.path) > self.persistent:
+            return False  # release() writes it again once the pages are free
+        self.released = True
+        self.refresh()
+        if self.guard is not None:
+            self.guard.disarm()
+        return True
 
     def __enter__(self) -> Reservation:
         return self
@@ -129,8 +229,9 @@ class Reservation:
 
 
 def reserve(count: int, size: int | str | None = None, node: int | None = None, *,
-            allow_partial: bool = False, sys_root: str = "/sys", proc_root: str = "/proc",
-            progress: Callable[[int, int], None] | None = None) -> Reservation:
+            allow_partial: bool = False, force: bool = False, sys_root: str = "/sys",
+            proc_root: str = "/proc", progress: Callable[[int, int], None] | None = None,
+            guard: PoolGuard | None = None) -> Reservation:
     """Make at least ``count`` free pages of ``size`` (default: the default hugepage size)
     available, in the global pool or NUMA ``node``'s.
 
@@ -138,14 +239,24 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
     pool is put back and :class:`HugePagesUnavailable` raised (with the obtained count and
     buddyinfo), unless ``allow_partial``. Needs root. With ``progress(done, wanted)``
     the pool grows a page at a time (gigantic pages can take seconds each) and reports.
+
+    Growth that would eat into the last few percent of MemAvailable (see
+    ``MEMORY_MARGIN_FRACTION``) is refused with the numbers, unless ``force``. The pool stays
+    grown until :meth:`Reservation.release`, also if this process is killed, unless
+    ``guard`` (a :class:`~physmem.hugepages.guard.PoolGuard`) is given: it is armed with the
+    pool's previous persistent size before the pool is written. The caller disarms it.
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise InvalidArgument(f"count {count!r} must be a non-negative integer")
+    count = as_nonneg(count, "count")
     size = resolve_size(size, proc_root)
     directory = pool_dir(size, node, sys_root=sys_root)
     previous = _count(directory, "nr_hugepages")
+    surplus = _count(directory, "surplus_hugepages")
     free = _count(directory, "free_hugepages")
     target = previous + max(0, count - free)
+    if not force:
+        _check_memory(target - previous, size, node, proc_root)
+    if guard is not None:  # also when nothing is written now: demotion may grow it later
+        guard.arm(f"{directory}/nr_hugepages", previous - surplus)
     if progress is not None:
         for step in range(previous + 1, target + 1):
             _write_total(directory, step)
@@ -157,7 +268,7 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
     total = _count(directory, "nr_hugepages")
     free_now = _count(directory, "free_hugepages")
     res = Reservation(size=size, node=node, previous=previous, total=total, free=free_now,
-                      path=directory)
+                      path=directory, previous_surplus=surplus)
     if free_now < count and not allow_partial:
         res.release()
         where = "" if node is None else f" on node {node}"

@@ -1,0 +1,296 @@
+"""Who holds the hugepages: reconcile every pool's counters with the processes and files
+that hold its pages, and find the orphans (hugetlbfs files nobody maps or holds open).
+
+Sources, all read through :mod:`physmem.proc`: ``/proc/<pid>/smaps`` (hugetlb mappings: the
+``ht`` VmFlag, ``KernelPageSize``, ``Shared_Hugetlb``/``Private_Hugetlb``; ``nr`` marks
+MAP_NORESERVE), ``/proc/<pid>/numa_maps`` (pages per node), ``/proc/<pid>/fd`` and
+``map_files`` (which file: device, inode and its allocated pages), and every hugetlbfs
+mount. Crashed DPDK or SPDK applications leave ``rtemap_*``/``spdk*`` files behind on
+hugetlbfs; their pages stay out of the pool until the files are removed.
+
+The pages a process holds are counted once per file (shared memory, memfds, files) plus
+the private copies in MAP_PRIVATE mappings. ``Rsvd`` is attributed to the mappings whose
+pages are not faulted in yet (not MAP_NORESERVE; a shared file's once): the kernel shows no
+per-mapping reservation, and a file's reservation outlives its mappings, so this is exact
+only while every reserving mapping is alive.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import PermissionDenied, PhysmemError
+from ..proc.fds import FileStat, mapped_file, open_files, pids
+from .pools import pools, supported_sizes
+from .reserve import mounts
+
+__all__ = ["HugetlbMapping", "HugetlbFd", "HugetlbfsFile", "PoolAudit", "Audit", "audit",
+           "remove_orphans"]
+
+FileId = tuple[int, int]  # (st_dev, st_ino)
+
+
+@dataclass(frozen=True)
+class HugetlbMapping:
+    """A hugetlb mapping of a process. ``pages`` are faulted in (of ``page_size``);
+    ``reserved`` the unfaulted pages it holds a reservation for (estimate)."""
+
+    pid: int
+    comm: str
+    start: int
+    end: int
+    page_size: int
+    path: str
+    device: int
+    inode: int
+    shared: bool
+    pages: int
+    private_pages: int
+    reserved: int
+    nodes: dict[int, int]
+
+
+@dataclass(frozen=True)
+class HugetlbFd:
+    """A hugetlbfs file (memfd, or a file on a mount) a process holds open."""
+
+    pid: int
+    comm: str
+    fd: int
+    target: str
+    page_size: int
+    device: int
+    inode: int
+    size: int
+    pages: int
+
+
+@dataclass(frozen=True)
+class HugetlbfsFile:
+    """A file on a hugetlbfs mount, the pages it holds, and who maps or holds it."""
+
+    path: str
+    mount: str
+    page_size: int
+    size: int
+    bytes: int
+    pages: int
+    holders: tuple[int, ...]
+
+    @property
+    def orphan(self) -> bool:
+        return not self.holders
+
+
+@dataclass(frozen=True)
+class PoolAudit:
+    """One pool (``node`` None: the whole size) reconciled with what holds its pages.
+
+    ``in_use`` is total - free; ``held`` the pages attributed to processes (mappings and
+    open files); ``orphaned`` the pages of orphan files; ``unattributed`` what is in use
+    and neither (negative only if attribution overcounts, for example COW pages shared
+    after fork). ``surplus_unheld`` surplus pages no process holds. For node pools only the
+    pages processes map on that node are known (from numa_maps): files and memfds are not
+    placed by node, so ``orphaned`` and ``surplus_unheld`` are None there."""
+
+    size: int
+    node: int | None
+    total: int
+    free: int
+    reserved: int | None
+    surplus: int
+    in_use: int
+    held: int
+    orphaned: int | None
+    unattributed: int
+    surplus_unheld: int | None
+    reserved_attributed: int | None
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The result of :func:`audit`. ``to_dict()`` is the ``--json`` form."""
+
+    pools: tuple[PoolAudit, ...]
+    mappings: tuple[HugetlbMapping, ...]
+    fds: tuple[HugetlbFd, ...]
+    files: tuple[HugetlbfsFile, ...]
+    unreadable: tuple[int, ...] = field(default=())  # pids whose files could not be read
+
+    @property
+    def orphans(self) -> tuple[HugetlbfsFile, ...]:
+        return tuple(f for f in self.files if f.orphan)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["orphans"] = [asdict(f) for f in self.orphans]
+        for m in out["mappings"]:
+            m["nodes"] = {str(k): v for k, v in m["nodes"].items()}
+        return out
+
+
+def _comm(pid: int, proc_root: str) -> str:
+    from ..proc import stat
+
+    try:
+        return stat(pid, proc_root=proc_root).comm
+    except PhysmemError:
+        return "?"
+
+
+def _scan_process(pid: int, proc_root: str, base_page: int, sizes: set[int]
+                  ) -> tuple[list[HugetlbMapping], list[HugetlbFd], dict[FileId, FileStat]]:
+    from ..proc import numa_maps, smaps
+
+    comm = _comm(pid, proc_root)
+    maps: list[HugetlbMapping] = []
+    stats: dict[FileId, FileStat] = {}
+    vmas = [v for v in smaps(pid, proc_root=proc_root) if "ht" in v.vm_flags]
+    nodes: dict[int, dict[int, int]] = {}
+    if vmas:
+        try:
+            nodes = {n.address: n.nodes for n in numa_maps(pid, proc_root=proc_root) if n.huge}
+        except PhysmemError:
+            nodes = {}  # a kernel without NUMA: no placement, the rest still holds
+    for v in vmas:
+        ps = v.get("KernelPageSize", base_page) or base_page
+        faulted = (v.get("Shared_Hugetlb", 0) + v.get("Private_Hugetlb", 0)) // ps
+        private = v.get("Private_Hugetlb", 0) // ps if not v.shared else 0
+        device = os.makedev(v.device.major, v.device.minor)
+        try:
+            st = mapped_file(pid, v.start, v.end, proc_root)
+            device = st.device
+            stats[(st.device, st.inode)] = st
+        except PhysmemError:
+            pass
+        # Pages of the mapping not faulted in yet hold a reservation unless MAP_NORESERVE
+        # ("nr"). For a shared mapping the reservation is the file's: counted once per file.
+        noreserve = "nr" in v.vm_flags
+        reserved = 0 if noreserve else max(0, (v.end - v.start) // ps - faulted)
+        maps.append(HugetlbMapping(pid, comm, v.start, v.end, ps, v.path, device, v.inode,
+                                   v.shared, faulted, private, reserved,
+                                   dict(nodes.get(v.start, {}))))
+    fds: list[HugetlbFd] = []
+    for f in open_files(pid, proc_root):
+        if f.stat.block_size <= base_page or f.stat.block_size not in sizes:
+            continue  # hugetlbfs reports its page size as the block size; nothing else does
+        stats[(f.stat.device, f.stat.inode)] = f.stat
+        fds.append(HugetlbFd(pid, comm, f.fd, f.target, f.stat.block_size, f.stat.device,
+                             f.stat.inode, f.stat.size, f.stat.allocated // f.stat.block_size))
+    return maps, fds, stats
+
+
+def audit(proc_root: str = "/proc", sys_root: str = "/sys") -> Audit:
+    """Reconcile every hugepage pool with the processes and files holding its pages.
+
+    Needs root to see other processes' mappings and open files; processes it cannot read
+    are listed in ``unreadable``. A process that exits meanwhile is skipped.
+    """
+    base_page = os.sysconf("SC_PAGE_SIZE")
+    sizes = set(supported_sizes(sys_root))
+    mappings: list[HugetlbMapping] = []
+    fds: list[HugetlbFd] = []
+    stats: dict[FileId, FileStat] = {}
+    holders: dict[FileId, set[int]] = defaultdict(set)
+    unreadable = []
+    for pid in pids(proc_root):
+        try:
+            m, f, s = _scan_process(pid, proc_root, base_page, sizes)
+        except PermissionDenied:
+            unreadable.append(pid)
+            continue
+        except PhysmemError:
+            continue  # gone, or a kernel thread
+        mappings += m
+        fds += f
+        stats.update(s)
+        for x in m:
+            holders[(x.device, x.inode)].add(pid)
+        for y in f:
+            holders[(y.device, y.inode)].add(pid)
+    files = []
+    for mnt in mounts(proc_root):
+        for dirpath, _, names in os.walk(mnt.path):
+            for name in sorted(names):
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                nbytes = st.st_blocks * 512
+                ps = mnt.page_size or st.st_blksize
+                stats[key] = FileStat(st.st_dev, st.st_ino, st.st_size, nbytes, ps)
+                files.append(HugetlbfsFile(path, mnt.path, ps, st.st_size, nbytes,
+                                           nbytes // ps if ps else 0,
+                                           tuple(sorted(holders.get(key, ())))))
+    return Audit(_reconcile(mappings, stats, holders, files, sys_root), tuple(mappings),
+                 tuple(fds), tuple(files), tuple(unreadable))
+
+
+def _reconcile(mappings: list[HugetlbMapping], stats: dict[FileId, FileStat],
+               holders: dict[FileId, set[int]], files: list[HugetlbfsFile],
+               sys_root: str) -> tuple[PoolAudit, ...]:
+    held: dict[int, int] = defaultdict(int)
+    orphaned: dict[int, int] = defaultdict(int)
+    reserved: dict[int, int] = defaultdict(int)
+    for key, st in stats.items():
+        if st.block_size and key in holders:
+            held[st.block_size] += st.allocated // st.block_size  # once per file
+    for f in files:
+        if f.orphan:
+            orphaned[f.page_size] += f.pages
+    on_node: dict[tuple[int, int], int] = defaultdict(int)
+    counted: set[tuple[FileId, int]] = set()
+    shared_reserved: dict[tuple[int, FileId], int] = {}
+    for m in mappings:
+        held[m.page_size] += m.private_pages  # private copies are in no file
+        if m.shared:
+            key2 = (m.page_size, (m.device, m.inode))
+            shared_reserved[key2] = max(shared_reserved.get(key2, 0), m.reserved)
+        else:
+            reserved[m.page_size] += m.reserved
+        for node, n in m.nodes.items():
+            if m.shared and ((m.device, m.inode), node) in counted:
+                continue  # shared pages: once per file and node
+            counted.add(((m.device, m.inode), node))
+            on_node[(m.page_size, node)] += n
+    for (ps, _), n in shared_reserved.items():
+        reserved[ps] += n
+    out = []
+    for p in pools(sys_root):
+        in_use = p.total - p.free
+        if p.node is None:
+            unattributed = in_use - held[p.size] - orphaned[p.size]
+            unheld = min(p.surplus, max(0, orphaned[p.size] + max(0, unattributed)))
+            out.append(PoolAudit(p.size, None, p.total, p.free, p.reserved, p.surplus, in_use,
+                                 held[p.size], orphaned[p.size], unattributed, unheld,
+                                 reserved[p.size]))
+        else:
+            mapped = on_node[(p.size, p.node)]
+            out.append(PoolAudit(p.size, p.node, p.total, p.free, p.reserved, p.surplus,
+                                 in_use, mapped, None, in_use - mapped, None, None))
+    return tuple(out)
+
+
+def remove_orphans(report: Audit, proc_root: str = "/proc") -> list[HugetlbfsFile]:
+    """Remove the orphan files of ``report`` that are still orphans now; returns those
+    removed. Each is checked again just before: a file some process mapped or opened since
+    the audit is left alone."""
+    candidates = {(os.lstat(f.path).st_dev, os.lstat(f.path).st_ino): f
+                  for f in report.orphans if os.path.lexists(f.path)}
+    if not candidates:
+        return []
+    now = audit(proc_root=proc_root)
+    still = {f.path for f in now.orphans}
+    removed = []
+    for f in candidates.values():
+        if f.path in still:
+            try:
+                os.unlink(f.path)
+            except FileNotFoundError:
+                continue
+            removed.append(f)
+    return removed

@@ -1,0 +1,76 @@
+"""/proc/<pid>/fd and /proc/<pid>/map_files: which files a process holds open or maps.
+
+Each entry is a magic link: ``readlink`` gives the name, ``stat`` the file itself (its
+device, inode, size and allocated blocks; on hugetlbfs ``st_blksize`` is the huge page size),
+even for deleted files and memfds. Reading another process's entries needs
+CAP_SYS_ADMIN-level access (PTRACE_MODE_READ).
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from ..errors import translate_os_errors
+from ._read import pid_path
+
+__all__ = ["FileStat", "OpenFile", "pids", "open_files", "mapped_file"]
+
+
+class FileStat(NamedTuple):
+    """What ``stat`` says of a file held or mapped by a process."""
+
+    device: int        # st_dev (compare with os.makedev(major, minor) of /proc/<pid>/maps)
+    inode: int
+    size: int          # st_size, bytes
+    allocated: int     # st_blocks * 512: bytes of pages the file holds
+    block_size: int    # st_blksize: the huge page size on hugetlbfs
+
+
+class OpenFile(NamedTuple):
+    """One open file descriptor of a process."""
+
+    fd: int
+    target: str        # readlink: a path, "/memfd:NAME (deleted)", "pipe:[...]"...
+    stat: FileStat
+
+
+def _stat(path: str) -> FileStat:
+    st = os.stat(path)
+    return FileStat(st.st_dev, st.st_ino, st.st_size, st.st_blocks * 512, st.st_blksize)
+
+
+def pids(proc_root: str = "/proc") -> list[int]:
+    """Every process id listed in ``proc_root``, ascending."""
+    with translate_os_errors("cannot list processes", path=proc_root):
+        return sorted(int(n) for n in os.listdir(proc_root) if n.isdigit())
+
+
+def open_files(pid: int | None = None, proc_root: str = "/proc") -> list[OpenFile]:
+    """The open file descriptors of ``pid`` (default: this process) with their targets.
+
+    A descriptor closed while it is read is skipped; a vanished process raises ProcessGone.
+    """
+    base = pid_path(proc_root, pid, "fd")
+    with translate_os_errors("cannot list open files", path=base, pid=pid):
+        names = os.listdir(base)
+    out = []
+    for name in names:
+        if not name.isdigit():
+            continue
+        link = f"{base}/{name}"
+        try:
+            with translate_os_errors("cannot read an open file", path=link, pid=pid):
+                out.append(OpenFile(int(name), os.readlink(link), _stat(link)))
+        except FileNotFoundError:
+            if not os.path.isdir(base):
+                raise
+            continue  # closed meanwhile
+    return sorted(out)
+
+
+def mapped_file(pid: int | None, start: int, end: int, proc_root: str = "/proc") -> FileStat:
+    """``stat`` of the file behind the mapping ``[start, end)`` of ``pid``, also when it has
+    no name left (deleted files, shared anonymous hugetlb memory)."""
+    path = pid_path(proc_root, pid, f"map_files/{start:x}-{end:x}")
+    with translate_os_errors("cannot stat a mapped file", path=path, pid=pid):
+        return _stat(path)
