@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -183,7 +184,7 @@ static void flatten(const struct uffd_msg *m, struct pm_uffd_event *e)
     }
 }
 
-#define READ_BATCH 64
+#define READ_BATCH PM_UFFD_READ_BATCH
 
 /* Read up to max_events messages. Returns the number read (0 if none is pending on a
  * non-blocking fd) or -errno. */
@@ -201,6 +202,65 @@ int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events)
     for (int64_t i = 0; i < n; i++)
         flatten(&msgs[i], &events[i]);
     return n;
+}
+
+/* ---- resolving a fault whatever the range ------------------------------------------ */
+
+/* A read-only private anonymous mapping reads as zeros without allocating memory (and, being
+ * read-only, is not charged to the commit limit): the source of zero-filled huge pages, which
+ * UFFDIO_ZEROPAGE does not support. As large as the largest huge page (16 GiB on arm64 with
+ * 64 KiB pages), smaller if the address space limit refuses that. */
+static const unsigned char *zero_src;
+static uint64_t zero_len;
+static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
+
+static void zero_src_init(void)
+{
+    for (uint64_t len = sizeof(void *) >= 8 ? (uint64_t)1 << 34 : (uint64_t)1 << 30;
+         len >= ((uint64_t)2 << 20); len >>= 1) {
+        void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+        if (p != MAP_FAILED) {
+            zero_src = p;
+            zero_len = len;
+            return;
+        }
+    }
+}
+
+/* Resolve the fault at address with zeros whatever kind of range holds it: UFFDIO_ZEROPAGE of
+ * the base page (anonymous, shmem); where that is refused with EINVAL (hugetlb), UFFDIO_COPY
+ * of zeros at each power-of-two size from the base page up - the smallest that succeeds is the
+ * range's page size, as a copy must be aligned to it. A page already present (EEXIST) is
+ * woken. If nothing works the faulting thread is woken anyway: it retries the access and
+ * either finds the page or faults again, so it is never left waiting for an answer that will
+ * not come. Returns the bytes resolved, -EAGAIN if the address space is changing (retry after
+ * reading the pending events), or the first error. */
+int64_t pm_uffd_zero_fallback(int fd, uint64_t address)
+{
+    uint64_t base = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t page = address & ~(base - 1);
+    int64_t r = pm_uffd_zeropage(fd, page, base, 0);
+    if (r == -EEXIST)
+        return pm_uffd_wake(fd, page, base) ? r : (int64_t)base;
+    if (r >= (int64_t)base || r == -EAGAIN)
+        return r;
+    int64_t first = r < 0 ? r : -EIO;
+    if (r == -EINVAL) {
+        pthread_once(&zero_once, zero_src_init);
+        for (uint64_t ps = base; zero_src && ps <= zero_len; ps <<= 1) {
+            uint64_t start = address & ~(ps - 1);
+            r = pm_uffd_copy(fd, start, (uint64_t)(uintptr_t)zero_src, ps, 0);
+            if (r == -EEXIST)
+                return pm_uffd_wake(fd, start, ps) ? r : (int64_t)ps;
+            if (r == (int64_t)ps || r == -EAGAIN)
+                return r;
+            if (r != -EINVAL)
+                break;
+        }
+    }
+    pm_uffd_wake(fd, page, base);
+    return first;
 }
 
 /* ---- native servers ---------------------------------------------------------------- */
@@ -227,6 +287,7 @@ struct pm_uffd_server {
     uint64_t dropped;
     uint64_t faults;
     uint64_t errors;
+    uint64_t fallbacks;
     int64_t last_error;
 };
 
@@ -267,6 +328,23 @@ static uint64_t now_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+/* A spin-wait hint: it yields the core to a sibling hardware thread (or, on a VM, tells the
+ * hypervisor the vCPU is only waiting). Architectures without one get a compiler barrier,
+ * which keeps the loop correct, only less polite. */
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#elif defined(__powerpc64__)
+#define cpu_relax() __asm__ __volatile__("or 27,27,27" ::: "memory")
+#elif defined(__riscv)
+/* Zihintpause "pause", spelled as its encoding for assemblers without the extension; it is a
+ * FENCE hint that CPUs without Zihintpause execute as a no-op. */
+#define cpu_relax() __asm__ __volatile__(".4byte 0x0100000f" ::: "memory")
+#else
+#define cpu_relax() __asm__ __volatile__("" ::: "memory")
+#endif
 
 /* Unpinned only: spin on the non-blocking read this long before sleeping in poll(), so a
  * fault that arrives within it is served without a wake-up of the server. Bounded so an idle
@@ -329,25 +407,36 @@ static void follow(struct pm_uffd_server *s, int tid, int force)
         s->follow_cpu = cpu;
 }
 
-static void count(struct pm_uffd_server *s, int64_t r)
+static void count_error(struct pm_uffd_server *s, int64_t err)
 {
-    if (r < 0) {
-        s->last_error = r;
-        __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
-    } else {
-        __atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
-    }
+    s->last_error = err;
+    __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
 }
 
-/* Serve one fault; 0 if it must be retried later (EAGAIN while the mm was changing). */
-static int serve_fault(struct pm_uffd_server *s, uint64_t page)
+/* Serve the fault at address; 0 if it must be retried later (EAGAIN while the mm was
+ * changing). A fill that fails (or covers less than the page: part of it was present) is an
+ * error, counted, and the fault is resolved with zeros instead, so that no argument or race
+ * can leave the faulting thread waiting. */
+static int serve_fault(struct pm_uffd_server *s, uint64_t address)
 {
+    uint64_t page = address & ~(s->page_size - 1);
     int64_t r = serve_page(s, page);
     if (r == -EAGAIN)
         return 0;
     if (r == -EEXIST) /* raced with another fault on the same page */
         r = pm_uffd_wake(s->fd, page, s->page_size);
-    count(s, r);
+    else if (r >= 0 && (uint64_t)r < s->page_size)
+        r = -EEXIST;
+    if (r >= 0) {
+        __atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
+        return 1;
+    }
+    int64_t z = pm_uffd_zero_fallback(s->fd, address);
+    if (z == -EAGAIN)
+        return 0;
+    count_error(s, r);
+    if (z > 0)
+        __atomic_add_fetch(&s->fallbacks, 1, __ATOMIC_RELAXED);
     return 1;
 }
 
@@ -364,7 +453,7 @@ static void *server_main(void *arg)
     for (;;) {
         int64_t n = readable ? pm_uffd_read(s->fd, ev, READ_BATCH) : 0;
         if (n < 0) {
-            count(s, n);
+            count_error(s, n);
             n = 0;
         }
     got:
@@ -375,12 +464,11 @@ static void *server_main(void *arg)
             }
             if (ev[i].ptid)
                 last_tid = (int)ev[i].ptid;
-            uint64_t page = ev[i].address & ~(s->page_size - 1);
-            if (!serve_fault(s, page)) {
+            if (!serve_fault(s, ev[i].address)) {
                 if (npending < READ_BATCH)
-                    pending[npending++] = page;
-                else
-                    count(s, -EAGAIN);
+                    pending[npending++] = ev[i].address;
+                else /* no room to remember it: the thread retries and faults again */
+                    pm_uffd_wake(s->fd, ev[i].address & ~(s->page_size - 1), s->page_size);
             }
         }
         if (n > 0 && s->follow_tid > 0)
@@ -407,7 +495,7 @@ static void *server_main(void *arg)
                 n = pm_uffd_read(s->fd, ev, READ_BATCH);
                 if (n > 0)
                     goto got;
-                __builtin_ia32_pause();
+                cpu_relax();
             } while (n == 0 && now_ns() - t0 < SPIN_NS);
         }
         int mask = pm_uffd_wait(s->fd, s->stop_fd, npending ? 1 : -1);
@@ -488,6 +576,7 @@ void pm_uffd_server_stats(struct pm_uffd_server *s, struct pm_uffd_server_stats 
 {
     st->faults = __atomic_load_n(&s->faults, __ATOMIC_RELAXED);
     st->errors = __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
+    st->fallbacks = __atomic_load_n(&s->fallbacks, __ATOMIC_RELAXED);
     st->last_error = s->last_error;
     st->events_dropped = __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
 }
