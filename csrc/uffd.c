@@ -527,7 +527,8 @@ int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint6
     s->follow_tid = cpu < 0 && follow_tid > 0 ? follow_tid : 0;
     s->follow_cpu = -1;
     s->spin = cpu < 0 && !s->follow_tid;
-    s->bounce = aligned_alloc(4096, page_size < 4096 ? 4096 : page_size);
+    size_t base_page = (size_t)sysconf(_SC_PAGESIZE); /* 4, 16 or 64 KiB */
+    s->bounce = aligned_alloc(base_page, page_size < base_page ? base_page : page_size);
     s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!s->bounce || s->stop_fd < 0) {
         int err = s->bounce ? errno : ENOMEM;
