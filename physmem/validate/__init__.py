@@ -1,7 +1,7 @@
 """The kernel validator: is this machine set up for low-latency DMA work, and what to fix.
 
-``validate(sections=None)`` runs the sections (memory, numa, isolation, access; one module
-each) and returns a :class:`Report` of :class:`Finding`. The module itself is callable, so
+``validate(sections=None)`` runs the sections (memory, numa, isolation, access, cpuidle; one
+module each) and returns a :class:`Report` of :class:`Finding`. The module itself is callable, so
 ``from physmem import validate; validate()`` works as well as ``validate.validate()``.
 """
 from __future__ import annotations
@@ -11,14 +11,14 @@ import types
 from typing import Any, Iterable
 
 from ..errors import InvalidArgument, PhysmemError
-from . import access, isolation, memory, numa
+from . import access, cpuidle, isolation, memory, numa
 from .context import Context
 from .findings import Finding, Report, Severity
 
 __all__ = ["SECTIONS", "Finding", "Report", "Severity", "validate"]
 
 SECTIONS = {"memory": memory.check, "numa": numa.check, "isolation": isolation.check,
-            "access": access.check}
+            "access": access.check, "cpuidle": cpuidle.check}
 
 
 def validate(sections: Iterable[str] | str | None = None, *, sys_root: str = "/sys",
