@@ -440,6 +440,21 @@ static int serve_fault(struct pm_uffd_server *s, uint64_t address)
     return 1;
 }
 
+/* A write-protect or minor fault: the native servers fill missing pages only (Python refuses
+ * to start one on a range registered for more). Answer it as if the range were not registered
+ * for it, so its thread is not left waiting or faulting again forever: lift the protection of
+ * the page, or map the page-cache page as it is. Counted as an error (EOPNOTSUPP). */
+static void serve_other(struct pm_uffd_server *s, const struct pm_uffd_event *e)
+{
+    uint64_t page = e->address & ~(s->page_size - 1);
+    int64_t r = (e->flags & UFFD_PAGEFAULT_FLAG_WP)
+                    ? pm_uffd_writeprotect(s->fd, page, s->page_size, 0)
+                    : pm_uffd_continue(s->fd, page, s->page_size, 0);
+    if (r < 0) /* it retries, and faults again if it must */
+        pm_uffd_wake(s->fd, page, s->page_size);
+    count_error(s, -EOPNOTSUPP);
+}
+
 static void *server_main(void *arg)
 {
     struct pm_uffd_server *s = arg;
@@ -464,6 +479,10 @@ static void *server_main(void *arg)
             }
             if (ev[i].ptid)
                 last_tid = (int)ev[i].ptid;
+            if (ev[i].flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) {
+                serve_other(s, &ev[i]);
+                continue;
+            }
             if (!serve_fault(s, ev[i].address)) {
                 if (npending < READ_BATCH)
                     pending[npending++] = ev[i].address;

@@ -103,7 +103,9 @@ int64_t pm_uffd_zero_fallback(int fd, uint64_t address);
  * 1024 faults or 1 ms; else it is unpinned and spins up to 50 us on the non-blocking read
  * before sleeping. A fault the server cannot fill as asked (the fill fails, whatever the
  * reason) is resolved with zeros by pm_uffd_zero_fallback and counted in errors (and, if the
- * zeros went in, in fallbacks), so no fault is ever left waiting. On a VM whose idle vCPUs halt, a cross-CPU wake-up per fault costs more
+ * zeros went in, in fallbacks), so no fault is ever left waiting. WP and MINOR faults are
+ * answered as if the range were not registered for them (protection lifted, page-cache page
+ * mapped) and counted as EOPNOTSUPP errors. On a VM whose idle vCPUs halt, a cross-CPU wake-up per fault costs more
  * than the fault: serving on the faulter's CPU avoids it. */
 #define PM_UFFD_SERVE_ZERO 0
 #define PM_UFFD_SERVE_FROM 1

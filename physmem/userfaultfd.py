@@ -167,7 +167,7 @@ class UserFaultFd(FdFile):
                  user_mode_only: bool = False) -> None:
         self._fd = -1
         self._servers: list[Server | NativeServer] = []
-        self._ranges: list[tuple[int, int, int]] = []
+        self._ranges: list[tuple[int, int, int, Mode]] = []  # start, length, page size, mode
         self._lock = threading.Lock()
         features = Feature(as_flags(features, "features", sum(Feature)))
         flags = os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
@@ -251,7 +251,7 @@ class UserFaultFd(FdFile):
         return start, length, ps
 
     def _page_size_at(self, address: int) -> int:
-        for start, length, ps in self._ranges:
+        for start, length, ps, _ in self._ranges:
             if start <= address < start + length:
                 return ps
         return PAGE_SIZE
@@ -270,6 +270,8 @@ class UserFaultFd(FdFile):
                 raise InvalidArgument(
                     f"a server filling {server.page_size:#x}-byte pages is running; it cannot "
                     f"serve a range of {ps:#x}-byte pages: stop() it first")
+            if isinstance(server, NativeServer) and server.running and mode & ~Mode.MISSING:
+                raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=mode))
         out = ffi.new("uint64_t *")
         ret = lib.pm_uffd_register(self._fd, start, length, int(mode), out)
         if ret == -_errno.EINVAL:
@@ -287,7 +289,7 @@ class UserFaultFd(FdFile):
             raise error_from_errno(-ret, f"UFFDIO_REGISTER {mode!s} {start:#x}+{length:#x}",
                                    address=start, hint=hint)
         with self._lock:
-            self._ranges.append((start, length, ps))
+            self._ranges.append((start, length, ps, mode))
         return Ioctl(out[0] & sum(Ioctl))
 
     def unregister(self, target: int | Mapping, length: int | None = None) -> None:
@@ -427,16 +429,19 @@ class UserFaultFd(FdFile):
 
     # ---- servers -----------------------------------------------------------------------
 
-    def _check_no_server(self) -> None:
+    def _check_no_server(self, native: bool = False) -> None:
         self._require_open()
         if any(s.running for s in self._servers):
             raise InvalidArgument("a server is already running on this UserFaultFd; stop() it "
                                   "first")
+        for *_, mode in self._ranges:
+            if native and mode & ~Mode.MISSING:
+                raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=mode))
 
     def _server_page_size(self, page_size: int | None) -> int:
         """The page size a server fills: the registered ranges' (a fill of any other size
         fails, or covers pages that were not asked for)."""
-        sizes = {ps for _, _, ps in self._ranges}
+        sizes = {ps for _, _, ps, _ in self._ranges}
         if page_size is None:
             if len(sizes) > 1:
                 raise InvalidArgument(f"ranges of several page sizes "
@@ -469,7 +474,7 @@ class UserFaultFd(FdFile):
                    follow: bool = False) -> NativeServer:
         """Serve every MISSING fault with zeros, from C on a native thread. Placement as in
         ``serve_from``."""
-        self._check_no_server()
+        self._check_no_server(native=True)
         ps = self._server_page_size(page_size)
         server = NativeServer(self, lib.PM_UFFD_SERVE_ZERO, None, 0, ps, _cpu(cpu), follow)
         self._servers.append(server)
@@ -490,7 +495,7 @@ class UserFaultFd(FdFile):
         CPU on each wake-up, and until the next re-check every fault crosses CPUs, so it is
         opt-in. ``cpu`` pins it to that CPU. By default it is left to the scheduler and
         spins up to 50 us on the non-blocking read after each fault before sleeping."""
-        self._check_no_server()
+        self._check_no_server(native=True)
         ps = self._server_page_size(page_size)
         if base is None:
             if not self._ranges:
@@ -503,6 +508,11 @@ class UserFaultFd(FdFile):
                               follow)
         self._servers.append(server)
         return server
+
+
+_NATIVE_MISSING_ONLY = (
+    "serve_zero()/serve_from() answer MISSING faults only, and a range is registered for "
+    "{mode!s}: answer its WP/MINOR faults with serve(handler) or read_events()")
 
 
 def _cpu(cpu: int | None) -> int:
@@ -692,8 +702,10 @@ class NativeServer:
     """A C server thread (``serve_zero``/``serve_from``). ``faults`` counts the faults
     served as asked, ``errors`` those whose fill failed (``last_error`` says why); each of
     those is resolved with zeros instead (counted in ``fallbacks``) or, if even that fails,
-    its thread is woken to retry, so no fault is left waiting. Non-fault events (fork, remap,
-    remove, unmap) are kept and returned by ``events()``."""
+    its thread is woken to retry, so no fault is left waiting. They serve MISSING faults only
+    (ranges registered for WP or MINOR are refused); should one arrive anyway, it is answered
+    as if the range were not registered for it and counted in ``errors`` (EOPNOTSUPP).
+    Non-fault events (fork, remap, remove, unmap) are kept and returned by ``events()``."""
 
     def __init__(self, uffd: UserFaultFd, kind: int, buffer: Any, base: int,
                  page_size: int, cpu: int = -1, follow: bool = False) -> None:

@@ -285,7 +285,7 @@ def wait_for_cpus(want: set[int], timeout: float = 5) -> set[int]:
 def test_native_server_follows_the_faulting_thread(no_uffd_leak):
     a, b = sorted(os.sched_getaffinity(0))[:2]
     allowed = os.sched_getaffinity(0)
-    size = 8 * MiB  # 2048 faults: past the 1024 after which the server looks again
+    size = 2048 * PAGE_SIZE  # past the 1024 faults after which the server looks again
     src = np.random.default_rng(2).integers(0, 256, size, dtype=np.uint8)
     try:
         os.sched_setaffinity(0, {a})
@@ -469,6 +469,54 @@ def test_servers_zero_fill_hugetlb_ranges_registered_as_base_pages(hugepage_pool
     used, zeros, faults, errors, fallbacks = r["python"]
     assert (used, zeros, faults, fallbacks) == (1, True, 0, 1)
     assert len(errors) == 1 and "Invalid argument" in errors[0]
+
+
+def test_native_servers_refuse_ranges_registered_for_wp_or_minor(no_uffd_leak):
+    with UserFaultFd(features=Feature.PAGEFAULT_FLAG_WP) as u, \
+            Mapping.anonymous(PAGE_SIZE) as m, Mapping.anonymous(PAGE_SIZE) as wp:
+        wp.array()[:] = 1
+        u.register(wp, mode=Mode.WP)
+        with pytest.raises(InvalidArgument, match="MISSING faults only"):
+            u.serve_zero()
+        with pytest.raises(InvalidArgument, match="MISSING faults only"):
+            u.serve_from(b"x")
+        u.unregister(wp)
+        u.register(m)
+        with u.serve_zero():
+            with pytest.raises(InvalidArgument, match="MISSING faults only"):
+                u.register(wp, mode=Mode.WP | Mode.MISSING)
+            m.touch()
+
+
+@pytest.mark.parametrize("mode", ["WP", "MINOR"])
+def test_native_server_answers_wp_and_minor_faults(mode):
+    # Below the Python checks: the C server lifts the protection / maps the page cache page
+    # rather than leaving the thread waiting (or re-faulting forever).
+    r = run_isolated(f'''
+        from physmem import MemFd
+        from physmem.userfaultfd import Feature, Mode
+        if "{mode}" == "WP":
+            u = UserFaultFd(features=Feature.PAGEFAULT_FLAG_WP)
+            m = Mapping.anonymous(PAGE_SIZE)
+            m.array()[:] = 7
+            u.register(m, mode=Mode.WP)
+            u.writeprotect(m.address, PAGE_SIZE, True)
+        else:
+            f = MemFd("minor", size=PAGE_SIZE)
+            f.write(bytes([7]) * PAGE_SIZE)
+            u = UserFaultFd(features=Feature.MINOR_SHMEM)
+            m = f.map()
+            u.register(m, mode=Mode.MINOR)
+        out = ffi.new("struct pm_uffd_server **")
+        assert lib.pm_uffd_server_start(u.fd, lib.PM_UFFD_SERVE_ZERO, 0, 0, 0, PAGE_SIZE, 1,
+                                        -1, 0, out) == 0
+        m.touch(write="{mode}" == "WP")
+        st = ffi.new("struct pm_uffd_server_stats *")
+        lib.pm_uffd_server_stop(out[0], st)
+        report(data=raw(m.address, PAGE_SIZE) == bytes([7]) * PAGE_SIZE, faults=st.faults,
+               errors=st.errors, last_error=st.last_error)
+    ''')
+    assert r == {"data": True, "faults": 0, "errors": 1, "last_error": -errno.EOPNOTSUPP}
 
 
 # ---- arguments are checked at the boundary (issue 10, item 10) ----------------------------
