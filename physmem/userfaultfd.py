@@ -27,7 +27,7 @@ from ._fdfile import FdFile
 from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
 from .errors import InvalidArgument, PhysmemError, error_from_errno
-from .mapping import PAGE_SIZE, Mapping
+from .mapping import PAGE_SIZE, Mapping, _check_page_size
 
 __all__ = ["UserFaultFd", "Feature", "Mode", "Ioctl", "EventKind", "FaultFlag", "Event",
            "Server", "NativeServer"]
@@ -142,16 +142,9 @@ def _events(buf: Any, n: int) -> list[Event]:
     return [Event._from_c(buf[i]) for i in range(n)]
 
 
-# The largest page any architecture maps (16 GiB: ppc64 hash MMU, arm64 with 64 KiB pages).
-_MAX_PAGE_SIZE = 1 << 34
-
-
 def _page_size_arg(value: Any) -> int:
-    ps = as_int(value, "page_size", lo=PAGE_SIZE, hi=_MAX_PAGE_SIZE)
-    if ps & (ps - 1):
-        raise InvalidArgument(f"page_size={ps:#x} is not a power of two: pass the base page "
-                              f"size {PAGE_SIZE:#x} or a huge page size such as {2 << 20:#x}")
-    return ps
+    """The base page size or a huge page size this kernel offers."""
+    return _check_page_size(as_int(value, "page_size"))
 
 
 class UserFaultFd(FdFile):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from physmem import InvalidArgument, Mapping, MemFd, UserFaultFd
-from physmem.mapping import PAGE_SIZE, Advice
+from physmem.mapping import PAGE_SIZE, Advice, hugepage_sizes
 from physmem.userfaultfd import EventKind, FaultFlag, Feature, Ioctl, Mode
 
 from conftest import python_env
@@ -397,11 +397,12 @@ def test_server_page_size_is_checked_against_the_ranges(page_size, no_uffd_leak)
             u.serve(lambda ev: None, page_size=page_size)
         assert not u._servers
         with u.serve_zero(page_size=PAGE_SIZE) as server:  # the range's own: accepted
-            with Mapping.anonymous(4 * MiB) as other:
+            huge = min(hugepage_sizes())
+            with Mapping.anonymous(2 * huge) as other:
                 # A range of another page size cannot join a running server.
-                aligned = (other.address + 2 * MiB - 1) & ~(2 * MiB - 1)
+                aligned = (other.address + huge - 1) & ~(huge - 1)
                 with pytest.raises(InvalidArgument, match="stop"):
-                    u.register(aligned, 2 * MiB, page_size=2 * MiB)
+                    u.register(aligned, huge, page_size=huge)
             m.touch()
         assert server.faults == 1
 
