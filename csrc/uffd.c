@@ -228,39 +228,70 @@ static void zero_src_init(void)
     }
 }
 
-/* Resolve the fault at address with zeros whatever kind of range holds it: UFFDIO_ZEROPAGE of
- * the base page (anonymous, shmem); where that is refused with EINVAL (hugetlb), UFFDIO_COPY
- * of zeros at each power-of-two size from the base page up - the smallest that succeeds is the
- * range's page size, as a copy must be aligned to it. A page already present (EEXIST) is
- * woken. If nothing works the faulting thread is woken anyway: it retries the access and
- * either finds the page or faults again, so it is never left waiting for an answer that will
- * not come. Returns the bytes resolved, -EAGAIN if the address space is changing (retry after
- * reading the pending events), or the first error. */
-int64_t pm_uffd_zero_fallback(int fd, uint64_t address)
+/* What a fallback does over [start, start + ps): bytes resolved or -errno. */
+enum fallback_op { FILL_ZEROS, UNPROTECT, MAP_CACHED };
+
+static int64_t fallback_once(int fd, enum fallback_op op, uint64_t start, uint64_t ps)
+{
+    switch (op) {
+    case UNPROTECT: {
+        int r = pm_uffd_writeprotect(fd, start, ps, 0);
+        return r ? r : (int64_t)ps;
+    }
+    case MAP_CACHED:
+        return pm_uffd_continue(fd, start, ps, 0);
+    default:
+        return pm_uffd_copy(fd, start, (uint64_t)(uintptr_t)zero_src, ps, 0);
+    }
+}
+
+#define FALLBACK_MAX_PAGE ((uint64_t)1 << 34) /* 16 GiB: the largest huge page of any arch */
+
+/* Resolve the fault at address as if nobody served it, whatever kind of range holds it and
+ * whatever its page size: a MISSING fault with zeros (UFFDIO_ZEROPAGE of the base page for
+ * anonymous memory and shmem, else - hugetlb refuses it with EINVAL - UFFDIO_COPY of zeros), a
+ * write-protect fault by lifting the protection, a minor fault by mapping the page-cache page
+ * as it is (UFFDIO_CONTINUE). The page size is found by trying each power of two from the base
+ * page up: the ioctls refuse (EINVAL) a range not aligned to the range's page size, so the
+ * first that succeeds is it. A page already present (EEXIST) is woken. If nothing works the
+ * faulting thread is woken anyway: it retries the access and either finds the page or faults
+ * again, so it is never left waiting for an answer that will not come. Returns the bytes
+ * resolved, -EAGAIN if the address space is changing (retry after reading the pending
+ * events), or the first error. */
+int64_t pm_uffd_fallback(int fd, uint64_t address, uint64_t flags)
 {
     uint64_t base = (uint64_t)sysconf(_SC_PAGESIZE);
     uint64_t page = address & ~(base - 1);
-    int64_t r = pm_uffd_zeropage(fd, page, base, 0);
-    if (r == -EEXIST)
-        return pm_uffd_wake(fd, page, base) ? r : (int64_t)base;
-    if (r >= (int64_t)base || r == -EAGAIN)
-        return r;
-    int64_t first = r < 0 ? r : -EIO;
-    if (r == -EINVAL) {
+    uint64_t top = FALLBACK_MAX_PAGE;
+    enum fallback_op op = FILL_ZEROS;
+    int64_t r = -EINVAL;
+    if (flags & UFFD_PAGEFAULT_FLAG_WP) {
+        op = UNPROTECT;
+    } else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
+        op = MAP_CACHED;
+    } else {
+        r = pm_uffd_zeropage(fd, page, base, 0);
+        if (r == -EEXIST)
+            return pm_uffd_wake(fd, page, base) ? r : (int64_t)base;
+        if (r >= (int64_t)base || r == -EAGAIN)
+            return r;
         pthread_once(&zero_once, zero_src_init);
-        for (uint64_t ps = base; zero_src && ps <= zero_len; ps <<= 1) {
-            uint64_t start = address & ~(ps - 1);
-            r = pm_uffd_copy(fd, start, (uint64_t)(uintptr_t)zero_src, ps, 0);
-            if (r == -EEXIST)
-                return pm_uffd_wake(fd, start, ps) ? r : (int64_t)ps;
-            if (r == (int64_t)ps || r == -EAGAIN)
-                return r;
-            if (r != -EINVAL)
-                break;
-        }
+        top = zero_src ? zero_len : 0;
+        base <<= 1; /* the base page was just tried */
     }
-    pm_uffd_wake(fd, page, base);
-    return first;
+    int64_t first = op == FILL_ZEROS ? (r < 0 ? r : -EIO) : 0;
+    for (uint64_t ps = base; r == -EINVAL && ps <= top; ps <<= 1) {
+        uint64_t start = address & ~(ps - 1);
+        r = fallback_once(fd, op, start, ps);
+        if (r == -EEXIST)
+            return pm_uffd_wake(fd, start, ps) ? r : (int64_t)ps;
+        if (r == (int64_t)ps || r == -EAGAIN)
+            return r;
+        if (!first)
+            first = r < 0 ? r : -EIO;
+    }
+    pm_uffd_wake(fd, page, (uint64_t)sysconf(_SC_PAGESIZE));
+    return first ? first : -EINVAL;
 }
 
 /* ---- native servers ---------------------------------------------------------------- */
@@ -431,7 +462,7 @@ static int serve_fault(struct pm_uffd_server *s, uint64_t address)
         __atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
         return 1;
     }
-    int64_t z = pm_uffd_zero_fallback(s->fd, address);
+    int64_t z = pm_uffd_fallback(s->fd, address, 0);
     if (z == -EAGAIN)
         return 0;
     count_error(s, r);
@@ -442,16 +473,11 @@ static int serve_fault(struct pm_uffd_server *s, uint64_t address)
 
 /* A write-protect or minor fault: the native servers fill missing pages only (Python refuses
  * to start one on a range registered for more). Answer it as if the range were not registered
- * for it, so its thread is not left waiting or faulting again forever: lift the protection of
- * the page, or map the page-cache page as it is. Counted as an error (EOPNOTSUPP). */
+ * for it (pm_uffd_fallback), so its thread is not left waiting or faulting again forever.
+ * Counted as an error (EOPNOTSUPP). */
 static void serve_other(struct pm_uffd_server *s, const struct pm_uffd_event *e)
 {
-    uint64_t page = e->address & ~(s->page_size - 1);
-    int64_t r = (e->flags & UFFD_PAGEFAULT_FLAG_WP)
-                    ? pm_uffd_writeprotect(s->fd, page, s->page_size, 0)
-                    : pm_uffd_continue(s->fd, page, s->page_size, 0);
-    if (r < 0) /* it retries, and faults again if it must */
-        pm_uffd_wake(s->fd, page, s->page_size);
+    pm_uffd_fallback(s->fd, e->address, e->flags);
     count_error(s, -EOPNOTSUPP);
 }
 

@@ -91,9 +91,10 @@ int pm_uffd_wait(int fd, int stop_fd, int timeout_ms);
 /* pm_uffd_read returns at most this many events per call. */
 #define PM_UFFD_READ_BATCH 64
 int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events);
-/* Resolve the fault at address with zeros, whatever the range's page size or kind: the
- * fallback when a fill fails, so that no fault is left unresolved (see uffd.c). */
-int64_t pm_uffd_zero_fallback(int fd, uint64_t address);
+/* Resolve the fault at address (flags: its UFFD_PAGEFAULT_FLAG_*) as if nobody served it,
+ * whatever the range's page size or kind: zeros for a missing page, protection lifted, page
+ * cache mapped. The fallback when a fill fails, so no fault is left unresolved (uffd.c). */
+int64_t pm_uffd_fallback(int fd, uint64_t address, uint64_t flags);
 
 /* Native servers. kind 0: zero pages; kind 1: copy from src[0, src_len) at offset
  * (page - base), zeros past its end. Non-fault events are kept (up to PM_UFFD_KEEP_EVENTS)
@@ -102,11 +103,11 @@ int64_t pm_uffd_zero_fallback(int fd, uint64_t address);
  * id from the fault messages when the kernel sends them, else follow_tid), re-checked every
  * 1024 faults or 1 ms; else it is unpinned and spins up to 50 us on the non-blocking read
  * before sleeping. A fault the server cannot fill as asked (the fill fails, whatever the
- * reason) is resolved with zeros by pm_uffd_zero_fallback and counted in errors (and, if the
+ * reason) is resolved with zeros by pm_uffd_fallback and counted in errors (and, if the
  * zeros went in, in fallbacks), so no fault is ever left waiting. WP and MINOR faults are
  * answered as if the range were not registered for them (protection lifted, page-cache page
- * mapped) and counted as EOPNOTSUPP errors. On a VM whose idle vCPUs halt, a cross-CPU wake-up per fault costs more
- * than the fault: serving on the faulter's CPU avoids it. */
+ * mapped) and counted as EOPNOTSUPP errors. On a VM whose idle vCPUs halt, a cross-CPU
+ * wake-up per fault costs more than the fault: serving on the faulter's CPU avoids it. */
 #define PM_UFFD_SERVE_ZERO 0
 #define PM_UFFD_SERVE_FROM 1
 #define PM_UFFD_KEEP_EVENTS 1024

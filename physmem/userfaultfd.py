@@ -533,8 +533,9 @@ def _available_features() -> Feature:
         os.close(fd)
 
 
-# What the Python server fills a fault with when the handler raised or returned no page.
-_ZEROS = object()
+# The Python server's answer when the handler raised or returned no usable page: resolve the
+# fault as if nobody served it (pm_uffd_fallback: zeros, protection lifted, page cache mapped).
+_FALLBACK = object()
 
 
 class Server:
@@ -542,9 +543,11 @@ class Server:
 
     ``faults`` counts the faults resolved as the handler asked. Every fault is resolved,
     whatever happens: if the handler raises, returns something that is not a page (not
-    bytes-like, or longer than ``page_size``), or the kernel refuses the page, the fault is
-    filled with zeros instead (counted in ``fallbacks``) so the faulting thread does not hang;
-    the error is kept in ``exceptions`` and the first one is raised again by ``stop()``.
+    bytes-like, longer than ``page_size``, or bytes for a WP/MINOR fault), or the kernel
+    refuses the page, the fault is resolved as if nobody served it (a missing page filled
+    with zeros, a write protection lifted, a page-cache page mapped; counted in
+    ``fallbacks``) so the faulting thread does not hang; the error is kept in ``exceptions``
+    and the first one is raised again by ``stop()``.
     """
 
     def __init__(self, uffd: UserFaultFd, handler: Callable[[Event], Any],
@@ -568,7 +571,7 @@ class Server:
         self._thread.start()
 
     def _page(self, data: Any) -> Any:
-        """The handler's answer as a cffi buffer of at most one page, or _ZEROS (error kept)."""
+        """The handler's answer as a cffi buffer of at most one page, or _FALLBACK (error kept)."""
         try:
             src = ffi.from_buffer("char[]", data)
         except TypeError:
@@ -580,7 +583,7 @@ class Server:
                 f"fault it must return at most page_size={self.page_size} bytes (a bytes-like "
                 "object), or None once it has resolved the fault itself; the page was filled "
                 "with zeros"))
-            return _ZEROS
+            return _FALLBACK
         return src
 
     def _fill(self, page: int, src: Any) -> int:
@@ -596,10 +599,12 @@ class Server:
             ret = -_errno.EEXIST  # part of the page was present: the fault may not be covered
         return int(ret)
 
-    def _resolve(self, address: int, src: Any) -> bool:
-        """Resolve the fault at ``address`` with ``src`` (or zeros); False if it must be
-        retried once the pending events are read (EAGAIN: the address space is changing)."""
-        if src is not _ZEROS:
+    def _resolve(self, address: int, src: Any, flags: int = 0) -> bool:
+        """Resolve the fault at ``address`` with ``src``, or (``_FALLBACK``) as if nobody served
+        it: zeros for a missing page, protection lifted for a WP fault, page cache mapped for
+        a MINOR one. False if it must be retried once the pending events are read (EAGAIN:
+        the address space is changing)."""
+        if src is not _FALLBACK:
             page = address & ~(self.page_size - 1)
             ret = self._fill(page, src)
             if ret == -_errno.EAGAIN:
@@ -609,7 +614,7 @@ class Server:
                 return True
             self.exceptions.append(error_from_errno(
                 -ret, f"UFFDIO_COPY of the handler's page to {page:#x}", address=page))
-        ret = lib.pm_uffd_zero_fallback(self._uffd._fd, address)
+        ret = lib.pm_uffd_fallback(self._uffd._fd, address, flags)
         if ret == -_errno.EAGAIN:
             return False
         if ret < 0:
@@ -619,22 +624,30 @@ class Server:
             self.fallbacks += 1
         return True
 
-    def _handle(self, event: Event, pending: list[tuple[int, Any]]) -> None:
+    def _handle(self, event: Event, pending: list[tuple[int, Any, int]]) -> None:
         try:
             data = self._handler(event)
         except BaseException as exc:  # noqa: BLE001 - kept for stop()
             self.exceptions.append(exc)
-            data = _ZEROS
+            data = _FALLBACK
         if event.kind is not EventKind.PAGEFAULT:
             return
         if data is None:
             self.faults += 1
             return
-        src = data if data is _ZEROS else self._page(data)
-        if not self._resolve(event.address, src):
+        if data is not _FALLBACK and event.flags & (FaultFlag.WP | FaultFlag.MINOR):
+            # Bytes cannot answer these: the page is there, protected or not yet mapped.
+            self.exceptions.append(InvalidArgument(
+                f"the handler returned {type(data).__name__} for a {event.flags!s} fault at "
+                f"{event.address:#x}: resolve it (writeprotect(..., False) or continue_()) and "
+                "return None; it was resolved as if the range were not registered for it"))
+            data = _FALLBACK
+        src = data if data is _FALLBACK else self._page(data)
+        flags = int(event.flags)
+        if not self._resolve(event.address, src, flags):
             # The handler's buffer may change before the retry: keep a copy.
-            pending.append((event.address, src if src is _ZEROS else
-                            ffi.from_buffer("char[]", bytes(ffi.buffer(src)))))
+            pending.append((event.address, src if src is _FALLBACK else
+                            ffi.from_buffer("char[]", bytes(ffi.buffer(src))), flags))
 
     def _run(self) -> None:
         if self._cpu >= 0:
@@ -644,7 +657,7 @@ class Server:
                 self.exceptions.append(exc)
         fd = self._uffd._fd
         buf = ffi.new("struct pm_uffd_event[]", lib.PM_UFFD_READ_BATCH)
-        pending: list[tuple[int, Any]] = []
+        pending: list[tuple[int, Any, int]] = []
         while True:
             mask = lib.pm_uffd_wait(fd, self._stop_fd, 1 if pending else -1)
             if mask > 0 and mask & 2:
@@ -655,9 +668,9 @@ class Server:
                     break
                 continue
             retry, pending = pending, []
-            for address, src in retry:
-                if not self._resolve(address, src):
-                    pending.append((address, src))
+            for address, src, flags in retry:
+                if not self._resolve(address, src, flags):
+                    pending.append((address, src, flags))
             for i in range(n):
                 # Nothing may end this thread while a fault waits on it: a fault left
                 # unanswered blocks its thread until the UserFaultFd is closed.
@@ -666,7 +679,7 @@ class Server:
                 except BaseException as exc:  # noqa: BLE001 - kept for stop()
                     self.exceptions.append(exc)
                     if buf[i].kind == lib.UFFD_EVENT_PAGEFAULT:
-                        lib.pm_uffd_zero_fallback(fd, buf[i].address)
+                        lib.pm_uffd_fallback(fd, buf[i].address, buf[i].flags)
 
     def stop(self, *, raise_errors: bool = True) -> None:
         """Stop the thread and wait for it; raise the first error kept, if any."""

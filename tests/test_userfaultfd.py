@@ -472,6 +472,30 @@ def test_servers_zero_fill_hugetlb_ranges_registered_as_base_pages(hugepage_pool
     assert len(errors) == 1 and "Invalid argument" in errors[0]
 
 
+@pytest.mark.parametrize("answer", ["raise KeyError", "bytes(PAGE_SIZE)"])
+def test_python_server_failing_a_wp_fault_lifts_the_protection(answer):
+    r = run_isolated(f'''
+        from physmem.userfaultfd import Feature, Mode
+        u = UserFaultFd(features=Feature.PAGEFAULT_FLAG_WP)
+        m = Mapping.anonymous(PAGE_SIZE)
+        m.array()[:] = 7
+        u.register(m, mode=Mode.WP)
+        u.writeprotect(m.address, PAGE_SIZE, True)
+        def handler(ev):
+            if "{answer}".startswith("raise"):
+                {answer}
+            return {answer.split()[-1] if answer.startswith("raise") else answer}
+        server = u.serve(handler)
+        m.touch(write=True)
+        server.stop(raise_errors=False)  # the counts are final once the thread has stopped
+        report(data=raw(m.address, PAGE_SIZE) == bytes([7]) * PAGE_SIZE,
+               faults=server.faults, fallbacks=server.fallbacks,
+               errors=[type(e).__name__ for e in server.exceptions])
+    ''')
+    want = "KeyError" if answer.startswith("raise") else "InvalidArgument"
+    assert r == {"data": True, "faults": 0, "fallbacks": 1, "errors": [want]}
+
+
 def test_native_servers_refuse_ranges_registered_for_wp_or_minor(no_uffd_leak):
     with UserFaultFd(features=Feature.PAGEFAULT_FLAG_WP) as u, \
             Mapping.anonymous(PAGE_SIZE) as m, Mapping.anonymous(PAGE_SIZE) as wp:

@@ -74,7 +74,7 @@ int64_t pm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t 
 int pm_uffd_wait(int fd, int stop_fd, int timeout_ms);
 #define PM_UFFD_READ_BATCH ...
 int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events);
-int64_t pm_uffd_zero_fallback(int fd, uint64_t address);
+int64_t pm_uffd_fallback(int fd, uint64_t address, uint64_t flags);
 struct pm_uffd_server;
 struct pm_uffd_server_stats {
     uint64_t faults;
