@@ -282,7 +282,13 @@ class UserFaultFd(FdFile):
             raise error_from_errno(-ret, f"UFFDIO_REGISTER {mode!s} {start:#x}+{length:#x}",
                                    address=start, hint=hint)
         with self._lock:
-            self._ranges.append((start, length, ps, mode))
+            # Registering again replaces the mode of what it overlaps, unless that mode
+            # already includes the new one: then the kernel leaves it as it was.
+            kept = [r for r in self._ranges if r[0] + r[1] <= start or r[0] >= start + length]
+            for r in self._ranges:
+                if r not in kept and r[3] & mode == mode:
+                    mode |= r[3]
+            self._ranges = kept + [(start, length, ps, mode)]
         return Ioctl(out[0] & sum(Ioctl))
 
     def unregister(self, target: int | Mapping, length: int | None = None) -> None:
@@ -427,9 +433,10 @@ class UserFaultFd(FdFile):
         if any(s.running for s in self._servers):
             raise InvalidArgument("a server is already running on this UserFaultFd; stop() it "
                                   "first")
-        for *_, mode in self._ranges:
-            if native and mode & ~Mode.MISSING:
-                raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=mode))
+        if native:
+            for *_, mode in self._ranges:
+                if mode & ~Mode.MISSING:
+                    raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=mode))
 
     def _server_page_size(self, page_size: int | None) -> int:
         """The page size a server fills: the registered ranges' (a fill of any other size

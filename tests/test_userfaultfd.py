@@ -505,7 +505,13 @@ def test_native_servers_refuse_ranges_registered_for_wp_or_minor(no_uffd_leak):
             u.serve_zero()
         with pytest.raises(InvalidArgument, match="MISSING faults only"):
             u.serve_from(b"x")
+        u.register(wp, mode=Mode.WP | Mode.MISSING)
+        u.register(wp, mode=Mode.MISSING)  # the kernel keeps WP | MISSING: still refused
+        with pytest.raises(InvalidArgument, match="MISSING faults only"):
+            u.serve_zero()
         u.unregister(wp)
+        u.register(wp, mode=Mode.WP)
+        u.register(wp, mode=Mode.MISSING)  # this replaces WP
         u.register(m)
         with u.serve_zero():
             with pytest.raises(InvalidArgument, match="MISSING faults only"):
