@@ -324,9 +324,9 @@ class UserFaultFd(FdFile):
         else:
             try:
                 keep = ffi.from_buffer("char[]", src)
-            except TypeError:
-                raise InvalidArgument(f"src must be an address or a bytes-like object, got "
-                                      f"{type(src).__name__}") from None
+            except (TypeError, ValueError, BufferError):
+                raise InvalidArgument(f"src must be an address or a contiguous bytes-like "
+                                      f"object, got {type(src).__name__}") from None
             src_addr = int(ffi.cast("uintptr_t", keep))
             if length is None:
                 length = len(keep)
@@ -581,10 +581,10 @@ class Server:
         """The handler's answer as a cffi buffer of at most one page, or _FALLBACK (error kept)."""
         try:
             src = ffi.from_buffer("char[]", data)
-        except TypeError:
+        except (TypeError, ValueError, BufferError):  # not a buffer, or not a contiguous one
             src = None
         if src is None or len(src) > self.page_size:
-            what = "not bytes-like" if src is None else f"{len(src)} bytes"
+            what = "not contiguous bytes" if src is None else f"{len(src)} bytes"
             self.exceptions.append(InvalidArgument(
                 f"the handler returned {type(data).__name__} {data!r:.60} ({what}): for a page "
                 f"fault it must return at most page_size={self.page_size} bytes (a bytes-like "
@@ -732,7 +732,7 @@ class NativeServer:
                 buffer = buffer.view()
             try:
                 self._src = ffi.from_buffer("char[]", buffer)
-            except TypeError as exc:
+            except (TypeError, ValueError, BufferError) as exc:
                 raise InvalidArgument(f"buffer={type(buffer).__name__} must be a contiguous "
                                       f"bytes-like object: {exc}") from None
             src_addr = int(ffi.cast("uintptr_t", self._src))

@@ -360,7 +360,8 @@ def run_isolated(code: str, timeout: float = 20) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("bad", ["12345", "'str'", "bytes(PAGE_SIZE + 1)", "object()"])
+@pytest.mark.parametrize("bad", ["12345", "'str'", "bytes(PAGE_SIZE + 1)", "object()",
+                                 "memoryview(bytes(2 * PAGE_SIZE))[::2]"])
 def test_handler_returning_no_page_is_zero_filled_and_recorded(bad):
     r = run_isolated(f'''
         u = UserFaultFd()
@@ -564,6 +565,7 @@ def test_every_entry_point_checks_its_arguments(no_uffd_leak):
             "address ": lambda: u.register(1.5, PAGE_SIZE),
             "src": lambda: u.copy(a, 2**64, PAGE_SIZE),
             "src ": lambda: u.copy(a, "a string"),
+            " src": lambda: u.copy(a, memoryview(bytes(2 * PAGE_SIZE))[::2]),
             "length ": lambda: u.copy(a, b"x" * PAGE_SIZE, 1.5),
             "address  ": lambda: u.zeropage(-1, PAGE_SIZE),
             "length  ": lambda: u.wake(a, 2**64),
@@ -579,6 +581,7 @@ def test_every_entry_point_checks_its_arguments(no_uffd_leak):
             "cpu": lambda: u.serve_zero(cpu=2**40),
             "cpu ": lambda: u.serve_zero(cpu=1.5),
             "base": lambda: u.serve_from(b"x", base=2**64),
+            "buffer": lambda: u.serve_from(memoryview(bytes(2 * PAGE_SIZE))[::2], base=a),
             "handler": lambda: u.serve(12345),
         }
         for name, call in bad_calls.items():
