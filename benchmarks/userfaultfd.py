@@ -22,6 +22,7 @@ import numpy as np
 
 from physmem import Mapping, UserFaultFd
 from physmem.mapping import PAGE_SIZE
+from physmem.validate.cpuidle import read_idle
 
 
 def run_python(src: np.ndarray, size: int) -> tuple[float, int]:
@@ -77,6 +78,9 @@ def main() -> None:
     src = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8)
     print(f"first touch of {args.mib} MiB = {faults} faults of {PAGE_SIZE} B, "
           f"{os.cpu_count()} CPUs, kernel {os.uname().release}")
+    # Idle vCPUs that halt without polling make every cross-CPU wake-up cost tens of us:
+    # the figures below depend on it (physmem doctor --section cpuidle).
+    print(read_idle().describe())
     allowed = os.sched_getaffinity(0)
     rows = []
     for placement in ("scheduler-placed", "same CPU"):

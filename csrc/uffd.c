@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -183,7 +184,7 @@ static void flatten(const struct uffd_msg *m, struct pm_uffd_event *e)
     }
 }
 
-#define READ_BATCH 64
+#define READ_BATCH PM_UFFD_READ_BATCH
 
 /* Read up to max_events messages. Returns the number read (0 if none is pending on a
  * non-blocking fd) or -errno. */
@@ -201,6 +202,96 @@ int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events)
     for (int64_t i = 0; i < n; i++)
         flatten(&msgs[i], &events[i]);
     return n;
+}
+
+/* ---- resolving a fault whatever the range ------------------------------------------ */
+
+/* A read-only private anonymous mapping reads as zeros without allocating memory (and, being
+ * read-only, is not charged to the commit limit): the source of zero-filled huge pages, which
+ * UFFDIO_ZEROPAGE does not support. As large as the largest huge page (16 GiB on arm64 with
+ * 64 KiB pages), smaller if the address space limit refuses that. */
+static const unsigned char *zero_src;
+static uint64_t zero_len;
+static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
+
+static void zero_src_init(void)
+{
+    for (uint64_t len = sizeof(void *) >= 8 ? (uint64_t)1 << 34 : (uint64_t)1 << 30;
+         len >= ((uint64_t)2 << 20); len >>= 1) {
+        void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+        if (p != MAP_FAILED) {
+            zero_src = p;
+            zero_len = len;
+            return;
+        }
+    }
+}
+
+/* What a fallback does over [start, start + ps): bytes resolved or -errno. */
+enum fallback_op { FILL_ZEROS, UNPROTECT, MAP_CACHED };
+
+static int64_t fallback_once(int fd, enum fallback_op op, uint64_t start, uint64_t ps)
+{
+    switch (op) {
+    case UNPROTECT: {
+        int r = pm_uffd_writeprotect(fd, start, ps, 0);
+        return r ? r : (int64_t)ps;
+    }
+    case MAP_CACHED:
+        return pm_uffd_continue(fd, start, ps, 0);
+    default:
+        return pm_uffd_copy(fd, start, (uint64_t)(uintptr_t)zero_src, ps, 0);
+    }
+}
+
+#define FALLBACK_MAX_PAGE ((uint64_t)1 << 34) /* 16 GiB: the largest huge page of any arch */
+
+/* Resolve the fault at address as if nobody served it, whatever kind of range holds it and
+ * whatever its page size: a MISSING fault with zeros (UFFDIO_ZEROPAGE of the base page for
+ * anonymous memory and shmem, else - hugetlb refuses it with EINVAL - UFFDIO_COPY of zeros), a
+ * write-protect fault by lifting the protection, a minor fault by mapping the page-cache page
+ * as it is (UFFDIO_CONTINUE). The page size is found by trying each power of two from the base
+ * page up: the ioctls refuse (EINVAL) a range not aligned to the range's page size, so the
+ * first that succeeds is it. A page already present (EEXIST) is woken. If nothing works the
+ * faulting thread is woken anyway: it retries the access and either finds the page or faults
+ * again, so it is never left waiting for an answer that will not come. Returns the bytes
+ * resolved, -EAGAIN if the address space is changing (retry after reading the pending
+ * events), or the first error. */
+int64_t pm_uffd_fallback(int fd, uint64_t address, uint64_t flags)
+{
+    uint64_t base = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t page = address & ~(base - 1);
+    uint64_t top = FALLBACK_MAX_PAGE;
+    enum fallback_op op = FILL_ZEROS;
+    int64_t r = -EINVAL;
+    if (flags & UFFD_PAGEFAULT_FLAG_WP) {
+        op = UNPROTECT;
+    } else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
+        op = MAP_CACHED;
+    } else {
+        r = pm_uffd_zeropage(fd, page, base, 0);
+        if (r == -EEXIST)
+            return pm_uffd_wake(fd, page, base) ? r : (int64_t)base;
+        if (r >= (int64_t)base || r == -EAGAIN)
+            return r;
+        pthread_once(&zero_once, zero_src_init);
+        top = zero_src ? zero_len : 0;
+        base <<= 1; /* the base page was just tried */
+    }
+    int64_t first = op == FILL_ZEROS ? (r < 0 ? r : -EIO) : 0;
+    for (uint64_t ps = base; r == -EINVAL && ps <= top; ps <<= 1) {
+        uint64_t start = address & ~(ps - 1);
+        r = fallback_once(fd, op, start, ps);
+        if (r == -EEXIST)
+            return pm_uffd_wake(fd, start, ps) ? r : (int64_t)ps;
+        if (r == (int64_t)ps || r == -EAGAIN)
+            return r;
+        if (!first)
+            first = r < 0 ? r : -EIO;
+    }
+    pm_uffd_wake(fd, page, (uint64_t)sysconf(_SC_PAGESIZE));
+    return first ? first : -EINVAL;
 }
 
 /* ---- native servers ---------------------------------------------------------------- */
@@ -227,6 +318,7 @@ struct pm_uffd_server {
     uint64_t dropped;
     uint64_t faults;
     uint64_t errors;
+    uint64_t fallbacks;
     int64_t last_error;
 };
 
@@ -267,6 +359,23 @@ static uint64_t now_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+/* A spin-wait hint: it yields the core to a sibling hardware thread (or, on a VM, tells the
+ * hypervisor the vCPU is only waiting). Architectures without one get a compiler barrier,
+ * which keeps the loop correct, only less polite. */
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#elif defined(__powerpc64__)
+#define cpu_relax() __asm__ __volatile__("or 27,27,27" ::: "memory")
+#elif defined(__riscv)
+/* Zihintpause "pause", spelled as its encoding for assemblers without the extension; it is a
+ * FENCE hint that CPUs without Zihintpause execute as a no-op. */
+#define cpu_relax() __asm__ __volatile__(".4byte 0x0100000f" ::: "memory")
+#else
+#define cpu_relax() __asm__ __volatile__("" ::: "memory")
+#endif
 
 /* Unpinned only: spin on the non-blocking read this long before sleeping in poll(), so a
  * fault that arrives within it is served without a wake-up of the server. Bounded so an idle
@@ -329,26 +438,47 @@ static void follow(struct pm_uffd_server *s, int tid, int force)
         s->follow_cpu = cpu;
 }
 
-static void count(struct pm_uffd_server *s, int64_t r)
+static void count_error(struct pm_uffd_server *s, int64_t err)
 {
-    if (r < 0) {
-        s->last_error = r;
-        __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
-    } else {
-        __atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
-    }
+    s->last_error = err;
+    __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
 }
 
-/* Serve one fault; 0 if it must be retried later (EAGAIN while the mm was changing). */
-static int serve_fault(struct pm_uffd_server *s, uint64_t page)
+/* Serve the fault at address; 0 if it must be retried later (EAGAIN while the mm was
+ * changing). A fill that fails (or covers less than the page: part of it was present) is an
+ * error, counted, and the fault is resolved with zeros instead, so that no argument or race
+ * can leave the faulting thread waiting. */
+static int serve_fault(struct pm_uffd_server *s, uint64_t address)
 {
+    uint64_t page = address & ~(s->page_size - 1);
     int64_t r = serve_page(s, page);
     if (r == -EAGAIN)
         return 0;
     if (r == -EEXIST) /* raced with another fault on the same page */
         r = pm_uffd_wake(s->fd, page, s->page_size);
-    count(s, r);
+    else if (r >= 0 && (uint64_t)r < s->page_size)
+        r = -EEXIST;
+    if (r >= 0) {
+        __atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
+        return 1;
+    }
+    int64_t z = pm_uffd_fallback(s->fd, address, 0);
+    if (z == -EAGAIN)
+        return 0;
+    count_error(s, r);
+    if (z > 0)
+        __atomic_add_fetch(&s->fallbacks, 1, __ATOMIC_RELAXED);
     return 1;
+}
+
+/* A write-protect or minor fault: the native servers fill missing pages only (Python refuses
+ * to start one on a range registered for more). Answer it as if the range were not registered
+ * for it (pm_uffd_fallback), so its thread is not left waiting or faulting again forever.
+ * Counted as an error (EOPNOTSUPP). */
+static void serve_other(struct pm_uffd_server *s, const struct pm_uffd_event *e)
+{
+    pm_uffd_fallback(s->fd, e->address, e->flags);
+    count_error(s, -EOPNOTSUPP);
 }
 
 static void *server_main(void *arg)
@@ -364,7 +494,7 @@ static void *server_main(void *arg)
     for (;;) {
         int64_t n = readable ? pm_uffd_read(s->fd, ev, READ_BATCH) : 0;
         if (n < 0) {
-            count(s, n);
+            count_error(s, n);
             n = 0;
         }
     got:
@@ -375,12 +505,15 @@ static void *server_main(void *arg)
             }
             if (ev[i].ptid)
                 last_tid = (int)ev[i].ptid;
-            uint64_t page = ev[i].address & ~(s->page_size - 1);
-            if (!serve_fault(s, page)) {
+            if (ev[i].flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) {
+                serve_other(s, &ev[i]);
+                continue;
+            }
+            if (!serve_fault(s, ev[i].address)) {
                 if (npending < READ_BATCH)
-                    pending[npending++] = page;
-                else
-                    count(s, -EAGAIN);
+                    pending[npending++] = ev[i].address;
+                else /* no room to remember it: the thread retries and faults again */
+                    pm_uffd_wake(s->fd, ev[i].address & ~(s->page_size - 1), s->page_size);
             }
         }
         if (n > 0 && s->follow_tid > 0)
@@ -407,7 +540,7 @@ static void *server_main(void *arg)
                 n = pm_uffd_read(s->fd, ev, READ_BATCH);
                 if (n > 0)
                     goto got;
-                __builtin_ia32_pause();
+                cpu_relax();
             } while (n == 0 && now_ns() - t0 < SPIN_NS);
         }
         int mask = pm_uffd_wait(s->fd, s->stop_fd, npending ? 1 : -1);
@@ -439,7 +572,8 @@ int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint6
     s->follow_tid = cpu < 0 && follow_tid > 0 ? follow_tid : 0;
     s->follow_cpu = -1;
     s->spin = cpu < 0 && !s->follow_tid;
-    s->bounce = aligned_alloc(4096, page_size < 4096 ? 4096 : page_size);
+    size_t base_page = (size_t)sysconf(_SC_PAGESIZE); /* 4, 16 or 64 KiB */
+    s->bounce = aligned_alloc(base_page, page_size < base_page ? base_page : page_size);
     s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!s->bounce || s->stop_fd < 0) {
         int err = s->bounce ? errno : ENOMEM;
@@ -488,6 +622,7 @@ void pm_uffd_server_stats(struct pm_uffd_server *s, struct pm_uffd_server_stats 
 {
     st->faults = __atomic_load_n(&s->faults, __ATOMIC_RELAXED);
     st->errors = __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
+    st->fallbacks = __atomic_load_n(&s->fallbacks, __ATOMIC_RELAXED);
     st->last_error = s->last_error;
     st->events_dropped = __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
 }

@@ -88,7 +88,13 @@ int pm_uffd_writeprotect(int fd, uint64_t start, uint64_t len, uint64_t mode);
 int64_t pm_uffd_poison(int fd, uint64_t start, uint64_t len, uint64_t mode);
 int64_t pm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode);
 int pm_uffd_wait(int fd, int stop_fd, int timeout_ms);
+/* pm_uffd_read returns at most this many events per call. */
+#define PM_UFFD_READ_BATCH 64
 int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events);
+/* Resolve the fault at address (flags: its UFFD_PAGEFAULT_FLAG_*) as if nobody served it,
+ * whatever the range's page size or kind: zeros for a missing page, protection lifted, page
+ * cache mapped. The fallback when a fill fails, so no fault is left unresolved (uffd.c). */
+int64_t pm_uffd_fallback(int fd, uint64_t address, uint64_t flags);
 
 /* Native servers. kind 0: zero pages; kind 1: copy from src[0, src_len) at offset
  * (page - base), zeros past its end. Non-fault events are kept (up to PM_UFFD_KEEP_EVENTS)
@@ -96,8 +102,12 @@ int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events);
  * follow_tid > 0 keeps it pinned to the CPU the faulting thread runs on (the faulter's thread
  * id from the fault messages when the kernel sends them, else follow_tid), re-checked every
  * 1024 faults or 1 ms; else it is unpinned and spins up to 50 us on the non-blocking read
- * before sleeping. On a VM whose idle vCPUs halt, a cross-CPU wake-up per fault costs more
- * than the fault: serving on the faulter's CPU avoids it. */
+ * before sleeping. A fault the server cannot fill as asked (the fill fails, whatever the
+ * reason) is resolved with zeros by pm_uffd_fallback and counted in errors (and, if the
+ * zeros went in, in fallbacks), so no fault is ever left waiting. WP and MINOR faults are
+ * answered as if the range were not registered for them (protection lifted, page-cache page
+ * mapped) and counted as EOPNOTSUPP errors. On a VM whose idle vCPUs halt, a cross-CPU
+ * wake-up per fault costs more than the fault: serving on the faulter's CPU avoids it. */
 #define PM_UFFD_SERVE_ZERO 0
 #define PM_UFFD_SERVE_FROM 1
 #define PM_UFFD_KEEP_EVENTS 1024
@@ -105,6 +115,7 @@ struct pm_uffd_server;
 struct pm_uffd_server_stats {
     uint64_t faults;
     uint64_t errors;
+    uint64_t fallbacks;
     int64_t last_error;
     uint64_t events_dropped;
 };

@@ -20,11 +20,14 @@ import os
 import threading
 from typing import Any, Callable
 
+import numpy as np
+
+from ._args import I32_MAX, as_flags, as_int, as_nonneg, as_positive, as_timeout
 from ._fdfile import FdFile
 from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
 from .errors import InvalidArgument, PhysmemError, error_from_errno
-from .mapping import PAGE_SIZE, Mapping
+from .mapping import PAGE_SIZE, Mapping, _check_page_size
 
 __all__ = ["UserFaultFd", "Feature", "Mode", "Ioctl", "EventKind", "FaultFlag", "Event",
            "Server", "NativeServer"]
@@ -139,10 +142,9 @@ def _events(buf: Any, n: int) -> list[Event]:
     return [Event._from_c(buf[i]) for i in range(n)]
 
 
-def _uint(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgument(f"{name}={value!r} must be a non-negative integer")
-    return value
+def _page_size_arg(value: Any) -> int:
+    """The base page size or a huge page size this kernel offers."""
+    return _check_page_size(as_int(value, "page_size"))
 
 
 class UserFaultFd(FdFile):
@@ -158,15 +160,9 @@ class UserFaultFd(FdFile):
                  user_mode_only: bool = False) -> None:
         self._fd = -1
         self._servers: list[Server | NativeServer] = []
-        self._ranges: list[tuple[int, int, int]] = []
+        self._ranges: list[tuple[int, int, int, Mode]] = []  # start, length, page size, mode
         self._lock = threading.Lock()
-        try:
-            if int(features) & ~sum(Feature):
-                raise ValueError(features)
-            features = Feature(features)
-        except (TypeError, ValueError):
-            raise InvalidArgument(f"features={features!r} is not a combination of Feature "
-                                  "flags") from None
+        features = Feature(as_flags(features, "features", sum(Feature)))
         flags = os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
         if user_mode_only:
             flags |= lib.UFFD_USER_MODE_ONLY
@@ -236,11 +232,11 @@ class UserFaultFd(FdFile):
             if length is None:
                 length = -(-target.size // ps) * ps
         else:
-            start = _uint("address", target)
-            ps = page_size or self._page_size_at(start)
+            start = as_nonneg(target, "address")
+            ps = self._page_size_at(start) if page_size is None else _page_size_arg(page_size)
             if length is None:
                 raise InvalidArgument("length is required when address is an int")
-        length = _uint("length", length)
+        length = as_nonneg(length, "length")
         if start % ps or length % ps or not length:
             raise InvalidArgument(
                 f"address={start:#x}, length={length:#x} must be non-empty and aligned to the "
@@ -248,7 +244,7 @@ class UserFaultFd(FdFile):
         return start, length, ps
 
     def _page_size_at(self, address: int) -> int:
-        for start, length, ps in self._ranges:
+        for start, length, ps, _ in self._ranges:
             if start <= address < start + length:
                 return ps
         return PAGE_SIZE
@@ -258,15 +254,17 @@ class UserFaultFd(FdFile):
         """UFFDIO_REGISTER a Mapping (or ``address``, ``length``) for ``mode`` faults.
         Returns the ioctls the range supports."""
         self._require_open()
-        try:
-            if int(mode) & ~sum(Mode):
-                raise ValueError(mode)
-            mode = Mode(mode)
-        except (TypeError, ValueError):
-            raise InvalidArgument(f"mode={mode!r} is not a combination of Mode flags") from None
+        mode = Mode(as_flags(mode, "mode", sum(Mode)))
         if not mode:
             raise InvalidArgument("mode must include MISSING, WP and/or MINOR")
         start, length, ps = self._span(target, length, page_size)
+        for server in self._servers:
+            if server.running and server.page_size != ps:
+                raise InvalidArgument(
+                    f"a server filling {server.page_size:#x}-byte pages is running; it cannot "
+                    f"serve a range of {ps:#x}-byte pages: stop() it first")
+            if isinstance(server, NativeServer) and server.running and mode & ~Mode.MISSING:
+                raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=mode))
         out = ffi.new("uint64_t *")
         ret = lib.pm_uffd_register(self._fd, start, length, int(mode), out)
         if ret == -_errno.EINVAL:
@@ -284,7 +282,13 @@ class UserFaultFd(FdFile):
             raise error_from_errno(-ret, f"UFFDIO_REGISTER {mode!s} {start:#x}+{length:#x}",
                                    address=start, hint=hint)
         with self._lock:
-            self._ranges.append((start, length, ps))
+            # Registering again replaces the mode of what it overlaps, unless that mode
+            # already includes the new one: then the kernel leaves it as it was.
+            kept = [r for r in self._ranges if r[0] + r[1] <= start or r[0] >= start + length]
+            for r in self._ranges:
+                if r not in kept and r[3] & mode == mode:
+                    mode |= r[3]
+            self._ranges = kept + [(start, length, ps, mode)]
         return Ioctl(out[0] & sum(Ioctl))
 
     def unregister(self, target: int | Mapping, length: int | None = None) -> None:
@@ -313,16 +317,20 @@ class UserFaultFd(FdFile):
         the registered, page-aligned ``dst``; returns the bytes copied."""
         self._require_open()
         keep = None
-        if isinstance(src, int) and not isinstance(src, bool):
-            src_addr = src
+        if isinstance(src, (int, np.integer)) and not isinstance(src, (bool, np.bool_)):
+            src_addr = as_nonneg(src, "src")
             if length is None:
                 raise InvalidArgument("length is required when src is an address")
         else:
-            keep = ffi.from_buffer("char[]", src)
+            try:
+                keep = ffi.from_buffer("char[]", src)
+            except (TypeError, ValueError, BufferError):
+                raise InvalidArgument(f"src must be an address or a contiguous bytes-like "
+                                      f"object, got {type(src).__name__}") from None
             src_addr = int(ffi.cast("uintptr_t", keep))
             if length is None:
                 length = len(keep)
-            elif length > len(keep):
+            elif as_nonneg(length, "length") > len(keep):
                 raise InvalidArgument(f"length={length} exceeds the {len(keep)}-byte source")
         dst, length, _ = self._span(dst, length)
         mode = (0 if wake else lib.UFFDIO_COPY_MODE_DONTWAKE) | \
@@ -391,7 +399,7 @@ class UserFaultFd(FdFile):
         self._require_open()
         self._need(Feature.MOVE, "ioctl UFFDIO_MOVE")
         dst, length, _ = self._span(dst, length)
-        src = _uint("src", src)
+        src = as_nonneg(src, "src")
         if src % PAGE_SIZE:
             raise InvalidArgument(f"src={src:#x} is not page aligned")
         mode = (0 if wake else lib.UFFDIO_MOVE_MODE_DONTWAKE) | \
@@ -402,36 +410,51 @@ class UserFaultFd(FdFile):
     # ---- events ------------------------------------------------------------------------
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until an event is readable; False on timeout."""
+        """Wait until an event is readable (``timeout`` seconds, None: forever); False on
+        timeout."""
+        seconds = as_timeout(timeout)
         self._require_open()
-        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        ms = -1 if seconds is None else int(seconds * 1000)
         return bool(check(lib.pm_uffd_wait(self._fd, -1, ms), "poll userfaultfd") & 1)
 
     def read_events(self, max_events: int = 64) -> list[Event]:
-        """Read pending messages (none: an empty list, on a non-blocking fd)."""
+        """Read pending messages (none: an empty list, on a non-blocking fd): at most
+        ``max_events``, and at most 64 per call whatever is asked."""
+        want = min(as_positive(max_events, "max_events"), lib.PM_UFFD_READ_BATCH)
         self._require_open()
-        if max_events <= 0:
-            raise InvalidArgument(f"max_events={max_events!r} must be positive")
-        buf = ffi.new("struct pm_uffd_event[]", max_events)
-        n = check(lib.pm_uffd_read(self._fd, buf, max_events), "read userfaultfd")
+        buf = ffi.new("struct pm_uffd_event[]", want)
+        n = check(lib.pm_uffd_read(self._fd, buf, want), "read userfaultfd")
         return _events(buf, n)
 
     # ---- servers -----------------------------------------------------------------------
 
-    def _check_no_server(self) -> None:
+    def _check_no_server(self, native: bool = False) -> None:
         self._require_open()
         if any(s.running for s in self._servers):
             raise InvalidArgument("a server is already running on this UserFaultFd; stop() it "
                                   "first")
+        if native:
+            for *_, mode in self._ranges:
+                if mode & ~Mode.MISSING:
+                    raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=mode))
 
     def _server_page_size(self, page_size: int | None) -> int:
-        if page_size is not None:
-            return _uint("page_size", page_size)
-        sizes = {ps for _, _, ps in self._ranges}
-        if len(sizes) > 1:
-            raise InvalidArgument(f"ranges of several page sizes {sorted(sizes)} are "
-                                  "registered; pass page_size")
-        return sizes.pop() if sizes else PAGE_SIZE
+        """The page size a server fills: the registered ranges' (a fill of any other size
+        fails, or covers pages that were not asked for)."""
+        sizes = {ps for _, _, ps, _ in self._ranges}
+        if page_size is None:
+            if len(sizes) > 1:
+                raise InvalidArgument(f"ranges of several page sizes "
+                                      f"{[hex(s) for s in sorted(sizes)]} are registered: "
+                                      "serve them from separate UserFaultFds")
+            return sizes.pop() if sizes else PAGE_SIZE
+        ps = _page_size_arg(page_size)
+        if sizes - {ps}:
+            raise InvalidArgument(
+                f"page_size={ps:#x} does not match the registered range(s), whose pages are "
+                f"{', '.join(hex(s) for s in sorted(sizes))} bytes: omit page_size to serve "
+                "them with their own")
+        return ps
 
     def serve(self, handler: Callable[[Event], Any], *, page_size: int | None = None,
               cpu: int | None = None) -> Server:
@@ -439,6 +462,8 @@ class UserFaultFd(FdFile):
         handler returns the page's bytes (copied in with UFFDIO_COPY) or None if it resolved
         the fault itself. Stop with ``Server.stop()`` or ``close()``. ``cpu`` pins the
         thread to that CPU."""
+        if not callable(handler):
+            raise InvalidArgument(f"handler must be callable, got {type(handler).__name__}")
         self._check_no_server()
         server = Server(self, handler, self._server_page_size(page_size), _cpu(cpu))
         self._servers.append(server)
@@ -449,7 +474,7 @@ class UserFaultFd(FdFile):
                    follow: bool = False) -> NativeServer:
         """Serve every MISSING fault with zeros, from C on a native thread. Placement as in
         ``serve_from``."""
-        self._check_no_server()
+        self._check_no_server(native=True)
         ps = self._server_page_size(page_size)
         server = NativeServer(self, lib.PM_UFFD_SERVE_ZERO, None, 0, ps, _cpu(cpu), follow)
         self._servers.append(server)
@@ -470,7 +495,7 @@ class UserFaultFd(FdFile):
         CPU on each wake-up, and until the next re-check every fault crosses CPUs, so it is
         opt-in. ``cpu`` pins it to that CPU. By default it is left to the scheduler and
         spins up to 50 us on the non-blocking read after each fault before sleeping."""
-        self._check_no_server()
+        self._check_no_server(native=True)
         ps = self._server_page_size(page_size)
         if base is None:
             if not self._ranges:
@@ -478,18 +503,24 @@ class UserFaultFd(FdFile):
             base = min(r[0] for r in self._ranges)
         elif isinstance(base, Mapping):
             base = base.address
-        base = _uint("base", base)
+        base = as_nonneg(base, "base")
         server = NativeServer(self, lib.PM_UFFD_SERVE_FROM, buffer, base, ps, _cpu(cpu),
                               follow)
         self._servers.append(server)
         return server
 
 
+_NATIVE_MISSING_ONLY = (
+    "serve_zero()/serve_from() answer MISSING faults only, and a range is registered for "
+    "{mode!s}: answer its WP/MINOR faults with serve(handler) or read_events()")
+
+
 def _cpu(cpu: int | None) -> int:
     if cpu is None:
         return -1
+    cpu = as_int(cpu, "cpu", lo=0, hi=I32_MAX)
     allowed = os.sched_getaffinity(0)
-    if isinstance(cpu, bool) or not isinstance(cpu, int) or cpu not in allowed:
+    if cpu not in allowed:
         raise InvalidArgument(f"cpu={cpu!r} must be one of the CPUs this process may run on "
                               f"{sorted(allowed)}")
     return cpu
@@ -509,12 +540,21 @@ def _available_features() -> Feature:
         os.close(fd)
 
 
+# The Python server's answer when the handler raised or returned no usable page: resolve the
+# fault as if nobody served it (pm_uffd_fallback: zeros, protection lifted, page cache mapped).
+_FALLBACK = object()
+
+
 class Server:
     """A Python handler serving a UserFaultFd's events on a thread (see ``serve``).
 
-    ``faults`` counts the faults resolved. A handler that raises gets its fault filled with
-    zeros (so the faulting thread does not hang); the exception is kept in ``exceptions``
-    and raised again by ``stop()``.
+    ``faults`` counts the faults resolved as the handler asked. Every fault is resolved,
+    whatever happens: if the handler raises, returns something that is not a page (not
+    bytes-like, longer than ``page_size``, or bytes for a WP/MINOR fault), or the kernel
+    refuses the page, the fault is resolved as if nobody served it (a missing page filled
+    with zeros, a write protection lifted, a page-cache page mapped; counted in
+    ``fallbacks``) so the faulting thread does not hang; the error is kept in ``exceptions``
+    and the first one is raised again by ``stop()``.
     """
 
     def __init__(self, uffd: UserFaultFd, handler: Callable[[Event], Any],
@@ -524,9 +564,9 @@ class Server:
         self._handler = handler
         self.page_size = page_size
         self.faults = 0
+        self.fallbacks = 0
         self.exceptions: list[BaseException] = []
         self._stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self._zero = bytes(page_size)
         self._thread = threading.Thread(target=self._run, name="physmem-uffd-serve",
                                         daemon=True)
 
@@ -537,63 +577,119 @@ class Server:
     def _start(self) -> None:
         self._thread.start()
 
-    def _fill(self, page: int, data: Any) -> int:
-        src = ffi.from_buffer("char[]", data)
+    def _page(self, data: Any) -> Any:
+        """The handler's answer as a cffi buffer of at most one page, or _FALLBACK (error kept)."""
+        try:
+            src = ffi.from_buffer("char[]", data)
+        except (TypeError, ValueError, BufferError):  # not a buffer, or not a contiguous one
+            src = None
+        if src is None or len(src) > self.page_size:
+            what = "not contiguous bytes" if src is None else f"{len(src)} bytes"
+            self.exceptions.append(InvalidArgument(
+                f"the handler returned {type(data).__name__} {data!r:.60} ({what}): for a page "
+                f"fault it must return at most page_size={self.page_size} bytes (a bytes-like "
+                "object), or None once it has resolved the fault itself; the page was filled "
+                "with zeros"))
+            return _FALLBACK
+        return src
+
+    def _fill(self, page: int, src: Any) -> int:
         if len(src) < self.page_size:
             padded = bytearray(self.page_size)
-            padded[:len(src)] = bytes(src)
+            padded[:len(src)] = ffi.buffer(src)
             src = ffi.from_buffer("char[]", padded)
         ret = lib.pm_uffd_copy(self._uffd._fd, page, int(ffi.cast("uintptr_t", src)),
                                self.page_size, 0)
         if ret == -_errno.EEXIST:
             ret = lib.pm_uffd_wake(self._uffd._fd, page, self.page_size)
-        return ret
+        elif 0 <= ret < self.page_size:
+            ret = -_errno.EEXIST  # part of the page was present: the fault may not be covered
+        return int(ret)
+
+    def _resolve(self, address: int, src: Any, flags: int = 0) -> bool:
+        """Resolve the fault at ``address`` with ``src``, or (``_FALLBACK``) as if nobody served
+        it: zeros for a missing page, protection lifted for a WP fault, page cache mapped for
+        a MINOR one. False if it must be retried once the pending events are read (EAGAIN:
+        the address space is changing)."""
+        if src is not _FALLBACK:
+            page = address & ~(self.page_size - 1)
+            ret = self._fill(page, src)
+            if ret == -_errno.EAGAIN:
+                return False
+            if ret >= 0:
+                self.faults += 1
+                return True
+            self.exceptions.append(error_from_errno(
+                -ret, f"UFFDIO_COPY of the handler's page to {page:#x}", address=page))
+        ret = lib.pm_uffd_fallback(self._uffd._fd, address, flags)
+        if ret == -_errno.EAGAIN:
+            return False
+        if ret < 0:
+            self.exceptions.append(error_from_errno(
+                -ret, f"zero-filling the fault at {address:#x}", address=address))
+        else:
+            self.fallbacks += 1
+        return True
+
+    def _handle(self, event: Event, pending: list[tuple[int, Any, int]]) -> None:
+        try:
+            data = self._handler(event)
+        except BaseException as exc:  # noqa: BLE001 - kept for stop()
+            self.exceptions.append(exc)
+            data = _FALLBACK
+        if event.kind is not EventKind.PAGEFAULT:
+            return
+        if data is None:
+            self.faults += 1
+            return
+        if data is not _FALLBACK and event.flags & (FaultFlag.WP | FaultFlag.MINOR):
+            # Bytes cannot answer these: the page is there, protected or not yet mapped.
+            self.exceptions.append(InvalidArgument(
+                f"the handler returned {type(data).__name__} for a {event.flags!s} fault at "
+                f"{event.address:#x}: resolve it (writeprotect(..., False) or continue_()) and "
+                "return None; it was resolved as if the range were not registered for it"))
+            data = _FALLBACK
+        src = data if data is _FALLBACK else self._page(data)
+        flags = int(event.flags)
+        if not self._resolve(event.address, src, flags):
+            # The handler's buffer may change before the retry: keep a copy.
+            pending.append((event.address, src if src is _FALLBACK else
+                            ffi.from_buffer("char[]", bytes(ffi.buffer(src))), flags))
 
     def _run(self) -> None:
         if self._cpu >= 0:
-            os.sched_setaffinity(0, {self._cpu})  # 0: this thread
+            try:
+                os.sched_setaffinity(0, {self._cpu})  # 0: this thread
+            except OSError as exc:
+                self.exceptions.append(exc)
         fd = self._uffd._fd
-        buf = ffi.new("struct pm_uffd_event[]", 64)
-        pending: list[tuple[int, Any]] = []
+        buf = ffi.new("struct pm_uffd_event[]", lib.PM_UFFD_READ_BATCH)
+        pending: list[tuple[int, Any, int]] = []
         while True:
             mask = lib.pm_uffd_wait(fd, self._stop_fd, 1 if pending else -1)
             if mask > 0 and mask & 2:
                 break
-            n = lib.pm_uffd_read(fd, buf, 64)
+            n = lib.pm_uffd_read(fd, buf, lib.PM_UFFD_READ_BATCH)
             if n < 0:
                 if n == -_errno.EBADF:
                     break
                 continue
-            retry = pending
-            pending = []
-            for page, data in retry:
-                if self._fill(page, data) == -_errno.EAGAIN:
-                    pending.append((page, data))
-                else:
-                    self.faults += 1
-            for event in _events(buf, n):
+            retry, pending = pending, []
+            for address, src, flags in retry:
+                if not self._resolve(address, src, flags):
+                    pending.append((address, src, flags))
+            for i in range(n):
+                # Nothing may end this thread while a fault waits on it: a fault left
+                # unanswered blocks its thread until the UserFaultFd is closed.
                 try:
-                    data = self._handler(event)
+                    self._handle(Event._from_c(buf[i]), pending)
                 except BaseException as exc:  # noqa: BLE001 - kept for stop()
                     self.exceptions.append(exc)
-                    data = self._zero if event.kind is EventKind.PAGEFAULT else None
-                if event.kind is not EventKind.PAGEFAULT:
-                    continue
-                if data is None:
-                    self.faults += 1
-                    continue
-                page = event.address & ~(self.page_size - 1)
-                ret = self._fill(page, data)
-                if ret == -_errno.EAGAIN:
-                    pending.append((page, bytes(data)))
-                elif ret < 0:
-                    self.exceptions.append(error_from_errno(
-                        -ret, f"UFFDIO_COPY to {page:#x}", address=page))
-                else:
-                    self.faults += 1
+                    if buf[i].kind == lib.UFFD_EVENT_PAGEFAULT:
+                        lib.pm_uffd_fallback(fd, buf[i].address, buf[i].flags)
 
     def stop(self, *, raise_errors: bool = True) -> None:
-        """Stop the thread and wait for it; raise the first handler exception, if any."""
+        """Stop the thread and wait for it; raise the first error kept, if any."""
         if self._stop_fd >= 0:
             os.eventfd_write(self._stop_fd, 1)
             if threading.current_thread() is not self._thread:
@@ -616,14 +712,17 @@ class Server:
 
 
 class NativeServer:
-    """A C server thread (``serve_zero``/``serve_from``). ``faults`` and ``errors`` count
-    resolved and failed faults; non-fault events (fork, remap, remove, unmap) are kept and
-    returned by ``events()``."""
+    """A C server thread (``serve_zero``/``serve_from``). ``faults`` counts the faults
+    served as asked, ``errors`` those whose fill failed (``last_error`` says why); each of
+    those is resolved with zeros instead (counted in ``fallbacks``) or, if even that fails,
+    its thread is woken to retry, so no fault is left waiting. They serve MISSING faults only
+    (ranges registered for WP or MINOR are refused); should one arrive anyway, it is answered
+    as if the range were not registered for it and counted in ``errors`` (EOPNOTSUPP).
+    Non-fault events (fork, remap, remove, unmap) are kept and returned by ``events()``."""
 
     def __init__(self, uffd: UserFaultFd, kind: int, buffer: Any, base: int,
                  page_size: int, cpu: int = -1, follow: bool = False) -> None:
-        if page_size <= 0 or page_size & (page_size - 1):
-            raise InvalidArgument(f"page_size={page_size!r} must be a power of two")
+        page_size = _page_size_arg(page_size)
         self._uffd = uffd
         self.page_size = page_size
         self._src = None
@@ -633,7 +732,7 @@ class NativeServer:
                 buffer = buffer.view()
             try:
                 self._src = ffi.from_buffer("char[]", buffer)
-            except TypeError as exc:
+            except (TypeError, ValueError, BufferError) as exc:
                 raise InvalidArgument(f"buffer={type(buffer).__name__} must be a contiguous "
                                       f"bytes-like object: {exc}") from None
             src_addr = int(ffi.cast("uintptr_t", self._src))
@@ -664,6 +763,11 @@ class NativeServer:
     @property
     def errors(self) -> int:
         return int(self._stats().errors)
+
+    @property
+    def fallbacks(self) -> int:
+        """Faults whose fill failed and that were resolved with zeros instead."""
+        return int(self._stats().fallbacks)
 
     @property
     def last_error(self) -> int:

@@ -140,7 +140,7 @@ def test_validator_on_a_tree_missing_most_files(trees, tmp_path):
 
 def test_validator_live_is_clean_enough_and_fast():
     r = validate()
-    assert r.sections == ("memory", "numa", "isolation", "access")
+    assert r.sections == ("memory", "numa", "isolation", "access", "cpuidle")
     assert not r.by_id("access.no_cap_sys_admin") or os.geteuid() != 0
     with pytest.raises(InvalidArgument):
         validate("nope")
@@ -176,3 +176,79 @@ def test_cli_topo_plan_doctor(trees):
         assert "example:" in _cli(cmd, "--help").stdout
     bad = _cli("plan", "--device", "0000:99:00.0", *roots)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+# ---- cpuidle: VM wake-up latency (issue 12, item 10) ---------------------------------------
+
+def idle_tree(tmp_path, driver="haltpoll", governor="haltpoll", poll="0", ro=False):
+    """A sys tree with only what the cpuidle section reads."""
+    sys_root = tmp_path / "sys"
+    idle = sys_root / "devices/system/cpu/cpuidle"
+    idle.mkdir(parents=True)
+    (tmp_path / "proc").mkdir()
+    if driver is not None:
+        (idle / "current_driver").write_text(driver + "\n")
+    if governor is not None:
+        (idle / ("current_governor_ro" if ro else "current_governor")).write_text(governor + "\n")
+    if poll is not None:
+        params = sys_root / "module/haltpoll/parameters"
+        params.mkdir(parents=True)
+        (params / "guest_halt_poll_ns").write_text(poll + "\n")
+    return tmp_path
+
+
+def test_validator_cpuidle_haltpoll_without_polling(tmp_path):
+    root = idle_tree(tmp_path)
+    r = run(root, "cpuidle")
+    (f,) = r.by_id("cpuidle.haltpoll_no_poll")
+    assert f.severity == Severity.WARNING and "guest_halt_poll_ns 0" in f.message
+    path = root / "sys/module/haltpoll/parameters/guest_halt_poll_ns"
+    assert f.fix == f"echo 200000 > {path} (boot: haltpoll.guest_halt_poll_ns=200000)"
+    # Kernels before 5.8 only have current_governor_ro.
+    ro = idle_tree(tmp_path / "ro", ro=True)
+    assert run(ro, "cpuidle").by_id("cpuidle.haltpoll_no_poll")
+    out = _cli("doctor", "--section", "cpuidle", "--sys-root", str(root / "sys"),
+               "--proc-root", str(root / "proc"))
+    assert out.returncode == 3 and f"echo 200000 > {path}" in out.stdout
+
+
+@pytest.mark.parametrize("driver,governor,poll,want", [
+    ("haltpoll", "haltpoll", "200000", "cpuidle.haltpoll"),       # polling: fine
+    ("haltpoll", "menu", "0", "cpuidle.driver"),                   # the knob does nothing
+    ("intel_idle", "menu", None, "cpuidle.driver"),               # bare metal
+    ("haltpoll", "haltpoll", "(null)", "cpuidle.driver"),          # odd file: that field only
+])
+def test_validator_cpuidle_other_setups(tmp_path, driver, governor, poll, want):
+    r = run(idle_tree(tmp_path, driver, governor, poll), "cpuidle")
+    assert [f.id for f in r.findings] == [want] and r.ok
+
+
+def test_validator_cpuidle_without_cpuidle(trees, tmp_path):
+    r = run(idle_tree(tmp_path, None, None, None), "cpuidle")
+    assert r.findings == () and r.ok
+    # A captured tree (no haltpoll): its driver and governor, as its files say.
+    base = trees["16amd64-8n2c"] / "sys/devices/system/cpu/cpuidle"
+    (f,) = run(trees["16amd64-8n2c"], "cpuidle").findings
+    assert f.id == "cpuidle.driver" and f.message == (
+        f"cpuidle driver {(base / 'current_driver').read_text().strip()}, "
+        f"governor {(base / 'current_governor_ro').read_text().strip()}")
+
+
+def test_validator_cpuidle_live_matches_sysfs():
+    from physmem.validate.cpuidle import read_idle
+
+    def raw(path):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
+
+    base = "/sys/devices/system/cpu/cpuidle"
+    driver = raw(f"{base}/current_driver")
+    governor = raw(f"{base}/current_governor") or raw(f"{base}/current_governor_ro")
+    poll = raw("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+    idle = read_idle()
+    assert (idle.driver, idle.governor) == (driver, governor)
+    assert idle.guest_halt_poll_ns == (None if poll is None else int(poll))
+    warned = bool(validate("cpuidle").by_id("cpuidle.haltpoll_no_poll"))
+    assert warned == (governor == "haltpoll" and poll == "0")

@@ -2,7 +2,12 @@
 faults and fork/remap/unmap events arrive, and nothing leaks (/proc/self/fd)."""
 from __future__ import annotations
 
+import errno
+import json
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -10,8 +15,10 @@ import numpy as np
 import pytest
 
 from physmem import InvalidArgument, Mapping, MemFd, UserFaultFd
-from physmem.mapping import PAGE_SIZE, Advice
+from physmem.mapping import PAGE_SIZE, Advice, hugepage_sizes
 from physmem.userfaultfd import EventKind, FaultFlag, Feature, Ioctl, Mode
+
+from conftest import python_env
 
 # Without root the kernel refuses userfaultfd() unless vm.unprivileged_userfaultfd=1.
 pytestmark = pytest.mark.root(reason="userfaultfd needs root (or vm.unprivileged_userfaultfd=1)")
@@ -281,7 +288,7 @@ def wait_for_cpus(want: set[int], timeout: float = 5) -> set[int]:
 def test_native_server_follows_the_faulting_thread(no_uffd_leak):
     a, b = sorted(os.sched_getaffinity(0))[:2]
     allowed = os.sched_getaffinity(0)
-    size = 8 * MiB  # 2048 faults: past the 1024 after which the server looks again
+    size = 2048 * PAGE_SIZE  # past the 1024 faults after which the server looks again
     src = np.random.default_rng(2).integers(0, 256, size, dtype=np.uint8)
     try:
         os.sched_setaffinity(0, {a})
@@ -317,3 +324,273 @@ def test_native_server_placement_options(no_uffd_leak):
             time.sleep(0.05)
             assert native_server_cpus() == allowed
         assert server.faults == 0  # the pages were served by the first server
+
+
+# ---- no input may leave a faulting thread waiting (issue 10, items 2 and 3) ----------------
+# The faulting part runs in a child process: were a fault left unresolved, the child is
+# killed at the timeout and the test fails, instead of the suite hanging.
+
+_PRELUDE = '''
+import errno, json, os, sys, threading
+from physmem import InvalidArgument, Mapping, UserFaultFd
+from physmem._lib import ffi, lib
+from physmem.mapping import PAGE_SIZE
+
+def raw(address, length):
+    """The bytes at address, read through /proc/self/mem: not through physmem."""
+    fd = os.open("/proc/self/mem", os.O_RDONLY)
+    try:
+        return os.pread(fd, length, address)
+    finally:
+        os.close(fd)
+
+def report(**kw):
+    print(json.dumps(kw))
+'''
+
+
+def run_isolated(code: str, timeout: float = 20) -> dict:
+    """Run ``code`` in a child Python (it ends with ``report(...)``); return what it reported.
+    A child that does not finish in ``timeout`` seconds has a thread stuck in a fault."""
+    env, cwd = python_env()
+    try:
+        p = subprocess.run([sys.executable, "-c", _PRELUDE + textwrap.dedent(code)],
+                           capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
+        pytest.fail(f"a faulting thread hung (child killed after {timeout} s); stderr: {err}")
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("bad", ["12345", "'str'", "bytes(PAGE_SIZE + 1)", "object()",
+                                 "memoryview(bytes(2 * PAGE_SIZE))[::2]"])
+def test_handler_returning_no_page_is_zero_filled_and_recorded(bad):
+    r = run_isolated(f'''
+        u = UserFaultFd()
+        m = Mapping.anonymous(2 * PAGE_SIZE)
+        u.register(m)
+        good = bytes([0x5A]) * PAGE_SIZE
+        server = u.serve(lambda ev: {bad} if ev.address < m.address + PAGE_SIZE else good)
+        m.touch(0, PAGE_SIZE)          # the bad answer
+        m.touch(PAGE_SIZE, PAGE_SIZE)  # the thread survived it: the next fault is served
+        errors = [type(e).__name__ for e in server.exceptions]
+        try:
+            server.stop()
+            raised = None
+        except Exception as exc:
+            raised = type(exc).__name__
+        report(first=raw(m.address, PAGE_SIZE) == bytes(PAGE_SIZE),
+               second=raw(m.address + PAGE_SIZE, PAGE_SIZE) == good,
+               faults=server.faults, fallbacks=server.fallbacks, errors=errors, raised=raised)
+    ''')
+    assert r["first"] and r["second"]
+    assert (r["faults"], r["fallbacks"]) == (1, 1)
+    assert r["errors"] == ["InvalidArgument"] and r["raised"] == "InvalidArgument"
+
+
+@pytest.mark.parametrize("page_size", [1 << 21, 64, 2**64, 1.5, "4096"])
+def test_server_page_size_is_checked_against_the_ranges(page_size, no_uffd_leak):
+    with UserFaultFd() as u, Mapping.anonymous(PAGE_SIZE) as m:
+        u.register(m)
+        with pytest.raises(InvalidArgument, match="page_size"):
+            u.serve_zero(page_size=page_size)
+        with pytest.raises(InvalidArgument, match="page_size"):
+            u.serve_from(b"x", page_size=page_size)
+        with pytest.raises(InvalidArgument, match="page_size"):
+            u.serve(lambda ev: None, page_size=page_size)
+        assert not u._servers
+        with u.serve_zero(page_size=PAGE_SIZE) as server:  # the range's own: accepted
+            huge = min(hugepage_sizes())
+            with Mapping.anonymous(2 * huge) as other:
+                # A range of another page size cannot join a running server.
+                aligned = (other.address + huge - 1) & ~(huge - 1)
+                with pytest.raises(InvalidArgument, match="stop"):
+                    u.register(aligned, huge, page_size=huge)
+            m.touch()
+        assert server.faults == 1
+
+
+@pytest.mark.parametrize("kind", ["PM_UFFD_SERVE_ZERO", "PM_UFFD_SERVE_FROM"])
+@pytest.mark.parametrize("page_size", [1 << 21, 64, 8192])
+def test_native_server_resolves_a_fault_it_cannot_fill(kind, page_size):
+    # Below the Python checks: the C server itself must answer every fault.
+    r = run_isolated(f'''
+        u = UserFaultFd()
+        m = Mapping.anonymous(PAGE_SIZE)
+        u.register(m)
+        src = bytes([0xAB]) * PAGE_SIZE
+        keep = ffi.from_buffer("char[]", src)
+        out = ffi.new("struct pm_uffd_server **")
+        rc = lib.pm_uffd_server_start(u.fd, lib.{kind}, int(ffi.cast("uintptr_t", keep)),
+                                      len(src), m.address, {page_size}, 0, -1, 0, out)
+        assert rc == 0, rc
+        m.touch(write=True)
+        st = ffi.new("struct pm_uffd_server_stats *")
+        lib.pm_uffd_server_stop(out[0], st)
+        report(zeros=raw(m.address, PAGE_SIZE) == bytes(PAGE_SIZE), faults=st.faults,
+               errors=st.errors, fallbacks=st.fallbacks, last_error=st.last_error)
+    ''')
+    assert r["zeros"]
+    assert (r["faults"], r["errors"], r["fallbacks"]) == (0, 1, 1)
+    assert r["last_error"] < 0
+
+
+def test_servers_zero_fill_hugetlb_ranges_registered_as_base_pages(hugepage_pool):
+    # Registered by address, the range is taken to have base pages: a 4 KiB fill of a hugetlb
+    # page fails (EINVAL), and both servers must resolve the fault with a zeroed huge page.
+    hugepage_pool(2)
+    r = run_isolated('''
+        def free_hugepages():
+            with open("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages") as f:
+                return int(f.read())
+        HUGE = 2 << 20
+        out = {}
+        for name in ("native", "python"):
+            u = UserFaultFd()
+            m = Mapping.anonymous(HUGE, page_size=HUGE)
+            u.register(m.address, HUGE)
+            before = free_hugepages()
+            if name == "native":
+                server = u.serve_zero()
+            else:
+                server = u.serve(lambda ev: bytes([1]) * PAGE_SIZE)
+            m.touch(HUGE - PAGE_SIZE, PAGE_SIZE, write=True)
+            used = before - free_hugepages()
+            zeros = raw(m.address, HUGE) == bytes(HUGE)
+            if name == "native":
+                server.stop()
+                out[name] = [used, zeros, server.faults, server.errors, server.fallbacks,
+                             server.last_error]
+            else:
+                server.stop(raise_errors=False)
+                out[name] = [used, zeros, server.faults, [str(e) for e in server.exceptions],
+                             server.fallbacks]
+            u.close()
+            m.close()
+        report(**out)
+    ''')
+    assert r["native"] == [1, True, 0, 1, 1, errno.EINVAL]
+    used, zeros, faults, errors, fallbacks = r["python"]
+    assert (used, zeros, faults, fallbacks) == (1, True, 0, 1)
+    assert len(errors) == 1 and "Invalid argument" in errors[0]
+
+
+@pytest.mark.parametrize("answer", ["raise KeyError", "bytes(PAGE_SIZE)"])
+def test_python_server_failing_a_wp_fault_lifts_the_protection(answer):
+    r = run_isolated(f'''
+        from physmem.userfaultfd import Feature, Mode
+        u = UserFaultFd(features=Feature.PAGEFAULT_FLAG_WP)
+        m = Mapping.anonymous(PAGE_SIZE)
+        m.array()[:] = 7
+        u.register(m, mode=Mode.WP)
+        u.writeprotect(m.address, PAGE_SIZE, True)
+        def handler(ev):
+            if "{answer}".startswith("raise"):
+                {answer}
+            return {answer.split()[-1] if answer.startswith("raise") else answer}
+        server = u.serve(handler)
+        m.touch(write=True)
+        server.stop(raise_errors=False)  # the counts are final once the thread has stopped
+        report(data=raw(m.address, PAGE_SIZE) == bytes([7]) * PAGE_SIZE,
+               faults=server.faults, fallbacks=server.fallbacks,
+               errors=[type(e).__name__ for e in server.exceptions])
+    ''')
+    want = "KeyError" if answer.startswith("raise") else "InvalidArgument"
+    assert r == {"data": True, "faults": 0, "fallbacks": 1, "errors": [want]}
+
+
+def test_native_servers_refuse_ranges_registered_for_wp_or_minor(no_uffd_leak):
+    with UserFaultFd(features=Feature.PAGEFAULT_FLAG_WP) as u, \
+            Mapping.anonymous(PAGE_SIZE) as m, Mapping.anonymous(PAGE_SIZE) as wp:
+        wp.array()[:] = 1
+        u.register(wp, mode=Mode.WP)
+        with pytest.raises(InvalidArgument, match="MISSING faults only"):
+            u.serve_zero()
+        with pytest.raises(InvalidArgument, match="MISSING faults only"):
+            u.serve_from(b"x")
+        u.register(wp, mode=Mode.WP | Mode.MISSING)
+        u.register(wp, mode=Mode.MISSING)  # the kernel keeps WP | MISSING: still refused
+        with pytest.raises(InvalidArgument, match="MISSING faults only"):
+            u.serve_zero()
+        u.unregister(wp)
+        u.register(wp, mode=Mode.WP)
+        u.register(wp, mode=Mode.MISSING)  # this replaces WP
+        u.register(m)
+        with u.serve_zero():
+            with pytest.raises(InvalidArgument, match="MISSING faults only"):
+                u.register(wp, mode=Mode.WP | Mode.MISSING)
+            m.touch()
+
+
+@pytest.mark.parametrize("mode", ["WP", "MINOR"])
+def test_native_server_answers_wp_and_minor_faults(mode):
+    # Below the Python checks: the C server lifts the protection / maps the page cache page
+    # rather than leaving the thread waiting (or re-faulting forever).
+    r = run_isolated(f'''
+        from physmem import MemFd
+        from physmem.userfaultfd import Feature, Mode
+        if "{mode}" == "WP":
+            u = UserFaultFd(features=Feature.PAGEFAULT_FLAG_WP)
+            m = Mapping.anonymous(PAGE_SIZE)
+            m.array()[:] = 7
+            u.register(m, mode=Mode.WP)
+            u.writeprotect(m.address, PAGE_SIZE, True)
+        else:
+            f = MemFd("minor", size=PAGE_SIZE)
+            f.write(bytes([7]) * PAGE_SIZE)
+            u = UserFaultFd(features=Feature.MINOR_SHMEM)
+            m = f.map()
+            u.register(m, mode=Mode.MINOR)
+        out = ffi.new("struct pm_uffd_server **")
+        assert lib.pm_uffd_server_start(u.fd, lib.PM_UFFD_SERVE_ZERO, 0, 0, 0, PAGE_SIZE, 1,
+                                        -1, 0, out) == 0
+        m.touch(write="{mode}" == "WP")
+        st = ffi.new("struct pm_uffd_server_stats *")
+        lib.pm_uffd_server_stop(out[0], st)
+        report(data=raw(m.address, PAGE_SIZE) == bytes([7]) * PAGE_SIZE, faults=st.faults,
+               errors=st.errors, last_error=st.last_error)
+    ''')
+    assert r == {"data": True, "faults": 0, "errors": 1, "last_error": -errno.EOPNOTSUPP}
+
+
+# ---- arguments are checked at the boundary (issue 10, item 10) ----------------------------
+
+def test_every_entry_point_checks_its_arguments(no_uffd_leak):
+    with UserFaultFd() as u, Mapping.anonymous(PAGE_SIZE) as m:
+        a = m.address
+        bad_calls = {
+            "features": lambda: UserFaultFd(features=1.5),
+            "mode": lambda: u.register(m, mode=1 << 70),
+            "address": lambda: u.register(2**64, PAGE_SIZE),
+            "length": lambda: u.register(a, 2**64),
+            "page_size": lambda: u.register(a, PAGE_SIZE, page_size=3 * PAGE_SIZE),
+            "address ": lambda: u.register(1.5, PAGE_SIZE),
+            "src": lambda: u.copy(a, 2**64, PAGE_SIZE),
+            "src ": lambda: u.copy(a, "a string"),
+            " src": lambda: u.copy(a, memoryview(bytes(2 * PAGE_SIZE))[::2]),
+            "length ": lambda: u.copy(a, b"x" * PAGE_SIZE, 1.5),
+            "address  ": lambda: u.zeropage(-1, PAGE_SIZE),
+            "length  ": lambda: u.wake(a, 2**64),
+            "src  ": lambda: u.move(a, 2**64, PAGE_SIZE) if u.features & Feature.MOVE else
+            u.copy(a, -1, PAGE_SIZE),
+            "timeout": lambda: u.wait(1e300),
+            "timeout ": lambda: u.wait(-1),
+            "timeout  ": lambda: u.wait(float("nan")),
+            "timeout   ": lambda: u.wait("1"),
+            "max_events": lambda: u.read_events(0),
+            "max_events ": lambda: u.read_events(1.5),
+            "page_size ": lambda: u.serve_zero(page_size=2**64),
+            "cpu": lambda: u.serve_zero(cpu=2**40),
+            "cpu ": lambda: u.serve_zero(cpu=1.5),
+            "base": lambda: u.serve_from(b"x", base=2**64),
+            "buffer": lambda: u.serve_from(memoryview(bytes(2 * PAGE_SIZE))[::2], base=a),
+            "handler": lambda: u.serve(12345),
+        }
+        for name, call in bad_calls.items():
+            with pytest.raises(InvalidArgument, match=name.strip()):
+                call()
+        assert not u._servers
+        # At most 64 events are read per call whatever is asked: no 48 TB buffer.
+        assert u.read_events(2**40) == []
+        assert u.wait(0) is False and u.wait(0.01) is False

@@ -72,11 +72,14 @@ int pm_uffd_writeprotect(int fd, uint64_t start, uint64_t len, uint64_t mode);
 int64_t pm_uffd_poison(int fd, uint64_t start, uint64_t len, uint64_t mode);
 int64_t pm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode);
 int pm_uffd_wait(int fd, int stop_fd, int timeout_ms);
+#define PM_UFFD_READ_BATCH ...
 int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events);
+int64_t pm_uffd_fallback(int fd, uint64_t address, uint64_t flags);
 struct pm_uffd_server;
 struct pm_uffd_server_stats {
     uint64_t faults;
     uint64_t errors;
+    uint64_t fallbacks;
     int64_t last_error;
     uint64_t events_dropped;
 };

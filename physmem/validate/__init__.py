@@ -1,6 +1,7 @@
 """The kernel validator: is this machine set up for low-latency DMA work, and what to fix.
 
-``run(sections=None)`` runs the sections (memory, numa, isolation, access; one module each)
+``run(sections=None)`` runs the sections (memory, numa, isolation, access, cpuidle; one
+module each)
 and returns a :class:`Report` of :class:`Finding`::
 
     from physmem import validate
@@ -13,14 +14,14 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..errors import InvalidArgument, PhysmemError
-from . import access, isolation, memory, numa
+from . import access, cpuidle, isolation, memory, numa
 from .context import Context
 from .findings import Finding, Report, Severity
 
 __all__ = ["SECTIONS", "Finding", "Report", "Severity", "run", "validate"]
 
 SECTIONS = {"memory": memory.check, "numa": numa.check, "isolation": isolation.check,
-            "access": access.check}
+            "access": access.check, "cpuidle": cpuidle.check}
 
 
 def run(sections: Iterable[str] | str | None = None, *, sys_root: str = "/sys",
