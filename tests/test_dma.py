@@ -490,12 +490,12 @@ def test_cli_alloc_refusal_speaks_cli(persistent_pools):
 
     before = all_pools()
     proc = run_physmem("alloc", "100T", "--reserve")
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode in (1, 2), proc.stderr  # refused (or, past all memory, a usage error)
     assert "--force" in proc.stderr and "force=True" not in proc.stderr
     assert all_pools() == before
     free = all_pools()["hugepages-2048kB"][1]
     proc = run_physmem("alloc", f"{(free + 1) * 2}M")  # more than the pool holds
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # the system cannot give it
     assert "--reserve" in proc.stderr and "reserve=True" not in proc.stderr
     assert "physmem.hugepages" not in proc.stderr, "no Python API in a CLI message"
     assert all_pools() == before
