@@ -376,12 +376,15 @@ def _range_end(f: _PfnFile, start: int, count: int | None) -> int:
 
 
 def read_range(f: _PfnFile, start: int = 0, count: int | None = None, *,
-               threads: int | None = None) -> np.ndarray:
+               threads: int | None = None,
+               each: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
     """Entries for PFNs [start, start + count) (``None``: to the end) as one array, read by
     ``threads`` threads at once (default :func:`default_threads`).
 
     The array is as long as what the file held (shorter only if it ended early); int64 for
-    kpageflags, uint64 for the others, like :meth:`_PfnFile.read`.
+    kpageflags, uint64 for the others, like :meth:`_PfnFile.read`. ``each(first_pfn,
+    entries)`` runs in the reading thread on every piece as soon as it is read, so per-frame
+    work done there with numpy (which drops the GIL too) runs in parallel as well.
     """
     start = _check_nonneg(start, "start")
     if count is not None:
@@ -398,6 +401,8 @@ def read_range(f: _PfnFile, start: int = 0, count: int | None = None, *,
         view = out[lo - start:hi - start]
         got[i] = check(lib.pm_pread_u64(fd, lo, hi - lo, u64_buffer(view)),
                        f"cannot read {f.filename}", path=f.path)
+        if each is not None and got[i]:
+            each(lo, view[:got[i]].view(f.dtype))
 
     _run_parts(work, len(parts), n)
     # A part cut short means the file ended there: keep what lies before the first gap.
