@@ -236,6 +236,26 @@ class Forecast:
     pool_exact: bool = True
     unevictable_movable: bool = True
     frame_counts: dict[str, int] = field(default_factory=dict)
+    frame_class: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint8), repr=False)
+    proc_root: str = "/proc"
+
+    def explain(self, size: int | str, start_pfn: int, *, limit: int | None = None
+                ) -> tuple[BlockerFrame, ...]:
+        """The blocker frames of the ``size`` block starting at ``start_pfn``, as classed by
+        the scan, with their flags, map counts and owning cgroups read now."""
+        size = self._size(size)
+        n = size // self.page_size
+        start = as_nonneg(start_pfn, "start_pfn")
+        if start % n or start + n > len(self.frame_class):
+            raise InvalidArgument(f"start_pfn {start:#x} does not start a {format_size(size)} "
+                                  f"block of this machine (multiples of {n:#x} below "
+                                  f"{len(self.frame_class):#x})")
+        idx = np.flatnonzero(self.frame_class[start:start + n] >= FIRST_BLOCKER) + start
+        if limit is not None:
+            idx = idx[:as_nonneg(limit, "limit")]
+        with KPageFlags(proc_root=self.proc_root) as kf:
+            flags = kf.read(idx) if len(idx) else np.empty(0, np.int64)
+        return _describe_frames(idx, flags, self.frame_class, self.proc_root, dense=False)
 
     def rows(self, size: int) -> list[ZoneForecast]:
         return [z for z in self.zones if z.size == size]
@@ -594,6 +614,8 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
     def classify_piece(first: int, piece: np.ndarray) -> None:
         # Runs in the reading threads: numpy drops the GIL, so this is parallel too.
         fcp = frame_classes(piece, unevictable_movable=movable_mlocked)
+        if ram.size:
+            fcp[~_in_ram(first, len(fcp), ram)] = Frame.HOLE
         pieces[first] = fcp
         piece_counts[first] = _block_counts(fcp, n0)
 
@@ -602,11 +624,6 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
     frames = len(flags)
     fc = (np.concatenate([pieces[k] for k in sorted(pieces)])[:frames] if pieces
           else np.empty(0, np.uint8))
-    if ram.size:
-        inram = np.zeros(frames, dtype=bool)
-        for lo, hi in ram.tolist():
-            inram[max(0, lo):max(0, min(hi, frames))] = True
-        fc[~inram] = Frame.HOLE
     # Deferred init: flag-0 frames at a zone's top, within what zoneinfo accounts for.
     uninit: list[tuple[int, int]] = []
     for z in spans:
@@ -726,7 +743,16 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
     totals["_max_order"] = max_order
     return Forecast(page, sz, node, tuple(rows), tuple(nearly), spans, states, nblockers,
                     block_zone, runs_of(fc == Frame.FREE), frames, pool_exact,
-                    movable_mlocked, totals)
+                    movable_mlocked, totals, fc, proc_root)
+
+
+def _in_ram(first: int, n: int, ram: np.ndarray) -> np.ndarray:
+    inram = np.zeros(n, dtype=bool)
+    for lo, hi in ram.tolist():
+        a, b = max(lo, first), min(hi, first + n)
+        if a < b:
+            inram[a - first:b - first] = True
+    return inram
 
 
 def _block_counts(fc: np.ndarray, n: int) -> np.ndarray:
@@ -738,7 +764,8 @@ def _block_counts(fc: np.ndarray, n: int) -> np.ndarray:
 
 
 def _describe_frames(pfns: np.ndarray, flags: np.ndarray, fc: np.ndarray,
-                     proc_root: str) -> tuple[BlockerFrame, ...]:
+                     proc_root: str, *, dense: bool = True) -> tuple[BlockerFrame, ...]:
+    """``flags`` indexed by PFN (``dense``) or one value per entry of ``pfns``."""
     from .kpageflags import describe
 
     if not len(pfns):
@@ -757,7 +784,8 @@ def _describe_frames(pfns: np.ndarray, flags: np.ndarray, fc: np.ndarray,
         pass  # no CONFIG_MEMCG: kpagecgroup is absent
     paths = _cgroup_paths({i for i in inos if i}, proc_root)
     f = np.asarray(flags).view(np.int64)
-    return tuple(BlockerFrame(int(p), FRAME_INFO[Frame(int(fc[p]))][0], int(f[p]),
-                              describe(int(f[p])), counts[k], inos[k],
+    fl = [int(f[p]) for p in pfns.tolist()] if dense else [int(v) for v in f]
+    return tuple(BlockerFrame(int(p), FRAME_INFO[Frame(int(fc[p]))][0], fl[k],
+                              describe(fl[k]), counts[k], inos[k],
                               paths.get(inos[k]) if inos[k] else None)
                  for k, p in enumerate(pfns.tolist()))

@@ -15,7 +15,7 @@ from typing import Sequence
 from ..errors import InvalidArgument, PhysmemError
 from . import _output
 
-COMMANDS = ("v2p", "kpageflags", "alloc", "hugepages", "topo", "plan", "doctor", "procfs", "map", "frag")
+COMMANDS = ("v2p", "kpageflags", "alloc", "hugepages", "topo", "plan", "doctor", "procfs", "map", "frag", "contig")
 
 EXIT_USAGE = 1
 EXIT_SYSTEM = 2
