@@ -297,7 +297,7 @@ class KPageFlags(_PfnFile):
         ``threads`` splits the frames into that many PFN ranges scanned at once (default:
         one per CPU this process may run on, see :func:`default_threads`); 1 scans in order.
         """
-        if threads is None or threads != 1:
+        if _threads(threads) > 1:
             return _parallel_summary(self, start, count, threads, progress)
         counter = _Counter()
         total = 0
