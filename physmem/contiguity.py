@@ -77,7 +77,7 @@ FIRST_BLOCKER = Frame.HOLE
 # mean the same thing (free, slab, page tables, hugetlb, reserved, no flags, unmanaged).
 FRAME_INFO: dict[Frame, tuple[str, str]] = {
     Frame.FREE: ("free (buddy)", "#b8e186"),
-    Frame.MOVABLE: ("movable (LRU)", "#41b6c4"),
+    Frame.MOVABLE: ("movable (LRU)", "#9ecae1"),
     Frame.UNINITIALISED: ("not yet initialised", "#e0e0e0"),
     Frame.HOLE: ("hole / not RAM", "#ffffff"),
     Frame.ZONE_EDGE: ("zone boundary", "#00a0a0"),
@@ -107,7 +107,7 @@ BLOCK_STATE_INFO: dict[BlockState, tuple[str, str]] = {
     BlockState.POOL: ("free hugetlb page", "#f1b6da"),
     BlockState.COMPACTABLE: ("free after compaction", FRAME_INFO[Frame.MOVABLE][1]),
     BlockState.UNINITIALISED: ("not yet initialised", FRAME_INFO[Frame.UNINITIALISED][1]),
-    BlockState.BLOCKED: ("blocked", "#b2182b"),
+    BlockState.BLOCKED: ("blocked", "#67001f"),
 }
 
 _PC_TO_FRAME = np.zeros(len(PageClass), dtype=np.uint8)

@@ -446,3 +446,52 @@ def test_cli_text_and_usage_errors(is_root):
         proc = run_physmem("contig", *args)
         assert proc.returncode == 1, (args, proc.stderr)
         assert flag in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def _png_colours(path: Path) -> set[tuple[int, int, int]]:
+    import matplotlib.image
+
+    img = matplotlib.image.imread(path)
+    rgb = np.round(img.reshape(-1, img.shape[2])[:, :3] * 255).astype(int)
+    return {tuple(c) for c in np.unique(rgb, axis=0).tolist()}
+
+
+def _hex(colour: str) -> tuple[int, int, int]:
+    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def test_contig_png_uses_the_state_colours(is_root, tmp_path):
+    pytest.importorskip("matplotlib")
+    from physmem.contiguity import BLOCK_STATE_INFO
+
+    out = tmp_path / "contig.png"
+    proc = run_physmem("contig", "--png", str(out))
+    assert proc.returncode == 0, proc.stderr
+    colours = _png_colours(out)
+    fc = forecast()
+    for st in (BlockState.FREE, BlockState.BLOCKED):
+        if any(fc.totals(s)[k] for s in fc.sizes
+               for k in (["free_now"] if st == BlockState.FREE else ["blocked"])):
+            assert _hex(BLOCK_STATE_INFO[st][1]) in colours, st
+
+
+def test_map_blockers_outlines_and_lists_every_gigantic_block(is_root, tmp_path):
+    pytest.importorskip("matplotlib")
+    from physmem.contiguity import BLOCK_STATE_INFO
+
+    out = tmp_path / "map.png"
+    proc = run_physmem("map", "--blockers", "--png", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "blocks: state and blocking frames" in proc.stdout
+    assert _hex(BLOCK_STATE_INFO[BlockState.BLOCKED][1]) in _png_colours(out)
+    proc = run_physmem("map", "--blockers", "--json")
+    data = json.loads(proc.stdout)["blockers"]
+    size = data["size"]
+    with KPageFlags() as kf:
+        frames = kf.max_pfn()
+    assert len(data["blocks"]) == frames // (size // PAGE)
+    # A block listed free now is free by a raw read of its first and last frames.
+    free = [b for b in data["blocks"] if b["state"] == "free"]
+    for b in free[:4]:
+        first, last = raw_flags([b["start_pfn"], b["start_pfn"] + size // PAGE - 1])
+        assert first & bit("BUDDY") or last & bit("BUDDY")

@@ -28,9 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     records = fragmentation(args.node)
     if args.png:
+        from ..contiguity import forecast
         from ..plots import plot_frag
 
-        if write_png(lambda: plot_frag(records, args.png)):
+        fc = forecast(node=args.node)
+        if write_png(lambda: plot_frag(records, args.png, forecast=fc)):
             return 1
     if args.json:
         emit_json([r.as_json() for r in records])
