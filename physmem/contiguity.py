@@ -204,7 +204,8 @@ class NearlyFree(NamedTuple):
         return d
 
 
-class Verdict(NamedTuple):
+@dataclass(frozen=True)
+class Verdict:
     """The answer to a request: ``count`` pages of ``size`` bytes, or one contiguous buffer
     of ``size`` bytes (``contiguous``). ``verdict`` is ``now``, ``after-compaction`` or ``no``."""
 
@@ -787,5 +788,5 @@ def _describe_frames(pfns: np.ndarray, flags: np.ndarray, fc: np.ndarray,
     fl = [int(f[p]) for p in pfns.tolist()] if dense else [int(v) for v in f]
     return tuple(BlockerFrame(int(p), FRAME_INFO[Frame(int(fc[p]))][0], fl[k],
                               describe(fl[k]), counts[k], inos[k],
-                              paths.get(inos[k]) if inos[k] else None)
+                              paths.get(inos[k] or 0))
                  for k, p in enumerate(pfns.tolist()))

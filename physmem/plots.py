@@ -143,12 +143,14 @@ def _outline_blocks(ax: Any, fc: Forecast, cm: CellMap, columns: int, rows: int)
             ax.text(x + w / 2, y + h / 2, f"{int(nblk[b])}", ha="center", va="center",
                     fontsize=fontsize, color="white",
                     bbox=dict(boxstyle="round,pad=0.15", fc=colour, ec="none", alpha=0.85))
-    present = sorted(set(states.tolist()))
-    return [Patch(facecolor="none", edgecolor=BLOCK_STATE_INFO[BlockState(s)][1], lw=2,
-                  label=f"{_size(size)} block: {BLOCK_STATE_INFO[BlockState(s)][0]}"
-                        f" ({int((states == s).sum())})") for s in present] + \
-        [Patch(facecolor=BLOCK_STATE_INFO[BlockState.BLOCKED][1], edgecolor="none",
-               label="number: frames blocking it")]
+    out: list[Artist] = []
+    for s in sorted(set(states.tolist())):
+        label, colour = BLOCK_STATE_INFO[BlockState(s)]
+        out.append(Patch(facecolor="none", edgecolor=colour, lw=2,
+                         label=f"{_size(size)} block: {label} ({int((states == s).sum())})"))
+    out.append(Patch(facecolor=BLOCK_STATE_INFO[BlockState.BLOCKED][1], edgecolor="none",
+                     label="number: frames blocking it"))
+    return out
 
 
 def plot_frag(records: Sequence[ZoneFragmentation], path: str, *,
