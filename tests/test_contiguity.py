@@ -495,3 +495,12 @@ def test_map_blockers_outlines_and_lists_every_gigantic_block(is_root, tmp_path)
     for b in free[:4]:
         first, last = raw_flags([b["start_pfn"], b["start_pfn"] + size // PAGE - 1])
         assert first & bit("BUDDY") or last & bit("BUDDY")
+
+
+@pytest.mark.parametrize("command", ["map", "frag", "contig"])
+def test_threads_flag_is_checked_and_used(is_root, command):
+    proc = run_physmem(command, "--threads", "0")
+    assert proc.returncode == 1 and "--threads" in proc.stderr, proc.stderr
+    proc = run_physmem(command, "--threads", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    json.loads(proc.stdout)

@@ -53,6 +53,15 @@ def parse_want(text: str) -> tuple[int | None, int]:
                               "or the SIZE of one contiguous buffer (256M)") from None
 
 
+def check_threads(threads: int | None) -> None:
+    """--threads as the scans take it: a count of at least 1 (None: one per CPU)."""
+    from ..kpageflags import _MAX_THREADS
+
+    if threads is not None and not 1 <= threads <= _MAX_THREADS:
+        raise InvalidArgument(f"--threads {threads} is out of range: give 1 to {_MAX_THREADS} "
+                              "(or leave it out for one thread per allowed CPU)")
+
+
 def verdict_json(v: Verdict) -> dict[str, Any]:
     return {"size": v.size, "count": v.count, "contiguous": v.contiguous,
             "obtainable_now": v.obtainable_now,
@@ -70,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
     want = parse_want(args.want) if args.want is not None else None
     if want is not None and want[0] is not None and sizes is not None and want[1] not in sizes:
         sizes.append(want[1])
-    if args.threads is not None and args.threads < 1:
-        raise InvalidArgument(f"--threads {args.threads} must be at least 1")
+    check_threads(args.threads)
     try:
         fc = forecast(node=args.node, sizes=sizes, threads=args.threads)
     except InvalidArgument as exc:

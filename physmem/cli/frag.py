@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..fragmentation import fragmentation
+from .contig import check_threads
 from ._output import emit_json, print_table, size_text, write_png
 
 
@@ -21,17 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--node", type=int, default=None, help="only this NUMA node")
     p.add_argument("--png", metavar="FILE", help="write a chart (needs physmem[plot])")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads scanning kpageflags (default: one per allowed CPU)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    records = fragmentation(args.node)
+    check_threads(args.threads)
+    records = fragmentation(args.node, threads=args.threads)
     if args.png:
         from ..contiguity import forecast
         from ..plots import plot_frag
 
-        fc = forecast(node=args.node)
+        fc = forecast(node=args.node, threads=args.threads)
         if write_png(lambda: plot_frag(records, args.png, forecast=fc)):
             return 1
     if args.json:

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..hugepages.reserve import parse_size
 from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
+from .contig import check_threads
 from ._output import Progress, emit_json, print_table, size_text, write_png
 
 STRIP_WIDTH = 64
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also class each block of the largest hugepage size (1 GiB on x86-64) "
                         "as free, free after compaction, uninitialised or blocked, with its "
                         "number of blocking frames (outlined in the PNG)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads scanning kpageflags (default: one per allowed CPU)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=run)
 
@@ -52,15 +55,16 @@ def to_json(cm: CellMap) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_threads(args.threads)
     with Progress("scanning /proc/kpageflags", 1) as bar:
-        cm = cell_map(parse_size(args.cell), pid=args.pid, progress=bar)
+        cm = cell_map(parse_size(args.cell), pid=args.pid, progress=bar, threads=args.threads)
     fc = None
     if getattr(args, "blockers", False):
         from ..contiguity import forecast
         from ..hugepages.pools import supported_sizes
 
         sizes = supported_sizes()
-        fc = forecast(sizes=sizes[-1:] or None)
+        fc = forecast(sizes=sizes[-1:] or None, threads=args.threads)
     if args.png:
         from ..plots import plot_map
 
