@@ -45,7 +45,8 @@ from .hugepages.pools import node_pools, supported_sizes
 from .hugepages.reserve import parse_size
 from .hugepages.sizes import format_size
 from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, read_range
-from .physmap import PageClass, ZoneSpan, classify, ram_ranges, runs_of, unmanaged_start, zone_spans
+from .physmap import (PageClass, ZoneSpan, classify, free_mask, ram_ranges, runs_of,
+                      tails_marked, unmanaged_start, zone_spans)
 
 __all__ = ["Frame", "BlockState", "BLOCK_STATE_INFO", "FRAME_INFO", "ZoneForecast",
            "BlockerFrame", "NearlyFree", "Verdict", "Forecast", "forecast", "frame_classes",
@@ -625,6 +626,16 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
     frames = len(flags)
     fc = (np.concatenate([pieces[k] for k in sorted(pieces)])[:frames] if pieces
           else np.empty(0, np.uint8))
+    heads_only = frames > 0 and not tails_marked(int((fc == Frame.FREE).sum()), proc_root)
+    if heads_only:
+        # Older kernels flag only a free block's head BUDDY; its tails read 0. Extend each
+        # head over them as physmap does (an upper bound: see physmap.free_mask).
+        step = 1 << max_order
+        f64 = flags.view(np.int64)
+        for lo in range(0, frames, step * 64):
+            seg = fc[lo:lo + step * 64]
+            mask = free_mask(f64[lo:lo + step * 64], lo, tails=False, max_order=max_order)
+            seg[mask & (seg == Frame.KERNEL)] = Frame.FREE
     # Deferred init: flag-0 frames at a zone's top, within what zoneinfo accounts for.
     uninit: list[tuple[int, int]] = []
     for z in spans:
@@ -643,6 +654,8 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
     nb0 = frames // n0
     counts0 = (np.concatenate([piece_counts[k] for k in sorted(piece_counts)])[:nb0]
                if piece_counts else np.zeros((0, N_FRAMES), np.int64))
+    if heads_only:
+        counts0 = _block_counts(fc, n0)
     for lo, hi in uninit:
         # Recount the blocks the uninitialised tops touch (their KERNEL frames changed).
         b_lo, b_hi = lo // n0, min(nb0, -(-hi // n0))

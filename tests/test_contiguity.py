@@ -504,3 +504,92 @@ def test_threads_flag_is_checked_and_used(is_root, command):
     proc = run_physmem(command, "--threads", "3", "--json")
     assert proc.returncode == 0, proc.stderr
     json.loads(proc.stdout)
+
+
+# --- A synthetic machine: exact answers known by construction ---------------------------------
+
+F_BUDDY, F_LRU, F_ANON, F_SLAB = 1 << 10, 1 << 5, 1 << 12, 1 << 7
+F_HEAD, F_TAIL, F_HUGE = 1 << 15, 1 << 16, 1 << 17
+GF = G1 // 4096          # frames per 1 GiB
+MF = M2 // 4096          # frames per 2 MiB
+
+
+def _fake_machine(root: Path, *, heads_only: bool) -> Path:
+    """4 GiB, one Normal zone: 1 GiB free, 1 GiB of LRU anon pages, 1 GiB free but one slab
+    frame at 2 GiB + 5 frames, 1 GiB free but one free 2 MiB hugetlb page at 3 GiB."""
+    proc, sys_ = root / "proc", root / "sys"
+    flags = np.zeros(4 * GF, dtype=np.uint64)
+    flags[:GF] = F_BUDDY
+    flags[GF:2 * GF] = F_LRU | F_ANON
+    flags[2 * GF:4 * GF] = F_BUDDY
+    slab = 2 * GF + 5
+    flags[slab] = F_SLAB
+    pool = 3 * GF
+    flags[pool] = F_HEAD | F_HUGE
+    flags[pool + 1:pool + MF] = F_TAIL | F_HUGE
+    free = flags == F_BUDDY
+    # The buddy blocks these free frames form (max order 10: 1024 frames).
+    blocks = [0] * 11
+    for lo in range(0, len(flags), 1024):
+        seg = free[lo:lo + 1024]
+        if seg.all():
+            blocks[10] += 1
+        else:   # a block with one hole: split down to the hole
+            for k in range(9, -1, -1):
+                for s in range(0, 1024, 1 << k):
+                    part = seg[s:s + (1 << k)]
+                    if part.all() and not seg[(s ^ (1 << k)):(s ^ (1 << k)) + (1 << k)].all():
+                        blocks[k] += 1
+    if heads_only:
+        # Whole order-10 blocks keep BUDDY on their head only; the few split blocks keep
+        # every flag (enough to tell the kernel apart by the buddyinfo comparison).
+        for lo in range(0, len(flags), 1024):
+            if free[lo:lo + 1024].all():
+                flags[lo + 1:lo + 1024] = 0
+    proc.mkdir(parents=True)
+    flags.tofile(proc / "kpageflags")
+    np.zeros(len(flags), dtype=np.uint64).tofile(proc / "kpagecount")
+    (proc / "iomem").write_text(f"00000000-{4 * G1 - 1:08x} : System RAM\n")
+    nfree = int(free.sum())
+    (proc / "buddyinfo").write_text("Node 0, zone   Normal " + " ".join(map(str, blocks)) + "\n")
+    zone = ("Node 0, zone   {name}\n  pages free     {free}\n        min      0\n"
+            "        low      0\n        high     0\n        spanned  {n}\n        present  {n}\n"
+            "        managed  {n}\n        protection: (0, 0)\n{start}")
+    (proc / "zoneinfo").write_text(
+        zone.format(name="Normal", free=nfree, n=len(flags), start="  start_pfn:           0\n")
+        + zone.format(name="Movable", free=0, n=0, start=""))
+    (proc / "sys" / "vm").mkdir(parents=True)
+    (proc / "sys" / "vm" / "compact_unevictable_allowed").write_text("1\n")
+    (proc / "self").mkdir()
+    (proc / "self" / "mountinfo").write_text("")
+    for kb, nfree_pool in ((2048, 1), (1048576, 0)):
+        for base in (sys_ / "kernel/mm/hugepages",
+                     sys_ / "devices/system/node/node0/hugepages"):
+            d = base / f"hugepages-{kb}kB"
+            d.mkdir(parents=True)
+            (d / "nr_hugepages").write_text(f"{nfree_pool}\n")
+            (d / "free_hugepages").write_text(f"{nfree_pool}\n")
+            (d / "surplus_hugepages").write_text("0\n")
+    return root
+
+
+@pytest.mark.parametrize("heads_only", [False, True])
+def test_synthetic_machine_is_classed_exactly(tmp_path, heads_only):
+    root = _fake_machine(tmp_path, heads_only=heads_only)
+    fc = forecast(proc_root=str(root / "proc"), sys_root=str(root / "sys"), threads=2)
+    two, one = fc.totals(M2), fc.totals(G1)
+    assert (two["free_now"], two["pool"], two["after_compaction"], two["blocked"]) == \
+        (512 + 511 + 511, 1, 512, 1)
+    assert (one["free_now"], one["after_compaction"], one["blocked"]) == (1, 1, 2)
+    # 1 GiB pages: the kernel migrates the anonymous GiB itself; 2 MiB: compaction first.
+    assert one["new_now"] == one["new_after_compaction"] == 2
+    assert two["new_now"] == 512 + 511 + 511 and two["pool"] == 1
+    assert two["obtainable_now"] == two["new_now"] + 1
+    (slab,) = [f for f in fc.explain(M2, 2 * GF) if f.cls == "slab"]
+    assert slab.pfn == 2 * GF + 5
+    blocked = {z.zone: z.blockers for z in fc.rows(G1)}
+    assert blocked == {"Normal": {"slab": 1, "hugetlb": 1}}
+    # Runs: now, the 1023 blocks after the slab frame (the free pool page among them);
+    # after compaction, the free GiB and the anonymous GiB together.
+    assert two["longest_run_now"] == 1023 * M2 and two["longest_run_after_compaction"] == 2 * G1
+    assert one["longest_run_now"] == 2 * G1
