@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..contiguity import Forecast, Verdict, forecast
 from ..errors import InvalidArgument
-from ..hugepages.reserve import parse_size
-from ..hugepages.sizes import format_size
 from ._output import emit_json, print_table, size_text, write_png
+
+if TYPE_CHECKING:
+    from ..contiguity import Forecast, Verdict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +40,8 @@ _WANT = re.compile(r"\s*(\d+)\s*[xX*]\s*(\S+)\s*")
 
 def parse_want(text: str) -> tuple[int | None, int]:
     """``16x1G`` -> (16, 1 GiB); ``256M`` -> (None, 256 MiB): one contiguous buffer."""
+    from ..hugepages.reserve import parse_size
+
     m = _WANT.fullmatch(text)
     try:
         if m:
@@ -70,6 +72,10 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: every physmem command builds this parser, few run the forecast.
+    from ..contiguity import forecast
+    from ..hugepages.reserve import parse_size
+
     sizes = None
     if args.size:
         try:
@@ -108,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_forecast(fc: Forecast) -> None:
+    from ..hugepages.sizes import format_size
+
     for size in fc.sizes:
         print(f"{format_size(size)} blocks"
               + ("" if fc.node is None else f" on node {fc.node}") + ":")
