@@ -9,7 +9,9 @@ range) and classes every naturally aligned block of each hugepage size, per node
   kpageflags and kpagecount, never by faulting it);
 * **after compaction** - every frame is free or one compaction can migrate: on an LRU list
   (anonymous or page cache), and, when /proc/sys/vm/compact_unevictable_allowed is 0, not
-  mlocked/unevictable;
+  mlocked/unevictable. Those holding only clean, unmapped page cache (``reclaimable``) the
+  kernel frees by reclaim when it runs short, before compacting: for buddy-sized pages
+  they count as obtainable now;
 * **not yet initialised** - deferred struct page init: memory the zone spans but has not
   given to the allocator yet (its frames read as flags 0 at the zone's top). The kernel
   initialises it section by section when an ordinary allocation finds the zone short, so
@@ -59,16 +61,17 @@ class Frame(enum.IntEnum):
     FREE = 0
     MOVABLE = 1
     UNINITIALISED = 2
-    HOLE = 3
-    ZONE_EDGE = 4       # not a frame state: a block that crosses a zone boundary
-    RESERVED = 5
-    SLAB = 6
-    PGTABLE = 7
-    HUGETLB = 8
-    KERNEL = 9          # allocated, no flags: kernel pages (and per-CPU free lists)
-    UNEVICTABLE = 10    # mlocked/unevictable while compact_unevictable_allowed is 0
-    OFFLINE = 11
-    UNMOVABLE = 12      # anything else: non-LRU page cache/anon (pinned, isolated), poison
+    RECLAIMABLE = 3     # clean, unmapped page cache: reclaim frees it, no migration needed
+    HOLE = 4
+    ZONE_EDGE = 5       # not a frame state: a block that crosses a zone boundary
+    RESERVED = 6
+    SLAB = 7
+    PGTABLE = 8
+    HUGETLB = 9
+    KERNEL = 10         # allocated, no flags: kernel pages (and per-CPU free lists)
+    UNEVICTABLE = 11    # mlocked/unevictable while compact_unevictable_allowed is 0
+    OFFLINE = 12
+    UNMOVABLE = 13      # anything else: non-LRU page cache/anon (pinned, isolated), poison
 
 
 N_FRAMES = len(Frame)
@@ -80,6 +83,7 @@ FRAME_INFO: dict[Frame, tuple[str, str]] = {
     Frame.FREE: ("free (buddy)", "#b8e186"),
     Frame.MOVABLE: ("movable (LRU)", "#9ecae1"),
     Frame.UNINITIALISED: ("not yet initialised", "#e0e0e0"),
+    Frame.RECLAIMABLE: ("clean page cache", "#c6dbef"),
     Frame.HOLE: ("hole / not RAM", "#ffffff"),
     Frame.ZONE_EDGE: ("zone boundary", "#00a0a0"),
     Frame.RESERVED: ("reserved", "#252525"),
@@ -121,6 +125,9 @@ for _pc, _fr in ((PageClass.HOLE, Frame.HOLE), (PageClass.FREE, Frame.FREE),
     _PC_TO_FRAME[_pc] = _fr
 
 _MLOCK_BITS = int(KPF.UNEVICTABLE | KPF.MLOCKED)
+# A page cache page reclaim drops without writing or unmapping anything.
+_NOT_CLEAN_CACHE = int(KPF.ANON | KPF.SWAPBACKED | KPF.MMAP | KPF.DIRTY | KPF.WRITEBACK
+                       | KPF.UNEVICTABLE | KPF.MLOCKED | KPF.SWAPCACHE)
 
 
 def frame_classes(flags: np.ndarray, *, unevictable_movable: bool = True) -> np.ndarray:
@@ -128,7 +135,7 @@ def frame_classes(flags: np.ndarray, *, unevictable_movable: bool = True) -> np.
 
     physmap's :func:`~physmem.physmap.classify` first; then anonymous and page-cache frames
     count as movable only with ``KPF_LRU`` (compaction isolates pages from the LRU lists),
-    mlocked ones only if ``unevictable_movable``; ``KPF_OFFLINE`` and ``KPF_HWPOISON``
+    clean unmapped page cache as reclaimable, mlocked ones only if ``unevictable_movable``; ``KPF_OFFLINE`` and ``KPF_HWPOISON``
     frames block. Holes by /proc/iomem and the uninitialised zone tops are marked by
     :func:`forecast`, which knows the zones.
     """
@@ -137,6 +144,7 @@ def frame_classes(flags: np.ndarray, *, unevictable_movable: bool = True) -> np.
     fc = _PC_TO_FRAME[classify(f)]
     movable = fc == Frame.MOVABLE
     fc[movable & ((f & int(KPF.LRU)) == 0)] = Frame.UNMOVABLE
+    fc[movable & ((f & int(KPF.LRU)) != 0) & ((f & _NOT_CLEAN_CACHE) == 0)] = Frame.RECLAIMABLE
     if not unevictable_movable:
         fc[movable & ((f & _MLOCK_BITS) != 0)] = Frame.UNEVICTABLE
     odd = (f & int(KPF.OFFLINE | KPF.HWPOISON)) != 0
@@ -164,6 +172,7 @@ class ZoneForecast:
     after_compaction: int
     uninitialised: int
     blocked: int
+    reclaimable: int                    # of after_compaction: only clean page cache in them
     blockers: dict[str, int]            # blocker class -> blocked blocks it appears in
     blocker_frames: dict[str, int]      # blocker class -> frames of it in blocked blocks
     new_now: int
@@ -232,6 +241,7 @@ class Forecast:
     spans: tuple[ZoneSpan, ...]
     states: dict[int, np.ndarray] = field(repr=False)
     blockers: dict[int, np.ndarray] = field(repr=False)
+    reclaim_only: dict[int, np.ndarray] = field(repr=False)   # compactable by reclaim alone
     block_zone: dict[int, np.ndarray] = field(repr=False)     # zone index per block, -1 none
     free_runs: np.ndarray = field(repr=False)                 # (start_pfn, pages) rows
     frames: int = 0
@@ -264,6 +274,7 @@ class Forecast:
 
     def totals(self, size: int) -> dict[str, int]:
         keys = ("blocks", "free_now", "pool", "after_compaction", "uninitialised", "blocked",
+                "reclaimable",
                 "new_now", "new_after_compaction", "obtainable_now",
                 "obtainable_after_compaction")
         rows = self.rows(size)
@@ -278,7 +289,7 @@ class Forecast:
         if not now or _gigantic(size, self.page_size, self._max_order):
             ok |= st == BlockState.COMPACTABLE
         if not _gigantic(size, self.page_size, self._max_order):
-            ok |= st == BlockState.UNINITIALISED
+            ok |= (st == BlockState.UNINITIALISED) | self.reclaim_only[size]
         if self.node is not None:
             ok &= self._node_mask(size)
         return ok
@@ -665,6 +676,7 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
     zone_start = np.array([z.start_pfn for z in spans], dtype=np.int64)
     order = np.argsort(zone_start, kind="stable")
     states: dict[int, np.ndarray] = {}
+    reclaim_only: dict[int, np.ndarray] = {}
     nblockers: dict[int, np.ndarray] = {}
     block_zone: dict[int, np.ndarray] = {}
     rows: list[ZoneForecast] = []
@@ -695,11 +707,15 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
         blockers = counts[:, FIRST_BLOCKER:].sum(axis=1)
         st = np.full(nb, BlockState.FREE, dtype=np.uint8)
         st[counts[:, Frame.UNINITIALISED] > 0] = BlockState.UNINITIALISED
-        st[counts[:, Frame.MOVABLE] > 0] = BlockState.COMPACTABLE
+        st[counts[:, Frame.MOVABLE] + counts[:, Frame.RECLAIMABLE] > 0] = BlockState.COMPACTABLE
         st[blockers > 0] = BlockState.BLOCKED
         st[is_pool & ~edge] = BlockState.POOL
         blockers[is_pool] = 0
+        # The kernel reclaims clean page cache when it runs short, before any compaction:
+        # blocks holding nothing else come free for buddy-sized pages without compacting.
+        ronly = (st == BlockState.COMPACTABLE) & (counts[:, Frame.MOVABLE] == 0)
         states[size], nblockers[size], block_zone[size] = st, blockers, zi
+        reclaim_only[size] = ronly
         gig = _gigantic(size, page, max_order)
         blocked = st == BlockState.BLOCKED
         for i, z in enumerate(spans):
@@ -717,16 +733,19 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
                    if k != Frame.ZONE_EDGE and counts[bb, k].any()}
             free, wmin, prot = zinfo.get((z.node, z.zone), (0, 0, 0))
             uninit_frames = int(counts[mine, Frame.UNINITIALISED].sum())
-            budget = max(0, free + (0 if gig else uninit_frames) - wmin - prot) // n
+            rmine = ronly & mine
+            n_reclaim = int(rmine.sum())
+            extra = 0 if gig else uninit_frames + int(counts[rmine, Frame.RECLAIMABLE].sum())
+            budget = max(0, free + extra - wmin - prot) // n
             if gig:
                 # alloc_contig_range migrates movable frames itself: no compaction needed.
                 new_now = new_after = min(c[BlockState.FREE] + c[BlockState.COMPACTABLE], budget)
             else:
                 base = c[BlockState.FREE] + c[BlockState.UNINITIALISED]
-                new_now = min(base, budget)
+                new_now = min(base + n_reclaim, budget)
                 new_after = min(base + c[BlockState.COMPACTABLE], budget)
             ok_now = mine & ((st == BlockState.FREE) | (st == BlockState.POOL)
-                             | ((st == BlockState.UNINITIALISED) if not gig else False)
+                             | (((st == BlockState.UNINITIALISED) | ronly) if not gig else False)
                              | ((st == BlockState.COMPACTABLE) if gig else False))
             ok_after = ok_now | (mine & (st == BlockState.COMPACTABLE))
             pool = c[BlockState.POOL]
@@ -735,6 +754,7 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
             rows.append(ZoneForecast(
                 z.node, z.zone, size, page, int(mine.sum()), c[BlockState.FREE], pool,
                 c[BlockState.COMPACTABLE], c[BlockState.UNINITIALISED], c[BlockState.BLOCKED],
+                n_reclaim,
                 blk, bfr, new_now, new_after, pool + new_now, pool + new_after,
                 run_now * size, run_after * size))
         # Nearly free: blocked by few real frames (not by a zone edge or a hole).
@@ -756,7 +776,7 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
               enumerate(np.bincount(fc, minlength=N_FRAMES)) if v}
     totals["_max_order"] = max_order
     return Forecast(page, sz, node, tuple(rows), tuple(nearly), spans, states, nblockers,
-                    block_zone, runs_of(fc == Frame.FREE), frames, pool_exact,
+                    reclaim_only, block_zone, runs_of(fc == Frame.FREE), frames, pool_exact,
                     movable_mlocked, totals, fc, proc_root)
 
 
