@@ -51,11 +51,12 @@ def _order_of(size: int, page: int) -> int:
 
 
 def fragmentation(node: int | None = None, *, runs: bool = True,
-                  proc_root: str = "/proc") -> list[ZoneFragmentation]:
+                  proc_root: str = "/proc", threads: int | None = None) -> list[ZoneFragmentation]:
     """One record per zone with memory (of ``node``, or all nodes), in /proc/buddyinfo order.
 
     ``runs=False`` skips the kpageflags scan (the run and 1 GiB fields are then ``None``);
-    so does a reader without the right to /proc/kpageflags or /proc/pagetypeinfo.
+    so does a reader without the right to /proc/kpageflags or /proc/pagetypeinfo. The scan
+    reads with ``threads`` threads at once (default: one per allowed CPU).
     """
     page = addressing.page_size()
     o2 = _order_of(MIB2, page)
@@ -67,7 +68,7 @@ def fragmentation(node: int | None = None, *, runs: bool = True,
     run_rows: np.ndarray | None = None
     if runs:
         try:
-            run_rows = free_runs(proc_root)
+            run_rows = free_runs(proc_root, threads=threads)
         except PermissionDenied:
             run_rows = None
     spans = {(z.node, z.zone): z for z in zone_spans(proc_root)}

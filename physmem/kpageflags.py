@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, ClassVar, Iterable, Iterator, NamedTuple, overload
 
 import numpy as np
@@ -25,6 +27,7 @@ __all__ = [
     "FlagSummary",
     "describe",
     "summarize",
+    "default_threads",
 ]
 
 
@@ -312,14 +315,19 @@ class KPageFlags(_PfnFile):
     dtype = np.int64
 
     def summary(self, start: int = 0, count: int | None = None, *,
-                progress: Callable[[int, int], None] | None = None) -> list[FlagSummary]:
+                progress: Callable[[int, int], None] | None = None,
+                threads: int | None = None) -> list[FlagSummary]:
         """Scan frames and count each distinct flags value (page-types' default table).
 
         ``progress(frames_done, frames_total)`` is called after each chunk if given.
+        ``threads`` splits the frames into that many PFN ranges scanned at once (default:
+        one per CPU this process may run on, see :func:`default_threads`); 1 scans in order.
         """
         start, count = self._check_span(start, count)
         if progress is not None and not callable(progress):
             raise InvalidArgument(f"progress must be a callable(done, total), got {progress!r:.60}")
+        if _threads(threads) > 1:
+            return _parallel_summary(self, start, count, threads, progress)
         counter = _Counter()
         total = 0
         if progress is not None:
@@ -350,3 +358,145 @@ class KPageCgroup(_PfnFile):
 
 def _as_pfn_array(pfns: object) -> np.ndarray:
     return addressing.as_uint64_array(pfns, "PFN", _PFN_LIMIT + 1)
+
+
+# --- Parallel whole-range reads -------------------------------------------------------------
+# A kpageflags read is the kernel walking struct pages for each entry: CPU-bound work done in
+# the reading thread. cffi drops the GIL around every C call, so threads reading disjoint PFN
+# ranges run on separate CPUs and a whole-machine scan takes about 1/threads of the time.
+
+_PART_ALIGN = 1 << 16   # entries: split points fall on scan-chunk boundaries
+_MAX_THREADS = 1024
+
+
+def default_threads() -> int:
+    """Threads for a whole-machine scan: one per CPU this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _threads(threads: object) -> int:
+    from ._args import as_positive
+
+    return default_threads() if threads is None else as_positive(threads, "threads",
+                                                                 hi=_MAX_THREADS)
+
+
+def _parts(start: int, end: int, threads: int) -> list[tuple[int, int]]:
+    """[start, end) cut into at most ``threads`` pieces of nearly equal size."""
+    total = end - start
+    if total <= 0:
+        return []
+    step = max(_PART_ALIGN, -(-total // threads + _PART_ALIGN - 1) // _PART_ALIGN * _PART_ALIGN)
+    return [(lo, min(end, lo + step)) for lo in range(start, end, step)]
+
+
+def _range_end(f: _PfnFile, start: int, count: int | None) -> int:
+    """End of [start, start + count) clipped to the file; a start past the file is an error
+    (naming the last PFN), as for the sequential scans."""
+    last = f.max_pfn()
+    if start >= last and count != 0:
+        f._beyond_end(start)
+    return last if count is None else min(start + count, last)
+
+
+def read_range(f: _PfnFile, start: int = 0, count: int | None = None, *,
+               threads: int | None = None,
+               each: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
+    """Entries for PFNs [start, start + count) (``None``: to the end) as one array, read by
+    ``threads`` threads at once (default :func:`default_threads`).
+
+    The array is as long as what the file held (shorter only if it ended early); int64 for
+    kpageflags, uint64 for the others, like :meth:`_PfnFile.read`. ``each(first_pfn,
+    entries)`` runs in the reading thread on every piece as soon as it is read, so per-frame
+    work done there with numpy (which drops the GIL too) runs in parallel as well.
+    """
+    start = as_nonneg(start, "start")
+    if count is not None:
+        count = as_nonneg(count, "count")
+    n = _threads(threads)
+    end = _range_end(f, start, count)
+    out = np.empty(max(0, end - start), dtype=np.uint64)
+    fd = f._fd_open()
+    parts = _parts(start, end, n)
+    got = [0] * len(parts)
+
+    def work(i: int) -> None:
+        lo, hi = parts[i]
+        view = out[lo - start:hi - start]
+        got[i] = check(lib.pm_pread_u64(fd, lo, hi - lo, u64_buffer(view)),
+                       f"cannot read {f.filename}", path=f.path)
+        if each is not None and got[i]:
+            each(lo, view[:got[i]].view(f.dtype))
+
+    _run_parts(work, len(parts), n)
+    # A part cut short means the file ended there: keep what lies before the first gap.
+    length = 0
+    for (lo, hi), g in zip(parts, got):
+        length = lo - start + g
+        if g < hi - lo:
+            break
+    return out[:length].view(f.dtype)
+
+
+def _run_parts(work: Callable[[int], None], parts: int, threads: int,
+               poll: Callable[[], None] | None = None) -> None:
+    if parts <= 1 or threads <= 1:
+        for i in range(parts):
+            work(i)
+            if poll is not None:
+                poll()
+        return
+    with ThreadPoolExecutor(max_workers=min(threads, parts)) as pool:
+        futures = [pool.submit(work, i) for i in range(parts)]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.1)
+            if poll is not None:
+                poll()
+        for fut in futures:
+            fut.result()  # re-raise the first worker error here, in the caller's thread
+
+
+def _parallel_summary(kf: KPageFlags, start: int, count: int | None, threads: int | None,
+                      progress: Callable[[int, int], None] | None) -> list[FlagSummary]:
+    start = as_nonneg(start, "start")
+    if count is not None:
+        count = as_nonneg(count, "count")
+    n = _threads(threads)
+    end = _range_end(kf, start, count)
+    parts = _parts(start, end, n)
+    counters = [_Counter() for _ in parts]
+    done = [0] * len(parts)
+    fd = kf._fd_open()
+    lock = threading.Lock()
+    total = max(0, end - start)
+
+    def work(i: int) -> None:
+        lo, hi = parts[i]
+        buf = np.empty(kf.CHUNK, dtype=np.uint64)
+        pfn = lo
+        while pfn < hi:
+            want = min(kf.CHUNK, hi - pfn)
+            got = check(lib.pm_pread_u64(fd, pfn, want, u64_buffer(buf)),
+                        f"cannot read {kf.filename}", path=kf.path)
+            if got:
+                counters[i].add(buf[:got])
+            pfn += got
+            with lock:
+                done[i] = pfn - lo
+            if got < want:
+                break
+
+    def poll() -> None:
+        if progress is not None:
+            progress(sum(done), total)
+
+    _run_parts(work, len(parts), n, poll)
+    merged = _Counter()
+    for c in counters:
+        keys, counts = c.items()
+        merged.add(keys, counts)
+    return merged.table()

@@ -29,11 +29,12 @@ import numpy as np
 from . import addressing, proc
 from ._args import as_int
 from .errors import InvalidArgument, translate_os_errors
-from .kpageflags import KPF, KPageFlags
+from .kpageflags import KPF, KPageFlags, read_range
 from .pagemap import PageMap
 
 __all__ = ["PageClass", "CLASS_INFO", "CellMap", "ZoneSpan", "classify", "cell_map",
-           "free_mask", "free_runs", "ram_ranges", "zone_spans", "process_pfns", "tails_marked"]
+           "free_mask", "free_runs", "ram_ranges", "zone_spans", "process_pfns", "tails_marked",
+           "runs_of", "unmanaged_start"]
 
 
 class PageClass(enum.IntEnum):
@@ -245,12 +246,14 @@ def _size_text(n: int) -> str:
 
 def cell_map(cell: int = 2 << 20, *, pid: int | None = None, flags: np.ndarray | None = None,
              proc_root: str = "/proc",
-             progress: Callable[[int, int], None] | None = None) -> CellMap:
+             progress: Callable[[int, int], None] | None = None,
+             threads: int | None = None) -> CellMap:
     """Scan all physical memory and count page classes per ``cell`` bytes.
 
     ``flags`` takes an already-read kpageflags array starting at PFN 0 instead of scanning
     (a snapshot); ``pid`` also records which cells hold that process's pages;
-    ``progress(frames_done, frames_total)`` is called after each chunk read.
+    ``progress(frames_done, frames_total)`` is called as the classification advances.
+    The scan reads kpageflags with ``threads`` threads at once (default: one per CPU).
     """
     page = addressing.page_size()
     if flags is not None:
@@ -266,18 +269,17 @@ def cell_map(cell: int = 2 << 20, *, pid: int | None = None, flags: np.ndarray |
     # counts add up over the chunks), which keeps memory bounded whatever the cell size.
     chunk = max(1 << max_order, (1 << 16) >> max_order << max_order)
 
-    def chunks() -> Iterator[tuple[int, np.ndarray]]:
-        if flags is not None:
-            f = np.asarray(flags)
-            for s in range(0, len(f), chunk):
-                yield s, f[s:s + chunk]
-            return
+    if flags is None:
+        # One parallel read; a rescan for head-only kernels reuses it.
         with KPageFlags(proc_root=proc_root) as kf:
-            total = kf.max_pfn() if progress is not None else 0
-            for start, view in kf._scan_views(chunk=chunk):
-                yield start, view
-                if progress is not None:
-                    progress(start + len(view), total)
+            flags = read_range(kf, threads=threads)
+
+    def chunks() -> Iterator[tuple[int, np.ndarray]]:
+        f = np.asarray(flags)
+        for s in range(0, len(f), chunk):
+            yield s, f[s:s + chunk]
+            if progress is not None:
+                progress(min(len(f), s + chunk), len(f))
 
     # Assume marked tails (current kernels) and scan again only if BUDDY pages turn out to
     # be heads: memory stays bounded by one chunk either way.
@@ -338,40 +340,38 @@ def _in_ranges(start: int, n: int, ranges: np.ndarray) -> np.ndarray:
     return ok
 
 
-def free_runs(proc_root: str = "/proc") -> np.ndarray:
+def runs_of(mask: np.ndarray, first: int = 0) -> np.ndarray:
+    """Maximal runs of True in ``mask`` as (start, length) rows; starts offset by ``first``."""
+    edges = np.diff(np.asarray(mask).astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    return np.stack((starts + first, ends - starts), axis=1).astype(np.int64).reshape(-1, 2)
+
+
+def free_runs(proc_root: str = "/proc", *, flags: np.ndarray | None = None,
+              threads: int | None = None) -> np.ndarray:
     """Runs of adjacent free frames over all memory as (start_pfn, pages) rows, in PFN order.
 
     Free as :func:`cell_map` decides it (BUDDY pages; heads extended on older kernels).
-    Adjacent free blocks form one run: what a contiguous allocation could use.
+    Adjacent free blocks form one run: what a contiguous allocation could use. ``flags``
+    takes an already-read kpageflags array from PFN 0; otherwise the file is read with
+    ``threads`` threads at once.
     """
     max_order = max((len(b.free) - 1 for b in proc.buddyinfo(proc_root)), default=10)
     chunk = max(1 << max_order, (1 << 16) >> max_order << max_order)
-
-    def scan(heads: bool) -> tuple[np.ndarray, int]:
-        starts: list[np.ndarray] = []
-        ends: list[np.ndarray] = []
-        buddy = 0
+    if flags is None:
         with KPageFlags(proc_root=proc_root) as kf:
-            for start, f in kf._scan_views(chunk=chunk):
-                f = f.view(np.int64)
-                free = free_mask(f, start, tails=not heads, max_order=max_order)
-                buddy += int(((f & int(KPF.BUDDY)) != 0).sum())
-                edges = np.diff(free.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
-                starts.append(np.flatnonzero(edges == 1) + start)
-                ends.append(np.flatnonzero(edges == -1) + start)
-        s = np.concatenate(starts) if starts else np.empty(0, np.int64)
-        e = np.concatenate(ends) if ends else np.empty(0, np.int64)
-        # Join runs that a chunk boundary cut in two.
-        keep = np.ones(len(s), dtype=bool)
-        keep[1:] = s[1:] != e[:-1]
-        run_start = s[keep]
-        run_end = e[np.concatenate((keep[1:], [True]))] if len(s) else e
-        return np.stack((run_start, run_end - run_start), axis=1).astype(np.int64), buddy
+            flags = read_range(kf, threads=threads)
+    whole = np.asarray(flags).view(np.int64)
 
-    runs, buddy = scan(False)
-    if not tails_marked(buddy, proc_root):
-        runs, _ = scan(True)
-    return runs
+    buddy_mask = (whole & int(KPF.BUDDY)) != 0
+    if tails_marked(int(buddy_mask.sum()), proc_root):
+        return runs_of(buddy_mask)
+    # Head-only kernel: extend each head over its flag-0 tails, chunk by chunk (a block
+    # never crosses a 2**max_order boundary, and chunks start on one).
+    free = np.concatenate([free_mask(whole[s:s + chunk], s, tails=False, max_order=max_order)
+                           for s in range(0, len(whole), chunk)]) if len(whole) else buddy_mask
+    return runs_of(free)
 
 
 def _count_cells(cls: np.ndarray, start: int, cp: int) -> np.ndarray:
@@ -383,14 +383,28 @@ def _count_cells(cls: np.ndarray, start: int, cp: int) -> np.ndarray:
     return np.bincount(key, minlength=cells * N_CLASSES).reshape(cells, N_CLASSES).astype(np.uint32)
 
 
+def unmanaged_start(zone: ZoneSpan, reserved: int, last_used: int) -> int | None:
+    """First PFN of the zone's not-yet-initialised top (deferred struct page init), or None.
+
+    Frames the kernel has not handed to the allocator read as flags 0, like many allocated
+    kernel pages; the rule keeps to what zoneinfo accounts for: at most ``present - managed``
+    minus the zone's reserved frames, and only above the last frame in use (``last_used``).
+    """
+    budget = zone.present - zone.managed - reserved
+    if budget <= 0:
+        return None
+    lo = max(last_used + 1, zone.end_pfn - budget)
+    return lo if lo < zone.end_pfn else None
+
+
 def _mark_unmanaged(counts: np.ndarray, zones: tuple[ZoneSpan, ...], reserved: np.ndarray,
                     last_used: np.ndarray, cp: int) -> np.ndarray:
     rows = []
     for i, z in enumerate(zones):
-        budget = z.present - z.managed - int(reserved[i])
-        if budget <= 0:
+        start = unmanaged_start(z, int(reserved[i]), int(last_used[i]))
+        if start is None:
             continue
-        lo = max(int(last_used[i]) + 1, z.end_pfn - budget)
+        lo = start
         c_lo, c_hi = -(-lo // cp), min(z.end_pfn // cp, len(counts))
         if c_lo >= c_hi:
             continue

@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import InvalidArgument, PageNotPresent, PhysmemError, ProcessGone
 from . import _output
 
-COMMANDS = ("v2p", "kpageflags", "alloc", "hugepages", "topo", "plan", "doctor", "procfs", "map", "frag", "exporter")
+COMMANDS = ("v2p", "kpageflags", "alloc", "hugepages", "topo", "plan", "doctor", "procfs", "map", "frag", "contig", "exporter")
 
 
 class Exit(enum.IntEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..fragmentation import fragmentation
+from .contig import check_threads
 from ._output import check_node, emit_json, print_table, size_text
 
 
@@ -21,16 +22,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--node", type=int, default=None, help="only this NUMA node")
     p.add_argument("--png", metavar="FILE", help="write a chart (needs physmem[plot])")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads scanning kpageflags (default: one per allowed CPU)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    records = fragmentation(check_node(args.node))
+    check_threads(args.threads)
+    node = check_node(args.node)
+    records = fragmentation(node, threads=args.threads)
     if args.png:
+        from ..contiguity import forecast
         from ..plots import plot_frag
 
-        plot_frag(records, args.png)
+        fc = forecast(node=node, threads=args.threads)
+        plot_frag(records, args.png, forecast=fc)
     if args.json:
         emit_json([r.as_json() for r in records])
         return 0

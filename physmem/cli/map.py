@@ -8,6 +8,7 @@ import numpy as np
 
 from ..hugepages.reserve import parse_size
 from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
+from .contig import check_threads
 from ._output import Progress, emit_json, plural, print_table, size_text
 
 STRIP_WIDTH = 64
@@ -26,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--png", metavar="FILE", help="write a picture (needs physmem[plot])")
     p.add_argument("--pid", type=int, default=None, help="outline the cells holding this process's pages")
     p.add_argument("--cell", default="2M", help="bytes per cell (default 2M, a pageblock)")
+    p.add_argument("--blockers", action="store_true",
+                   help="also class each block of the largest hugepage size (1 GiB on x86-64) "
+                        "as free, free after compaction, uninitialised or blocked, with its "
+                        "number of blocking frames (outlined in the PNG)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads scanning kpageflags (default: one per allowed CPU)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=run)
 
@@ -48,14 +55,25 @@ def to_json(cm: CellMap) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_threads(args.threads)
     with Progress("scanning /proc/kpageflags", 1) as bar:
-        cm = cell_map(parse_size(args.cell), pid=args.pid, progress=bar)
+        cm = cell_map(parse_size(args.cell), pid=args.pid, progress=bar, threads=args.threads)
+    fc = None
+    if getattr(args, "blockers", False):
+        from ..contiguity import forecast
+        from ..hugepages.pools import supported_sizes
+
+        sizes = supported_sizes()
+        fc = forecast(sizes=sizes[-1:] or None, threads=args.threads)
     if args.png:
         from ..plots import plot_map
 
-        plot_map(cm, args.png)
+        plot_map(cm, args.png, blockers=fc)
     if args.json:
-        emit_json(to_json(cm))
+        data = to_json(cm)
+        if fc is not None:
+            data["blockers"] = _blocks_json(fc)
+        emit_json(data)
         return 0
     pages, cells = cm.pages_per_class(), cm.cells_per_class()
     print_table(["state", "cells", "pages", "size"],
@@ -75,9 +93,40 @@ def run(args: argparse.Namespace) -> int:
     if cm.pid_pages is not None:
         print(f"\npid {cm.pid}: {size_text(int(cm.pid_pages.sum()) * cm.page_size)} "
               f"in {plural(int((cm.pid_pages > 0).sum()), 'cell')}")
+    if fc is not None:
+        _print_blocks(fc)
     if args.png:
         print(f"wrote {args.png}")
     return 0
+
+
+def _blocks_json(fc: Any) -> dict[str, Any]:
+    from ..contiguity import BLOCK_STATE_INFO, BlockState
+
+    size = max(fc.sizes)
+    n = size // fc.page_size
+    return {"size": size, "blocks": [
+        {"start_pfn": i * n, "state": BlockState(int(st)).name.lower(),
+         "label": BLOCK_STATE_INFO[BlockState(int(st))][0], "blockers": int(b)}
+        for i, (st, b) in enumerate(zip(fc.states[size], fc.blockers[size]))]}
+
+
+def _print_blocks(fc: Any) -> None:
+    from ..contiguity import BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, BlockState, Frame
+
+    size = max(fc.sizes)
+    n = size // fc.page_size
+    print(f"\n{size_text(size)} blocks: state and blocking frames")
+    rows = []
+    for i, (st, b) in enumerate(zip(fc.states[size].tolist(), fc.blockers[size].tolist())):
+        seg = fc.frame_class[i * n:(i + 1) * n]
+        counts = np.bincount(seg, minlength=len(Frame))
+        top = sorted(((int(counts[k]), FRAME_INFO[Frame(k)][0]) for k in range(FIRST_BLOCKER, len(Frame))
+                      if counts[k]), reverse=True)[:3]
+        rows.append([f"{i * size:#x}", BLOCK_STATE_INFO[BlockState(st)][0], b,
+                     ", ".join(f"{name} {c}" for c, name in top) or "-"])
+    print_table(["address", "state", "blockers", "most common blockers (frames)"], rows,
+                align="llrl")
 
 
 def _mode(group: np.ndarray) -> int:

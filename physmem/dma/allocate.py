@@ -412,11 +412,22 @@ def allocate_scatter(size: int | str, *, page_size: int | str | None = None,
 def longest_contiguous(page_size: int | str | None = None, node: int | None = None) -> int:
     """Bytes of the longest physically contiguous run the pool's free pages hold right now.
 
-    Takes every free page of the pool for a moment to look (then gives them all back), so
-    the answer is exact at that instant; another process may change it the next.
+    The free pages are found in /proc/kpageflags and /proc/kpagecount (root), without
+    taking or zeroing them. Where that cannot tell free pages from ones held unmapped in a
+    hugetlbfs file, or without root, it takes every free page for a moment to look (then
+    gives them all back). Either way the answer holds at that instant only.
     """
     ps = _page_size(page_size)
     pool_dir(ps, node)
+    from ..contiguity import longest_pool_run
+    from ..errors import PermissionDenied
+
+    try:
+        found = longest_pool_run(ps, node)
+    except PermissionDenied:
+        found = None
+    if found is not None:
+        return found
     cands = _Candidates(ps, node)
     try:
         cands.grow(_free_pages(ps, node))

@@ -1,0 +1,153 @@
+"""``physmem contig``: will it fit? Hugepages obtainable now, after compaction, and why not."""
+from __future__ import annotations
+
+import argparse
+import re
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidArgument
+from ._output import emit_json, print_table, size_text
+
+if TYPE_CHECKING:
+    from ..contiguity import Forecast, Verdict
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "contig", help="will it fit: hugepages obtainable now / after compaction, and blockers",
+        description="Class every naturally aligned block of each hugepage size as free now, "
+                    "a free hugetlb page, free after compaction, not yet initialised or "
+                    "blocked (and by what), from one scan of /proc/kpageflags (root), per "
+                    "node and zone; predict how many pages of each size the kernel can give "
+                    "now and after compaction; with --want, a verdict for a request.",
+        epilog="examples:\n  physmem contig\n  physmem contig --want 16x1G\n"
+               "  physmem contig --want 256M --json\n  physmem contig --size 2M --png contig.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--node", type=int, default=None, help="only this NUMA node")
+    p.add_argument("--size", action="append", default=None, metavar="SIZE",
+                   help="hugepage size to forecast (2M, 1G; repeat for several; default all)")
+    p.add_argument("--want", metavar="REQUEST", default=None,
+                   help="COUNTxSIZE pages (16x1G) or SIZE of one contiguous buffer (256M)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads scanning kpageflags (default: one per allowed CPU)")
+    p.add_argument("--png", metavar="FILE", help="write a picture (needs physmem[plot])")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=run)
+
+
+_WANT = re.compile(r"\s*(\d+)\s*[xX*]\s*(\S+)\s*")
+
+
+def parse_want(text: str) -> tuple[int | None, int]:
+    """``16x1G`` -> (16, 1 GiB); ``256M`` -> (None, 256 MiB): one contiguous buffer."""
+    from ..hugepages.reserve import parse_size
+
+    m = _WANT.fullmatch(text)
+    try:
+        if m:
+            count, size = int(m[1]), parse_size(m[2])
+            if count < 1:
+                raise InvalidArgument("count")
+            return count, size
+        return None, parse_size(text)
+    except InvalidArgument:
+        raise InvalidArgument(f"--want {text!r} is not a request: give COUNTxSIZE (16x1G) "
+                              "or the SIZE of one contiguous buffer (256M)") from None
+
+
+def check_threads(threads: int | None) -> None:
+    """--threads as the scans take it: a count of at least 1 (None: one per CPU)."""
+    from ..kpageflags import _MAX_THREADS
+
+    if threads is not None and not 1 <= threads <= _MAX_THREADS:
+        raise InvalidArgument(f"--threads {threads} is out of range: give 1 to {_MAX_THREADS} "
+                              "(or leave it out for one thread per allowed CPU)")
+
+
+def verdict_json(v: Verdict) -> dict[str, Any]:
+    return {"size": v.size, "count": v.count, "contiguous": v.contiguous,
+            "obtainable_now": v.obtainable_now,
+            "obtainable_after_compaction": v.obtainable_after_compaction,
+            "verdict": v.verdict, "advice": v.advice}
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: every physmem command builds this parser, few run the forecast.
+    from ..contiguity import forecast
+    from ..hugepages.reserve import parse_size
+
+    sizes = None
+    if args.size:
+        try:
+            sizes = [parse_size(s) for s in args.size]
+        except InvalidArgument:
+            raise InvalidArgument(f"--size {args.size[-1]!r} is not a size (2M, 1G)") from None
+    want = parse_want(args.want) if args.want is not None else None
+    if want is not None and want[0] is not None and sizes is not None and want[1] not in sizes:
+        sizes.append(want[1])
+    check_threads(args.threads)
+    try:
+        fc = forecast(node=args.node, sizes=sizes, threads=args.threads)
+    except InvalidArgument as exc:
+        flag = "--node" if "node" in str(exc) else "--size" if "size" in str(exc) else None
+        raise InvalidArgument(f"{flag}: {exc}" if flag else str(exc)) from None
+    verdict = None
+    if want is not None:
+        try:
+            verdict = fc.want(want[0], want[1]) if want[0] is not None else fc.contiguous(want[1])
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"--want {args.want}: {exc}") from None
+    if args.png:
+        from ..plots import plot_contig
+
+        plot_contig(fc, args.png)
+    if args.json:
+        emit_json(verdict_json(verdict) if verdict is not None else fc.as_json())
+        return 0
+    print_forecast(fc)
+    if verdict is not None:
+        print(f"\n{verdict.verdict.upper()}: {verdict.advice}")
+    if args.png:
+        print(f"\nwrote {args.png}")
+    return 0
+
+
+def print_forecast(fc: Forecast) -> None:
+    from ..hugepages.sizes import format_size
+
+    for size in fc.sizes:
+        print(f"{format_size(size)} blocks"
+              + ("" if fc.node is None else f" on node {fc.node}") + ":")
+        rows = [[z.node, z.zone, z.blocks, z.free_now, z.pool, z.after_compaction,
+                 z.uninitialised, z.blocked, z.obtainable_now, z.obtainable_after_compaction,
+                 size_text(z.longest_run_now)] for z in fc.rows(size)]
+        t = fc.totals(size)
+        rows.append(["", "total", t["blocks"], t["free_now"], t["pool"], t["after_compaction"],
+                     t["uninitialised"], t["blocked"], t["obtainable_now"],
+                     t["obtainable_after_compaction"], size_text(t["longest_run_now"])])
+        print_table(["node", "zone", "blocks", "free", "pool", "compact", "uninit", "blocked",
+                     "get now", "get after", "longest run"], rows, align="llrrrrrrrrr")
+        blockers: dict[str, int] = {}
+        for z in fc.rows(size):
+            for k, v in z.blockers.items():
+                blockers[k] = blockers.get(k, 0) + v
+        if blockers:
+            top = sorted(blockers.items(), key=lambda kv: -kv[1])[:5]
+            print("  blocked by (blocks): " + ", ".join(f"{k} {v}" for k, v in top))
+        near = [n for n in fc.nearly_free if n.size == size][:3]
+        for n in near:
+            fr = n.frames[0]
+            owner = f", cgroup {fr.cgroup or fr.cgroup_ino}" if fr.cgroup_ino else ""
+            print(f"  nearly free: {n.start_pfn:#x} ({n.zone}) blocked by {n.blockers} "
+                  f"frame(s), first {fr.pfn:#x} {fr.cls}{owner}")
+        print()
+    notes = []
+    if any(z.uninitialised for z in fc.zones):
+        notes.append("uninit: memory the kernel has not initialised yet (deferred init); it "
+                     "does so on demand for ordinary allocations, so 2M pages can come from "
+                     "it, but not gigantic ones")
+    if not fc.pool_exact:
+        notes.append("pool: free hugetlb pages could not be told from pages held in "
+                     "hugetlbfs files; pool counts are estimates")
+    for note in notes:
+        print(note)

@@ -1,0 +1,825 @@
+"""Will it fit? A forecast of the hugepages (and contiguous runs) this machine can give.
+
+``forecast()`` reads /proc/kpageflags for the whole machine once (threads split it by PFN
+range) and classes every naturally aligned block of each hugepage size, per node and zone:
+
+* **free now** - every frame is in the buddy allocator (``KPF_BUDDY``; kernels since 4.x
+  flag every page of a free block, not only its head);
+* **in the pool** - the block is one free hugetlb page of exactly that size (located from
+  kpageflags and kpagecount, never by faulting it);
+* **after compaction** - every frame is free or one compaction can migrate: on an LRU list
+  (anonymous or page cache), and, when /proc/sys/vm/compact_unevictable_allowed is 0, not
+  mlocked/unevictable. Those holding only clean, unmapped page cache (``reclaimable``) the
+  kernel frees by reclaim when it runs short, before compacting: for buddy-sized pages
+  they count as obtainable now;
+* **not yet initialised** - deferred struct page init: memory the zone spans but has not
+  given to the allocator yet (its frames read as flags 0 at the zone's top). The kernel
+  initialises it section by section when an ordinary allocation finds the zone short, so
+  buddy-sized pages (2 MiB) can come from it; gigantic pages (1 GiB, allocated with
+  alloc_contig_range) cannot until something else has made the kernel initialise it;
+* **blocked** - at least one frame nothing will move: a hole or a zone boundary, reserved
+  memory, slab, page tables, hugetlb pages, kernel allocations without flags, offline or
+  poisoned frames, or LRU-less pages (pinned, isolated, in flight).
+
+What kpageflags cannot show: a page's reference count. A page pinned for DMA (RDMA, vfio,
+io_uring fixed buffers) keeps its LRU flag yet compaction skips it, so "after compaction"
+is an upper bound. Free pages on the per-CPU lists carry no flag and count as kernel
+allocations.
+
+From the classes, per zone and size: pages the kernel could add to the hugetlb pool now
+and after ``compact()`` (capped by the zone's free memory above its min watermark and
+lowmem reserve, the same test the page allocator applies), and the longest physically
+contiguous run those pages would form.
+"""
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from . import addressing, proc
+from ._args import as_nonneg, as_positive
+from .errors import InvalidArgument, PhysmemError
+from .hugepages.pools import node_pools, supported_sizes
+from .hugepages.reserve import parse_size
+from .hugepages.sizes import format_size
+from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, read_range
+from .physmap import (PageClass, ZoneSpan, classify, free_mask, ram_ranges, runs_of,
+                      tails_marked, unmanaged_start, zone_spans)
+
+__all__ = ["Frame", "BlockState", "BLOCK_STATE_INFO", "FRAME_INFO", "ZoneForecast",
+           "BlockerFrame", "NearlyFree", "Verdict", "Forecast", "forecast", "frame_classes",
+           "free_pool_pages", "longest_pool_run"]
+
+
+class Frame(enum.IntEnum):
+    """What one frame means for a contiguous allocation. Codes from HOLE on are blockers."""
+
+    FREE = 0
+    MOVABLE = 1
+    UNINITIALISED = 2
+    RECLAIMABLE = 3     # clean, unmapped page cache: reclaim frees it, no migration needed
+    HOLE = 4
+    ZONE_EDGE = 5       # not a frame state: a block that crosses a zone boundary
+    RESERVED = 6
+    SLAB = 7
+    PGTABLE = 8
+    HUGETLB = 9
+    KERNEL = 10         # allocated, no flags: kernel pages (and per-CPU free lists)
+    UNEVICTABLE = 11    # mlocked/unevictable while compact_unevictable_allowed is 0
+    OFFLINE = 12
+    UNMOVABLE = 13      # anything else: non-LRU page cache/anon (pinned, isolated), poison
+
+
+N_FRAMES = len(Frame)
+FIRST_BLOCKER = Frame.HOLE
+
+# One colour per class in every picture: frame classes share physmap's colours where they
+# mean the same thing (free, slab, page tables, hugetlb, reserved, no flags, unmanaged).
+FRAME_INFO: dict[Frame, tuple[str, str]] = {
+    Frame.FREE: ("free (buddy)", "#b8e186"),
+    Frame.MOVABLE: ("movable (LRU)", "#9ecae1"),
+    Frame.UNINITIALISED: ("not yet initialised", "#e0e0e0"),
+    Frame.RECLAIMABLE: ("clean page cache", "#c6dbef"),
+    Frame.HOLE: ("hole / not RAM", "#ffffff"),
+    Frame.ZONE_EDGE: ("zone boundary", "#00a0a0"),
+    Frame.RESERVED: ("reserved", "#252525"),
+    Frame.SLAB: ("slab", "#ff7f00"),
+    Frame.PGTABLE: ("page tables", "#6a3d9a"),
+    Frame.HUGETLB: ("hugetlb", "#e7298a"),
+    Frame.KERNEL: ("kernel, no flags", "#969696"),
+    Frame.UNEVICTABLE: ("mlocked", "#8c510a"),
+    Frame.OFFLINE: ("offline / poisoned", "#000080"),
+    Frame.UNMOVABLE: ("unmovable, other", "#fdd835"),
+}
+
+
+class BlockState(enum.IntEnum):
+    """State of one naturally aligned block of a hugepage size."""
+
+    FREE = 0
+    POOL = 1
+    COMPACTABLE = 2
+    UNINITIALISED = 3
+    BLOCKED = 4
+
+
+BLOCK_STATE_INFO: dict[BlockState, tuple[str, str]] = {
+    BlockState.FREE: ("free now", FRAME_INFO[Frame.FREE][1]),
+    BlockState.POOL: ("free hugetlb page", "#f1b6da"),
+    BlockState.COMPACTABLE: ("free after compaction", FRAME_INFO[Frame.MOVABLE][1]),
+    BlockState.UNINITIALISED: ("not yet initialised", FRAME_INFO[Frame.UNINITIALISED][1]),
+    BlockState.BLOCKED: ("blocked", "#67001f"),
+}
+
+_PC_TO_FRAME = np.zeros(len(PageClass), dtype=np.uint8)
+for _pc, _fr in ((PageClass.HOLE, Frame.HOLE), (PageClass.FREE, Frame.FREE),
+                 (PageClass.ANON, Frame.MOVABLE), (PageClass.FILE, Frame.MOVABLE),
+                 (PageClass.SLAB, Frame.SLAB), (PageClass.PGTABLE, Frame.PGTABLE),
+                 (PageClass.HUGETLB, Frame.HUGETLB), (PageClass.RESERVED, Frame.RESERVED),
+                 (PageClass.NOFLAGS, Frame.KERNEL), (PageClass.UNMANAGED, Frame.UNINITIALISED),
+                 (PageClass.OTHER, Frame.UNMOVABLE)):
+    _PC_TO_FRAME[_pc] = _fr
+
+_MLOCK_BITS = int(KPF.UNEVICTABLE | KPF.MLOCKED)
+# A page cache page reclaim drops without writing or unmapping anything.
+_NOT_CLEAN_CACHE = int(KPF.ANON | KPF.SWAPBACKED | KPF.MMAP | KPF.DIRTY | KPF.WRITEBACK
+                       | KPF.UNEVICTABLE | KPF.MLOCKED | KPF.SWAPCACHE)
+
+
+def frame_classes(flags: np.ndarray, *, unevictable_movable: bool = True) -> np.ndarray:
+    """One :class:`Frame` code (uint8) per kpageflags value.
+
+    physmap's :func:`~physmem.physmap.classify` first; then anonymous and page-cache frames
+    count as movable only with ``KPF_LRU`` (compaction isolates pages from the LRU lists),
+    clean unmapped page cache as reclaimable, mlocked ones only if ``unevictable_movable``; ``KPF_OFFLINE`` and ``KPF_HWPOISON``
+    frames block. Holes by /proc/iomem and the uninitialised zone tops are marked by
+    :func:`forecast`, which knows the zones.
+    """
+    f = np.asarray(flags)
+    f = f.view(np.int64) if f.dtype == np.uint64 else f.astype(np.int64, copy=False)
+    fc = _PC_TO_FRAME[classify(f)]
+    movable = fc == Frame.MOVABLE
+    fc[movable & ((f & int(KPF.LRU)) == 0)] = Frame.UNMOVABLE
+    fc[movable & ((f & int(KPF.LRU)) != 0) & ((f & _NOT_CLEAN_CACHE) == 0)] = Frame.RECLAIMABLE
+    if not unevictable_movable:
+        fc[movable & ((f & _MLOCK_BITS) != 0)] = Frame.UNEVICTABLE
+    odd = (f & int(KPF.OFFLINE | KPF.HWPOISON)) != 0
+    if odd.any():
+        fc[odd & ((f & int(KPF.NOPAGE)) == 0)] = Frame.OFFLINE
+    return fc
+
+
+@dataclass(frozen=True)
+class ZoneForecast:
+    """One zone and one hugepage size: blocks per state and what the kernel could give.
+
+    Block counts cover the naturally aligned blocks that start in the zone. ``new_now`` and
+    ``new_after_compaction`` are pages the kernel could add to the pool; ``obtainable_*``
+    adds the pool's free pages there (``pool``). Longest runs are bytes of adjacent pages.
+    """
+
+    node: int
+    zone: str
+    size: int
+    page_size: int
+    blocks: int
+    free_now: int
+    pool: int
+    after_compaction: int
+    uninitialised: int
+    blocked: int
+    reclaimable: int                    # of after_compaction: only clean page cache in them
+    blockers: dict[str, int]            # blocker class -> blocked blocks it appears in
+    blocker_frames: dict[str, int]      # blocker class -> frames of it in blocked blocks
+    new_now: int
+    new_after_compaction: int
+    obtainable_now: int
+    obtainable_after_compaction: int
+    longest_run_now: int
+    longest_run_after_compaction: int
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class BlockerFrame(NamedTuple):
+    """A frame that keeps a nearly free block from being a hugepage."""
+
+    pfn: int
+    cls: str
+    flags: int
+    names: tuple[str, ...]
+    mapcount: int | None
+    cgroup_ino: int | None       # /proc/kpagecgroup: inode of the owning memory cgroup
+    cgroup: str | None           # that cgroup's directory, where found
+
+
+class NearlyFree(NamedTuple):
+    """A blocked block with few blockers, and which frames they are."""
+
+    size: int
+    start_pfn: int
+    node: int
+    zone: str
+    blockers: int
+    frames: tuple[BlockerFrame, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        d = self._asdict()
+        d["frames"] = [b._asdict() for b in self.frames]
+        return d
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer to a request: ``count`` pages of ``size`` bytes, or one contiguous buffer
+    of ``size`` bytes (``contiguous``). ``verdict`` is ``now``, ``after-compaction`` or ``no``."""
+
+    size: int
+    count: int
+    contiguous: bool
+    obtainable_now: int
+    obtainable_after_compaction: int
+    verdict: str
+    advice: str
+
+
+@dataclass(frozen=True, eq=False)
+class Forecast:
+    """The whole forecast; ``states[size]`` and ``blockers[size]`` hold one entry per aligned
+    block of the machine (block ``i`` covers PFNs ``[i*n, (i+1)*n)``, ``n = size//page_size``)."""
+
+    page_size: int
+    sizes: tuple[int, ...]
+    node: int | None
+    zones: tuple[ZoneForecast, ...]
+    nearly_free: tuple[NearlyFree, ...]
+    spans: tuple[ZoneSpan, ...]
+    states: dict[int, np.ndarray] = field(repr=False)
+    blockers: dict[int, np.ndarray] = field(repr=False)
+    reclaim_only: dict[int, np.ndarray] = field(repr=False)   # compactable by reclaim alone
+    block_zone: dict[int, np.ndarray] = field(repr=False)     # zone index per block, -1 none
+    free_runs: np.ndarray = field(repr=False)                 # (start_pfn, pages) rows
+    frames: int = 0
+    pool_exact: bool = True
+    unevictable_movable: bool = True
+    frame_counts: dict[str, int] = field(default_factory=dict)
+    frame_class: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint8), repr=False)
+    proc_root: str = "/proc"
+
+    def explain(self, size: int | str, start_pfn: int, *, limit: int | None = None
+                ) -> tuple[BlockerFrame, ...]:
+        """The blocker frames of the ``size`` block starting at ``start_pfn``, as classed by
+        the scan, with their flags, map counts and owning cgroups read now."""
+        size = self._size(size)
+        n = size // self.page_size
+        start = as_nonneg(start_pfn, "start_pfn")
+        if start % n or start + n > len(self.frame_class):
+            raise InvalidArgument(f"start_pfn {start:#x} does not start a {format_size(size)} "
+                                  f"block of this machine (multiples of {n:#x} below "
+                                  f"{len(self.frame_class):#x})")
+        idx = np.flatnonzero(self.frame_class[start:start + n] >= FIRST_BLOCKER) + start
+        if limit is not None:
+            idx = idx[:as_nonneg(limit, "limit")]
+        with KPageFlags(proc_root=self.proc_root) as kf:
+            flags = kf.read(idx) if len(idx) else np.empty(0, np.int64)
+        return _describe_frames(idx, flags, self.frame_class, self.proc_root, dense=False)
+
+    def rows(self, size: int) -> list[ZoneForecast]:
+        return [z for z in self.zones if z.size == size]
+
+    def totals(self, size: int) -> dict[str, int]:
+        keys = ("blocks", "free_now", "pool", "after_compaction", "uninitialised", "blocked",
+                "reclaimable",
+                "new_now", "new_after_compaction", "obtainable_now",
+                "obtainable_after_compaction")
+        rows = self.rows(size)
+        out = {k: sum(getattr(r, k) for r in rows) for k in keys}
+        out["longest_run_now"] = self._longest(size, now=True)
+        out["longest_run_after_compaction"] = self._longest(size, now=False)
+        return out
+
+    def _usable(self, size: int, now: bool) -> np.ndarray:
+        st = self.states[size]
+        ok = (st == BlockState.FREE) | (st == BlockState.POOL)
+        if not now or _gigantic(size, self.page_size, self._max_order):
+            ok |= st == BlockState.COMPACTABLE
+        if not _gigantic(size, self.page_size, self._max_order):
+            ok |= (st == BlockState.UNINITIALISED) | self.reclaim_only[size]
+        if self.node is not None:
+            ok &= self._node_mask(size)
+        return ok
+
+    @property
+    def _max_order(self) -> int:
+        return int(self.frame_counts.get("_max_order", 10))
+
+    def _node_mask(self, size: int) -> np.ndarray:
+        bz = self.block_zone[size]
+        nodes = np.array([z.node for z in self.spans] + [-1], dtype=np.int64)
+        return nodes[bz] == self.node
+
+    def _longest(self, size: int, *, now: bool) -> int:
+        runs = runs_of(self._usable(size, now))
+        cap = self.totals_cap(size, now)
+        return int(min(runs[:, 1].max(initial=0), cap)) * size
+
+    def totals_cap(self, size: int, now: bool) -> int:
+        rows = self.rows(size)
+        return sum(r.obtainable_now if now else r.obtainable_after_compaction for r in rows)
+
+    def want(self, count: int, size: int | str) -> Verdict:
+        """Can ``count`` hugepages of ``size`` be had (pool pages included)?"""
+        count = as_positive(count, "count")
+        size = self._size(size)
+        t = self.totals(size)
+        now, after = t["obtainable_now"], t["obtainable_after_compaction"]
+        verdict = "now" if now >= count else "after-compaction" if after >= count else "no"
+        return Verdict(size, count, False, now, after, verdict,
+                       self._advice(verdict, f"{count} pages of {format_size(size)}", count,
+                                    size))
+
+    def contiguous(self, nbytes: int | str) -> Verdict:
+        """Can one physically contiguous buffer of ``nbytes`` be had from hugetlb pages?
+
+        The obtainable figures count how many such buffers fit in the runs of adjacent
+        pages, using the hugepage size that gives the most.
+        """
+        nbytes = as_positive(parse_size(nbytes) if isinstance(nbytes, str) else nbytes,
+                             "size")
+        best_now = best_after = 0
+        best_size = self.sizes[0]
+        for size in self.sizes:
+            need = -(-nbytes // size)
+            fits = []
+            for now in (True, False):
+                runs = runs_of(self._usable(size, now))
+                cap = self.totals_cap(size, now)
+                fits.append(min(int((runs[:, 1] // need).sum()), cap // need))
+            if (fits[0], fits[1]) > (best_now, best_after):
+                best_now, best_after, best_size = fits[0], fits[1], size
+        verdict = "now" if best_now else "after-compaction" if best_after else "no"
+        pages = -(-nbytes // best_size)
+        return Verdict(nbytes, 1, True, best_now, best_after, verdict,
+                       self._advice(verdict, f"a {format_size(nbytes)} contiguous buffer",
+                                    pages, best_size))
+
+    def _size(self, size: int | str) -> int:
+        s = parse_size(size) if isinstance(size, str) else as_positive(size, "size")
+        if s not in self.sizes:
+            raise InvalidArgument(f"size {format_size(s)} is not a hugepage size of this "
+                                  f"forecast ({', '.join(format_size(x) for x in self.sizes)})")
+        return s
+
+    def _advice(self, verdict: str, what: str, pages: int, size: int) -> str:
+        reserve = f"physmem hugepages reserve {pages} --size {format_size(size)}"
+        if verdict == "now":
+            return f"{what}: obtainable now ({reserve})"
+        if verdict == "after-compaction":
+            return (f"{what}: obtainable after compaction: echo 1 > /proc/sys/vm/compact_memory "
+                    f"(physmem.hugepages.compact()), then {reserve}")
+        return (f"{what}: not without a reboot: boot with hugepagesz={format_size(size)} "
+                f"hugepages={pages} on the kernel command line")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "page_size": self.page_size, "frames": self.frames, "node": self.node,
+            "sizes": list(self.sizes), "pool_exact": self.pool_exact,
+            "compact_unevictable_allowed": self.unevictable_movable,
+            "zones": [z.as_json() for z in self.zones],
+            "totals": {str(s): self.totals(s) for s in self.sizes},
+            "nearly_free": [n.as_json() for n in self.nearly_free],
+        }
+
+
+def _gigantic(size: int, page: int, max_order: int) -> bool:
+    return size // page > 1 << max_order
+
+
+# --- Free hugetlb pool pages, located without faulting them ----------------------------------
+
+def _pool_candidates(read_flags: Any, size: int, page: int, spans: Sequence[ZoneSpan],
+                     frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Heads of hugetlb folios of exactly ``size`` and their flags. ``read_flags(pfns)``."""
+    n = size // page
+    aligned = np.arange(0, frames - n + 1, n, dtype=np.int64)
+    if not len(aligned):
+        return aligned, aligned
+    f = np.asarray(read_flags(aligned)).view(np.int64)
+    head = int(KPF.HUGE | KPF.COMPOUND_HEAD)
+    heads = aligned[(f & head) == head]
+    if not len(heads):
+        return heads, heads
+    # Exactly n frames: the last is a tail and the frame after is not (a larger folio's head
+    # would have tails there; a smaller one ends before).
+    last = np.asarray(read_flags(heads + n - 1)).view(np.int64)
+    nxt_pfn = heads + n
+    nxt = np.zeros(len(heads), dtype=np.int64)
+    inside = nxt_pfn < frames
+    if inside.any():
+        nxt[inside] = np.asarray(read_flags(nxt_pfn[inside])).view(np.int64)
+    tail = int(KPF.HUGE | KPF.COMPOUND_TAIL)
+    ok = ((last & tail) == tail) & ((nxt & int(KPF.COMPOUND_TAIL)) == 0)
+    heads = heads[ok]
+    return heads, np.asarray(read_flags(heads)).view(np.int64) if len(heads) else heads
+
+
+def _node_of(pfns: np.ndarray, spans: Sequence[ZoneSpan]) -> np.ndarray:
+    out = np.full(len(pfns), -1, dtype=np.int64)
+    for z in spans:
+        out[(pfns >= z.start_pfn) & (pfns < z.end_pfn)] = z.node
+    return out
+
+
+def _pool_free_counts(size: int, nodes: Iterable[int], sys_root: str) -> dict[int, int]:
+    out = {}
+    for node in nodes:
+        out[node] = next((p.free for p in node_pools(node, sys_root) if p.size == size), 0)
+    return out
+
+
+def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
+                    proc_root: str = "/proc", sys_root: str = "/sys",
+                    flags: np.ndarray | None = None) -> np.ndarray | None:
+    """PFNs of the first frames of the free hugetlb pages of ``size`` (sorted), or None.
+
+    Free pool pages read as a hugetlb head (``HUGE|COMPOUND_HEAD``) with kpagecount 0 and no
+    ``MMAP``. So do pages held unmapped in a hugetlbfs file, which the kernel marks
+    ``DIRTY`` in its page cache; a freed anonymous page may keep a stale ``DIRTY`` too. The
+    candidates are therefore checked against each node's ``free_hugepages``: the clean ones
+    if they number exactly that, else all of them if they do; otherwise (pages in files
+    and churn) the answer is None rather than a guess. ``flags`` is a kpageflags array from
+    PFN 0 to use instead of reading the aligned frames.
+    """
+    from .hugepages.reserve import resolve_size
+
+    ps = resolve_size(size, proc_root)
+    if ps not in supported_sizes(sys_root):
+        raise InvalidArgument(f"no {format_size(ps)} hugepage pool on this kernel "
+                              f"(sizes: {', '.join(format_size(s) for s in supported_sizes(sys_root))})")
+    page = addressing.page_size()
+    spans = zone_spans(proc_root)
+    nodes = sorted({z.node for z in spans})
+    if node is not None:
+        node = as_nonneg(node, "node")
+        if node not in nodes:
+            raise InvalidArgument(f"NUMA node {node} has no memory (nodes: {nodes})")
+    want = nodes if node is None else [node]
+    with KPageFlags(proc_root=proc_root) as kf, KPageCount(proc_root=proc_root) as kc:
+        frames = len(flags) if flags is not None else kf.max_pfn()
+        if flags is not None:
+            arr = np.asarray(flags).view(np.int64)
+
+            def read_flags(p: np.ndarray) -> np.ndarray:
+                return arr[p]
+        else:
+            def read_flags(p: np.ndarray) -> np.ndarray:
+                return kf.read(p)
+        for _ in range(5):
+            before = _pool_free_counts(ps, want, sys_root)
+            heads, hf = _pool_candidates(read_flags, ps, page, spans, frames)
+            if len(heads):
+                mapped = (kc.read(heads).astype(np.int64) != 0) | ((hf & int(KPF.MMAP)) != 0)
+                heads, hf = heads[~mapped], hf[~mapped]
+            after = _pool_free_counts(ps, want, sys_root)
+            if before != after:
+                continue
+            where = _node_of(heads, spans)
+            out = []
+            for nd in want:
+                mine = where == nd
+                clean = mine & ((hf & int(KPF.DIRTY)) == 0)
+                if int(clean.sum()) == before[nd]:
+                    out.append(heads[clean])
+                elif int(mine.sum()) == before[nd]:
+                    out.append(heads[mine])
+                else:
+                    return None
+            return np.sort(np.concatenate(out)) if out else np.empty(0, np.int64)
+    return None
+
+
+def longest_pool_run(size: int | str | None = None, node: int | None = None, *,
+                     proc_root: str = "/proc", sys_root: str = "/sys") -> int | None:
+    """Bytes of the longest run of physically adjacent free hugetlb pages of ``size``, from
+    kpageflags (None where :func:`free_pool_pages` cannot tell free pages apart)."""
+    from .hugepages.reserve import resolve_size
+
+    ps = resolve_size(size, proc_root)
+    heads = free_pool_pages(ps, node, proc_root=proc_root, sys_root=sys_root)
+    if heads is None:
+        return None
+    if not len(heads):
+        return 0
+    n = ps // addressing.page_size()
+    mask = np.zeros(int(heads[-1] // n) + 1, dtype=bool)
+    mask[heads // n] = True
+    return int(runs_of(mask)[:, 1].max()) * ps
+
+
+# --- The forecast -----------------------------------------------------------------------------
+
+def _check_sizes(sizes: object, supported: list[int]) -> tuple[int, ...]:
+    if not supported:
+        raise InvalidArgument("this kernel has no hugetlb page sizes (no /sys/kernel/mm/hugepages)")
+    if sizes is None:
+        return tuple(supported)
+    if isinstance(sizes, (str, int)):
+        sizes = [sizes]
+    out = []
+    for s in sizes:  # type: ignore[attr-defined]
+        v = parse_size(s) if isinstance(s, str) else as_positive(s, "sizes")
+        if v not in supported:
+            raise InvalidArgument(f"sizes: {format_size(v)} is not a hugepage size of this "
+                                  f"kernel ({', '.join(format_size(x) for x in supported)})")
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise InvalidArgument("sizes is empty: give at least one hugepage size, or None for all")
+    return tuple(sorted(out))
+
+
+def _unevictable_movable(proc_root: str) -> bool:
+    try:
+        with open(f"{proc_root}/sys/vm/compact_unevictable_allowed") as f:
+            return f.read().strip() != "0"
+    except OSError:
+        return True  # kernels without the knob (before 4.1) migrate them
+
+
+def _memcg_root(proc_root: str) -> str | None:
+    """Mount point of the memory cgroup hierarchy (cgroup v2 with memory, or v1 memory)."""
+    try:
+        with open(f"{proc_root}/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    v2 = None
+    for line in lines:
+        pre, _, post = line.partition(" - ")
+        parts, post_parts = pre.split(), post.split()
+        if len(parts) < 5 or len(post_parts) < 3:
+            continue
+        fstype, opts = post_parts[0], post_parts[2].split(",")
+        if fstype == "cgroup" and "memory" in opts:
+            return parts[4]
+        if fstype == "cgroup2" and v2 is None:
+            try:
+                with open(os.path.join(parts[4], "cgroup.controllers")) as c:
+                    if "memory" in c.read().split():
+                        v2 = parts[4]
+            except OSError:
+                pass
+    return v2
+
+
+def _cgroup_paths(inodes: set[int], proc_root: str) -> dict[int, str]:
+    root = _memcg_root(proc_root)
+    found: dict[int, str] = {}
+    if root is None or not inodes:
+        return found
+    for dirpath, _dirs, _files in os.walk(root):
+        try:
+            ino = os.stat(dirpath).st_ino
+        except OSError:
+            continue
+        if ino in inodes:
+            found[ino] = dirpath
+            if len(found) == len(inodes):
+                break
+    return found
+
+
+NEARLY_FREE_LIMIT = 16      # nearly free blocks listed per size
+NEARLY_FREE_FRAMES = 64     # blocker frames listed per block
+
+
+def _zone_info(proc_root: str) -> dict[tuple[int, str], tuple[int, int, int]]:
+    """(node, zone) -> (free pages, min watermark, lowmem reserve against movable requests)."""
+    zones = proc.zoneinfo(proc_root)
+    out = {}
+    by_node: dict[int, list[str]] = {}
+    for z in zones:
+        by_node.setdefault(z.node, []).append(z.zone)
+    for z in zones:
+        names = by_node[z.node]
+        # Hugetlb pool pages are GFP_HIGHUSER_MOVABLE: the highest zone they may use is
+        # Movable, so that is the column of each zone's protection that applies.
+        idx = names.index("Movable") if "Movable" in names else len(names) - 1
+        prot = z.protection[idx] if idx < len(z.protection) else 0
+        out[(z.node, z.zone)] = (z.free, z.min, prot)
+    return out
+
+
+def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str | None = None,
+             threads: int | None = None, proc_root: str = "/proc",
+             sys_root: str = "/sys") -> Forecast:
+    """Class every aligned block of each hugepage size and predict what can be had.
+
+    ``node`` limits the answer to one NUMA node (the scan still covers the machine);
+    ``sizes`` picks hugepage sizes (``"2M"``, ``1 << 30``; default every size the kernel
+    supports); ``threads`` reads kpageflags in that many PFN ranges at once (default one
+    per CPU). Needs root (CAP_SYS_ADMIN) for /proc/kpageflags.
+    """
+    supported = supported_sizes(sys_root)
+    sz = _check_sizes(sizes, supported)
+    spans = tuple(zone_spans(proc_root))
+    nodes = sorted({z.node for z in spans})
+    if node is not None:
+        node = as_nonneg(node, "node")
+        if node not in nodes:
+            raise InvalidArgument(f"NUMA node {node} has no memory (nodes with memory: {nodes})")
+    page = addressing.page_size()
+    max_order = max((len(b.free) - 1 for b in proc.buddyinfo(proc_root)), default=10)
+    movable_mlocked = _unevictable_movable(proc_root)
+    ram = ram_ranges(proc_root)
+
+    pieces: dict[int, np.ndarray] = {}
+    piece_counts: dict[int, np.ndarray] = {}
+    # Counts per unit (the smallest size, or less so that units never straddle two thread
+    # pieces); every size is a power-of-two multiple of it, so its counts are sums of those.
+    n0 = min(sz[0] // page, 1 << 16)
+
+    def classify_piece(first: int, piece: np.ndarray) -> None:
+        # Runs in the reading threads: numpy drops the GIL, so this is parallel too.
+        fcp = frame_classes(piece, unevictable_movable=movable_mlocked)
+        if ram.size:
+            fcp[~_in_ram(first, len(fcp), ram)] = Frame.HOLE
+        pieces[first] = fcp
+        piece_counts[first] = _block_counts(fcp, n0)
+
+    with KPageFlags(proc_root=proc_root) as kf:
+        flags = read_range(kf, threads=threads, each=classify_piece)
+    frames = len(flags)
+    fc = (np.concatenate([pieces[k] for k in sorted(pieces)])[:frames] if pieces
+          else np.empty(0, np.uint8))
+    heads_only = frames > 0 and not tails_marked(int((fc == Frame.FREE).sum()), proc_root)
+    if heads_only:
+        # Older kernels flag only a free block's head BUDDY; its tails read 0. Extend each
+        # head over them as physmap does (an upper bound: see physmap.free_mask).
+        step = 1 << max_order
+        f64 = flags.view(np.int64)
+        for lo in range(0, frames, step * 64):
+            seg = fc[lo:lo + step * 64]
+            mask = free_mask(f64[lo:lo + step * 64], lo, tails=False, max_order=max_order)
+            seg[mask & (seg == Frame.KERNEL)] = Frame.FREE
+    # Deferred init: flag-0 frames at a zone's top, within what zoneinfo accounts for.
+    uninit: list[tuple[int, int]] = []
+    for z in spans:
+        lo, hi = z.start_pfn, min(z.end_pfn, frames)
+        if lo >= hi:
+            continue
+        seg = fc[lo:hi]
+        used = np.flatnonzero((seg != Frame.KERNEL) & (seg != Frame.HOLE))
+        last = lo + int(used[-1]) if used.size else lo - 1
+        start = unmanaged_start(z, int((seg == Frame.RESERVED).sum()), last)
+        if start is not None:
+            top = fc[start:hi]
+            top[top == Frame.KERNEL] = Frame.UNINITIALISED
+            uninit.append((start, hi))
+    zinfo = _zone_info(proc_root)
+    nb0 = frames // n0
+    counts0 = (np.concatenate([piece_counts[k] for k in sorted(piece_counts)])[:nb0]
+               if piece_counts else np.zeros((0, N_FRAMES), np.int64))
+    if heads_only:
+        counts0 = _block_counts(fc, n0)
+    for lo, hi in uninit:
+        # Recount the blocks the uninitialised tops touch (their KERNEL frames changed).
+        b_lo, b_hi = lo // n0, min(nb0, -(-hi // n0))
+        if b_lo < b_hi:
+            counts0[b_lo:b_hi] = _block_counts(fc[b_lo * n0:b_hi * n0], n0)
+
+    zone_start = np.array([z.start_pfn for z in spans], dtype=np.int64)
+    order = np.argsort(zone_start, kind="stable")
+    states: dict[int, np.ndarray] = {}
+    reclaim_only: dict[int, np.ndarray] = {}
+    nblockers: dict[int, np.ndarray] = {}
+    block_zone: dict[int, np.ndarray] = {}
+    rows: list[ZoneForecast] = []
+    nearly: list[NearlyFree] = []
+    pool_exact = True
+    for size in sz:
+        n = size // page
+        nb = frames // n
+        k = n // n0
+        counts = counts0[:nb * k].reshape(nb, k, N_FRAMES).sum(axis=1)
+        # Zone of each block: the zone holding its first frame; a block that runs past that
+        # zone's end (or starts outside every zone) counts a zone edge.
+        starts = np.arange(nb, dtype=np.int64) * n
+        zi = np.full(nb, -1, dtype=np.int64)
+        edge = np.ones(nb, dtype=bool)
+        for i in order.tolist():
+            z = spans[i]
+            inside = (starts >= z.start_pfn) & (starts < z.end_pfn)
+            zi[inside] = i
+            edge[inside] = starts[inside] + n > z.end_pfn
+        counts[edge, Frame.ZONE_EDGE] = 1
+        heads = free_pool_pages(size, None, proc_root=proc_root, sys_root=sys_root, flags=flags)
+        if heads is None:
+            pool_exact = False
+            heads = np.empty(0, np.int64)
+        is_pool = np.zeros(nb, dtype=bool)
+        is_pool[(heads // n)[heads // n < nb]] = True
+        blockers = counts[:, FIRST_BLOCKER:].sum(axis=1)
+        st = np.full(nb, BlockState.FREE, dtype=np.uint8)
+        st[counts[:, Frame.UNINITIALISED] > 0] = BlockState.UNINITIALISED
+        st[counts[:, Frame.MOVABLE] + counts[:, Frame.RECLAIMABLE] > 0] = BlockState.COMPACTABLE
+        st[blockers > 0] = BlockState.BLOCKED
+        st[is_pool & ~edge] = BlockState.POOL
+        blockers[is_pool] = 0
+        # The kernel reclaims clean page cache when it runs short, before any compaction:
+        # blocks holding nothing else come free for buddy-sized pages without compacting.
+        ronly = (st == BlockState.COMPACTABLE) & (counts[:, Frame.MOVABLE] == 0)
+        states[size], nblockers[size], block_zone[size] = st, blockers, zi
+        reclaim_only[size] = ronly
+        gig = _gigantic(size, page, max_order)
+        blocked = st == BlockState.BLOCKED
+        for i, z in enumerate(spans):
+            if node is not None and z.node != node:
+                continue
+            mine = zi == i
+            if not mine.any() and z.end_pfn - z.start_pfn < n:
+                continue
+            c = {s: int(((st == s) & mine).sum()) for s in BlockState}
+            bb = blocked & mine
+            blk = {FRAME_INFO[Frame(k)][0]: int((counts[bb, k] > 0).sum())
+                   for k in range(FIRST_BLOCKER, N_FRAMES) if (counts[bb, k] > 0).any()}
+            bfr = {FRAME_INFO[Frame(k)][0]: int(counts[bb, k].sum())
+                   for k in range(FIRST_BLOCKER, N_FRAMES)
+                   if k != Frame.ZONE_EDGE and counts[bb, k].any()}
+            free, wmin, prot = zinfo.get((z.node, z.zone), (0, 0, 0))
+            uninit_frames = int(counts[mine, Frame.UNINITIALISED].sum())
+            rmine = ronly & mine
+            n_reclaim = int(rmine.sum())
+            extra = 0 if gig else uninit_frames + int(counts[rmine, Frame.RECLAIMABLE].sum())
+            budget = max(0, free + extra - wmin - prot) // n
+            if gig:
+                # alloc_contig_range migrates movable frames itself: no compaction needed.
+                new_now = new_after = min(c[BlockState.FREE] + c[BlockState.COMPACTABLE], budget)
+            else:
+                base = c[BlockState.FREE] + c[BlockState.UNINITIALISED]
+                new_now = min(base + n_reclaim, budget)
+                new_after = min(base + c[BlockState.COMPACTABLE], budget)
+            ok_now = mine & ((st == BlockState.FREE) | (st == BlockState.POOL)
+                             | (((st == BlockState.UNINITIALISED) | ronly) if not gig else False)
+                             | ((st == BlockState.COMPACTABLE) if gig else False))
+            ok_after = ok_now | (mine & (st == BlockState.COMPACTABLE))
+            pool = c[BlockState.POOL]
+            run_now = min(int(runs_of(ok_now)[:, 1].max(initial=0)), new_now + pool)
+            run_after = min(int(runs_of(ok_after)[:, 1].max(initial=0)), new_after + pool)
+            rows.append(ZoneForecast(
+                z.node, z.zone, size, page, int(mine.sum()), c[BlockState.FREE], pool,
+                c[BlockState.COMPACTABLE], c[BlockState.UNINITIALISED], c[BlockState.BLOCKED],
+                n_reclaim,
+                blk, bfr, new_now, new_after, pool + new_now, pool + new_after,
+                run_now * size, run_after * size))
+        # Nearly free: blocked by few real frames (not by a zone edge or a hole).
+        limit = max(8, n // 1024)
+        cand = np.flatnonzero(blocked & (counts[:, Frame.ZONE_EDGE] == 0)
+                              & (counts[:, Frame.HOLE] == 0) & (blockers <= limit)
+                              & (zi >= 0))
+        if node is not None:
+            cand = cand[np.array([spans[k].node for k in zi[cand]], dtype=np.int64) == node] \
+                if len(cand) else cand
+        cand = cand[np.argsort(blockers[cand], kind="stable")][:NEARLY_FREE_LIMIT]
+        for b in cand.tolist():
+            lo = b * n
+            idx = np.flatnonzero(fc[lo:lo + n] >= FIRST_BLOCKER)[:NEARLY_FREE_FRAMES] + lo
+            nearly.append(NearlyFree(size, lo, spans[zi[b]].node, spans[zi[b]].zone,
+                                     int(blockers[b]), _describe_frames(idx, flags, fc,
+                                                                        proc_root)))
+    totals = {FRAME_INFO[Frame(k)][0]: int(v) for k, v in
+              enumerate(np.bincount(fc, minlength=N_FRAMES)) if v}
+    totals["_max_order"] = max_order
+    return Forecast(page, sz, node, tuple(rows), tuple(nearly), spans, states, nblockers,
+                    reclaim_only, block_zone, runs_of(fc == Frame.FREE), frames, pool_exact,
+                    movable_mlocked, totals, fc, proc_root)
+
+
+def _in_ram(first: int, n: int, ram: np.ndarray) -> np.ndarray:
+    inram = np.zeros(n, dtype=bool)
+    for lo, hi in ram.tolist():
+        a, b = max(lo, first), min(hi, first + n)
+        if a < b:
+            inram[a - first:b - first] = True
+    return inram
+
+
+def _block_counts(fc: np.ndarray, n: int) -> np.ndarray:
+    """(blocks, N_FRAMES) frames of each class per whole block of ``n`` frames."""
+    nb = len(fc) // n
+    key = fc[:nb * n].reshape(nb, n).astype(np.int32)
+    key += (np.arange(nb, dtype=np.int32) * N_FRAMES)[:, None]
+    return np.bincount(key.ravel(), minlength=nb * N_FRAMES).reshape(nb, N_FRAMES)
+
+
+def _describe_frames(pfns: np.ndarray, flags: np.ndarray, fc: np.ndarray,
+                     proc_root: str, *, dense: bool = True) -> tuple[BlockerFrame, ...]:
+    """``flags`` indexed by PFN (``dense``) or one value per entry of ``pfns``."""
+    from .kpageflags import describe
+
+    if not len(pfns):
+        return ()
+    counts: list[int | None] = [None] * len(pfns)
+    inos: list[int | None] = [None] * len(pfns)
+    try:
+        with KPageCount(proc_root=proc_root) as kc:
+            counts = [int(v) for v in kc.read(pfns)]
+    except PhysmemError:
+        pass
+    try:
+        with KPageCgroup(proc_root=proc_root) as kg:
+            inos = [int(v) or None for v in kg.read(pfns)]
+    except PhysmemError:
+        pass  # no CONFIG_MEMCG: kpagecgroup is absent
+    paths = _cgroup_paths({i for i in inos if i}, proc_root)
+    f = np.asarray(flags).view(np.int64)
+    fl = [int(f[p]) for p in pfns.tolist()] if dense else [int(v) for v in f]
+    return tuple(BlockerFrame(int(p), FRAME_INFO[Frame(int(fc[p]))][0], fl[k],
+                              describe(fl[k]), counts[k], inos[k],
+                              paths.get(inos[k] or 0))
+                 for k, p in enumerate(pfns.tolist()))
