@@ -45,8 +45,12 @@ class Stats:
 
 
 def measure(contenders: dict[str, Callable[[], Any]], rounds: int, *,
-            seed: int | None = None, show: bool = True) -> dict[str, Stats]:
-    """Time each contender ``rounds`` times, interleaved in a shuffled order per round."""
+            seed: int | None = None, show: bool = True,
+            self_timed: bool = False) -> dict[str, Stats]:
+    """Time each contender ``rounds`` times, interleaved in a shuffled order per round.
+
+    ``self_timed``: each contender returns the seconds of its own timed part (for work that
+    needs an untimed set-up and tear-down around it, such as starting a server)."""
     rng = random.Random(seed)
     names = list(contenders)
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -55,8 +59,8 @@ def measure(contenders: dict[str, Callable[[], Any]], rounds: int, *,
         for name in names:
             fn = contenders[name]
             t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+            got = fn()
+            times[name].append(float(got) if self_timed else time.perf_counter() - t0)
     stats = {n: Stats(tuple(t)) for n, t in times.items()}
     if show:
         for n in contenders:
