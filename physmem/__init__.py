@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import errors
-from .addressing import page_size
 from .errors import (
     FeatureUnavailable,
     InvalidArgument,
@@ -19,34 +18,49 @@ from .errors import (
     PhysmemError,
     ProcessGone,
 )
-from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
-from .mapping import Mapping
-from .memfd import MemFd
-from .pagemap import PM, PageMap, PagemapEntries, virt_to_phys
-from .userfaultfd import UserFaultFd
 
 __version__ = "0.1.0"
 
-# Subpackages load on first use (``physmem.validate.run()``, ``physmem.dma``...), so that
-# ``import physmem`` stays cheap for callers that only translate addresses.
+# Everything but the errors loads on first use (``physmem.PageMap``, ``physmem.dma``...):
+# ``import physmem`` and the CLI's start-up pay only for what they touch (numpy alone costs
+# about 100 ms), which matters for a command that runs for half a second.
 _LAZY = ("cpus", "dma", "fragmentation", "hugepages", "numa", "overcommit", "physmap", "proc",
          "sysctl", "topology", "validate")
+_LAZY_NAMES = {
+    "page_size": "addressing",
+    "KPF": "kpageflags", "KPageCgroup": "kpageflags", "KPageCount": "kpageflags",
+    "KPageFlags": "kpageflags", "describe": "kpageflags", "summarize": "kpageflags",
+    "Mapping": "mapping", "MemFd": "memfd",
+    "PM": "pagemap", "PageMap": "pagemap", "PagemapEntries": "pagemap",
+    "virt_to_phys": "pagemap",
+    "UserFaultFd": "userfaultfd",
+}
 
 if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real modules
     from . import (cpus, dma, fragmentation, hugepages, numa, overcommit, physmap, proc,
                    sysctl, topology, validate)
+    from .addressing import page_size
+    from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
+    from .mapping import Mapping
+    from .memfd import MemFd
+    from .pagemap import PM, PageMap, PagemapEntries, virt_to_phys
+    from .userfaultfd import UserFaultFd
 
 
 def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+        globals()[name] = value  # found once; later lookups skip __getattr__
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_NAMES))
 
 __all__ = [
     "errors",
