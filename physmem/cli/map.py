@@ -8,7 +8,7 @@ import numpy as np
 
 from ..hugepages.reserve import parse_size
 from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
-from ._output import Progress, emit_json, plural, print_table, size_text
+from ._output import Progress, add_png_option, emit_json, plural, print_table, size_text, write_png
 
 STRIP_WIDTH = 64
 
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  physmem map\n  physmem map --png map.png --pid $$\n"
                "  physmem map --cell 64M --json | jq .classes",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--png", metavar="FILE", help="write a picture (needs physmem[plot])")
+    add_png_option(p, "write a picture (needs physmem[plot])")
     p.add_argument("--pid", type=int, default=None, help="outline the cells holding this process's pages")
     p.add_argument("--cell", default="2M", help="bytes per cell (default 2M, a pageblock)")
     p.add_argument("--json", action="store_true", help="JSON output")
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.png:
         from ..plots import plot_map
 
-        plot_map(cm, args.png)
+        write_png(plot_map, cm, args.png)
     if args.json:
         emit_json(to_json(cm))
         return 0

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .._args import PID_MAX, as_pid
 from ..errors import InvalidArgument, PageNotPresent
 from ..pagemap import PageMap
 from . import Exit
-from ._output import emit_json, parse_int, print_table
+from ._output import emit_json, parse_int, print_error, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,5 +54,5 @@ def run(args: argparse.Namespace) -> Exit:
                      for r in results])
         for r in results:
             if not r["present"]:
-                print(f"physmem: {r['error']}", file=sys.stderr)
+                print_error(str(r["error"]))
     return status
