@@ -382,3 +382,13 @@ def test_every_node_option_takes_hex_like_every_number(capsys):
     for command in (["frag"], ["hugepages", "list"], ["alloc", "2M"]):
         code, _, err = run_cli(capsys, *command, "--node", "0x4d")
         assert code == Exit.USAGE and "--node 77: no such NUMA node" in err
+
+
+@pytest.mark.parametrize("command", [["v2p", "0x1000"], ["map", "--cell", "1G"], ["maps"],
+                                     ["smaps"], ["numa-maps"]])
+def test_every_pid_option_refuses_in_flag_words(command, capsys):
+    for bad in ("0", "-1", str(2**22 + 1), "1.5"):
+        code, out, err = run_cli(capsys, *command, "--pid", bad)
+        assert code == Exit.USAGE and not out
+        assert f"--pid: '{bad}' is not a process id (1 to {2**22})" in err, err
+        assert "pid=" not in err

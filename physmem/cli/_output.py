@@ -13,7 +13,7 @@ import sys
 import time
 from typing import IO, Any, Callable, Sequence
 
-from .._args import I32_MAX, U64_MAX
+from .._args import I32_MAX, PID_MAX, U64_MAX, as_pid
 from ..errors import InvalidArgument, PhysmemError, error_from_errno
 
 # Python spellings in library messages -> what a CLI user types instead. The library speaks
@@ -144,6 +144,15 @@ def int_arg(text: str) -> int:
         return parse_int(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def pid_arg(text: str) -> int:
+    """``type=`` for every ``--pid``: a process id, 1 to PID_MAX, refused in argparse's words."""
+    try:
+        return as_pid(parse_int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a process id (1 to {PID_MAX})") from None
 
 
 def count_arg(text: str) -> int:

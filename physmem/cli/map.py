@@ -8,7 +8,7 @@ import numpy as np
 
 from ..hugepages.reserve import parse_size
 from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
-from ._output import Progress, add_png_option, emit_json, plural, print_table, size_text, write_png
+from ._output import Progress, add_png_option, emit_json, pid_arg, plural, print_table, size_text, write_png
 
 STRIP_WIDTH = 64
 
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  physmem map --cell 64M --json | jq .classes",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_png_option(p, "write a picture (needs physmem[plot])")
-    p.add_argument("--pid", type=int, default=None, help="outline the cells holding this process's pages")
+    p.add_argument("--pid", type=pid_arg, default=None, help="outline the cells holding this process's pages")
     p.add_argument("--cell", default="2M", help="bytes per cell (default 2M, a pageblock)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=run)

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import proc
 from ..addressing import page_size
-from ._output import emit_json, print_table, size_text
+from ._output import emit_json, pid_arg, print_table, size_text
 
 _EPILOG = {
     "maps": "example: physmem maps --pid $$ --json | jq '.[] | select(.kind==\"heap\")'",
@@ -103,6 +103,6 @@ def register(sub: Any) -> None:
                            description=_DESCRIPTION[name], epilog=_EPILOG[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if name in ("maps", "smaps", "numa-maps"):
-            p.add_argument("--pid", type=int, default=None, help="process (default: physmem)")
+            p.add_argument("--pid", type=pid_arg, default=None, help="process (default: physmem)")
         p.add_argument("--json", action="store_true", help="JSON output (sizes in bytes)")
         p.set_defaults(func=_run)
