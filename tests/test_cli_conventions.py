@@ -226,3 +226,169 @@ def test_no_traceback_for_any_of_these():
         r = run_physmem(*argv)
         assert r.returncode in (1, 2, 5) and "Traceback" not in r.stderr, (argv, r.stderr)
         assert len(r.stderr.strip().splitlines()) <= 4, (argv, r.stderr)
+
+
+# -- errors in CLI words, from one printer ---------------------------------------------------
+
+POOL_2M = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
+PYTHON_WORDS = re.compile(r"\b\w+=(True|False|None)\b|\bpass \w+=|\w+_root=|Python int")
+
+
+def empty_2m_pool(hugepage_pool) -> int:
+    """Shrink the 2 MiB pool to the pages in use (none free); the fixture restores it.
+    Returns the pool's total, read back from sysfs."""
+    hugepage_pool(0)
+    total = int((POOL_2M / "nr_hugepages").read_text())
+    free = int((POOL_2M / "free_hugepages").read_text())
+    (POOL_2M / "nr_hugepages").write_text(str(total - free))
+    assert int((POOL_2M / "free_hugepages").read_text()) == 0
+    return int((POOL_2M / "nr_hugepages").read_text())
+
+
+def test_speak_cli_rewrites_every_python_spelling_it_knows():
+    from physmem.cli._output import speak_cli
+
+    said = speak_cli(
+        "Reserve more (physmem.hugepages.reserve(1, 2097152) or `physmem hugepages reserve 1 "
+        "--size 2M`), or pass reserve=True. ... or pass force=True to take it anyway. ... "
+        "(physmem.hugepages.compact(), or `echo 1 > /proc/sys/vm/compact_memory`) ... grow the "
+        "pool (physmem.hugepages.compact(), then reserve) ... a scatter buffer (allocate_scatter)"
+        ". Touch or mlock the memory first, or pass strict=False for a masked result. Pass "
+        "sys_root= the directory")
+    assert not PYTHON_WORDS.search(said) and "physmem.hugepages." not in said, said
+    for words in ("(`physmem hugepages reserve 1 --size 2M`)", "pass --reserve", "pass --force",
+                  "(--scatter)", "the table shows each such address as 'not present'",
+                  "Pass --sys-root the directory", "(`echo 1 > /proc/sys/vm/compact_memory`)"):
+        assert words in said, words
+
+
+def test_alloc_shortage_says_reserve_flag_and_counts_one_page(hugepage_pool, capsys):
+    assert empty_2m_pool(hugepage_pool) >= 0
+    code, out, err = run_cli(capsys, "alloc", "0x100", "--page-size", "2M")
+    assert code == Exit.ERROR and not out
+    assert "--reserve" in err and not PYTHON_WORDS.search(err), err
+    assert "pages needed: 1," in err and "free pages in the 2M pool: 0" in err
+    assert not re.search(r"\b1 pages\b|page\(s\)", err), err
+
+
+def test_hugepages_reserve_of_one_page_is_singular(hugepage_pool, capsys):
+    if empty_2m_pool(hugepage_pool) != 0:
+        pytest.skip("2 MiB pages are in use: the pool cannot start from 0")
+    code, out, err = run_cli(capsys, "hugepages", "reserve", "1", "--size", "2M")
+    assert code == 0, err
+    assert int((POOL_2M / "nr_hugepages").read_text()) == 1   # independent: sysfs
+    assert out.strip() == "2M pool: 0 -> 1 page, 1 free"
+    code, out, _ = run_cli(capsys, "hugepages", "release", "--size", "2M")
+    assert code == 0 and out.strip() == "2M pool: 0 pages, 0 free"
+
+
+def test_v2p_not_present_points_at_its_table_not_at_strict(is_root, capsys):
+    buf, addr = anonymous(PAGE, touch=False)
+    try:
+        code, out, err = run_cli(capsys, "v2p", hex(addr))
+    finally:
+        buf.close()
+    assert code == Exit.NOT_FOUND and re.search(rf"{addr:#x}\s+not present", out)
+    assert err.startswith("physmem: error:") and "the table shows" in err
+    assert not PYTHON_WORDS.search(err), err
+
+
+def test_sys_root_and_interval_are_named_as_flags(capsys):
+    code, _, err = run_cli(capsys, "topo", "--sys-root", "/nonexistent")
+    assert code == Exit.ERROR and "--sys-root" in err and not PYTHON_WORDS.search(err), err
+    code, _, err = run_cli(capsys, "exporter", "--interval", "1e300", "--json")
+    assert code == Exit.USAGE and "--interval" in err and "at most 2147483" in err
+    assert "None" not in err and "interval=" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["v2p", "0x10000000000000000"], ["kpageflags", "0x10000000000000000"],
+    ["kpageflags", "--summary", "--count", "0x10000000000000000"],
+    ["kpageflags", "--summary", "--start", str(2**64)],
+])
+def test_numbers_past_64_bits_are_refused_by_the_cli_parser(argv, capsys):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == Exit.USAGE and not out
+    assert "does not fit in 64 bits" in err and not PYTHON_WORDS.search(err), err
+
+
+def test_alloc_refuses_more_than_the_machines_memory_up_front(capsys):
+    mem_total = next(int(ln.split()[1]) * 1024 for ln in open("/proc/meminfo")
+                     if ln.startswith("MemTotal:"))
+    too_much = mem_total // 2**30 + 1   # whole GiB past MemTotal
+    for size in (f"{too_much}G", "100T"):
+        code, out, err = run_cli(capsys, "alloc", size, "--reserve")
+        assert code == Exit.USAGE and not out
+        assert "more than this machine's memory" in err and "hugepages reserve" not in err
+    code, _, err = run_cli(capsys, "alloc", "99999999999999999999999999G")
+    assert code == Exit.USAGE and "hugepages reserve" not in err
+
+
+def test_plan_text_prints_cpu_lists_in_range_syntax():
+    text = run_physmem("plan", "--loops", "1").stdout
+    data = json.loads(run_physmem("plan", "--loops", "1", "--json").stdout)
+    line = next(ln for ln in text.splitlines() if ln.startswith("control_loops: "))
+    shown = line.split(": ", 1)[1]
+    assert "[" not in shown and re.fullmatch(r"-|\d+(-\d+)?(,\d+(-\d+)?)*", shown), line
+    cpus: set[int] = set()
+    for part in ([] if shown == "-" else shown.split(",")):
+        lo, _, hi = part.partition("-")
+        cpus |= set(range(int(lo), int(hi or lo) + 1))
+    assert cpus == set(data["control_loops"])
+    r = run_physmem("plan", "--loops", "-1")
+    assert r.returncode == 2 and "--loops" in r.stderr and "control_loops" not in r.stderr
+
+
+def test_numa_maps_text_keeps_heap_stack_labels_and_no_trailing_space(child_process):
+    pid = child_process()
+    r = run_physmem("numa-maps", "--pid", str(pid))
+    assert r.returncode == 0, r.stderr
+    raw = {}
+    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
+        w = line.split()
+        raw[int(w[0], 16)] = [x for x in w if x in ("heap", "stack", "huge")]
+    assert any(raw.values()), "a python process has a heap and a stack"
+    for line in r.stdout.splitlines():
+        assert line == line.rstrip(), repr(line)
+        w = line.split()
+        assert [x for x in w if x in ("heap", "stack", "huge")] == raw[int(w[0], 16)], line
+
+
+@pytest.mark.parametrize("command", ["map", "frag"])
+def test_png_file_is_checked_before_the_work(command, capsys):
+    code, out, err = run_cli(capsys, command, "--png", "")
+    assert code == Exit.USAGE and not out and "--png" in err and "file name" in err
+    code, out, err = run_cli(capsys, command, "--png", "/nonexistent/dir/x.png")
+    assert code == Exit.USAGE and not out
+    assert "--png" in err and "'/nonexistent/dir' does not exist" in err and "Errno" not in err
+
+
+def test_png_that_cannot_be_written_names_the_flag(is_root, capsys):
+    pytest.importorskip("matplotlib")
+    assert not os.path.exists("/proc/physmem-test.png")   # procfs takes no new files
+    code, out, err = run_cli(capsys, "frag", "--png", "/proc/physmem-test.png")
+    assert code == Exit.ERROR
+    assert "cannot write --png /proc/physmem-test.png" in err and "Errno" not in err, err
+
+
+def test_every_node_option_takes_hex_like_every_number(capsys):
+    node = int(Path("/sys/devices/system/node/online").read_text().split(",")[0].split("-")[0])
+    code, out, err = run_cli(capsys, "frag", "--node", hex(node), "--json")
+    assert code == 0, err
+    assert {r["node"] for r in json.loads(out)} <= {node}
+    code, out, err = run_cli(capsys, "hugepages", "list", "--node", hex(node), "--json")
+    assert code == 0, err
+    assert {r["node"] for r in json.loads(out)} == {node}
+    for command in (["frag"], ["hugepages", "list"], ["alloc", "2M"]):
+        code, _, err = run_cli(capsys, *command, "--node", "0x4d")
+        assert code == Exit.USAGE and "--node 77: no such NUMA node" in err
+
+
+@pytest.mark.parametrize("command", [["v2p", "0x1000"], ["map", "--cell", "1G"], ["maps"],
+                                     ["smaps"], ["numa-maps"]])
+def test_every_pid_option_refuses_in_flag_words(command, capsys):
+    for bad in ("0", "-1", str(2**22 + 1), "1.5"):
+        code, out, err = run_cli(capsys, *command, "--pid", bad)
+        assert code == Exit.USAGE and not out
+        assert f"--pid: '{bad}' is not a process id (1 to {2**22})" in err, err
+        assert "pid=" not in err

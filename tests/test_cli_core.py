@@ -97,8 +97,8 @@ def test_summary_reports_progress_up_to_the_total(is_root):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
-def test_every_subcommand_has_an_example_json_and_bytes():
-    from physmem.cli import build_parser
+def test_every_subcommand_has_an_example_json_and_bytes_where_it_prints_sizes():
+    from physmem.cli import NO_SIZES, build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -109,7 +109,22 @@ def test_every_subcommand_has_an_example_json_and_bytes():
         text = command.format_help()
         assert "example" in text, f"physmem {name} --help shows no example"
         options = {o for a in command._actions for o in a.option_strings}
-        assert {"--json", "--bytes"} <= options, f"physmem {name} lacks --json or --bytes"
+        assert "--json" in options, f"physmem {name} lacks --json"
+        # --bytes only where it changes something: a command whose text has no sizes
+        # (NO_SIZES says why, for each) does not offer an option that would do nothing.
+        assert ("--bytes" in options) == (name not in NO_SIZES), f"physmem {name} --bytes"
+    assert set(NO_SIZES) <= set(sub.choices) and all(NO_SIZES.values())
+
+
+@pytest.mark.parametrize("argv", [["v2p", hex(os.getpid())], ["plan"], ["doctor"], ["maps"],
+                                  ["numa-maps"]])
+def test_commands_without_bytes_print_no_sizes(argv):
+    r = run_physmem(*argv)
+    assert r.returncode in (0, 3, 4, 5), r.stderr
+    assert r.stdout.strip()
+    assert not re.search(r"\d [KMGT]iB\b|\d B\b", r.stdout), r.stdout
+    r = run_physmem(*argv, "--bytes")
+    assert r.returncode == 2 and "unrecognized arguments: --bytes" in r.stderr
 
 
 def test_v2p_of_a_kernel_thread_says_it_has_no_user_address_space(is_root, capsys):

@@ -41,7 +41,11 @@ def test_system_commands_json():
 
 
 def test_errors_and_help():
-    out = cli("maps", "--pid", "999999999")
+    free = next(p for p in range(2**22 - 1, 1, -1) if not os.path.exists(f"/proc/{p}"))
+    out = cli("maps", "--pid", str(free))
     assert out.returncode == 5 and "error" in out.stderr and not out.stdout  # no such process
+    for command in ("maps", "smaps", "numa-maps"):   # beyond PID_MAX: no process can have it
+        out = cli(command, "--pid", "999999999")
+        assert out.returncode == 2 and "--pid: '999999999' is not a process id" in out.stderr
     h = cli("smaps", "--help")
     assert h.returncode == 0 and "example:" in h.stdout

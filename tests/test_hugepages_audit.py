@@ -144,7 +144,7 @@ def test_clean_without_yes_refuses_off_a_terminal(mount: Path) -> None:
     crashed = start(mount, "rtemap_9", 1, 1)
     kill(crashed)
     out = run_physmem("hugepages", "audit", "--clean", stdin=subprocess.DEVNULL)
-    assert out.returncode == 2 and "--yes" in out.stderr  # usage: --yes is required
+    assert out.returncode == 2 and "--yes" in out.stderr   # usage error: --yes missing
     assert (mount / "rtemap_9").exists(), "nothing removed without --yes"
     assert "rtemap_9" in out.stdout  # it said what it would remove
     out = run_physmem("hugepages", "list", "--clean")

@@ -160,20 +160,20 @@ def test_reserve_with_progress_grows_page_by_page(restore_pools):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["release", "--node", "7"], "--node 7: no such NUMA node (nodes: 0"),
+    (["release", "--node", "7"], "--node 7: no such NUMA node on this machine (online nodes: 0"),
     (["list", "--node", "9"], "--node 9: no such NUMA node"),
     (["list", "--size", "3M", "--node", "9"], "--size 3M: this kernel has no such hugepage pool (sizes: 2M"),
     (["release", "--size", "3M"], "--size 3M"),
     (["reserve", "1", "--size", "3M"], "--size 3M"),
     (["list", "3"], "takes no COUNT"),
-    (["release", "-1"], "COUNT must be 0 or more"),
+    (["release", "-1"], "COUNT: -1 is negative: it must be 0 or more"),
     (["list", "--force"], "--force applies to `hugepages reserve`"),
 ])
 def test_cli_nonexistent_nodes_and_sizes_are_errors(argv, needle):
     from conftest import run_physmem
 
     proc = run_physmem("hugepages", *argv)
-    assert proc.returncode == 2, proc.stdout  # usage error
+    assert proc.returncode == 2, proc.stdout   # usage error, per the one exit-status table
     assert needle in proc.stderr
 
 
@@ -209,7 +209,7 @@ def test_reserve_force_and_cli_refusal(restore_pools):
     before = count(POOL_2M, "nr_hugepages")
     huge = meminfo("MemTotal") // 2048 + 1  # more 2 MiB pages than the machine has
     proc = run_physmem("hugepages", "reserve", str(huge), "--size", "2M")
-    assert proc.returncode == 1  # refused: the memory is not there to take
+    assert proc.returncode == 1   # refused for want of memory now, not a malformed request
     assert "--force" in proc.stderr and "MemAvailable" in proc.stderr and "force=True" not in proc.stderr
     assert count(POOL_2M, "nr_hugepages") == before
 

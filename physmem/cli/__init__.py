@@ -2,8 +2,9 @@
 
 A subcommand module defines ``register(subparsers)``, which adds its parser and sets
 ``func`` (taking the parsed arguments, returning an :class:`Exit` status). Add new modules
-to ``COMMANDS``. Errors are raised, not printed: :func:`main` prints them in one line and
-:func:`exit_code` is the one place that turns an error into an exit status.
+to ``COMMANDS``. Errors are raised, not printed: :func:`main` prints them in one line, in CLI
+words (:func:`._output.speak_cli`), and :func:`exit_code` is the one place that turns an
+error into an exit status.
 """
 from __future__ import annotations
 
@@ -41,6 +42,16 @@ EXIT_HELP = """exit status:
   4  doctor found errors
   5  not found: a page not present, a process that does not exist or has exited
   6  an optional package is missing (matplotlib for --png)"""
+
+# Subcommands whose text shows no sizes, so --bytes would change nothing: they do not offer it.
+NO_SIZES = {
+    "v2p": "addresses only",
+    "plan": "CPU lists only",
+    "doctor": "findings and fixes, no amounts",
+    "maps": "address ranges only",
+    "numa-maps": "page counts per node, as the kernel writes them",
+    "exporter": "Prometheus metrics are in bytes by convention, and --json always is",
+}
 
 SIZES_HELP = """sizes: bytes (4096, 0x200000) or a number with a unit K, M, G or T, always a
 power of 1024 whatever the case or suffix: 64m = 64M = 64MiB = 64MB = 64 * 2**20 bytes (as
@@ -105,11 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
-    for command in sub.choices.values():  # one unit convention for every subcommand
+    for name, command in sub.choices.items():  # one unit convention for every subcommand
         command.description = _wrap(command.description)
-        command.add_argument("--bytes", action="store_true",
-                             help="print sizes as exact byte counts, not KiB/MiB/GiB "
-                                  "(JSON output is always in bytes)")
+        command.set_defaults(bytes=False)
+        if name not in NO_SIZES:
+            command.add_argument("--bytes", action="store_true",
+                                 help="print sizes as exact byte counts, not KiB/MiB/GiB "
+                                      "(JSON output is always in bytes)")
     return parser
 
 
@@ -128,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return Exit.OK
     except (PhysmemError, OSError) as exc:
-        print(f"physmem: error: {exc}", file=sys.stderr)
+        _output.print_error(exc)
         return exit_code(exc)
 
 

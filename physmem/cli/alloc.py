@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 
 from ..dma import allocate_contiguous, allocate_scatter
-from ..errors import PhysmemError
+from ..errors import InvalidArgument
 from ..hugepages.reserve import parse_size
-from .hugepages import speak_cli
-from ._output import check_node, emit_json, plural, print_table, size_text
+from ..proc import meminfo
+from ._output import add_node_option, check_node, emit_json, plural, print_table, size_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("size", metavar="SIZE",
                    help="bytes (4096, 0x200000) or with a binary unit: 64M, 1.5G, 64MiB")
     p.add_argument("--page-size", default=None, help="hugepage size: 2M or 1G (default: the kernel's default)")
-    p.add_argument("--node", type=int, default=None, help="NUMA node to take the pages from")
+    add_node_option(p, "NUMA node to take the pages from")
     p.add_argument("--scatter", action="store_true", help="accept several physical segments")
     p.add_argument("--reserve", action="store_true",
                    help="grow the hugepage pool by what is needed (root); the pages go back "
@@ -42,13 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
+    # No pool, reservation or advice can give more than the machine has: a usage error, not
+    # a shortage to be told how many pages to reserve.
+    memory = meminfo()["MemTotal"]
+    if size > memory:
+        raise InvalidArgument(f"SIZE {args.size} ({size_text(size)}) is more than this "
+                              f"machine's memory ({size_text(memory)}): ask for less")
     make = allocate_scatter if args.scatter else allocate_contiguous
     node = check_node(args.node)
-    try:
-        buf = make(size, page_size=args.page_size, node=node, reserve=args.reserve,
-                   force=args.force)
-    except PhysmemError as exc:
-        raise speak_cli(exc) from None
+    buf = make(size, page_size=args.page_size, node=node, reserve=args.reserve,
+               force=args.force)
     with buf:
         segments = [{"vaddr": int(v), "paddr": int(p), "nbytes": int(n)}
                     for v, p, n in buf.segments.tolist()]
@@ -61,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         kind = "contiguous" if buf.is_contiguous else f"in {plural(len(segments), 'segment')}"
         where = "" if buf.node is None else f" on node {buf.node}"
-        print(f"allocated {size_text(buf.size)} {kind}: {buf.size // buf.page_size} x "
-              f"{size_text(buf.page_size)} page{'' if buf.size == buf.page_size else 's'}{where}")
+        pages = plural(buf.size // buf.page_size, f"x {size_text(buf.page_size)} page",
+                       f"x {size_text(buf.page_size)} pages")
+        print(f"allocated {size_text(buf.size)} {kind}: {pages}{where}")
         print_table(["virtual", "physical", "size"],
                     [[f"{s['vaddr']:#x}", f"{s['paddr']:#x}", size_text(s["nbytes"])] for s in segments],
                     align="rrr")

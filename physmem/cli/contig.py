@@ -6,7 +6,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
-from ._output import emit_json, print_table, size_text
+from ._output import (add_node_option, add_png_option, check_node, emit_json, print_table,
+                      size_text, write_png)
 
 if TYPE_CHECKING:
     from ..contiguity import Forecast, Verdict
@@ -23,14 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  physmem contig\n  physmem contig --want 16x1G\n"
                "  physmem contig --want 256M --json\n  physmem contig --size 2M --png contig.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--node", type=int, default=None, help="only this NUMA node")
+    add_node_option(p, "only this NUMA node")
     p.add_argument("--size", action="append", default=None, metavar="SIZE",
                    help="hugepage size to forecast (2M, 1G; repeat for several; default all)")
     p.add_argument("--want", metavar="REQUEST", default=None,
                    help="COUNTxSIZE pages (16x1G) or SIZE of one contiguous buffer (256M)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads scanning kpageflags (default: one per allowed CPU)")
-    p.add_argument("--png", metavar="FILE", help="write a picture (needs physmem[plot])")
+    add_png_option(p, "write a picture (needs physmem[plot])")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=run)
 
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         sizes.append(want[1])
     check_threads(args.threads)
     try:
-        fc = forecast(node=args.node, sizes=sizes, threads=args.threads)
+        fc = forecast(node=check_node(args.node), sizes=sizes, threads=args.threads)
     except InvalidArgument as exc:
         flag = "--node" if "node" in str(exc) else "--size" if "size" in str(exc) else None
         raise InvalidArgument(f"{flag}: {exc}" if flag else str(exc)) from None
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.png:
         from ..plots import plot_contig
 
-        plot_contig(fc, args.png)
+        write_png(plot_contig, fc, args.png)
     if args.json:
         emit_json(verdict_json(verdict) if verdict is not None else fc.as_json())
         return 0

@@ -8,15 +8,14 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import math
 import os
 import signal
 import stat
-import sys
 import threading
 from types import FrameType
 
 from ..errors import InvalidArgument, error_from_errno
+from ._output import print_error, seconds_arg
 from .topo import add_roots
 
 DESCRIPTION = ("Serve physmem's readings to Prometheus on /metrics, or write them for "
@@ -37,23 +36,13 @@ MISSING = ("physmem exporter needs the prometheus-client library, which is not i
            "pip install 'physmem[exporter]'")
 
 
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 (e.g. 30)")
-    return v
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("exporter", help="Prometheus metrics: serve /metrics or write a .prom file",
                               description=DESCRIPTION, epilog=EXAMPLE,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--listen", default="127.0.0.1:9877", metavar="HOST:PORT",
                    help="address to serve /metrics on (default 127.0.0.1:9877; port 0: any free port)")
-    p.add_argument("--interval", type=_seconds, default=60.0, metavar="S",
+    p.add_argument("--interval", type=seconds_arg, default=60.0, metavar="S",
                    help="seconds between background scans, and between --textfile rewrites (default 60)")
     p.add_argument("--textfile", metavar="DIR",
                    help="write DIR/physmem.prom (atomically) instead of serving HTTP")
@@ -78,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         if "prometheus" not in str(exc):
             raise
-        print(f"physmem: error: {MISSING}", file=sys.stderr)
+        print_error(MISSING)
         return Exit.MISSING_DEPENDENCY
     host, port = (None, 0) if args.textfile else parse_listen(args.listen)
     # A failing background reading is logged (once per failure) besides its error metric.
@@ -129,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             server, _ = start_http_server(port, host, exporter.registry)
         except OSError as exc:
-            print(f"physmem: error: cannot listen on --listen {args.listen}: {exc.strerror or exc}",
-                  file=sys.stderr)
+            print_error(f"cannot listen on --listen {args.listen}: {exc.strerror or exc}")
             return Exit.ERROR
         try:
             shown = f"[{host}]" if ":" in host else host
@@ -148,8 +136,7 @@ def run(args: argparse.Namespace) -> int:
 def _cannot_write(directory: str, exc: OSError) -> int:
     from . import Exit
     # The system refused (permission, full disk): exit status 1, as for every subcommand.
-    print(f"physmem: error: cannot write into --textfile {directory}: {exc.strerror or exc}",
-          file=sys.stderr)
+    print_error(f"cannot write into --textfile {directory}: {exc.strerror or exc}")
     return Exit.ERROR
 
 

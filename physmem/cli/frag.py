@@ -3,10 +3,12 @@ pages it could still give."""
 from __future__ import annotations
 
 import argparse
+import functools
 
 from ..fragmentation import fragmentation
 from .contig import check_threads
-from ._output import check_node, emit_json, print_table, size_text
+from ._output import (add_node_option, add_png_option, check_node, emit_json, print_table,
+                      size_text, write_png)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  physmem frag\n  physmem frag --node 0 --png frag.png\n"
                "  physmem frag --json | jq '.[] | {zone, available_2m}'",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--node", type=int, default=None, help="only this NUMA node")
-    p.add_argument("--png", metavar="FILE", help="write a chart (needs physmem[plot])")
+    add_node_option(p, "only this NUMA node")
+    add_png_option(p, "write a chart (needs physmem[plot])")
     p.add_argument("--threads", type=int, default=None,
                    help="threads scanning kpageflags (default: one per allowed CPU)")
     p.add_argument("--json", action="store_true", help="JSON output")
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         from ..plots import plot_frag
 
         fc = forecast(node=node, threads=args.threads)
-        plot_frag(records, args.png, forecast=fc)
+        write_png(functools.partial(plot_frag, forecast=fc), records, args.png)
     if args.json:
         emit_json([r.as_json() for r in records])
         return 0

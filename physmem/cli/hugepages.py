@@ -3,37 +3,12 @@ who holds them (and remove the files crashed applications left behind)."""
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
-from ..errors import InvalidArgument, PhysmemError
+from ..errors import InvalidArgument
 from ..hugepages import parse_size, pools, reserve, set_pool_size, supported_sizes
 from ..hugepages.sizes import format_size
-from ._output import Progress, emit_json, print_table, size_text
-
-# Python spellings in library messages -> what a CLI user types instead.
-_CLI_WORDS = {
-    "force=True": "--force",
-    "reserve=True": "--reserve",
-    "allow_partial=True": "--partial",
-    "strict=False": "--lenient",
-    "accept a scatter buffer (allocate_scatter)": "accept a scatter buffer (--scatter)",
-    "physmem.hugepages.compact()": "`echo 1 > /proc/sys/vm/compact_memory`",
-}
-
-
-def speak_cli(exc: PhysmemError, extra: dict[str, str] | None = None) -> PhysmemError:
-    """Rewrite ``exc``'s message in CLI terms (flags, commands), in place; returns it."""
-    message = exc.message
-    # "(physmem.hugepages.reserve(4, 2097152) or `physmem hugepages ...`)": keep the command.
-    message = re.sub(r"\(physmem\.hugepages\.reserve\([^)]*\) or (`[^`]*`)\)", r"(\1)", message)
-    for python, cli in {**_CLI_WORDS, **(extra or {})}.items():
-        message = message.replace(python, cli)
-    exc.message = message
-    if isinstance(exc, OSError):
-        exc.strerror = message
-    return exc
-
+from ._output import Progress, add_node_option, check_node, count_arg, emit_json, plural, print_table, size_text
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -54,11 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", nargs="?", default="list",
                    choices=["list", "reserve", "release", "audit"])
-    p.add_argument("count", nargs="?", type=int,
+    p.add_argument("count", nargs="?", type=count_arg, metavar="COUNT",
                    help="reserve: pages to have free; release: most free pages to give back")
     p.add_argument("--size", default=None, help="page size: 2M, 1G (default: the kernel's "
                    "default for reserve and release COUNT; every size otherwise)")
-    p.add_argument("--node", type=int, default=None, help="NUMA node (default: the global pool)")
+    add_node_option(p, "NUMA node (default: the global pool)")
     p.add_argument("--partial", action="store_true", help="reserve: keep what the kernel gave even if short")
     p.add_argument("--force", action="store_true",
                    help="reserve: grow the pool even into the memory margin the system needs")
@@ -85,12 +60,7 @@ def _selection(args: argparse.Namespace) -> tuple[int | None, int | None]:
         if size not in have:
             raise InvalidArgument(f"--size {args.size}: this kernel has no such hugepage pool "
                                   f"(sizes: {', '.join(format_size(s) for s in have) or 'none'})")
-    if args.node is not None:
-        nodes = sorted({p.node for p in pools() if p.node is not None})
-        if args.node not in nodes:
-            raise InvalidArgument(f"--node {args.node}: no such NUMA node (nodes: "
-                                  f"{', '.join(map(str, nodes)) or 'none'})")
-    return size, args.node
+    return size, check_node(args.node)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,18 +70,13 @@ def run(args: argparse.Namespace) -> int:
             args.parser.error(f"--{flag} applies to `hugepages {allowed}` only")
     if args.count is not None and args.action not in ("reserve", "release"):
         args.parser.error(f"`hugepages {args.action}` takes no COUNT")
-    if args.count is not None and args.count < 0:
-        args.parser.error(f"COUNT must be 0 or more, not {args.count}")
-    try:
-        size, node = _selection(args)
-        if args.action == "reserve":
-            return _reserve(args)
-        if args.action == "release":
-            return _release(args, size, node)
-        if args.action == "audit":
-            return _audit(args)
-    except PhysmemError as exc:
-        raise speak_cli(exc) from None
+    size, node = _selection(args)
+    if args.action == "reserve":
+        return _reserve(args)
+    if args.action == "release":
+        return _release(args, size, node)
+    if args.action == "audit":
+        return _audit(args)
     rows = [r for r in _pool_rows() if (size is None or r["size"] == size)
             and (node is None or r["node"] == node)]
     if args.json:
@@ -136,7 +101,7 @@ def _reserve(args: argparse.Namespace) -> int:
         emit_json(result)
     else:
         print(f"{format_size(res.size)} pool{'' if res.node is None else f' (node {res.node})'}: "
-              f"{res.previous} -> {res.total} pages, {res.free} free")
+              f"{res.previous} -> {plural(res.total, 'page')}, {res.free} free")
     return 0
 
 
@@ -157,7 +122,8 @@ def _release(args: argparse.Namespace, size: int | None, node: int | None) -> in
     else:
         where = "" if node is None else f" (node {node})"
         for r in after:
-            print(f"{format_size(r['size'])} pool{where}: {r['total']} pages, {r['free']} free")
+            print(f"{format_size(r['size'])} pool{where}: {plural(r['total'], 'page')}, "
+                  f"{r['free']} free")
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,8 @@ import numpy as np
 from ..hugepages.reserve import parse_size
 from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
 from .contig import check_threads
-from ._output import Progress, emit_json, plural, print_table, size_text
+from ._output import (Progress, add_png_option, emit_json, pid_arg, plural, print_table,
+                      size_text, write_png)
 
 STRIP_WIDTH = 64
 
@@ -24,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  physmem map\n  physmem map --png map.png --pid $$\n"
                "  physmem map --cell 64M --json | jq .classes",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--png", metavar="FILE", help="write a picture (needs physmem[plot])")
-    p.add_argument("--pid", type=int, default=None, help="outline the cells holding this process's pages")
+    add_png_option(p, "write a picture (needs physmem[plot])")
+    p.add_argument("--pid", type=pid_arg, default=None, help="outline the cells holding this process's pages")
     p.add_argument("--cell", default="2M", help="bytes per cell (default 2M, a pageblock)")
     p.add_argument("--blockers", action="store_true",
                    help="also class each block of the largest hugepage size (1 GiB on x86-64) "
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.png:
         from ..plots import plot_map
 
-        plot_map(cm, args.png, blockers=fc)
+        write_png(functools.partial(plot_map, blockers=fc), cm, args.png)
     if args.json:
         data = to_json(cm)
         if fc is not None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from .. import cpus, topology
 from ..errors import InvalidArgument
-from ._output import emit_json
+from .._syntax import format_cpulist
+from ._output import count_arg, emit_json
 from .topo import add_roots
 
 # domain:bus:device.function, as lspci -D and /sys/bus/pci/devices name them
@@ -38,8 +39,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(d)
         return 0
+    # CPU lists in the kernel's range syntax (0-3,8), as the other roles already are; "-"
+    # for none.
+    text = dict(d, control_loops=format_cpulist(d["control_loops"]))
     for key in ("node", "housekeeping", "watchdog", "control_loops", "background"):
-        print(f"{key}: {d[key]}")
+        print(f"{key}: {'-' if text[key] in ('', None) else text[key]}")
     for dev, local in d["device_local"].items():
         print(f"device {dev}: {local}")
     print("why:")
@@ -58,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", action="append", metavar="PCI_ADDR",
                    help="PCI address the loops drive (repeatable), e.g. 0000:03:00.0")
-    p.add_argument("--loops", type=int, default=1, metavar="N", help="control loops (default 1)")
+    p.add_argument("--loops", type=count_arg, default=1, metavar="N", help="control loops (default 1)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_roots(p)
     p.set_defaults(func=run)

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import proc
 from ..addressing import page_size
-from ._output import emit_json, print_table, size_text
+from ._output import emit_json, pid_arg, print_table, size_text
 
 _EPILOG = {
     "maps": "example: physmem maps --pid $$ --json | jq '.[] | select(.kind==\"heap\")'",
@@ -39,10 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     elif cmd == "numa-maps":
         data = [dict(n._asdict(), nodes={str(k): v for k, v in n.nodes.items()})
                 for n in proc.numa_maps(pid)]
-        # Pages per node as the kernel writes them (N0=12 N1=3).
-        text = [f"{d['address']:x} {d['policy']} pages={sum(d['nodes'].values())} "
-                + "".join(f"N{k}={v} " for k, v in d["nodes"].items()) + (d["file"] or "")
-                for d in data]
+        text = [_numa_maps_line(d) for d in data]
     elif cmd == "meminfo":
         data = proc.meminfo()
         # HugePages_* are page counts; every other field is a size in bytes.
@@ -60,6 +57,18 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print("\n".join(text))
     return 0
+
+
+def _numa_maps_line(d: dict[str, Any]) -> str:
+    """One mapping in the kernel's words and order: address, policy, what is mapped
+    (file=PATH, heap or stack), huge, then the pages and the pages per node (N0=12 N1=3)."""
+    words = [f"{d['address']:x}", d["policy"]]
+    if d["file"] is not None:
+        words.append(f"file={d['file']}")
+    words += [label for label in ("heap", "stack", "huge") if d[label]]
+    words.append(f"pages={sum(d['nodes'].values())}")
+    words += [f"N{k}={v}" for k, v in d["nodes"].items()]
+    return " ".join(words)
 
 
 def _buddyinfo_table(rows: list[dict[str, Any]]) -> None:
@@ -94,6 +103,6 @@ def register(sub: Any) -> None:
                            description=_DESCRIPTION[name], epilog=_EPILOG[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if name in ("maps", "smaps", "numa-maps"):
-            p.add_argument("--pid", type=int, default=None, help="process (default: physmem)")
+            p.add_argument("--pid", type=pid_arg, default=None, help="process (default: physmem)")
         p.add_argument("--json", action="store_true", help="JSON output (sizes in bytes)")
         p.set_defaults(func=_run)

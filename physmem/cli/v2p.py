@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from .._args import PID_MAX, as_pid
 from ..errors import InvalidArgument, PageNotPresent
 from ..pagemap import PageMap
 from . import Exit
-from ._output import emit_json, parse_int, print_table
+from ._output import emit_json, parse_int, pid_arg, print_error, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,17 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                "exit status 5 if any address has no page present",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("addresses", metavar="ADDRESS", nargs="+", help="virtual address (0x hex or decimal)")
-    p.add_argument("--pid", type=_pid, default=None, help="process to look into (default: physmem itself)")
+    p.add_argument("--pid", type=pid_arg, default=None, help="process to look into (default: physmem itself)")
     p.add_argument("--json", action="store_true", help="JSON output: a list of {vaddr, paddr, present}")
     p.set_defaults(func=run)
-
-
-def _pid(text: str) -> int:
-    try:
-        return as_pid(int(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a process id (1 to {PID_MAX})") from None
 
 
 def run(args: argparse.Namespace) -> Exit:
@@ -55,5 +45,5 @@ def run(args: argparse.Namespace) -> Exit:
                      for r in results])
         for r in results:
             if not r["present"]:
-                print(f"physmem: {r['error']}", file=sys.stderr)
+                print_error(str(r["error"]))
     return status

@@ -355,22 +355,26 @@ def _reserve_cap(n: int) -> int:
 def _unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidates,
                  longest: int, scatter: bool, max_segments: int | None) -> ContiguityUnavailable:
     where = "" if node is None else f" on node {node}"
-    pool = f"the {format_size(ps)} pool{where} offered {len(cands)} free page(s)"
+    # Counts as "label: N", right for 1 as for any other number.
+    pool = f"free pages in the {format_size(ps)} pool{where}: {len(cands)}"
     if scatter and len(cands) >= n:
         return ContiguityUnavailable(
-            f"{format_size(size)} needs {longest} segments of {format_size(ps)} pages, more "
-            f"than max_segments={max_segments}; {pool}", longest=0, wanted=size)
+            f"{format_size(size)} needs more segments of {format_size(ps)} pages than "
+            f"max_segments={max_segments} (segments needed: {longest}); {pool}",
+            longest=0, wanted=size)
     if len(cands) < n:
         what = "scatter" if scatter else "contiguous"
         return ContiguityUnavailable(
-            f"cannot allocate a {format_size(size)} {what} buffer: it needs {n} pages and "
-            f"{pool}. Reserve more (physmem.hugepages.reserve({n}, {ps}) or "
+            f"cannot allocate a {format_size(size)} {what} buffer of {format_size(ps)} "
+            f"pages: pages needed: {n}, {pool}. Reserve more "
+            f"(physmem.hugepages.reserve({n}, {ps}) or "
             f"`physmem hugepages reserve {n} --size {format_size(ps)}`), or pass reserve=True.\n"
             f"free memory by order:\n{describe_free_memory()}",
             longest=longest * ps, wanted=size)
     return ContiguityUnavailable(
         f"no {format_size(size)} physically contiguous run: the longest run of adjacent "
-        f"{format_size(ps)} pages is {format_size(longest * ps)} ({longest} pages); {pool}. "
+        f"{format_size(ps)} pages is {format_size(longest * ps)} ({longest} x "
+        f"{format_size(ps)}); {pool}. "
         "Compact memory and grow the pool (physmem.hugepages.compact(), then reserve), use "
         "larger pages, or accept a scatter buffer (allocate_scatter).\n"
         f"free memory by order:\n{describe_free_memory()}",
