@@ -20,6 +20,7 @@ import os
 import threading
 from typing import Any, Callable
 
+from ._args import as_bool
 from ._fdfile import FdFile
 from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
@@ -157,6 +158,8 @@ class UserFaultFd(FdFile):
     def __init__(self, *, features: Feature | int = Feature(0), nonblocking: bool = True,
                  user_mode_only: bool = False) -> None:
         self._fd = -1
+        nonblocking = as_bool(nonblocking, "nonblocking")
+        user_mode_only = as_bool(user_mode_only, "user_mode_only")
         self._servers: list[Server | NativeServer] = []
         self._ranges: list[tuple[int, int, int]] = []
         self._lock = threading.Lock()
@@ -324,6 +327,7 @@ class UserFaultFd(FdFile):
                 length = len(keep)
             elif length > len(keep):
                 raise InvalidArgument(f"length={length} exceeds the {len(keep)}-byte source")
+        wake, write_protect = as_bool(wake, "wake"), as_bool(write_protect, "write_protect")
         dst, length, _ = self._span(dst, length)
         mode = (0 if wake else lib.UFFDIO_COPY_MODE_DONTWAKE) | \
             (lib.UFFDIO_COPY_MODE_WP if write_protect else 0)
@@ -334,6 +338,7 @@ class UserFaultFd(FdFile):
     def zeropage(self, address: int, length: int, *, wake: bool = True) -> int:
         """UFFDIO_ZEROPAGE: map the zero page over ``length`` bytes; returns bytes mapped."""
         self._require_open()
+        wake = as_bool(wake, "wake")
         address, length, _ = self._span(address, length)
         mode = 0 if wake else lib.UFFDIO_ZEROPAGE_MODE_DONTWAKE
         return self._resolve(lib.pm_uffd_zeropage(self._fd, address, length, mode),
@@ -343,6 +348,7 @@ class UserFaultFd(FdFile):
                   write_protect: bool = False) -> int:
         """UFFDIO_CONTINUE: resolve MINOR faults by mapping the page-cache pages as they are."""
         self._require_open()
+        wake, write_protect = as_bool(wake, "wake"), as_bool(write_protect, "write_protect")
         address, length, _ = self._span(address, length)
         mode = (0 if wake else lib.UFFDIO_CONTINUE_MODE_DONTWAKE) | \
             (lib.UFFDIO_CONTINUE_MODE_WP if write_protect else 0)
@@ -354,6 +360,7 @@ class UserFaultFd(FdFile):
         """UFFDIO_WRITEPROTECT: protect (``enable``) or unprotect a WP-registered range;
         unprotecting wakes the threads that faulted on it unless ``wake`` is False."""
         self._require_open()
+        enable, wake = as_bool(enable, "enable"), as_bool(wake, "wake")
         address, length, _ = self._span(address, length)
         mode = (lib.UFFDIO_WRITEPROTECT_MODE_WP if enable else 0) | \
             (0 if wake else lib.UFFDIO_WRITEPROTECT_MODE_DONTWAKE)
@@ -379,6 +386,7 @@ class UserFaultFd(FdFile):
         """UFFDIO_POISON (6.6): mark the pages poisoned; touching them raises SIGBUS."""
         self._require_open()
         self._need(Feature.POISON, "ioctl UFFDIO_POISON")
+        wake = as_bool(wake, "wake")
         address, length, _ = self._span(address, length)
         mode = 0 if wake else lib.UFFDIO_POISON_MODE_DONTWAKE
         return self._resolve(lib.pm_uffd_poison(self._fd, address, length, mode),
@@ -390,6 +398,8 @@ class UserFaultFd(FdFile):
         registered ``dst`` without copying; returns bytes moved."""
         self._require_open()
         self._need(Feature.MOVE, "ioctl UFFDIO_MOVE")
+        wake = as_bool(wake, "wake")
+        allow_src_holes = as_bool(allow_src_holes, "allow_src_holes")
         dst, length, _ = self._span(dst, length)
         src = _uint("src", src)
         if src % PAGE_SIZE:
@@ -450,6 +460,7 @@ class UserFaultFd(FdFile):
         """Serve every MISSING fault with zeros, from C on a native thread. Placement as in
         ``serve_from``."""
         self._check_no_server()
+        follow = as_bool(follow, "follow")
         ps = self._server_page_size(page_size)
         server = NativeServer(self, lib.PM_UFFD_SERVE_ZERO, None, 0, ps, _cpu(cpu), follow)
         self._servers.append(server)
@@ -471,6 +482,7 @@ class UserFaultFd(FdFile):
         opt-in. ``cpu`` pins it to that CPU. By default it is left to the scheduler and
         spins up to 50 us on the non-blocking read after each fault before sleeping."""
         self._check_no_server()
+        follow = as_bool(follow, "follow")
         ps = self._server_page_size(page_size)
         if base is None:
             if not self._ranges:
@@ -594,6 +606,7 @@ class Server:
 
     def stop(self, *, raise_errors: bool = True) -> None:
         """Stop the thread and wait for it; raise the first handler exception, if any."""
+        raise_errors = as_bool(raise_errors, "raise_errors")
         if self._stop_fd >= 0:
             os.eventfd_write(self._stop_fd, 1)
             if threading.current_thread() is not self._thread:
@@ -681,6 +694,7 @@ class NativeServer:
 
     def stop(self, *, raise_errors: bool = True) -> None:
         """Stop the thread and wait for it (the GIL is released meanwhile)."""
+        raise_errors = as_bool(raise_errors, "raise_errors")
         if self._srv is None:
             return
         st = ffi.new("struct pm_uffd_server_stats *")
