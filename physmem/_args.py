@@ -9,6 +9,7 @@ range allowed, so a caller never sees a raw ``OverflowError`` or ``TypeError`` f
 """
 from __future__ import annotations
 
+import enum
 import math
 import operator
 from typing import Any
@@ -20,6 +21,7 @@ from .errors import InvalidArgument
 __all__ = [
     "U64_MAX", "I64_MAX", "U32_MAX", "I32_MAX", "PID_MAX",
     "as_int", "as_nonneg", "as_positive", "as_pid", "as_timeout", "as_flags",
+    "as_bool", "flag_text",
 ]
 
 U64_MAX = (1 << 64) - 1
@@ -92,3 +94,37 @@ def _range(lo: int | None, hi: int | None) -> str:
         return f"at least {show(lo)}"
     assert hi is not None
     return f"at most {show(hi)}"
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """A yes/no switch: ``True``/``False`` (or a numpy bool) only.
+
+    Truthiness is not enough: ``shared='0'`` or ``on_fault=1j`` would silently switch a flag
+    on that the caller probably meant off.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InvalidArgument(
+        f"{name} must be True or False, got {type(value).__name__} {value!r:.60}")
+
+
+def flag_text(value: enum.IntFlag) -> str:
+    """A flag word as its member names, ``WRITE|SHRINK``; the zero member's name (``NONE``)
+    or ``0`` when no bit is set; bits no member names are appended in hex.
+
+    Python 3.11's ``format()`` of an IntFlag gives the bare number, so every message that
+    prints flags goes through here instead.
+    """
+    members = type(value).__members__
+    bits = int(value)
+    names: list[str] = []
+    for name, member in members.items():
+        v = int(member)
+        if v and v & (v - 1) == 0 and bits & v:
+            names.append(name)
+            bits &= ~v
+    if bits:
+        names.append(f"{bits:#x}")
+    if names:
+        return "|".join(names)
+    return next((name for name, m in members.items() if int(m) == 0), "0")

@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ._args import I32_MAX, I64_MAX, as_flags, as_int, as_nonneg, as_positive
+from ._args import I32_MAX, I64_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, flag_text
 from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
-from .errors import InvalidArgument, error_from_errno
+from .addressing import task_size
+from .errors import HugePagesUnavailable, InvalidArgument, error_from_errno
 from .hugepages.pools import supported_sizes
 
 __all__ = ["Mapping", "Prot", "Advice", "hugepage_sizes", "PAGE_SIZE"]
@@ -193,6 +194,43 @@ def _check_within_file(fd: int, offset: int, size: int) -> _FileRef | None:
     return fd, dev, ino, offset
 
 
+def check_mapped(address: int, length: int, what: str) -> None:
+    """Raise InvalidArgument naming the first unmapped address unless every page of
+    ``[address, address + length)`` is mapped in this process.
+
+    msync(MS_ASYNC) answers in one syscall without touching memory: it fails with ENOMEM
+    if any page of the range is unmapped (and is otherwise a no-op since Linux 2.6.19).
+    ``address`` must be page aligned and the range within user space.
+    """
+    end = _round_up(address + length, PAGE_SIZE)
+    ret = lib.pm_msync(address, end - address, lib.MS_ASYNC)
+    if ret == 0:
+        return
+    if ret != -_errno.ENOMEM:
+        raise error_from_errno(-ret, f"{what}: checking {address:#x}..{end:#x} is mapped",
+                               address=address)
+    hole = _first_hole(address, end)
+    raise InvalidArgument(
+        f"{what}: {hole:#x} (in {address:#x}..{end:#x}) is not mapped in this process; "
+        "pass a range that is mapped whole, e.g. a Mapping or (m.address, m.size)",
+        address=hole)
+
+
+def _first_hole(address: int, end: int) -> int:
+    from .proc.maps import maps
+
+    at = address
+    for vma in maps():
+        if vma.end <= at:
+            continue
+        if vma.start > at:
+            break
+        at = vma.end
+        if at >= end:
+            return address  # mapped after all (it changed meanwhile): name the start
+    return at
+
+
 class Mapping:
     """A region of virtual memory made with mmap(2), unmapped by :meth:`close`.
 
@@ -205,16 +243,43 @@ class Mapping:
                  "_file", "__weakref__")
 
     def __init__(self, address: int, size: int, *, page_size: int = PAGE_SIZE,
-                 prot: Prot = Prot.READ | Prot.WRITE, shared: bool = False) -> None:
-        """Take ownership of an existing mapping (it is unmapped by :meth:`close`).
+                 prot: Prot | int = Prot.READ | Prot.WRITE, shared: bool = False) -> None:
+        """Take ownership of an existing mapping of this process (it is unmapped by
+        :meth:`close`). Use :meth:`anonymous` or :meth:`from_fd` to make one.
 
-        Use :meth:`anonymous` or :meth:`from_fd` to make one.
+        ``[address, address + size)`` must be mapped whole, with at least the permissions
+        ``prot`` claims (checked against /proc/self/maps), and ``address`` aligned to
+        ``page_size`` (the base page or a huge page size of this kernel): a view onto memory
+        that is not there would kill the process with SIGSEGV, so anything else is refused
+        with InvalidArgument naming the address.
         """
-        self._address = as_positive(address, "address")
-        self._size = as_positive(size, "size")
-        self._page_size = as_positive(page_size, "page_size")
-        self._prot = _check_prot(prot)
-        self._shared = bool(shared)
+        page_size = _check_page_size(page_size)
+        top = task_size()
+        address = _aligned("address", as_positive(address, "address"), page_size)
+        size = as_positive(size, "size")
+        if address + size > top:
+            raise InvalidArgument(
+                f"address={address:#x} + size={size:#x} reaches past the end of user space "
+                f"({top:#x}): no mapping of this process can be there", address=address)
+        if page_size != PAGE_SIZE:
+            _aligned("size", size, page_size)
+        prot = _check_prot(prot)
+        shared = as_bool(shared, "shared")
+        _check_adoptable(address, size, prot)
+        self._init(address, size, page_size, prot, shared)
+
+    @classmethod
+    def _wrap(cls, address: int, size: int, page_size: int, prot: Prot,
+              shared: bool) -> Mapping:
+        """A Mapping of a range the kernel just mapped for us: nothing to check."""
+        m = cls.__new__(cls)
+        m._init(address, size, page_size, prot, shared)
+        return m
+
+    def _init(self, address: int, size: int, page_size: int, prot: Prot,
+              shared: bool) -> None:
+        self._address, self._size, self._page_size = address, size, page_size
+        self._prot, self._shared = prot, shared
         self._file: _FileRef | None = None
         self._adopt()
 
@@ -237,9 +302,17 @@ class Mapping:
         ``page_size`` picks a hugetlb page size (one of :func:`hugepage_sizes`); ``address``
         asks for exactly that address (MAP_FIXED_NOREPLACE, never replacing a mapping);
         ``locked`` mlocks it (faulting it all in); ``populate`` prefaults it.
+
+        ``noreserve`` (MAP_NORESERVE) reserves nothing at mmap time: for hugetlb pages,
+        each page is taken from the pool when first touched. :meth:`touch` then raises
+        HugePagesUnavailable if the pool has run dry, but writing or reading the memory
+        yourself (through :meth:`view`, :meth:`array`, or from C) kills the process with
+        SIGBUS when the pool is empty. ``touch()`` it first, or leave ``noreserve`` off so
+        that mmap fails cleanly instead.
         """
         size = as_positive(size, "size")
         page_size = _check_page_size(page_size)
+        shared = as_bool(shared, "shared")
         flags = lib.MAP_ANONYMOUS | (lib.MAP_SHARED if shared else lib.MAP_PRIVATE)
         if page_size != PAGE_SIZE:
             _aligned("size", size, page_size)
@@ -264,6 +337,7 @@ class Mapping:
             fd = fd.fileno()
         fd = as_int(fd, "fd", lo=0, hi=I32_MAX)
         size = as_positive(size, "size")
+        shared = as_bool(shared, "shared")
         page_size = _check_page_size(page_size)
         offset = as_nonneg(offset, "offset", hi=I64_MAX)
         _aligned("offset", offset, page_size)
@@ -282,10 +356,11 @@ class Mapping:
              shared: bool, populate: bool, locked: bool, noreserve: bool,
              address: int | None, prot: Prot | int) -> Mapping:
         prot = _check_prot(prot)
-        if populate:
+        if as_bool(populate, "populate"):
             flags |= lib.MAP_POPULATE
-        if noreserve:
+        if as_bool(noreserve, "noreserve"):
             flags |= lib.MAP_NORESERVE
+        locked = as_bool(locked, "locked")
         want = 0
         if address is not None:
             want = _aligned("address", as_positive(address, "address"), page_size)
@@ -297,7 +372,7 @@ class Mapping:
             # Kernels before 4.17 ignore MAP_FIXED_NOREPLACE and treat the address as a hint.
             lib.pm_munmap(ret, size)
             raise unavailable("mmap flag MAP_FIXED_NOREPLACE", "4.17", err=_errno.EINVAL)
-        m = cls(ret, size, page_size=page_size, prot=Prot(prot), shared=shared)
+        m = cls._wrap(ret, size, page_size, prot, shared)
         if locked:
             try:
                 m.mlock()
@@ -351,7 +426,7 @@ class Mapping:
         if self._buf is None:
             return "<Mapping closed>"
         return (f"<Mapping address={self._address:#x} size={self._size:#x} "
-                f"page_size={self._page_size:#x} prot={self._prot!r}>")
+                f"page_size={self._page_size:#x} prot={flag_text(self._prot)}>")
 
     def __enter__(self) -> Mapping:
         return self
@@ -369,7 +444,8 @@ class Mapping:
         self._require_open()
         if not self._prot & (Prot.READ | Prot.WRITE):
             raise InvalidArgument(
-                f"the Mapping at {self._address:#x} is {self._prot!s}: protect() it READ first")
+                f"the Mapping at {self._address:#x} is {flag_text(self._prot)}: protect() it "
+                "READ first")
 
     def view(self) -> memoryview:
         """A memoryview of the whole mapping (read-only if the mapping is not writable)."""
@@ -441,6 +517,7 @@ class Mapping:
         """Lock the mapping in RAM; all of it now, or (``on_fault``) each page when first
         touched (MLOCK_ONFAULT)."""
         self._require_open()
+        on_fault = as_bool(on_fault, "on_fault")
         ret = lib.pm_mlock2(self._address, self._size, lib.MLOCK_ONFAULT if on_fault else 0)
         if ret == -_errno.ENOSYS:
             raise unavailable("syscall mlock2", "4.4")
@@ -459,6 +536,8 @@ class Mapping:
     def sync(self, *, asynchronous: bool = False, invalidate: bool = False, offset: int = 0,
              length: int | None = None) -> None:
         """msync: write a file mapping's dirty pages back (``asynchronous``: schedule only)."""
+        asynchronous = as_bool(asynchronous, "asynchronous")
+        invalidate = as_bool(invalidate, "invalidate")
         addr, length = self._range(offset, length)
         flags = (lib.MS_ASYNC if asynchronous else lib.MS_SYNC)
         if invalidate:
@@ -491,7 +570,7 @@ class Mapping:
         lost = (bool(self._prot & readable) and not prot & readable) or \
                (bool(self._prot & Prot.WRITE) and not prot & Prot.WRITE)
         if lost:
-            self._refuse_if_exported(f"protect({prot!s})")
+            self._refuse_if_exported(f"protect({flag_text(prot)})")
         check(lib.pm_mprotect(self._address, self._size, int(prot)), "mprotect",
               address=self._address)
         self._prot = prot
@@ -499,12 +578,48 @@ class Mapping:
     def touch(self, offset: int = 0, length: int | None = None, *, write: bool = False) -> int:
         """Fault in every page of the range from C, without holding the GIL (so a
         :meth:`UserFaultFd.serve` handler thread can run meanwhile). A write touch adds 0
-        atomically, which keeps the contents. Returns the sum of the bytes read."""
+        atomically, which keeps the contents. Returns the sum of the bytes read.
+
+        Pages are faulted in with MADV_POPULATE_READ/WRITE first (Linux 5.14+), which
+        reports a page that cannot be had as an error where a plain access would kill the
+        process: HugePagesUnavailable (naming the pool) for a hugetlb page the pool cannot
+        supply, OutOfMemory, or PhysmemOSError (EFAULT) for a page whose access would raise
+        SIGBUS/SIGSEGV (a guard page, a file truncated under the mapping). Older kernels
+        fault by plain access, as do ranges registered with a userfaultfd (whose faults the
+        userfaultfd decides)."""
         self._require_readable()
+        write = as_bool(write, "write")
         if write and not self._prot & Prot.WRITE:
             raise InvalidArgument("write=True on a mapping that is not writable")
         addr, length = self._range(offset, length, align=False)
+        self._populate(addr, length, write)
         return int(lib.pm_touch(addr, length, PAGE_SIZE, 1 if write else 0))
+
+    def _populate(self, addr: int, length: int, write: bool) -> None:
+        start = addr - (addr - self._address) % self._page_size
+        end = min(_round_up(addr + length - self._address, self._page_size),
+                  _round_up(self._size, PAGE_SIZE)) + self._address
+        advice = Advice.POPULATE_WRITE if write else Advice.POPULATE_READ
+        ret = lib.pm_madvise(start, end - start, int(advice))
+        if ret == 0 or ret == -_errno.EINVAL:
+            # EINVAL: a kernel before 5.14, or VM_IO/VM_PFNMAP memory (device mappings)
+            # that populate refuses; both are faulted by plain access as before.
+            return
+        if ret == -_errno.EFAULT and _userfaultfd_registered(start, end):
+            return
+        what = f"touch of {end - start} bytes at {start:#x}"
+        if self._page_size != PAGE_SIZE and ret in (-_errno.EFAULT, -_errno.ENOMEM):
+            raise _pool_dry(self._page_size, (end - start) // self._page_size, what)
+        if ret == -_errno.ENOMEM:
+            raise error_from_errno(_errno.ENOMEM, what, address=start,
+                                   hint="the kernel could not supply the pages")
+        if ret == -_errno.EFAULT:
+            raise error_from_errno(
+                _errno.EFAULT, what, address=start,
+                hint="a page of it cannot be faulted in: an access would raise SIGBUS or "
+                     "SIGSEGV (a guard page, a file truncated under the mapping, a poisoned "
+                     "page); the process was spared")
+        check(ret, what, address=start)
 
     def remap(self, new_size: int, *, may_move: bool = True, address: int | None = None,
               dont_unmap: bool = False) -> Mapping | None:
@@ -517,6 +632,8 @@ class Mapping:
         """
         self._require_open()
         new_size = as_positive(new_size, "new_size")
+        may_move = as_bool(may_move, "may_move")
+        dont_unmap = as_bool(dont_unmap, "dont_unmap")
         if self._page_size != PAGE_SIZE:
             _aligned("new_size", new_size, self._page_size)
             if new_size > self._size:
@@ -561,8 +678,8 @@ class Mapping:
         self._address, self._size = int(ret), new_size
         self._adopt()
         if dont_unmap:
-            old = Mapping(old_address, old_size, page_size=self._page_size, prot=self._prot,
-                          shared=self._shared)
+            old = Mapping._wrap(old_address, old_size, self._page_size, self._prot,
+                                self._shared)
             old._file = self._file
             return old
         return None
@@ -598,3 +715,44 @@ class Mapping:
 
 def _check_prot(prot: Any) -> Prot:
     return Prot(as_flags(prot, "prot", known=sum(Prot), hi=I32_MAX))
+
+
+def _check_adoptable(address: int, size: int, prot: Prot) -> None:
+    """The checks of ``Mapping(address, size)``: mapped whole, with ``prot``'s permissions."""
+    from .proc.maps import maps
+
+    check_mapped(address, size, f"Mapping(address={address:#x}, size={size:#x})")
+    end = _round_up(address + size, PAGE_SIZE)
+    need = int(prot) & 7  # PROT_READ/WRITE/EXEC are maps' r/w/x bits
+    for vma in maps():
+        if vma.start < end and address < vma.end and int(vma.prot) & need != need:
+            have = flag_text(Prot(int(vma.prot) & 7))
+            raise InvalidArgument(
+                f"Mapping(address={address:#x}, size={size:#x}, prot={flag_text(prot)}): the "
+                f"mapping at {vma.start:#x}..{vma.end:#x} is only {have}; pass the permissions "
+                "it has (or mprotect it first)", address=max(address, vma.start))
+
+
+def _userfaultfd_registered(start: int, end: int) -> bool:
+    """True if a userfaultfd handles faults somewhere in ``[start, end)``: its faults are its
+    business (UFFD_USER_MODE_ONLY refuses the kernel-mode faults of MADV_POPULATE, the
+    SIGBUS feature raises SIGBUS on purpose), so such ranges are touched by plain access."""
+    from .proc.smaps import smaps
+
+    return any(s.start < end and start < s.end and s.vm_flags & {"um", "uw", "ui"}
+               for s in smaps())
+
+
+def _pool_dry(page_size: int, pages: int, what: str) -> HugePagesUnavailable:
+    from .hugepages.pools import pools
+
+    pool = next((p for p in pools() if p.node is None and p.size == page_size), None)
+    kb = page_size // 1024
+    free = pool.free if pool is not None else 0
+    held = f"{free} free of {pool.total}" if pool is not None else "no pages"
+    return HugePagesUnavailable(
+        f"{what}: the {kb} kB huge page pool cannot supply the {pages} page(s) it needs "
+        f"({held}; a noreserve mapping reserved none at mmap time, so a plain access would "
+        f"have been killed by SIGBUS); reserve pages first: "
+        f"/sys/kernel/mm/hugepages/hugepages-{kb}kB/nr_hugepages",
+        obtained=free, wanted=pages, size=page_size)

@@ -6,7 +6,7 @@ import errno as _errno
 import os
 from typing import Any
 
-from ._args import I32_MAX, I64_MAX, as_flags, as_nonneg, as_positive
+from ._args import I32_MAX, I64_MAX, as_bool, as_flags, as_nonneg, as_positive, flag_text
 from ._fdfile import FdFile
 from ._features import kernel_at_least, unavailable
 from ._lib import check, lib
@@ -44,6 +44,9 @@ class MemFd(FdFile):
             raise InvalidArgument(f"name={name!r} must be a str of at most 249 bytes, no NUL")
         size = as_nonneg(size, "size", hi=I64_MAX)
         self._page_size = _check_page_size(page_size)
+        cloexec = as_bool(cloexec, "cloexec")
+        sealing = as_bool(sealing, "sealing")
+        noexec = as_bool(noexec, "noexec")
         flags = 0
         if cloexec:
             flags |= lib.MFD_CLOEXEC
@@ -95,7 +98,8 @@ class MemFd(FdFile):
     def __repr__(self) -> str:
         if self.closed:
             return f"<MemFd {self.name!r} closed>"
-        return f"<MemFd {self.name!r} fd={self._fd} size={self.size} seals={self.seals!s}>"
+        return (f"<MemFd {self.name!r} fd={self._fd} size={self.size} "
+                f"seals={flag_text(self.seals)}>")
 
     def _require_open(self) -> None:
         self._fd_open()
@@ -118,7 +122,7 @@ class MemFd(FdFile):
         if size < self.size:
             self._refuse_shrink_under_mappings(size)
         ret = lib.pm_ftruncate(self._fd, size)
-        hint = f"the memfd is sealed ({self.seals!s})" if ret == -_errno.EPERM else None
+        hint = f"the memfd is sealed ({flag_text(self.seals)})" if ret == -_errno.EPERM else None
         if ret < 0:
             raise error_from_errno(-ret, f"ftruncate memfd {self.name!r} to {size}", hint=hint)
 
@@ -153,7 +157,7 @@ class MemFd(FdFile):
         elif ret == -_errno.EPERM:
             hint = "the memfd is sealed against new seals (SEAL), or was made with sealing=False"
         if ret < 0:
-            raise error_from_errno(-ret, f"add seals {seals!s} to memfd {self.name!r}",
+            raise error_from_errno(-ret, f"add seals {flag_text(seals)} to memfd {self.name!r}",
                                    hint=hint)
 
     def map(self, size: int | None = None, offset: int = 0, *, shared: bool = True,
@@ -166,6 +170,9 @@ class MemFd(FdFile):
         """
         self._require_open()
         offset = as_nonneg(offset, "offset", hi=I64_MAX)
+        shared = as_bool(shared, "shared")
+        populate = as_bool(populate, "populate")
+        locked = as_bool(locked, "locked")
         if size is None:
             size = self.size - offset
             if size <= 0:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._args import I32_MAX, as_flags, as_int, as_nonneg, as_positive, as_timeout
+from ._args import I32_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, as_timeout
 from ._fdfile import FdFile
 from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
@@ -159,6 +159,8 @@ class UserFaultFd(FdFile):
     def __init__(self, *, features: Feature | int = Feature(0), nonblocking: bool = True,
                  user_mode_only: bool = False) -> None:
         self._fd = -1
+        nonblocking = as_bool(nonblocking, "nonblocking")
+        user_mode_only = as_bool(user_mode_only, "user_mode_only")
         self._servers: list[Server | NativeServer] = []
         self._ranges: list[tuple[int, int, int, Mode]] = []  # start, length, page size, mode
         self._lock = threading.Lock()
@@ -332,6 +334,7 @@ class UserFaultFd(FdFile):
                 length = len(keep)
             elif as_nonneg(length, "length") > len(keep):
                 raise InvalidArgument(f"length={length} exceeds the {len(keep)}-byte source")
+        wake, write_protect = as_bool(wake, "wake"), as_bool(write_protect, "write_protect")
         dst, length, _ = self._span(dst, length)
         mode = (0 if wake else lib.UFFDIO_COPY_MODE_DONTWAKE) | \
             (lib.UFFDIO_COPY_MODE_WP if write_protect else 0)
@@ -342,6 +345,7 @@ class UserFaultFd(FdFile):
     def zeropage(self, address: int, length: int, *, wake: bool = True) -> int:
         """UFFDIO_ZEROPAGE: map the zero page over ``length`` bytes; returns bytes mapped."""
         self._require_open()
+        wake = as_bool(wake, "wake")
         address, length, _ = self._span(address, length)
         mode = 0 if wake else lib.UFFDIO_ZEROPAGE_MODE_DONTWAKE
         return self._resolve(lib.pm_uffd_zeropage(self._fd, address, length, mode),
@@ -351,6 +355,7 @@ class UserFaultFd(FdFile):
                   write_protect: bool = False) -> int:
         """UFFDIO_CONTINUE: resolve MINOR faults by mapping the page-cache pages as they are."""
         self._require_open()
+        wake, write_protect = as_bool(wake, "wake"), as_bool(write_protect, "write_protect")
         address, length, _ = self._span(address, length)
         mode = (0 if wake else lib.UFFDIO_CONTINUE_MODE_DONTWAKE) | \
             (lib.UFFDIO_CONTINUE_MODE_WP if write_protect else 0)
@@ -362,6 +367,7 @@ class UserFaultFd(FdFile):
         """UFFDIO_WRITEPROTECT: protect (``enable``) or unprotect a WP-registered range;
         unprotecting wakes the threads that faulted on it unless ``wake`` is False."""
         self._require_open()
+        enable, wake = as_bool(enable, "enable"), as_bool(wake, "wake")
         address, length, _ = self._span(address, length)
         mode = (lib.UFFDIO_WRITEPROTECT_MODE_WP if enable else 0) | \
             (0 if wake else lib.UFFDIO_WRITEPROTECT_MODE_DONTWAKE)
@@ -387,6 +393,7 @@ class UserFaultFd(FdFile):
         """UFFDIO_POISON (6.6): mark the pages poisoned; touching them raises SIGBUS."""
         self._require_open()
         self._need(Feature.POISON, "ioctl UFFDIO_POISON")
+        wake = as_bool(wake, "wake")
         address, length, _ = self._span(address, length)
         mode = 0 if wake else lib.UFFDIO_POISON_MODE_DONTWAKE
         return self._resolve(lib.pm_uffd_poison(self._fd, address, length, mode),
@@ -398,6 +405,8 @@ class UserFaultFd(FdFile):
         registered ``dst`` without copying; returns bytes moved."""
         self._require_open()
         self._need(Feature.MOVE, "ioctl UFFDIO_MOVE")
+        wake = as_bool(wake, "wake")
+        allow_src_holes = as_bool(allow_src_holes, "allow_src_holes")
         dst, length, _ = self._span(dst, length)
         src = as_nonneg(src, "src")
         if src % PAGE_SIZE:
@@ -785,6 +794,7 @@ class NativeServer:
 
     def stop(self, *, raise_errors: bool = True) -> None:
         """Stop the thread and wait for it (the GIL is released meanwhile)."""
+        raise_errors = as_bool(raise_errors, "raise_errors")
         if self._srv is None:
             return
         st = ffi.new("struct pm_uffd_server_stats *")

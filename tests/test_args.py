@@ -43,3 +43,37 @@ def test_flags():
     assert _args.as_flags(0b101, "flags", 0b111) == 5
     with pytest.raises(InvalidArgument, match="unknown bits 0x8"):
         _args.as_flags(0b1001, "flags", 0b111)
+
+
+@pytest.mark.parametrize("bad", [1, 0, "1", "", 1j, None, object(), np.int64(1), 1.0, [True]])
+def test_as_bool_rejects_anything_but_bools(bad):
+    with pytest.raises(InvalidArgument, match="^on must be True or False, got "):
+        _args.as_bool(bad, "on")
+
+
+@pytest.mark.parametrize("good", [True, False, np.bool_(True), np.bool_(False)])
+def test_as_bool_accepts_bools_and_numpy_bools(good):
+    assert _args.as_bool(good, "on") is bool(good)
+
+
+def test_flag_text_names_the_bits():
+    import enum
+
+    class F(enum.IntFlag):
+        NONE = 0
+        A = 1
+        B = 2
+        C = 4
+        AB = 3  # an alias for a combination is not a name of its own
+
+    class G(enum.IntFlag):
+        X = 1
+        Y = 8
+
+    assert _args.flag_text(F.A | F.C) == "A|C"
+    assert _args.flag_text(F.AB) == "A|B"
+    assert _args.flag_text(F(0)) == "NONE"
+    assert _args.flag_text(G(0)) == "0"
+    assert _args.flag_text(G.Y | G.X) == "X|Y"
+    assert _args.flag_text(G(0x31)) == "X|0x30"  # bits no member names, in hex
+    assert _args.flag_text(F(6)) == f"{_args.flag_text(F.B)}|{_args.flag_text(F.C)}"

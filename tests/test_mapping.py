@@ -459,3 +459,211 @@ def test_out_of_range_and_non_integer_arguments(match, call):
         with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
             call(m)
         assert is_mapped(m.address, MiB)
+
+
+def libc_mmap(size: int, prot: int) -> int:
+    """A private anonymous mapping made by libc's mmap, not physmem: the thing to adopt."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    addr = libc.mmap(None, size, prot, 0x02 | 0x20, -1, 0)  # MAP_PRIVATE | MAP_ANONYMOUS
+    assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+    return addr
+
+
+def test_adopting_constructor_refuses_what_is_not_mapped():
+    # Mapping(address, size) checked nothing: a view onto an unmapped page, or onto a range
+    # running past the end of a real mapping, killed the process with SIGSEGV.
+    proc = run_child("""
+        from physmem import InvalidArgument, Mapping
+
+        def unmapped(address):
+            with open("/proc/self/maps") as f:
+                for line in f:
+                    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                    if lo <= address < hi:
+                        return False
+            return True
+
+        m = Mapping.anonymous(4096)
+        for address, size in ((0x1000, 4096), (m.address, 1 << 30)):
+            try:
+                Mapping(address, size).array()[size // 2] = 1  # SIGSEGV before the fix
+            except InvalidArgument as exc:
+                hole = exc.address
+                assert address <= hole < address + size and unmapped(hole), (str(exc), hole)
+                assert f"{hole:#x}" in str(exc), str(exc)
+                print("refused")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["refused", "refused"]
+
+
+@pytest.mark.parametrize("match,call", [
+    ("address", lambda a: Mapping(7, PAGE_SIZE)),
+    ("address", lambda a: Mapping(a + 1, PAGE_SIZE)),
+    ("page_size", lambda a: Mapping(a, PAGE_SIZE, page_size=2**63)),
+    ("page_size", lambda a: Mapping(a, PAGE_SIZE, page_size=3)),
+    ("size", lambda a: Mapping(a, 2**63)),  # raw OverflowError from cffi before
+    ("size", lambda a: Mapping(a, 2**64 - a)),
+    ("size", lambda a: Mapping(a, 0)),
+    ("prot", lambda a: Mapping(a, PAGE_SIZE, prot=2**40)),
+], ids=["unaligned", "unaligned2", "page_size-huge", "page_size-3", "size-2**63",
+        "size-wraps", "size-0", "prot"])
+def test_adopting_constructor_checks_its_arguments(match, call):
+    with Mapping.anonymous(2 * PAGE_SIZE) as m:
+        with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
+            call(m.address)
+        assert is_mapped(m.address, 2 * PAGE_SIZE)
+
+
+def test_adopting_constructor_takes_a_real_mapping_with_its_permissions():
+    import ctypes
+
+    prot_r, prot_rw = 1, 3  # PROT_READ, PROT_READ | PROT_WRITE
+    ro = libc_mmap(2 * PAGE_SIZE, prot_r)
+    # A write through a READ|WRITE view of read-only memory would be SIGSEGV: refused.
+    with pytest.raises(InvalidArgument, match=f"{ro:#x}.*READ"):
+        Mapping(ro, 2 * PAGE_SIZE)
+    with Mapping(ro, 2 * PAGE_SIZE, prot=Prot.READ) as m:
+        assert not m.array().flags.writeable and int(m.array().max()) == 0
+    assert not is_mapped(ro, 2 * PAGE_SIZE)  # adopted: close() unmapped it
+    rw = libc_mmap(2 * PAGE_SIZE, prot_rw)
+    m = Mapping(rw, 2 * PAGE_SIZE)
+    m.array()[PAGE_SIZE + 3] = 42
+    assert ctypes.string_at(rw + PAGE_SIZE + 3, 1) == b"*"  # read back without physmem
+    m.close()
+    assert not is_mapped(rw, 2 * PAGE_SIZE)
+
+
+@pytest.fixture
+def empty_2m_pool(is_root):
+    """The 2 MiB pool with no page to give (none free, no overcommit); restored after."""
+    pool = "/sys/kernel/mm/hugepages/hugepages-2048kB"
+    if not os.path.isdir(pool):
+        pytest.skip("this kernel has no 2048 kB hugepage pool")
+    saved = {}
+    for name in ("nr_overcommit_hugepages", "nr_hugepages"):
+        with open(f"{pool}/{name}") as f:
+            saved[name] = f.read().strip()
+    try:
+        for name in saved:
+            with open(f"{pool}/{name}", "w") as f:
+                f.write("0")
+        with open(f"{pool}/free_hugepages") as f, open(f"{pool}/resv_hugepages") as g:
+            if int(f.read()) - int(g.read()):
+                pytest.skip("another process holds free 2 MiB pages")
+        yield pool
+    finally:
+        for name, value in saved.items():
+            with open(f"{pool}/{name}", "w") as f:
+                f.write(value)
+
+
+@pytest.mark.hugepages
+def test_touch_of_noreserve_hugetlb_with_an_empty_pool_raises_instead_of_sigbus(empty_2m_pool):
+    proc = run_child("""
+        from physmem import Mapping
+        from physmem.errors import HugePagesUnavailable
+        m = Mapping.anonymous(2 << 20, page_size=2 << 20, noreserve=True)
+        for write in (False, True):
+            try:
+                m.touch(write=write)  # SIGBUS before the fix
+            except HugePagesUnavailable as exc:
+                assert "2048 kB" in str(exc) and "nr_hugepages" in str(exc), str(exc)
+                assert exc.wanted == 1 and exc.obtained == 0 and exc.size == 2 << 20
+                print("refused")
+        m.close()
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["refused", "refused"]
+    doc = " ".join(Mapping.anonymous.__doc__.split())
+    assert "noreserve" in doc and "SIGBUS" in doc
+
+
+@pytest.mark.hugepages
+def test_touch_of_noreserve_hugetlb_takes_the_page_from_the_pool(hugepage_pool):
+    pool = hugepage_pool(1, 2048)
+    free = int((pool / "free_hugepages").read_text())
+    with Mapping.anonymous(2 * MiB, page_size=2 * MiB, noreserve=True) as m:
+        assert int((pool / "resv_hugepages").read_text()) == 0  # noreserve: none set aside
+        m.touch(MiB, 1, write=True)  # one byte in the middle faults in the whole page
+        assert int((pool / "free_hugepages").read_text()) == free - 1
+
+
+def test_touch_of_a_guard_page_raises_instead_of_sigsegv():
+    proc = run_child("""
+        from physmem import Mapping
+        from physmem.errors import FeatureUnavailable, PhysmemOSError
+        from physmem.mapping import Advice, PAGE_SIZE
+        m = Mapping.anonymous(4 * PAGE_SIZE)
+        try:
+            m.advise(Advice.GUARD_INSTALL, 2 * PAGE_SIZE, PAGE_SIZE)
+        except FeatureUnavailable:
+            print("skip")
+            raise SystemExit
+        m.touch(0, 2 * PAGE_SIZE, write=True)  # the pages before the guard are fine
+        try:
+            m.touch()  # SIGSEGV before the fix
+        except PhysmemOSError as exc:
+            assert exc.errno == 14 and "SIGSEGV" in str(exc), str(exc)
+            print("refused")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    if proc.stdout.split() == ["skip"]:
+        pytest.skip("the kernel has no MADV_GUARD_INSTALL (6.13+)")
+    assert proc.stdout.split() == ["refused"]
+
+
+BAD_BOOLS = ["1", 1, 0, 1j, None, object()]
+
+
+def from_empty_memfd(**kwargs):
+    fd = os.memfd_create("empty")
+    try:
+        return Mapping.from_fd(fd, PAGE_SIZE, **kwargs)
+    finally:
+        os.close(fd)
+
+BOOL_CALLS = [
+    ("shared", lambda m, v: Mapping.anonymous(PAGE_SIZE, shared=v)),
+    ("populate", lambda m, v: Mapping.anonymous(PAGE_SIZE, populate=v)),
+    ("locked", lambda m, v: Mapping.anonymous(PAGE_SIZE, locked=v)),
+    ("noreserve", lambda m, v: Mapping.anonymous(PAGE_SIZE, noreserve=v)),
+    ("shared", lambda m, v: from_empty_memfd(shared=v)),
+    ("shared", lambda m, v: Mapping(m.address, PAGE_SIZE, shared=v)),
+    ("on_fault", lambda m, v: m.mlock(on_fault=v)),
+    ("asynchronous", lambda m, v: m.sync(asynchronous=v)),
+    ("invalidate", lambda m, v: m.sync(invalidate=v)),
+    ("write", lambda m, v: m.touch(write=v)),
+    ("may_move", lambda m, v: m.remap(2 * PAGE_SIZE, may_move=v)),
+    ("dont_unmap", lambda m, v: m.remap(PAGE_SIZE, dont_unmap=v)),
+]
+
+
+@pytest.mark.parametrize("value", BAD_BOOLS, ids=repr)
+@pytest.mark.parametrize("name,call", BOOL_CALLS, ids=[n for n, _ in BOOL_CALLS])
+def test_switches_take_only_bools(name, call, value):
+    # shared='1' made a shared mapping, mlock(on_fault=1j) locked on fault: truthiness
+    # decided. The memfd of from_fd is empty: mapping it would be refused after the switch.
+    with Mapping.anonymous(PAGE_SIZE) as m:
+        before = maps_ranges()
+        with pytest.raises(InvalidArgument, match=rf"^{name} must be True or False"):
+            call(m, value)
+        assert maps_ranges() == before and m.size == PAGE_SIZE
+
+
+def test_messages_name_the_protection_flags():
+    # Python 3.11 formats an IntFlag as its number: "the Mapping at 0x... is 0".
+    with Mapping.anonymous(PAGE_SIZE, prot=Prot.NONE) as m:
+        with pytest.raises(InvalidArgument, match=f"{m.address:#x} is NONE: protect"):
+            m.view()
+    with Mapping.anonymous(PAGE_SIZE, prot=Prot.READ | Prot.WRITE) as m:
+        assert "prot=READ|WRITE>" in repr(m)
+        view = m.view()
+        with pytest.raises(BufferError, match=r"protect\(READ\)"):
+            m.protect(Prot.READ)
+        view.release()

@@ -266,3 +266,33 @@ def test_out_of_range_and_non_integer_arguments(match, call):
         with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
             call(f)
         assert f.size == PAGE_SIZE and f.seals == Seal(0)
+
+
+@pytest.mark.parametrize("value", ["1", 1, 0, 1j, None, object()], ids=repr)
+@pytest.mark.parametrize("name", ["cloexec", "sealing", "noexec"])
+def test_switches_take_only_bools(name, value):
+    # cloexec=0 left the fd open across exec although 0 reads as "off"; truthiness decided.
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(InvalidArgument, match=rf"^{name} must be True or False"):
+        MemFd("b", **{name: value})
+    assert set(os.listdir("/proc/self/fd")) == before  # nothing was created
+
+
+@pytest.mark.parametrize("value", ["1", 1, 1j, None], ids=repr)
+@pytest.mark.parametrize("name", ["shared", "populate", "locked"])
+def test_map_switches_take_only_bools(name, value):
+    with MemFd("b", size=PAGE_SIZE) as f:
+        with pytest.raises(InvalidArgument, match=rf"^{name} must be True or False"):
+            f.map(**{name: value})
+
+
+def test_messages_name_the_seals():
+    # Python 3.11 formats an IntFlag as its number: repr said seals=6, a refused truncate
+    # "the memfd is sealed (6)".
+    with MemFd("sealed", size=PAGE_SIZE) as f:
+        f.add_seals(Seal.SHRINK | Seal.GROW)
+        assert "seals=SHRINK|GROW>" in repr(f)
+        with pytest.raises(PermissionDenied, match=r"sealed \(SHRINK\|GROW\)"):
+            f.truncate(2 * PAGE_SIZE)
+    with MemFd("open", size=PAGE_SIZE) as f:
+        assert "seals=0>" in repr(f)

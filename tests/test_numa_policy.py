@@ -190,3 +190,84 @@ def test_out_of_range_and_non_integer_arguments(match, call):
         with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
             call(m)
         assert get_policy(m).mode is Policy.DEFAULT  # nothing was applied
+
+
+def test_numa_exports_the_status_codes():
+    # README promised `from physmem.numa import NOT_PRESENT`; it raised ImportError.
+    from physmem import numa
+
+    assert numa.NOT_PRESENT == -errno.ENOENT and numa.ZERO_PAGE_OR_UNMAPPED == -errno.EFAULT
+    assert {"NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"} <= set(numa.__all__)
+
+
+def maps_gap_after(address: int) -> int:
+    """First unmapped address at or after ``address``, from a raw read of /proc/self/maps."""
+    at = address
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo <= at < hi:
+                at = hi
+    return at
+
+
+def test_ranges_are_address_and_length_checked_against_what_is_mapped():
+    # move((a, a + 4096)) read the end address as a length: MemoryError (255 GiB);
+    # move((a, 2**40)) allocated 4 GiB for 52 s; bind((a, 2**64 - 1)) did nothing at all.
+    import time
+
+    with Mapping.anonymous(4 * PAGE_SIZE) as m:
+        m.touch(write=True)
+        a = m.address
+        t0 = time.monotonic()
+        for call in (lambda: move((a, a + PAGE_SIZE), first_node()),
+                     lambda: move((a, 2**63), first_node()),
+                     lambda: move((a, 2**40), first_node()),
+                     lambda: node_of((a, a + PAGE_SIZE)),
+                     lambda: bind((a, 2**64 - 1), first_node())):
+            with pytest.raises(InvalidArgument, match=r"\(address, length\)"):
+                call()
+        assert time.monotonic() - t0 < 5
+        hole = maps_gap_after(a)
+        with pytest.raises(InvalidArgument, match=f"{hole:#x}.* not mapped") as exc:
+            bind((a, hole - a + PAGE_SIZE), first_node())
+        assert exc.value.address == hole
+        with pytest.raises(InvalidArgument, match="not mapped"):
+            move((a, hole - a + PAGE_SIZE), first_node())
+        assert get_policy(m).mode is Policy.DEFAULT  # nothing was applied
+        # The forms that are meant: a tuple is a range, a list or array holds addresses.
+        assert move((a, 2 * PAGE_SIZE), first_node()).tolist() == [first_node()] * 2
+        assert move([a, a + 3 * PAGE_SIZE], first_node()).tolist() == [first_node()] * 2
+        assert node_of((a + PAGE_SIZE, PAGE_SIZE)).tolist() == [first_node()]
+        for bad in ((a,), (a, PAGE_SIZE, 1)):
+            with pytest.raises(InvalidArgument, match="list or numpy array"):
+                node_of(bad)
+        with pytest.raises(InvalidArgument, match=r"Mapping or an \(address, length\)"):
+            bind([a, PAGE_SIZE], first_node())
+        bind((a, 2 * PAGE_SIZE), first_node(), Policy.BIND)
+        line = next(l for l in open("/proc/self/numa_maps") if int(l.split()[0], 16) == a)
+        assert line.split()[1] == f"bind:{first_node()}"
+    doc = " ".join(__import__("physmem.numa.policy").numa.policy.__doc__.split())
+    assert "a tuple is always a range" in doc
+
+
+@pytest.mark.parametrize("value", ["1", 1, 1j, None], ids=repr)
+@pytest.mark.parametrize("name,call", [
+    ("strict", lambda m, v: bind(m, first_node(), strict=v)),
+    ("move", lambda m, v: bind(m, first_node(), move=v)),
+    ("move_all", lambda m, v: bind(m, first_node(), move_all=v)),
+    ("static_nodes", lambda m, v: bind(m, first_node(), static_nodes=v)),
+    ("relative_nodes", lambda m, v: bind(m, first_node(), relative_nodes=v)),
+    ("static_nodes", lambda m, v: set_policy(Policy.BIND, first_node(), static_nodes=v)),
+    ("relative_nodes", lambda m, v: set_policy(Policy.BIND, first_node(), relative_nodes=v)),
+    ("numa_balancing", lambda m, v: set_policy(Policy.BIND, first_node(), numa_balancing=v)),
+    ("move_all", lambda m, v: move(m, first_node(), move_all=v)),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_switches_take_only_bools(name, call, value):
+    with Mapping.anonymous(PAGE_SIZE) as m:
+        try:
+            with pytest.raises(InvalidArgument, match=rf"^{name} must be True or False"):
+                call(m, value)
+            assert get_policy(m).mode is Policy.DEFAULT and get_policy().mode is Policy.DEFAULT
+        finally:
+            set_policy(Policy.DEFAULT)

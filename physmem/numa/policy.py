@@ -1,6 +1,15 @@
 """NUMA memory policy and page placement: mbind, set_mempolicy, get_mempolicy, move_pages.
 
 Through the raw syscalls; libnuma is not needed. Node masks are sets of node numbers.
+
+Memory is named the same way everywhere here, by type, never by guessing from the values:
+
+- a :class:`~physmem.Mapping`: all of its pages;
+- a ``tuple`` ``(address, length)``: the range of ``length`` bytes from the page-aligned
+  ``address``, which must be mapped whole in this process (a tuple is always a range, never
+  two addresses);
+- a ``list`` or numpy array of addresses (and, for :func:`node_of`, a single int): the pages
+  holding those addresses, mapped or not (:func:`node_of` and :func:`move` only).
 """
 from __future__ import annotations
 
@@ -11,11 +20,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .._args import as_int, as_nonneg, as_pid, as_positive
+from .._args import as_bool, as_int, as_nonneg, as_pid, as_positive
 from .._features import kernel_at_least, unavailable
 from .._lib import ffi, lib
 from ..errors import InvalidArgument, error_from_errno
-from ..mapping import PAGE_SIZE, Mapping
+from ..addressing import task_size
+from ..mapping import PAGE_SIZE, Mapping, check_mapped
 
 __all__ = ["Policy", "MemPolicy", "bind", "set_policy", "get_policy", "node_of", "move",
            "possible_nodes", "online_nodes", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]
@@ -149,20 +159,32 @@ def _policy_error(err: int, what: str, mode: Policy, nodes: frozenset[int],
     return error_from_errno(err, what, address=address)
 
 
-def _range(target: Mapping | tuple[int, int]) -> tuple[int, int]:
+def _range(target: Any, also: str = "") -> tuple[int, int]:
+    """(address, length) of a Mapping or an ``(address, length)`` tuple, checked once: page
+    aligned, within user space and mapped whole in this process."""
     if isinstance(target, Mapping):
         return target.address, target.size
-    try:
-        address, length = target
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"target={target!r} must be a Mapping or (address, length)") \
-            from None
-    address = as_nonneg(address, "target address")
-    length = as_positive(length, "target length")
+    if not isinstance(target, tuple) or len(target) != 2:
+        raise InvalidArgument(f"target={target!r:.80} must be a Mapping or an (address, "
+                              f"length) tuple{also}")
+    address = as_nonneg(target[0], "target address")
+    length = as_positive(target[1], "target length")
     if address % PAGE_SIZE:
         raise InvalidArgument(f"target=({address:#x}, {length}): the address must be page "
                               "aligned")
+    top = task_size()
+    if address + length > top:
+        raise InvalidArgument(
+            f"target=({address:#x}, {length:#x}) reaches past the end of user space "
+            f"({top:#x}); the tuple is (address, length), not (start, end)"
+            + ("; for a set of addresses pass a list or numpy array" if also else ""),
+            address=address)
+    check_mapped(address, length, f"target=({address:#x}, {length:#x})")
     return address, length
+
+
+def _page_addresses(address: int, length: int) -> np.ndarray:
+    return address + np.arange(0, length, PAGE_SIZE, dtype=np.uint64)
 
 
 def bind(target: Mapping | tuple[int, int], nodes: int | Iterable[int] = (),
@@ -173,11 +195,16 @@ def bind(target: Mapping | tuple[int, int], nodes: int | Iterable[int] = (),
 
     New pages follow the policy; ``move`` also migrates the pages already there (``strict``
     fails if some could not be placed, ``move_all`` moves shared pages too, needs
-    CAP_SYS_NICE).
+    CAP_SYS_NICE). The range must be mapped whole (InvalidArgument names the first address
+    that is not).
     """
     address, length = _range(target)
     mode = _mode(mode)
     node_set = _nodes(nodes)
+    strict, move = as_bool(strict, "strict"), as_bool(move, "move")
+    move_all = as_bool(move_all, "move_all")
+    static_nodes = as_bool(static_nodes, "static_nodes")
+    relative_nodes = as_bool(relative_nodes, "relative_nodes")
     flags = (lib.MPOL_MF_STRICT if strict else 0) | (lib.MPOL_MF_MOVE if move else 0) | \
         (lib.MPOL_MF_MOVE_ALL if move_all else 0)
     mode_flags = (lib.MPOL_F_STATIC_NODES if static_nodes else 0) | \
@@ -196,6 +223,9 @@ def set_policy(mode: Policy | int, nodes: int | Iterable[int] = (), *,
     """set_mempolicy: the calling thread's default policy for new allocations."""
     mode = _mode(mode)
     node_set = _nodes(nodes)
+    static_nodes = as_bool(static_nodes, "static_nodes")
+    relative_nodes = as_bool(relative_nodes, "relative_nodes")
+    numa_balancing = as_bool(numa_balancing, "numa_balancing")
     mode_flags = (lib.MPOL_F_STATIC_NODES if static_nodes else 0) | \
         (lib.MPOL_F_RELATIVE_NODES if relative_nodes else 0) | \
         (lib.MPOL_F_NUMA_BALANCING if numa_balancing else 0)
@@ -234,9 +264,9 @@ def get_policy(address: int | Mapping | None = None) -> MemPolicy:
 
 
 def _pages(addresses: Any) -> tuple[np.ndarray, bool]:
-    if isinstance(addresses, Mapping):
-        return (addresses.address + np.arange(0, addresses.size, PAGE_SIZE,
-                                              dtype=np.uint64)), False
+    if isinstance(addresses, (Mapping, tuple)):
+        return _page_addresses(*_range(addresses, " (or a list or numpy array of "
+                                                  "addresses)")), False
     try:
         if np.ndim(addresses) == 0:
             return np.array([as_nonneg(addresses, "address")], dtype=np.uint64), True
@@ -261,7 +291,8 @@ def _pages(addresses: Any) -> tuple[np.ndarray, bool]:
 
 def node_of(addresses: Any, *, pid: int = 0) -> Any:
     """The NUMA node of the page at each address (move_pages query): an int for an int, an
-    int32 array for an array or a Mapping (one entry per page). ``pid`` 0 is this process.
+    int32 array for a list or array of addresses, a Mapping or an ``(address, length)``
+    tuple (one entry per page; the range must be mapped). ``pid`` 0 is this process.
 
     Negative entries are -errno, as the kernel reports them: ``NOT_PRESENT`` (-ENOENT) for a
     page with no frame (never touched, swapped out), ``ZERO_PAGE_OR_UNMAPPED`` (-EFAULT) for
@@ -284,18 +315,15 @@ def node_of(addresses: Any, *, pid: int = 0) -> Any:
 
 def move(target: Mapping | tuple[int, int] | Sequence[int] | np.ndarray, node: int, *,
          pid: int = 0, move_all: bool = False) -> np.ndarray:
-    """Migrate the pages of a Mapping, an ``(address, length)`` range, or an array of page
-    addresses to ``node`` (move_pages). Returns each page's node afterwards, or -errno for
-    that page (``NOT_PRESENT`` for a page never touched, ``ZERO_PAGE_OR_UNMAPPED`` for one
-    only read or not mapped)."""
+    """Migrate the pages of a Mapping, an ``(address, length)`` tuple (a range mapped whole
+    in this process), or a list or numpy array of page addresses to ``node`` (move_pages).
+    Returns each page's node afterwards, or -errno for that page (``NOT_PRESENT`` for a page
+    never touched, ``ZERO_PAGE_OR_UNMAPPED`` for one only read or not mapped)."""
     node = as_int(node, "node", lo=0, hi=_MASK_BITS - 1)
     pid = as_pid(pid, allow_zero=True)
-    if isinstance(target, tuple) and len(target) == 2:
-        address, length = _range(target)
-        pages = address + np.arange(0, length, PAGE_SIZE, dtype=np.uint64)
-    else:
-        pages, _ = _pages(target)
-        pages = pages & ~np.uint64(PAGE_SIZE - 1)
+    move_all = as_bool(move_all, "move_all")
+    pages, _ = _pages(target)
+    pages = pages & ~np.uint64(PAGE_SIZE - 1)
     if node not in online_nodes():
         raise InvalidArgument(f"node={node} is not online (online: {sorted(online_nodes())})")
     nodes = np.full(len(pages), node, dtype=np.int32)
