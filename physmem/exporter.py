@@ -11,8 +11,10 @@ last good result; it never fails the scrape. A reading the process has no right 
 leaves its metrics out, not zero, and ``physmem_metric_unavailable_info`` says why.
 
 The contiguity and holder readings are plain callables returning :class:`ContiguityReading`
-and :class:`HolderReading`; pass others to :class:`Exporter` (``forecast=``, ``holders=``)
-to feed richer sources (a compaction forecast, a hugepage audit) into the same metrics.
+and :class:`HolderReading`; by default the contiguity forecast
+(:func:`physmem.contiguity.forecast`) and the hugepage audit (:func:`physmem.hugepages.audit`).
+Pass others to :class:`Exporter` (``forecast=``, ``holders=``) to feed other sources into
+the same metrics.
 """
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 
 from . import addressing, proc
 from ._args import as_timeout
-from .errors import InvalidArgument, PermissionDenied, ProcessGone
+from .errors import InvalidArgument
 
 try:
     from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
@@ -55,7 +58,8 @@ _VMSTAT_PREFIXES = ("thp_", "compact_", "htlb_")
 @dataclass(frozen=True)
 class ContiguityFigure:
     """How many blocks of ``size`` bytes one zone can give: ``free_now`` from free memory as
-    it is; ``after_compaction`` and ``blocked`` when the source forecasts them (else ``None``).
+    it is; ``after_compaction`` (free now included) and ``blocked`` when the source
+    forecasts them (else ``None``).
     """
 
     node: int
@@ -69,10 +73,13 @@ class ContiguityFigure:
 @dataclass(frozen=True)
 class ContiguityReading:
     """The expensive contiguity reading: figures per zone and size, longest free run per zone
-    (bytes). Sizes the figures leave out are taken from buddyinfo at scrape time."""
+    (bytes), longest run of obtainable pages per zone and size (bytes, now and after
+    compaction). Sizes the figures leave out are taken from buddyinfo at scrape time."""
 
     figures: tuple[ContiguityFigure, ...]
     longest_run: dict[tuple[int, str], int] = field(default_factory=dict)
+    # (node, zone, size) -> (now, after compaction): bytes of adjacent obtainable pages.
+    longest_obtainable: dict[tuple[int, str, int], tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,26 +102,29 @@ class HolderReading:
     unreadable: int = 0
 
 
-def _gib_sizes(sys_root: str) -> list[int]:
-    from .hugepages import supported_sizes
-
-    return [s for s in supported_sizes(sys_root) if s == 1 << 30]
-
-
 def read_contiguity(proc_root: str = "/proc", sys_root: str = "/sys") -> ContiguityReading:
-    """Gigantic (1 GiB) blocks obtainable now and the longest free run per zone, from a
-    whole-machine /proc/kpageflags scan (root). Raises PermissionDenied without the right."""
-    from .fragmentation import fragmentation
+    """The contiguity forecast (:func:`physmem.contiguity.forecast`, one whole-machine
+    /proc/kpageflags scan, root) per zone and hugepage size: blocks free now, free after
+    compaction (free now included) and blocked; the longest obtainable runs; and the longest
+    free run per zone. Raises PermissionDenied without the right."""
+    from .contiguity import forecast
 
-    zones = fragmentation(proc_root=proc_root)
-    if any(z.largest_run_pages is None for z in zones):
-        raise PermissionDenied("cannot read kpageflags: Permission denied (free runs need "
-                               "root, CAP_SYS_ADMIN)",
-                               path=f"{proc_root}/kpageflags")
-    figures = tuple(ContiguityFigure(z.node, z.zone, size, z.available_1g or 0)
-                    for z in zones for size in _gib_sizes(sys_root))
-    return ContiguityReading(figures, {(z.node, z.zone): (z.largest_run_pages or 0) * z.page_size
-                                       for z in zones})
+    fc = forecast(proc_root=proc_root, sys_root=sys_root)
+    figures = tuple(ContiguityFigure(z.node, z.zone, z.size, z.free_now,
+                                     z.free_now + z.after_compaction, z.blocked)
+                    for z in fc.zones)
+    obtainable = {(z.node, z.zone, z.size): (z.longest_run_now, z.longest_run_after_compaction)
+                  for z in fc.zones}
+    runs = fc.free_runs   # (start_pfn, pages) of every free run of the machine
+    longest: dict[tuple[int, str], int] = {}
+    for span in fc.spans:
+        # A run crossing a zone boundary is two runs: the allocator never merges across.
+        lo = np.maximum(runs[:, 0], span.start_pfn)
+        hi = np.minimum(runs[:, 0] + runs[:, 1], span.end_pfn)
+        best = int((hi - lo).max(initial=0)) if len(runs) else 0
+        key = (span.node, span.zone)
+        longest[key] = max(longest.get(key, 0), max(best, 0) * fc.page_size)
+    return ContiguityReading(figures, longest, obtainable)
 
 
 def read_frames(proc_root: str = "/proc") -> dict[str, int]:
@@ -127,60 +137,24 @@ def read_frames(proc_root: str = "/proc") -> dict[str, int]:
     return {c.name.lower(): int(n) * m.page_size for c, n in zip(PageClass, m.pages_per_class())}
 
 
-def _pids(proc_root: str) -> list[int]:
-    return sorted(int(n) for n in os.listdir(proc_root) if n.isdigit())
+def read_holders(proc_root: str = "/proc", sys_root: str = "/sys") -> HolderReading:
+    """Hugetlb memory per process name and page size, and hugetlbfs file memory no process
+    maps or holds open, from the hugepage audit (:func:`physmem.hugepages.audit`). A page
+    shared by several processes counts for each of them."""
+    from .hugepages import audit, mounts
 
-
-def read_holders(proc_root: str = "/proc") -> HolderReading:
-    """Hugetlb pages mapped per process name and page size (smaps ``Private_Hugetlb`` +
-    ``Shared_Hugetlb`` by ``KernelPageSize``), and the bytes of hugetlbfs files no process
-    maps. A page shared by several processes counts for each of them."""
-    from .hugepages import mounts
-
+    report = audit(proc_root=proc_root, sys_root=sys_root)
     held: dict[tuple[str, int], int] = {}
-    mapped_files: set[tuple[int, int, int]] = set()
-    unreadable = 0
-    for pid in _pids(proc_root):
-        try:
-            comm = proc.stat(pid, proc_root).comm
-            for v in proc.maps(pid, proc_root):
-                if v.inode:
-                    mapped_files.add((v.device.major, v.device.minor, v.inode))
-            rollup = proc.smaps_rollup(pid, proc_root)
-            if not rollup.get("Private_Hugetlb", 0) + rollup.get("Shared_Hugetlb", 0):
-                continue
-            for s in proc.smaps(pid, proc_root):
-                n = s.get("Private_Hugetlb", 0) + s.get("Shared_Hugetlb", 0)
-                if n:
-                    key = (comm, s.get("KernelPageSize", 0))
-                    held[key] = held.get(key, 0) + n
-        except ProcessGone:
-            continue
-        except PermissionError:   # PermissionDenied too: another user's process, not root
-            unreadable += 1
-    orphaned: dict[int, int] = {}
-    for m in mounts(proc_root):
-        orphaned.setdefault(m.page_size, 0)
-        for st in _files_under(m.path):
-            if (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) not in mapped_files:
-                # hugetlbfs counts a file's pages in i_blocks (512-byte units).
-                orphaned[m.page_size] += st.st_blocks * 512
+    for m in report.mappings:
+        if m.pages:
+            key = (m.comm, m.page_size)
+            held[key] = held.get(key, 0) + m.pages * m.page_size
+    # Every mounted size shows, 0 included, so an alert sees the series go back to 0.
+    orphaned: dict[int, int] = {mnt.page_size: 0 for mnt in mounts(proc_root) if mnt.page_size}
+    for f in report.orphans:
+        orphaned[f.page_size] = orphaned.get(f.page_size, 0) + f.bytes
     holders = tuple(Holder(c, s, b) for (c, s), b in sorted(held.items()))
-    return HolderReading(holders, orphaned, unreadable)
-
-
-def _files_under(top: str) -> Iterator[os.stat_result]:
-    stack = [top]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for e in it:
-                    if e.is_dir(follow_symlinks=False):
-                        stack.append(e.path)
-                    elif e.is_file(follow_symlinks=False):
-                        yield e.stat(follow_symlinks=False)
-        except OSError:
-            continue  # a directory we may not read, or removed meanwhile
+    return HolderReading(holders, orphaned, len(report.unreadable))
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -261,7 +235,7 @@ class Exporter(Collector):
         self.interval = iv
         self.sys_root, self.proc_root = sys_root, proc_root
         self._forecast = forecast or (lambda: read_contiguity(proc_root, sys_root))
-        self._holders = holders or (lambda: read_holders(proc_root))
+        self._holders = holders or (lambda: read_holders(proc_root, sys_root))
         self._contiguity: ContiguityReading | None = None
         self._scrape_errors: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -269,7 +243,9 @@ class Exporter(Collector):
         self._thread: threading.Thread | None = None
         self.readings = {r.name: r for r in (
             _Reading("contiguity", iv, self._read_contiguity,
-                     [f"{NS}_contiguity_blocks (gigantic sizes)", f"{NS}_contiguity_longest_free_run_bytes"]),
+                     [f"{NS}_contiguity_blocks (gigantic sizes; after_compaction, blocked)",
+                      f"{NS}_contiguity_longest_free_run_bytes",
+                      f"{NS}_contiguity_longest_obtainable_run_bytes"]),
             _Reading("frames", iv, self._read_frames, [f"{NS}_frames_bytes"]),
             _Reading("holders", iv, self._read_holders,
                      [f"{NS}_hugepages_mapped_bytes", f"{NS}_hugepages_orphaned_bytes"]),
@@ -316,7 +292,14 @@ class Exporter(Collector):
                                 labels=["node", "zone"])
         for (node, zone), b in sorted(reading.longest_run.items()):
             run.add_metric([str(node), zone], b)
-        return [run]
+        obt = GaugeMetricFamily(f"{NS}_contiguity_longest_obtainable_run_bytes",
+                                "Longest run of physically adjacent hugepages of a size the "
+                                "kernel could give per zone, now or after compaction",
+                                labels=["node", "zone", "size_bytes", "state"])
+        for (node, zone, size), (now, after) in sorted(reading.longest_obtainable.items()):
+            obt.add_metric([str(node), zone, str(size), "now"], now)
+            obt.add_metric([str(node), zone, str(size), "after_compaction"], after)
+        return [run, obt]
 
     def _read_frames(self) -> list[Metric]:
         fam = GaugeMetricFamily(f"{NS}_frames_bytes", "Physical memory per page class, from "
@@ -333,7 +316,7 @@ class Exporter(Collector):
         for x in h.holders:
             held.add_metric([x.process, str(x.size)], x.bytes)
         orphan = GaugeMetricFamily(f"{NS}_hugepages_orphaned_bytes",
-                                   "Hugetlbfs file memory that no process maps",
+                                   "Hugetlbfs file memory that no process maps or holds open",
                                    labels=["size_bytes"])
         for size, b in sorted(h.orphaned.items()):
             orphan.add_metric([str(size)], b)
@@ -449,8 +432,9 @@ class Exporter(Collector):
             for order, n in enumerate(z.free):
                 fam.add_metric([str(z.node), z.zone, str(order)], n)
         cont = GaugeMetricFamily(f"{NS}_contiguity_blocks",
-                                 "Blocks of a hugepage size a zone can give: free_now from free "
-                                 "memory as it is, after_compaction and blocked when forecast",
+                                 "Aligned blocks of a hugepage size per zone: free_now wholly "
+                                 "free, after_compaction free once compacted (free_now "
+                                 "included), blocked by a frame nothing moves (forecast, root)",
                                  labels=["node", "zone", "size_bytes", "state"])
         forecast = self._contiguity
         have: set[tuple[int, str, int]] = set()

@@ -24,6 +24,7 @@ prometheus_client = pytest.importorskip(
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from physmem.exporter import Exporter, HolderReading, read_holders  # noqa: E402
+from physmem.hugepages import audit  # noqa: E402
 
 from conftest import python_env, settled  # noqa: E402
 
@@ -413,6 +414,65 @@ def test_buddy_figures_match_the_kernel_files(is_root):
     settled(check, attempts=10)
 
 
+GIB = 1 << 30
+
+
+def _forecast_samples(e: Exporter) -> dict:
+    e.readings["contiguity"].run()
+    assert e.readings["contiguity"].last_error is None
+    return _samples(e.exposition().decode())
+
+
+def test_forecast_figures_follow_the_forecast_and_the_buddy_allocator(is_root):
+    from physmem.contiguity import forecast
+
+    e = Exporter()
+
+    def check() -> None:
+        s = _forecast_samples(e)
+        fc = forecast()          # taken a moment later: free memory churns, hence tolerances
+        assert fc.zones
+        for z in fc.zones:
+            labels = {"node": str(z.node), "zone": z.zone, "size_bytes": str(z.size)}
+            # Blocks are naturally aligned and counted from the same frames; a few 2 MiB
+            # blocks may change state between the two scans, a 1 GiB one hardly ever.
+            tol = 1 if z.size >= GIB else max(16, z.blocks // 50)
+            for state, want in (("free_now", z.free_now),
+                                ("after_compaction", z.free_now + z.after_compaction),
+                                ("blocked", z.blocked)):
+                got = _value(s, "physmem_contiguity_blocks", state=state, **labels)
+                assert got is not None and abs(got - want) <= tol, (labels, state, got, want)
+            for state, want in (("now", z.longest_run_now),
+                                ("after_compaction", z.longest_run_after_compaction)):
+                got = _value(s, "physmem_contiguity_longest_obtainable_run_bytes", state=state,
+                             **labels)
+                assert got is not None and got % z.size == 0, (labels, state, got)
+                assert abs(got - want) <= tol * z.size, (labels, state, got, want)
+        # Independent of physmem: the kernel's buddyinfo, read raw. A wholly free aligned
+        # 2 MiB block is a free buddy block of order >= 9 (or part of a larger one).
+        raw = _raw_buddyinfo()
+        order_2m = (MIB2 // mmap.PAGESIZE).bit_length() - 1
+        for (node, zone), counts in raw.items():
+            blocks_2m = sum(c << (k - order_2m) for k, c in enumerate(counts) if k >= order_2m)
+            got = _value(s, "physmem_contiguity_blocks", node=node, zone=zone,
+                         size_bytes=str(MIB2), state="free_now")
+            if got is None:   # a zone too small for a 2 MiB block
+                assert blocks_2m == 0
+                continue
+            assert abs(got - blocks_2m) <= max(16, blocks_2m // 50), (zone, got, blocks_2m)
+            # A free 1 GiB block is 512 free 2 MiB blocks: no more 1 GiB blocks than that.
+            gig = _value(s, "physmem_contiguity_blocks", node=node, zone=zone,
+                         size_bytes=str(GIB), state="free_now")
+            if gig is not None:
+                assert gig <= (blocks_2m + 16) // (GIB // MIB2), (zone, gig, blocks_2m)
+            # The longest free run fits in the zone's free memory.
+            free_bytes = sum(c << k for k, c in enumerate(counts)) * mmap.PAGESIZE
+            run = _value(s, "physmem_contiguity_longest_free_run_bytes", node=node, zone=zone)
+            assert run is not None and run <= free_bytes + 64 * MIB2, (zone, run, free_bytes)
+
+    settled(check, attempts=4)
+
+
 def test_vmstat_counters_follow_the_kernel(is_root):
     def raw() -> dict[str, int]:
         return {k: int(v) for k, v in (line.split() for line in
@@ -501,9 +561,20 @@ def test_holders_and_orphaned_hugetlbfs_files(is_root, hugepage_pool, hugetlbfs,
                   size_bytes=str(MIB2)) == 3 * MIB2
     # Only the unmapped file counts as orphaned.
     assert _value(s, "physmem_hugepages_orphaned_bytes", size_bytes=str(MIB2)) == baseline + MIB2
+    # The same figure as the audit's orphan list, each orphan's size from the kernel's own
+    # count for the file (st_blocks), not from physmem.
+    orphans = [f for f in audit().orphans if f.page_size == MIB2]
+    assert str(orphan) in {f.path for f in orphans} and str(used) not in {f.path for f in orphans}
+    assert (_value(s, "physmem_hugepages_orphaned_bytes", size_bytes=str(MIB2))
+            == sum(f.bytes for f in orphans) == sum(os.stat(f.path).st_blocks * 512
+                                                    for f in orphans))
     _stop(child)
     # Its writer gone, the shared file's page is orphaned too.
     assert read_holders().orphaned[MIB2] == baseline + 2 * MIB2
+    e.readings["holders"].run()
+    s = _samples(e.exposition().decode())
+    assert _value(s, "physmem_hugepages_orphaned_bytes", size_bytes=str(MIB2)) == \
+        sum(os.stat(f.path).st_blocks * 512 for f in audit().orphans if f.page_size == MIB2)
 
 
 def test_cli_arguments_are_checked_and_a_missing_library_is_explained(tmp_path):
