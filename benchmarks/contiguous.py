@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -274,26 +273,21 @@ def dpdk_side_by_side(v: Verdicts, rounds: int) -> None:
 def interleaved(contenders: dict[str, tuple[Callable[[], object], Callable[[], object],
                                            Callable[[object], None]]],
                 rounds: int, seed: int | None = None) -> dict[str, Stats]:
-    """measure()'s policy (same rounds, shuffled interleave) where each contender has an
-    untimed setup before and teardown after its timed part: (setup, timed(), teardown(x))."""
-    rng = random.Random(seed)
-    names = list(contenders)
-    t: dict[str, list[float]] = {n: [] for n in names}
-    for _ in range(rounds):
-        rng.shuffle(names)
-        for n in names:
-            setup, fn, teardown = contenders[n]
-            ctx = setup()
-            t0 = time.perf_counter()
-            x = fn()
-            t[n].append(time.perf_counter() - t0)
-            teardown(x)
-            if hasattr(ctx, "release"):
-                ctx.release()
-    stats = {n: Stats(tuple(s)) for n, s in t.items()}
-    for n in contenders:
-        print(f"  {n:<52} {stats[n].show()}")
-    return stats
+    """The harness's measure() for contenders with an untimed setup before and teardown after
+    their timed part: (setup, timed(), teardown(x))."""
+    def staged(setup: Callable[[], object], fn: Callable[[], object],
+               teardown: Callable[[object], None]) -> float:
+        ctx = setup()
+        t0 = time.perf_counter()
+        x = fn()
+        dt = time.perf_counter() - t0
+        teardown(x)
+        if hasattr(ctx, "release"):
+            ctx.release()
+        return dt
+
+    return measure({n: (lambda c=c: staged(*c)) for n, c in contenders.items()}, rounds,
+                   seed=seed, self_timed=True)
 
 
 def grow_for_run(res: physmem.hugepages.Reservation, run: int) -> None:
