@@ -310,30 +310,40 @@ def _raw_agrees(cls: str, raw: int) -> bool:
 
 
 def test_blockers_of_random_blocks_agree_with_raw_kpageflags(is_root):
-    fc = forecast(sizes=["2M"])
     n = M2 // PAGE
-    blocked = np.flatnonzero(fc.states[M2] == BlockState.BLOCKED)
-    rng = random.Random(13)
-    picked = rng.sample(blocked.tolist(), min(20, len(blocked)))
-    assert picked, "no blocked 2 MiB block on this machine"
-    checked = agree = 0
-    for b in picked:
-        frames = fc.explain(M2, b * n)
-        assert len(frames) == fc.blockers[M2][b] or b * n + n > fc.frames
-        raw_now = raw_flags([f.pfn for f in frames])
-        for f, raw in zip(frames, raw_now):
-            assert b * n <= f.pfn < (b + 1) * n
-            checked += 1
-            # explain() read the flags a moment before: they match the raw read unless the
-            # frame changed in between, and the class matches the raw bits.
-            agree += f.flags == raw and _raw_agrees(f.cls, raw)
-        # Every frame the scan did not name is free or movable by the raw bits (or moved).
-        named = {f.pfn for f in frames}
-        others = [p for p in range(b * n, (b + 1) * n) if p not in named]
-        raw_rest = raw_flags(others)
-        loose = sum(1 for r in raw_rest if not r & (bit("BUDDY") | bit("LRU")) and r != 0)
-        assert loose <= 0.02 * n + 4, (b, loose)
-    assert checked and agree >= 0.95 * checked, (agree, checked)
+
+    def check() -> None:
+        fc = forecast(sizes=["2M"])
+        blocked = np.flatnonzero(fc.states[M2] == BlockState.BLOCKED)
+        rng = random.Random(13)
+        picked = rng.sample(blocked.tolist(), min(20, len(blocked)))
+        assert picked, "no blocked 2 MiB block on this machine"
+        stable = wrong = changed = 0
+        for b in picked:
+            frames = fc.explain(M2, b * n)
+            assert len(frames) == fc.blockers[M2][b] or b * n + n > fc.frames
+            raw_now = raw_flags([f.pfn for f in frames])
+            for f, raw in zip(frames, raw_now):
+                assert b * n <= f.pfn < (b + 1) * n
+                # A frame whose flags changed since explain() read them (slab freed, page
+                # table torn down, a kernel worker's buffer) says nothing either way; on
+                # every frame that held still, the class must match the raw bits exactly.
+                if f.flags != raw:
+                    changed += 1
+                    continue
+                stable += 1
+                wrong += not _raw_agrees(f.cls, raw)
+            # Every frame the scan did not name is free or movable by the raw bits (or moved).
+            named = {f.pfn for f in frames}
+            others = [p for p in range(b * n, (b + 1) * n) if p not in named]
+            raw_rest = raw_flags(others)
+            loose = sum(1 for r in raw_rest if not r & (bit("BUDDY") | bit("LRU")) and r != 0)
+            assert loose <= 0.02 * n + 4, (b, loose)
+        assert wrong == 0, (wrong, stable)
+        # Most blockers are long-lived kernel memory; a scan where most moved is retried.
+        assert stable >= 0.8 * (stable + changed), (stable, changed)
+
+    settled(check, attempts=4)
 
 
 def _memcg_root() -> Path:
