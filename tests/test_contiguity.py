@@ -309,41 +309,48 @@ def _raw_agrees(cls: str, raw: int) -> bool:
     return False
 
 
-def test_blockers_of_random_blocks_agree_with_raw_kpageflags(is_root):
+@pytest.fixture
+def frozen_proc(tmp_path) -> Path:
+    """A proc root whose kpageflags is a snapshot and every other entry the live /proc: the
+    scan's classes and a plain pread of the same bytes can then be compared exactly, where
+    live memory changes between any two reads (a page freed and reused in between)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for /proc/kpageflags")
+    for name in os.listdir("/proc"):
+        if name != "kpageflags":
+            (tmp_path / name).symlink_to(f"/proc/{name}")
+    fd = os.open("/proc/kpageflags", os.O_RDONLY)
+    with open(tmp_path / "kpageflags", "wb") as out:
+        while chunk := os.read(fd, 1 << 20):
+            out.write(chunk)
+    os.close(fd)
+    return tmp_path
+
+
+def test_blockers_of_random_blocks_agree_with_raw_kpageflags(frozen_proc):
     n = M2 // PAGE
-
-    def check() -> None:
-        fc = forecast(sizes=["2M"])
-        blocked = np.flatnonzero(fc.states[M2] == BlockState.BLOCKED)
-        rng = random.Random(13)
-        picked = rng.sample(blocked.tolist(), min(20, len(blocked)))
-        assert picked, "no blocked 2 MiB block on this machine"
-        stable = wrong = changed = 0
-        for b in picked:
-            frames = fc.explain(M2, b * n)
-            assert len(frames) == fc.blockers[M2][b] or b * n + n > fc.frames
-            raw_now = raw_flags([f.pfn for f in frames])
-            for f, raw in zip(frames, raw_now):
-                assert b * n <= f.pfn < (b + 1) * n
-                # A frame whose flags changed since explain() read them (slab freed, page
-                # table torn down, a kernel worker's buffer) says nothing either way; on
-                # every frame that held still, the class must match the raw bits exactly.
-                if f.flags != raw:
-                    changed += 1
-                    continue
-                stable += 1
-                wrong += not _raw_agrees(f.cls, raw)
-            # Every frame the scan did not name is free or movable by the raw bits (or moved).
-            named = {f.pfn for f in frames}
-            others = [p for p in range(b * n, (b + 1) * n) if p not in named]
-            raw_rest = raw_flags(others)
-            loose = sum(1 for r in raw_rest if not r & (bit("BUDDY") | bit("LRU")) and r != 0)
-            assert loose <= 0.02 * n + 4, (b, loose)
-        assert wrong == 0, (wrong, stable)
-        # Most blockers are long-lived kernel memory; a scan where most moved is retried.
-        assert stable >= 0.8 * (stable + changed), (stable, changed)
-
-    settled(check, attempts=4)
+    snap = np.fromfile(frozen_proc / "kpageflags", dtype=np.uint64)
+    fc = forecast(sizes=["2M"], proc_root=str(frozen_proc))
+    blocked = np.flatnonzero(fc.states[M2] == BlockState.BLOCKED)
+    rng = random.Random(13)
+    picked = rng.sample(blocked.tolist(), min(20, len(blocked)))
+    assert picked, "no blocked 2 MiB block on this machine"
+    checked = 0
+    for b in picked:
+        frames = fc.explain(M2, b * n)
+        assert len(frames) == fc.blockers[M2][b] or b * n + n > fc.frames
+        for f in frames:
+            assert b * n <= f.pfn < (b + 1) * n
+            raw = int(snap[f.pfn])
+            assert f.flags == raw and _raw_agrees(f.cls, raw), (f, hex(raw))
+            checked += 1
+        # Every frame the scan did not name is free or movable by the raw bits.
+        named = {f.pfn for f in frames}
+        rest = [int(snap[p]) for p in range(b * n, min((b + 1) * n, len(snap)))
+                if p not in named]
+        loose = [hex(r) for r in rest if not r & (bit("BUDDY") | bit("LRU")) and r != 0]
+        assert not loose, (b, loose[:5])
+    assert checked
 
 
 def _memcg_root() -> Path:
