@@ -40,7 +40,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from . import addressing, proc
+from . import _sysfs, addressing, proc, sysctl
 from ._args import as_nonneg, as_positive
 from .errors import InvalidArgument, PhysmemError
 from .hugepages.pools import node_pools, supported_sizes
@@ -525,8 +525,7 @@ def _check_sizes(sizes: object, supported: list[int]) -> tuple[int, ...]:
 
 def _unevictable_movable(proc_root: str) -> bool:
     try:
-        with open(f"{proc_root}/sys/vm/compact_unevictable_allowed") as f:
-            return f.read().strip() != "0"
+        return sysctl.read("vm.compact_unevictable_allowed", proc_root).strip() != "0"
     except OSError:
         return True  # kernels without the knob (before 4.1) migrate them
 
@@ -534,26 +533,20 @@ def _unevictable_movable(proc_root: str) -> bool:
 def _memcg_root(proc_root: str) -> str | None:
     """Mount point of the memory cgroup hierarchy (cgroup v2 with memory, or v1 memory)."""
     try:
-        with open(f"{proc_root}/self/mountinfo") as f:
-            lines = f.read().splitlines()
+        mounts = proc.mounts(proc_root)
     except OSError:
         return None
     v2 = None
-    for line in lines:
-        pre, _, post = line.partition(" - ")
-        parts, post_parts = pre.split(), post.split()
-        if len(parts) < 5 or len(post_parts) < 3:
-            continue
-        fstype, opts = post_parts[0], post_parts[2].split(",")
-        if fstype == "cgroup" and "memory" in opts:
-            return parts[4]
-        if fstype == "cgroup2" and v2 is None:
+    for mnt in mounts:
+        if mnt.fstype == "cgroup" and "memory" in mnt.options:
+            return mnt.path
+        if mnt.fstype == "cgroup2" and v2 is None:
             try:
-                with open(os.path.join(parts[4], "cgroup.controllers")) as c:
-                    if "memory" in c.read().split():
-                        v2 = parts[4]
+                controllers = _sysfs.read_optional(os.path.join(mnt.path, "cgroup.controllers"))
             except OSError:
-                pass
+                continue
+            if controllers is not None and b"memory" in controllers.split():
+                v2 = mnt.path
     return v2
 
 
@@ -562,7 +555,7 @@ def _cgroup_paths(inodes: set[int], proc_root: str) -> dict[int, str]:
     found: dict[int, str] = {}
     if root is None or not inodes:
         return found
-    for dirpath, _dirs, _files in os.walk(root):
+    for dirpath in _sysfs.walk_dirs(root):
         try:
             ino = os.stat(dirpath).st_ino
         except OSError:

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import addressing, proc
 from ._args import as_int
-from .errors import InvalidArgument, translate_os_errors
+from .errors import InvalidArgument
 from .kpageflags import KPF, KPageFlags, read_range
 from .pagemap import PageMap
 
@@ -144,19 +144,9 @@ def ram_ranges(proc_root: str = "/proc") -> np.ndarray:
     Unprivileged readers see every address as 0; then nothing is known and an empty array
     comes back (callers treat every frame as RAM).
     """
-    path = f"{proc_root}/iomem"
-    with translate_os_errors("cannot read iomem", path=path):
-        with open(path, "rb") as f:
-            lines = f.read().splitlines()
     shift = addressing.page_shift()
-    rows = []
-    for line in lines:
-        if line[:1].isspace() or not line.rstrip().endswith(b": System RAM"):
-            continue
-        lo, _, hi = line.split(b" :", 1)[0].partition(b"-")
-        start, end = int(lo, 16), int(hi, 16) + 1
-        if end > 1:
-            rows.append((start >> shift, end >> shift))
+    rows = [(r.start >> shift, r.end >> shift) for r in proc.iomem(proc_root)
+            if r.depth == 0 and r.name == "System RAM" and r.end > 1]
     return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 

@@ -8,8 +8,11 @@ read raises :class:`~physmem.errors.ParseError`, a vanished process
 from __future__ import annotations
 
 from .checks import Finding, Severity, check_maps
+from .cpuinfo import cpu_flags, parse_cpu_flags
+from .iomem import IomemRange, iomem, parse_iomem
 from .maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
 from .meminfo import meminfo, node_meminfo, parse_meminfo
+from .mounts import Mount, mounts, parse_mounts
 from .numa_maps import NumaMap, numa_maps, parse_numa_maps
 from .oom import Oom, oom, set_oom_score_adj
 from .pidstat import (
@@ -37,10 +40,10 @@ from .zones import (
 )
 
 __all__ = [
-    "KIND_CODES", "BuddyInfo", "Device", "Finding", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",
+    "KIND_CODES", "BuddyInfo", "Device", "Finding", "IomemRange", "Mount", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",
     "Smaps", "SmapsList", "Stat", "Statm", "Vma", "VmaKind", "VmaList", "Zone",
-    "buddyinfo", "check_maps", "maps", "meminfo", "memory_totals", "node_meminfo", "numa_maps",
-    "oom", "pagetypeinfo", "parse_buddyinfo", "parse_cpu_list", "parse_maps", "parse_meminfo",
+    "buddyinfo", "check_maps", "cpu_flags", "iomem", "maps", "meminfo", "memory_totals", "mounts", "node_meminfo", "numa_maps",
+    "oom", "pagetypeinfo", "parse_buddyinfo", "parse_cpu_flags", "parse_cpu_list", "parse_iomem", "parse_maps", "parse_meminfo", "parse_mounts",
     "parse_numa_maps", "parse_pagetypeinfo", "parse_smaps", "parse_stat", "parse_status",
     "parse_vmstat", "parse_zoneinfo", "set_oom_score_adj", "smaps", "smaps_rollup", "stat",
     "statm", "status", "vmstat", "zoneinfo",
