@@ -10,7 +10,7 @@ from ..proc import meminfo
 from ._output import add_node_option, check_node, emit_json, plural, print_table, size_text
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "alloc", help="allocate DMA memory from hugepages and print its physical segments",
         description="Allocate SIZE bytes of hugetlb memory that is physically contiguous (or, "

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..contiguity import Forecast, Verdict
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "contig", help="will it fit: hugepages obtainable now / after compaction, and blockers",
         description="Class every naturally aligned block of each hugepage size as free now, "

@@ -11,7 +11,7 @@ from ._output import (add_node_option, add_png_option, check_node, emit_json, pr
                       size_text, write_png)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "frag", help="fragmentation of free memory per zone",
         description="Free memory per zone by buddy order and migrate type (buddyinfo, "

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from ..errors import InvalidArgument
 from ..hugepages import parse_size, pools, reserve, set_pool_size, supported_sizes
 from ..hugepages.sizes import format_size
 from ._output import Progress, add_node_option, check_node, count_arg, emit_json, plural, print_table, size_text
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "hugepages", help="hugepage pools: list, reserve N, release, audit",
         description="List hugepage pools (every size, global and per NUMA node), make at "
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, parser=p)
 
 
-def _pool_rows() -> list[dict]:
+def _pool_rows() -> list[dict[str, Any]]:
     return [{"size": p.size, "node": p.node, "total": p.total, "free": p.free,
              "reserved": p.reserved, "surplus": p.surplus, "overcommit": p.overcommit}
             for p in pools()]

@@ -9,7 +9,7 @@ from ..kpageflags import KPageCount, KPageFlags, describe
 from ._output import Progress, emit_json, int_arg, parse_int, plural, print_table, size_text
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "kpageflags", help="page flags per frame, or a summary of all physical memory",
         description="Read /proc/kpageflags (root only). With PFNs, show each frame's flags "

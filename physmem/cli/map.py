@@ -16,7 +16,7 @@ from ._output import (Progress, add_png_option, emit_json, pid_arg, plural, prin
 STRIP_WIDTH = 64
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "map", help="picture of all physical memory by page state",
         description="Classify every page frame from /proc/kpageflags (root only) as free, "

@@ -9,7 +9,7 @@ from . import Exit
 from ._output import emit_json, parse_int, pid_arg, print_error, print_table
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "v2p", help="translate virtual addresses to physical addresses",
         description="Translate virtual addresses of a process to physical addresses "

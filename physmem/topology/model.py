@@ -98,7 +98,7 @@ class Topology:
                 return {k: conv(x) for k, x in v._asdict().items()}
             return v
 
-        out = conv({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        out: dict[str, Any] = conv({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         out["cpus_by_node"] = conv(self.cpus_by_node())
         out["valid_cpus"] = format_cpulist(self.valid_cpus)
         out["isolated_cpus"] = format_cpulist(self.isolated_cpus)
