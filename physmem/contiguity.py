@@ -43,8 +43,8 @@ import numpy as np
 from . import addressing, proc
 from ._args import as_nonneg, as_positive
 from .errors import InvalidArgument, PhysmemError
-from .hugepages.pools import node_pools, supported_sizes
-from .hugepages.reserve import parse_size
+from .hugepages._pools import node_pools, supported_sizes
+from .hugepages.reservation import parse_size
 from .hugepages.sizes import format_size
 from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, read_range
 from .physmap import (PageClass, ZoneSpan, classify, free_mask, ram_ranges, runs_of,
@@ -436,7 +436,7 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
     and churn) the answer is None rather than a guess. ``flags`` is a kpageflags array from
     PFN 0 to use instead of reading the aligned frames.
     """
-    from .hugepages.reserve import resolve_size
+    from .hugepages.reservation import resolve_size
 
     ps = resolve_size(size, proc_root)
     if ps not in supported_sizes(sys_root):
@@ -489,7 +489,7 @@ def longest_pool_run(size: int | str | None = None, node: int | None = None, *,
                      proc_root: str = "/proc", sys_root: str = "/sys") -> int | None:
     """Bytes of the longest run of physically adjacent free hugetlb pages of ``size``, from
     kpageflags (None where :func:`free_pool_pages` cannot tell free pages apart)."""
-    from .hugepages.reserve import resolve_size
+    from .hugepages.reservation import resolve_size
 
     ps = resolve_size(size, proc_root)
     heads = free_pool_pages(ps, node, proc_root=proc_root, sys_root=sys_root)

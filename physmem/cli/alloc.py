@@ -5,7 +5,7 @@ import argparse
 
 from ..dma import allocate_contiguous, allocate_scatter
 from ..errors import InvalidArgument
-from ..hugepages.reserve import parse_size
+from ..hugepages.reservation import parse_size
 from ..proc import meminfo
 from ._output import add_node_option, check_node, emit_json, plural, print_table, size_text
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..hugepages.reserve import parse_size
+from ..hugepages.reservation import parse_size
 from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
 from .contig import check_threads
 from ._output import (Progress, add_png_option, emit_json, pid_arg, plural, print_table,
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     fc = None
     if getattr(args, "blockers", False):
         from ..contiguity import forecast
-        from ..hugepages.pools import supported_sizes
+        from ..hugepages._pools import supported_sizes
 
         sizes = supported_sizes()
         fc = forecast(sizes=sizes[-1:] or None, threads=args.threads)

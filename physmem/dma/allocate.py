@@ -16,9 +16,9 @@ import numpy as np
 
 from .._lib import lib
 from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
-from ..hugepages.pools import supported_sizes
+from ..hugepages._pools import supported_sizes
 from ..hugepages.guard import PoolGuard
-from ..hugepages.reserve import (
+from ..hugepages.reservation import (
     Reservation,
     demote,
     demote_size,

@@ -8,10 +8,10 @@ read raises :class:`~physmem.errors.ParseError`, a vanished process
 from __future__ import annotations
 
 from .checks import Finding, Severity, check_maps
-from .maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
-from .meminfo import meminfo, node_meminfo, parse_meminfo
-from .numa_maps import NumaMap, numa_maps, parse_numa_maps
-from .oom import Oom, oom, set_oom_score_adj
+from ._maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
+from ._meminfo import meminfo, node_meminfo, parse_meminfo
+from ._numa_maps import NumaMap, numa_maps, parse_numa_maps
+from ._oom import Oom, oom, set_oom_score_adj
 from .pidstat import (
                       Stat,
                       Statm,
@@ -22,8 +22,8 @@ from .pidstat import (
                       statm,
                       status,
 )
-from .smaps import Smaps, SmapsList, memory_totals, parse_smaps, smaps, smaps_rollup
-from .vmstat import parse_vmstat, vmstat
+from ._smaps import Smaps, SmapsList, memory_totals, parse_smaps, smaps, smaps_rollup
+from ._vmstat import parse_vmstat, vmstat
 from .zones import (
                       BuddyInfo,
                       PageTypeInfo,

@@ -107,7 +107,7 @@ class Topology:
 
 def _system_memory(proc_root: str, skipped: list[str]) -> tuple[int | None, int | None]:
     from .._sysfs import read_parsed
-    from ..proc.meminfo import parse_meminfo  # the shared /proc/meminfo parser
+    from ..proc._meminfo import parse_meminfo  # the shared /proc/meminfo parser
 
     info = read_parsed(f"{proc_root}/meminfo", parse_meminfo, skipped) or {}
     return info.get("MemTotal"), info.get("MemFree")

@@ -13,7 +13,7 @@ from .._lib import lib
 from ..errors import ParseError
 from ._cparse import Parsed, parse
 from ._read import pid_path, read_bytes
-from .maps import Device, Prot, Vma, VmaKind, VmaList
+from ._maps import Device, Prot, Vma, VmaKind, VmaList
 
 __all__ = ["Smaps", "SmapsList", "smaps", "smaps_rollup", "parse_smaps", "memory_totals"]
 

@@ -20,7 +20,7 @@ from ..errors import (
     InvalidArgument,
     translate_os_errors,
 )
-from .pools import default_size, supported_sizes
+from ._pools import default_size, supported_sizes
 from .sizes import explain_size, format_size
 
 if TYPE_CHECKING:
