@@ -96,7 +96,7 @@ def free_mask(flags: np.ndarray, first_pfn: int, *, tails: bool, max_order: int)
     """Which frames are in a free buddy block. ``flags`` must start and end on 2**max_order
     boundaries (a block never crosses one) except at the end of memory."""
     f = np.asarray(flags, dtype=np.int64)
-    free = (f & int(KPF.BUDDY)) != 0
+    free: np.ndarray = (f & int(KPF.BUDDY)) != 0
     if tails:
         return free
     zero = f == 0
@@ -203,10 +203,12 @@ class CellMap:
     @property
     def dominant(self) -> np.ndarray:
         """Per cell, the class with the most pages (lowest code on a tie)."""
-        return self.counts.argmax(axis=1).astype(np.uint8)
+        dominant: np.ndarray = self.counts.argmax(axis=1).astype(np.uint8)
+        return dominant
 
     def pages_per_class(self) -> np.ndarray:
-        return self.counts.sum(axis=0, dtype=np.int64)
+        pages: np.ndarray = self.counts.sum(axis=0, dtype=np.int64)
+        return pages
 
     def cells_per_class(self) -> np.ndarray:
         return np.bincount(self.dominant, minlength=N_CLASSES)

@@ -25,7 +25,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
     from ..dma import allocate_contiguous, allocate_scatter
-    from ..hugepages.reserve import parse_size
+    from ..hugepages.reservation import parse_size
     from ..proc import meminfo
 
     size = parse_size(args.size)

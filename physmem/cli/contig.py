@@ -29,7 +29,7 @@ _WANT = re.compile(r"\s*(\d+)\s*[xX*]\s*(\S+)\s*")
 
 def parse_want(text: str) -> tuple[int | None, int]:
     """``16x1G`` -> (16, 1 GiB); ``256M`` -> (None, 256 MiB): one contiguous buffer."""
-    from ..hugepages.reserve import parse_size
+    from ..hugepages.reservation import parse_size
 
     m = _WANT.fullmatch(text)
     try:
@@ -54,7 +54,7 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
 def run(args: argparse.Namespace, out: Output) -> Exit:
     # Imported here: every physmem command builds this parser, few run the forecast.
     from ..contiguity import forecast
-    from ..hugepages.reserve import parse_size
+    from ..hugepages.reservation import parse_size
 
     sizes = None
     if args.size:

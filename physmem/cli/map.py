@@ -48,7 +48,7 @@ def to_json(cm: CellMap) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
-    from ..hugepages.reserve import parse_size
+    from ..hugepages.reservation import parse_size
     from ..physmap import CLASS_INFO, PageClass, cell_map
 
     check_threads(args.threads)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     fc = None
     if getattr(args, "blockers", False):
         from ..contiguity import forecast
-        from ..hugepages.pools import supported_sizes
+        from ..hugepages._pools import supported_sizes
 
         sizes = supported_sizes()
         fc = forecast(sizes=sizes[-1:] or None, threads=args.threads)

@@ -17,9 +17,9 @@ import numpy as np
 from .. import _sysfs
 from .._lib import lib
 from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
-from ..hugepages.pools import supported_sizes
+from ..hugepages._pools import supported_sizes
 from ..hugepages.guard import PoolGuard
-from ..hugepages.reserve import (
+from ..hugepages.reservation import (
     Reservation,
     demote,
     demote_size,
