@@ -60,7 +60,7 @@ in the kernel's hugepagesz= and meminfo); a fraction is fine if it comes to whol
 
 def exit_code(exc: BaseException) -> Exit:
     """The exit status for an error that ended a subcommand."""
-    from ..plots import PlotUnavailable
+    from ..analysis.plots import PlotUnavailable
 
     if isinstance(exc, InvalidArgument):
         return Exit.USAGE

@@ -10,7 +10,7 @@ from ._output import (add_node_option, add_png_option, check_node, emit_json, pr
                       size_text, write_png)
 
 if TYPE_CHECKING:
-    from ..contiguity import Forecast, Verdict
+    from ..analysis.contiguity import Forecast, Verdict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +74,7 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: every physmem command builds this parser, few run the forecast.
-    from ..contiguity import forecast
+    from ..analysis.contiguity import forecast
     from ..hugepages.reserve import parse_size
 
     sizes = None
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         except InvalidArgument as exc:
             raise InvalidArgument(f"--want {args.want}: {exc}") from None
     if args.png:
-        from ..plots import plot_contig
+        from ..analysis.plots import plot_contig
 
         write_png(plot_contig, fc, args.png)
     if args.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 
-from ..fragmentation import fragmentation
+from ..analysis.fragmentation import fragmentation
 from .contig import check_threads
 from ._output import (add_node_option, add_png_option, check_node, emit_json, print_table,
                       size_text, write_png)
@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     node = check_node(args.node)
     records = fragmentation(node, threads=args.threads)
     if args.png:
-        from ..contiguity import forecast
-        from ..plots import plot_frag
+        from ..analysis.contiguity import forecast
+        from ..analysis.plots import plot_frag
 
         fc = forecast(node=node, threads=args.threads)
         write_png(functools.partial(plot_frag, forecast=fc), records, args.png)

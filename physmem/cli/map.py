@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..hugepages.reserve import parse_size
-from ..physmap import CLASS_INFO, CellMap, PageClass, cell_map
+from ..analysis.physmap import CLASS_INFO, CellMap, PageClass, cell_map
 from .contig import check_threads
 from ._output import (Progress, add_png_option, emit_json, pid_arg, plural, print_table,
                       size_text, write_png)
@@ -62,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
         cm = cell_map(parse_size(args.cell), pid=args.pid, progress=bar, threads=args.threads)
     fc = None
     if getattr(args, "blockers", False):
-        from ..contiguity import forecast
+        from ..analysis.contiguity import forecast
         from ..hugepages.pools import supported_sizes
 
         sizes = supported_sizes()
         fc = forecast(sizes=sizes[-1:] or None, threads=args.threads)
     if args.png:
-        from ..plots import plot_map
+        from ..analysis.plots import plot_map
 
         write_png(functools.partial(plot_map, blockers=fc), cm, args.png)
     if args.json:
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _blocks_json(fc: Any) -> dict[str, Any]:
-    from ..contiguity import BLOCK_STATE_INFO, BlockState
+    from ..analysis.contiguity import BLOCK_STATE_INFO, BlockState
 
     size = max(fc.sizes)
     n = size // fc.page_size
@@ -114,7 +114,7 @@ def _blocks_json(fc: Any) -> dict[str, Any]:
 
 
 def _print_blocks(fc: Any) -> None:
-    from ..contiguity import BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, BlockState, Frame
+    from ..analysis.contiguity import BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, BlockState, Frame
 
     size = max(fc.sizes)
     n = size // fc.page_size

@@ -423,7 +423,7 @@ def longest_contiguous(page_size: int | str | None = None, node: int | None = No
     """
     ps = _page_size(page_size)
     pool_dir(ps, node)
-    from ..contiguity import longest_pool_run
+    from ..analysis.contiguity import longest_pool_run
     from ..errors import PermissionDenied
 
     try:

@@ -26,11 +26,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import addressing, proc
-from ._args import as_int
-from .errors import InvalidArgument, translate_os_errors
-from .kpageflags import KPF, KPageFlags, read_range
-from .pagemap import PageMap
+from .. import addressing, proc
+from .._args import as_int
+from ..errors import InvalidArgument, translate_os_errors
+from ..kpageflags import KPF, KPageFlags, read_range
+from ..pagemap import PageMap
 
 __all__ = ["PageClass", "CLASS_INFO", "CellMap", "ZoneSpan", "classify", "cell_map",
            "free_mask", "free_runs", "ram_ranges", "zone_spans", "process_pfns", "tails_marked",
