@@ -42,12 +42,13 @@ import numpy as np
 
 from .. import addressing, proc
 from .._args import as_nonneg, as_positive
+from .._runs import runs_of
 from ..errors import InvalidArgument, PhysmemError
 from ..hugepages.pools import node_pools, supported_sizes
 from ..hugepages.reserve import parse_size
 from ..hugepages.sizes import format_size
 from ..kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, read_range
-from .physmap import (PageClass, ZoneSpan, classify, free_mask, ram_ranges, runs_of,
+from .physmap import (PageClass, ZoneSpan, classify, free_mask, ram_ranges,
                       tails_marked, unmanaged_start, zone_spans)
 
 __all__ = ["Frame", "BlockState", "BLOCK_STATE_INFO", "FRAME_INFO", "ZoneForecast",
