@@ -96,3 +96,22 @@ def test_topology_on_a_wrong_root_says_so(tmp_path):
 
     with pytest.raises(errors.FileMissing, match="is a sysfs tree|a sysfs tree"):
         topology.read(sys_root=str(tmp_path), proc_root=str(tmp_path))
+
+
+@pytest.mark.parametrize("old", ["physmap", "contiguity", "fragmentation"])
+def test_moved_analysis_modules_keep_their_old_names_for_a_release(old):
+    """physmem.physmap & co. moved into physmem.analysis: the old import still works, warns,
+    and gives the very same objects."""
+    env, cwd = python_env()
+    code = (f"import warnings, importlib; warnings.simplefilter('error', DeprecationWarning)\n"
+            f"try:\n    importlib.import_module('physmem.{old}')\n"
+            f"except DeprecationWarning as e:\n    print('warned', e)\n"
+            f"warnings.simplefilter('ignore')\n"
+            f"import physmem.{old} as a, physmem.analysis.{old} as b\n"
+            f"assert a.__all__ == b.__all__ and a.__all__\n"
+            f"assert all(getattr(a, n) is getattr(b, n) for n in b.__all__)\n"
+            f"print('same')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=cwd)
+    assert out.stdout.split("\n")[0].startswith(f"warned physmem.{old} moved"), out.stderr
+    assert out.stdout.strip().endswith("same"), out.stderr

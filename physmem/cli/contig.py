@@ -11,7 +11,7 @@ from ._options import add_node, add_png, add_threads, check_node, check_threads
 from ._output import Output, write_png
 
 if TYPE_CHECKING:
-    from ..contiguity import Forecast, Verdict
+    from ..analysis.contiguity import Forecast, Verdict
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
     # Imported here: every physmem command builds this parser, few run the forecast.
-    from ..contiguity import forecast
+    from ..analysis.contiguity import forecast
     from ..hugepages.reservation import parse_size
 
     sizes = None
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
         except InvalidArgument as exc:
             raise InvalidArgument(f"--want {args.want}: {exc}") from None
     if args.png:
-        from ..plots import plot_contig
+        from ..analysis.plots import plot_contig
 
         write_png(plot_contig, fc, args.png)
     if out.json:

@@ -17,14 +17,14 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
-    from ..fragmentation import fragmentation
+    from ..analysis.fragmentation import fragmentation
 
     check_threads(args.threads)
     node = check_node(args.node)
     records = fragmentation(node, threads=args.threads)
     if args.png:
-        from ..contiguity import forecast
-        from ..plots import plot_frag
+        from ..analysis.contiguity import forecast
+        from ..analysis.plots import plot_frag
 
         fc = forecast(node=node, threads=args.threads)
         write_png(functools.partial(plot_frag, forecast=fc), records, args.png)

@@ -12,7 +12,7 @@ from ._output import Output, Progress, plural, write_png
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..physmap import CellMap
+    from ..analysis.physmap import CellMap
 
 STRIP_WIDTH = 64
 
@@ -29,7 +29,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def to_json(cm: CellMap) -> dict[str, Any]:
-    from ..physmap import CLASS_INFO, PageClass
+    from ..analysis.physmap import CLASS_INFO, PageClass
 
     pages, cells = cm.pages_per_class(), cm.cells_per_class()
     return {
@@ -49,20 +49,20 @@ def to_json(cm: CellMap) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
     from ..hugepages.reservation import parse_size
-    from ..physmap import CLASS_INFO, PageClass, cell_map
+    from ..analysis.physmap import CLASS_INFO, PageClass, cell_map
 
     check_threads(args.threads)
     with Progress("scanning /proc/kpageflags", 1) as bar:
         cm = cell_map(parse_size(args.cell), pid=args.pid, progress=bar, threads=args.threads)
     fc = None
     if getattr(args, "blockers", False):
-        from ..contiguity import forecast
+        from ..analysis.contiguity import forecast
         from ..hugepages._pools import supported_sizes
 
         sizes = supported_sizes()
         fc = forecast(sizes=sizes[-1:] or None, threads=args.threads)
     if args.png:
-        from ..plots import plot_map
+        from ..analysis.plots import plot_map
 
         write_png(functools.partial(plot_map, blockers=fc), cm, args.png)
     if out.json:
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
 
 
 def _blocks_json(fc: Any) -> dict[str, Any]:
-    from ..contiguity import BLOCK_STATE_INFO, BlockState
+    from ..analysis.contiguity import BLOCK_STATE_INFO, BlockState
 
     size = max(fc.sizes)
     n = size // fc.page_size
@@ -110,7 +110,7 @@ def _blocks_json(fc: Any) -> dict[str, Any]:
 def _print_blocks(out: Output, fc: Any) -> None:
     import numpy as np
 
-    from ..contiguity import BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, BlockState, Frame
+    from ..analysis.contiguity import BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, BlockState, Frame
 
     size = max(fc.sizes)
     n = size // fc.page_size
@@ -130,7 +130,7 @@ def _print_blocks(out: Output, fc: Any) -> None:
 def _mode(group: np.ndarray) -> int:
     import numpy as np
 
-    from ..physmap import PageClass
+    from ..analysis.physmap import PageClass
 
     return int(np.bincount(group, minlength=len(PageClass)).argmax())
 

@@ -26,11 +26,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import addressing, proc
-from ._args import as_int
-from .errors import InvalidArgument
-from .kpageflags import KPF, KPageFlags, read_range
-from .pagemap import PageMap
+from .. import addressing, proc
+from .._args import as_int
+from .._runs import runs_of
+from ..errors import InvalidArgument
+from ..kpageflags import KPF, KPageFlags, read_range
+from ..pagemap import PageMap
 
 __all__ = ["PageClass", "CLASS_INFO", "CellMap", "ZoneSpan", "classify", "cell_map",
            "free_mask", "free_runs", "ram_ranges", "zone_spans", "process_pfns", "tails_marked",
@@ -330,14 +331,6 @@ def _in_ranges(start: int, n: int, ranges: np.ndarray) -> np.ndarray:
     ok = idx >= 0
     ok[ok] = pfns[ok] < ranges[idx[ok], 1]
     return ok
-
-
-def runs_of(mask: np.ndarray, first: int = 0) -> np.ndarray:
-    """Maximal runs of True in ``mask`` as (start, length) rows; starts offset by ``first``."""
-    edges = np.diff(np.asarray(mask).astype(np.int8), prepend=np.int8(0), append=np.int8(0))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    return np.stack((starts + first, ends - starts), axis=1).astype(np.int64).reshape(-1, 2)
 
 
 def free_runs(proc_root: str = "/proc", *, flags: np.ndarray | None = None,
