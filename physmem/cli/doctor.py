@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..validate import SECTIONS, Severity, validate
+from .. import validate
+from ..validate import SECTIONS, Severity
 from . import Exit
 from ._output import emit_json
 from .topo import add_roots
@@ -18,7 +19,7 @@ _STATUS = {Severity.INFO: Exit.OK, Severity.WARNING: Exit.WARNINGS, Severity.ERR
 
 
 def run(args: argparse.Namespace) -> Exit:
-    report = validate(args.section, sys_root=args.sys_root, proc_root=args.proc_root)
+    report = validate.run(args.section, sys_root=args.sys_root, proc_root=args.proc_root)
     if args.json:
         emit_json(report.to_dict())
     else:

@@ -6,7 +6,7 @@ import os
 import re
 from typing import Any
 
-from .. import cpus, topology
+from .. import placement, topology
 from ..errors import InvalidArgument
 from .._syntax import format_cpulist
 from ._output import count_arg, emit_json
@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"--device {dev}: PCI device {dev} does not exist on this "
                               f"machine (it is not in {os.path.join(args.sys_root, 'bus/pci/devices')}"
                               "; lspci -D lists those that do)")
-    placement = cpus.plan(topo, devices=devices, control_loops=args.loops)
-    d: dict[str, Any] = placement.to_dict()  # JSON-shaped: each key has its own type
+    d: dict[str, Any] = placement.plan(  # JSON-shaped: each key has its own type
+        topo, devices=devices, control_loops=args.loops).to_dict()
     if args.json:
         emit_json(d)
         return 0
