@@ -17,7 +17,7 @@ from .._deprecated import renamed
 from ..errors import InvalidArgument, PhysmemError
 from . import access, cpuidle, isolation, memory, numa
 from .context import Context
-from .findings import Finding, Report, Severity
+from ..findings import Finding, Report, Severity
 
 __all__ = ["SECTIONS", "Finding", "Report", "Severity", "run"]
 

@@ -5,7 +5,7 @@ import os
 
 from ..errors import PhysmemError
 from .context import Context
-from .findings import Finding, Severity
+from ..findings import Finding, Severity
 
 S = "access"
 CAP_SYS_ADMIN = 21
