@@ -32,7 +32,7 @@ def fixture(name: str) -> Path | None:
 
 
 def run_validate() -> object:
-    fn = getattr(physmem.validate, "validate", None) or getattr(physmem.validate, "run")
+    fn = getattr(physmem.validate, "run", None) or getattr(physmem.validate, "validate")
     return fn()
 
 

@@ -25,8 +25,8 @@ __version__ = "0.1.0"
 # ``import physmem`` and the CLI's start-up pay only for what they touch (numpy alone costs
 # about 100 ms), which matters for a command that runs for half a second.
 # ("physmap" and "fragmentation" are deprecated names of analysis.physmap/.fragmentation.)
-_LAZY = ("analysis", "cpus", "dma", "fragmentation", "hugepages", "numa", "overcommit",
-         "physmap", "proc", "sysctl", "topology", "validate")
+_LAZY = ("analysis", "dma", "fragmentation", "hugepages", "numa", "overcommit", "physmap",
+         "placement", "proc", "sysctl", "topology", "validate")
 _LAZY_NAMES = {
     "page_size": "addressing",
     "KPF": "kpageflags", "KPageCgroup": "kpageflags", "KPageCount": "kpageflags",
@@ -38,8 +38,8 @@ _LAZY_NAMES = {
 }
 
 if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real modules
-    from . import (analysis, cpus, dma, fragmentation, hugepages, numa, overcommit, physmap,
-                   proc, sysctl, topology, validate)
+    from . import (analysis, dma, fragmentation, hugepages, numa, overcommit, physmap,
+                   placement, proc, sysctl, topology, validate)
     from .addressing import page_size
     from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
     from .mapping import Mapping
@@ -48,20 +48,32 @@ if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real mod
     from .userfaultfd import UserFaultFd
 
 
-def __getattr__(name: str) -> object:
+# Renamed, kept for one release: physmem.cpus was CPU placement, not the CPUs (topology.cpus).
+_OLD_NAMES = {"cpus": "placement"}
+
+
+def _load(name: str) -> object:
     import importlib
 
     if name in _LAZY:
         return importlib.import_module(f"{__name__}.{name}")
-    if name in _LAZY_NAMES:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
-        globals()[name] = value  # found once; later lookups skip __getattr__
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+    globals()[name] = value  # found once; later lookups skip __getattr__
+    return value
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above: a misspelt name is an error
+    def __getattr__(name: str) -> object:
+        if name in _LAZY or name in _LAZY_NAMES:
+            return _load(name)
+        from ._deprecated import renamed
+
+        return renamed(__name__, name, _OLD_NAMES, _load)
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY) | set(_LAZY_NAMES))
+
 
 __all__ = [
     "errors",

@@ -29,10 +29,10 @@ class FdFile:
         return self._fd < 0
 
     def fileno(self) -> int:
-        return self._fd_open()
+        return self._checked_fd()
 
-    def _fd_open(self) -> int:
-        """The fd, or InvalidArgument naming the file if closed."""
+    def _checked_fd(self) -> int:
+        """The fd, or InvalidArgument naming the file if it is closed (opens nothing)."""
         if self._fd < 0:
             where = f"{self.path}: " if self.path else ""
             raise InvalidArgument(f"{where}the {type(self).__name__} is closed")

@@ -326,9 +326,9 @@ class Exporter(Collector):
         return [held, orphan, unread]
 
     def _read_doctor(self) -> list[Metric]:
-        from .validate import SECTIONS, validate
+        from .validate import SECTIONS, run
 
-        report = validate(sys_root=self.sys_root, proc_root=self.proc_root)
+        report = run(sys_root=self.sys_root, proc_root=self.proc_root)
         counts = {(s, v): 0 for s in SECTIONS for v in _severities()}
         for f in report.findings:
             key = (f.section, f.severity.name.lower())

@@ -222,7 +222,7 @@ class _PfnFile(FdFile):
         counts = (srt[last] - starts + np.uint64(1)).astype(np.uint64)
         span_base = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.uint64)
         buf = np.empty(int(counts.sum()), dtype=np.uint64)
-        got = check(lib.pm_gather_u64(self._fd_open(), u64_buffer(starts), u64_buffer(counts),
+        got = check(lib.pm_gather_u64(self._checked_fd(), u64_buffer(starts), u64_buffer(counts),
                                       len(starts), u64_buffer(buf)),
                     f"cannot read {self.filename}", path=self.path)
         span_of = np.repeat(np.arange(len(starts)), np.diff(np.concatenate((first, [len(srt)]))))
@@ -259,7 +259,7 @@ class _PfnFile(FdFile):
         size = self.CHUNK if chunk is None else as_positive(chunk, "chunk", hi=_CHUNK_MAX)
         # One reused buffer: callers that only reduce each chunk pay no allocation.
         buf = np.empty(size, dtype=np.uint64)
-        fd = self._fd_open()
+        fd = self._checked_fd()
         pfn = start
         end = None if count is None else start + count
         while end is None or pfn < end:
@@ -292,7 +292,7 @@ class _PfnFile(FdFile):
         # procfs reports size 0; find the end by reading.
         lo, hi = 0, 1
         probe = np.empty(1, dtype=np.uint64)
-        fd = self._fd_open()
+        fd = self._checked_fd()
         while lib.pm_pread_u64(fd, hi, 1, u64_buffer(probe)) == 1:
             lo, hi = hi, hi * 2
         while hi - lo > 1:
@@ -419,7 +419,7 @@ def read_range(f: _PfnFile, start: int = 0, count: int | None = None, *,
     n = _threads(threads)
     end = _range_end(f, start, count)
     out = np.empty(max(0, end - start), dtype=np.uint64)
-    fd = f._fd_open()
+    fd = f._checked_fd()
     parts = _parts(start, end, n)
     got = [0] * len(parts)
 
@@ -470,7 +470,7 @@ def _parallel_summary(kf: KPageFlags, start: int, count: int | None, threads: in
     parts = _parts(start, end, n)
     counters = [_Counter() for _ in parts]
     done = [0] * len(parts)
-    fd = kf._fd_open()
+    fd = kf._checked_fd()
     lock = threading.Lock()
     total = max(0, end - start)
 

@@ -27,7 +27,6 @@ from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
 from .addressing import task_size
 from .errors import HugePagesUnavailable, InvalidArgument, error_from_errno
-from .hugepages._pools import supported_sizes
 
 __all__ = ["Mapping", "Prot", "Advice", "hugepage_sizes", "PAGE_SIZE"]
 
@@ -35,7 +34,7 @@ PAGE_SIZE = _mmap.PAGESIZE
 
 
 class Prot(enum.IntFlag):
-    """Access protection of a mapping (``PROT_*``)."""
+    """Access protection of a mapping (``PROT_*``), also the ``rwx`` of /proc/<pid>/maps."""
 
     NONE = lib.PROT_NONE
     READ = lib.PROT_READ
@@ -85,6 +84,9 @@ _ADVICE_SINCE = {
 
 def hugepage_sizes() -> list[int]:
     """Huge page sizes (bytes) the kernel offers, from /sys/kernel/mm/hugepages."""
+    # Imported here: physmem.hugepages (and all it loads) stays unloaded until asked for.
+    from .hugepages._pools import supported_sizes
+
     return supported_sizes()
 
 

@@ -78,7 +78,7 @@ class MemFd(FdFile):
 
     @property
     def fd(self) -> int:
-        return self._fd_open()
+        return self._checked_fd()
 
     @property
     def page_size(self) -> int:
@@ -102,7 +102,7 @@ class MemFd(FdFile):
                 f"seals={flag_text(self.seals)}>")
 
     def _require_open(self) -> None:
-        self._fd_open()
+        self._checked_fd()
 
     # ---- operations --------------------------------------------------------------------
 

@@ -11,16 +11,17 @@ import enum
 import math
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import sysctl
+from ._deprecated import renamed
 from .errors import InvalidArgument
 
-__all__ = ["Policy", "Overcommit", "read", "commit_limit", "needed_for_headroom",
+__all__ = ["OvercommitPolicy", "Overcommit", "read", "commit_limit", "needed_for_headroom",
            "set_policy", "set_headroom"]
 
 
-class Policy(enum.IntEnum):
+class OvercommitPolicy(enum.IntEnum):
     """vm.overcommit_memory."""
 
     HEURISTIC = 0  # refuse only obvious overcommits
@@ -32,7 +33,7 @@ class Policy(enum.IntEnum):
 class Overcommit:
     """Sizes in bytes. ``headroom`` is what may still be committed (enforced only under NEVER)."""
 
-    policy: Policy
+    policy: OvercommitPolicy
     ratio: int
     kbytes: int
     commit_limit: int  # CommitLimit as /proc/meminfo reports it
@@ -48,7 +49,7 @@ class Overcommit:
 
     @property
     def enforced(self) -> bool:
-        return self.policy == Policy.NEVER
+        return self.policy == OvercommitPolicy.NEVER
 
 
 def commit_limit(mem_total: int, hugetlb: int, swap_total: int, *, ratio: int = 50,
@@ -73,7 +74,7 @@ def read(proc_root: str = "/proc") -> Overcommit:
     hugetlb = info.get("Hugetlb", info.get("HugePages_Total", 0) * info.get("Hugepagesize", 0))
     mem, swap = info["MemTotal"], info.get("SwapTotal", 0)
     return Overcommit(
-        policy=Policy(sysctl.read_int("vm.overcommit_memory", proc_root=proc_root)),
+        policy=OvercommitPolicy(sysctl.read_int("vm.overcommit_memory", proc_root=proc_root)),
         ratio=ratio, kbytes=kbytes, commit_limit=info["CommitLimit"],
         commit_limit_computed=commit_limit(mem, hugetlb, swap, ratio=ratio, kbytes=kbytes),
         committed_as=info["Committed_AS"], mem_total=mem, hugetlb=hugetlb, swap_total=swap,
@@ -99,13 +100,13 @@ def needed_for_headroom(headroom: int, *, using: Literal["ratio", "kbytes"] = "r
     return max(0, math.ceil((target + page) * 100 / usable))
 
 
-def set_policy(policy: Policy | int, proc_root: str = "/proc") -> Policy:
+def set_policy(policy: OvercommitPolicy | int, proc_root: str = "/proc") -> OvercommitPolicy:
     """Write vm.overcommit_memory; returns the previous policy."""
     try:
-        new = Policy(policy)
+        new = OvercommitPolicy(policy)
     except ValueError:
         raise InvalidArgument(f"overcommit policy must be 0, 1 or 2, not {policy!r}") from None
-    old = Policy(sysctl.read_int("vm.overcommit_memory", proc_root=proc_root))
+    old = OvercommitPolicy(sysctl.read_int("vm.overcommit_memory", proc_root=proc_root))
     sysctl.write("vm.overcommit_memory", int(new), proc_root=proc_root)
     return old
 
@@ -120,3 +121,8 @@ def set_headroom(headroom: int, *, using: Literal["ratio", "kbytes"] = "ratio",
     value = needed_for_headroom(headroom, using=using, proc_root=proc_root)
     sysctl.write(f"vm.overcommit_{using}", value, proc_root=proc_root)
     return value
+
+
+if not TYPE_CHECKING:  # old names, for one release
+    def __getattr__(name: str) -> Any:
+        return renamed(__name__, name, {"Policy": "OvercommitPolicy"}, globals().__getitem__)

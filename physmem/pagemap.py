@@ -209,7 +209,7 @@ class PageMap(FdFile):
     def _read_some(self, first_vpn: int, buf: np.ndarray) -> int:
         """Read entries from page ``first_vpn`` on; returns how many there were (fewer than
         ``len(buf)`` only where the end of user space cuts the range)."""
-        self._fd_open()
+        self._checked_fd()
         got = check(lib.pm_pread_u64(self._fd, first_vpn, len(buf), u64_buffer(buf)),
                     "cannot read pagemap", path=self.path, pid=self.pid,
                     address=first_vpn << self._shift)
@@ -335,7 +335,7 @@ class PageMap(FdFile):
         (the addresses were not one per page, a page is missing, or the range runs past the
         end of user space): the entries are then partly consumed, and the general path
         re-reads and explains."""
-        self._fd_open()
+        self._checked_fd()
         nread = ffi.new("uint64_t *")
         bad = check(lib.pm_read_translate(self._fd, u64_buffer(flat), len(flat), vmin, self._shift,
                                           _PRESENT, PFN_MASK, u64_buffer(result), nread),
@@ -363,7 +363,7 @@ class PageMap(FdFile):
         starts = np.ascontiguousarray(vpns[first], dtype=np.uint64)
         counts = counts.astype(np.uint64)
         buf = np.empty(len(vpns), dtype=np.uint64)
-        self._fd_open()
+        self._checked_fd()
         got = check(lib.pm_gather_u64(self._fd, u64_buffer(starts), u64_buffer(counts),
                                       len(starts), u64_buffer(buf)),
                     "cannot read pagemap", path=self.path, pid=self.pid)
@@ -440,7 +440,7 @@ class PageMap(FdFile):
         exclude_ = as_flags(exclude, "exclude", known)
         any_of_ = as_flags(any_of, "any_of", known)
         ret_mask = known if report is None else as_flags(report, "report", known)
-        self._fd_open()
+        self._checked_fd()
         cat_mask = require_ | exclude_
         inverted = exclude_
         regions = np.empty((_SCAN_REGIONS, 3), dtype=np.uint64)
@@ -472,7 +472,7 @@ class PageMap(FdFile):
         """Whether the running kernel implements PAGEMAP_SCAN (tried once per process)."""
         global _scan_supported
         if _scan_supported is None:
-            self._fd_open()
+            self._checked_fd()
             regions = np.empty(3, dtype=np.uint64)
             walk_end = ffi.new("uint64_t *")
             ps = self.page_size

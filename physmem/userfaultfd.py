@@ -206,10 +206,10 @@ class UserFaultFd(FdFile):
 
     @property
     def fd(self) -> int:
-        return self._fd_open()
+        return self._checked_fd()
 
     def _require_open(self) -> None:
-        self._fd_open()
+        self._checked_fd()
 
     def __repr__(self) -> str:
         if self._fd < 0:

@@ -12,7 +12,7 @@ import pytest
 
 from physmem import InvalidArgument, Mapping
 from physmem.mapping import PAGE_SIZE, Advice
-from physmem.numa import Policy, bind, get_policy, move, node_of, online_nodes, set_policy
+from physmem.numa import MemPolicyMode, bind, get_policy, move, node_of, online_nodes, set_policy
 from physmem.numa.policy import NOT_PRESENT, ZERO_PAGE_OR_UNMAPPED
 
 MiB = 1 << 20
@@ -42,15 +42,15 @@ def test_online_nodes_match_sysfs():
 def test_bind_shows_in_numa_maps_and_get_policy():
     node = first_node()
     with Mapping.anonymous(4 * MiB) as m:
-        bind(m, {node}, Policy.BIND)
+        bind(m, {node}, MemPolicyMode.BIND)
         assert f"bind:{node}" in numa_maps_line(m.address)
         pol = get_policy(m.address)
-        assert pol.mode is Policy.BIND and pol.nodes == {node}
-        bind(m, node, Policy.INTERLEAVE)
+        assert pol.mode is MemPolicyMode.BIND and pol.nodes == {node}
+        bind(m, node, MemPolicyMode.INTERLEAVE)
         assert f"interleave:{node}" in numa_maps_line(m.address)
-        bind(m, (), Policy.LOCAL)
+        bind(m, (), MemPolicyMode.LOCAL)
         assert "local" in numa_maps_line(m.address)
-        assert get_policy(m).mode is Policy.LOCAL
+        assert get_policy(m).mode is MemPolicyMode.LOCAL
 
 
 def test_node_of_agrees_with_numa_maps():
@@ -85,14 +85,14 @@ def test_set_policy_is_per_thread():
     seen = {}
 
     def worker():
-        set_policy(Policy.BIND, [node])
+        set_policy(MemPolicyMode.BIND, [node])
         seen["policy"] = get_policy()
 
     t = threading.Thread(target=worker)
     t.start()
     t.join()
-    assert seen["policy"].mode is Policy.BIND and seen["policy"].nodes == {node}
-    assert get_policy().mode is Policy.DEFAULT  # this thread untouched
+    assert seen["policy"].mode is MemPolicyMode.BIND and seen["policy"].nodes == {node}
+    assert get_policy().mode is MemPolicyMode.DEFAULT  # this thread untouched
     with open(f"/proc/self/task/{threading.get_native_id()}/numa_maps"):
         pass
 
@@ -102,7 +102,7 @@ def test_invalid_nodes_are_named():
         with pytest.raises(InvalidArgument, match="not online"):
             bind(m, {1000})
         with pytest.raises(InvalidArgument, match="at least one node"):
-            bind(m, (), Policy.BIND)
+            bind(m, (), MemPolicyMode.BIND)
         with pytest.raises(InvalidArgument, match="out of range"):
             bind(m, {5000})
         with pytest.raises(InvalidArgument, match="mode="):
@@ -172,7 +172,7 @@ BAD_NUMA_CALLS = [
     ("nodes", lambda m: bind(m, 0.0)),
     ("nodes", lambda m: bind(m, [0.5])),
     ("nodes", lambda m: bind(m, 2**64)),
-    ("nodes", lambda m: set_policy(Policy.BIND, [1.0])),
+    ("nodes", lambda m: set_policy(MemPolicyMode.BIND, [1.0])),
     ("mode", lambda m: bind(m, 0, 2.0)),
     ("mode", lambda m: set_policy(2**64)),
     ("target", lambda m: bind((m.address, 2**64), 0)),
@@ -189,7 +189,7 @@ def test_out_of_range_and_non_integer_arguments(match, call):
     with Mapping.anonymous(PAGE_SIZE) as m:
         with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
             call(m)
-        assert get_policy(m).mode is Policy.DEFAULT  # nothing was applied
+        assert get_policy(m).mode is MemPolicyMode.DEFAULT  # nothing was applied
 
 
 def test_numa_exports_the_status_codes():
@@ -234,7 +234,7 @@ def test_ranges_are_address_and_length_checked_against_what_is_mapped():
         assert exc.value.address == hole
         with pytest.raises(InvalidArgument, match="not mapped"):
             move((a, hole - a + PAGE_SIZE), first_node())
-        assert get_policy(m).mode is Policy.DEFAULT  # nothing was applied
+        assert get_policy(m).mode is MemPolicyMode.DEFAULT  # nothing was applied
         # The forms that are meant: a tuple is a range, a list or array holds addresses.
         assert move((a, 2 * PAGE_SIZE), first_node()).tolist() == [first_node()] * 2
         assert move([a, a + 3 * PAGE_SIZE], first_node()).tolist() == [first_node()] * 2
@@ -244,7 +244,7 @@ def test_ranges_are_address_and_length_checked_against_what_is_mapped():
                 node_of(bad)
         with pytest.raises(InvalidArgument, match=r"Mapping or an \(address, length\)"):
             bind([a, PAGE_SIZE], first_node())
-        bind((a, 2 * PAGE_SIZE), first_node(), Policy.BIND)
+        bind((a, 2 * PAGE_SIZE), first_node(), MemPolicyMode.BIND)
         line = next(l for l in open("/proc/self/numa_maps") if int(l.split()[0], 16) == a)
         assert line.split()[1] == f"bind:{first_node()}"
     doc = " ".join(__import__("physmem.numa.policy").numa.policy.__doc__.split())
@@ -258,9 +258,9 @@ def test_ranges_are_address_and_length_checked_against_what_is_mapped():
     ("move_all", lambda m, v: bind(m, first_node(), move_all=v)),
     ("static_nodes", lambda m, v: bind(m, first_node(), static_nodes=v)),
     ("relative_nodes", lambda m, v: bind(m, first_node(), relative_nodes=v)),
-    ("static_nodes", lambda m, v: set_policy(Policy.BIND, first_node(), static_nodes=v)),
-    ("relative_nodes", lambda m, v: set_policy(Policy.BIND, first_node(), relative_nodes=v)),
-    ("numa_balancing", lambda m, v: set_policy(Policy.BIND, first_node(), numa_balancing=v)),
+    ("static_nodes", lambda m, v: set_policy(MemPolicyMode.BIND, first_node(), static_nodes=v)),
+    ("relative_nodes", lambda m, v: set_policy(MemPolicyMode.BIND, first_node(), relative_nodes=v)),
+    ("numa_balancing", lambda m, v: set_policy(MemPolicyMode.BIND, first_node(), numa_balancing=v)),
     ("move_all", lambda m, v: move(m, first_node(), move_all=v)),
 ], ids=lambda x: x if isinstance(x, str) else "")
 def test_switches_take_only_bools(name, call, value):
@@ -268,6 +268,6 @@ def test_switches_take_only_bools(name, call, value):
         try:
             with pytest.raises(InvalidArgument, match=rf"^{name} must be True or False"):
                 call(m, value)
-            assert get_policy(m).mode is Policy.DEFAULT and get_policy().mode is Policy.DEFAULT
+            assert get_policy(m).mode is MemPolicyMode.DEFAULT and get_policy().mode is MemPolicyMode.DEFAULT
         finally:
-            set_policy(Policy.DEFAULT)
+            set_policy(MemPolicyMode.DEFAULT)

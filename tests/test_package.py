@@ -47,6 +47,24 @@ def test_no_name_hides_a_submodule():
     assert hidden == []
 
 
+def test_every_listed_name_resolves():
+    for name in dir(physmem):
+        assert getattr(physmem, name) is not None, name
+
+
+@pytest.mark.parametrize("module,old,new", [
+    ("physmem", "cpus", "placement"),
+    ("physmem.numa", "Policy", "MemPolicyMode"),
+    ("physmem.overcommit", "Policy", "OvercommitPolicy"),
+    ("physmem.validate", "validate", "run"),
+])
+def test_renamed_names_still_work_for_one_release(module, old, new):
+    mod = importlib.import_module(module)
+    with pytest.warns(DeprecationWarning, match=rf"{module}\.{old} is deprecated.*{module}\.{new}"):
+        value = getattr(mod, old)
+    assert value is getattr(mod, new)
+
+
 @pytest.mark.parametrize("err,cls,builtin", [
     (errno.EACCES, errors.PermissionDenied, PermissionError),
     (errno.EPERM, errors.PermissionDenied, PermissionError),

@@ -10,7 +10,7 @@ import pytest
 
 import physmem.proc as proc
 from physmem.errors import ParseError, PermissionDenied, ProcessGone
-from physmem.proc import Prot, VmaKind
+from physmem.proc import Device, Prot, Severity, Vma, VmaKind
 
 from _proc_helpers import start_helper
 
@@ -231,3 +231,19 @@ def test_numbers_at_the_64_bit_limit_parse():
     assert (v.start, v.end, v.inode, v.size) == (0, top, top, top)
     (z,) = proc.parse_zoneinfo(b"Node 0, zone DMA\n  pages free %d\n" % top)
     assert z.free == top
+
+
+def test_maps_rules_name_the_mapping_at_fault():
+    def vma(start, end, path, prot, kind):
+        return Vma(start, end, prot, False, 0, Device(0, 0), 0, path, kind, False)
+
+    stack = vma(0x7000, 0x8000, "[stack]", Prot.READ | Prot.WRITE, VmaKind.STACK)
+    good = [stack, vma(0x8000, 0x9000, "[vvar]", Prot.READ, VmaKind.VVAR),
+            vma(0x9000, 0xA000, "[vdso]", Prot.READ | Prot.EXEC, VmaKind.VDSO)]
+    assert proc.check_maps(good) == []
+    second = stack._replace(start=0xA000, end=0xB000, prot=Prot.READ)
+    found = proc.check_maps(good + [second])
+    assert [(f.id, f.section, f.severity, f.subject) for f in found] == [
+        ("maps.duplicate", "maps", Severity.ERROR, second),
+        ("maps.permissions", "maps", Severity.ERROR, second)]
+    assert "[stack] is r--p, expected rw-p" in found[1].message

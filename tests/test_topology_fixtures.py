@@ -138,6 +138,15 @@ def test_buggy_numa_gives_anomalies_not_a_crash(trees):
     text = "\n".join(topo.anomalies)
     assert "cpu0 is listed by nodes [0, 1, 2, 3, 4, 5, 6, 7]" in text
     assert "distance 10 is not above the local distance 10" in text
+    # The same facts as data, checked against the tree's own cpulist files.
+    node_dir = trees[BUGGY] / "sys/devices/system/node"
+    listing = {}
+    for d in node_dir.glob("node[0-9]*"):
+        for cpu in _ranges((d / "cpulist").read_text()):
+            listing.setdefault(cpu, []).append(int(d.name[4:]))
+    several = {(min(a.cpus), a.nodes) for a in topo.anomalies
+               if a.code == topology.Anomaly.CPU_IN_SEVERAL_NODES}
+    assert several == {(c, tuple(sorted(n))) for c, n in listing.items() if len(n) > 1}
     assert topo.node_of_cpu(5) == 0
 
 

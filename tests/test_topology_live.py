@@ -177,7 +177,7 @@ def test_set_headroom_gives_the_headroom(restore_overcommit, using):
     s = overcommit.read()
     # Committed_AS drifts a little between computing and reading back.
     assert s.headroom >= want - (16 << 20)
-    assert overcommit.set_policy(overcommit.Policy.NEVER) in set(overcommit.Policy)
+    assert overcommit.set_policy(overcommit.OvercommitPolicy.NEVER) in set(overcommit.OvercommitPolicy)
     assert overcommit.read().enforced
     with pytest.raises(ValueError):
         overcommit.set_policy(5)

@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from physmem import topology
-from physmem.validate import validate
+from physmem import validate
 from sysfs_trees import Trees
 
 TREE = "16amd64-8n2c"
@@ -35,7 +35,7 @@ def _read(root):
 
 
 def _validate(root):
-    return validate(sys_root=str(root / "sys"), proc_root=str(root / "proc"))
+    return validate.run(sys_root=str(root / "sys"), proc_root=str(root / "proc"))
 
 
 def _write(root, rel, text):

@@ -7,13 +7,13 @@ import shutil
 
 import pytest
 
-from physmem import cpus, topology
+from physmem import placement, topology, validate
 from physmem.errors import InvalidArgument
 from physmem.hugepages.sizes import architecture_sizes, explain_size
 
 from conftest import run_physmem
 from physmem.topology import parse_cmdline, parse_cpulist
-from physmem.validate import Severity, validate
+from physmem.validate import Severity
 from sysfs_trees import Trees
 
 
@@ -31,7 +31,7 @@ def doctored(trees, name, tmp_path, cmdline=None):
 
 
 def run(root, sections=None):
-    return validate(sections, sys_root=str(root / "sys"), proc_root=str(root / "proc"))
+    return validate.run(sections, sys_root=str(root / "sys"), proc_root=str(root / "proc"))
 
 
 def test_cpulist_forms():
@@ -64,7 +64,7 @@ def test_plan_puts_loops_on_isolated_cpus_near_the_device(trees, tmp_path):
     (root / "sys/devices/system/cpu/isolated").write_text("30,34,38\n")
     (root / "sys/devices/system/cpu/nohz_full").write_text("34,38\n")
     topo = topology.read(str(root / "sys"), str(root / "proc"))
-    p = cpus.plan(topo, devices=["0000:43:00.0"], control_loops=2)
+    p = placement.plan(topo, devices=["0000:43:00.0"], control_loops=2)
     assert p.node == 2
     assert p.control_loops == (34, 38)  # isolated and nohz_full first
     assert not p.housekeeping & {30, 34, 38} and p.watchdog == p.housekeeping
@@ -72,12 +72,12 @@ def test_plan_puts_loops_on_isolated_cpus_near_the_device(trees, tmp_path):
     assert len(cores) == 2
     assert all(r.why for r in p.reasons)
     # Four loops: the third takes the last isolated CPU, the fourth the least shared one.
-    p4 = cpus.plan(topo, devices=["0000:43:00.0"], control_loops=4)
+    p4 = placement.plan(topo, devices=["0000:43:00.0"], control_loops=4)
     assert p4.control_loops[:3] == (34, 38, 30) and p4.control_loops[3] in topo.cpus_by_node()[2]
     with pytest.raises(InvalidArgument):
-        cpus.plan(topo, devices=["0000:99:00.0"])
+        placement.plan(topo, devices=["0000:99:00.0"])
     with pytest.raises(InvalidArgument):
-        cpus.plan(topo, control_loops=1000)
+        placement.plan(topo, control_loops=1000)
 
 
 def test_validator_isolation_mismatch(trees, tmp_path):
@@ -139,11 +139,11 @@ def test_validator_on_a_tree_missing_most_files(trees, tmp_path):
 
 
 def test_validator_live_is_clean_enough_and_fast():
-    r = validate()
+    r = validate.run()
     assert r.sections == ("memory", "numa", "isolation", "access", "cpuidle")
     assert not r.by_id("access.no_cap_sys_admin") or os.geteuid() != 0
     with pytest.raises(InvalidArgument):
-        validate("nope")
+        validate.run("nope")
 
 
 def test_huge_page_sizes_explain_absences():
@@ -250,5 +250,5 @@ def test_validator_cpuidle_live_matches_sysfs():
     idle = read_idle()
     assert (idle.driver, idle.governor) == (driver, governor)
     assert idle.guest_halt_poll_ns == (None if poll is None else int(poll))
-    warned = bool(validate("cpuidle").by_id("cpuidle.haltpoll_no_poll"))
+    warned = bool(validate.run("cpuidle").by_id("cpuidle.haltpoll_no_poll"))
     assert warned == (governor == "haltpoll" and poll == "0")

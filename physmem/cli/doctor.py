@@ -36,7 +36,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
-    from ..validate import Severity, validate
+    from ..validate import Severity, run as validate
 
     status = {Severity.INFO: Exit.OK, Severity.WARNING: Exit.WARNINGS,
               Severity.ERROR: Exit.ERRORS}

@@ -27,7 +27,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
-    from .. import cpus, topology
+    from .. import placement, topology
     from .._syntax import format_cpulist
 
     topo = topology.read(args.sys_root, args.proc_root)
@@ -42,8 +42,8 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
         raise InvalidArgument(f"--device {dev}: PCI device {dev} does not exist on this "
                               f"machine (it is not in {os.path.join(args.sys_root, 'bus/pci/devices')}"
                               "; lspci -D lists those that do)")
-    placement = cpus.plan(topo, devices=devices, control_loops=args.loops)
-    d: dict[str, Any] = placement.to_dict()  # JSON-shaped: each key has its own type
+    plan = placement.plan(topo, devices=devices, control_loops=args.loops)
+    d: dict[str, Any] = plan.to_dict()  # JSON-shaped: each key has its own type
     if out.json:
         out.emit_json(d)
         return Exit.OK

@@ -67,10 +67,10 @@ def _on_node(node: int | None) -> Iterator[None]:
     if node is None:
         yield
         return
-    from ..numa import Policy, get_policy, set_policy
+    from ..numa import MemPolicyMode, get_policy, set_policy
 
     before = get_policy()
-    set_policy(Policy.BIND, {node})
+    set_policy(MemPolicyMode.BIND, {node})
     try:
         yield
     finally:

@@ -1,12 +1,15 @@
 """NUMA: memory policy and page placement (policy.py), automatic balancing (autobalance.py)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from .._deprecated import renamed
 from .autobalance import Balancing, BalancingMode, balancing, set_balancing
 from .policy import (
                      NOT_PRESENT,
                      ZERO_PAGE_OR_UNMAPPED,
                      MemPolicy,
-                     Policy,
+                     MemPolicyMode,
                      bind,
                      get_policy,
                      move,
@@ -16,6 +19,11 @@ from .policy import (
                      set_policy,
 )
 
-__all__ = ["Balancing", "BalancingMode", "balancing", "set_balancing", "MemPolicy", "Policy",
-           "bind", "get_policy", "move", "node_of", "online_nodes", "possible_nodes", "set_policy", "NOT_PRESENT",
-           "ZERO_PAGE_OR_UNMAPPED"]
+__all__ = ["Balancing", "BalancingMode", "balancing", "set_balancing", "MemPolicy",
+           "MemPolicyMode", "bind", "get_policy", "move", "node_of", "online_nodes",
+           "possible_nodes", "set_policy", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]
+
+
+if not TYPE_CHECKING:  # old names, for one release
+    def __getattr__(name: str) -> Any:
+        return renamed(__name__, name, {"Policy": "MemPolicyMode"}, globals().__getitem__)

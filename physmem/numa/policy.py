@@ -27,7 +27,7 @@ from ..errors import InvalidArgument, error_from_errno
 from ..addressing import task_size
 from ..mapping import PAGE_SIZE, Mapping, check_mapped
 
-__all__ = ["Policy", "MemPolicy", "bind", "set_policy", "get_policy", "node_of", "move",
+__all__ = ["MemPolicyMode", "MemPolicy", "bind", "set_policy", "get_policy", "node_of", "move",
            "possible_nodes", "online_nodes", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]
 
 # Node masks handed to the kernel: 1024 bits, the largest MAX_NUMNODES (NODES_SHIFT=10).
@@ -43,7 +43,7 @@ NOT_PRESENT = -_errno.ENOENT
 ZERO_PAGE_OR_UNMAPPED = -_errno.EFAULT
 
 
-class Policy(enum.IntEnum):
+class MemPolicyMode(enum.IntEnum):
     """Memory policy modes (``MPOL_*``)."""
 
     DEFAULT = lib.MPOL_DEFAULT
@@ -55,8 +55,8 @@ class Policy(enum.IntEnum):
     WEIGHTED_INTERLEAVE = lib.PM_MPOL_WEIGHTED_INTERLEAVE
 
 
-_POLICY_SINCE = {Policy.LOCAL: "3.8", Policy.PREFERRED_MANY: "5.15",
-                 Policy.WEIGHTED_INTERLEAVE: "6.9"}
+_POLICY_SINCE = {MemPolicyMode.LOCAL: "3.8", MemPolicyMode.PREFERRED_MANY: "5.15",
+                 MemPolicyMode.WEIGHTED_INTERLEAVE: "6.9"}
 _MODE_FLAGS = lib.MPOL_F_STATIC_NODES | lib.MPOL_F_RELATIVE_NODES | lib.MPOL_F_NUMA_BALANCING
 
 
@@ -65,7 +65,7 @@ class MemPolicy:
     """A memory policy: ``mode``, the ``nodes`` it names, and mode flags
     (``static_nodes``, ``relative_nodes``, ``numa_balancing``)."""
 
-    mode: Policy
+    mode: MemPolicyMode
     nodes: frozenset[int]
     static_nodes: bool = False
     relative_nodes: bool = False
@@ -118,15 +118,15 @@ def _unmask(words: np.ndarray) -> frozenset[int]:
                      if w >> b & 1)
 
 
-def _mode(mode: Policy | int, flags: int = 0) -> Policy:
+def _mode(mode: MemPolicyMode | int, flags: int = 0) -> MemPolicyMode:
     value = as_int(mode, "mode")
     try:
-        return Policy(value)
+        return MemPolicyMode(value)
     except ValueError:
-        raise InvalidArgument(f"mode={mode!r} is not a Policy") from None
+        raise InvalidArgument(f"mode={mode!r} is not a MemPolicyMode") from None
 
 
-def _policy_error(err: int, what: str, mode: Policy, nodes: frozenset[int],
+def _policy_error(err: int, what: str, mode: MemPolicyMode, nodes: frozenset[int],
                   address: int | None = None) -> Exception:
     if err == _errno.EINVAL and mode in _POLICY_SINCE and not kernel_at_least(_POLICY_SINCE[mode]):
         return unavailable(f"memory policy MPOL_{mode.name}", _POLICY_SINCE[mode],
@@ -139,9 +139,10 @@ def _policy_error(err: int, what: str, mode: Policy, nodes: frozenset[int],
         if offline:
             return InvalidArgument(f"nodes={sorted(nodes)}: node(s) {offline} are not online "
                                    f"(online: {sorted(online_nodes())})")
-        if not nodes and mode not in (Policy.DEFAULT, Policy.LOCAL, Policy.PREFERRED):
+        if not nodes and mode not in (MemPolicyMode.DEFAULT, MemPolicyMode.LOCAL,
+                                      MemPolicyMode.PREFERRED):
             return InvalidArgument(f"mode {mode.name} needs at least one node in nodes")
-        if nodes and mode in (Policy.DEFAULT, Policy.LOCAL):
+        if nodes and mode in (MemPolicyMode.DEFAULT, MemPolicyMode.LOCAL):
             return InvalidArgument(f"mode {mode.name} takes no nodes, got {sorted(nodes)}")
     return error_from_errno(err, what, address=address)
 
@@ -175,8 +176,8 @@ def _page_addresses(address: int, length: int) -> np.ndarray:
 
 
 def bind(target: Mapping | tuple[int, int], nodes: int | Iterable[int] = (),
-         mode: Policy | int = Policy.BIND, *, strict: bool = False, move: bool = False,
-         move_all: bool = False, static_nodes: bool = False,
+         mode: MemPolicyMode | int = MemPolicyMode.BIND, *, strict: bool = False,
+         move: bool = False, move_all: bool = False, static_nodes: bool = False,
          relative_nodes: bool = False) -> None:
     """mbind a Mapping or ``(address, length)`` range to ``nodes`` under ``mode``.
 
@@ -204,7 +205,7 @@ def bind(target: Mapping | tuple[int, int], nodes: int | Iterable[int] = (),
                             f"{address:#x}+{length:#x}", mode, node_set, address)
 
 
-def set_policy(mode: Policy | int, nodes: int | Iterable[int] = (), *,
+def set_policy(mode: MemPolicyMode | int, nodes: int | Iterable[int] = (), *,
                static_nodes: bool = False, relative_nodes: bool = False,
                numa_balancing: bool = False) -> None:
     """set_mempolicy: the calling thread's default policy for new allocations."""
@@ -244,7 +245,7 @@ def get_policy(address: int | Mapping | None = None) -> MemPolicy:
         raise error_from_errno(-ret, "get_mempolicy", address=addr or None)
     raw = mode[0]
     return MemPolicy(
-        mode=Policy(raw & ~_MODE_FLAGS), nodes=_unmask(words),
+        mode=MemPolicyMode(raw & ~_MODE_FLAGS), nodes=_unmask(words),
         static_nodes=bool(raw & lib.MPOL_F_STATIC_NODES),
         relative_nodes=bool(raw & lib.MPOL_F_RELATIVE_NODES),
         numa_balancing=bool(raw & lib.MPOL_F_NUMA_BALANCING))

@@ -13,19 +13,11 @@ from typing import (Any, Generic, Iterable, Iterator, NamedTuple, Protocol, Supp
 import numpy as np
 
 from .._lib import lib
+from ..mapping import Prot  # the one PROT_* enum; the parser's rwx bits are its values
 from ._cparse import Parsed, parse
 from ._read import pid_path, read_bytes
 
 __all__ = ["Prot", "VmaKind", "Device", "Vma", "VmaList", "KIND_CODES", "maps", "parse_maps"]
-
-
-class Prot(enum.IntFlag):
-    """Access permissions of a mapping (the ``rwx`` of ``rwxp``)."""
-
-    NONE = 0
-    READ = 1
-    WRITE = 2
-    EXEC = 4
 
 
 class VmaKind(enum.Enum):
@@ -68,6 +60,8 @@ class Vma(NamedTuple):
         return self.end - self.start
 
 
+# The C parser's rwx bits are the PROT_* values (1/2/4 on every Linux architecture).
+assert (lib.PMPROC_READ, lib.PMPROC_WRITE, lib.PMPROC_EXEC) == (Prot.READ, Prot.WRITE, Prot.EXEC)
 _PROT = tuple(Prot(i & 7) for i in range(8))
 # Index = the C parser's PMPROC_KIND_* code (tests/test_proc_columns.py checks the order).
 KIND_CODES: tuple[VmaKind, ...] = (

@@ -1,25 +1,14 @@
 """Consistency rules for a process's mappings, reported as findings rather than raised."""
 from __future__ import annotations
 
-import enum
-from typing import Iterable, NamedTuple
+from typing import Iterable
 
+from ..findings import Finding, Severity
 from ._maps import Prot, Vma
 
 __all__ = ["Severity", "Finding", "check_maps"]
 
-
-class Severity(enum.Enum):
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-class Finding(NamedTuple):
-    severity: Severity
-    rule: str
-    message: str
-    vma: Vma | None = None
+S = "maps"
 
 
 # name -> (expected prot, shared, must exist). [heap] may be absent (static or brk-less
@@ -38,28 +27,28 @@ def check_maps(vmas: Iterable[Vma]) -> list[Finding]:
     vmas = list(vmas)
     out: list[Finding] = []
     if not vmas:
-        return [Finding(Severity.INFO, "empty", "no mappings (kernel thread or zombie)")]
+        return [Finding("maps.empty", S, Severity.INFO, "no mappings (kernel thread or zombie)")]
     for name, (prot, shared, required) in _RULES.items():
         found = [v for v in vmas if v.path == name]
         if not found:
             if required:
-                out.append(Finding(Severity.WARNING, "missing", f"no {name} mapping"))
+                out.append(Finding("maps.missing", S, Severity.WARNING, f"no {name} mapping"))
             continue
         if len(found) > 1:
-            out.append(Finding(Severity.ERROR, "duplicate",
-                               f"{len(found)} {name} mappings, expected one", found[1]))
+            out.append(Finding("maps.duplicate", S, Severity.ERROR,
+                               f"{len(found)} {name} mappings, expected one", subject=found[1]))
         for v in found:
             if v.prot != prot or v.shared != shared:
-                out.append(Finding(Severity.ERROR, "permissions",
+                out.append(Finding("maps.permissions", S, Severity.ERROR,
                                    f"{name} is {_perms(v)}, expected "
-                                   f"{_perms(v._replace(prot=prot, shared=shared))}", v))
+                                   f"{_perms(v._replace(prot=prot, shared=shared))}", subject=v))
     prev = None
     for v in vmas:
         if v.start >= v.end:
-            out.append(Finding(Severity.ERROR, "empty-range", "start >= end", v))
+            out.append(Finding("maps.empty-range", S, Severity.ERROR, "start >= end", subject=v))
         if prev is not None and v.start < prev.end:
-            out.append(Finding(Severity.ERROR, "overlap",
-                               f"{v.start:#x} overlaps or precedes {prev.end:#x}", v))
+            out.append(Finding("maps.overlap", S, Severity.ERROR,
+                               f"{v.start:#x} overlaps or precedes {prev.end:#x}", subject=v))
         prev = v
     return out
 

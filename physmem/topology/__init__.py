@@ -10,11 +10,11 @@ from .cpulist import format_cpulist, parse_cpulist, parse_cpumask
 from .cpus import Cpu, CpuSets
 from .cpusets import Affinity, Cpuset, read_affinity, read_cpuset
 from .model import Topology, read
-from .nodes import Node, NodeSets
+from .nodes import Anomaly, Node, NodeSets
 from .pci import PciDevice, read_pci_device, read_pci_devices
 
 __all__ = [
-    "Affinity", "Cmdline", "Cpu", "CpuSets", "Cpuset", "HugepageRequest", "Node", "NodeSets",
+    "Affinity", "Anomaly", "Cmdline", "Cpu", "CpuSets", "Cpuset", "HugepageRequest", "Node", "NodeSets",
     "PciDevice", "Topology", "format_cpulist", "parse_cmdline", "parse_cpulist",
     "parse_cpumask", "read", "read_affinity", "read_cmdline", "read_cpuset",
     "read_pci_device", "read_pci_devices",

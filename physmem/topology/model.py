@@ -12,7 +12,7 @@ from .cmdline import Cmdline, read_cmdline
 from .cpulist import format_cpulist
 from .cpus import Cpu, CpuSets, read_cpu_sets, read_cpus
 from .cpusets import Affinity, Cpuset, read_affinity, read_cpuset
-from .nodes import Node, NodeSets, read_node_sets, read_nodes
+from .nodes import Anomaly, Node, NodeSets, read_node_sets, read_nodes
 from .pci import PciDevice, read_pci_devices
 
 __all__ = ["Topology", "read"]
@@ -23,7 +23,8 @@ LOCAL_DISTANCE = 10  # ACPI SLIT: a node's distance to itself
 @dataclass(frozen=True)
 class Topology:
     """A snapshot; build it with :func:`read`. ``anomalies`` lists data that does not add up
-    (firmware bugs such as a CPU claimed by two nodes); the validator reports them."""
+    (firmware bugs such as a CPU claimed by two nodes), each a message with a ``code``; the
+    validator reports them."""
 
     nodes: tuple[Node, ...]
     cpus: tuple[Cpu, ...]
@@ -33,7 +34,7 @@ class Topology:
     cmdline: Cmdline | None
     affinity: Affinity
     cpuset: Cpuset | None
-    anomalies: tuple[str, ...]
+    anomalies: tuple[Anomaly, ...]
     numa_in_sysfs: bool  # False: no node directories, one node 0 was assumed (as numactl does)
     # Files that exist but could not be parsed ("path: ignored, why"): each cost its one field.
     skipped: tuple[str, ...] = ()
@@ -148,17 +149,22 @@ def read(sys_root: str = "/sys", proc_root: str = "/proc") -> Topology:
             owners.setdefault(c, []).append(n.id)
     for cpu, ids in sorted(owners.items()):
         if len(ids) > 1:
-            anomalies.append(f"cpu{cpu} is listed by nodes {ids}")
+            anomalies.append(Anomaly(Anomaly.CPU_IN_SEVERAL_NODES,
+                                     f"cpu{cpu} is listed by nodes {ids}", cpus=(cpu,), nodes=ids))
     for n in nodes:
         if n.distances and n.distances.get(n.id) is not None:
             for other, d in n.distances.items():
                 if other != n.id and d <= n.distances[n.id]:
-                    anomalies.append(f"node{n.id}->node{other} distance {d} is not above the "
-                                     f"local distance {n.distances[n.id]}")
+                    anomalies.append(Anomaly(
+                        Anomaly.DISTANCE_NOT_ABOVE_LOCAL,
+                        f"node{n.id}->node{other} distance {d} is not above the "
+                        f"local distance {n.distances[n.id]}", nodes=(n.id, other)))
     orphans = cpu_sets.online - owners.keys()
     if orphans:
         # Their node is offline or absent (firmware hid it): no memory is local to them.
-        anomalies.append(f"online CPUs {format_cpulist(orphans)} belong to no online NUMA node")
+        anomalies.append(Anomaly(
+            Anomaly.CPUS_WITHOUT_NODE,
+            f"online CPUs {format_cpulist(orphans)} belong to no online NUMA node", cpus=orphans))
     node_of = {c: ids[0] for c, ids in owners.items()}
     cpus = read_cpus(sys_root, sets=cpu_sets, node_of=node_of, skipped=skipped)
     possible = cpu_sets.possible

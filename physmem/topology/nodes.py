@@ -3,15 +3,42 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Iterable
 
 from .._sysfs import listdir, note_skipped, read_parsed
 from .._syntax import parse_cpulist, parse_cpumask
 from ..errors import ParseError
 from ..hugepages._pools import Pool, node_pools
 
-__all__ = ["Node", "NodeSets", "read_node_sets", "read_nodes"]
+__all__ = ["Anomaly", "Node", "NodeSets", "read_node_sets", "read_nodes"]
 
 _NODE_DIR = re.compile(r"node(\d+)\Z")
+
+
+class Anomaly(str):
+    """Topology data that does not add up (a firmware bug, usually), for people and programs.
+
+    It reads as its message; ``code`` (one of the constants below) says which inconsistency
+    it is and ``cpus``/``nodes`` what it concerns, so a check never parses the message.
+    """
+
+    CPU_IN_SEVERAL_NODES = "cpu_in_several_nodes"  # cpus: the CPU; nodes: those listing it
+    DISTANCE_NOT_ABOVE_LOCAL = "distance_not_above_local"  # nodes: (from, to)
+    CPUS_WITHOUT_NODE = "cpus_without_node"  # cpus: online CPUs no online node lists
+    DISTANCE_TABLE_SIZE = "distance_table_size"  # nodes: the node whose table was ignored
+
+    code: str
+    cpus: frozenset[int]
+    nodes: tuple[int, ...]
+
+    def __new__(cls, code: str, message: str, cpus: Iterable[int] = (),
+                nodes: Iterable[int] = ()) -> Anomaly:
+        self = super().__new__(cls, message)
+        self.code, self.cpus, self.nodes = code, frozenset(cpus), tuple(nodes)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.code, str(self), self.cpus, self.nodes))
 
 
 @dataclass(frozen=True)
@@ -98,7 +125,7 @@ def _distance_columns(count: int, dirs: list[int], sets: NodeSets) -> list[int] 
 
 def read_nodes(sys_root: str = "/sys", *, sets: NodeSets | None = None,
                online_cpus: frozenset[int] | None = None,
-               skipped: list[str] | None = None) -> tuple[list[Node], list[str]]:
+               skipped: list[str] | None = None) -> tuple[list[Node], list[Anomaly]]:
     """Every node with a sysfs directory, by id, and notes on data that did not add up.
 
     ``has_cpu`` means an *online* CPU when ``online_cpus`` is given, as the kernel's N_CPU does.
@@ -108,7 +135,7 @@ def read_nodes(sys_root: str = "/sys", *, sets: NodeSets | None = None,
     base = f"{sys_root}/devices/system/node"
     sets = sets or read_node_sets(sys_root, skipped=skipped)
     dirs = sorted(int(m.group(1)) for m in map(_NODE_DIR.match, listdir(base)) if m)
-    notes: list[str] = []
+    notes: list[Anomaly] = []
     nodes = []
     for nid in dirs:
         path = f"{base}/node{nid}"
@@ -119,8 +146,9 @@ def read_nodes(sys_root: str = "/sys", *, sets: NodeSets | None = None,
         if values:
             cols = _distance_columns(len(values), dirs, sets)
             if cols is None:
-                notes.append(f"node{nid}/distance has {len(values)} entries for "
-                             f"{len(dirs)} nodes; distances ignored")
+                notes.append(Anomaly(Anomaly.DISTANCE_TABLE_SIZE,
+                                     f"node{nid}/distance has {len(values)} entries for "
+                                     f"{len(dirs)} nodes; distances ignored", nodes=(nid,)))
             else:
                 distances = dict(zip(cols, values))
         has_memory = (mem_total > 0) if mem_total is not None else (

@@ -7,18 +7,19 @@ and returns a :class:`Report` of :class:`Finding`::
     from physmem import validate
     validate.run(["isolation"]).to_json()
 
-``validate.validate`` is the same function under its old name.
+``validate.validate``, its old name, still works for one release (with a DeprecationWarning).
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
+from .._deprecated import renamed
 from ..errors import InvalidArgument, PhysmemError
 from . import access, cpuidle, isolation, memory, numa
 from .context import Context
-from .findings import Finding, Report, Severity
+from ..findings import Finding, Report, Severity
 
-__all__ = ["SECTIONS", "Finding", "Report", "Severity", "run", "validate"]
+__all__ = ["SECTIONS", "Finding", "Report", "Severity", "run"]
 
 SECTIONS = {"memory": memory.check, "numa": numa.check, "isolation": isolation.check,
             "access": access.check, "cpuidle": cpuidle.check}
@@ -43,6 +44,6 @@ def run(sections: Iterable[str] | str | None = None, *, sys_root: str = "/sys",
     return Report(tuple(findings), tuple(names))
 
 
-# The name the CLI, benchmarks and earlier README used. The module used to be callable as
-# well (its class swapped at import), which type checkers reject: call run() instead.
-validate = run
+if not TYPE_CHECKING:  # old names, for one release
+    def __getattr__(name: str) -> Any:
+        return renamed(__name__, name, {"validate": "run"}, globals().__getitem__)

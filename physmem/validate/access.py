@@ -6,7 +6,7 @@ import os
 from ..errors import PhysmemError
 from ..proc._read import open_fd
 from .context import Context
-from .findings import Finding, Severity
+from ..findings import Finding, Severity
 
 S = "access"
 CAP_SYS_ADMIN = 21

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from .._sysfs import read_optional
 from ..errors import PhysmemError
 from .context import Context
-from .findings import Finding, Severity
+from ..findings import Finding, Severity
 
 __all__ = ["IdleSetup", "read_idle", "check", "HALT_POLL_NS"]
 

@@ -5,7 +5,7 @@ from .._sysfs import listdir, read_optional
 from .._syntax import format_cpulist, parse_cpulist, parse_cpumask
 from ..errors import ParseError
 from .context import Context
-from .findings import Finding, Severity
+from ..findings import Finding, Severity
 
 S = "isolation"
 

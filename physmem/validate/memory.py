@@ -9,7 +9,7 @@ from ..errors import PhysmemError
 from ..hugepages._pools import pools
 from ..hugepages.sizes import format_size
 from .context import Context
-from .findings import Finding, Severity
+from ..findings import Finding, Severity
 
 S = "memory"
 HEADROOM_MIN = 1 << 30  # below 1 GiB of commit headroom a strict machine is close to ENOMEM

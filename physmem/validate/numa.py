@@ -3,25 +3,25 @@ from __future__ import annotations
 
 from ..errors import FeatureUnavailable, PhysmemError
 from ..numa.autobalance import balancing
-from ..topology import format_cpulist
+from ..topology import Anomaly, format_cpulist
 from .context import Context
-from .findings import Finding, Severity
+from ..findings import Finding, Severity
 
 S = "numa"
 
-# Topology anomalies by their wording in topology/model.py.
-_ANOMALY_IDS = (("is listed by nodes", "numa.cpu_in_several_nodes"),
-                ("is not above the local distance", "numa.distance_not_above_local"),
-                ("belong to no online NUMA node", "numa.cpus_without_node"))
+# Finding id of each topology anomaly code; any other is "numa.inconsistent".
+_ANOMALY_IDS = {Anomaly.CPU_IN_SEVERAL_NODES: "numa.cpu_in_several_nodes",
+                Anomaly.DISTANCE_NOT_ABOVE_LOCAL: "numa.distance_not_above_local",
+                Anomaly.CPUS_WITHOUT_NODE: "numa.cpus_without_node"}
 
 
 def check(ctx: Context) -> list[Finding]:
     topo = ctx.topology
     out: list[Finding] = []
     grouped: dict[str, list[str]] = {}
-    for text in topo.anomalies:
-        fid = next((i for k, i in _ANOMALY_IDS if k in text), "numa.inconsistent")
-        grouped.setdefault(fid, []).append(text)
+    for anomaly in topo.anomalies:
+        fid = _ANOMALY_IDS.get(anomaly.code, "numa.inconsistent")
+        grouped.setdefault(fid, []).append(anomaly)
     for fid, texts in grouped.items():
         more = f" (and {len(texts) - 3} more)" if len(texts) > 3 else ""
         out.append(Finding(fid, S, Severity.WARNING,

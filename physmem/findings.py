@@ -1,4 +1,5 @@
-"""Finding and Report: what the validator found, how bad it is, and the exact fix."""
+"""Finding and Report: what a check found (the kernel validator, the maps rules), how bad it
+is, and the exact fix."""
 from __future__ import annotations
 
 import enum
@@ -18,13 +19,16 @@ class Severity(enum.IntEnum):
 @dataclass(frozen=True)
 class Finding:
     """``id`` is stable (``section.what``) for scripts; ``fix`` is a boot parameter, sysctl or
-    command to run, or ``None`` when there is nothing to change."""
+    command to run, or ``None`` when there is nothing to change; ``subject`` is the object
+    found at fault, if there is one (a :class:`~physmem.proc.Vma` for the maps rules; not in
+    :meth:`to_dict`)."""
 
     id: str
     section: str
     severity: Severity
     message: str
     fix: str | None = None
+    subject: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "section": self.section, "severity": self.severity.name.lower(),
