@@ -10,7 +10,6 @@ import numpy as np
 
 from ._args import U64_MAX, as_nonneg
 from .errors import InvalidArgument
-from .proc._cpuinfo import cpu_flags
 
 __all__ = ["page_size", "page_shift", "task_size", "check_range", "as_uint64_array", "as_address_array",
            "check_below"]
@@ -51,6 +50,9 @@ def task_size() -> int:
 
 
 def _cpu_has_flag(flag: str) -> bool:
+    # Imported here: physmem.proc imports mapping, which imports this module.
+    from .proc._cpuinfo import cpu_flags
+
     try:
         return flag in cpu_flags()
     except OSError:
