@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi:begin */
 #define PM_EMPTY_KEY UINT64_MAX
 
 size_t pm_find_runs(const uint64_t *vpn, uint64_t vpn0, const uint64_t *pfn, uint64_t pfn_mask,
@@ -13,4 +14,5 @@ size_t pm_find_runs(const uint64_t *vpn, uint64_t vpn0, const uint64_t *pfn, uin
 int64_t pm_count_add(uint64_t *keys, uint64_t *counts, uint64_t capacity, uint64_t *used,
                      const uint64_t *values, const uint64_t *weights, size_t n, size_t *consumed);
 
+/* cffi:end */
 #endif

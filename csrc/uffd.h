@@ -16,6 +16,20 @@
 #define USERFAULTFD_IOC 0xAA
 #define USERFAULTFD_IOC_NEW _IO(USERFAULTFD_IOC, 0x00) /* /dev/userfaultfd, 6.1 */
 #endif
+/* cffi:begin */
+/* cffi:const UFFD_API UFFD_EVENT_PAGEFAULT UFFD_EVENT_FORK UFFD_EVENT_REMAP
+ * UFFD_EVENT_REMOVE UFFD_EVENT_UNMAP UFFD_PAGEFAULT_FLAG_WRITE UFFD_PAGEFAULT_FLAG_WP
+ * UFFD_PAGEFAULT_FLAG_MINOR UFFD_FEATURE_PAGEFAULT_FLAG_WP UFFD_FEATURE_EVENT_FORK
+ * UFFD_FEATURE_EVENT_REMAP UFFD_FEATURE_EVENT_REMOVE UFFD_FEATURE_MISSING_HUGETLBFS
+ * UFFD_FEATURE_MISSING_SHMEM UFFD_FEATURE_EVENT_UNMAP UFFD_FEATURE_SIGBUS
+ * UFFD_FEATURE_THREAD_ID UFFD_FEATURE_MINOR_HUGETLBFS UFFD_FEATURE_MINOR_SHMEM
+ * UFFDIO_REGISTER_MODE_MISSING UFFDIO_REGISTER_MODE_WP UFFDIO_REGISTER_MODE_MINOR
+ * UFFDIO_COPY_MODE_DONTWAKE UFFDIO_COPY_MODE_WP UFFDIO_ZEROPAGE_MODE_DONTWAKE
+ * UFFDIO_WRITEPROTECT_MODE_WP UFFDIO_WRITEPROTECT_MODE_DONTWAKE
+ * UFFDIO_CONTINUE_MODE_DONTWAKE _UFFDIO_REGISTER _UFFDIO_UNREGISTER _UFFDIO_WAKE
+ * _UFFDIO_COPY _UFFDIO_ZEROPAGE _UFFDIO_WRITEPROTECT _UFFDIO_CONTINUE _UFFDIO_API
+ * _UFFDIO_MOVE UFFDIO_MOVE_MODE_DONTWAKE UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES _UFFDIO_POISON
+ * UFFDIO_POISON_MODE_DONTWAKE */
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1 /* 5.11 */
 #endif
@@ -40,6 +54,7 @@
 #ifndef UFFDIO_CONTINUE_MODE_WP
 #define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1) /* 6.4 */
 #endif
+/* cffi:end */
 #ifndef _UFFDIO_MOVE
 #define _UFFDIO_MOVE (0x05) /* 6.8 */
 struct uffdio_move {
@@ -64,6 +79,7 @@ struct uffdio_poison {
 #define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
 #endif
 
+/* cffi:begin */
 /* One uffd_msg, flattened. PAGEFAULT: flags, address, ptid. FORK: a = the child's uffd.
  * REMAP: a = from, b = to, c = len. REMOVE/UNMAP: a = start, b = end. */
 struct pm_uffd_event {
@@ -127,4 +143,5 @@ int64_t pm_uffd_server_events(struct pm_uffd_server *srv, struct pm_uffd_event *
 void pm_uffd_server_stats(struct pm_uffd_server *srv, struct pm_uffd_server_stats *stats);
 int pm_uffd_server_stop(struct pm_uffd_server *srv, struct pm_uffd_server_stats *stats);
 
+/* cffi:end */
 #endif
