@@ -9,7 +9,6 @@
 /* How pm_translate finds the pagemap entry of each address. */
 #define PM_TRANSLATE_SPAN 0
 #define PM_TRANSLATE_DIRECT 1
-#define PM_TRANSLATE_PAGES 2
 
 /* Entries read and translated per step of pm_read_translate: small enough that the
  * translation pass finds them still in cache. */
