@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._args import I32_MAX, I64_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, flag_text
-from ._features import kernel_at_least, unavailable
-from ._raw import check
+from ._raw import SINCE, check, missing, older_than
 from ._raw import mapping as raw
 from .addressing import task_size
 from .errors import HugePagesUnavailable, InvalidArgument, error_from_errno
@@ -72,16 +71,6 @@ class Advice(enum.IntEnum):
     COLLAPSE = raw.MADV_COLLAPSE
     GUARD_INSTALL = raw.MADV_GUARD_INSTALL
     GUARD_REMOVE = raw.MADV_GUARD_REMOVE
-
-
-# The Linux version that added each advice newer than 3.x; EINVAL from an older kernel means
-# "unknown advice", reported as FeatureUnavailable.
-_ADVICE_SINCE = {
-    Advice.FREE: "4.5", Advice.WIPEONFORK: "4.14", Advice.KEEPONFORK: "4.14",
-    Advice.COLD: "5.4", Advice.PAGEOUT: "5.4", Advice.POPULATE_READ: "5.14",
-    Advice.POPULATE_WRITE: "5.14", Advice.DONTNEED_LOCKED: "5.18", Advice.COLLAPSE: "6.1",
-    Advice.GUARD_INSTALL: "6.13", Advice.GUARD_REMOVE: "6.13",
-}
 
 
 def hugepage_sizes() -> list[int]:
@@ -157,7 +146,7 @@ def _reserve(address: int, size: int, what: str) -> None:
     if ret != address:
         # Kernels before 4.17 ignore MAP_FIXED_NOREPLACE and treat the address as a hint.
         raw.munmap(ret, size)
-        raise unavailable("mmap flag MAP_FIXED_NOREPLACE", "4.17", err=_errno.EINVAL)
+        raise missing("mmap flag MAP_FIXED_NOREPLACE", err=_errno.EINVAL)
 
 
 # A file mapping remembers its file (fd, st_dev, st_ino) and offset, so growing it with
@@ -372,7 +361,7 @@ class Mapping:
         if address is not None and ret != want:
             # Kernels before 4.17 ignore MAP_FIXED_NOREPLACE and treat the address as a hint.
             raw.munmap(ret, size)
-            raise unavailable("mmap flag MAP_FIXED_NOREPLACE", "4.17", err=_errno.EINVAL)
+            raise missing("mmap flag MAP_FIXED_NOREPLACE", err=_errno.EINVAL)
         m = cls._wrap(ret, size, page_size, prot, shared)
         if locked:
             try:
@@ -520,14 +509,12 @@ class Mapping:
         self._require_open()
         on_fault = as_bool(on_fault, "on_fault")
         ret = raw.mlock2(self._address, self._size, raw.MLOCK_ONFAULT if on_fault else 0)
-        if ret == -_errno.ENOSYS:
-            raise unavailable("syscall mlock2", "4.4")
         if ret in (-_errno.EAGAIN, -_errno.ENOMEM):
             raise error_from_errno(
                 _errno.ENOMEM, f"mlock of {self._size} bytes at {self._address:#x}",
                 address=self._address,
                 hint="RLIMIT_MEMLOCK too low (ulimit -l) or not enough free memory")
-        check(ret, f"mlock of {self._size} bytes", address=self._address)
+        check(ret, f"mlock of {self._size} bytes", since="syscall mlock2", address=self._address)
 
     def munlock(self) -> None:
         """Undo :meth:`mlock`."""
@@ -556,11 +543,9 @@ class Mapping:
         if advice is Advice.GUARD_INSTALL:
             self._refuse_if_exported("install guard pages in")
         ret = raw.madvise(addr, length, int(advice))
-        if ret == -_errno.EINVAL and advice in _ADVICE_SINCE \
-                and not kernel_at_least(_ADVICE_SINCE[advice]):
-            raise unavailable(f"madvise MADV_{advice.name}", _ADVICE_SINCE[advice],
-                              err=_errno.EINVAL)
-        check(ret, f"madvise MADV_{advice.name} of {length} bytes at {addr:#x}", address=addr)
+        feature = f"madvise MADV_{advice.name}"
+        check(ret, f"{feature} of {length} bytes at {addr:#x}",
+              since=feature if feature in SINCE else None, address=addr)
 
     def protect(self, prot: Prot | int) -> None:
         """mprotect the whole mapping. Dropping a permission while views exist is refused
@@ -671,8 +656,8 @@ class Mapping:
                 # RLIMIT_MEMLOCK, map count - leave the range empty, and this is a no-op.)
                 raw.munmap(target, reserved)
             self._adopt()
-            if dont_unmap and ret == -_errno.EINVAL and not kernel_at_least("5.7"):
-                raise unavailable("mremap flag MREMAP_DONTUNMAP", "5.7", err=_errno.EINVAL)
+            if dont_unmap and ret == -_errno.EINVAL and older_than("mremap flag MREMAP_DONTUNMAP"):
+                raise missing("mremap flag MREMAP_DONTUNMAP", err=_errno.EINVAL)
             hint = "cannot grow in place; pass may_move=True" if ret == -_errno.ENOMEM \
                 and not may_move else None
             raise error_from_errno(-ret, what, address=old_address, hint=hint)

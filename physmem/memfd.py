@@ -8,8 +8,7 @@ from typing import Any
 
 from ._args import I32_MAX, I64_MAX, as_bool, as_flags, as_nonneg, as_positive, flag_text
 from ._fdfile import FdFile
-from ._features import kernel_at_least, unavailable
-from ._raw import check
+from ._raw import SINCE, check, missing, older_than
 from ._raw import mapping as raw
 from .errors import InvalidArgument, error_from_errno, translate_os_errors
 from .mapping import PAGE_SIZE, Mapping, Prot, _check_page_size, _hugetlb_flags
@@ -29,7 +28,6 @@ class Seal(enum.IntFlag):
     EXEC = raw.F_SEAL_EXEC
 
 
-_SEAL_SINCE = {Seal.FUTURE_WRITE: "5.1", Seal.EXEC: "6.3"}
 
 
 class MemFd(FdFile):
@@ -58,15 +56,13 @@ class MemFd(FdFile):
         if noexec:
             flags |= raw.MFD_NOEXEC_SEAL
         ret = raw.memfd_create(name.encode(), flags)
-        if ret == -_errno.EINVAL and noexec and not kernel_at_least("6.3"):
-            raise unavailable("memfd_create flag MFD_NOEXEC_SEAL", "6.3", err=_errno.EINVAL)
+        if ret == -_errno.EINVAL and noexec and older_than("memfd_create flag MFD_NOEXEC_SEAL"):
+            raise missing("memfd_create flag MFD_NOEXEC_SEAL", err=_errno.EINVAL)
+        hugetlb_sealing = "memfd_create with MFD_HUGETLB | MFD_ALLOW_SEALING"
         if ret == -_errno.EINVAL and sealing and self._page_size != PAGE_SIZE \
-                and not kernel_at_least("4.16"):
-            raise unavailable("memfd_create with MFD_HUGETLB | MFD_ALLOW_SEALING", "4.16",
-                              err=_errno.EINVAL)
-        if ret == -_errno.ENOSYS:
-            raise unavailable("syscall memfd_create", "3.17")
-        self._fd = check(ret, f"memfd_create({name!r})")
+                and older_than(hugetlb_sealing):
+            raise missing(hugetlb_sealing, err=_errno.EINVAL)
+        self._fd = check(ret, f"memfd_create({name!r})", since="syscall memfd_create")
         self.name = name
         if size:
             try:
@@ -149,9 +145,10 @@ class MemFd(FdFile):
         seals = Seal(as_flags(seals, "seals", known=sum(Seal), hi=I32_MAX))
         ret = raw.add_seals(self._fd, int(seals))
         if ret == -_errno.EINVAL:
-            for seal, since in _SEAL_SINCE.items():
-                if seals & seal and not kernel_at_least(since):
-                    raise unavailable(f"file seal F_SEAL_{seal.name}", since, err=_errno.EINVAL)
+            for seal in Seal:
+                feature = f"file seal F_SEAL_{seal.name}"
+                if seals & seal and feature in SINCE and older_than(feature):
+                    raise missing(feature, err=_errno.EINVAL)
         hint = None
         if ret == -_errno.EBUSY:
             hint = "writable shared mappings of it exist; close them or seal FUTURE_WRITE"

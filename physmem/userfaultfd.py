@@ -24,8 +24,8 @@ import numpy as np
 
 from ._args import I32_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, as_timeout
 from ._fdfile import FdFile
-from ._features import kernel_at_least, unavailable
-from ._raw import check
+from ._features import unavailable
+from ._raw import SINCE, check, missing, older_than
 from ._raw import uffd as _raw
 from .errors import FileMissing, InvalidArgument, PhysmemError, ProcessGone, error_from_errno
 from .mapping import PAGE_SIZE, Mapping, _check_page_size
@@ -57,17 +57,6 @@ class Feature(enum.IntFlag):
     MOVE = _raw.CONST["UFFD_FEATURE_MOVE"]
 
 
-_FEATURE_SINCE = {
-    Feature.PAGEFAULT_FLAG_WP: "5.7", Feature.EVENT_FORK: "4.11", Feature.EVENT_REMAP: "4.11",
-    Feature.EVENT_REMOVE: "4.11", Feature.MISSING_HUGETLBFS: "4.11",
-    Feature.MISSING_SHMEM: "4.11", Feature.EVENT_UNMAP: "4.11", Feature.SIGBUS: "4.14",
-    Feature.THREAD_ID: "4.14", Feature.MINOR_HUGETLBFS: "5.13", Feature.MINOR_SHMEM: "5.14",
-    Feature.EXACT_ADDRESS: "5.18", Feature.WP_HUGETLBFS_SHMEM: "6.0",
-    Feature.WP_UNPOPULATED: "6.4", Feature.POISON: "6.6", Feature.WP_ASYNC: "6.7",
-    Feature.MOVE: "6.8",
-}
-
-
 class Mode(enum.IntFlag):
     """What to intercept in a registered range (``UFFDIO_REGISTER_MODE_*``)."""
 
@@ -76,7 +65,6 @@ class Mode(enum.IntFlag):
     MINOR = _raw.CONST["UFFDIO_REGISTER_MODE_MINOR"]
 
 
-_MODE_SINCE = {Mode.MISSING: "4.3", Mode.WP: "5.7", Mode.MINOR: "5.13"}
 
 
 class Ioctl(enum.IntFlag):
@@ -172,9 +160,10 @@ class UserFaultFd(FdFile):
             flags |= _raw.CONST["UFFD_USER_MODE_ONLY"]
         fd, via_dev = _raw.open_(flags)
         if fd == -_errno.ENOSYS:
-            raise unavailable("syscall userfaultfd", "4.3")
-        if fd == -_errno.EINVAL and user_mode_only and not kernel_at_least("5.11"):
-            raise unavailable("userfaultfd flag UFFD_USER_MODE_ONLY", "5.11", err=_errno.EINVAL)
+            raise missing("syscall userfaultfd")
+        if fd == -_errno.EINVAL and user_mode_only \
+                and older_than("userfaultfd flag UFFD_USER_MODE_ONLY"):
+            raise missing("userfaultfd flag UFFD_USER_MODE_ONLY", err=_errno.EINVAL)
         if fd < 0:
             raise error_from_errno(
                 -fd, "open userfaultfd",
@@ -187,11 +176,11 @@ class UserFaultFd(FdFile):
             os.close(fd)
             self._fd = -1
             if ret == -_errno.EINVAL:
-                missing = features & ~_available_features()
+                absent = features & ~_available_features()
                 for flag in Feature:
-                    if flag & missing:
-                        raise unavailable(f"userfaultfd feature UFFD_FEATURE_{flag.name}",
-                                          _FEATURE_SINCE[flag], err=_errno.EINVAL)
+                    if flag & absent:
+                        raise missing(f"userfaultfd feature UFFD_FEATURE_{flag.name}",
+                                      err=_errno.EINVAL)
             hint = ("Feature.EVENT_FORK needs CAP_SYS_PTRACE" if ret == -_errno.EPERM else None)
             raise error_from_errno(-ret, "UFFDIO_API", hint=hint)
         if features & Feature.WP_ASYNC:
@@ -269,9 +258,8 @@ class UserFaultFd(FdFile):
         ret, out = _raw.register(self._fd, start, length, int(mode))
         if ret == -_errno.EINVAL:
             for flag in Mode:
-                if mode & flag and not kernel_at_least(_MODE_SINCE[flag]):
-                    raise unavailable(f"UFFDIO_REGISTER_MODE_{flag.name}", _MODE_SINCE[flag],
-                                      err=_errno.EINVAL)
+                if mode & flag and older_than(f"UFFDIO_REGISTER_MODE_{flag.name}"):
+                    raise missing(f"UFFDIO_REGISTER_MODE_{flag.name}", err=_errno.EINVAL)
         if ret < 0:
             hint = {
                 _errno.EBUSY: "the range is registered with another userfaultfd",
@@ -385,7 +373,8 @@ class UserFaultFd(FdFile):
         if self.available_features & feature:
             raise InvalidArgument(f"{what} needs Feature.{feature.name}: pass it in "
                                   f"UserFaultFd(features=...)")
-        raise unavailable(what, _FEATURE_SINCE[feature])
+        feature_ = f"userfaultfd feature UFFD_FEATURE_{feature.name}"
+        raise unavailable(what, SINCE[feature_])
 
     def poison(self, address: int, length: int, *, wake: bool = True) -> int:
         """UFFDIO_POISON (6.6): mark the pages poisoned; touching them raises SIGBUS."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._features import kernel_at_least, unavailable
-from ..errors import error_from_errno
+from ..errors import FeatureUnavailable, error_from_errno
 
 try:
     from .._native import ffi, lib
@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "`pip install .` (or `python setup.py build_ext --inplace` in a checkout)"
     ) from exc
 
-__all__ = ["ffi", "lib", "u64_buffer", "check", "SINCE", "NULL"]
+__all__ = ["ffi", "lib", "u64_buffer", "check", "SINCE", "missing", "older_than", "NULL"]
 
 NULL: Any = ffi.NULL
 
@@ -47,7 +47,45 @@ SINCE: dict[str, str] = {
     "mode flag MPOL_F_NUMA_BALANCING": "5.12",
     "userfaultfd flag UFFD_USER_MODE_ONLY": "5.11",
     "ioctl PAGEMAP_SCAN": "6.7",
+    "madvise MADV_FREE": "4.5", "madvise MADV_WIPEONFORK": "4.14",
+    "madvise MADV_KEEPONFORK": "4.14", "madvise MADV_COLD": "5.4", "madvise MADV_PAGEOUT": "5.4",
+    "madvise MADV_POPULATE_READ": "5.14", "madvise MADV_POPULATE_WRITE": "5.14",
+    "madvise MADV_DONTNEED_LOCKED": "5.18", "madvise MADV_COLLAPSE": "6.1",
+    "madvise MADV_GUARD_INSTALL": "6.13", "madvise MADV_GUARD_REMOVE": "6.13",
+    "file seal F_SEAL_FUTURE_WRITE": "5.1", "file seal F_SEAL_EXEC": "6.3",
+    "memory policy MPOL_LOCAL": "3.8", "memory policy MPOL_PREFERRED_MANY": "5.15",
+    "memory policy MPOL_WEIGHTED_INTERLEAVE": "6.9",
+    "UFFDIO_REGISTER_MODE_MISSING": "4.3", "UFFDIO_REGISTER_MODE_WP": "5.7",
+    "UFFDIO_REGISTER_MODE_MINOR": "5.13",
+    "userfaultfd feature UFFD_FEATURE_PAGEFAULT_FLAG_WP": "5.7",
+    "userfaultfd feature UFFD_FEATURE_EVENT_FORK": "4.11",
+    "userfaultfd feature UFFD_FEATURE_EVENT_REMAP": "4.11",
+    "userfaultfd feature UFFD_FEATURE_EVENT_REMOVE": "4.11",
+    "userfaultfd feature UFFD_FEATURE_MISSING_HUGETLBFS": "4.11",
+    "userfaultfd feature UFFD_FEATURE_MISSING_SHMEM": "4.11",
+    "userfaultfd feature UFFD_FEATURE_EVENT_UNMAP": "4.11",
+    "userfaultfd feature UFFD_FEATURE_SIGBUS": "4.14",
+    "userfaultfd feature UFFD_FEATURE_THREAD_ID": "4.14",
+    "userfaultfd feature UFFD_FEATURE_MINOR_HUGETLBFS": "5.13",
+    "userfaultfd feature UFFD_FEATURE_MINOR_SHMEM": "5.14",
+    "userfaultfd feature UFFD_FEATURE_EXACT_ADDRESS": "5.18",
+    "userfaultfd feature UFFD_FEATURE_WP_HUGETLBFS_SHMEM": "6.0",
+    "userfaultfd feature UFFD_FEATURE_WP_UNPOPULATED": "6.4",
+    "userfaultfd feature UFFD_FEATURE_POISON": "6.6",
+    "userfaultfd feature UFFD_FEATURE_WP_ASYNC": "6.7",
+    "userfaultfd feature UFFD_FEATURE_MOVE": "6.8",
 }
+
+
+def missing(what: str, *, err: int = _errno.ENOSYS, hint: str | None = None
+            ) -> FeatureUnavailable:
+    """The error for ``what`` (a key of :data:`SINCE`) missing from the running kernel."""
+    return unavailable(what, SINCE[what], err=err, hint=hint)
+
+
+def older_than(what: str) -> bool:
+    """Whether the running kernel predates ``what`` (a key of :data:`SINCE`)."""
+    return not kernel_at_least(SINCE[what])
 
 # Errnos by which a kernel says it lacks an interface: no syscall (ENOSYS), no ioctl (ENOTTY),
 # and, for a flag or mode it does not know, EINVAL (only believed on a kernel older than SINCE).
@@ -72,7 +110,6 @@ def check(ret: int, what: str, *, since: str | None = None,
         return ret
     err = -ret
     if since is not None:
-        version = SINCE[since]
-        if err in _MISSING or (err == _errno.EINVAL and not kernel_at_least(version)):
-            raise unavailable(since, version, err=err)
+        if err in _MISSING or (err == _errno.EINVAL and older_than(since)):
+            raise missing(since, err=err)
     raise error_from_errno(err, what, path=path, pid=pid, address=address)

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .._args import as_bool, as_int, as_nonneg, as_pid, as_positive
-from .._features import kernel_at_least, unavailable
+from .._raw import SINCE, missing, older_than
 from .._raw import mempolicy as _raw
 from ..errors import InvalidArgument, error_from_errno
 from ..addressing import task_size
@@ -55,8 +55,6 @@ class Policy(enum.IntEnum):
     WEIGHTED_INTERLEAVE = _raw.MPOL_WEIGHTED_INTERLEAVE
 
 
-_POLICY_SINCE = {Policy.LOCAL: "3.8", Policy.PREFERRED_MANY: "5.15",
-                 Policy.WEIGHTED_INTERLEAVE: "6.9"}
 _MODE_FLAGS = _raw.MPOL_F_STATIC_NODES | _raw.MPOL_F_RELATIVE_NODES | _raw.MPOL_F_NUMA_BALANCING
 
 
@@ -141,11 +139,11 @@ def _mode(mode: Policy | int, flags: int = 0) -> Policy:
 
 def _policy_error(err: int, what: str, mode: Policy, nodes: frozenset[int],
                   address: int | None = None) -> Exception:
-    if err == _errno.EINVAL and mode in _POLICY_SINCE and not kernel_at_least(_POLICY_SINCE[mode]):
-        return unavailable(f"memory policy MPOL_{mode.name}", _POLICY_SINCE[mode],
-                           err=_errno.EINVAL)
+    feature = f"memory policy MPOL_{mode.name}"
+    if err == _errno.EINVAL and feature in SINCE and older_than(feature):
+        return missing(feature, err=_errno.EINVAL)
     if err == _errno.ENOSYS:
-        return unavailable(f"syscall {what.split()[0]}", "2.6.7",
+        return missing(f"syscall {what.split()[0]}",
                            hint="the kernel is built without CONFIG_NUMA")
     if err == _errno.EINVAL:
         offline = sorted(nodes - online_nodes())
@@ -231,8 +229,8 @@ def set_policy(mode: Policy | int, nodes: int | Iterable[int] = (), *,
         (_raw.MPOL_F_NUMA_BALANCING if numa_balancing else 0)
     words = _mask(node_set)
     ret = _raw.set_mempolicy(int(mode) | mode_flags, words if node_set else None, _MASK_BITS)
-    if ret == -_errno.EINVAL and numa_balancing and not kernel_at_least("5.12"):
-        raise unavailable("mode flag MPOL_F_NUMA_BALANCING", "5.12", err=_errno.EINVAL)
+    if ret == -_errno.EINVAL and numa_balancing and older_than("mode flag MPOL_F_NUMA_BALANCING"):
+        raise missing("mode flag MPOL_F_NUMA_BALANCING", err=_errno.EINVAL)
     if ret < 0:
         raise _policy_error(-ret, f"set_mempolicy {mode.name} {sorted(node_set)}", mode,
                             node_set)
@@ -302,7 +300,7 @@ def node_of(addresses: Any, *, pid: int = 0) -> Any:
         ret = _raw.move_pages(pid, pages, None, status, 0)
         if ret < 0:
             if ret == -_errno.ENOSYS:
-                raise unavailable("syscall move_pages", "2.6.18",
+                raise missing("syscall move_pages",
                                   hint="the kernel is built without CONFIG_NUMA/MIGRATION")
             raise error_from_errno(-ret, "move_pages query", pid=pid or None)
     return int(status[0]) if scalar else status
@@ -328,7 +326,7 @@ def move(target: Mapping | tuple[int, int] | Sequence[int] | np.ndarray, node: i
                               _raw.MPOL_MF_MOVE_ALL if move_all else _raw.MPOL_MF_MOVE)
         if ret < 0:
             if ret == -_errno.ENOSYS:
-                raise unavailable("syscall move_pages", "2.6.18")
+                raise missing("syscall move_pages")
             raise error_from_errno(-ret, f"move_pages to node {node}", pid=pid or None)
     return status
 
