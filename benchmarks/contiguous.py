@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bench import Stats, Verdicts, info, measure, need_root, peer_path  # noqa: E402
 
 import physmem  # noqa: E402
-from physmem._lib import lib  # noqa: E402  (MAP_HUGETLB from the kernel headers)
+from physmem._raw import mapping as lib  # noqa: E402  (MAP_HUGETLB from the kernel headers)
 from physmem.dma import allocate_contiguous, allocate_scatter, longest_contiguous  # noqa: E402
 from physmem.errors import ContiguityUnavailable  # noqa: E402
 from physmem.hugepages import demote, reserve  # noqa: E402

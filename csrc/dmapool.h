@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+/* cffi:begin */
 #define PM_DMAPOOL_MIN_ORDER 6 /* 64-byte blocks: one cache line */
 
 typedef struct pm_dmapool pm_dmapool;
@@ -38,4 +39,5 @@ int pm_dmapool_close(pm_dmapool *p, int force);
 /* out[0] free bytes, out[1] outstanding blocks, out[2] largest free block, out[3] closed. */
 void pm_dmapool_stats(pm_dmapool *p, uint64_t *out);
 
+/* cffi:end */
 #endif

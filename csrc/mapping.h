@@ -7,6 +7,12 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 
+/* cffi:begin */
+/* cffi:const PROT_NONE PROT_READ PROT_WRITE PROT_EXEC MAP_SHARED MAP_PRIVATE MAP_ANONYMOUS
+ * MAP_FIXED MAP_POPULATE MAP_LOCKED MAP_NORESERVE MAP_HUGETLB MS_ASYNC MS_SYNC
+ * MS_INVALIDATE MADV_NORMAL MADV_RANDOM MADV_SEQUENTIAL MADV_WILLNEED MADV_DONTNEED
+ * MADV_FREE MADV_REMOVE MADV_DONTFORK MADV_DOFORK MADV_MERGEABLE MADV_UNMERGEABLE
+ * MADV_HUGEPAGE MADV_NOHUGEPAGE MADV_DONTDUMP MADV_DODUMP */
 /* Guarded definitions for constants newer than the installed headers; values are the uapi
  * ABI (include/uapi/asm-generic/mman-common.h, linux/memfd.h, linux/fcntl.h). Support is
  * detected at run time. */
@@ -116,4 +122,5 @@ int pm_get_seals(int fd);
 int pm_ftruncate(int fd, int64_t length);
 int pm_fallocate(int fd, int mode, int64_t offset, int64_t length);
 
+/* cffi:end */
 #endif

@@ -7,6 +7,10 @@
 #include <stdint.h>
 #include <linux/mempolicy.h>
 
+/* cffi:begin */
+/* cffi:const MPOL_DEFAULT MPOL_PREFERRED MPOL_BIND MPOL_INTERLEAVE MPOL_LOCAL
+ * MPOL_PREFERRED_MANY MPOL_F_STATIC_NODES MPOL_F_RELATIVE_NODES MPOL_F_NODE MPOL_F_ADDR
+ * MPOL_F_MEMS_ALLOWED MPOL_MF_STRICT MPOL_MF_MOVE MPOL_MF_MOVE_ALL */
 /* The modes are an enum in the uapi header, so a newer mode cannot be #ifndef-guarded;
  * MPOL_WEIGHTED_INTERLEAVE (6.9) follows MPOL_PREFERRED_MANY, as in
  * include/uapi/linux/mempolicy.h. Kernels without it answer EINVAL. */
@@ -23,4 +27,5 @@ int pm_get_mempolicy(int *mode, uint64_t *mask, uint64_t nbits, uint64_t addr,
 int pm_move_pages(int pid, uint64_t count, const uint64_t *pages, const int *nodes,
                   int *status, int flags);
 
+/* cffi:end */
 #endif

@@ -16,6 +16,7 @@
 #define PM_GUARD_PATH_MAX 240
 #define PM_GUARD_RECORDS 16
 
+/* cffi:begin */
 /* Fork the guardian. Returns its pid and stores the pipe's write end in *wfd, or -errno. */
 int pm_guard_start(int *wfd);
 /* Ask the guardian to write `value` into `path` should this process die; -errno on error
@@ -26,4 +27,5 @@ int pm_guard_arm(int wfd, const char *path, uint64_t value);
  * it (waitpid): not waiting here keeps the guardian's exit off the caller's path. */
 int pm_guard_disarm(int wfd);
 
+/* cffi:end */
 #endif

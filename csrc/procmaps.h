@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi:begin */
 #define PMPROC_MAXNAMES 64     /* smaps keys / VmFlags names per file: bits of a uint64 mask */
 #define PMPROC_NAMELEN 32      /* longest key or VmFlags name, with its NUL */
 
@@ -93,4 +94,5 @@ int64_t pmproc_parse(const char *buf, size_t len, int with_fields, size_t cap,
                      uint64_t *c64, uint32_t *c32, uint8_t *c8, uint64_t *values,
                      struct pmproc_tables *tab, struct pmproc_error *err);
 
+/* cffi:end */
 #endif

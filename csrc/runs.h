@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi:begin */
 #define PM_EMPTY_KEY UINT64_MAX
 
 size_t pm_find_runs(const uint64_t *pfn, uint64_t pfn_mask, uint64_t step, size_t n,
@@ -13,4 +14,5 @@ size_t pm_find_mask_runs(const uint8_t *mask, size_t n, uint64_t *run_start, uin
 int64_t pm_count_add(uint64_t *keys, uint64_t *counts, uint64_t capacity, uint64_t *used,
                      const uint64_t *values, const uint64_t *weights, size_t n, size_t *consumed);
 
+/* cffi:end */
 #endif

@@ -14,11 +14,9 @@ static inline uint64_t entry_index(uint64_t va, size_t i, int mode, unsigned pag
 /* Translate n virtual addresses to physical ones in one pass.
  * mode PM_TRANSLATE_SPAN:   raw holds nraw consecutive entries starting at page base_vpn.
  * mode PM_TRANSLATE_DIRECT: raw[i] is the pagemap entry of vaddr[i].
- * mode PM_TRANSLATE_PAGES:  like SPAN, but address i must lie in page base_vpn + i; raw may
- *                           then alias paddr (entries translated in place).
  * vaddr may be NULL: address i is then the start of page base_vpn + i.
  * paddr[i] = pfn << page_shift | page offset, or 0 where the address cannot be translated
- * (in place, such slots keep their entry). status (optional) gets a PM_* code per address;
+ * (raw and paddr must not overlap). status (optional) gets a PM_* code per address;
  * *first_bad is the first failing index or -1. Returns the number of failures. */
 size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64_t base_vpn,
                     uint64_t nraw, int mode, unsigned page_shift, uint64_t present_bit,
@@ -28,8 +26,7 @@ size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64
     size_t bad = 0;
 
     /* Branch-free hot loops, one per mode so each compiles tight: failures are only
-     * counted here and explained in a second pass. In place, a failed slot keeps its entry. */
-    const int in_place = (const uint64_t *)paddr == raw;
+     * counted here and explained in a second pass. */
 #define PM_TRANSLATE_ONE(VA, K, INSIDE)                                                      \
     do {                                                                                     \
         uint64_t va_ = (VA), k_ = (K);                                                       \
@@ -37,8 +34,7 @@ size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64
         uint64_t e_ = raw[inside_ ? k_ : 0];                                                 \
         uint64_t pfn_ = e_ & pfn_mask;                                                       \
         uint64_t ok_ = inside_ & ((e_ & present_bit) != 0) & (pfn_ != 0);                    \
-        uint64_t fail_ = in_place ? e_ : 0;                                                  \
-        paddr[i] = ok_ ? ((pfn_ << page_shift) | (va_ & off_mask)) : fail_;                  \
+        paddr[i] = ok_ ? ((pfn_ << page_shift) | (va_ & off_mask)) : 0;                      \
         bad += !ok_;                                                                         \
     } while (0)
 
@@ -48,9 +44,6 @@ size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64
     } else if (mode == PM_TRANSLATE_DIRECT) {
         for (size_t i = 0; i < n; i++)
             PM_TRANSLATE_ONE(vaddr[i], i, 1);
-    } else if (mode == PM_TRANSLATE_PAGES) {
-        for (size_t i = 0; i < n; i++)
-            PM_TRANSLATE_ONE(vaddr[i], i, ((vaddr[i] >> page_shift) - base_vpn) == i);
     } else {
         for (size_t i = 0; i < n; i++) {
             uint64_t k = (vaddr[i] >> page_shift) - base_vpn;
@@ -66,10 +59,8 @@ size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64
         uint64_t va = vaddr ? vaddr[i] : (base_vpn + i) << page_shift;
         uint64_t k = entry_index(va, i, mode, page_shift, base_vpn);
         uint8_t st = PM_OK;
-        if (mode == PM_TRANSLATE_PAGES ? k != i : k >= nraw)
+        if (k >= nraw)
             st = PM_OUTSIDE;
-        else if ((const uint64_t *)paddr == raw)
-            st = PM_OUTSIDE; /* entries already consumed in place: caller re-reads */
         else if (!(raw[k] & present_bit))
             st = PM_NOT_PRESENT;
         else if ((raw[k] & pfn_mask) == 0)

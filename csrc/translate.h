@@ -5,10 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi:begin */
 /* How pm_translate finds the pagemap entry of each address. */
 #define PM_TRANSLATE_SPAN 0
 #define PM_TRANSLATE_DIRECT 1
-#define PM_TRANSLATE_PAGES 2
 
 /* Entries read and translated per step of pm_read_translate: small enough that the
  * translation pass finds them still in cache. */
@@ -21,4 +21,5 @@ int64_t pm_read_translate(int fd, const uint64_t *vaddr, size_t n, uint64_t base
                           unsigned page_shift, uint64_t present_bit, uint64_t pfn_mask,
                           uint64_t *paddr, uint64_t *entries_read);
 
+/* cffi:end */
 #endif

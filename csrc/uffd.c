@@ -5,7 +5,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -307,10 +306,10 @@ struct pm_uffd_server {
     uint64_t page_size;
     int use_zeropage;
     int spin; /* unpinned only: a pinned server shares its CPU with the faulter */
-    int follow_tid;   /* > 0: keep pinned to the CPU this thread (or the last faulter) runs on */
-    int follow_cpu;   /* the CPU pinned to while following, -1 if none yet */
-    uint64_t follow_checked_ns;
-    uint64_t follow_checked_faults;
+    int notify_fd;    /* >= 0: eventfd that asks the placement policy (Python) to look again */
+    uint64_t notified_ns;
+    uint64_t notified_faults;
+    uint32_t last_tid; /* the last faulter's thread id, when the kernel reports it */
     unsigned char *bounce; /* page_size bytes: zero page, or the padded tail of src */
     pthread_mutex_t lock;  /* guards the kept events */
     struct pm_uffd_event kept[PM_UFFD_KEEP_EVENTS];
@@ -382,60 +381,27 @@ static uint64_t now_ns(void)
  * server costs at most 50 us of CPU after its last fault. */
 #define SPIN_NS 50000
 
-/* Following: look the faulting thread's CPU up again after this many faults or, after a
- * sleep, at most this often (one /proc read, ~10 us). */
-#define FOLLOW_EVERY_FAULTS 1024
-#define FOLLOW_EVERY_NS 1000000
+/* Following: ask the placement policy to look at the faulting thread's CPU again after this
+ * many faults or, after a sleep, at most this often. */
+#define NOTIFY_EVERY_FAULTS 1024
+#define NOTIFY_EVERY_NS 1000000
 
-/* The CPU thread tid last ran on (field 39 of /proc/self/task/TID/stat), or -errno. */
-static int thread_cpu(int tid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -EIO;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
-    if (!p)
-        return -EIO;
-    for (int field = 2; field < 39; field++) {
-        p = strchr(p + 1, ' ');
-        if (!p)
-            return -EIO;
-    }
-    return atoi(p + 1);
-}
-
-/* On a VM whose idle vCPUs halt, waking a thread on another (idle) vCPU costs tens of
- * microseconds, several times the fault itself: serve from the CPU the faulter runs on, so
- * a fault is two context switches on one CPU. tid is the last faulter if the kernel reports
- * thread ids (Feature.THREAD_ID), else the thread that started the server. */
-static void follow(struct pm_uffd_server *s, int tid, int force)
+/* Tell the placement policy (physmem.userfaultfd, on its own thread) that it is time to look
+ * where the faulter runs and re-pin this server (pm_uffd_server_pin). Which CPU to follow is
+ * the policy's business; this only keeps the cadence, so a busy server asks at most once per
+ * 1024 faults and an idle one never. */
+static void notify(struct pm_uffd_server *s)
 {
     uint64_t now = now_ns();
-    if (!force && s->faults - s->follow_checked_faults < FOLLOW_EVERY_FAULTS &&
-        now - s->follow_checked_ns < FOLLOW_EVERY_NS)
+    if (s->faults - s->notified_faults < NOTIFY_EVERY_FAULTS &&
+        now - s->notified_ns < NOTIFY_EVERY_NS)
         return;
-    s->follow_checked_ns = now;
-    s->follow_checked_faults = s->faults;
-    int cpu = thread_cpu(tid);
-    if (cpu == -ENOENT || cpu == -ESRCH) {
-        if (tid == s->follow_tid)
-            s->follow_tid = 0; /* the thread is gone: stay where we are */
-        return;
+    s->notified_ns = now;
+    s->notified_faults = s->faults;
+    uint64_t one = 1;
+    if (write(s->notify_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is full, the policy has plenty to read already */
     }
-    if (cpu < 0 || cpu == s->follow_cpu || cpu >= CPU_SETSIZE)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof(set), &set) == 0)
-        s->follow_cpu = cpu;
 }
 
 static void count_error(struct pm_uffd_server *s, int64_t err)
@@ -487,9 +453,6 @@ static void *server_main(void *arg)
     struct pm_uffd_event ev[READ_BATCH];
     uint64_t pending[READ_BATCH]; /* faults refused with EAGAIN while the mm was changing */
     int npending = 0;
-    int last_tid = s->follow_tid;
-    if (s->follow_tid > 0)
-        follow(s, last_tid, 1);
     int readable = 1; /* faults may be queued before the first poll() */
     for (;;) {
         int64_t n = readable ? pm_uffd_read(s->fd, ev, READ_BATCH) : 0;
@@ -504,7 +467,7 @@ static void *server_main(void *arg)
                 continue;
             }
             if (ev[i].ptid)
-                last_tid = (int)ev[i].ptid;
+                __atomic_store_n(&s->last_tid, ev[i].ptid, __ATOMIC_RELAXED);
             if (ev[i].flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) {
                 serve_other(s, &ev[i]);
                 continue;
@@ -516,8 +479,8 @@ static void *server_main(void *arg)
                     pm_uffd_wake(s->fd, ev[i].address & ~(s->page_size - 1), s->page_size);
             }
         }
-        if (n > 0 && s->follow_tid > 0)
-            follow(s, last_tid, 0);
+        if (n > 0 && s->notify_fd >= 0)
+            notify(s);
         /* Unpinned, a full batch means more may be queued: read again at once. Pinned, the
          * faulter just woken shares this CPU and cannot fault again until we sleep, so a
          * read now would only find nothing: go straight to poll(). */
@@ -547,14 +510,14 @@ static void *server_main(void *arg)
         if (mask > 0 && (mask & 2))
             break;
         readable = 1;
-        if (s->follow_tid > 0)
-            follow(s, last_tid, 0);
+        if (s->notify_fd >= 0)
+            notify(s);
     }
     return NULL;
 }
 
 int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint64_t base,
-                         uint64_t page_size, int base_page_zero, int cpu, int follow_tid,
+                         uint64_t page_size, int base_page_zero, int cpu, int notify_fd,
                          struct pm_uffd_server **out)
 {
     if (page_size == 0 || (page_size & (page_size - 1)))
@@ -569,9 +532,9 @@ int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint6
     s->base = base;
     s->page_size = page_size;
     s->use_zeropage = base_page_zero;
-    s->follow_tid = cpu < 0 && follow_tid > 0 ? follow_tid : 0;
-    s->follow_cpu = -1;
-    s->spin = cpu < 0 && !s->follow_tid;
+    s->notify_fd = notify_fd;
+    s->notified_ns = now_ns();
+    s->spin = cpu < 0 && notify_fd < 0;
     size_t base_page = (size_t)sysconf(_SC_PAGESIZE); /* 4, 16 or 64 KiB */
     s->bounce = aligned_alloc(base_page, page_size < base_page ? base_page : page_size);
     s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -625,6 +588,17 @@ void pm_uffd_server_stats(struct pm_uffd_server *s, struct pm_uffd_server_stats 
     st->fallbacks = __atomic_load_n(&s->fallbacks, __ATOMIC_RELAXED);
     st->last_error = s->last_error;
     st->events_dropped = __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
+    st->last_tid = __atomic_load_n(&s->last_tid, __ATOMIC_RELAXED);
+}
+
+int pm_uffd_server_pin(struct pm_uffd_server *s, int cpu)
+{
+    if (cpu < 0 || cpu >= CPU_SETSIZE)
+        return -EINVAL;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return -pthread_setaffinity_np(s->thread, sizeof(set), &set);
 }
 
 /* Stop and free the server; fork events nobody collected have their uffd closed. */

@@ -16,6 +16,20 @@
 #define USERFAULTFD_IOC 0xAA
 #define USERFAULTFD_IOC_NEW _IO(USERFAULTFD_IOC, 0x00) /* /dev/userfaultfd, 6.1 */
 #endif
+/* cffi:begin */
+/* cffi:const UFFD_API UFFD_EVENT_PAGEFAULT UFFD_EVENT_FORK UFFD_EVENT_REMAP
+ * UFFD_EVENT_REMOVE UFFD_EVENT_UNMAP UFFD_PAGEFAULT_FLAG_WRITE UFFD_PAGEFAULT_FLAG_WP
+ * UFFD_PAGEFAULT_FLAG_MINOR UFFD_FEATURE_PAGEFAULT_FLAG_WP UFFD_FEATURE_EVENT_FORK
+ * UFFD_FEATURE_EVENT_REMAP UFFD_FEATURE_EVENT_REMOVE UFFD_FEATURE_MISSING_HUGETLBFS
+ * UFFD_FEATURE_MISSING_SHMEM UFFD_FEATURE_EVENT_UNMAP UFFD_FEATURE_SIGBUS
+ * UFFD_FEATURE_THREAD_ID UFFD_FEATURE_MINOR_HUGETLBFS UFFD_FEATURE_MINOR_SHMEM
+ * UFFDIO_REGISTER_MODE_MISSING UFFDIO_REGISTER_MODE_WP UFFDIO_REGISTER_MODE_MINOR
+ * UFFDIO_COPY_MODE_DONTWAKE UFFDIO_COPY_MODE_WP UFFDIO_ZEROPAGE_MODE_DONTWAKE
+ * UFFDIO_WRITEPROTECT_MODE_WP UFFDIO_WRITEPROTECT_MODE_DONTWAKE
+ * UFFDIO_CONTINUE_MODE_DONTWAKE _UFFDIO_REGISTER _UFFDIO_UNREGISTER _UFFDIO_WAKE
+ * _UFFDIO_COPY _UFFDIO_ZEROPAGE _UFFDIO_WRITEPROTECT _UFFDIO_CONTINUE _UFFDIO_API
+ * _UFFDIO_MOVE UFFDIO_MOVE_MODE_DONTWAKE UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES _UFFDIO_POISON
+ * UFFDIO_POISON_MODE_DONTWAKE */
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1 /* 5.11 */
 #endif
@@ -40,6 +54,7 @@
 #ifndef UFFDIO_CONTINUE_MODE_WP
 #define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1) /* 6.4 */
 #endif
+/* cffi:end */
 #ifndef _UFFDIO_MOVE
 #define _UFFDIO_MOVE (0x05) /* 6.8 */
 struct uffdio_move {
@@ -64,6 +79,7 @@ struct uffdio_poison {
 #define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
 #endif
 
+/* cffi:begin */
 /* One uffd_msg, flattened. PAGEFAULT: flags, address, ptid. FORK: a = the child's uffd.
  * REMAP: a = from, b = to, c = len. REMOVE/UNMAP: a = start, b = end. */
 struct pm_uffd_event {
@@ -98,11 +114,11 @@ int64_t pm_uffd_fallback(int fd, uint64_t address, uint64_t flags);
 
 /* Native servers. kind 0: zero pages; kind 1: copy from src[0, src_len) at offset
  * (page - base), zeros past its end. Non-fault events are kept (up to PM_UFFD_KEEP_EVENTS)
- * for pm_uffd_server_events. Placement: cpu >= 0 pins the thread to that CPU; else
- * follow_tid > 0 keeps it pinned to the CPU the faulting thread runs on (the faulter's thread
- * id from the fault messages when the kernel sends them, else follow_tid), re-checked every
- * 1024 faults or 1 ms; else it is unpinned and spins up to 50 us on the non-blocking read
- * before sleeping. A fault the server cannot fill as asked (the fill fails, whatever the
+ * for pm_uffd_server_events. Placement is decided by the caller: cpu >= 0 pins the thread
+ * to that CPU (pm_uffd_server_pin moves it later); notify_fd >= 0 (an eventfd) is written
+ * every 1024 faults or, after a sleep, at most every 1 ms, for a policy that follows the
+ * faulting thread (stats.last_tid: the last faulter, when the kernel reports thread ids).
+ * Unpinned and unfollowed, it spins up to 50 us on the non-blocking read before sleeping. A fault the server cannot fill as asked (the fill fails, whatever the
  * reason) is resolved with zeros by pm_uffd_fallback and counted in errors (and, if the
  * zeros went in, in fallbacks), so no fault is ever left waiting. WP and MINOR faults are
  * answered as if the range were not registered for them (protection lifted, page-cache page
@@ -118,13 +134,17 @@ struct pm_uffd_server_stats {
     uint64_t fallbacks;
     int64_t last_error;
     uint64_t events_dropped;
+    uint64_t last_tid;
 };
 int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint64_t base,
-                         uint64_t page_size, int base_page_zero, int cpu, int follow_tid,
+                         uint64_t page_size, int base_page_zero, int cpu, int notify_fd,
                          struct pm_uffd_server **out);
+/* Pin the server thread to cpu: 0 or -errno. */
+int pm_uffd_server_pin(struct pm_uffd_server *srv, int cpu);
 int64_t pm_uffd_server_events(struct pm_uffd_server *srv, struct pm_uffd_event *events,
                               uint64_t max_events);
 void pm_uffd_server_stats(struct pm_uffd_server *srv, struct pm_uffd_server_stats *stats);
 int pm_uffd_server_stop(struct pm_uffd_server *srv, struct pm_uffd_server_stats *stats);
 
+/* cffi:end */
 #endif

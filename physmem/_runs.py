@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._lib import ffi, lib, u64_buffer
+from ._raw import pageio as _pio
 
 __all__ = ["RUN_DTYPE", "find_runs", "runs_of", "run_table"]
 
@@ -33,8 +33,7 @@ def find_runs(values: np.ndarray, *, step: int = 1, mask: int = _ALL,
     # Worst case one run per entry; untouched pages of these buffers are never faulted in.
     starts = np.empty(n, dtype=np.uint64)
     lens = np.empty(n, dtype=np.uint64)
-    k = lib.pm_find_runs(u64_buffer(v), mask, step, n, require, u64_buffer(starts),
-                         u64_buffer(lens))
+    k = _pio.find_runs(v, mask, step, require, starts, lens)
     return starts[:k].astype(np.intp), lens[:k].astype(np.intp)
 
 
@@ -45,8 +44,7 @@ def runs_of(mask: np.ndarray, first: int = 0) -> np.ndarray:
     n = len(m)
     starts = np.empty((n + 1) // 2, dtype=np.uint64)
     lens = np.empty((n + 1) // 2, dtype=np.uint64)
-    k = lib.pm_find_mask_runs(ffi.from_buffer("uint8_t[]", m.view(np.uint8)), n,
-                              u64_buffer(starts), u64_buffer(lens))
+    k = _pio.find_mask_runs(m.view(np.uint8), starts, lens)
     out = np.empty((k, 2), dtype=np.int64)
     out[:, 0] = starts[:k].view(np.int64) + first
     out[:, 1] = lens[:k].view(np.int64)

@@ -16,7 +16,8 @@ import numpy as np
 from . import addressing
 from ._args import as_nonneg, as_positive
 from ._fdfile import FdFile
-from ._lib import check, ffi, lib, u64_buffer
+from ._raw import check
+from ._raw import pageio as _pio
 from .errors import InvalidArgument
 
 __all__ = [
@@ -39,33 +40,33 @@ class KPF(enum.IntFlag):
     page-types tool reads them only in raw mode.
     """
 
-    LOCKED = 1 << lib.KPF_LOCKED
-    ERROR = 1 << lib.KPF_ERROR
-    REFERENCED = 1 << lib.KPF_REFERENCED
-    UPTODATE = 1 << lib.KPF_UPTODATE
-    DIRTY = 1 << lib.KPF_DIRTY
-    LRU = 1 << lib.KPF_LRU
-    ACTIVE = 1 << lib.KPF_ACTIVE
-    SLAB = 1 << lib.KPF_SLAB
-    WRITEBACK = 1 << lib.KPF_WRITEBACK
-    RECLAIM = 1 << lib.KPF_RECLAIM
-    BUDDY = 1 << lib.KPF_BUDDY
-    MMAP = 1 << lib.KPF_MMAP
-    ANON = 1 << lib.KPF_ANON
-    SWAPCACHE = 1 << lib.KPF_SWAPCACHE
-    SWAPBACKED = 1 << lib.KPF_SWAPBACKED
-    COMPOUND_HEAD = 1 << lib.KPF_COMPOUND_HEAD
-    COMPOUND_TAIL = 1 << lib.KPF_COMPOUND_TAIL
-    HUGE = 1 << lib.KPF_HUGE
-    UNEVICTABLE = 1 << lib.KPF_UNEVICTABLE
-    HWPOISON = 1 << lib.KPF_HWPOISON
-    NOPAGE = 1 << lib.KPF_NOPAGE
-    KSM = 1 << lib.KPF_KSM
-    THP = 1 << lib.KPF_THP
-    OFFLINE = 1 << lib.KPF_OFFLINE
-    ZERO_PAGE = 1 << lib.KPF_ZERO_PAGE
-    IDLE = 1 << lib.KPF_IDLE
-    PGTABLE = 1 << lib.KPF_PGTABLE
+    LOCKED = 1 << _pio.KPF["LOCKED"]
+    ERROR = 1 << _pio.KPF["ERROR"]
+    REFERENCED = 1 << _pio.KPF["REFERENCED"]
+    UPTODATE = 1 << _pio.KPF["UPTODATE"]
+    DIRTY = 1 << _pio.KPF["DIRTY"]
+    LRU = 1 << _pio.KPF["LRU"]
+    ACTIVE = 1 << _pio.KPF["ACTIVE"]
+    SLAB = 1 << _pio.KPF["SLAB"]
+    WRITEBACK = 1 << _pio.KPF["WRITEBACK"]
+    RECLAIM = 1 << _pio.KPF["RECLAIM"]
+    BUDDY = 1 << _pio.KPF["BUDDY"]
+    MMAP = 1 << _pio.KPF["MMAP"]
+    ANON = 1 << _pio.KPF["ANON"]
+    SWAPCACHE = 1 << _pio.KPF["SWAPCACHE"]
+    SWAPBACKED = 1 << _pio.KPF["SWAPBACKED"]
+    COMPOUND_HEAD = 1 << _pio.KPF["COMPOUND_HEAD"]
+    COMPOUND_TAIL = 1 << _pio.KPF["COMPOUND_TAIL"]
+    HUGE = 1 << _pio.KPF["HUGE"]
+    UNEVICTABLE = 1 << _pio.KPF["UNEVICTABLE"]
+    HWPOISON = 1 << _pio.KPF["HWPOISON"]
+    NOPAGE = 1 << _pio.KPF["NOPAGE"]
+    KSM = 1 << _pio.KPF["KSM"]
+    THP = 1 << _pio.KPF["THP"]
+    OFFLINE = 1 << _pio.KPF["OFFLINE"]
+    ZERO_PAGE = 1 << _pio.KPF["ZERO_PAGE"]
+    IDLE = 1 << _pio.KPF["IDLE"]
+    PGTABLE = 1 << _pio.KPF["PGTABLE"]
     # Kernel-internal bits (include/linux/kernel-page-flags.h, not exported to uapi).
     RESERVED = 1 << 32
     MLOCKED = 1 << 33
@@ -109,10 +110,8 @@ class _Counter:
     """Distinct-value counter over uint64 chunks, in C (a numpy sort would dominate a scan)."""
 
     def __init__(self, capacity: int = 1 << 12) -> None:
-        self.keys = np.full(capacity, lib.PM_EMPTY_KEY, dtype=np.uint64)
-        self.counts = np.zeros(capacity, dtype=np.uint64)
-        self.used = ffi.new("uint64_t *", 0)
-        self._consumed = ffi.new("size_t *")
+        self._c = _pio.Counter(capacity)
+        self.keys, self.counts = self._c.keys, self._c.counts
 
     def add(self, values: np.ndarray, weights: np.ndarray | None = None) -> None:
         values = np.ascontiguousarray(values)
@@ -120,11 +119,7 @@ class _Counter:
         if weights is not None:
             weights = np.ascontiguousarray(weights, dtype=np.uint64)
         while len(values):
-            ret = lib.pm_count_add(u64_buffer(self.keys), u64_buffer(self.counts), len(self.keys),
-                                   self.used, u64_buffer(values),
-                                   ffi.NULL if weights is None else u64_buffer(weights),
-                                   len(values), self._consumed)
-            done = self._consumed[0]
+            ret, done = self._c.add(values, weights)
             if ret == -2:
                 raise InvalidArgument(f"flags value {int(values[done]):#x} cannot be counted "
                                       "(all 64 bits set is not a kpageflags value)")
@@ -140,7 +135,7 @@ class _Counter:
         self.add(keys, counts)
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
-        used = self.keys != np.uint64(lib.PM_EMPTY_KEY)
+        used = self.keys != np.uint64(_pio.EMPTY_KEY)
         return self.keys[used], self.counts[used]
 
     def table(self) -> list[FlagSummary]:
@@ -222,8 +217,7 @@ class _PfnFile(FdFile):
         counts = (srt[last] - starts + np.uint64(1)).astype(np.uint64)
         span_base = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.uint64)
         buf = np.empty(int(counts.sum()), dtype=np.uint64)
-        got = check(lib.pm_gather_u64(self._checked_fd(), u64_buffer(starts), u64_buffer(counts),
-                                      len(starts), u64_buffer(buf)),
+        got = check(_pio.gather_u64(self._checked_fd(), starts, counts, buf),
                     f"cannot read {self.filename}", path=self.path)
         span_of = np.repeat(np.arange(len(starts)), np.diff(np.concatenate((first, [len(srt)]))))
         where = span_base[span_of] + (srt - starts[span_of])
@@ -264,7 +258,7 @@ class _PfnFile(FdFile):
         end = None if count is None else start + count
         while end is None or pfn < end:
             n = size if end is None else min(size, end - pfn)
-            got = (check(lib.pm_pread_u64(fd, pfn, n, u64_buffer(buf)),
+            got = (check(_pio.pread_u64(fd, pfn, n, buf),
                          f"cannot read {self.filename}", path=self.path)
                    if pfn <= _PFN_LIMIT else 0)
             if got == 0 and pfn == start:
@@ -293,11 +287,11 @@ class _PfnFile(FdFile):
         lo, hi = 0, 1
         probe = np.empty(1, dtype=np.uint64)
         fd = self._checked_fd()
-        while lib.pm_pread_u64(fd, hi, 1, u64_buffer(probe)) == 1:
+        while _pio.pread_u64(fd, hi, 1, probe) == 1:
             lo, hi = hi, hi * 2
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if check(lib.pm_pread_u64(fd, mid, 1, u64_buffer(probe)), "probe", path=self.path):
+            if check(_pio.pread_u64(fd, mid, 1, probe), "probe", path=self.path):
                 lo = mid
             else:
                 hi = mid
@@ -426,7 +420,7 @@ def read_range(f: _PfnFile, start: int = 0, count: int | None = None, *,
     def work(i: int) -> None:
         lo, hi = parts[i]
         view = out[lo - start:hi - start]
-        got[i] = check(lib.pm_pread_u64(fd, lo, hi - lo, u64_buffer(view)),
+        got[i] = check(_pio.pread_u64(fd, lo, hi - lo, view),
                        f"cannot read {f.filename}", path=f.path)
         if each is not None and got[i]:
             each(lo, view[:got[i]].view(f.dtype))
@@ -480,7 +474,7 @@ def _parallel_summary(kf: KPageFlags, start: int, count: int | None, threads: in
         pfn = lo
         while pfn < hi:
             want = min(kf.CHUNK, hi - pfn)
-            got = check(lib.pm_pread_u64(fd, pfn, want, u64_buffer(buf)),
+            got = check(_pio.pread_u64(fd, pfn, want, buf),
                         f"cannot read {kf.filename}", path=kf.path)
             if got:
                 counters[i].add(buf[:got])

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from ._args import I32_MAX, I64_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, flag_text
-from ._features import kernel_at_least, unavailable
-from ._lib import check, ffi, lib
+from ._raw import SINCE, check, missing, older_than
+from ._raw import mapping as raw
 from .addressing import task_size
 from .errors import HugePagesUnavailable, InvalidArgument, error_from_errno
 
@@ -36,50 +36,40 @@ PAGE_SIZE = _mmap.PAGESIZE
 class Prot(enum.IntFlag):
     """Access protection of a mapping (``PROT_*``), also the ``rwx`` of /proc/<pid>/maps."""
 
-    NONE = lib.PROT_NONE
-    READ = lib.PROT_READ
-    WRITE = lib.PROT_WRITE
-    EXEC = lib.PROT_EXEC
+    NONE = raw.PROT_NONE
+    READ = raw.PROT_READ
+    WRITE = raw.PROT_WRITE
+    EXEC = raw.PROT_EXEC
 
 
 class Advice(enum.IntEnum):
     """``madvise`` advice (``MADV_*``)."""
 
-    NORMAL = lib.MADV_NORMAL
-    RANDOM = lib.MADV_RANDOM
-    SEQUENTIAL = lib.MADV_SEQUENTIAL
-    WILLNEED = lib.MADV_WILLNEED
-    DONTNEED = lib.MADV_DONTNEED
-    FREE = lib.MADV_FREE
-    REMOVE = lib.MADV_REMOVE
-    DONTFORK = lib.MADV_DONTFORK
-    DOFORK = lib.MADV_DOFORK
-    MERGEABLE = lib.MADV_MERGEABLE
-    UNMERGEABLE = lib.MADV_UNMERGEABLE
-    HUGEPAGE = lib.MADV_HUGEPAGE
-    NOHUGEPAGE = lib.MADV_NOHUGEPAGE
-    DONTDUMP = lib.MADV_DONTDUMP
-    DODUMP = lib.MADV_DODUMP
-    WIPEONFORK = lib.MADV_WIPEONFORK
-    KEEPONFORK = lib.MADV_KEEPONFORK
-    COLD = lib.MADV_COLD
-    PAGEOUT = lib.MADV_PAGEOUT
-    POPULATE_READ = lib.MADV_POPULATE_READ
-    POPULATE_WRITE = lib.MADV_POPULATE_WRITE
-    DONTNEED_LOCKED = lib.MADV_DONTNEED_LOCKED
-    COLLAPSE = lib.MADV_COLLAPSE
-    GUARD_INSTALL = lib.MADV_GUARD_INSTALL
-    GUARD_REMOVE = lib.MADV_GUARD_REMOVE
-
-
-# The Linux version that added each advice newer than 3.x; EINVAL from an older kernel means
-# "unknown advice", reported as FeatureUnavailable.
-_ADVICE_SINCE = {
-    Advice.FREE: "4.5", Advice.WIPEONFORK: "4.14", Advice.KEEPONFORK: "4.14",
-    Advice.COLD: "5.4", Advice.PAGEOUT: "5.4", Advice.POPULATE_READ: "5.14",
-    Advice.POPULATE_WRITE: "5.14", Advice.DONTNEED_LOCKED: "5.18", Advice.COLLAPSE: "6.1",
-    Advice.GUARD_INSTALL: "6.13", Advice.GUARD_REMOVE: "6.13",
-}
+    NORMAL = raw.MADV_NORMAL
+    RANDOM = raw.MADV_RANDOM
+    SEQUENTIAL = raw.MADV_SEQUENTIAL
+    WILLNEED = raw.MADV_WILLNEED
+    DONTNEED = raw.MADV_DONTNEED
+    FREE = raw.MADV_FREE
+    REMOVE = raw.MADV_REMOVE
+    DONTFORK = raw.MADV_DONTFORK
+    DOFORK = raw.MADV_DOFORK
+    MERGEABLE = raw.MADV_MERGEABLE
+    UNMERGEABLE = raw.MADV_UNMERGEABLE
+    HUGEPAGE = raw.MADV_HUGEPAGE
+    NOHUGEPAGE = raw.MADV_NOHUGEPAGE
+    DONTDUMP = raw.MADV_DONTDUMP
+    DODUMP = raw.MADV_DODUMP
+    WIPEONFORK = raw.MADV_WIPEONFORK
+    KEEPONFORK = raw.MADV_KEEPONFORK
+    COLD = raw.MADV_COLD
+    PAGEOUT = raw.MADV_PAGEOUT
+    POPULATE_READ = raw.MADV_POPULATE_READ
+    POPULATE_WRITE = raw.MADV_POPULATE_WRITE
+    DONTNEED_LOCKED = raw.MADV_DONTNEED_LOCKED
+    COLLAPSE = raw.MADV_COLLAPSE
+    GUARD_INSTALL = raw.MADV_GUARD_INSTALL
+    GUARD_REMOVE = raw.MADV_GUARD_REMOVE
 
 
 def hugepage_sizes() -> list[int]:
@@ -129,7 +119,7 @@ def _mmap_error(err: int, what: str, page_size: int, address: int | None) -> Exc
 
 
 def _unmap(address: int, size: int) -> None:
-    lib.pm_munmap(address, size)
+    raw.munmap(address, size)
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -143,9 +133,9 @@ def _reserve(address: int, size: int, what: str) -> None:
     MAP_FIXED_NOREPLACE checks and claims in one step, so no other thread can map there
     between the check and a later MAP_FIXED/MREMAP_FIXED that replaces the placeholder.
     """
-    ret = lib.pm_mmap(address, size, lib.PROT_NONE,
-                      lib.MAP_PRIVATE | lib.MAP_ANONYMOUS | lib.MAP_NORESERVE
-                      | lib.MAP_FIXED_NOREPLACE, -1, 0)
+    ret = raw.mmap(address, size, raw.PROT_NONE,
+                      raw.MAP_PRIVATE | raw.MAP_ANONYMOUS | raw.MAP_NORESERVE
+                      | raw.MAP_FIXED_NOREPLACE, -1, 0)
     if ret == -_errno.EEXIST:
         raise error_from_errno(
             _errno.EEXIST, f"{what}: the target {address:#x}..{address + size:#x}",
@@ -157,8 +147,8 @@ def _reserve(address: int, size: int, what: str) -> None:
                                address=address)
     if ret != address:
         # Kernels before 4.17 ignore MAP_FIXED_NOREPLACE and treat the address as a hint.
-        lib.pm_munmap(ret, size)
-        raise unavailable("mmap flag MAP_FIXED_NOREPLACE", "4.17", err=_errno.EINVAL)
+        raw.munmap(ret, size)
+        raise missing("mmap flag MAP_FIXED_NOREPLACE", err=_errno.EINVAL)
 
 
 # A file mapping remembers its file (fd, st_dev, st_ino) and offset, so growing it with
@@ -205,7 +195,7 @@ def check_mapped(address: int, length: int, what: str) -> None:
     ``address`` must be page aligned and the range within user space.
     """
     end = _round_up(address + length, PAGE_SIZE)
-    ret = lib.pm_msync(address, end - address, lib.MS_ASYNC)
+    ret = raw.msync(address, end - address, raw.MS_ASYNC)
     if ret == 0:
         return
     if ret != -_errno.ENOMEM:
@@ -288,7 +278,7 @@ class Mapping:
     def _adopt(self) -> None:
         # The one buffer object every export derives from; the memory is unmapped when the
         # buffer dies (weakref.finalize), so a view outliving the Mapping object stays valid.
-        self._buf = ffi.buffer(ffi.cast("char *", self._address), self._size)
+        self._buf = raw.memory_at(self._address, self._size)
         self._finalizer = weakref.finalize(self._buf, _unmap, self._address, self._size)
         self._finalizer.atexit = False
 
@@ -315,10 +305,10 @@ class Mapping:
         size = as_positive(size, "size")
         page_size = _check_page_size(page_size)
         shared = as_bool(shared, "shared")
-        flags = lib.MAP_ANONYMOUS | (lib.MAP_SHARED if shared else lib.MAP_PRIVATE)
+        flags = raw.MAP_ANONYMOUS | (raw.MAP_SHARED if shared else raw.MAP_PRIVATE)
         if page_size != PAGE_SIZE:
             _aligned("size", size, page_size)
-            flags |= lib.MAP_HUGETLB | _hugetlb_flags(page_size, lib.MAP_HUGE_SHIFT)
+            flags |= raw.MAP_HUGETLB | _hugetlb_flags(page_size, raw.MAP_HUGE_SHIFT)
         return cls._map(size, flags, -1, 0, page_size=page_size, shared=shared,
                         populate=populate, locked=locked, noreserve=noreserve,
                         address=address, prot=prot)
@@ -346,7 +336,7 @@ class Mapping:
         if page_size != PAGE_SIZE:
             _aligned("size", size, page_size)
         file = _check_within_file(fd, offset, size)
-        flags = lib.MAP_SHARED if shared else lib.MAP_PRIVATE
+        flags = raw.MAP_SHARED if shared else raw.MAP_PRIVATE
         m = cls._map(size, flags, fd, offset, page_size=page_size, shared=shared,
                      populate=populate, locked=locked, noreserve=False, address=address,
                      prot=prot)
@@ -359,21 +349,21 @@ class Mapping:
              address: int | None, prot: Prot | int) -> Mapping:
         prot = _check_prot(prot)
         if as_bool(populate, "populate"):
-            flags |= lib.MAP_POPULATE
+            flags |= raw.MAP_POPULATE
         if as_bool(noreserve, "noreserve"):
-            flags |= lib.MAP_NORESERVE
+            flags |= raw.MAP_NORESERVE
         locked = as_bool(locked, "locked")
         want = 0
         if address is not None:
             want = _aligned("address", as_positive(address, "address"), page_size)
-            flags |= lib.MAP_FIXED_NOREPLACE
-        ret = lib.pm_mmap(want, size, int(prot), flags, fd, offset)
+            flags |= raw.MAP_FIXED_NOREPLACE
+        ret = raw.mmap(want, size, int(prot), flags, fd, offset)
         if ret < 0:
             raise _mmap_error(-ret, f"mmap of {size} bytes", page_size, address)
         if address is not None and ret != want:
             # Kernels before 4.17 ignore MAP_FIXED_NOREPLACE and treat the address as a hint.
-            lib.pm_munmap(ret, size)
-            raise unavailable("mmap flag MAP_FIXED_NOREPLACE", "4.17", err=_errno.EINVAL)
+            raw.munmap(ret, size)
+            raise missing("mmap flag MAP_FIXED_NOREPLACE", err=_errno.EINVAL)
         m = cls._wrap(ret, size, page_size, prot, shared)
         if locked:
             try:
@@ -520,20 +510,18 @@ class Mapping:
         touched (MLOCK_ONFAULT)."""
         self._require_open()
         on_fault = as_bool(on_fault, "on_fault")
-        ret = lib.pm_mlock2(self._address, self._size, lib.MLOCK_ONFAULT if on_fault else 0)
-        if ret == -_errno.ENOSYS:
-            raise unavailable("syscall mlock2", "4.4")
+        ret = raw.mlock2(self._address, self._size, raw.MLOCK_ONFAULT if on_fault else 0)
         if ret in (-_errno.EAGAIN, -_errno.ENOMEM):
             raise error_from_errno(
                 _errno.ENOMEM, f"mlock of {self._size} bytes at {self._address:#x}",
                 address=self._address,
                 hint="RLIMIT_MEMLOCK too low (ulimit -l) or not enough free memory")
-        check(ret, f"mlock of {self._size} bytes", address=self._address)
+        check(ret, f"mlock of {self._size} bytes", since="syscall mlock2", address=self._address)
 
     def munlock(self) -> None:
         """Undo :meth:`mlock`."""
         self._require_open()
-        check(lib.pm_munlock(self._address, self._size), "munlock", address=self._address)
+        check(raw.munlock(self._address, self._size), "munlock", address=self._address)
 
     def sync(self, *, asynchronous: bool = False, invalidate: bool = False, offset: int = 0,
              length: int | None = None) -> None:
@@ -541,10 +529,10 @@ class Mapping:
         asynchronous = as_bool(asynchronous, "asynchronous")
         invalidate = as_bool(invalidate, "invalidate")
         addr, length = self._range(offset, length)
-        flags = (lib.MS_ASYNC if asynchronous else lib.MS_SYNC)
+        flags = (raw.MS_ASYNC if asynchronous else raw.MS_SYNC)
         if invalidate:
-            flags |= lib.MS_INVALIDATE
-        check(lib.pm_msync(addr, length, flags), "msync", address=addr)
+            flags |= raw.MS_INVALIDATE
+        check(raw.msync(addr, length, flags), "msync", address=addr)
 
     def advise(self, advice: Advice | int, offset: int = 0, length: int | None = None) -> None:
         """madvise the range ``[offset, offset+length)`` (default: all of it)."""
@@ -556,12 +544,10 @@ class Mapping:
         addr, length = self._range(offset, length)
         if advice is Advice.GUARD_INSTALL:
             self._refuse_if_exported("install guard pages in")
-        ret = lib.pm_madvise(addr, length, int(advice))
-        if ret == -_errno.EINVAL and advice in _ADVICE_SINCE \
-                and not kernel_at_least(_ADVICE_SINCE[advice]):
-            raise unavailable(f"madvise MADV_{advice.name}", _ADVICE_SINCE[advice],
-                              err=_errno.EINVAL)
-        check(ret, f"madvise MADV_{advice.name} of {length} bytes at {addr:#x}", address=addr)
+        ret = raw.madvise(addr, length, int(advice))
+        feature = f"madvise MADV_{advice.name}"
+        check(ret, f"{feature} of {length} bytes at {addr:#x}",
+              since=feature if feature in SINCE else None, address=addr)
 
     def protect(self, prot: Prot | int) -> None:
         """mprotect the whole mapping. Dropping a permission while views exist is refused
@@ -573,7 +559,7 @@ class Mapping:
                (bool(self._prot & Prot.WRITE) and not prot & Prot.WRITE)
         if lost:
             self._refuse_if_exported(f"protect({flag_text(prot)})")
-        check(lib.pm_mprotect(self._address, self._size, int(prot)), "mprotect",
+        check(raw.mprotect(self._address, self._size, int(prot)), "mprotect",
               address=self._address)
         self._prot = prot
 
@@ -595,14 +581,14 @@ class Mapping:
             raise InvalidArgument("write=True on a mapping that is not writable")
         addr, length = self._range(offset, length, align=False)
         self._populate(addr, length, write)
-        return int(lib.pm_touch(addr, length, PAGE_SIZE, 1 if write else 0))
+        return int(raw.touch(addr, length, PAGE_SIZE, 1 if write else 0))
 
     def _populate(self, addr: int, length: int, write: bool) -> None:
         start = addr - (addr - self._address) % self._page_size
         end = min(_round_up(addr + length - self._address, self._page_size),
                   _round_up(self._size, PAGE_SIZE)) + self._address
         advice = Advice.POPULATE_WRITE if write else Advice.POPULATE_READ
-        ret = lib.pm_madvise(start, end - start, int(advice))
+        ret = raw.madvise(start, end - start, int(advice))
         if ret == 0 or ret == -_errno.EINVAL:
             # EINVAL: a kernel before 5.14, or VM_IO/VM_PFNMAP memory (device mappings)
             # that populate refuses; both are faulted by plain access as before.
@@ -642,16 +628,16 @@ class Mapping:
                 raise InvalidArgument(
                     f"new_size={new_size:#x}: the kernel cannot grow a hugetlb mapping "
                     f"({self._size:#x} bytes); it can move or shrink it, or map a new one")
-        flags = lib.MREMAP_MAYMOVE if may_move else 0
+        flags = raw.MREMAP_MAYMOVE if may_move else 0
         target = 0
         if address is not None:
             target = _aligned("address", as_positive(address, "address"), self._page_size)
-            flags |= lib.MREMAP_MAYMOVE | lib.MREMAP_FIXED
+            flags |= raw.MREMAP_MAYMOVE | raw.MREMAP_FIXED
         if dont_unmap:
             if new_size != self._size:
                 raise InvalidArgument(
                     f"dont_unmap=True needs new_size == size ({self._size}), got {new_size}")
-            flags |= lib.MREMAP_MAYMOVE | lib.MREMAP_DONTUNMAP
+            flags |= raw.MREMAP_MAYMOVE | raw.MREMAP_DONTUNMAP
         if self._file is not None and new_size > self._size:
             self._check_file_covers(new_size)
         self._refuse_if_exported("remap")
@@ -665,15 +651,15 @@ class Mapping:
             _reserve(target, reserved, what)
         self._finalizer.detach()
         self._buf = None
-        ret = lib.pm_mremap(old_address, old_size, new_size, flags, target)
+        ret = raw.mremap(old_address, old_size, new_size, flags, target)
         if ret < 0:
             if reserved:
                 # Drop the placeholder. (Failures after the kernel already replaced it -
                 # RLIMIT_MEMLOCK, map count - leave the range empty, and this is a no-op.)
-                lib.pm_munmap(target, reserved)
+                raw.munmap(target, reserved)
             self._adopt()
-            if dont_unmap and ret == -_errno.EINVAL and not kernel_at_least("5.7"):
-                raise unavailable("mremap flag MREMAP_DONTUNMAP", "5.7", err=_errno.EINVAL)
+            if dont_unmap and ret == -_errno.EINVAL and older_than("mremap flag MREMAP_DONTUNMAP"):
+                raise missing("mremap flag MREMAP_DONTUNMAP", err=_errno.EINVAL)
             hint = "cannot grow in place; pass may_move=True" if ret == -_errno.ENOMEM \
                 and not may_move else None
             raise error_from_errno(-ret, what, address=old_address, hint=hint)
@@ -712,7 +698,7 @@ class Mapping:
         self._refuse_if_exported("close")
         self._finalizer.detach()
         self._buf = None
-        check(lib.pm_munmap(self._address, self._size), "munmap", address=self._address)
+        check(raw.munmap(self._address, self._size), "munmap", address=self._address)
 
 
 def _check_prot(prot: Any) -> Prot:

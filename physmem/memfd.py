@@ -8,8 +8,8 @@ from typing import Any
 
 from ._args import I32_MAX, I64_MAX, as_bool, as_flags, as_nonneg, as_positive, flag_text
 from ._fdfile import FdFile
-from ._features import kernel_at_least, unavailable
-from ._lib import check, lib
+from ._raw import SINCE, check, missing, older_than
+from ._raw import mapping as raw
 from .errors import InvalidArgument, error_from_errno, translate_os_errors
 from .mapping import PAGE_SIZE, Mapping, Prot, _check_page_size, _hugetlb_flags
 from .proc._maps import maps
@@ -20,15 +20,14 @@ __all__ = ["MemFd", "Seal"]
 class Seal(enum.IntFlag):
     """File seals (``F_SEAL_*``): each forbids a kind of change for good."""
 
-    SEAL = lib.F_SEAL_SEAL
-    SHRINK = lib.F_SEAL_SHRINK
-    GROW = lib.F_SEAL_GROW
-    WRITE = lib.F_SEAL_WRITE
-    FUTURE_WRITE = lib.F_SEAL_FUTURE_WRITE
-    EXEC = lib.F_SEAL_EXEC
+    SEAL = raw.F_SEAL_SEAL
+    SHRINK = raw.F_SEAL_SHRINK
+    GROW = raw.F_SEAL_GROW
+    WRITE = raw.F_SEAL_WRITE
+    FUTURE_WRITE = raw.F_SEAL_FUTURE_WRITE
+    EXEC = raw.F_SEAL_EXEC
 
 
-_SEAL_SINCE = {Seal.FUTURE_WRITE: "5.1", Seal.EXEC: "6.3"}
 
 
 class MemFd(FdFile):
@@ -49,23 +48,21 @@ class MemFd(FdFile):
         noexec = as_bool(noexec, "noexec")
         flags = 0
         if cloexec:
-            flags |= lib.MFD_CLOEXEC
+            flags |= raw.MFD_CLOEXEC
         if sealing:
-            flags |= lib.MFD_ALLOW_SEALING
+            flags |= raw.MFD_ALLOW_SEALING
         if self._page_size != PAGE_SIZE:
-            flags |= lib.MFD_HUGETLB | _hugetlb_flags(self._page_size, lib.MFD_HUGE_SHIFT)
+            flags |= raw.MFD_HUGETLB | _hugetlb_flags(self._page_size, raw.MFD_HUGE_SHIFT)
         if noexec:
-            flags |= lib.MFD_NOEXEC_SEAL
-        ret = lib.pm_memfd_create(name.encode(), flags)
-        if ret == -_errno.EINVAL and noexec and not kernel_at_least("6.3"):
-            raise unavailable("memfd_create flag MFD_NOEXEC_SEAL", "6.3", err=_errno.EINVAL)
+            flags |= raw.MFD_NOEXEC_SEAL
+        ret = raw.memfd_create(name.encode(), flags)
+        if ret == -_errno.EINVAL and noexec and older_than("memfd_create flag MFD_NOEXEC_SEAL"):
+            raise missing("memfd_create flag MFD_NOEXEC_SEAL", err=_errno.EINVAL)
+        hugetlb_sealing = "memfd_create with MFD_HUGETLB | MFD_ALLOW_SEALING"
         if ret == -_errno.EINVAL and sealing and self._page_size != PAGE_SIZE \
-                and not kernel_at_least("4.16"):
-            raise unavailable("memfd_create with MFD_HUGETLB | MFD_ALLOW_SEALING", "4.16",
-                              err=_errno.EINVAL)
-        if ret == -_errno.ENOSYS:
-            raise unavailable("syscall memfd_create", "3.17")
-        self._fd = check(ret, f"memfd_create({name!r})")
+                and older_than(hugetlb_sealing):
+            raise missing(hugetlb_sealing, err=_errno.EINVAL)
+        self._fd = check(ret, f"memfd_create({name!r})", since="syscall memfd_create")
         self.name = name
         if size:
             try:
@@ -93,7 +90,7 @@ class MemFd(FdFile):
     def seals(self) -> Seal:
         """The seals in force (F_GET_SEALS), always a :class:`Seal` (``Seal(0)`` for none)."""
         self._require_open()
-        return Seal(check(lib.pm_get_seals(self._fd), "F_GET_SEALS"))
+        return Seal(check(raw.get_seals(self._fd), "F_GET_SEALS"))
 
     def __repr__(self) -> str:
         if self.closed:
@@ -121,7 +118,7 @@ class MemFd(FdFile):
                                   f"{self._page_size:#x}; round it up")
         if size < self.size:
             self._refuse_shrink_under_mappings(size)
-        ret = lib.pm_ftruncate(self._fd, size)
+        ret = raw.ftruncate(self._fd, size)
         hint = f"the memfd is sealed ({flag_text(self.seals)})" if ret == -_errno.EPERM else None
         if ret < 0:
             raise error_from_errno(-ret, f"ftruncate memfd {self.name!r} to {size}", hint=hint)
@@ -146,11 +143,12 @@ class MemFd(FdFile):
         exist; FUTURE_WRITE lets existing mappings keep writing."""
         self._require_open()
         seals = Seal(as_flags(seals, "seals", known=sum(Seal), hi=I32_MAX))
-        ret = lib.pm_add_seals(self._fd, int(seals))
+        ret = raw.add_seals(self._fd, int(seals))
         if ret == -_errno.EINVAL:
-            for seal, since in _SEAL_SINCE.items():
-                if seals & seal and not kernel_at_least(since):
-                    raise unavailable(f"file seal F_SEAL_{seal.name}", since, err=_errno.EINVAL)
+            for seal in Seal:
+                feature = f"file seal F_SEAL_{seal.name}"
+                if seals & seal and feature in SINCE and older_than(feature):
+                    raise missing(feature, err=_errno.EINVAL)
         hint = None
         if ret == -_errno.EBUSY:
             hint = "writable shared mappings of it exist; close them or seal FUTURE_WRITE"
@@ -188,7 +186,7 @@ class MemFd(FdFile):
         self._require_open()
         offset = as_nonneg(offset, "offset", hi=I64_MAX)
         length = as_positive(length, "length", hi=I64_MAX)
-        ret = lib.pm_fallocate(self._fd, lib.FALLOC_FL_PUNCH_HOLE | lib.FALLOC_FL_KEEP_SIZE,
+        ret = raw.fallocate(self._fd, raw.FALLOC_FL_PUNCH_HOLE | raw.FALLOC_FL_KEEP_SIZE,
                                offset, length)
         hint = "the memfd is sealed against writes" if ret == -_errno.EPERM else None
         if ret < 0:

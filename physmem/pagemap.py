@@ -17,7 +17,8 @@ import numpy as np
 from . import addressing
 from ._args import as_flags, as_pid
 from ._fdfile import FdFile
-from ._lib import check, ffi, lib, u64_buffer
+from ._raw import check
+from ._raw import pageio as _pio
 from ._runs import RUN_DTYPE, find_runs, run_table
 from .errors import (
     FeatureUnavailable,
@@ -62,15 +63,15 @@ class PM(enum.IntFlag):
 class ScanCategory(enum.IntFlag):
     """PAGEMAP_SCAN page categories (values from the kernel headers at build time)."""
 
-    WPALLOWED = lib.PAGE_IS_WPALLOWED
-    WRITTEN = lib.PAGE_IS_WRITTEN
-    FILE = lib.PAGE_IS_FILE
-    PRESENT = lib.PAGE_IS_PRESENT
-    SWAPPED = lib.PAGE_IS_SWAPPED
-    PFNZERO = lib.PAGE_IS_PFNZERO
-    HUGE = lib.PAGE_IS_HUGE
-    SOFT_DIRTY = lib.PAGE_IS_SOFT_DIRTY
-    GUARD = lib.PAGE_IS_GUARD  # since 6.15
+    WPALLOWED = _pio.PAGE_IS_WPALLOWED
+    WRITTEN = _pio.PAGE_IS_WRITTEN
+    FILE = _pio.PAGE_IS_FILE
+    PRESENT = _pio.PAGE_IS_PRESENT
+    SWAPPED = _pio.PAGE_IS_SWAPPED
+    PFNZERO = _pio.PAGE_IS_PFNZERO
+    HUGE = _pio.PAGE_IS_HUGE
+    SOFT_DIRTY = _pio.PAGE_IS_SOFT_DIRTY
+    GUARD = _pio.PAGE_IS_GUARD  # since 6.15
 
 
 RANGE_DTYPE = np.dtype([("start", np.uint64), ("end", np.uint64)])
@@ -166,7 +167,7 @@ class PagemapEntries:
 
     def paddr(self, *, strict: bool = True) -> np.ndarray:
         """Physical address of each page (see :meth:`PageMap.translate` for ``strict``)."""
-        return _translate_entries(None, self.raw, mode=lib.PM_TRANSLATE_DIRECT,
+        return _translate_entries(None, self.raw, mode=_pio.TRANSLATE_DIRECT,
                                   base_vpn=self.address >> addressing.page_shift(), strict=strict)
 
 
@@ -210,7 +211,7 @@ class PageMap(FdFile):
         """Read entries from page ``first_vpn`` on; returns how many there were (fewer than
         ``len(buf)`` only where the end of user space cuts the range)."""
         self._checked_fd()
-        got = check(lib.pm_pread_u64(self._fd, first_vpn, len(buf), u64_buffer(buf)),
+        got = check(_pio.pread_u64(self._fd, first_vpn, len(buf), buf),
                     "cannot read pagemap", path=self.path, pid=self.pid,
                     address=first_vpn << self._shift)
         if got < len(buf):
@@ -231,7 +232,7 @@ class PageMap(FdFile):
         every architecture and for 32-bit processes too.
         """
         probe = np.empty(1, dtype=np.uint64)
-        if check(lib.pm_pread_u64(self._fd, 0, 1, u64_buffer(probe)), "cannot read pagemap",
+        if check(_pio.pread_u64(self._fd, 0, 1, probe), "cannot read pagemap",
                  path=self.path, pid=self.pid) == 1:
             return
         who = "this process" if self.pid is None else f"process {self.pid}"
@@ -315,12 +316,12 @@ class PageMap(FdFile):
             # A dense span read once beats gathering: unmapped holes cost the kernel little.
             raw = self._scratch(span)
             self._read_into(vmin, raw)
-            res = _translate_entries(flat, raw, mode=lib.PM_TRANSLATE_SPAN, base_vpn=vmin,
+            res = _translate_entries(flat, raw, mode=_pio.TRANSLATE_SPAN, base_vpn=vmin,
                                      strict=strict, out=result)
         elif res is None:
             uniq, inverse = np.unique(flat >> np.uint64(shift), return_inverse=True)
             raw_u = self._gather(uniq)
-            res = _translate_entries(flat, raw_u[inverse], mode=lib.PM_TRANSLATE_DIRECT,
+            res = _translate_entries(flat, raw_u[inverse], mode=_pio.TRANSLATE_DIRECT,
                                      strict=strict, out=result)
         if scalar:
             if np.ma.isMaskedArray(res):
@@ -336,12 +337,12 @@ class PageMap(FdFile):
         end of user space): the entries are then partly consumed, and the general path
         re-reads and explains."""
         self._checked_fd()
-        nread = ffi.new("uint64_t *")
-        bad = check(lib.pm_read_translate(self._fd, u64_buffer(flat), len(flat), vmin, self._shift,
-                                          _PRESENT, PFN_MASK, u64_buffer(result), nread),
-                    "cannot read pagemap", path=self.path, pid=self.pid, address=vmin << self._shift)
-        if nread[0] < len(flat):
-            self._at_end(vmin + nread[0])
+        bad, nread = _pio.read_translate(self._fd, flat, vmin, self._shift, _PRESENT, PFN_MASK,
+                                         result)
+        check(bad, "cannot read pagemap", path=self.path, pid=self.pid,
+              address=vmin << self._shift)
+        if nread < len(flat):
+            self._at_end(vmin + nread)
             return None
         return result if bad == 0 else None
 
@@ -364,8 +365,7 @@ class PageMap(FdFile):
         counts = counts.astype(np.uint64)
         buf = np.empty(len(vpns), dtype=np.uint64)
         self._checked_fd()
-        got = check(lib.pm_gather_u64(self._fd, u64_buffer(starts), u64_buffer(counts),
-                                      len(starts), u64_buffer(buf)),
+        got = check(_pio.gather_u64(self._fd, starts, counts, buf),
                     "cannot read pagemap", path=self.path, pid=self.pid)
         if got < len(buf):
             # Runs are in address order: the rest lie past the end of user space too.
@@ -405,7 +405,7 @@ class PageMap(FdFile):
                          report=ScanCategory.PRESENT)[["start", "end"]].copy()
 
     def _present_ranges_pagemap(self, addr: int, size: int) -> np.ndarray:
-        batch = lib.PM_BATCH_ENTRIES
+        batch = _pio.BATCH_ENTRIES
         buf = np.empty(batch, dtype=np.uint64)
         first = addr >> self._shift
         total = size >> self._shift
@@ -444,14 +444,12 @@ class PageMap(FdFile):
         cat_mask = require_ | exclude_
         inverted = exclude_
         regions = np.empty((_SCAN_REGIONS, 3), dtype=np.uint64)
-        walk_end = ffi.new("uint64_t *")
         parts: list[np.ndarray] = []
         # The ioctl fails with EFAULT on a range reaching past the end of user space.
         start, end = addr, min(addr + size, addressing.task_size())
         while start < end:
-            got = lib.pm_pagemap_scan(self._fd, start, end, inverted, cat_mask, any_of_,
-                                      ret_mask, 0, u64_buffer(regions.reshape(-1)),
-                                      _SCAN_REGIONS, walk_end)
+            got, walk_end = _pio.pagemap_scan(self._fd, start, end, inverted, cat_mask,
+                                              any_of_, ret_mask, 0, regions)
             if got == -_ENOTTY or (got == -_EINVAL and ret_mask & ~_known_categories()):
                 raise FeatureUnavailable(
                     "PAGEMAP_SCAN is not supported by this kernel (added in Linux 6.7)",
@@ -459,9 +457,9 @@ class PageMap(FdFile):
             check(got, "PAGEMAP_SCAN failed", path=self.path, pid=self.pid, address=start)
             if got:
                 parts.append(regions[:got].copy())
-            if walk_end[0] <= start:
+            if walk_end <= start:
                 break
-            start = walk_end[0]
+            start = walk_end
         flat = np.concatenate(parts) if parts else np.empty((0, 3), dtype=np.uint64)
         # categories as int64 so `out["categories"] & ScanCategory.X` works in numpy
         out = np.empty(len(flat), dtype=SCAN_DTYPE)
@@ -473,11 +471,10 @@ class PageMap(FdFile):
         global _scan_supported
         if _scan_supported is None:
             self._checked_fd()
-            regions = np.empty(3, dtype=np.uint64)
-            walk_end = ffi.new("uint64_t *")
+            regions = np.empty((1, 3), dtype=np.uint64)
             ps = self.page_size
-            got = lib.pm_pagemap_scan(self._fd, 0, ps, 0, 0, 0, int(ScanCategory.PRESENT), 0,
-                                      u64_buffer(regions), 1, walk_end)
+            got, _ = _pio.pagemap_scan(self._fd, 0, ps, 0, 0, 0, int(ScanCategory.PRESENT), 0,
+                                       regions)
             if got == -_ENOTTY:
                 _scan_supported = False
             else:
@@ -535,15 +532,13 @@ def _translate_entries(vaddr: np.ndarray | None, raw: np.ndarray, *, mode: int, 
     n = len(raw) if vaddr is None else len(vaddr)
     if out is None:
         out = np.empty(n, dtype=np.uint64)
-    first_bad = ffi.new("int64_t *")
-    vptr = ffi.NULL if vaddr is None else u64_buffer(vaddr)
+    first_bad = -1
 
     def run(status: np.ndarray | None) -> int:
-        ret: int = lib.pm_translate(
-            vptr, n, u64_buffer(raw), base_vpn, len(raw), mode,
-            addressing.page_shift(), _PRESENT, PFN_MASK, u64_buffer(out),
-            ffi.NULL if status is None else ffi.from_buffer("uint8_t[]", status), first_bad)
-        return ret
+        nonlocal first_bad
+        bad, first_bad = _pio.translate(vaddr, n, raw, base_vpn, mode, addressing.page_shift(),
+                                        _PRESENT, PFN_MASK, out, status)
+        return bad
 
     # The common case (all present) needs no status array: one pass, no extra memory.
     status = None if strict else np.empty(n, dtype=np.uint8)
@@ -564,9 +559,9 @@ def _translate_entries(vaddr: np.ndarray | None, raw: np.ndarray, *, mode: int, 
         raise PfnUnavailable(f"cannot translate {where:#x}: {_CAP_HINT}", address=where)
     if not strict:
         return np.ma.MaskedArray(out, mask=status != 0)
-    i = first_bad[0]
+    i = first_bad
     where = address_at(i)
-    entry = int(raw[i] if mode == lib.PM_TRANSLATE_DIRECT
+    entry = int(raw[i] if mode == _pio.TRANSLATE_DIRECT
                 else raw[(where >> addressing.page_shift()) - base_vpn])
     reason = ("it is swapped out" if entry & int(PM.SWAPPED)
               else "it was never touched or is not mapped")

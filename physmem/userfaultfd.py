@@ -25,10 +25,12 @@ import numpy as np
 from ._args import (I32_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, as_timeout,
                     flag_text)
 from ._fdfile import FdFile
-from ._features import kernel_at_least, unavailable
-from ._lib import check, ffi, lib
-from .errors import InvalidArgument, PhysmemError, error_from_errno
+from ._features import unavailable
+from ._raw import SINCE, check, missing, older_than
+from ._raw import uffd as _raw
+from .errors import FileMissing, InvalidArgument, PhysmemError, ProcessGone, error_from_errno
 from .mapping import PAGE_SIZE, Mapping, _check_page_size
+from .proc import pidstat
 
 __all__ = ["UserFaultFd", "Feature", "Mode", "Ioctl", "EventKind", "FaultFlag", "Event",
            "Server", "NativeServer"]
@@ -37,74 +39,62 @@ __all__ = ["UserFaultFd", "Feature", "Mode", "Ioctl", "EventKind", "FaultFlag", 
 class Feature(enum.IntFlag):
     """``UFFD_FEATURE_*`` flags negotiated with UFFDIO_API."""
 
-    PAGEFAULT_FLAG_WP = lib.UFFD_FEATURE_PAGEFAULT_FLAG_WP
-    EVENT_FORK = lib.UFFD_FEATURE_EVENT_FORK
-    EVENT_REMAP = lib.UFFD_FEATURE_EVENT_REMAP
-    EVENT_REMOVE = lib.UFFD_FEATURE_EVENT_REMOVE
-    MISSING_HUGETLBFS = lib.UFFD_FEATURE_MISSING_HUGETLBFS
-    MISSING_SHMEM = lib.UFFD_FEATURE_MISSING_SHMEM
-    EVENT_UNMAP = lib.UFFD_FEATURE_EVENT_UNMAP
-    SIGBUS = lib.UFFD_FEATURE_SIGBUS
-    THREAD_ID = lib.UFFD_FEATURE_THREAD_ID
-    MINOR_HUGETLBFS = lib.UFFD_FEATURE_MINOR_HUGETLBFS
-    MINOR_SHMEM = lib.UFFD_FEATURE_MINOR_SHMEM
-    EXACT_ADDRESS = lib.UFFD_FEATURE_EXACT_ADDRESS
-    WP_HUGETLBFS_SHMEM = lib.UFFD_FEATURE_WP_HUGETLBFS_SHMEM
-    WP_UNPOPULATED = lib.UFFD_FEATURE_WP_UNPOPULATED
-    POISON = lib.UFFD_FEATURE_POISON
-    WP_ASYNC = lib.UFFD_FEATURE_WP_ASYNC
-    MOVE = lib.UFFD_FEATURE_MOVE
-
-
-_FEATURE_SINCE = {
-    Feature.PAGEFAULT_FLAG_WP: "5.7", Feature.EVENT_FORK: "4.11", Feature.EVENT_REMAP: "4.11",
-    Feature.EVENT_REMOVE: "4.11", Feature.MISSING_HUGETLBFS: "4.11",
-    Feature.MISSING_SHMEM: "4.11", Feature.EVENT_UNMAP: "4.11", Feature.SIGBUS: "4.14",
-    Feature.THREAD_ID: "4.14", Feature.MINOR_HUGETLBFS: "5.13", Feature.MINOR_SHMEM: "5.14",
-    Feature.EXACT_ADDRESS: "5.18", Feature.WP_HUGETLBFS_SHMEM: "6.0",
-    Feature.WP_UNPOPULATED: "6.4", Feature.POISON: "6.6", Feature.WP_ASYNC: "6.7",
-    Feature.MOVE: "6.8",
-}
+    PAGEFAULT_FLAG_WP = _raw.CONST["UFFD_FEATURE_PAGEFAULT_FLAG_WP"]
+    EVENT_FORK = _raw.CONST["UFFD_FEATURE_EVENT_FORK"]
+    EVENT_REMAP = _raw.CONST["UFFD_FEATURE_EVENT_REMAP"]
+    EVENT_REMOVE = _raw.CONST["UFFD_FEATURE_EVENT_REMOVE"]
+    MISSING_HUGETLBFS = _raw.CONST["UFFD_FEATURE_MISSING_HUGETLBFS"]
+    MISSING_SHMEM = _raw.CONST["UFFD_FEATURE_MISSING_SHMEM"]
+    EVENT_UNMAP = _raw.CONST["UFFD_FEATURE_EVENT_UNMAP"]
+    SIGBUS = _raw.CONST["UFFD_FEATURE_SIGBUS"]
+    THREAD_ID = _raw.CONST["UFFD_FEATURE_THREAD_ID"]
+    MINOR_HUGETLBFS = _raw.CONST["UFFD_FEATURE_MINOR_HUGETLBFS"]
+    MINOR_SHMEM = _raw.CONST["UFFD_FEATURE_MINOR_SHMEM"]
+    EXACT_ADDRESS = _raw.CONST["UFFD_FEATURE_EXACT_ADDRESS"]
+    WP_HUGETLBFS_SHMEM = _raw.CONST["UFFD_FEATURE_WP_HUGETLBFS_SHMEM"]
+    WP_UNPOPULATED = _raw.CONST["UFFD_FEATURE_WP_UNPOPULATED"]
+    POISON = _raw.CONST["UFFD_FEATURE_POISON"]
+    WP_ASYNC = _raw.CONST["UFFD_FEATURE_WP_ASYNC"]
+    MOVE = _raw.CONST["UFFD_FEATURE_MOVE"]
 
 
 class Mode(enum.IntFlag):
     """What to intercept in a registered range (``UFFDIO_REGISTER_MODE_*``)."""
 
-    MISSING = lib.UFFDIO_REGISTER_MODE_MISSING
-    WP = lib.UFFDIO_REGISTER_MODE_WP
-    MINOR = lib.UFFDIO_REGISTER_MODE_MINOR
+    MISSING = _raw.CONST["UFFDIO_REGISTER_MODE_MISSING"]
+    WP = _raw.CONST["UFFDIO_REGISTER_MODE_WP"]
+    MINOR = _raw.CONST["UFFDIO_REGISTER_MODE_MINOR"]
 
 
-_MODE_SINCE = {Mode.MISSING: "4.3", Mode.WP: "5.7", Mode.MINOR: "5.13"}
 
 
 class Ioctl(enum.IntFlag):
     """The ioctls a range (or the fd) supports, as UFFDIO_REGISTER/UFFDIO_API report them."""
 
-    REGISTER = 1 << lib._UFFDIO_REGISTER
-    UNREGISTER = 1 << lib._UFFDIO_UNREGISTER
-    WAKE = 1 << lib._UFFDIO_WAKE
-    COPY = 1 << lib._UFFDIO_COPY
-    ZEROPAGE = 1 << lib._UFFDIO_ZEROPAGE
-    MOVE = 1 << lib._UFFDIO_MOVE
-    WRITEPROTECT = 1 << lib._UFFDIO_WRITEPROTECT
-    CONTINUE = 1 << lib._UFFDIO_CONTINUE
-    POISON = 1 << lib._UFFDIO_POISON
-    API = 1 << lib._UFFDIO_API
+    REGISTER = 1 << _raw.CONST["_UFFDIO_REGISTER"]
+    UNREGISTER = 1 << _raw.CONST["_UFFDIO_UNREGISTER"]
+    WAKE = 1 << _raw.CONST["_UFFDIO_WAKE"]
+    COPY = 1 << _raw.CONST["_UFFDIO_COPY"]
+    ZEROPAGE = 1 << _raw.CONST["_UFFDIO_ZEROPAGE"]
+    MOVE = 1 << _raw.CONST["_UFFDIO_MOVE"]
+    WRITEPROTECT = 1 << _raw.CONST["_UFFDIO_WRITEPROTECT"]
+    CONTINUE = 1 << _raw.CONST["_UFFDIO_CONTINUE"]
+    POISON = 1 << _raw.CONST["_UFFDIO_POISON"]
+    API = 1 << _raw.CONST["_UFFDIO_API"]
 
 
 class EventKind(enum.IntEnum):
-    PAGEFAULT = lib.UFFD_EVENT_PAGEFAULT
-    FORK = lib.UFFD_EVENT_FORK
-    REMAP = lib.UFFD_EVENT_REMAP
-    REMOVE = lib.UFFD_EVENT_REMOVE
-    UNMAP = lib.UFFD_EVENT_UNMAP
+    PAGEFAULT = _raw.CONST["UFFD_EVENT_PAGEFAULT"]
+    FORK = _raw.CONST["UFFD_EVENT_FORK"]
+    REMAP = _raw.CONST["UFFD_EVENT_REMAP"]
+    REMOVE = _raw.CONST["UFFD_EVENT_REMOVE"]
+    UNMAP = _raw.CONST["UFFD_EVENT_UNMAP"]
 
 
 class FaultFlag(enum.IntFlag):
-    WRITE = lib.UFFD_PAGEFAULT_FLAG_WRITE
-    WP = lib.UFFD_PAGEFAULT_FLAG_WP
-    MINOR = lib.UFFD_PAGEFAULT_FLAG_MINOR
+    WRITE = _raw.CONST["UFFD_PAGEFAULT_FLAG_WRITE"]
+    WP = _raw.CONST["UFFD_PAGEFAULT_FLAG_WP"]
+    MINOR = _raw.CONST["UFFD_PAGEFAULT_FLAG_MINOR"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +118,7 @@ class Event:
     end: int = 0
 
     @classmethod
-    def _from_c(cls, e: Any) -> Event:
+    def _from_c(cls, e: _raw.RawEvent) -> Event:
         kind = EventKind(e.kind)
         if kind is EventKind.PAGEFAULT:
             return cls(kind, address=e.address, flags=FaultFlag(e.flags), thread_id=e.ptid)
@@ -139,7 +129,7 @@ class Event:
         return cls(kind, start=e.a, end=e.b)
 
 
-def _events(buf: Any, n: int) -> list[Event]:
+def _events(buf: _raw.Events, n: int) -> list[Event]:
     return [Event._from_c(buf[i]) for i in range(n)]
 
 
@@ -168,39 +158,37 @@ class UserFaultFd(FdFile):
         features = Feature(as_flags(features, "features", sum(Feature)))
         flags = os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
         if user_mode_only:
-            flags |= lib.UFFD_USER_MODE_ONLY
-        via_dev = ffi.new("int *")
-        fd = lib.pm_uffd_open(flags, via_dev)
+            flags |= _raw.CONST["UFFD_USER_MODE_ONLY"]
+        fd, via_dev = _raw.open_(flags)
         if fd == -_errno.ENOSYS:
-            raise unavailable("syscall userfaultfd", "4.3")
-        if fd == -_errno.EINVAL and user_mode_only and not kernel_at_least("5.11"):
-            raise unavailable("userfaultfd flag UFFD_USER_MODE_ONLY", "5.11", err=_errno.EINVAL)
+            raise missing("syscall userfaultfd")
+        if fd == -_errno.EINVAL and user_mode_only \
+                and older_than("userfaultfd flag UFFD_USER_MODE_ONLY"):
+            raise missing("userfaultfd flag UFFD_USER_MODE_ONLY", err=_errno.EINVAL)
         if fd < 0:
             raise error_from_errno(
                 -fd, "open userfaultfd",
                 hint=("set sysctl vm.unprivileged_userfaultfd=1, pass user_mode_only=True, or "
                       "grant access to /dev/userfaultfd") if fd == -_errno.EPERM else None)
         self._fd = fd
-        self.via_device = bool(via_dev[0])
-        out_features = ffi.new("uint64_t *")
-        out_ioctls = ffi.new("uint64_t *")
-        ret = lib.pm_uffd_api(fd, int(features), out_features, out_ioctls)
+        self.via_device = via_dev
+        ret, out_features, out_ioctls = _raw.api(fd, int(features))
         if ret < 0:
             os.close(fd)
             self._fd = -1
             if ret == -_errno.EINVAL:
-                missing = features & ~_available_features()
+                absent = features & ~_available_features()
                 for flag in Feature:
-                    if flag & missing:
-                        raise unavailable(f"userfaultfd feature UFFD_FEATURE_{flag.name}",
-                                          _FEATURE_SINCE[flag], err=_errno.EINVAL)
+                    if flag & absent:
+                        raise missing(f"userfaultfd feature UFFD_FEATURE_{flag.name}",
+                                      err=_errno.EINVAL)
             hint = ("Feature.EVENT_FORK needs CAP_SYS_PTRACE" if ret == -_errno.EPERM else None)
             raise error_from_errno(-ret, "UFFDIO_API", hint=hint)
         if features & Feature.WP_ASYNC:
             features |= Feature.WP_UNPOPULATED  # the kernel implies it
         self.features = features
-        self.available_features = Feature(out_features[0] & sum(Feature))
-        self.ioctls = Ioctl(out_ioctls[0] & sum(Ioctl))
+        self.available_features = Feature(out_features & sum(Feature))
+        self.ioctls = Ioctl(out_ioctls & sum(Ioctl))
 
     # ---- basics ------------------------------------------------------------------------
 
@@ -268,13 +256,11 @@ class UserFaultFd(FdFile):
                     f"serve a range of {ps:#x}-byte pages: stop() it first")
             if isinstance(server, NativeServer) and server.running and mode & ~Mode.MISSING:
                 raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=flag_text(mode)))
-        out = ffi.new("uint64_t *")
-        ret = lib.pm_uffd_register(self._fd, start, length, int(mode), out)
+        ret, out = _raw.register(self._fd, start, length, int(mode))
         if ret == -_errno.EINVAL:
             for flag in Mode:
-                if mode & flag and not kernel_at_least(_MODE_SINCE[flag]):
-                    raise unavailable(f"UFFDIO_REGISTER_MODE_{flag.name}", _MODE_SINCE[flag],
-                                      err=_errno.EINVAL)
+                if mode & flag and older_than(f"UFFDIO_REGISTER_MODE_{flag.name}"):
+                    raise missing(f"UFFDIO_REGISTER_MODE_{flag.name}", err=_errno.EINVAL)
         if ret < 0:
             hint = {
                 _errno.EBUSY: "the range is registered with another userfaultfd",
@@ -292,12 +278,12 @@ class UserFaultFd(FdFile):
                 if r not in kept and r[3] & mode == mode:
                     mode |= r[3]
             self._ranges = kept + [(start, length, ps, mode)]
-        return Ioctl(out[0] & sum(Ioctl))
+        return Ioctl(out & sum(Ioctl))
 
     def unregister(self, target: int | Mapping, length: int | None = None) -> None:
         self._require_open()
         start, length, _ = self._span(target, length)
-        check(lib.pm_uffd_unregister(self._fd, start, length),
+        check(_raw.unregister(self._fd, start, length),
               f"UFFDIO_UNREGISTER {start:#x}+{length:#x}", address=start)
         with self._lock:
             self._ranges = [r for r in self._ranges
@@ -326,20 +312,20 @@ class UserFaultFd(FdFile):
                 raise InvalidArgument("length is required when src is an address")
         else:
             try:
-                keep = ffi.from_buffer("char[]", src)
+                keep = _raw.Pinned(src)
             except (TypeError, ValueError, BufferError):
                 raise InvalidArgument(f"src must be an address or a contiguous bytes-like "
                                       f"object, got {type(src).__name__}") from None
-            src_addr = int(ffi.cast("uintptr_t", keep))
+            src_addr = keep.address
             if length is None:
                 length = len(keep)
             elif as_nonneg(length, "length") > len(keep):
                 raise InvalidArgument(f"length={length} exceeds the {len(keep)}-byte source")
         wake, write_protect = as_bool(wake, "wake"), as_bool(write_protect, "write_protect")
         dst, length, _ = self._span(dst, length)
-        mode = (0 if wake else lib.UFFDIO_COPY_MODE_DONTWAKE) | \
-            (lib.UFFDIO_COPY_MODE_WP if write_protect else 0)
-        ret = lib.pm_uffd_copy(self._fd, dst, src_addr, length, mode)
+        mode = (0 if wake else _raw.CONST["UFFDIO_COPY_MODE_DONTWAKE"]) | \
+            (_raw.CONST["UFFDIO_COPY_MODE_WP"] if write_protect else 0)
+        ret = _raw.copy(self._fd, dst, src_addr, length, mode)
         del keep
         return self._resolve(ret, f"UFFDIO_COPY to {dst:#x} ({length} bytes)", dst)
 
@@ -348,8 +334,8 @@ class UserFaultFd(FdFile):
         self._require_open()
         wake = as_bool(wake, "wake")
         address, length, _ = self._span(address, length)
-        mode = 0 if wake else lib.UFFDIO_ZEROPAGE_MODE_DONTWAKE
-        return self._resolve(lib.pm_uffd_zeropage(self._fd, address, length, mode),
+        mode = 0 if wake else _raw.CONST["UFFDIO_ZEROPAGE_MODE_DONTWAKE"]
+        return self._resolve(_raw.zeropage(self._fd, address, length, mode),
                              f"UFFDIO_ZEROPAGE {address:#x}+{length:#x}", address)
 
     def continue_(self, address: int, length: int, *, wake: bool = True,
@@ -358,9 +344,9 @@ class UserFaultFd(FdFile):
         self._require_open()
         wake, write_protect = as_bool(wake, "wake"), as_bool(write_protect, "write_protect")
         address, length, _ = self._span(address, length)
-        mode = (0 if wake else lib.UFFDIO_CONTINUE_MODE_DONTWAKE) | \
-            (lib.UFFDIO_CONTINUE_MODE_WP if write_protect else 0)
-        return self._resolve(lib.pm_uffd_continue(self._fd, address, length, mode),
+        mode = (0 if wake else _raw.CONST["UFFDIO_CONTINUE_MODE_DONTWAKE"]) | \
+            (_raw.CONST["UFFDIO_CONTINUE_MODE_WP"] if write_protect else 0)
+        return self._resolve(_raw.continue_(self._fd, address, length, mode),
                              f"UFFDIO_CONTINUE {address:#x}+{length:#x}", address)
 
     def writeprotect(self, address: int, length: int, enable: bool, *,
@@ -370,16 +356,16 @@ class UserFaultFd(FdFile):
         self._require_open()
         enable, wake = as_bool(enable, "enable"), as_bool(wake, "wake")
         address, length, _ = self._span(address, length)
-        mode = (lib.UFFDIO_WRITEPROTECT_MODE_WP if enable else 0) | \
-            (0 if wake else lib.UFFDIO_WRITEPROTECT_MODE_DONTWAKE)
-        self._resolve(lib.pm_uffd_writeprotect(self._fd, address, length, mode),
+        mode = (_raw.CONST["UFFDIO_WRITEPROTECT_MODE_WP"] if enable else 0) | \
+            (0 if wake else _raw.CONST["UFFDIO_WRITEPROTECT_MODE_DONTWAKE"])
+        self._resolve(_raw.writeprotect(self._fd, address, length, mode),
                       f"UFFDIO_WRITEPROTECT {address:#x}+{length:#x}", address)
 
     def wake(self, address: int, length: int) -> None:
         """UFFDIO_WAKE the threads waiting on faults in the range."""
         self._require_open()
         address, length, _ = self._span(address, length)
-        self._resolve(lib.pm_uffd_wake(self._fd, address, length),
+        self._resolve(_raw.wake(self._fd, address, length),
                       f"UFFDIO_WAKE {address:#x}+{length:#x}", address)
 
     def _need(self, feature: Feature, what: str) -> None:
@@ -388,7 +374,8 @@ class UserFaultFd(FdFile):
         if self.available_features & feature:
             raise InvalidArgument(f"{what} needs Feature.{feature.name}: pass it in "
                                   f"UserFaultFd(features=...)")
-        raise unavailable(what, _FEATURE_SINCE[feature])
+        feature_ = f"userfaultfd feature UFFD_FEATURE_{feature.name}"
+        raise unavailable(what, SINCE[feature_])
 
     def poison(self, address: int, length: int, *, wake: bool = True) -> int:
         """UFFDIO_POISON (6.6): mark the pages poisoned; touching them raises SIGBUS."""
@@ -396,8 +383,8 @@ class UserFaultFd(FdFile):
         self._need(Feature.POISON, "ioctl UFFDIO_POISON")
         wake = as_bool(wake, "wake")
         address, length, _ = self._span(address, length)
-        mode = 0 if wake else lib.UFFDIO_POISON_MODE_DONTWAKE
-        return self._resolve(lib.pm_uffd_poison(self._fd, address, length, mode),
+        mode = 0 if wake else _raw.CONST["UFFDIO_POISON_MODE_DONTWAKE"]
+        return self._resolve(_raw.poison(self._fd, address, length, mode),
                              f"UFFDIO_POISON {address:#x}+{length:#x}", address)
 
     def move(self, dst: int, src: int, length: int, *, wake: bool = True,
@@ -412,9 +399,9 @@ class UserFaultFd(FdFile):
         src = as_nonneg(src, "src")
         if src % PAGE_SIZE:
             raise InvalidArgument(f"src={src:#x} is not page aligned")
-        mode = (0 if wake else lib.UFFDIO_MOVE_MODE_DONTWAKE) | \
-            (lib.UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES if allow_src_holes else 0)
-        return self._resolve(lib.pm_uffd_move(self._fd, dst, src, length, mode),
+        mode = (0 if wake else _raw.CONST["UFFDIO_MOVE_MODE_DONTWAKE"]) | \
+            (_raw.CONST["UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES"] if allow_src_holes else 0)
+        return self._resolve(_raw.move(self._fd, dst, src, length, mode),
                              f"UFFDIO_MOVE {src:#x} -> {dst:#x} ({length} bytes)", dst)
 
     # ---- events ------------------------------------------------------------------------
@@ -425,15 +412,15 @@ class UserFaultFd(FdFile):
         seconds = as_timeout(timeout)
         self._require_open()
         ms = -1 if seconds is None else int(seconds * 1000)
-        return bool(check(lib.pm_uffd_wait(self._fd, -1, ms), "poll userfaultfd") & 1)
+        return bool(check(_raw.wait(self._fd, -1, ms), "poll userfaultfd") & 1)
 
     def read_events(self, max_events: int = 64) -> list[Event]:
         """Read pending messages (none: an empty list, on a non-blocking fd): at most
         ``max_events``, and at most 64 per call whatever is asked."""
-        want = min(as_positive(max_events, "max_events"), lib.PM_UFFD_READ_BATCH)
+        want = min(as_positive(max_events, "max_events"), _raw.READ_BATCH)
         self._require_open()
-        buf = ffi.new("struct pm_uffd_event[]", want)
-        n = check(lib.pm_uffd_read(self._fd, buf, want), "read userfaultfd")
+        buf = _raw.Events(want)
+        n = check(buf.read(self._fd), "read userfaultfd")
         return _events(buf, n)
 
     # ---- servers -----------------------------------------------------------------------
@@ -486,7 +473,7 @@ class UserFaultFd(FdFile):
         ``serve_from``."""
         self._check_no_server(native=True)
         ps = self._server_page_size(page_size)
-        server = NativeServer(self, lib.PM_UFFD_SERVE_ZERO, None, 0, ps, _cpu(cpu), follow)
+        server = NativeServer(self, _raw.SERVE_ZERO, None, 0, ps, _cpu(cpu), follow)
         self._servers.append(server)
         return server
 
@@ -514,7 +501,7 @@ class UserFaultFd(FdFile):
         elif isinstance(base, Mapping):
             base = base.address
         base = as_nonneg(base, "base")
-        server = NativeServer(self, lib.PM_UFFD_SERVE_FROM, buffer, base, ps, _cpu(cpu),
+        server = NativeServer(self, _raw.SERVE_FROM, buffer, base, ps, _cpu(cpu),
                               follow)
         self._servers.append(server)
         return server
@@ -537,15 +524,14 @@ def _cpu(cpu: int | None) -> int:
 
 
 def _available_features() -> Feature:
-    via = ffi.new("int *")
-    fd = lib.pm_uffd_open(os.O_CLOEXEC, via)
+    fd, _ = _raw.open_(os.O_CLOEXEC)
     if fd < 0:
         return Feature(0)
     try:
-        out_f, out_i = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-        if lib.pm_uffd_api(fd, 0, out_f, out_i) < 0:
+        ret, out_f, _ = _raw.api(fd, 0)
+        if ret < 0:
             return Feature(0)
-        return Feature(out_f[0] & sum(Feature))
+        return Feature(out_f & sum(Feature))
     finally:
         os.close(fd)
 
@@ -588,9 +574,9 @@ class Server:
         self._thread.start()
 
     def _page(self, data: Any) -> Any:
-        """The handler's answer as a cffi buffer of at most one page, or _FALLBACK (error kept)."""
+        """The handler's answer, pinned, of at most one page, or _FALLBACK (error kept)."""
         try:
-            src = ffi.from_buffer("char[]", data)
+            src = _raw.Pinned(data)
         except (TypeError, ValueError, BufferError):  # not a buffer, or not a contiguous one
             src = None
         if src is None or len(src) > self.page_size:
@@ -603,15 +589,14 @@ class Server:
             return _FALLBACK
         return src
 
-    def _fill(self, page: int, src: Any) -> int:
+    def _fill(self, page: int, src: _raw.Pinned) -> int:
         if len(src) < self.page_size:
             padded = bytearray(self.page_size)
-            padded[:len(src)] = ffi.buffer(src)
-            src = ffi.from_buffer("char[]", padded)
-        ret = lib.pm_uffd_copy(self._uffd._fd, page, int(ffi.cast("uintptr_t", src)),
-                               self.page_size, 0)
+            padded[:len(src)] = src.tobytes()
+            src = _raw.Pinned(padded)
+        ret = _raw.copy(self._uffd._fd, page, src.address, self.page_size, 0)
         if ret == -_errno.EEXIST:
-            ret = lib.pm_uffd_wake(self._uffd._fd, page, self.page_size)
+            ret = _raw.wake(self._uffd._fd, page, self.page_size)
         elif 0 <= ret < self.page_size:
             ret = -_errno.EEXIST  # part of the page was present: the fault may not be covered
         return int(ret)
@@ -631,7 +616,7 @@ class Server:
                 return True
             self.exceptions.append(error_from_errno(
                 -ret, f"UFFDIO_COPY of the handler's page to {page:#x}", address=page))
-        ret = lib.pm_uffd_fallback(self._uffd._fd, address, flags)
+        ret = _raw.fallback(self._uffd._fd, address, flags)
         if ret == -_errno.EAGAIN:
             return False
         if ret < 0:
@@ -659,12 +644,12 @@ class Server:
                 f"{event.address:#x}: resolve it (writeprotect(..., False) or continue_()) and "
                 "return None; it was resolved as if the range were not registered for it"))
             data = _FALLBACK
-        src = data if data is _FALLBACK else self._page(data)
+        src: Any = data if data is _FALLBACK else self._page(data)
         flags = int(event.flags)
         if not self._resolve(event.address, src, flags):
             # The handler's buffer may change before the retry: keep a copy.
             pending.append((event.address, src if src is _FALLBACK else
-                            ffi.from_buffer("char[]", bytes(ffi.buffer(src))), flags))
+                            _raw.Pinned(src.tobytes()), flags))
 
     def _run(self) -> None:
         if self._cpu >= 0:
@@ -673,13 +658,13 @@ class Server:
             except OSError as exc:
                 self.exceptions.append(exc)
         fd = self._uffd._fd
-        buf = ffi.new("struct pm_uffd_event[]", lib.PM_UFFD_READ_BATCH)
+        buf = _raw.Events(_raw.READ_BATCH)
         pending: list[tuple[int, Any, int]] = []
         while True:
-            mask = lib.pm_uffd_wait(fd, self._stop_fd, 1 if pending else -1)
+            mask = _raw.wait(fd, self._stop_fd, 1 if pending else -1)
             if mask > 0 and mask & 2:
                 break
-            n = lib.pm_uffd_read(fd, buf, lib.PM_UFFD_READ_BATCH)
+            n = buf.read(fd)
             if n < 0:
                 if n == -_errno.EBADF:
                     break
@@ -689,14 +674,15 @@ class Server:
                 if not self._resolve(address, src, flags):
                     pending.append((address, src, flags))
             for i in range(n):
+                e = buf[i]
                 # Nothing may end this thread while a fault waits on it: a fault left
                 # unanswered blocks its thread until the UserFaultFd is closed.
                 try:
-                    self._handle(Event._from_c(buf[i]), pending)
+                    self._handle(Event._from_c(e), pending)
                 except BaseException as exc:  # noqa: BLE001 - kept for stop()
                     self.exceptions.append(exc)
-                    if buf[i].kind == lib.UFFD_EVENT_PAGEFAULT:
-                        lib.pm_uffd_fallback(fd, buf[i].address, buf[i].flags)
+                    if e.kind == EventKind.PAGEFAULT:
+                        _raw.fallback(fd, e.address, e.flags)
 
     def stop(self, *, raise_errors: bool = True) -> None:
         """Stop the thread and wait for it; raise the first error kept, if any."""
@@ -735,62 +721,67 @@ class NativeServer:
         page_size = _page_size_arg(page_size)
         self._uffd = uffd
         self.page_size = page_size
-        self._src = None
+        self._src: _raw.Pinned | None = None
         src_addr = src_len = 0
         if buffer is not None:
             if isinstance(buffer, Mapping):
                 buffer = buffer.view()
             try:
-                self._src = ffi.from_buffer("char[]", buffer)
+                self._src = _raw.Pinned(buffer)
             except (TypeError, ValueError, BufferError) as exc:
                 raise InvalidArgument(f"buffer={type(buffer).__name__} must be a contiguous "
                                       f"bytes-like object: {exc}") from None
-            src_addr = int(ffi.cast("uintptr_t", self._src))
-            src_len = len(self._src)
-        out = ffi.new("struct pm_uffd_server **")
-        check(lib.pm_uffd_server_start(uffd._fd, kind, src_addr, src_len, base, page_size,
-                                       1 if page_size == PAGE_SIZE else 0, cpu,
-                                       threading.get_native_id() if follow else 0, out),
-              "start userfaultfd server thread")
-        self._srv = out[0]
-        self._final: Any = None
+            src_addr, src_len = self._src.address, self._src.length
+        self._follower: _Follower | None = None
+        if cpu < 0 and follow:
+            self._follower = _Follower(threading.get_native_id())
+            cpu = self._follower.cpu
+        ret, srv = _raw.server_start(uffd._fd, kind, src_addr, src_len, base, page_size,
+                                     page_size == PAGE_SIZE, cpu,
+                                     -1 if self._follower is None else self._follower.fd)
+        if ret < 0 and self._follower is not None:
+            self._follower.close()
+        check(ret, "start userfaultfd server thread")
+        self._srv = srv
+        self._final: _raw.ServerStats | None = None
+        if self._follower is not None and srv is not None:
+            self._follower.start(srv)
 
     @property
     def running(self) -> bool:
         return self._srv is not None
 
-    def _stats(self) -> Any:
+    def _stats(self) -> _raw.ServerStats:
         if self._srv is None:
+            assert self._final is not None
             return self._final
-        st = ffi.new("struct pm_uffd_server_stats *")
-        lib.pm_uffd_server_stats(self._srv, st)
-        return st
+        return _raw.server_stats(self._srv)
 
     @property
     def faults(self) -> int:
-        return int(self._stats().faults)
+        return self._stats().faults
 
     @property
     def errors(self) -> int:
-        return int(self._stats().errors)
+        return self._stats().errors
 
     @property
     def fallbacks(self) -> int:
         """Faults whose fill failed and that were resolved with zeros instead."""
-        return int(self._stats().fallbacks)
+        return self._stats().fallbacks
 
     @property
     def last_error(self) -> int:
         """The errno of the last failure, 0 if none."""
-        return -int(self._stats().last_error)
+        return -self._stats().last_error
 
     def events(self) -> list[Event]:
         """The non-fault events seen so far (taken: each is returned once). A FORK event's
         ``fd`` is yours to close; the ones never taken are closed by ``stop()``."""
         if self._srv is None:
             return []
-        buf = ffi.new("struct pm_uffd_event[]", lib.PM_UFFD_KEEP_EVENTS)
-        n = lib.pm_uffd_server_events(self._srv, buf, lib.PM_UFFD_KEEP_EVENTS)
+        buf = _raw.Events(_raw.KEEP_EVENTS)
+        n = buf.take(self._srv)
         return _events(buf, n)
 
     def stop(self, *, raise_errors: bool = True) -> None:
@@ -798,12 +789,14 @@ class NativeServer:
         raise_errors = as_bool(raise_errors, "raise_errors")
         if self._srv is None:
             return
-        st = ffi.new("struct pm_uffd_server_stats *")
         srv, self._srv = self._srv, None
-        check(lib.pm_uffd_server_stop(srv, st), "stop userfaultfd server")
-        self._final = st
+        ret, self._final = _raw.server_stop(srv)
+        if self._follower is not None:
+            self._follower.close()  # after the stop: the server writes to its eventfd
+            self._follower = None
+        check(ret, "stop userfaultfd server")
         if self._src is not None:
-            ffi.release(self._src)
+            self._src.release()
             self._src = None
         if self in self._uffd._servers:
             self._uffd._servers.remove(self)
@@ -813,3 +806,67 @@ class NativeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Follower:
+    """The placement policy of ``serve_*(follow=True)``: keep the native server on the CPU
+    the faulting thread runs on. On a VM whose idle vCPUs halt, waking a thread on another
+    (idle) vCPU costs tens of microseconds, several times the fault itself; served from the
+    faulter's CPU a fault is two context switches on one CPU.
+
+    The thread followed is the last faulter when the kernel reports thread ids
+    (Feature.THREAD_ID), else the thread that started the server. The C server only keeps
+    the cadence: it writes an eventfd every 1024 faults or, after a sleep, at most every
+    1 ms; this thread then reads the faulter's CPU from /proc and re-pins the server."""
+
+    def __init__(self, tid: int) -> None:
+        self.tid = tid
+        # Where the server starts: the starting thread's CPU (unpinned if unreadable).
+        self.cpu = max(_thread_cpu(tid), -1)
+        self.fd = os.eventfd(0, os.EFD_CLOEXEC)
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def start(self, server: _raw.Server) -> None:
+        self._thread = threading.Thread(target=self._run, args=(server,),
+                                        name="physmem-uffd-follow", daemon=True)
+        self._thread.start()
+
+    def _run(self, server: _raw.Server) -> None:
+        while True:
+            os.eventfd_read(self.fd)  # blocks, GIL released
+            if self._closing:
+                return
+            last = _raw.server_stats(server).last_tid
+            tid = last or self.tid
+            cpu = _thread_cpu(tid)
+            if cpu < 0:
+                if cpu == _GONE and tid == self.tid:
+                    self.tid = 0  # the thread is gone: stay where we are
+                continue
+            if cpu != self.cpu and _raw.server_pin(server, cpu) == 0:
+                self.cpu = cpu
+
+    def close(self) -> None:
+        """Stop following; call once the server has stopped."""
+        self._closing = True
+        if self._thread is not None:
+            os.eventfd_write(self.fd, 1)
+            self._thread.join()
+        os.close(self.fd)
+
+
+_GONE, _UNKNOWN = -1, -2
+
+
+def _thread_cpu(tid: int) -> int:
+    """The CPU thread ``tid`` of this process last ran on (``processor`` of
+    /proc/self/task/TID/stat); _GONE if there is no such thread, _UNKNOWN if unreadable."""
+    if tid <= 0:
+        return _GONE
+    try:
+        return pidstat.stat(tid, proc_root="/proc/self/task").processor
+    except (ProcessGone, FileMissing):
+        return _GONE
+    except (PhysmemError, OSError):
+        return _UNKNOWN

@@ -439,7 +439,7 @@ def test_longest_contiguous_from_kpageflags_equals_faulting(hugepage_pool, pools
 
 
 def test_pages_held_in_a_file_are_not_counted_free(hugepage_pool):
-    from physmem._lib import lib
+    from physmem._raw import lib
     from physmem.analysis.contiguity import free_pool_pages
     from physmem.memfd import MemFd
     from physmem.pagemap import PageMap

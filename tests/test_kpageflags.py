@@ -158,7 +158,7 @@ def test_bulk_reads_release_the_gil(is_root):
     import threading
     import time
 
-    from physmem._lib import lib, u64_buffer
+    from physmem._raw import lib, u64_buffer
 
     with KPageFlags() as kf:
         total = kf.max_pfn()

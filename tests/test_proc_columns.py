@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import physmem.proc as proc
-from physmem._lib import lib
+from physmem._raw import lib
 from physmem.errors import ParseError
 from physmem.proc import KIND_CODES, Device, Prot, VmaKind
 

@@ -345,7 +345,7 @@ def test_native_server_placement_options(no_uffd_leak):
 _PRELUDE = '''
 import errno, json, os, sys, threading
 from physmem import InvalidArgument, Mapping, UserFaultFd
-from physmem._lib import ffi, lib
+from physmem._raw import ffi, lib
 from physmem.mapping import PAGE_SIZE
 
 def raw(address, length):
@@ -435,7 +435,7 @@ def test_native_server_resolves_a_fault_it_cannot_fill(kind, page_size):
         keep = ffi.from_buffer("char[]", src)
         out = ffi.new("struct pm_uffd_server **")
         rc = lib.pm_uffd_server_start(u.fd, lib.{kind}, int(ffi.cast("uintptr_t", keep)),
-                                      len(src), m.address, {page_size}, 0, -1, 0, out)
+                                      len(src), m.address, {page_size}, 0, -1, -1, out)
         assert rc == 0, rc
         m.touch(write=True)
         st = ffi.new("struct pm_uffd_server_stats *")
@@ -556,7 +556,7 @@ def test_native_server_answers_wp_and_minor_faults(mode):
             u.register(m, mode=Mode.MINOR)
         out = ffi.new("struct pm_uffd_server **")
         assert lib.pm_uffd_server_start(u.fd, lib.PM_UFFD_SERVE_ZERO, 0, 0, 0, PAGE_SIZE, 1,
-                                        -1, 0, out) == 0
+                                        -1, -1, out) == 0
         m.touch(write="{mode}" == "WP")
         st = ffi.new("struct pm_uffd_server_stats *")
         lib.pm_uffd_server_stop(out[0], st)

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from .. import _sysfs
-from .._lib import lib
+from .._raw import mapping as _map
 from .._runs import find_runs, runs_of
 from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
 from ..hugepages._pools import supported_sizes
@@ -99,12 +99,12 @@ class _Candidates:
             return 0  # fallocate() of length 0 is EINVAL
         with _on_node(self.node):
             # Page by page only where the pool may run dry; one call otherwise.
-            ret = lib.pm_fallocate(self.memfd.fd, 0, start * ps, count * ps)
+            ret = _map.fallocate(self.memfd.fd, 0, start * ps, count * ps)
             if ret == 0:
                 got = count
             elif ret in (-_errno.ENOSPC, -_errno.ENOMEM):
                 for i in range(count):
-                    if lib.pm_fallocate(self.memfd.fd, 0, (start + i) * ps, ps) != 0:
+                    if _map.fallocate(self.memfd.fd, 0, (start + i) * ps, ps) != 0:
                         break
                     got += 1
             else:
@@ -183,27 +183,27 @@ def _map_in_order(memfd: MemFd, pages: np.ndarray, page_size: int,
     total = len(pages) * page_size
     valign = page_size if valign is None else valign
     # Reserve an aligned stretch of address space first, then place the file pages in it.
-    raw = lib.pm_mmap(0, total + valign, lib.PROT_NONE,
-                      lib.MAP_PRIVATE | lib.MAP_ANONYMOUS | lib.MAP_NORESERVE, -1, 0)
+    raw = _map.mmap(0, total + valign, _map.PROT_NONE,
+                      _map.MAP_PRIVATE | _map.MAP_ANONYMOUS | _map.MAP_NORESERVE, -1, 0)
     if raw < 0:
         raise error_from_errno(-raw, f"cannot reserve {total} bytes of address space")
     base = (raw + valign - 1) // valign * valign
     if base > raw:
-        lib.pm_munmap(raw, base - raw)
+        _map.munmap(raw, base - raw)
     tail = raw + total + valign - (base + total)
     if tail:
-        lib.pm_munmap(base + total, tail)
+        _map.munmap(base + total, tail)
     try:
         # One mmap call per run of consecutive file pages.
         for i, n in zip(*(r.tolist() for r in find_runs(pages))):
-            ret = lib.pm_mmap(base + i * page_size, n * page_size,
-                              lib.PROT_READ | lib.PROT_WRITE,
-                              lib.MAP_SHARED | lib.MAP_FIXED | lib.MAP_POPULATE, memfd.fd,
+            ret = _map.mmap(base + i * page_size, n * page_size,
+                            _map.PROT_READ | _map.PROT_WRITE,
+                            _map.MAP_SHARED | _map.MAP_FIXED | _map.MAP_POPULATE, memfd.fd,
                               int(pages[i]) * page_size)
             if ret < 0:
                 raise error_from_errno(-ret, "cannot map hugetlb pages in physical order")
     except BaseException:
-        lib.pm_munmap(base, total)
+        _map.munmap(base, total)
         raise
     return Mapping(base, total, page_size=page_size, shared=True)
 

@@ -15,16 +15,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._args import as_nonneg
-from .._lib import ffi, lib
+from .._raw import dmapool as _raw
 from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
 from .allocate import allocate_contiguous
 from .buffer import DmaBuffer
 
 __all__ = ["DmaPool", "DmaBlock", "DmaBlocks"]
 
-_MIN_BLOCK = 1 << lib.PM_DMAPOOL_MIN_ORDER
-_c_alloc = lib.pm_dmapool_alloc
-_c_free = lib.pm_dmapool_free
+_MIN_BLOCK = 1 << _raw.MIN_ORDER
+_c_alloc = _raw.alloc
+_c_free = _raw.free
 
 
 class DmaBlock(NamedTuple):
@@ -116,11 +116,11 @@ class DmaPool:
         # alignment (virtual or physical) that would no longer be true of the addresses.
         order = min(_trailing_zeros(self.address), _trailing_zeros(self.phys),
                     self.size.bit_length() - 1)
-        raw = lib.pm_dmapool_new(self.size, order)
-        if raw == ffi.NULL:
+        pool = _raw.new(self.size, order)
+        if pool is None:
             raise OutOfMemory(f"cannot allocate the bookkeeping of a {self.size}-byte DmaPool",
                               errno=_errno.ENOMEM)
-        self._pool = ffi.gc(raw, lib.pm_dmapool_destroy)
+        self._pool = pool
         self._max_order = order
         self.max_block = 1 << order
 
@@ -172,8 +172,7 @@ class DmaPool:
         nbytes, align, boundary = self._check_request(nbytes, align, boundary)
         order = (max(nbytes, align) - 1).bit_length()
         offsets = np.empty(count, dtype=np.uint64)
-        ret = lib.pm_dmapool_alloc_many(self._pool, order, count,
-                                        ffi.from_buffer("uint64_t[]", offsets))
+        ret = _raw.alloc_many(self._pool, order, offsets)
         if ret < 0:
             self._alloc_failed(ret, nbytes, align, order, count)
         return DmaBlocks(offsets + np.uint64(self.address), offsets + np.uint64(self.phys),
@@ -204,13 +203,8 @@ class DmaPool:
                 f"free_many() takes a DmaBlocks or a 1-D array of integer addresses, not "
                 f"{addresses!r:.80}") from None
         offsets = np.ascontiguousarray(addr - np.uint64(self.address))  # wraps if below
-        orders = np.empty(len(offsets), dtype=np.uint8)
-        bad = ffi.new("uint64_t *")
-        ret = lib.pm_dmapool_free_many(self._pool, ffi.from_buffer("uint64_t[]", offsets),
-                                       len(offsets), size,
-                                       ffi.from_buffer("unsigned char[]", orders), bad)
+        ret, i = _raw.free_many(self._pool, offsets, size)
         if ret < 0:
-            i = int(bad[0])
             block = DmaBlock(int(addr[i]), self.phys + int(offsets[i]), size) \
                 if ret != -_errno.EBADF else DmaBlock(0, 0, size)
             self._free_failed(ret, block, f" (entry {i}; nothing was freed)")
@@ -225,9 +219,7 @@ class DmaPool:
 
     # -- state --------------------------------------------------------------------------
     def _stats(self) -> tuple[int, int, int, bool]:
-        out = ffi.new("uint64_t[4]")
-        lib.pm_dmapool_stats(self._pool, out)
-        return int(out[0]), int(out[1]), int(out[2]), bool(out[3])
+        return _raw.stats(self._pool)
 
     @property
     def available(self) -> int:
@@ -266,7 +258,7 @@ class DmaPool:
         ``force`` (say so only when no device can still touch them). Also raises
         BufferError while arrays from :meth:`array` exist; call again once they are gone.
         """
-        if lib.pm_dmapool_close(self._pool, bool(force)) == -_errno.EBUSY:
+        if _raw.close(self._pool, bool(force)) == -_errno.EBUSY:
             free, count, _, _ = self._stats()
             raise BufferError(
                 f"cannot close the DmaPool at {self.address:#x}: {count} block(s) "

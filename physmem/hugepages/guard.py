@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .._lib import ffi, lib
+from .._raw import poolguard as _guard
 from ..errors import InvalidArgument, error_from_errno
 
 __all__ = ["PoolGuard"]
@@ -40,12 +40,11 @@ class PoolGuard:
 
     def __init__(self) -> None:
         _reap()
-        wfd = ffi.new("int *")
-        pid = lib.pm_guard_start(wfd)
+        pid, wfd = _guard.start()
         if pid < 0:
             raise error_from_errno(-pid, "cannot start the hugepage pool guardian (fork)")
         self.pid: int = pid
-        self._fd: int = wfd[0]
+        self._fd: int = wfd
         self._armed: dict[str, int] = {}
 
     @property
@@ -62,7 +61,7 @@ class PoolGuard:
             return
         if len(self._armed) >= 16:
             raise InvalidArgument("a pool guardian watches at most 16 files")
-        ret = lib.pm_guard_arm(self._fd, os.fsencode(path), value)
+        ret = _guard.arm(self._fd, os.fsencode(path), value)
         if ret < 0:
             raise error_from_errno(-ret, "cannot arm the hugepage pool guardian", path=path)
         self._armed[path] = value
@@ -71,7 +70,7 @@ class PoolGuard:
         """Tell the guardian to exit without touching anything (it is reaped later)."""
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
-            lib.pm_guard_disarm(fd)
+            _guard.disarm(fd)
             _exiting.append(self.pid)
 
     def __enter__(self) -> PoolGuard:

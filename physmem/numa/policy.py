@@ -21,8 +21,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .._args import as_bool, as_int, as_nonneg, as_pid, as_positive
-from .._features import kernel_at_least, unavailable
-from .._lib import ffi, lib
+from .._raw import SINCE, missing, older_than
+from .._raw import mempolicy as _raw
 from ..errors import InvalidArgument, error_from_errno
 from ..addressing import task_size
 from ..mapping import PAGE_SIZE, Mapping, check_mapped
@@ -46,18 +46,16 @@ ZERO_PAGE_OR_UNMAPPED = -_errno.EFAULT
 class MemPolicyMode(enum.IntEnum):
     """Memory policy modes (``MPOL_*``)."""
 
-    DEFAULT = lib.MPOL_DEFAULT
-    PREFERRED = lib.MPOL_PREFERRED
-    BIND = lib.MPOL_BIND
-    INTERLEAVE = lib.MPOL_INTERLEAVE
-    LOCAL = lib.MPOL_LOCAL
-    PREFERRED_MANY = lib.MPOL_PREFERRED_MANY
-    WEIGHTED_INTERLEAVE = lib.PM_MPOL_WEIGHTED_INTERLEAVE
+    DEFAULT = _raw.MPOL_DEFAULT
+    PREFERRED = _raw.MPOL_PREFERRED
+    BIND = _raw.MPOL_BIND
+    INTERLEAVE = _raw.MPOL_INTERLEAVE
+    LOCAL = _raw.MPOL_LOCAL
+    PREFERRED_MANY = _raw.MPOL_PREFERRED_MANY
+    WEIGHTED_INTERLEAVE = _raw.MPOL_WEIGHTED_INTERLEAVE
 
 
-_POLICY_SINCE = {MemPolicyMode.LOCAL: "3.8", MemPolicyMode.PREFERRED_MANY: "5.15",
-                 MemPolicyMode.WEIGHTED_INTERLEAVE: "6.9"}
-_MODE_FLAGS = lib.MPOL_F_STATIC_NODES | lib.MPOL_F_RELATIVE_NODES | lib.MPOL_F_NUMA_BALANCING
+_MODE_FLAGS = _raw.MPOL_F_STATIC_NODES | _raw.MPOL_F_RELATIVE_NODES | _raw.MPOL_F_NUMA_BALANCING
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,11 +126,11 @@ def _mode(mode: MemPolicyMode | int, flags: int = 0) -> MemPolicyMode:
 
 def _policy_error(err: int, what: str, mode: MemPolicyMode, nodes: frozenset[int],
                   address: int | None = None) -> Exception:
-    if err == _errno.EINVAL and mode in _POLICY_SINCE and not kernel_at_least(_POLICY_SINCE[mode]):
-        return unavailable(f"memory policy MPOL_{mode.name}", _POLICY_SINCE[mode],
-                           err=_errno.EINVAL)
+    feature = f"memory policy MPOL_{mode.name}"
+    if err == _errno.EINVAL and feature in SINCE and older_than(feature):
+        return missing(feature, err=_errno.EINVAL)
     if err == _errno.ENOSYS:
-        return unavailable(f"syscall {what.split()[0]}", "2.6.7",
+        return missing(f"syscall {what.split()[0]}",
                            hint="the kernel is built without CONFIG_NUMA")
     if err == _errno.EINVAL:
         offline = sorted(nodes - online_nodes())
@@ -193,13 +191,13 @@ def bind(target: Mapping | tuple[int, int], nodes: int | Iterable[int] = (),
     move_all = as_bool(move_all, "move_all")
     static_nodes = as_bool(static_nodes, "static_nodes")
     relative_nodes = as_bool(relative_nodes, "relative_nodes")
-    flags = (lib.MPOL_MF_STRICT if strict else 0) | (lib.MPOL_MF_MOVE if move else 0) | \
-        (lib.MPOL_MF_MOVE_ALL if move_all else 0)
-    mode_flags = (lib.MPOL_F_STATIC_NODES if static_nodes else 0) | \
-        (lib.MPOL_F_RELATIVE_NODES if relative_nodes else 0)
+    flags = (_raw.MPOL_MF_STRICT if strict else 0) | (_raw.MPOL_MF_MOVE if move else 0) | \
+        (_raw.MPOL_MF_MOVE_ALL if move_all else 0)
+    mode_flags = (_raw.MPOL_F_STATIC_NODES if static_nodes else 0) | \
+        (_raw.MPOL_F_RELATIVE_NODES if relative_nodes else 0)
     words = _mask(node_set)
-    mask = ffi.from_buffer("uint64_t[]", words) if node_set else ffi.NULL
-    ret = lib.pm_mbind(address, length, int(mode) | mode_flags, mask, _MASK_BITS, flags)
+    ret = _raw.mbind(address, length, int(mode) | mode_flags, words if node_set else None,
+                     _MASK_BITS, flags)
     if ret < 0:
         raise _policy_error(-ret, f"mbind {mode.name} {sorted(node_set)} on "
                             f"{address:#x}+{length:#x}", mode, node_set, address)
@@ -214,14 +212,13 @@ def set_policy(mode: MemPolicyMode | int, nodes: int | Iterable[int] = (), *,
     static_nodes = as_bool(static_nodes, "static_nodes")
     relative_nodes = as_bool(relative_nodes, "relative_nodes")
     numa_balancing = as_bool(numa_balancing, "numa_balancing")
-    mode_flags = (lib.MPOL_F_STATIC_NODES if static_nodes else 0) | \
-        (lib.MPOL_F_RELATIVE_NODES if relative_nodes else 0) | \
-        (lib.MPOL_F_NUMA_BALANCING if numa_balancing else 0)
+    mode_flags = (_raw.MPOL_F_STATIC_NODES if static_nodes else 0) | \
+        (_raw.MPOL_F_RELATIVE_NODES if relative_nodes else 0) | \
+        (_raw.MPOL_F_NUMA_BALANCING if numa_balancing else 0)
     words = _mask(node_set)
-    mask = ffi.from_buffer("uint64_t[]", words) if node_set else ffi.NULL
-    ret = lib.pm_set_mempolicy(int(mode) | mode_flags, mask, _MASK_BITS)
-    if ret == -_errno.EINVAL and numa_balancing and not kernel_at_least("5.12"):
-        raise unavailable("mode flag MPOL_F_NUMA_BALANCING", "5.12", err=_errno.EINVAL)
+    ret = _raw.set_mempolicy(int(mode) | mode_flags, words if node_set else None, _MASK_BITS)
+    if ret == -_errno.EINVAL and numa_balancing and older_than("mode flag MPOL_F_NUMA_BALANCING"):
+        raise missing("mode flag MPOL_F_NUMA_BALANCING", err=_errno.EINVAL)
     if ret < 0:
         raise _policy_error(-ret, f"set_mempolicy {mode.name} {sorted(node_set)}", mode,
                             node_set)
@@ -230,25 +227,22 @@ def set_policy(mode: MemPolicyMode | int, nodes: int | Iterable[int] = (), *,
 def get_policy(address: int | Mapping | None = None) -> MemPolicy:
     """get_mempolicy: the calling thread's policy, or (with ``address``) the policy of the
     memory at that address."""
-    mode = ffi.new("int *")
     words = np.zeros(_MASK_WORDS, dtype=np.uint64)
     flags = 0
     addr = 0
     if address is not None:
         addr = address.address if isinstance(address, Mapping) else as_nonneg(address, "address")
-        flags = lib.MPOL_F_ADDR
-    ret = lib.pm_get_mempolicy(mode, ffi.from_buffer("uint64_t[]", words), _MASK_BITS, addr,
-                               flags)
+        flags = _raw.MPOL_F_ADDR
+    ret, raw = _raw.get_mempolicy(words, _MASK_BITS, addr, flags)
     if ret < 0:
         if ret == -_errno.EFAULT and address is not None:
             raise InvalidArgument(f"address={addr:#x} is not mapped")
         raise error_from_errno(-ret, "get_mempolicy", address=addr or None)
-    raw = mode[0]
     return MemPolicy(
         mode=MemPolicyMode(raw & ~_MODE_FLAGS), nodes=_unmask(words),
-        static_nodes=bool(raw & lib.MPOL_F_STATIC_NODES),
-        relative_nodes=bool(raw & lib.MPOL_F_RELATIVE_NODES),
-        numa_balancing=bool(raw & lib.MPOL_F_NUMA_BALANCING))
+        static_nodes=bool(raw & _raw.MPOL_F_STATIC_NODES),
+        relative_nodes=bool(raw & _raw.MPOL_F_RELATIVE_NODES),
+        numa_balancing=bool(raw & _raw.MPOL_F_NUMA_BALANCING))
 
 
 def _pages(addresses: Any) -> tuple[np.ndarray, bool]:
@@ -291,11 +285,10 @@ def node_of(addresses: Any, *, pid: int = 0) -> Any:
     pages = pages & ~np.uint64(PAGE_SIZE - 1)
     status = np.empty(len(pages), dtype=np.int32)
     if len(pages):
-        ret = lib.pm_move_pages(pid, len(pages), ffi.from_buffer("uint64_t[]", pages),
-                                ffi.NULL, ffi.from_buffer("int[]", status), 0)
+        ret = _raw.move_pages(pid, pages, None, status, 0)
         if ret < 0:
             if ret == -_errno.ENOSYS:
-                raise unavailable("syscall move_pages", "2.6.18",
+                raise missing("syscall move_pages",
                                   hint="the kernel is built without CONFIG_NUMA/MIGRATION")
             raise error_from_errno(-ret, "move_pages query", pid=pid or None)
     return int(status[0]) if scalar else status
@@ -317,13 +310,11 @@ def move(target: Mapping | tuple[int, int] | Sequence[int] | np.ndarray, node: i
     nodes = np.full(len(pages), node, dtype=np.int32)
     status = np.empty(len(pages), dtype=np.int32)
     if len(pages):
-        ret = lib.pm_move_pages(pid, len(pages), ffi.from_buffer("uint64_t[]", pages),
-                                ffi.from_buffer("int[]", nodes),
-                                ffi.from_buffer("int[]", status),
-                                lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE)
+        ret = _raw.move_pages(pid, pages, nodes, status,
+                              _raw.MPOL_MF_MOVE_ALL if move_all else _raw.MPOL_MF_MOVE)
         if ret < 0:
             if ret == -_errno.ENOSYS:
-                raise unavailable("syscall move_pages", "2.6.18")
+                raise missing("syscall move_pages")
             raise error_from_errno(-ret, f"move_pages to node {node}", pid=pid or None)
     return status
 

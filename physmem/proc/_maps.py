@@ -12,7 +12,7 @@ from typing import (Any, Generic, Iterable, Iterator, NamedTuple, Protocol, Supp
 
 import numpy as np
 
-from .._lib import lib
+from .._raw import procmaps as _raw
 from ..mapping import Prot  # the one PROT_* enum; the parser's rwx bits are its values
 from ._cparse import Parsed, parse
 from ._read import pid_path, read_bytes
@@ -61,7 +61,7 @@ class Vma(NamedTuple):
 
 
 # The C parser's rwx bits are the PROT_* values (1/2/4 on every Linux architecture).
-assert (lib.PMPROC_READ, lib.PMPROC_WRITE, lib.PMPROC_EXEC) == (Prot.READ, Prot.WRITE, Prot.EXEC)
+assert (_raw.PROT_READ, _raw.PROT_WRITE, _raw.PROT_EXEC) == (Prot.READ, Prot.WRITE, Prot.EXEC)
 _PROT = tuple(Prot(i & 7) for i in range(8))
 # Index = the C parser's PMPROC_KIND_* code (tests/test_proc_columns.py checks the order).
 KIND_CODES: tuple[VmaKind, ...] = (
@@ -69,13 +69,13 @@ KIND_CODES: tuple[VmaKind, ...] = (
     VmaKind.VDSO, VmaKind.VVAR, VmaKind.VSYSCALL, VmaKind.ANON_NAMED, VmaKind.ANON_SHMEM,
     VmaKind.OTHER,
 )
-_FILE = lib.PMPROC_KIND_FILE
-_C64_START, _C64_END = lib.PMPROC_C64_START, lib.PMPROC_C64_END
-_C64_OFFSET, _C64_INODE = lib.PMPROC_C64_OFFSET, lib.PMPROC_C64_INODE
-_C32_MAJOR, _C32_MINOR = lib.PMPROC_C32_MAJOR, lib.PMPROC_C32_MINOR
-_C32_NAME_OFF, _C32_NAME_LEN = lib.PMPROC_C32_NAME_OFF, lib.PMPROC_C32_NAME_LEN
-_C8_PROT, _C8_BITS, _C8_KIND = lib.PMPROC_C8_PROT, lib.PMPROC_C8_BITS, lib.PMPROC_C8_KIND
-_SHARED, _DELETED = lib.PMPROC_SHARED, lib.PMPROC_DELETED
+_FILE = _raw.KIND_FILE
+_C64_START, _C64_END = _raw.C64_START, _raw.C64_END
+_C64_OFFSET, _C64_INODE = _raw.C64_OFFSET, _raw.C64_INODE
+_C32_MAJOR, _C32_MINOR = _raw.C32_MAJOR, _raw.C32_MINOR
+_C32_NAME_OFF, _C32_NAME_LEN = _raw.C32_NAME_OFF, _raw.C32_NAME_LEN
+_C8_PROT, _C8_BITS, _C8_KIND = _raw.C8_PROT, _raw.C8_BITS, _raw.C8_KIND
+_SHARED, _DELETED = _raw.SHARED, _raw.DELETED
 
 
 @functools.lru_cache(maxsize=8192)

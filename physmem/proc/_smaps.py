@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, SupportsIndex, overload
 
 import numpy as np
 
-from .._lib import lib
+from .._raw import procmaps as _raw
 from ..errors import ParseError
 from ._cparse import Parsed, parse
 from ._read import pid_path, read_bytes
@@ -118,9 +118,9 @@ def _flagset(raw: bytes) -> frozenset[str]:
     return frozenset(raw.decode("ascii", "replace").split())
 
 
-_C64_PRESENT, _C64_VMFLAGS = lib.PMPROC_C64_PRESENT, lib.PMPROC_C64_VMFLAGS
-_C32_FLAGS_OFF, _C32_FLAGS_LEN = lib.PMPROC_C32_FLAGS_OFF, lib.PMPROC_C32_FLAGS_LEN
-_C8_BITS, _RAWFLAGS = lib.PMPROC_C8_BITS, lib.PMPROC_RAWFLAGS
+_C64_PRESENT, _C64_VMFLAGS = _raw.C64_PRESENT, _raw.C64_VMFLAGS
+_C32_FLAGS_OFF, _C32_FLAGS_LEN = _raw.C32_FLAGS_OFF, _raw.C32_FLAGS_LEN
+_C8_BITS, _RAWFLAGS = _raw.C8_BITS, _raw.RAWFLAGS
 
 
 class SmapsList(VmaList[Smaps]):
