@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bench import Verdicts, info, measure, need_root  # noqa: E402
 
 from physmem import KPageFlags  # noqa: E402
-from physmem.contiguity import forecast  # noqa: E402
+from physmem.analysis.contiguity import forecast  # noqa: E402
 from physmem.dma import longest_contiguous  # noqa: E402
 from physmem.hugepages import reserve  # noqa: E402
 

@@ -1,29 +1,24 @@
 #include "runs.h"
 
-/* Split n entries into maximal runs in which the virtual and the physical page number both
- * step by one. Entry i takes part when (flags[i] & require) == require; a run also ends where
- * (flags & split) changes. vpn may be NULL, meaning vpn[i] = vpn0 + i (a pagemap range).
- * pfn[i] & pfn_mask is the page frame number; flags may be NULL (then pfn holds the flags too).
- * Writes each run's first index and length; returns the number of runs (at most n). */
-size_t pm_find_runs(const uint64_t *vpn, uint64_t vpn0, const uint64_t *pfn, uint64_t pfn_mask,
-                    const uint64_t *flags, size_t n, uint64_t require, uint64_t split,
-                    uint64_t *run_start, uint64_t *run_len)
+/* Split n entries of consecutive virtual pages into maximal runs in which the physical page
+ * number, pfn[i] & pfn_mask, steps by `step` (page-types' runs: virtual and physical pages
+ * both advance by one). Entry i takes part only when (pfn[i] & require) == require; any other
+ * ends the run. Writes each run's first index and length; returns the number of runs (<= n). */
+size_t pm_find_runs(const uint64_t *pfn, uint64_t pfn_mask, uint64_t step, size_t n,
+                    uint64_t require, uint64_t *run_start, uint64_t *run_len)
 {
-    const uint64_t *fl = flags ? flags : pfn;
     size_t runs = 0;
     int open = 0;
-    uint64_t prev_v = 0, prev_p = 0, prev_s = 0;
+    uint64_t prev = 0;
 
     for (size_t i = 0; i < n; i++) {
-        uint64_t f = fl[i];
+        uint64_t f = pfn[i];
         if ((f & require) != require) {
             open = 0;
             continue;
         }
-        uint64_t v = vpn ? vpn[i] : vpn0 + i;
-        uint64_t p = pfn[i] & pfn_mask;
-        uint64_t s = f & split;
-        if (open && v == prev_v + 1 && p == prev_p + 1 && s == prev_s) {
+        uint64_t p = f & pfn_mask;
+        if (open && p == prev + step) {
             run_len[runs - 1]++;
         } else {
             run_start[runs] = i;
@@ -31,9 +26,28 @@ size_t pm_find_runs(const uint64_t *vpn, uint64_t vpn0, const uint64_t *pfn, uin
             runs++;
             open = 1;
         }
-        prev_v = v;
-        prev_p = p;
-        prev_s = s;
+        prev = p;
+    }
+    return runs;
+}
+
+/* Maximal runs of non-zero bytes in mask[0..n): first index and length of each; returns the
+ * number of runs (at most (n + 1) / 2). */
+size_t pm_find_mask_runs(const uint8_t *mask, size_t n, uint64_t *run_start, uint64_t *run_len)
+{
+    size_t runs = 0, i = 0;
+
+    while (i < n) {
+        while (i < n && !mask[i])
+            i++;
+        if (i == n)
+            break;
+        size_t s = i;
+        while (i < n && mask[i])
+            i++;
+        run_start[runs] = s;
+        run_len[runs] = i - s;
+        runs++;
     }
     return runs;
 }

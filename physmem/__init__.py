@@ -24,8 +24,9 @@ __version__ = "0.1.0"
 # Everything but the errors loads on first use (``physmem.PageMap``, ``physmem.dma``...):
 # ``import physmem`` and the CLI's start-up pay only for what they touch (numpy alone costs
 # about 100 ms), which matters for a command that runs for half a second.
-_LAZY = ("cpus", "dma", "fragmentation", "hugepages", "numa", "overcommit", "physmap", "proc",
-         "sysctl", "topology", "validate")
+# ("physmap" and "fragmentation" are deprecated names of analysis.physmap/.fragmentation.)
+_LAZY = ("analysis", "cpus", "dma", "fragmentation", "hugepages", "numa", "overcommit",
+         "physmap", "proc", "sysctl", "topology", "validate")
 _LAZY_NAMES = {
     "page_size": "addressing",
     "KPF": "kpageflags", "KPageCgroup": "kpageflags", "KPageCount": "kpageflags",
@@ -37,8 +38,8 @@ _LAZY_NAMES = {
 }
 
 if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real modules
-    from . import (cpus, dma, fragmentation, hugepages, numa, overcommit, physmap, proc,
-                   sysctl, topology, validate)
+    from . import (analysis, cpus, dma, fragmentation, hugepages, numa, overcommit, physmap,
+                   proc, sysctl, topology, validate)
     from .addressing import page_size
     from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
     from .mapping import Mapping

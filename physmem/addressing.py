@@ -10,7 +10,7 @@ import numpy as np
 
 from ._args import U64_MAX, as_nonneg
 from .errors import InvalidArgument
-from .proc.cpuinfo import cpu_flags
+from .proc._cpuinfo import cpu_flags
 
 __all__ = ["page_size", "page_shift", "task_size", "check_range", "as_uint64_array", "as_address_array",
            "check_below"]

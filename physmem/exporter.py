@@ -12,7 +12,7 @@ leaves its metrics out, not zero, and ``physmem_metric_unavailable_info`` says w
 
 The contiguity and holder readings are plain callables returning :class:`ContiguityReading`
 and :class:`HolderReading`; by default the contiguity forecast
-(:func:`physmem.contiguity.forecast`) and the hugepage audit (:func:`physmem.hugepages.audit`).
+(:func:`physmem.analysis.contiguity.forecast`) and the hugepage audit (:func:`physmem.hugepages.audit`).
 Pass others to :class:`Exporter` (``forecast=``, ``holders=``) to feed other sources into
 the same metrics.
 """
@@ -103,11 +103,11 @@ class HolderReading:
 
 
 def read_contiguity(proc_root: str = "/proc", sys_root: str = "/sys") -> ContiguityReading:
-    """The contiguity forecast (:func:`physmem.contiguity.forecast`, one whole-machine
+    """The contiguity forecast (:func:`physmem.analysis.contiguity.forecast`, one whole-machine
     /proc/kpageflags scan, root) per zone and hugepage size: blocks free now, free after
     compaction (free now included) and blocked; the longest obtainable runs; and the longest
     free run per zone. Raises PermissionDenied without the right."""
-    from .contiguity import forecast
+    from .analysis.contiguity import forecast
 
     fc = forecast(proc_root=proc_root, sys_root=sys_root)
     figures = tuple(ContiguityFigure(z.node, z.zone, z.size, z.free_now,
@@ -128,10 +128,10 @@ def read_contiguity(proc_root: str = "/proc", sys_root: str = "/sys") -> Contigu
 
 
 def read_frames(proc_root: str = "/proc") -> dict[str, int]:
-    """Bytes of physical memory per page class (:class:`~physmem.physmap.PageClass` names,
+    """Bytes of physical memory per page class (:class:`~physmem.analysis.physmap.PageClass` names,
     lower case) from one scan of every frame's kpageflags (root), classified as
-    :func:`~physmem.physmap.cell_map` does (free block tails, memory not yet handed over)."""
-    from .physmap import PageClass, cell_map
+    :func:`~physmem.analysis.physmap.cell_map` does (free block tails, memory not yet handed over)."""
+    from .analysis.physmap import PageClass, cell_map
 
     m = cell_map(proc_root=proc_root)
     return {c.name.lower(): int(n) * m.page_size for c, n in zip(PageClass, m.pages_per_class())}

@@ -10,7 +10,7 @@ import enum
 import os
 import threading
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, cast, overload
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from . import addressing
 from ._args import as_flags, as_pid
 from ._fdfile import FdFile
 from ._lib import check, ffi, lib, u64_buffer
+from ._runs import RUN_DTYPE, find_runs, run_table
 from .errors import (
     FeatureUnavailable,
     InvalidArgument,
@@ -72,7 +73,6 @@ class ScanCategory(enum.IntFlag):
     GUARD = lib.PAGE_IS_GUARD  # since 6.15
 
 
-RUN_DTYPE = np.dtype([("vaddr", np.uint64), ("paddr", np.uint64), ("nbytes", np.uint64)])
 RANGE_DTYPE = np.dtype([("start", np.uint64), ("end", np.uint64)])
 SCAN_DTYPE = np.dtype([("start", np.uint64), ("end", np.uint64), ("categories", np.int64)])
 
@@ -89,7 +89,8 @@ _SCRATCH_MAX = 1 << 21  # entries (16 MiB) kept for reuse per PageMap; larger sp
 
 
 def _bit(raw: np.ndarray, flag: PM) -> np.ndarray:
-    return (raw & np.uint64(int(flag))) != 0
+    bits: np.ndarray = (raw & np.uint64(int(flag))) != 0
+    return bits
 
 
 @dataclass(frozen=True, eq=False)
@@ -323,7 +324,7 @@ class PageMap(FdFile):
                                      strict=strict, out=result)
         if scalar:
             if np.ma.isMaskedArray(res):
-                return None if res.mask[0] else int(res.data[0])
+                return None if cast(np.ndarray, res.mask)[0] else int(res.data[0])
             return int(res[0])
         return res.reshape(va.shape)
 
@@ -358,7 +359,9 @@ class PageMap(FdFile):
 
     def _gather(self, vpns: np.ndarray) -> np.ndarray:
         """Entries for sorted unique page numbers: one pread per run of consecutive pages."""
-        starts, counts = _runs_of_sorted(vpns)
+        first, counts = find_runs(vpns)
+        starts = np.ascontiguousarray(vpns[first], dtype=np.uint64)
+        counts = counts.astype(np.uint64)
         buf = np.empty(len(vpns), dtype=np.uint64)
         self._fd_open()
         got = check(lib.pm_gather_u64(self._fd, u64_buffer(starts), u64_buffer(counts),
@@ -380,19 +383,10 @@ class PageMap(FdFile):
         if entries.pfns_hidden:
             raise PfnUnavailable(f"cannot read PFNs at {entries.address:#x}: {_CAP_HINT}",
                                  address=entries.address)
-        n = len(raw)
-        starts = np.empty(n, dtype=np.uint64)
-        lens = np.empty(n, dtype=np.uint64)
-        nruns = lib.pm_find_runs(ffi.NULL, entries.address >> self._shift, u64_buffer(raw),
-                                 PFN_MASK, ffi.NULL, n, _PRESENT, 0,
-                                 u64_buffer(starts), u64_buffer(lens))
-        starts, lens = starts[:nruns], lens[:nruns]
-        out = np.empty(nruns, dtype=RUN_DTYPE)
+        first, lens = find_runs(raw, mask=PFN_MASK, require=_PRESENT)
         ps = np.uint64(self.page_size)
-        out["vaddr"] = np.uint64(entries.address) + starts * ps
-        out["paddr"] = (raw[starts.astype(np.intp)] & np.uint64(PFN_MASK)) * ps
-        out["nbytes"] = lens * ps
-        return out
+        return run_table(np.uint64(entries.address) + first.astype(np.uint64) * ps,
+                         (raw[first] & np.uint64(PFN_MASK)) * ps, lens.astype(np.uint64) * ps)
 
     # -- present ranges -----------------------------------------------------------------
     def present_ranges(self, address: int, length: int, *,
@@ -411,23 +405,24 @@ class PageMap(FdFile):
                          report=ScanCategory.PRESENT)[["start", "end"]].copy()
 
     def _present_ranges_pagemap(self, addr: int, size: int) -> np.ndarray:
-        ranges = []
         batch = lib.PM_BATCH_ENTRIES
         buf = np.empty(batch, dtype=np.uint64)
         first = addr >> self._shift
         total = size >> self._shift
+        parts = []
         for off in range(0, total, batch):
             n = min(batch, total - off)
             got = self._read_some(first + off, buf[:n])
-            chunk = buf[:got]
-            present = _bit(chunk, PM.PRESENT).view(np.int8)
-            edges = np.flatnonzero(np.diff(present, prepend=0, append=0))
-            base = first + off
-            for s, e in zip(edges[0::2], edges[1::2]):
-                ranges.append(((base + int(s)) << self._shift, (base + int(e)) << self._shift))
+            # mask=0, step=0: runs of present entries, whatever their PFNs.
+            head, length = find_runs(buf[:got], mask=0, step=0, require=_PRESENT)
+            part = np.empty(len(head), dtype=RANGE_DTYPE)
+            part["start"] = (head + (first + off)).astype(np.uint64) << np.uint64(self._shift)
+            part["end"] = part["start"] + (length.astype(np.uint64) << np.uint64(self._shift))
+            parts.append(part)
             if got < n:
                 break  # the end of user space: nothing above it is present
-        return _merge_ranges(ranges)
+        # Runs meet across batch boundaries: join those.
+        return _coalesce(np.concatenate(parts) if parts else np.empty(0, dtype=RANGE_DTYPE))
 
     def scan(self, address: int, length: int, *, require: ScanCategory = ScanCategory(0),
              exclude: ScanCategory = ScanCategory(0), any_of: ScanCategory = ScanCategory(0),
@@ -517,11 +512,13 @@ def _known_categories() -> int:
 
 
 def _coalesce(regions: np.ndarray) -> np.ndarray:
-    """Join regions split across ioctl calls that touch and share categories."""
+    """Join regions that touch (split across ioctl calls or read batches) and share
+    categories, where they have them."""
     if len(regions) < 2:
         return regions
-    joins = (regions["start"][1:] == regions["end"][:-1]) & (
-        regions["categories"][1:] == regions["categories"][:-1])
+    joins = regions["start"][1:] == regions["end"][:-1]
+    if "categories" in (regions.dtype.names or ()):
+        joins &= regions["categories"][1:] == regions["categories"][:-1]
     if not joins.any():
         return regions
     keep = np.concatenate(([True], ~joins))
@@ -530,27 +527,6 @@ def _coalesce(regions: np.ndarray) -> np.ndarray:
     out = regions[starts].copy()
     out["end"] = regions["end"][ends]
     return out
-
-
-def _merge_ranges(ranges: list[tuple[int, int]]) -> np.ndarray:
-    merged: list[list[int]] = []
-    for s, e in ranges:
-        if merged and merged[-1][1] == s:
-            merged[-1][1] = e
-        else:
-            merged.append([s, e])
-    out = np.empty(len(merged), dtype=RANGE_DTYPE)
-    for i, (s, e) in enumerate(merged):
-        out[i] = (s, e)
-    return out
-
-
-def _runs_of_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(start, count) of each run of consecutive integers in a sorted unique array."""
-    breaks = np.flatnonzero(np.diff(values) != 1) + 1
-    first = np.concatenate(([0], breaks))
-    counts = np.diff(np.concatenate((first, [len(values)]))).astype(np.uint64)
-    return np.ascontiguousarray(values[first], dtype=np.uint64), counts
 
 
 def _translate_entries(vaddr: np.ndarray | None, raw: np.ndarray, *, mode: int, strict: bool,
@@ -563,10 +539,11 @@ def _translate_entries(vaddr: np.ndarray | None, raw: np.ndarray, *, mode: int, 
     vptr = ffi.NULL if vaddr is None else u64_buffer(vaddr)
 
     def run(status: np.ndarray | None) -> int:
-        return lib.pm_translate(
+        ret: int = lib.pm_translate(
             vptr, n, u64_buffer(raw), base_vpn, len(raw), mode,
             addressing.page_shift(), _PRESENT, PFN_MASK, u64_buffer(out),
             ffi.NULL if status is None else ffi.from_buffer("uint8_t[]", status), first_bad)
+        return ret
 
     # The common case (all present) needs no status array: one pass, no extra memory.
     status = None if strict else np.empty(n, dtype=np.uint8)

@@ -1,4 +1,4 @@
-"""physmem.contiguity and ``physmem contig`` against the kernel: buddyinfo, pool growth,
+"""physmem.analysis.contiguity and ``physmem contig`` against the kernel: buddyinfo, pool growth,
 compaction, raw preads of /proc/kpageflags, kpagecgroup and the faulting pool scan."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from physmem import contiguity
-from physmem.contiguity import BlockState, forecast
+from physmem.analysis import contiguity
+from physmem.analysis.contiguity import BlockState, forecast
 from physmem.errors import InvalidArgument
 from physmem.kpageflags import KPageFlags, read_range
 
@@ -430,7 +430,7 @@ def _faulting_longest(size: int) -> int:
 
 
 def test_longest_contiguous_from_kpageflags_equals_faulting(hugepage_pool, pools_restored):
-    from physmem.contiguity import longest_pool_run
+    from physmem.analysis.contiguity import longest_pool_run
     from physmem.dma import longest_contiguous
 
     for count in (1, 37, 300, 1024):
@@ -440,7 +440,7 @@ def test_longest_contiguous_from_kpageflags_equals_faulting(hugepage_pool, pools
 
 def test_pages_held_in_a_file_are_not_counted_free(hugepage_pool):
     from physmem._lib import lib
-    from physmem.contiguity import free_pool_pages
+    from physmem.analysis.contiguity import free_pool_pages
     from physmem.memfd import MemFd
     from physmem.pagemap import PageMap
     from physmem.mapping import Mapping
@@ -519,7 +519,7 @@ def _hex(colour: str) -> tuple[int, int, int]:
 
 def test_contig_png_uses_the_state_colours(is_root, tmp_path):
     pytest.importorskip("matplotlib")
-    from physmem.contiguity import BLOCK_STATE_INFO
+    from physmem.analysis.contiguity import BLOCK_STATE_INFO
 
     out = tmp_path / "contig.png"
     proc = run_physmem("contig", "--png", str(out))
@@ -534,7 +534,7 @@ def test_contig_png_uses_the_state_colours(is_root, tmp_path):
 
 def test_map_blockers_outlines_and_lists_every_gigantic_block(is_root, tmp_path):
     pytest.importorskip("matplotlib")
-    from physmem.contiguity import BLOCK_STATE_INFO
+    from physmem.analysis.contiguity import BLOCK_STATE_INFO
 
     out = tmp_path / "map.png"
     proc = run_physmem("map", "--blockers", "--png", str(out))
@@ -653,7 +653,7 @@ def test_synthetic_machine_is_classed_exactly(tmp_path, heads_only):
 
 
 def test_frame_classes_follow_the_compaction_rules():
-    from physmem.contiguity import Frame, frame_classes
+    from physmem.analysis.contiguity import Frame, frame_classes
     from physmem.kpageflags import KPF
 
     lru_file = int(KPF.LRU | KPF.UPTODATE)

@@ -424,7 +424,7 @@ def _forecast_samples(e: Exporter) -> dict:
 
 
 def test_forecast_figures_follow_the_forecast_and_the_buddy_allocator(is_root):
-    from physmem.contiguity import forecast
+    from physmem.analysis.contiguity import forecast
 
     e = Exporter()
 

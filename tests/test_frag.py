@@ -1,4 +1,4 @@
-"""physmem.fragmentation and ``physmem frag`` against buddyinfo, pagetypeinfo and zoneinfo."""
+"""physmem.analysis.fragmentation and ``physmem frag`` against buddyinfo, pagetypeinfo and zoneinfo."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from physmem.fragmentation import fragmentation
+from physmem.analysis.fragmentation import fragmentation
 
 from conftest import PAGE, run_physmem, settled
 

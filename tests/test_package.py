@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import pickle
+import pkgutil
 import subprocess
 import sys
 
@@ -26,6 +28,23 @@ def test_subpackages_load_on_first_use():
     assert out.stdout.strip() == "ok", out.stderr
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         physmem.nonsense  # noqa: B018
+
+
+def test_no_name_hides_a_submodule():
+    # A package attribute named like one of its submodules must be that submodule: a function
+    # called like its module (hugepages.reserve once) makes ``package.module.name`` fail.
+    hidden = []
+    for info in pkgutil.walk_packages(physmem.__path__, "physmem."):
+        if info.name.endswith(".__main__"):
+            continue  # runs the CLI
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue  # an optional dependency (matplotlib, prometheus-client) is missing
+        parent, _, leaf = info.name.rpartition(".")
+        if getattr(sys.modules[parent], leaf) is not module:
+            hidden.append(info.name)
+    assert hidden == []
 
 
 @pytest.mark.parametrize("err,cls,builtin", [
@@ -77,3 +96,22 @@ def test_topology_on_a_wrong_root_says_so(tmp_path):
 
     with pytest.raises(errors.FileMissing, match="is a sysfs tree|a sysfs tree"):
         topology.read(sys_root=str(tmp_path), proc_root=str(tmp_path))
+
+
+@pytest.mark.parametrize("old", ["physmap", "contiguity", "fragmentation"])
+def test_moved_analysis_modules_keep_their_old_names_for_a_release(old):
+    """physmem.physmap & co. moved into physmem.analysis: the old import still works, warns,
+    and gives the very same objects."""
+    env, cwd = python_env()
+    code = (f"import warnings, importlib; warnings.simplefilter('error', DeprecationWarning)\n"
+            f"try:\n    importlib.import_module('physmem.{old}')\n"
+            f"except DeprecationWarning as e:\n    print('warned', e)\n"
+            f"warnings.simplefilter('ignore')\n"
+            f"import physmem.{old} as a, physmem.analysis.{old} as b\n"
+            f"assert a.__all__ == b.__all__ and a.__all__\n"
+            f"assert all(getattr(a, n) is getattr(b, n) for n in b.__all__)\n"
+            f"print('same')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=cwd)
+    assert out.stdout.split("\n")[0].startswith(f"warned physmem.{old} moved"), out.stderr
+    assert out.stdout.strip().endswith("same"), out.stderr

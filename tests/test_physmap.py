@@ -1,4 +1,4 @@
-"""physmem.physmap and ``physmem map`` against independent reads of /proc/kpageflags."""
+"""physmem.analysis.physmap and ``physmem map`` against independent reads of /proc/kpageflags."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from physmem import physmap
-from physmem.physmap import CellMap, PageClass, cell_map, classify, free_mask
+from physmem.analysis import physmap
+from physmem.analysis.physmap import CellMap, PageClass, cell_map, classify, free_mask
 
 from conftest import PAGE, anonymous, run_physmem, settled
 

@@ -3,8 +3,8 @@ buffer that holds them (buffer.py) and a block allocator carved from one (pool.p
 from __future__ import annotations
 
 from .allocate import allocate_contiguous, allocate_scatter, longest_contiguous, virtual_alignment
-from .buffer import SEGMENT_DTYPE, DmaBuffer
+from .buffer import DmaBuffer
 from .pool import DmaBlock, DmaBlocks, DmaPool
 
 __all__ = ["allocate_contiguous", "allocate_scatter", "longest_contiguous", "DmaBuffer",
-           "SEGMENT_DTYPE", "DmaPool", "DmaBlock", "DmaBlocks", "virtual_alignment"]
+           "DmaPool", "DmaBlock", "DmaBlocks", "virtual_alignment"]

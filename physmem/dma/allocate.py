@@ -16,10 +16,11 @@ import numpy as np
 
 from .. import _sysfs
 from .._lib import lib
+from .._runs import find_runs, runs_of
 from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
-from ..hugepages.pools import supported_sizes
+from ..hugepages._pools import supported_sizes
 from ..hugepages.guard import PoolGuard
-from ..hugepages.reserve import (
+from ..hugepages.reservation import (
     Reservation,
     demote,
     demote_size,
@@ -126,10 +127,7 @@ class _Candidates:
 def _runs(paddr: np.ndarray, page_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sort pages by physical address; return (order, run starts, run lengths) over it."""
     order = np.argsort(paddr, kind="stable")
-    sorted_p = paddr[order]
-    breaks = np.flatnonzero(np.diff(sorted_p) != np.uint64(page_size)) + 1
-    starts = np.concatenate(([0], breaks)).astype(np.intp)
-    lengths = np.diff(np.concatenate((starts, [len(sorted_p)])))
+    starts, lengths = find_runs(paddr[order], step=page_size)
     return order, starts, lengths
 
 
@@ -196,18 +194,14 @@ def _map_in_order(memfd: MemFd, pages: np.ndarray, page_size: int,
     if tail:
         lib.pm_munmap(base + total, tail)
     try:
-        i = 0
-        while i < len(pages):
-            j = i + 1  # coalesce consecutive file pages into one mmap call
-            while j < len(pages) and pages[j] == pages[j - 1] + 1:
-                j += 1
-            ret = lib.pm_mmap(base + i * page_size, (j - i) * page_size,
+        # One mmap call per run of consecutive file pages.
+        for i, n in zip(*(r.tolist() for r in find_runs(pages))):
+            ret = lib.pm_mmap(base + i * page_size, n * page_size,
                               lib.PROT_READ | lib.PROT_WRITE,
                               lib.MAP_SHARED | lib.MAP_FIXED | lib.MAP_POPULATE, memfd.fd,
                               int(pages[i]) * page_size)
             if ret < 0:
                 raise error_from_errno(-ret, "cannot map hugetlb pages in physical order")
-            i = j
     except BaseException:
         lib.pm_munmap(base, total)
         raise
@@ -218,9 +212,8 @@ def _release_unused(memfd: MemFd, used: np.ndarray, count: int, page_size: int) 
     """Punch every file page not in ``used`` back to the pool."""
     keep = np.zeros(count, dtype=bool)
     keep[used] = True
-    edges = np.flatnonzero(np.diff(np.concatenate(([1], keep.view(np.int8), [1]))))
-    for s, e in zip(edges[0::2], edges[1::2]):  # runs of unused pages
-        memfd.punch_hole(int(s) * page_size, int(e - s) * page_size)
+    for s, n in runs_of(~keep).tolist():
+        memfd.punch_hole(s * page_size, n * page_size)
 
 
 def _allocate(size: int | str, *, page_size: int | str | None, node: int | None, align: int | None,
@@ -291,7 +284,7 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
             if scatter:
                 if len(cands) >= n:
                     chosen = _pick_segments(cands.paddr, ps, n)
-                    segs = 1 + int(np.count_nonzero(np.diff(cands.paddr[chosen]) != np.uint64(ps)))
+                    segs = len(find_runs(cands.paddr[chosen], step=ps)[0])
                     if max_segments is None or segs <= max_segments:
                         break
                     longest = segs
@@ -425,7 +418,7 @@ def longest_contiguous(page_size: int | str | None = None, node: int | None = No
     """
     ps = _page_size(page_size)
     pool_dir(ps, node)
-    from ..contiguity import longest_pool_run
+    from ..analysis.contiguity import longest_pool_run
     from ..errors import PermissionDenied
 
     try:

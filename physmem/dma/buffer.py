@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._runs import find_runs, run_table
 from ..addressing import as_uint64_array, page_size
 from ..errors import InvalidArgument, NotContiguous, PhysicalAddressChanged
 from ..kpageflags import KPF, KPageFlags
@@ -13,24 +14,16 @@ from ..mapping import Advice, Mapping
 from ..pagemap import PageMap
 
 if TYPE_CHECKING:
-    from ..hugepages.reserve import Reservation
+    from ..hugepages.reservation import Reservation
 
-__all__ = ["DmaBuffer", "SEGMENT_DTYPE", "Verification"]
-
-SEGMENT_DTYPE = np.dtype([("vaddr", np.uint64), ("paddr", np.uint64), ("nbytes", np.uint64)])
-
+__all__ = ["DmaBuffer", "Verification"]
 
 def _segments(vaddr: int, page_paddr: np.ndarray, page_size: int) -> np.ndarray:
     """Segments from the physical address of each page, pages in virtual order."""
+    first, counts = find_runs(page_paddr, step=page_size)
     ps = np.uint64(page_size)
-    breaks = np.flatnonzero(np.diff(page_paddr) != ps) + 1
-    first = np.concatenate(([0], breaks)).astype(np.intp)
-    counts = np.diff(np.concatenate((first, [len(page_paddr)])))
-    seg = np.empty(len(first), dtype=SEGMENT_DTYPE)
-    seg["vaddr"] = np.uint64(vaddr) + first.astype(np.uint64) * ps
-    seg["paddr"] = page_paddr[first]
-    seg["nbytes"] = counts.astype(np.uint64) * ps
-    return seg
+    return run_table(np.uint64(vaddr) + first.astype(np.uint64) * ps, page_paddr[first],
+                     counts.astype(np.uint64) * ps)
 
 
 @dataclass(frozen=True)

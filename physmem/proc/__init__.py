@@ -8,13 +8,13 @@ read raises :class:`~physmem.errors.ParseError`, a vanished process
 from __future__ import annotations
 
 from .checks import Finding, Severity, check_maps
-from .cpuinfo import cpu_flags, parse_cpu_flags
-from .iomem import IomemRange, iomem, parse_iomem
-from .maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
-from .meminfo import meminfo, node_meminfo, parse_meminfo
-from .mounts import Mount, mounts, parse_mounts
-from .numa_maps import NumaMap, numa_maps, parse_numa_maps
-from .oom import Oom, oom, set_oom_score_adj
+from ._cpuinfo import cpu_flags, parse_cpu_flags
+from ._iomem import IomemRange, iomem, parse_iomem
+from ._maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
+from ._meminfo import meminfo, node_meminfo, parse_meminfo
+from ._mounts import Mount, mounts, parse_mounts
+from ._numa_maps import NumaMap, numa_maps, parse_numa_maps
+from ._oom import Oom, oom, set_oom_score_adj
 from .pidstat import (
                       Stat,
                       Statm,
@@ -25,8 +25,8 @@ from .pidstat import (
                       statm,
                       status,
 )
-from .smaps import Smaps, SmapsList, memory_totals, parse_smaps, smaps, smaps_rollup
-from .vmstat import parse_vmstat, vmstat
+from ._smaps import Smaps, SmapsList, memory_totals, parse_smaps, smaps, smaps_rollup
+from ._vmstat import parse_vmstat, vmstat
 from .zones import (
                       BuddyInfo,
                       PageTypeInfo,

@@ -14,7 +14,7 @@ from .._syntax import parse_cpulist
 from .._sysfs import note_skipped, read_optional
 from ..errors import ParseError
 from ..proc import _read as proc_files
-from ..proc.mounts import mounts as read_mounts
+from ..proc._mounts import mounts as read_mounts
 from ..proc.pidstat import parse_status
 
 __all__ = ["Affinity", "Cpuset", "read_affinity", "read_cpuset"]

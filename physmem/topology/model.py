@@ -99,7 +99,7 @@ class Topology:
                 return {k: conv(x) for k, x in v._asdict().items()}
             return v
 
-        out = conv({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        out: dict[str, Any] = conv({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         out["cpus_by_node"] = conv(self.cpus_by_node())
         out["valid_cpus"] = format_cpulist(self.valid_cpus)
         out["isolated_cpus"] = format_cpulist(self.isolated_cpus)
@@ -108,8 +108,8 @@ class Topology:
 
 def _system_memory(proc_root: str, skipped: list[str]) -> tuple[int | None, int | None]:
     from .._sysfs import note_skipped
+    from ..proc._meminfo import parse_meminfo  # the shared /proc/meminfo parser
     from ..proc._read import read_optional
-    from ..proc.meminfo import parse_meminfo  # the shared /proc/meminfo parser
 
     path = f"{proc_root}/meminfo"
     data = read_optional(path)

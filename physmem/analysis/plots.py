@@ -1,4 +1,4 @@
-"""PNG pictures of a :class:`~physmem.physmap.CellMap` and of fragmentation records.
+"""PNG pictures of a :class:`~physmem.analysis.physmap.CellMap` and of fragmentation records.
 
 matplotlib is optional (``pip install 'physmem[plot]'``); it is imported on first use with
 the Agg backend, so no display is needed.
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .errors import PhysmemError
+from ..errors import PhysmemError
 from .fragmentation import ZoneFragmentation
 from .physmap import CLASS_INFO, CellMap, PageClass
 
@@ -48,7 +48,7 @@ def plot_map(cm: CellMap, path: str, *, columns: int | None = None,
              blockers: Forecast | None = None) -> None:
     """One square per cell, rows of ``columns`` cells (chosen for a near-square grid).
 
-    ``blockers`` (a :func:`~physmem.contiguity.forecast`) outlines every block of the
+    ``blockers`` (a :func:`~physmem.analysis.contiguity.forecast`) outlines every block of the
     largest hugepage size in the colour of its state, labelled with its blocker count.
     """
     plt = _pyplot()

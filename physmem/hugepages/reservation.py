@@ -19,7 +19,7 @@ from ..errors import (
     HugePagesUnavailable,
     InvalidArgument,
 )
-from .pools import default_size, supported_sizes
+from ._pools import default_size, supported_sizes
 from .sizes import explain_size, format_size
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import addressing, proc
-from .errors import PermissionDenied
+from .. import addressing, proc
+from ..errors import PermissionDenied
 from .physmap import free_runs, zone_spans
 
 __all__ = ["ZoneFragmentation", "fragmentation"]

@@ -40,14 +40,15 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from . import _sysfs, addressing, proc, sysctl
-from ._args import as_nonneg, as_positive
-from .errors import InvalidArgument, PhysmemError
-from .hugepages.pools import node_pools, supported_sizes
-from .hugepages.reserve import parse_size
-from .hugepages.sizes import format_size
-from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, read_range
-from .physmap import (PageClass, ZoneSpan, classify, free_mask, ram_ranges, runs_of,
+from .. import _sysfs, addressing, proc, sysctl
+from .._args import as_nonneg, as_positive
+from .._runs import runs_of
+from ..errors import InvalidArgument, PhysmemError
+from ..hugepages._pools import node_pools, supported_sizes
+from ..hugepages.reservation import parse_size
+from ..hugepages.sizes import format_size
+from ..kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, read_range
+from .physmap import (PageClass, ZoneSpan, classify, free_mask, ram_ranges,
                       tails_marked, unmanaged_start, zone_spans)
 
 __all__ = ["Frame", "BlockState", "BLOCK_STATE_INFO", "FRAME_INFO", "ZoneForecast",
@@ -133,7 +134,7 @@ _NOT_CLEAN_CACHE = int(KPF.ANON | KPF.SWAPBACKED | KPF.MMAP | KPF.DIRTY | KPF.WR
 def frame_classes(flags: np.ndarray, *, unevictable_movable: bool = True) -> np.ndarray:
     """One :class:`Frame` code (uint8) per kpageflags value.
 
-    physmap's :func:`~physmem.physmap.classify` first; then anonymous and page-cache frames
+    physmap's :func:`~physmem.analysis.physmap.classify` first; then anonymous and page-cache frames
     count as movable only with ``KPF_LRU`` (compaction isolates pages from the LRU lists),
     clean unmapped page cache as reclaimable, mlocked ones only if ``unevictable_movable``; ``KPF_OFFLINE`` and ``KPF_HWPOISON``
     frames block. Holes by /proc/iomem and the uninitialised zone tops are marked by
@@ -141,7 +142,7 @@ def frame_classes(flags: np.ndarray, *, unevictable_movable: bool = True) -> np.
     """
     f = np.asarray(flags)
     f = f.view(np.int64) if f.dtype == np.uint64 else f.astype(np.int64, copy=False)
-    fc = _PC_TO_FRAME[classify(f)]
+    fc: np.ndarray = _PC_TO_FRAME[classify(f)]
     movable = fc == Frame.MOVABLE
     fc[movable & ((f & int(KPF.LRU)) == 0)] = Frame.UNMOVABLE
     fc[movable & ((f & int(KPF.LRU)) != 0) & ((f & _NOT_CLEAN_CACHE) == 0)] = Frame.RECLAIMABLE
@@ -285,7 +286,7 @@ class Forecast:
 
     def _usable(self, size: int, now: bool) -> np.ndarray:
         st = self.states[size]
-        ok = (st == BlockState.FREE) | (st == BlockState.POOL)
+        ok: np.ndarray = (st == BlockState.FREE) | (st == BlockState.POOL)
         if not now or _gigantic(size, self.page_size, self._max_order):
             ok |= st == BlockState.COMPACTABLE
         if not _gigantic(size, self.page_size, self._max_order):
@@ -301,7 +302,8 @@ class Forecast:
     def _node_mask(self, size: int) -> np.ndarray:
         bz = self.block_zone[size]
         nodes = np.array([z.node for z in self.spans] + [-1], dtype=np.int64)
-        return nodes[bz] == self.node
+        mask: np.ndarray = nodes[bz] == self.node
+        return mask
 
     def _longest(self, size: int, *, now: bool) -> int:
         runs = runs_of(self._usable(size, now))
@@ -435,7 +437,7 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
     and churn) the answer is None rather than a guess. ``flags`` is a kpageflags array from
     PFN 0 to use instead of reading the aligned frames.
     """
-    from .hugepages.reserve import resolve_size
+    from ..hugepages.reservation import resolve_size
 
     ps = resolve_size(size, proc_root)
     if ps not in supported_sizes(sys_root):
@@ -455,7 +457,8 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
             arr = np.asarray(flags).view(np.int64)
 
             def read_flags(p: np.ndarray) -> np.ndarray:
-                return arr[p]
+                picked: np.ndarray = arr[p]
+                return picked
         else:
             def read_flags(p: np.ndarray) -> np.ndarray:
                 return kf.read(p)
@@ -487,7 +490,7 @@ def longest_pool_run(size: int | str | None = None, node: int | None = None, *,
                      proc_root: str = "/proc", sys_root: str = "/sys") -> int | None:
     """Bytes of the longest run of physically adjacent free hugetlb pages of ``size``, from
     kpageflags (None where :func:`free_pool_pages` cannot tell free pages apart)."""
-    from .hugepages.reserve import resolve_size
+    from ..hugepages.reservation import resolve_size
 
     ps = resolve_size(size, proc_root)
     heads = free_pool_pages(ps, node, proc_root=proc_root, sys_root=sys_root)
@@ -793,7 +796,7 @@ def _block_counts(fc: np.ndarray, n: int) -> np.ndarray:
 def _describe_frames(pfns: np.ndarray, flags: np.ndarray, fc: np.ndarray,
                      proc_root: str, *, dense: bool = True) -> tuple[BlockerFrame, ...]:
     """``flags`` indexed by PFN (``dense``) or one value per entry of ``pfns``."""
-    from .kpageflags import describe
+    from ..kpageflags import describe
 
     if not len(pfns):
         return ()

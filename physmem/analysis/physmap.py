@@ -26,11 +26,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import addressing, proc
-from ._args import as_int
-from .errors import InvalidArgument
-from .kpageflags import KPF, KPageFlags, read_range
-from .pagemap import PageMap
+from .. import addressing, proc
+from .._args import as_int
+from .._runs import runs_of
+from ..errors import InvalidArgument
+from ..kpageflags import KPF, KPageFlags, read_range
+from ..pagemap import PageMap
 
 __all__ = ["PageClass", "CLASS_INFO", "CellMap", "ZoneSpan", "classify", "cell_map",
            "free_mask", "free_runs", "ram_ranges", "zone_spans", "process_pfns", "tails_marked",
@@ -96,7 +97,7 @@ def free_mask(flags: np.ndarray, first_pfn: int, *, tails: bool, max_order: int)
     """Which frames are in a free buddy block. ``flags`` must start and end on 2**max_order
     boundaries (a block never crosses one) except at the end of memory."""
     f = np.asarray(flags, dtype=np.int64)
-    free = (f & int(KPF.BUDDY)) != 0
+    free: np.ndarray = (f & int(KPF.BUDDY)) != 0
     if tails:
         return free
     zero = f == 0
@@ -203,10 +204,12 @@ class CellMap:
     @property
     def dominant(self) -> np.ndarray:
         """Per cell, the class with the most pages (lowest code on a tie)."""
-        return self.counts.argmax(axis=1).astype(np.uint8)
+        dominant: np.ndarray = self.counts.argmax(axis=1).astype(np.uint8)
+        return dominant
 
     def pages_per_class(self) -> np.ndarray:
-        return self.counts.sum(axis=0, dtype=np.int64)
+        pages: np.ndarray = self.counts.sum(axis=0, dtype=np.int64)
+        return pages
 
     def cells_per_class(self) -> np.ndarray:
         return np.bincount(self.dominant, minlength=N_CLASSES)
@@ -328,14 +331,6 @@ def _in_ranges(start: int, n: int, ranges: np.ndarray) -> np.ndarray:
     ok = idx >= 0
     ok[ok] = pfns[ok] < ranges[idx[ok], 1]
     return ok
-
-
-def runs_of(mask: np.ndarray, first: int = 0) -> np.ndarray:
-    """Maximal runs of True in ``mask`` as (start, length) rows; starts offset by ``first``."""
-    edges = np.diff(np.asarray(mask).astype(np.int8), prepend=np.int8(0), append=np.int8(0))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    return np.stack((starts + first, ends - starts), axis=1).astype(np.int64).reshape(-1, 2)
 
 
 def free_runs(proc_root: str = "/proc", *, flags: np.ndarray | None = None,

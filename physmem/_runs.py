@@ -1,0 +1,60 @@
+"""Runs of adjacent pages, found once: every run in physmem comes from the C run finder.
+
+A run, in the kernel's page-types sense, is a stretch of consecutive entries in which the
+physical address advances with the virtual one (a pagemap range, a buffer's pages in virtual
+order), or in which sorted numbers advance by one step (page numbers to read, free pages by
+physical address); for a boolean mask, a stretch of True. Runs come back as (first index,
+length) pairs; :data:`RUN_DTYPE` is the one table of runs of memory the API hands out.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._lib import ffi, lib, u64_buffer
+
+__all__ = ["RUN_DTYPE", "find_runs", "runs_of", "run_table"]
+
+RUN_DTYPE = np.dtype([("vaddr", np.uint64), ("paddr", np.uint64), ("nbytes", np.uint64)])
+
+_ALL = (1 << 64) - 1
+
+
+def find_runs(values: np.ndarray, *, step: int = 1, mask: int = _ALL,
+              require: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(first index, length) of each maximal run of entries whose ``values & mask`` advance
+    by ``step`` from one entry to the next; an entry without all ``require`` bits takes no
+    part and ends the run. Both arrays are intp, in entry order.
+
+    ``step=1`` over page numbers in virtual order gives page-types' runs; ``mask=0, step=0``
+    gives the runs of entries carrying ``require`` whatever their value.
+    """
+    v = np.ascontiguousarray(values, dtype=np.uint64)
+    n = len(v)
+    # Worst case one run per entry; untouched pages of these buffers are never faulted in.
+    starts = np.empty(n, dtype=np.uint64)
+    lens = np.empty(n, dtype=np.uint64)
+    k = lib.pm_find_runs(u64_buffer(v), mask, step, n, require, u64_buffer(starts),
+                         u64_buffer(lens))
+    return starts[:k].astype(np.intp), lens[:k].astype(np.intp)
+
+
+def runs_of(mask: np.ndarray, first: int = 0) -> np.ndarray:
+    """Maximal runs of True in ``mask`` as (start, length) int64 rows; starts offset by
+    ``first``."""
+    m = np.ascontiguousarray(mask, dtype=bool)
+    n = len(m)
+    starts = np.empty((n + 1) // 2, dtype=np.uint64)
+    lens = np.empty((n + 1) // 2, dtype=np.uint64)
+    k = lib.pm_find_mask_runs(ffi.from_buffer("uint8_t[]", m.view(np.uint8)), n,
+                              u64_buffer(starts), u64_buffer(lens))
+    out = np.empty((k, 2), dtype=np.int64)
+    out[:, 0] = starts[:k].view(np.int64) + first
+    out[:, 1] = lens[:k].view(np.int64)
+    return out
+
+
+def run_table(vaddr: np.ndarray | int, paddr: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+    """A :data:`RUN_DTYPE` array from its three columns."""
+    out = np.empty(len(paddr), dtype=RUN_DTYPE)
+    out["vaddr"], out["paddr"], out["nbytes"] = vaddr, paddr, nbytes
+    return out
