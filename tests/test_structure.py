@@ -102,6 +102,88 @@ def test_only_the_readers_open_kernel_files():
     assert used == set(ALLOWED), f"stale ALLOWED entries: {set(ALLOWED) - used}"
 
 
+def _names(expr: ast.AST) -> set[str]:
+    return ({n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
+            | {n.attr for n in ast.walk(expr) if isinstance(n, ast.Attribute)})
+
+
+def _builds_path(value: ast.AST) -> bool:
+    # f"{root}/x", root + "/x", os.path.join(root, ...): a path spelled from a root, not the
+    # result of a call that merely took one (a mount point found in /proc/self/mounts).
+    return isinstance(value, (ast.JoinedStr, ast.BinOp)) or (
+        isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+        and value.func.attr in ("join", "format"))
+
+
+def _assignments(scope: ast.AST) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for node in ast.walk(scope):
+        if isinstance(node, ast.Assign) and _builds_path(node.value):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    out.setdefault(target.id, set()).update(_names(node.value))
+    return out
+
+
+def _root_mixups(source: str) -> list[tuple[int, str]]:
+    """Calls of the /sys reader on a path built from ``proc_root``, and the reverse.
+
+    Paths are often built first (``path = f"{sys_root}/..."``): plain assignments in the
+    same function are followed."""
+    tree = ast.parse(source)
+    owner: dict[str, str] = {}  # bound name -> "_read" or "_sysfs", module or function
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            source_mod = (node.module or "").rsplit(".", 1)[-1]
+            for alias in node.names:
+                if alias.name in ("_read", "_sysfs"):
+                    owner[alias.asname or alias.name] = alias.name
+                elif source_mod in ("_read", "_sysfs"):
+                    owner[alias.asname or alias.name] = source_mod
+    wrong_root = {"_read": "sys_root", "_sysfs": "proc_root"}
+    found = []
+
+    def check(call: ast.Call, assigned: dict[str, set[str]]) -> None:
+        func = call.func
+        name = func.id if isinstance(func, ast.Name) else (
+            func.value.id if isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name) else None)
+        if name not in owner or not call.args:
+            return
+        arg = call.args[0]
+        roots = _names(arg)
+        roots |= {r for n in ast.walk(arg) if isinstance(n, ast.Name)
+                  for r in assigned.get(n.id, ())}
+        if wrong_root[owner[name]] in roots:
+            found.append((call.lineno, name))
+
+    def visit(node: ast.AST, assigned: dict[str, set[str]]) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = assigned
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inner = {**assigned, **_assignments(child)}
+            elif isinstance(child, ast.Call):
+                check(child, assigned)
+            visit(child, inner)
+
+    visit(tree, {})
+    return sorted(found)
+
+
+def test_each_reader_keeps_to_its_tree():
+    assert _root_mixups("from .._sysfs import read_optional\nread_optional(f'{proc_root}/x')\n")
+    assert not _root_mixups("from .._sysfs import read_optional\nread_optional(f'{sys_root}/x')")
+    assert _root_mixups("from ..proc._read import read_bytes\n"
+                        "def f(sys_root):\n    path = f'{sys_root}/x'\n    read_bytes(path)\n")
+    assert not _root_mixups("from ..proc._read import read_bytes\ndef f(sys_root):\n"
+                            "    path = f'{sys_root}/x'\ndef g(proc_root):\n"
+                            "    path = f'{proc_root}/x'\n    read_bytes(path)\n")
+    offenders = [f"physmem/{name}:{line}: {func}()" for name, source in _modules()
+                 for line, func in _root_mixups(source)]
+    assert not offenders, ("/proc read through the sysfs reader or /sys through the /proc "
+                           "reader:\n" + "\n".join(offenders))
+
+
 def test_the_readers_exist_and_are_the_ones_that_open():
     sources = dict(_modules())
     for reader in READERS:
@@ -137,9 +219,9 @@ def test_readers_return_the_bytes_on_disk(tmp_path):
     data = os.urandom(5000) + b"\n\x00\x00"
     (tmp_path / "f").write_bytes(data)
     path = str(tmp_path / "f")
-    assert _read.read_bytes(path) == _read.read_optional(path) == _sysfs.read(path) == data
-    # sysfs captures pad with NULs: the optional sysfs reader drops them and the newline.
-    assert _sysfs.read_optional(path) == data.rstrip(b"\x00\n")
+    assert _read.read_bytes(path) == _sysfs.read(path) == data
+    # Captured trees pad with NULs: the optional readers drop them and the newline.
+    assert _read.read_optional(path) == _sysfs.read_optional(path) == data.rstrip(b"\x00\n")
 
 
 def test_writers_write_once_and_map_errno(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Callable
 
 from .. import sysctl
 from .._sysfs import read_int
@@ -43,6 +44,13 @@ class Balancing:
         return self.mode != BalancingMode.DISABLED
 
 
+def _sysctl_or_none(name: str, proc_root: str) -> int | None:
+    try:
+        return sysctl.read_int(name, proc_root=proc_root)
+    except FileNotFoundError:
+        return None  # before 5.13 these were sysctls; after, debugfs only
+
+
 def balancing(sys_root: str = "/sys", proc_root: str = "/proc") -> Balancing:
     """Read the current mode and scan settings. Raises FeatureUnavailable without NUMA balancing."""
     try:
@@ -52,12 +60,15 @@ def balancing(sys_root: str = "/sys", proc_root: str = "/proc") -> Balancing:
                                  "(CONFIG_NUMA_BALANCING, Linux 3.8+)",
                                  path=sysctl.path_of("kernel.numa_balancing", proc_root)) from None
     note = None
-    for directory, prefix in ((f"{sys_root}/kernel/debug/sched/numa_balancing", ""),
-                              (f"{proc_root}/sys/kernel", "numa_balancing_")):
+    debugfs = f"{sys_root}/kernel/debug/sched/numa_balancing"
+    sources: tuple[tuple[str, Callable[[str], int | None]], ...] = (
+        (debugfs, lambda name: read_int(f"{debugfs}/{name}")),
+        (f"{proc_root}/sys/kernel",
+         lambda name: _sysctl_or_none(f"kernel.numa_balancing_{name}", proc_root)))
+    for directory, read in sources:
         try:
             # Unpacked by name: Balancing's settings_path must not look like a fifth value.
-            delay, period_min, period_max, size_mb = (read_int(f"{directory}/{prefix}{name}")
-                                                      for name in _SCAN)
+            delay, period_min, period_max, size_mb = (read(name) for name in _SCAN)
         except PermissionError as exc:
             # debugfs under kernel lockdown (or without CAP_SYS_ADMIN) refuses reads.
             note = f"scan settings not readable: {exc}"

@@ -45,18 +45,27 @@ def read_bytes(path: str, pid: int | None = None, what: str | None = None) -> by
 
 def read_optional(path: str, pid: int | None = None) -> bytes | None:
     """Like :func:`read_bytes`, but ``None`` where the file does not exist (a kernel
-    without the feature, an older kernel); every other failure raises as there."""
+    without the feature, a captured tree) and without trailing NULs/newline, as
+    :func:`physmem._sysfs.read_optional`; every other failure raises as there."""
     with translate_os_errors(_what(path), path=path, pid=pid):
         try:
-            return _readall(path)
+            data = _readall(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
+    # Captured trees (hwloc's test data) pad some files with NULs; the kernel never does.
+    return data.rstrip(b"\x00\n")
 
 
-def listdir(path: str, pid: int | None = None) -> list[str]:
-    """The entries of a /proc directory (``/proc`` itself, ``/proc/<pid>/fd``...)."""
+def listdir(path: str, pid: int | None = None, *, missing_ok: bool = False) -> list[str]:
+    """The entries of a /proc directory (``/proc`` itself, ``/proc/<pid>/fd``...); with
+    ``missing_ok``, ``[]`` where the directory does not exist."""
     with translate_os_errors("cannot list directory", path=path, pid=pid):
-        return os.listdir(path)
+        try:
+            return os.listdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            if missing_ok:
+                return []
+            raise
 
 
 def open_fd(path: str, what: str, pid: int | None = None) -> int:

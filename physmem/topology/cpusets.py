@@ -45,17 +45,11 @@ class Cpuset:
     memory_spread_slab: bool | None = None
 
 
-def _proc_file(path: str) -> bytes | None:
-    data = proc_files.read_optional(path)
-    # Captured trees (hwloc's test data) pad some files with NULs; the kernel never does.
-    return None if data is None else data.rstrip(b"\x00\n")
-
-
 def read_affinity(proc_root: str = "/proc", pid: int | str = "self", *,
                   skipped: list[str] | None = None) -> Affinity:
     """The process's allowed CPUs and nodes; ``None`` each where status does not say."""
     path = f"{proc_root}/{pid}/status"
-    data = _proc_file(path)
+    data = proc_files.read_optional(path)
     found = {} if data is None else parse_status(data, path, skipped=skipped)
     return Affinity(found.get("Cpus_allowed_list"), found.get("Mems_allowed_list"))
 
@@ -70,7 +64,7 @@ def _mounts(proc_root: str) -> list[tuple[str, str, set[str]]]:
 def _cgroup_paths(proc_root: str, pid: int | str) -> tuple[str | None, str | None]:
     """(v1 cpuset path, v2 path) from /proc/PID/cgroup; falls back to /proc/PID/cpuset."""
     v1 = v2 = None
-    data = _proc_file(f"{proc_root}/{pid}/cgroup")
+    data = proc_files.read_optional(f"{proc_root}/{pid}/cgroup")
     for line in (data or b"").splitlines():
         hier, _, rest = line.partition(b":")
         controllers, _, path = rest.partition(b":")
@@ -79,7 +73,7 @@ def _cgroup_paths(proc_root: str, pid: int | str) -> tuple[str | None, str | Non
         elif b"cpuset" in controllers.split(b","):
             v1 = os.fsdecode(path)
     if data is None:
-        legacy = _proc_file(f"{proc_root}/{pid}/cpuset")
+        legacy = proc_files.read_optional(f"{proc_root}/{pid}/cpuset")
         if legacy is not None:
             v1 = v2 = os.fsdecode(legacy.strip()) or "/"
     return v1, v2

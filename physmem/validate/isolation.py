@@ -1,7 +1,7 @@
 """Isolation section: isolcpus vs nohz_full vs rcu_nocbs, housekeeping, cpuset, IRQ affinity."""
 from __future__ import annotations
 
-from .._sysfs import listdir, read_optional
+from ..proc._read import listdir, read_optional
 from .._syntax import format_cpulist, parse_cpulist, parse_cpumask
 from ..errors import ParseError
 from .context import Context
@@ -13,7 +13,7 @@ S = "isolation"
 def _irq_cpus(ctx: Context) -> dict[str, frozenset[int]]:
     base = f"{ctx.proc_root}/irq"
     out = {}
-    for name in listdir(base):
+    for name in listdir(base, missing_ok=True):
         if not name.isdigit():
             continue
         # effective_affinity_list is where the IRQ really fires (4.15+); fall back to the mask.
