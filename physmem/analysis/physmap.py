@@ -20,7 +20,6 @@ the zone's reserved frames.
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -32,43 +31,12 @@ from .._runs import runs_of
 from ..errors import InvalidArgument, translate_os_errors
 from ..kpageflags import KPF, KPageFlags, read_range
 from ..pagemap import PageMap
+from .classes import CLASS_INFO, N_CLASSES, PageClass
 
 __all__ = ["PageClass", "CLASS_INFO", "CellMap", "ZoneSpan", "classify", "cell_map",
            "free_mask", "free_runs", "ram_ranges", "zone_spans", "process_pfns", "tails_marked",
            "runs_of", "unmanaged_start"]
 
-
-class PageClass(enum.IntEnum):
-    """What a frame holds, in the order a cell's colour is chosen on a tie (lowest wins)."""
-
-    HOLE = 0
-    FREE = 1
-    ANON = 2
-    FILE = 3
-    SLAB = 4
-    PGTABLE = 5
-    HUGETLB = 6
-    RESERVED = 7
-    NOFLAGS = 8
-    UNMANAGED = 9
-    OTHER = 10
-
-
-# name -> (legend label, colour, text-strip character)
-CLASS_INFO: dict[PageClass, tuple[str, str, str]] = {
-    PageClass.HOLE: ("hole / not RAM", "#ffffff", " "),
-    PageClass.FREE: ("free (buddy)", "#b8e186", "."),
-    PageClass.ANON: ("anonymous", "#d7301f", "a"),
-    PageClass.FILE: ("page cache", "#4393c3", "f"),
-    PageClass.SLAB: ("slab", "#ff7f00", "s"),
-    PageClass.PGTABLE: ("page tables", "#6a3d9a", "p"),
-    PageClass.HUGETLB: ("hugetlb", "#e7298a", "H"),
-    PageClass.RESERVED: ("reserved", "#252525", "R"),
-    PageClass.NOFLAGS: ("allocated, no flags", "#969696", "k"),
-    PageClass.UNMANAGED: ("not yet given to the allocator", "#e0e0e0", "u"),
-    PageClass.OTHER: ("other", "#fdd835", "?"),
-}
-N_CLASSES = len(PageClass)
 
 _FILE_BITS = int(KPF.LRU | KPF.MMAP | KPF.UPTODATE | KPF.DIRTY | KPF.WRITEBACK | KPF.SWAPCACHE
                  | KPF.UNEVICTABLE | KPF.MAPPEDTODISK | KPF.PRIVATE)

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..hugepages.reserve import parse_size
-from ..analysis.physmap import CLASS_INFO, CellMap, PageClass, cell_map
+from ..analysis.classes import CLASS_INFO, PageClass
+from ..analysis.physmap import CellMap, cell_map
 from .contig import check_threads
 from ._output import (Progress, add_png_option, emit_json, pid_arg, plural, print_table,
                       size_text, write_png)
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _blocks_json(fc: Any) -> dict[str, Any]:
-    from ..analysis.contiguity import BLOCK_STATE_INFO, BlockState
+    from ..analysis.classes import BLOCK_STATE_INFO, BlockState
 
     size = max(fc.sizes)
     n = size // fc.page_size
@@ -114,7 +115,7 @@ def _blocks_json(fc: Any) -> dict[str, Any]:
 
 
 def _print_blocks(fc: Any) -> None:
-    from ..analysis.contiguity import BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, BlockState, Frame
+    from ..analysis.classes import BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, BlockState, Frame
 
     size = max(fc.sizes)
     n = size // fc.page_size
