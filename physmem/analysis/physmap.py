@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import addressing, proc
 from .._args import as_int
-from .._runs import runs_of
+from .._runs import extend_free_heads, runs_of
 from ..errors import InvalidArgument, translate_os_errors
 from ..kpageflags import KPF, KPageFlags, read_range
 from ..pagemap import PageMap
@@ -68,20 +68,7 @@ def free_mask(flags: np.ndarray, first_pfn: int, *, tails: bool, max_order: int)
     free = (f & int(KPF.BUDDY)) != 0
     if tails:
         return free
-    zero = f == 0
-    heads = np.flatnonzero(free)
-    out = free.copy()
-    for h in heads.tolist():
-        pfn = first_pfn + h
-        order = 0
-        # Grow while the block stays aligned and every page after the head reads 0.
-        while order < max_order:
-            size = 2 << order
-            if pfn % size or h + size > len(f) or not zero[h + (size >> 1):h + size].all():
-                break
-            order += 1
-        out[h:h + (1 << order)] = True
-    return out
+    return extend_free_heads(f, first_pfn, int(KPF.BUDDY), max_order)
 
 
 class ZoneSpan:
