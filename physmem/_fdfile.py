@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 from typing import TypeVar
 
-from .errors import InvalidArgument, translate_os_errors
+from .errors import InvalidArgument
+from .proc._read import open_fd
 
 _T = TypeVar("_T", bound="FdFile")
 
@@ -21,8 +22,7 @@ class FdFile:
 
     def _open(self, path: str, what: str, *, pid: int | None = None) -> None:
         self.path = path
-        with translate_os_errors(what, path=path, pid=pid):
-            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = open_fd(path, what, pid)
 
     @property
     def closed(self) -> bool:

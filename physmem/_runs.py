@@ -65,7 +65,7 @@ def extend_free_heads(flags: np.ndarray, first_pfn: int, buddy: int, max_order: 
     the flag-0 pages after it, up to the largest naturally aligned block (at most
     ``2**max_order`` pages) they fill. ``flags`` are kpageflags from ``first_pfn`` on."""
     u = np.ascontiguousarray(flags).view(np.uint64)
-    out = (u & np.uint64(buddy)) != 0
+    out: np.ndarray = (u & np.uint64(buddy)) != 0
     lib.pm_extend_free_heads(u64_buffer(u), len(u), first_pfn, buddy, max_order,
                              ffi.from_buffer("uint8_t[]", out.view(np.uint8)))
     return out

@@ -1,30 +1,43 @@
-"""Small, tolerant readers for single-value /sys and /proc files (bytes in, values out).
+"""The one reader (and writer) of files under /sys (and of cgroup files, which the kernel
+mounts beside it): bytes in, values out.
 
-sysfs files that a kernel feature did not create are normal, so "missing" is ``None`` here;
-anything else (permission, I/O) becomes the physmem error for its errno.
+sysfs files that a kernel feature did not create are normal, so "missing" is ``None`` here
+(:func:`read` is the strict form); anything else (permission, I/O) becomes the physmem error
+for its errno, made by :mod:`physmem.errors` with the path. /proc has its own reader,
+:mod:`physmem.proc._read`; no other module opens, lists or writes a kernel file
+(``tests/test_structure.py`` checks that).
 """
 from __future__ import annotations
 
 import os
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
-from .errors import ParseError, error_from_errno
+from .errors import ParseError, error_from_errno, translate_os_errors
 
-__all__ = ["read_optional", "read_int", "parse_int", "read_parsed", "note_skipped", "listdir"]
+__all__ = ["read", "read_optional", "read_int", "parse_int", "read_parsed", "note_skipped",
+           "listdir", "walk_dirs", "is_dir", "exists", "write"]
 
 T = TypeVar("T")
 
 
+def _readall(path: str) -> bytes:
+    with open(path, "rb", buffering=0) as f:
+        return f.readall()
+
+
+def read(path: str) -> bytes:
+    """The whole file; FileMissing (or the error of its errno) where it cannot be read."""
+    with translate_os_errors(f"cannot read {os.path.basename(path)}", path=path):
+        return _readall(path)
+
+
 def read_optional(path: str) -> bytes | None:
     """The file's bytes without trailing NULs/newline, or ``None`` if it does not exist."""
-    try:
-        with open(path, "rb", buffering=0) as f:
-            data = f.readall()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        raise error_from_errno(exc.errno or 0, f"cannot read {os.path.basename(path)}",
-                               path=path) from exc
+    with translate_os_errors(f"cannot read {os.path.basename(path)}", path=path):
+        try:
+            data = _readall(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
     # Captured trees (hwloc's test data) pad some files with NULs; the kernel never does.
     return data.rstrip(b"\x00\n")
 
@@ -77,3 +90,27 @@ def listdir(path: str) -> list[str]:
         return []
     except OSError as exc:
         raise error_from_errno(exc.errno or 0, "cannot list directory", path=path) from exc
+
+
+def walk_dirs(path: str) -> Iterator[str]:
+    """Every directory under ``path`` (itself first), top down; unreadable ones are passed
+    over (a cgroup tree, whose directories come and go)."""
+    for dirpath, _dirs, _files in os.walk(path):
+        yield dirpath
+
+
+def is_dir(path: str) -> bool:
+    """Whether the sysfs directory exists (a pool, a node, a device)."""
+    return os.path.isdir(path)
+
+
+def exists(path: str) -> bool:
+    """Whether the sysfs file exists (a knob that older kernels lack)."""
+    return os.path.exists(path)
+
+
+def write(path: str, value: int | str, what: str) -> None:
+    """Write ``value`` to a sysfs file in one ``write(2)``; ``what`` names the action."""
+    with translate_os_errors(what, path=path):
+        with open(path, "w") as f:
+            f.write(str(value))

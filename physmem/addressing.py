@@ -10,6 +10,7 @@ import numpy as np
 
 from ._args import U64_MAX, as_nonneg
 from .errors import InvalidArgument
+from .proc._cpuinfo import cpu_flags
 
 __all__ = ["page_size", "page_shift", "task_size", "check_range", "as_uint64_array", "as_address_array",
            "check_below"]
@@ -51,13 +52,9 @@ def task_size() -> int:
 
 def _cpu_has_flag(flag: str) -> bool:
     try:
-        with open("/proc/cpuinfo", "rb") as f:
-            for line in f:
-                if line.startswith(b"flags"):
-                    return flag.encode() in line.split()
+        return flag in cpu_flags()
     except OSError:
-        pass
-    return False
+        return False
 
 
 def check_range(address: object, length: object) -> tuple[int, int]:

@@ -30,6 +30,7 @@ __all__ = [
     "DmaPoolExhausted",
     "NotContiguous",
     "PhysicalAddressChanged",
+    "MissingDependency",
     "error_from_errno",
     "translate_os_errors",
     "os_errors",
@@ -154,6 +155,10 @@ class NotContiguous(PhysmemError, ValueError):
 
 class PhysicalAddressChanged(PhysmemError, RuntimeError):
     """Pages of a DMA buffer moved or vanished since it was allocated."""
+
+
+class MissingDependency(PhysmemError, ImportError):
+    """An optional package is not installed; the message says which and how to install it."""
 
 
 _E = TypeVar("_E", bound=PhysmemError)

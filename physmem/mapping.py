@@ -27,7 +27,7 @@ from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
 from .addressing import task_size
 from .errors import HugePagesUnavailable, InvalidArgument, error_from_errno
-from .hugepages.pools import supported_sizes
+from .hugepages._pools import supported_sizes
 
 __all__ = ["Mapping", "Prot", "Advice", "hugepage_sizes", "PAGE_SIZE"]
 
@@ -217,7 +217,7 @@ def check_mapped(address: int, length: int, what: str) -> None:
 
 
 def _first_hole(address: int, end: int) -> int:
-    from .proc.maps import maps
+    from .proc._maps import maps
 
     at = address
     for vma in maps():
@@ -719,7 +719,7 @@ def _check_prot(prot: Any) -> Prot:
 
 def _check_adoptable(address: int, size: int, prot: Prot) -> None:
     """The checks of ``Mapping(address, size)``: mapped whole, with ``prot``'s permissions."""
-    from .proc.maps import maps
+    from .proc._maps import maps
 
     check_mapped(address, size, f"Mapping(address={address:#x}, size={size:#x})")
     end = _round_up(address + size, PAGE_SIZE)
@@ -737,14 +737,14 @@ def _userfaultfd_registered(start: int, end: int) -> bool:
     """True if a userfaultfd handles faults somewhere in ``[start, end)``: its faults are its
     business (UFFD_USER_MODE_ONLY refuses the kernel-mode faults of MADV_POPULATE, the
     SIGBUS feature raises SIGBUS on purpose), so such ranges are touched by plain access."""
-    from .proc.smaps import smaps
+    from .proc._smaps import smaps
 
     return any(s.start < end and start < s.end and s.vm_flags & {"um", "uw", "ui"}
                for s in smaps())
 
 
 def _pool_dry(page_size: int, pages: int, what: str) -> HugePagesUnavailable:
-    from .hugepages.pools import pools
+    from .hugepages._pools import pools
 
     pool = next((p for p in pools() if p.node is None and p.size == page_size), None)
     kb = page_size // 1024

@@ -12,7 +12,7 @@ from ._features import kernel_at_least, unavailable
 from ._lib import check, lib
 from .errors import InvalidArgument, error_from_errno, translate_os_errors
 from .mapping import PAGE_SIZE, Mapping, Prot, _check_page_size, _hugetlb_flags
-from .proc.maps import maps
+from .proc._maps import maps
 
 __all__ = ["MemFd", "Seal"]
 

@@ -10,7 +10,7 @@ import enum
 import os
 import threading
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, cast, overload
 
 import numpy as np
 
@@ -89,7 +89,8 @@ _SCRATCH_MAX = 1 << 21  # entries (16 MiB) kept for reuse per PageMap; larger sp
 
 
 def _bit(raw: np.ndarray, flag: PM) -> np.ndarray:
-    return (raw & np.uint64(int(flag))) != 0
+    bits: np.ndarray = (raw & np.uint64(int(flag))) != 0
+    return bits
 
 
 @dataclass(frozen=True, eq=False)
@@ -323,7 +324,7 @@ class PageMap(FdFile):
                                      strict=strict, out=result)
         if scalar:
             if np.ma.isMaskedArray(res):
-                return None if res.mask[0] else int(res.data[0])
+                return None if cast(np.ndarray, res.mask)[0] else int(res.data[0])
             return int(res[0])
         return res.reshape(va.shape)
 
@@ -538,10 +539,11 @@ def _translate_entries(vaddr: np.ndarray | None, raw: np.ndarray, *, mode: int, 
     vptr = ffi.NULL if vaddr is None else u64_buffer(vaddr)
 
     def run(status: np.ndarray | None) -> int:
-        return lib.pm_translate(
+        ret: int = lib.pm_translate(
             vptr, n, u64_buffer(raw), base_vpn, len(raw), mode,
             addressing.page_shift(), _PRESENT, PFN_MASK, u64_buffer(out),
             ffi.NULL if status is None else ffi.from_buffer("uint8_t[]", status), first_bad)
+        return ret
 
     # The common case (all present) needs no status array: one pass, no extra memory.
     status = None if strict else np.empty(n, dtype=np.uint8)

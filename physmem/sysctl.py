@@ -5,11 +5,11 @@ Values are text: :func:`read` returns it stripped, :func:`read_int`/:func:`read_
 """
 from __future__ import annotations
 
-import errno
 import os
 from typing import Iterable, Union
 
-from .errors import InvalidArgument, ParseError, error_from_errno, translate_os_errors
+from .errors import InvalidArgument, ParseError
+from .proc._read import read_bytes, write_bytes
 
 __all__ = ["path_of", "read", "read_int", "read_ints", "write"]
 
@@ -29,10 +29,7 @@ def path_of(name: str, proc_root: str = "/proc") -> str:
 
 def read(name: str, proc_root: str = "/proc") -> str:
     """The value of sysctl ``name`` as the kernel prints it, without the trailing newline."""
-    path = path_of(name, proc_root)
-    with translate_os_errors(f"cannot read sysctl {name}", path=path):
-        with open(path, "rb", buffering=0) as f:
-            data = f.readall()
+    data = read_bytes(path_of(name, proc_root), what=f"cannot read sysctl {name}")
     return os.fsdecode(data.rstrip(b"\n"))
 
 
@@ -77,18 +74,5 @@ def write(name: str, value: Value, proc_root: str = "/proc") -> None:
     data = _encode(name, value)
     if not data.endswith(b"\n"):
         data += b"\n"
-    with translate_os_errors(f"cannot open sysctl {name}", path=path):
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        written = os.write(fd, data)
-    except OSError as exc:
-        if exc.errno == errno.EINVAL:
-            raise InvalidArgument(f"the kernel rejected {data.strip()!r} for sysctl {name}",
-                                  path=path) from exc
-        raise error_from_errno(exc.errno or errno.EIO, f"cannot write sysctl {name}",
-                               path=path) from exc
-    finally:
-        os.close(fd)
-    if written != len(data):
-        raise error_from_errno(errno.EIO, f"short write to sysctl {name} "
-                               f"({written} of {len(data)} bytes)", path=path)
+    write_bytes(path, data, f"cannot write sysctl {name}",
+                rejected=f"the kernel rejected {data.strip()!r} for sysctl {name}")

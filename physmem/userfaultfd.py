@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._args import I32_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, as_timeout
+from ._args import (I32_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, as_timeout,
+                    flag_text)
 from ._fdfile import FdFile
 from ._features import kernel_at_least, unavailable
 from ._lib import check, ffi, lib
@@ -213,7 +214,7 @@ class UserFaultFd(FdFile):
     def __repr__(self) -> str:
         if self._fd < 0:
             return "<UserFaultFd closed>"
-        return f"<UserFaultFd fd={self._fd} features={self.features!s}>"
+        return f"<UserFaultFd fd={self._fd} features={flag_text(self.features)}>"
 
     def close(self) -> None:
         """Stop every server, then close the fd: waiting faulters wake and their faults are
@@ -266,7 +267,7 @@ class UserFaultFd(FdFile):
                     f"a server filling {server.page_size:#x}-byte pages is running; it cannot "
                     f"serve a range of {ps:#x}-byte pages: stop() it first")
             if isinstance(server, NativeServer) and server.running and mode & ~Mode.MISSING:
-                raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=mode))
+                raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=flag_text(mode)))
         out = ffi.new("uint64_t *")
         ret = lib.pm_uffd_register(self._fd, start, length, int(mode), out)
         if ret == -_errno.EINVAL:
@@ -281,7 +282,7 @@ class UserFaultFd(FdFile):
                                "(MINOR: shmem/hugetlb; WP on shmem/hugetlb needs "
                                "Feature.WP_HUGETLBFS_SHMEM)",
             }.get(-ret)
-            raise error_from_errno(-ret, f"UFFDIO_REGISTER {mode!s} {start:#x}+{length:#x}",
+            raise error_from_errno(-ret, f"UFFDIO_REGISTER {flag_text(mode)} {start:#x}+{length:#x}",
                                    address=start, hint=hint)
         with self._lock:
             # Registering again replaces the mode of what it overlaps, unless that mode
@@ -445,7 +446,7 @@ class UserFaultFd(FdFile):
         if native:
             for *_, mode in self._ranges:
                 if mode & ~Mode.MISSING:
-                    raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=mode))
+                    raise InvalidArgument(_NATIVE_MISSING_ONLY.format(mode=flag_text(mode)))
 
     def _server_page_size(self, page_size: int | None) -> int:
         """The page size a server fills: the registered ranges' (a fill of any other size

@@ -11,7 +11,7 @@ import pytest
 
 from physmem.cli import EXIT_HELP, Exit, build_parser, main
 from physmem.errors import InvalidArgument
-from physmem.hugepages.reserve import parse_size
+from physmem.hugepages import parse_size
 
 from conftest import PAGE, anonymous, run_physmem
 

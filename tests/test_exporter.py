@@ -307,21 +307,31 @@ def test_json_is_one_scrape(is_root):
 def test_scrape_is_fast_while_a_whole_machine_scan_runs(is_root, start_exporter):
     proc, url = start_exporter("--listen", "127.0.0.1:0", "--interval", "0.05")
     timings: list[float] = []
+    scans: list[float] = []
     deadline = time.monotonic() + 30
-    while len(timings) < 10:
+    while len(timings) < 10 or not scans:
         assert time.monotonic() < deadline, f"caught a scan in progress only {len(timings)} times"
         t0 = time.perf_counter()
         text = _get(url).decode()
         elapsed = time.perf_counter() - t0
         s = _samples(text)
-        if any(_value(s, "physmem_reading_running", reading=r) == 1 for r in ("frames", "contiguity")):
+        running = [r for r in ("frames", "contiguity")
+                   if _value(s, "physmem_reading_running", reading=r) == 1]
+        # The first scan has no duration yet: its scrapes count once one has finished.
+        if running:
             timings.append(elapsed)
+            scans += [d for r in running
+                      if (d := _value(s, "physmem_reading_duration_seconds", reading=r))]
             assert _value(s, "physmem_scrape_errors_total", section="hugepages") == 0
     proc.terminate()   # SIGTERM: a clean stop, exit status 0
     assert proc.wait(10) == 0
     print(f"scrape during a kpageflags scan: max {max(timings) * 1000:.1f} ms, "
-          f"median {sorted(timings)[len(timings) // 2] * 1000:.1f} ms")
-    assert max(timings) < 0.05, timings
+          f"median {sorted(timings)[len(timings) // 2] * 1000:.1f} ms; "
+          f"scans took {min(scans) * 1000:.0f}-{max(scans) * 1000:.0f} ms")
+    # Served from the last result, not after the scan: a scrape that waited for the scan would
+    # take about as long as it. Measured against the scan's own time on the same machine, so
+    # a busy machine (which slows both) does not decide the outcome.
+    assert scans and max(timings) < 0.25 * min(scans), (timings, scans)
 
 
 def test_unprivileged_leaves_root_metrics_out_and_says_why(run_unprivileged):

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import pickle
+import pkgutil
 import subprocess
 import sys
 
@@ -26,6 +28,23 @@ def test_subpackages_load_on_first_use():
     assert out.stdout.strip() == "ok", out.stderr
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         physmem.nonsense  # noqa: B018
+
+
+def test_no_name_hides_a_submodule():
+    # A package attribute named like one of its submodules must be that submodule: a function
+    # called like its module (hugepages.reserve once) makes ``package.module.name`` fail.
+    hidden = []
+    for info in pkgutil.walk_packages(physmem.__path__, "physmem."):
+        if info.name.endswith(".__main__"):
+            continue  # runs the CLI
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue  # an optional dependency (matplotlib, prometheus-client) is missing
+        parent, _, leaf = info.name.rpartition(".")
+        if getattr(sys.modules[parent], leaf) is not module:
+            hidden.append(info.name)
+    assert hidden == []
 
 
 @pytest.mark.parametrize("err,cls,builtin", [

@@ -205,3 +205,62 @@ def test_status_masks_by_example():
     assert s["Cpus_allowed_list"] == {0, 1, *range(32, 40)}
     assert s["Mems_allowed"] == 1 and s["NSpid"] == (12, 1) and s["SigQ"] == (0, 96365)
     assert proc.parse_cpu_list("0-7:2/4") == {0, 1, 4, 5}
+
+
+def test_iomem_matches_raw_file():
+    # The raw file re-read with a regex: every line, its range, name and nesting.
+    import re
+
+    with open("/proc/iomem", "rb") as f:
+        raw = f.read().decode()
+    want = []
+    for line in raw.splitlines():
+        m = re.fullmatch(r"( *)([0-9a-f]+)-([0-9a-f]+) : (.*)", line)
+        assert m, line
+        want.append((int(m[2], 16), int(m[3], 16) + 1, m[4], len(m[1]) // 2))
+    assert [tuple(r) for r in proc.iomem()] == want
+    assert any(r.name == "System RAM" and r.depth == 0 for r in proc.iomem())
+
+
+def test_iomem_odd_line_is_parse_error_with_its_line():
+    from physmem.errors import ParseError
+
+    with pytest.raises(ParseError) as info:
+        proc.parse_iomem(b"00000000-00000fff : Reserved\nnonsense\n", "iomem")
+    assert info.value.lineno == 2 and info.value.path == "iomem"
+
+
+def test_mounts_agree_with_the_kernel_and_undo_escapes(tmp_path, request):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: mounts a tmpfs at a path with a space")
+    target = tmp_path / "a b\\c"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "physmem test", str(target)],
+                   check=True)
+    request.addfinalizer(lambda: subprocess.run(["umount", str(target)], check=True))
+    mounts = proc.mounts()
+    # Every mount point the kernel lists is a mount point, by the kernel's own stat().
+    assert all(os.path.ismount(m.path) for m in mounts if os.path.exists(m.path))
+    mine = [m for m in mounts if m.path == str(target)]
+    assert len(mine) == 1 and mine[0].fstype == "tmpfs" and mine[0].source == "physmem test"
+    assert "size=1024k" in mine[0].options
+    assert proc.mounts(pid=os.getpid()) == mounts
+
+
+def test_status_odd_field_costs_that_field_only():
+    from physmem.errors import ParseError
+
+    data = b"Name:\tx\nCpus_allowed_list:\t0-3\nMems_allowed_list:\t?\n"
+    with pytest.raises(ParseError):
+        proc.parse_status(data, "status")
+    skipped: list[str] = []
+    got = proc.parse_status(data, "status", skipped=skipped)
+    assert got == {"Name": "x", "Cpus_allowed_list": frozenset(range(4))}
+    assert len(skipped) == 1 and "Mems_allowed_list" in skipped[0]
+
+
+def test_cpu_flags_match_raw_file():
+    with open("/proc/cpuinfo") as f:
+        lines = [line for line in f if line.startswith("flags")]
+    want = set(lines[0].split(":", 1)[1].split()) if lines else set()
+    assert proc.cpu_flags() == want

@@ -10,7 +10,7 @@ import pytest
 
 from physmem import hugepages, overcommit, sysctl, topology
 from physmem.numa import balancing, set_balancing
-from physmem.numa.balancing import BalancingMode
+from physmem.numa import BalancingMode
 
 
 @pytest.fixture(scope="session")

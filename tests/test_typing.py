@@ -1,4 +1,4 @@
-"""physmem ships py.typed: its annotations must hold up under mypy."""
+"""physmem ships py.typed: its annotations must hold up under ``mypy --strict``."""
 from __future__ import annotations
 
 import importlib.util
@@ -22,7 +22,7 @@ def test_mypy_is_clean(tmp_path):
     copy = tmp_path / "src" / "physmem"
     shutil.copytree(package_dir, copy, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     r = subprocess.run(
-        [sys.executable, "-m", "mypy", "physmem", "--ignore-missing-imports",
+        [sys.executable, "-m", "mypy", "--strict", "physmem", "--ignore-missing-imports",
          "--cache-dir", str(tmp_path / "mypy_cache")],
         capture_output=True, text=True, timeout=120, cwd=copy.parent)
     assert r.returncode == 0, f"mypy found type errors:\n{r.stdout}{r.stderr}"

@@ -68,6 +68,18 @@ def test_negotiation_and_ioctls(no_uffd_leak):
             u.unregister(m)
 
 
+def test_flags_are_named_in_repr_and_errors(no_uffd_leak):
+    # Python 3.11 formats an IntFlag as a bare number; the reader must see the names.
+    with UserFaultFd(features=Feature.THREAD_ID) as u:
+        assert "features=THREAD_ID" in repr(u)
+        with Mapping.anonymous(MiB) as m:
+            u.register(m)
+            with u.serve_zero():
+                with pytest.raises(InvalidArgument, match=r"\bWP\b") as e:
+                    u.register(m, mode=Mode.MISSING | Mode.WP)
+                assert "3" not in str(e.value).split(":")[0].split()
+
+
 def test_missing_faults_served_by_hand_with_thread_id(no_uffd_leak):
     src = np.arange(2 * PAGE_SIZE, dtype=np.uint8) ^ 0x5A
     with UserFaultFd(features=Feature.THREAD_ID) as u, Mapping.anonymous(2 * PAGE_SIZE) as m:

@@ -34,9 +34,12 @@ if [ ! -x "$bin/page-types" ]; then
     if [ -n "${src:-}" ]; then
         work=$(mktemp -d)
         top=$(basename "$src" .tar.xz)
+        # tools/mm since Linux 6.3, tools/vm before (Debian 12's linux-source-6.1).
+        dir=mm
         if tar -xJf "$src" -C "$work" "$top/tools" "$top/include/uapi" \
-            && make -s -C "$work/$top/tools/mm" page-types >/dev/null 2>&1; then
-            cp "$work/$top/tools/mm/page-types" "$bin/page-types"
+            && { [ -d "$work/$top/tools/mm" ] || dir=vm; } \
+            && make -s -C "$work/$top/tools/$dir" page-types >/dev/null 2>&1; then
+            cp "$work/$top/tools/$dir/page-types" "$bin/page-types"
             echo "peer page-types: built from $(basename "$src")"
         else
             echo "peer page-types: build from $src failed"

@@ -39,12 +39,12 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from .. import addressing, proc
+from .. import _sysfs, addressing, proc, sysctl
 from .._args import as_nonneg, as_positive
 from .._runs import runs_of
 from ..errors import InvalidArgument, PhysmemError
-from ..hugepages.pools import node_pools, supported_sizes
-from ..hugepages.reserve import parse_size
+from ..hugepages._pools import node_pools, supported_sizes
+from ..hugepages.reservation import parse_size
 from ..hugepages.sizes import format_size
 from ..kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, read_range
 from .classes import (BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, N_FRAMES,
@@ -74,7 +74,7 @@ def frame_classes(flags: np.ndarray, *, unevictable_movable: bool = True) -> np.
     """
     f = np.asarray(flags)
     f = f.view(np.int64) if f.dtype == np.uint64 else f.astype(np.int64, copy=False)
-    fc = PAGE_CLASS_FRAME[classify(f)]
+    fc: np.ndarray = PAGE_CLASS_FRAME[classify(f)]
     movable = fc == Frame.MOVABLE
     fc[movable & ((f & int(KPF.LRU)) == 0)] = Frame.UNMOVABLE
     fc[movable & ((f & int(KPF.LRU)) != 0) & ((f & _NOT_CLEAN_CACHE) == 0)] = Frame.RECLAIMABLE
@@ -218,7 +218,7 @@ class Forecast:
 
     def _usable(self, size: int, now: bool) -> np.ndarray:
         st = self.states[size]
-        ok = (st == BlockState.FREE) | (st == BlockState.POOL)
+        ok: np.ndarray = (st == BlockState.FREE) | (st == BlockState.POOL)
         if not now or _gigantic(size, self.page_size, self._max_order):
             ok |= st == BlockState.COMPACTABLE
         if not _gigantic(size, self.page_size, self._max_order):
@@ -234,7 +234,8 @@ class Forecast:
     def _node_mask(self, size: int) -> np.ndarray:
         bz = self.block_zone[size]
         nodes = np.array([z.node for z in self.spans] + [-1], dtype=np.int64)
-        return nodes[bz] == self.node
+        mask: np.ndarray = nodes[bz] == self.node
+        return mask
 
     def _longest(self, size: int, *, now: bool) -> int:
         runs = runs_of(self._usable(size, now))
@@ -368,7 +369,7 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
     and churn) the answer is None rather than a guess. ``flags`` is a kpageflags array from
     PFN 0 to use instead of reading the aligned frames.
     """
-    from ..hugepages.reserve import resolve_size
+    from ..hugepages.reservation import resolve_size
 
     ps = resolve_size(size, proc_root)
     if ps not in supported_sizes(sys_root):
@@ -388,7 +389,8 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
             arr = np.asarray(flags).view(np.int64)
 
             def read_flags(p: np.ndarray) -> np.ndarray:
-                return arr[p]
+                picked: np.ndarray = arr[p]
+                return picked
         else:
             def read_flags(p: np.ndarray) -> np.ndarray:
                 return kf.read(p)
@@ -420,7 +422,7 @@ def longest_pool_run(size: int | str | None = None, node: int | None = None, *,
                      proc_root: str = "/proc", sys_root: str = "/sys") -> int | None:
     """Bytes of the longest run of physically adjacent free hugetlb pages of ``size``, from
     kpageflags (None where :func:`free_pool_pages` cannot tell free pages apart)."""
-    from ..hugepages.reserve import resolve_size
+    from ..hugepages.reservation import resolve_size
 
     ps = resolve_size(size, proc_root)
     heads = free_pool_pages(ps, node, proc_root=proc_root, sys_root=sys_root)
@@ -458,8 +460,7 @@ def _check_sizes(sizes: object, supported: list[int]) -> tuple[int, ...]:
 
 def _unevictable_movable(proc_root: str) -> bool:
     try:
-        with open(f"{proc_root}/sys/vm/compact_unevictable_allowed") as f:
-            return f.read().strip() != "0"
+        return sysctl.read("vm.compact_unevictable_allowed", proc_root).strip() != "0"
     except OSError:
         return True  # kernels without the knob (before 4.1) migrate them
 
@@ -467,26 +468,20 @@ def _unevictable_movable(proc_root: str) -> bool:
 def _memcg_root(proc_root: str) -> str | None:
     """Mount point of the memory cgroup hierarchy (cgroup v2 with memory, or v1 memory)."""
     try:
-        with open(f"{proc_root}/self/mountinfo") as f:
-            lines = f.read().splitlines()
+        mounts = proc.mounts(proc_root)
     except OSError:
         return None
     v2 = None
-    for line in lines:
-        pre, _, post = line.partition(" - ")
-        parts, post_parts = pre.split(), post.split()
-        if len(parts) < 5 or len(post_parts) < 3:
-            continue
-        fstype, opts = post_parts[0], post_parts[2].split(",")
-        if fstype == "cgroup" and "memory" in opts:
-            return parts[4]
-        if fstype == "cgroup2" and v2 is None:
+    for mnt in mounts:
+        if mnt.fstype == "cgroup" and "memory" in mnt.options:
+            return mnt.path
+        if mnt.fstype == "cgroup2" and v2 is None:
             try:
-                with open(os.path.join(parts[4], "cgroup.controllers")) as c:
-                    if "memory" in c.read().split():
-                        v2 = parts[4]
+                controllers = _sysfs.read_optional(os.path.join(mnt.path, "cgroup.controllers"))
             except OSError:
-                pass
+                continue
+            if controllers is not None and b"memory" in controllers.split():
+                v2 = mnt.path
     return v2
 
 
@@ -495,7 +490,7 @@ def _cgroup_paths(inodes: set[int], proc_root: str) -> dict[int, str]:
     found: dict[int, str] = {}
     if root is None or not inodes:
         return found
-    for dirpath, _dirs, _files in os.walk(root):
+    for dirpath in _sysfs.walk_dirs(root):
         try:
             ino = os.stat(dirpath).st_ino
         except OSError:

@@ -28,7 +28,7 @@ import numpy as np
 from .. import addressing, proc
 from .._args import as_int
 from .._runs import extend_free_heads, runs_of
-from ..errors import InvalidArgument, translate_os_errors
+from ..errors import InvalidArgument
 from ..kpageflags import KPF, KPageFlags, read_range
 from ..pagemap import PageMap
 from .classes import CLASS_INFO, N_CLASSES, PageClass
@@ -65,7 +65,7 @@ def free_mask(flags: np.ndarray, first_pfn: int, *, tails: bool, max_order: int)
     """Which frames are in a free buddy block. ``flags`` must start and end on 2**max_order
     boundaries (a block never crosses one) except at the end of memory."""
     f = np.asarray(flags, dtype=np.int64)
-    free = (f & int(KPF.BUDDY)) != 0
+    free: np.ndarray = (f & int(KPF.BUDDY)) != 0
     if tails:
         return free
     return extend_free_heads(f, first_pfn, int(KPF.BUDDY), max_order)
@@ -100,19 +100,9 @@ def ram_ranges(proc_root: str = "/proc") -> np.ndarray:
     Unprivileged readers see every address as 0; then nothing is known and an empty array
     comes back (callers treat every frame as RAM).
     """
-    path = f"{proc_root}/iomem"
-    with translate_os_errors("cannot read iomem", path=path):
-        with open(path, "rb") as f:
-            lines = f.read().splitlines()
     shift = addressing.page_shift()
-    rows = []
-    for line in lines:
-        if line[:1].isspace() or not line.rstrip().endswith(b": System RAM"):
-            continue
-        lo, _, hi = line.split(b" :", 1)[0].partition(b"-")
-        start, end = int(lo, 16), int(hi, 16) + 1
-        if end > 1:
-            rows.append((start >> shift, end >> shift))
+    rows = [(r.start >> shift, r.end >> shift) for r in proc.iomem(proc_root)
+            if r.depth == 0 and r.name == "System RAM" and r.end > 1]
     return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
@@ -169,10 +159,12 @@ class CellMap:
     @property
     def dominant(self) -> np.ndarray:
         """Per cell, the class with the most pages (lowest code on a tie)."""
-        return self.counts.argmax(axis=1).astype(np.uint8)
+        dominant: np.ndarray = self.counts.argmax(axis=1).astype(np.uint8)
+        return dominant
 
     def pages_per_class(self) -> np.ndarray:
-        return self.counts.sum(axis=0, dtype=np.int64)
+        pages: np.ndarray = self.counts.sum(axis=0, dtype=np.int64)
+        return pages
 
     def cells_per_class(self) -> np.ndarray:
         return np.bincount(self.dominant, minlength=N_CLASSES)

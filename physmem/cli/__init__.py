@@ -1,10 +1,15 @@
-"""The ``physmem`` command line: one parser, one subcommand module per concern.
+"""The ``physmem`` command line: one parser, one dispatch table, one output layer.
 
-A subcommand module defines ``register(subparsers)``, which adds its parser and sets
-``func`` (taking the parsed arguments, returning an :class:`Exit` status). Add new modules
-to ``COMMANDS``. Errors are raised, not printed: :func:`main` prints them in one line, in CLI
-words (:func:`._output.speak_cli`), and :func:`exit_code` is the one place that turns an
-error into an exit status.
+A subcommand is a :class:`Command` (its help, its own options and its handler) in a module
+of this package, and one line in :data:`COMMANDS`. :func:`build_parser` registers every
+command the same way, adding the options all of them share; :func:`main` makes one
+:class:`~._output.Output` from the parsed options and calls the handler with it. Errors are
+raised, not printed: :func:`main` prints them in one line, in CLI words
+(:func:`._output.speak_cli`), and :func:`exit_code` is the one place that turns an error
+into an exit status.
+
+Command modules import the library inside their handlers: ``physmem --help`` builds every
+parser and should not load numpy or the C extension to do it.
 """
 from __future__ import annotations
 
@@ -13,13 +18,33 @@ import enum
 import importlib
 import sys
 import textwrap
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from .. import __version__
 from ..errors import InvalidArgument, PageNotPresent, PhysmemError, ProcessGone
-from . import _output
+from ._options import add_json, add_roots
+from ._output import Output, print_error
 
-COMMANDS = ("v2p", "kpageflags", "alloc", "hugepages", "topo", "plan", "doctor", "procfs", "map", "frag", "contig", "exporter")
+# The one dispatch table: each command, in the order `physmem --help` lists them, and the
+# Command that defines it, as MODULE.NAME in this package (imported when the parser is built).
+COMMANDS: dict[str, str] = {
+    "v2p": "v2p.V2P",
+    "kpageflags": "kpageflags.KPAGEFLAGS",
+    "alloc": "alloc.ALLOC",
+    "hugepages": "hugepages.HUGEPAGES",
+    "topo": "topo.TOPO",
+    "plan": "plan.PLAN",
+    "doctor": "doctor.DOCTOR",
+    "maps": "procfs.MAPS",
+    "smaps": "procfs.SMAPS",
+    "numa-maps": "procfs.NUMA_MAPS",
+    "meminfo": "procfs.MEMINFO",
+    "buddyinfo": "procfs.BUDDYINFO",
+    "map": "map.MAP",
+    "frag": "frag.FRAG",
+    "contig": "contig.CONTIG",
+    "exporter": "exporter.EXPORTER",
+}
 
 
 class Exit(enum.IntEnum):
@@ -58,15 +83,36 @@ power of 1024 whatever the case or suffix: 64m = 64M = 64MiB = 64MB = 64 * 2**20
 in the kernel's hugepagesz= and meminfo); a fraction is fine if it comes to whole bytes (1.5G)."""
 
 
+class Command(NamedTuple):
+    """One subcommand. :func:`build_parser` gives every command ``--json`` (``json`` is its
+    help: what the document holds), ``--sys-root``/``--proc-root`` if ``roots``, and
+    ``--bytes`` unless :data:`NO_SIZES` names it; ``arguments`` adds the command's own."""
+
+    help: str          # its line in `physmem --help`
+    description: str   # paragraphs, filled to the terminal
+    epilog: str        # examples, kept as written
+    run: Callable[[argparse.Namespace, Output], Exit]
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    json: str = "JSON output"
+    roots: bool = False
+
+
+def command(name: str) -> Command:
+    """The :class:`Command` that :data:`COMMANDS` names for ``name``."""
+    module, attr = COMMANDS[name].rsplit(".", 1)
+    spec: Command = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    return spec
+
+
 def exit_code(exc: BaseException) -> Exit:
     """The exit status for an error that ended a subcommand."""
-    from ..analysis.plots import PlotUnavailable
-
     if isinstance(exc, InvalidArgument):
         return Exit.USAGE
     if isinstance(exc, (PageNotPresent, ProcessGone)):
         return Exit.NOT_FOUND
-    if isinstance(exc, PlotUnavailable):
+    # physmem's errors for a missing optional package (MissingDependency, PlotUnavailable)
+    # are ImportErrors; main() lets no other ImportError reach here.
+    if isinstance(exc, ImportError):
         return Exit.MISSING_DEPENDENCY
     return Exit.ERROR
 
@@ -114,15 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"physmem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
-    for name, command in sub.choices.items():  # one unit convention for every subcommand
-        command.description = _wrap(command.description)
-        command.set_defaults(bytes=False)
-        if name not in NO_SIZES:
-            command.add_argument("--bytes", action="store_true",
-                                 help="print sizes as exact byte counts, not KiB/MiB/GiB "
-                                      "(JSON output is always in bytes)")
+    for name in COMMANDS:   # the one registration path
+        spec = command(name)
+        p = sub.add_parser(name, help=spec.help, description=_wrap(spec.description),
+                           epilog=spec.epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if spec.arguments is not None:
+            spec.arguments(p)
+        add_json(p, spec.json)
+        if spec.roots:
+            add_roots(p)
+        if name not in NO_SIZES:   # one unit convention for every subcommand
+            p.add_argument("--bytes", action="store_true",
+                           help="print sizes as exact byte counts, not KiB/MiB/GiB "
+                                "(JSON output is always in bytes)")
+        # `parser`: for a usage error only the handler can see (a flag that does not apply).
+        p.set_defaults(bytes=False, parser=p)
     return parser
 
 
@@ -133,15 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:  # report it with the subcommand's usage, not the top-level one
             sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
             sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
-        _output.RAW_BYTES = args.bytes
-        return int(args.func(args) or Exit.OK)
+        return int(command(args.command).run(args, Output.from_args(args)))
     except SystemExit as exc:  # argparse's usage errors, --help and --version: return, do not exit
         return exc.code if isinstance(exc.code, int) else Exit.USAGE
     except BrokenPipeError:  # `physmem ... | head` closed our stdout: not an error
         sys.stderr.close()
         return Exit.OK
     except (PhysmemError, OSError) as exc:
-        _output.print_error(exc)
+        print_error(exc)
         return exit_code(exc)
 
 

@@ -3,29 +3,17 @@ from __future__ import annotations
 
 import argparse
 
-from ..dma import allocate_contiguous, allocate_scatter
 from ..errors import InvalidArgument
-from ..hugepages.reserve import parse_size
-from ..proc import meminfo
-from ._output import add_node_option, check_node, emit_json, plural, print_table, size_text
+from . import Command, Exit
+from ._options import add_node, check_node
+from ._output import Output, plural
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "alloc", help="allocate DMA memory from hugepages and print its physical segments",
-        description="Allocate SIZE bytes of hugetlb memory that is physically contiguous (or, "
-                    "with --scatter, in as few segments as possible), verify it with pagemap "
-                    "and kpageflags, print the segments and which checks ran (kpageflags is "
-                    "root only), and free it on exit. Needs CAP_SYS_ADMIN to see physical "
-                    "addresses.",
-        epilog="examples:\n  physmem alloc 64M --reserve\n"
-               "  physmem alloc 1G --page-size 1G --reserve --json\n"
-               "  physmem alloc 256M --scatter --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("size", metavar="SIZE",
                    help="bytes (4096, 0x200000) or with a binary unit: 64M, 1.5G, 64MiB")
     p.add_argument("--page-size", default=None, help="hugepage size: 2M or 1G (default: the kernel's default)")
-    add_node_option(p, "NUMA node to take the pages from")
+    add_node(p, "NUMA node to take the pages from")
     p.add_argument("--scatter", action="store_true", help="accept several physical segments")
     p.add_argument("--reserve", action="store_true",
                    help="grow the hugepage pool by what is needed (root); the pages go back "
@@ -33,21 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="with --reserve: grow the pool even into the memory margin the "
                         "system needs")
-    p.add_argument("--json", action="store_true",
-                   help="JSON: {size, page_size, node, contiguous, segments: [{vaddr, paddr, "
-                        "nbytes}], verified (every check ran), verification: {pagemap, "
-                        "kpageflags, not_checked: {check: why}}}")
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> Exit:
+    from ..dma import allocate_contiguous, allocate_scatter
+    from ..hugepages.reservation import parse_size
+    from ..proc import meminfo
+
     size = parse_size(args.size)
     # No pool, reservation or advice can give more than the machine has: a usage error, not
     # a shortage to be told how many pages to reserve.
     memory = meminfo()["MemTotal"]
     if size > memory:
-        raise InvalidArgument(f"SIZE {args.size} ({size_text(size)}) is more than this "
-                              f"machine's memory ({size_text(memory)}): ask for less")
+        raise InvalidArgument(f"SIZE {args.size} ({out.size(size)}) is more than this "
+                              f"machine's memory ({out.size(memory)}): ask for less")
     make = allocate_scatter if args.scatter else allocate_contiguous
     node = check_node(args.node)
     buf = make(size, page_size=args.page_size, node=node, reserve=args.reserve,
@@ -57,18 +44,34 @@ def run(args: argparse.Namespace) -> int:
                     for v, p, n in buf.segments.tolist()]
         # Allocation verified the buffer already; report exactly what that covered.
         checked = buf.verification
-        if args.json:
-            emit_json({"size": buf.size, "page_size": buf.page_size, "node": buf.node,
-                       "contiguous": buf.is_contiguous, "segments": segments,
-                       "verified": checked.complete, "verification": checked.as_json()})
-            return 0
+        if out.json:
+            out.emit_json({"size": buf.size, "page_size": buf.page_size, "node": buf.node,
+                           "contiguous": buf.is_contiguous, "segments": segments,
+                           "verified": checked.complete, "verification": checked.as_json()})
+            return Exit.OK
         kind = "contiguous" if buf.is_contiguous else f"in {plural(len(segments), 'segment')}"
         where = "" if buf.node is None else f" on node {buf.node}"
-        pages = plural(buf.size // buf.page_size, f"x {size_text(buf.page_size)} page",
-                       f"x {size_text(buf.page_size)} pages")
-        print(f"allocated {size_text(buf.size)} {kind}: {pages}{where}")
-        print_table(["virtual", "physical", "size"],
-                    [[f"{s['vaddr']:#x}", f"{s['paddr']:#x}", size_text(s["nbytes"])] for s in segments],
-                    align="rrr")
+        pages = plural(buf.size // buf.page_size, f"x {out.size(buf.page_size)} page",
+                       f"x {out.size(buf.page_size)} pages")
+        print(f"allocated {out.size(buf.size)} {kind}: {pages}{where}")
+        out.table(["virtual", "physical", "size"],
+                  [[f"{s['vaddr']:#x}", f"{s['paddr']:#x}", out.size(s["nbytes"])] for s in segments],
+                  align="rrr")
         print("\n".join(checked.lines()))
-    return 0
+    return Exit.OK
+
+
+ALLOC = Command(
+    help="allocate DMA memory from hugepages and print its physical segments",
+    description="Allocate SIZE bytes of hugetlb memory that is physically contiguous (or, "
+                "with --scatter, in as few segments as possible), verify it with pagemap "
+                "and kpageflags, print the segments and which checks ran (kpageflags is "
+                "root only), and free it on exit. Needs CAP_SYS_ADMIN to see physical "
+                "addresses.",
+    epilog="examples:\n  physmem alloc 64M --reserve\n"
+           "  physmem alloc 1G --page-size 1G --reserve --json\n"
+           "  physmem alloc 256M --scatter --json",
+    arguments=arguments, run=run,
+    json="JSON: {size, page_size, node, contiguous, segments: [{vaddr, paddr, nbytes}], "
+         "verified (every check ran), verification: {pagemap, kpageflags, not_checked: "
+         "{check: why}}}")

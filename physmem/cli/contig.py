@@ -6,34 +6,22 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
-from ._output import (add_node_option, add_png_option, check_node, emit_json, print_table,
-                      size_text, write_png)
+from . import Command, Exit
+from ._options import add_node, add_png, add_threads, check_node, check_threads
+from ._output import Output, write_png
 
 if TYPE_CHECKING:
     from ..analysis.contiguity import Forecast, Verdict
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "contig", help="will it fit: hugepages obtainable now / after compaction, and blockers",
-        description="Class every naturally aligned block of each hugepage size as free now, "
-                    "a free hugetlb page, free after compaction, not yet initialised or "
-                    "blocked (and by what), from one scan of /proc/kpageflags (root), per "
-                    "node and zone; predict how many pages of each size the kernel can give "
-                    "now and after compaction; with --want, a verdict for a request.",
-        epilog="examples:\n  physmem contig\n  physmem contig --want 16x1G\n"
-               "  physmem contig --want 256M --json\n  physmem contig --size 2M --png contig.png",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_node_option(p, "only this NUMA node")
+def arguments(p: argparse.ArgumentParser) -> None:
+    add_node(p, "only this NUMA node")
     p.add_argument("--size", action="append", default=None, metavar="SIZE",
                    help="hugepage size to forecast (2M, 1G; repeat for several; default all)")
     p.add_argument("--want", metavar="REQUEST", default=None,
                    help="COUNTxSIZE pages (16x1G) or SIZE of one contiguous buffer (256M)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads scanning kpageflags (default: one per allowed CPU)")
-    add_png_option(p, "write a picture (needs physmem[plot])")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.set_defaults(func=run)
+    add_threads(p)
+    add_png(p, "write a picture (needs physmem[plot])")
 
 
 _WANT = re.compile(r"\s*(\d+)\s*[xX*]\s*(\S+)\s*")
@@ -41,7 +29,7 @@ _WANT = re.compile(r"\s*(\d+)\s*[xX*]\s*(\S+)\s*")
 
 def parse_want(text: str) -> tuple[int | None, int]:
     """``16x1G`` -> (16, 1 GiB); ``256M`` -> (None, 256 MiB): one contiguous buffer."""
-    from ..hugepages.reserve import parse_size
+    from ..hugepages.reservation import parse_size
 
     m = _WANT.fullmatch(text)
     try:
@@ -56,15 +44,6 @@ def parse_want(text: str) -> tuple[int | None, int]:
                               "or the SIZE of one contiguous buffer (256M)") from None
 
 
-def check_threads(threads: int | None) -> None:
-    """--threads as the scans take it: a count of at least 1 (None: one per CPU)."""
-    from ..kpageflags import _MAX_THREADS
-
-    if threads is not None and not 1 <= threads <= _MAX_THREADS:
-        raise InvalidArgument(f"--threads {threads} is out of range: give 1 to {_MAX_THREADS} "
-                              "(or leave it out for one thread per allowed CPU)")
-
-
 def verdict_json(v: Verdict) -> dict[str, Any]:
     return {"size": v.size, "count": v.count, "contiguous": v.contiguous,
             "obtainable_now": v.obtainable_now,
@@ -72,10 +51,10 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
             "verdict": v.verdict, "advice": v.advice}
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> Exit:
     # Imported here: every physmem command builds this parser, few run the forecast.
     from ..analysis.contiguity import forecast
-    from ..hugepages.reserve import parse_size
+    from ..hugepages.reservation import parse_size
 
     sizes = None
     if args.size:
@@ -102,18 +81,18 @@ def run(args: argparse.Namespace) -> int:
         from ..analysis.plots import plot_contig
 
         write_png(plot_contig, fc, args.png)
-    if args.json:
-        emit_json(verdict_json(verdict) if verdict is not None else fc.as_json())
-        return 0
-    print_forecast(fc)
+    if out.json:
+        out.emit_json(verdict_json(verdict) if verdict is not None else fc.as_json())
+        return Exit.OK
+    print_forecast(out, fc)
     if verdict is not None:
         print(f"\n{verdict.verdict.upper()}: {verdict.advice}")
     if args.png:
         print(f"\nwrote {args.png}")
-    return 0
+    return Exit.OK
 
 
-def print_forecast(fc: Forecast) -> None:
+def print_forecast(out: Output, fc: Forecast) -> None:
     from ..hugepages.sizes import format_size
 
     for size in fc.sizes:
@@ -121,13 +100,13 @@ def print_forecast(fc: Forecast) -> None:
               + ("" if fc.node is None else f" on node {fc.node}") + ":")
         rows = [[z.node, z.zone, z.blocks, z.free_now, z.pool, z.after_compaction,
                  z.uninitialised, z.blocked, z.obtainable_now, z.obtainable_after_compaction,
-                 size_text(z.longest_run_now)] for z in fc.rows(size)]
+                 out.size(z.longest_run_now)] for z in fc.rows(size)]
         t = fc.totals(size)
         rows.append(["", "total", t["blocks"], t["free_now"], t["pool"], t["after_compaction"],
                      t["uninitialised"], t["blocked"], t["obtainable_now"],
-                     t["obtainable_after_compaction"], size_text(t["longest_run_now"])])
-        print_table(["node", "zone", "blocks", "free", "pool", "compact", "uninit", "blocked",
-                     "get now", "get after", "longest run"], rows, align="llrrrrrrrrr")
+                     t["obtainable_after_compaction"], out.size(t["longest_run_now"])])
+        out.table(["node", "zone", "blocks", "free", "pool", "compact", "uninit", "blocked",
+                   "get now", "get after", "longest run"], rows, align="llrrrrrrrrr")
         blockers: dict[str, int] = {}
         for z in fc.rows(size):
             for k, v in z.blockers.items():
@@ -152,3 +131,15 @@ def print_forecast(fc: Forecast) -> None:
                      "hugetlbfs files; pool counts are estimates")
     for note in notes:
         print(note)
+
+
+CONTIG = Command(
+    help="will it fit: hugepages obtainable now / after compaction, and blockers",
+    description="Class every naturally aligned block of each hugepage size as free now, a "
+                "free hugetlb page, free after compaction, not yet initialised or blocked (and "
+                "by what), from one scan of /proc/kpageflags (root), per node and zone; "
+                "predict how many pages of each size the kernel can give now and after "
+                "compaction; with --want, a verdict for a request.",
+    epilog="examples:\n  physmem contig\n  physmem contig --want 16x1G\n"
+           "  physmem contig --want 256M --json\n  physmem contig --size 2M --png contig.png",
+    arguments=arguments, run=run)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Iterator
 
-from ..validate import SECTIONS, Severity, validate
-from . import Exit
-from ._output import emit_json
-from .topo import add_roots
+from . import Command, Exit
+from ._output import Output
 
 EXAMPLE = """example:
   physmem doctor                      # every section
@@ -14,31 +13,48 @@ EXAMPLE = """example:
 exit status: 0 clean (information only), 3 warnings, 4 errors
 """
 
-_STATUS = {Severity.INFO: Exit.OK, Severity.WARNING: Exit.WARNINGS, Severity.ERROR: Exit.ERRORS}
+class _Sections:
+    """``--section``'s choices: physmem.validate.SECTIONS, looked up only when argparse
+    checks a value or shows the choices (importing validate loads numpy, which building the
+    parser for ``physmem --help`` must not)."""
+
+    def __iter__(self) -> Iterator[str]:
+        from ..validate import SECTIONS
+
+        return iter(SECTIONS)
+
+    def __contains__(self, name: object) -> bool:
+        from ..validate import SECTIONS
+
+        return name in SECTIONS
 
 
-def run(args: argparse.Namespace) -> Exit:
+def arguments(p: argparse.ArgumentParser) -> None:
+    section = p.add_argument("--section", action="append", help="only this section (repeatable)")
+    # Set after add_argument, which formats the choices once to check the metavar.
+    section.choices = _Sections()
+
+
+def run(args: argparse.Namespace, out: Output) -> Exit:
+    from ..validate import Severity, validate
+
+    status = {Severity.INFO: Exit.OK, Severity.WARNING: Exit.WARNINGS,
+              Severity.ERROR: Exit.ERRORS}
     report = validate(args.section, sys_root=args.sys_root, proc_root=args.proc_root)
-    if args.json:
-        emit_json(report.to_dict())
+    if out.json:
+        out.emit_json(report.to_dict())
     else:
         for f in report.findings:
             print(f"{f.severity.name:<7} {f.id}: {f.message}")
             if f.fix:
                 print(f"        fix: {f.fix}")
         print("ok" if report.ok else f"worst: {report.worst.name.lower()}")
-    return _STATUS[report.worst]
+    return status[report.worst]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("doctor", help="validate the kernel setup, say what to fix",
-                              description="Check the kernel's setup for physical memory work "
-                                          "(hugepages, NUMA, CPU isolation, access to the "
-                                          "page tables) and print each finding with the "
-                                          "exact fix.", epilog=EXAMPLE,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--section", action="append", choices=list(SECTIONS),
-                   help="only this section (repeatable)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_roots(p)
-    p.set_defaults(func=run)
+DOCTOR = Command(
+    help="validate the kernel setup, say what to fix",
+    description="Check the kernel's setup for physical memory work (hugepages, NUMA, CPU "
+                "isolation, access to the page tables) and print each finding with the exact "
+                "fix.",
+    epilog=EXAMPLE, arguments=arguments, run=run, json="machine-readable output", roots=True)

@@ -14,9 +14,10 @@ import stat
 import threading
 from types import FrameType
 
-from ..errors import InvalidArgument, error_from_errno
-from ._output import print_error, seconds_arg
-from .topo import add_roots
+from ..errors import InvalidArgument, MissingDependency, PhysmemOSError, error_from_errno
+from . import Command, Exit
+from ._options import seconds_arg
+from ._output import Output
 
 DESCRIPTION = ("Serve physmem's readings to Prometheus on /metrics, or write them for "
                "node_exporter's textfile collector. Needs the prometheus-client library: "
@@ -36,10 +37,7 @@ MISSING = ("physmem exporter needs the prometheus-client library, which is not i
            "pip install 'physmem[exporter]'")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("exporter", help="Prometheus metrics: serve /metrics or write a .prom file",
-                              description=DESCRIPTION, epilog=EXAMPLE,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", default="127.0.0.1:9877", metavar="HOST:PORT",
                    help="address to serve /metrics on (default 127.0.0.1:9877; port 0: any free port)")
     p.add_argument("--interval", type=seconds_arg, default=60.0, metavar="S",
@@ -48,17 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="write DIR/physmem.prom (atomically) instead of serving HTTP")
     p.add_argument("--once", action="store_true",
                    help="with --textfile: take every reading once, write the file and exit")
-    p.add_argument("--json", action="store_true",
-                   help="take every reading once, print the metrics as JSON and exit")
-    add_roots(p)
-    p.set_defaults(func=run, parser=p)
 
 
-def run(args: argparse.Namespace) -> int:
-    from . import Exit
+def run(args: argparse.Namespace, out: Output) -> Exit:
     if args.once and not args.textfile:
         args.parser.error("--once needs --textfile DIR")
-    if args.json and args.textfile:
+    if out.json and args.textfile:
         args.parser.error("--json prints to stdout: leave out --textfile")
     if args.textfile:
         _check_directory(args.textfile)
@@ -67,25 +60,22 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         if "prometheus" not in str(exc):
             raise
-        print_error(MISSING)
-        return Exit.MISSING_DEPENDENCY
+        raise MissingDependency(MISSING) from None
     host, port = (None, 0) if args.textfile else parse_listen(args.listen)
     # A failing background reading is logged (once per failure) besides its error metric.
     logging.basicConfig(format="physmem exporter: %(message)s", level=logging.WARNING)
     exporter = Exporter(interval=args.interval, sys_root=args.sys_root, proc_root=args.proc_root)
-    if args.json:
-        from ._output import emit_json
-
+    if out.json:
         exporter.refresh()
-        emit_json(exporter.as_json())
-        return 0
+        out.emit_json(exporter.as_json())
+        return Exit.OK
     if args.once:
         exporter.refresh()
         try:
             print(exporter.write_textfile(args.textfile))
         except OSError as exc:
-            return _cannot_write(args.textfile, exc)
-        return 0
+            raise _refused(f"cannot write into --textfile {args.textfile}", exc) from None
+        return Exit.OK
 
     stop = threading.Event()
 
@@ -104,22 +94,21 @@ def run(args: argparse.Namespace) -> int:
             try:   # the first write tells a setup mistake (no right to DIR) at once
                 path = exporter.write_textfile(args.textfile)
             except OSError as exc:
-                return _cannot_write(args.textfile, exc)
+                raise _refused(f"cannot write into --textfile {args.textfile}", exc) from None
             print(f"physmem exporter: writing {path} every {args.interval:g} s", flush=True)
             while not stop.wait(args.interval):
                 try:
                     exporter.write_textfile(args.textfile)
                 except OSError as exc:   # a full disk, say: keep the old file, try again
                     logging.warning("cannot write %s: %s", path, exc)
-            return 0
+            return Exit.OK
         from prometheus_client import start_http_server
 
         assert host is not None
         try:
             server, _ = start_http_server(port, host, exporter.registry)
         except OSError as exc:
-            print_error(f"cannot listen on --listen {args.listen}: {exc.strerror or exc}")
-            return Exit.ERROR
+            raise _refused(f"cannot listen on --listen {args.listen}", exc) from None
         try:
             shown = f"[{host}]" if ":" in host else host
             print(f"physmem exporter: serving http://{shown}:{server.server_port}/metrics",
@@ -128,16 +117,16 @@ def run(args: argparse.Namespace) -> int:
                 pass
         finally:
             server.shutdown()
-        return 0
+        return Exit.OK
     finally:
         exporter.stop(timeout=5.0)
 
 
-def _cannot_write(directory: str, exc: OSError) -> int:
-    from . import Exit
-    # The system refused (permission, full disk): exit status 1, as for every subcommand.
-    print_error(f"cannot write into --textfile {directory}: {exc.strerror or exc}")
-    return Exit.ERROR
+def _refused(what: str, exc: OSError) -> PhysmemOSError:
+    """The system refused (permission, full disk, port taken): exit status 1, as for every
+    subcommand. The message keeps the system's own words (a resolver error is no errno that
+    error_from_errno could name)."""
+    return PhysmemOSError(f"{what}: {exc.strerror or exc}", errno=exc.errno)
 
 
 def _check_directory(directory: str) -> None:
@@ -151,3 +140,9 @@ def _check_directory(directory: str) -> None:
                                "reached", hint="run as a user that may write there") from None
     if not is_dir:
         raise InvalidArgument(f"--textfile {directory!r} is not a directory")
+
+
+EXPORTER = Command(
+    help="Prometheus metrics: serve /metrics or write a .prom file",
+    description=DESCRIPTION, epilog=EXAMPLE, arguments=arguments, run=run,
+    json="take every reading once, print the metrics as JSON and exit", roots=True)

@@ -5,32 +5,20 @@ from __future__ import annotations
 import argparse
 import functools
 
-from ..analysis.fragmentation import fragmentation
-from .contig import check_threads
-from ._output import (add_node_option, add_png_option, check_node, emit_json, print_table,
-                      size_text, write_png)
+from . import Command, Exit
+from ._options import add_node, add_png, add_threads, check_node, check_threads
+from ._output import Output, write_png
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "frag", help="fragmentation of free memory per zone",
-        description="Free memory per zone by buddy order and migrate type (buddyinfo, "
-                    "pagetypeinfo), the largest free run, the share of free memory in "
-                    "blocks of at least 2 MiB and runs of at least 1 GiB, and how many 2 MiB "
-                    "and 1 GiB pages the free memory holds now. Runs and 1 GiB figures read "
-                    "/proc/kpageflags (root); without it they show as '?'.",
-        epilog="examples:\n  physmem frag\n  physmem frag --node 0 --png frag.png\n"
-               "  physmem frag --json | jq '.[] | {zone, available_2m}'",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_node_option(p, "only this NUMA node")
-    add_png_option(p, "write a chart (needs physmem[plot])")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads scanning kpageflags (default: one per allowed CPU)")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.set_defaults(func=run)
+def arguments(p: argparse.ArgumentParser) -> None:
+    add_node(p, "only this NUMA node")
+    add_png(p, "write a chart (needs physmem[plot])")
+    add_threads(p)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> Exit:
+    from ..analysis.fragmentation import fragmentation
+
     check_threads(args.threads)
     node = check_node(args.node)
     records = fragmentation(node, threads=args.threads)
@@ -40,21 +28,21 @@ def run(args: argparse.Namespace) -> int:
 
         fc = forecast(node=node, threads=args.threads)
         write_png(functools.partial(plot_frag, forecast=fc), records, args.png)
-    if args.json:
-        emit_json([r.as_json() for r in records])
-        return 0
+    if out.json:
+        out.emit_json([r.as_json() for r in records])
+        return Exit.OK
 
     def q(v: object, fmt: str = "{}") -> str:
         return "?" if v is None else fmt.format(v)
 
     if not records:  # an online node without memory has no zones to show
         print(f"node {args.node} has no memory")
-        return 0
-    print_table(
+        return Exit.OK
+    out.table(
         ["node", "zone", "free", "largest block", "largest run", ">=2M", ">=1G", "2M pages", "1G pages"],
-        [[r.node, r.zone, size_text(r.free_pages * r.page_size),
-          size_text(r.largest_block_pages * r.page_size),
-          q(None if r.largest_run_pages is None else size_text(r.largest_run_pages * r.page_size)),
+        [[r.node, r.zone, out.size(r.free_pages * r.page_size),
+          out.size(r.largest_block_pages * r.page_size),
+          q(None if r.largest_run_pages is None else out.size(r.largest_run_pages * r.page_size)),
           f"{r.share_2m:.1%}", q(r.share_1g, "{:.1%}"), r.available_2m, q(r.available_1g)]
          for r in records], align="llrrrrrrr")
     for r in records:
@@ -62,8 +50,20 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(f"\nnode {r.node} {r.zone}: free blocks per order and migrate type")
         orders = range(len(r.free_blocks))
-        print_table(["type", *[str(k) for k in orders]],
-                    [[t, *v] for t, v in r.by_type.items() if any(v)], align="l" + "r" * len(orders))
+        out.table(["type", *[str(k) for k in orders]],
+                  [[t, *v] for t, v in r.by_type.items() if any(v)], align="l" + "r" * len(orders))
     if args.png:
         print(f"\nwrote {args.png}")
-    return 0
+    return Exit.OK
+
+
+FRAG = Command(
+    help="fragmentation of free memory per zone",
+    description="Free memory per zone by buddy order and migrate type (buddyinfo, "
+                "pagetypeinfo), the largest free run, the share of free memory in blocks of "
+                "at least 2 MiB and runs of at least 1 GiB, and how many 2 MiB and 1 GiB pages "
+                "the free memory holds now. Runs and 1 GiB figures read /proc/kpageflags "
+                "(root); without it they show as '?'.",
+    epilog="examples:\n  physmem frag\n  physmem frag --node 0 --png frag.png\n"
+           "  physmem frag --json | jq '.[] | {zone, available_2m}'",
+    arguments=arguments, run=run)

@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from ..errors import InvalidArgument
-from ..hugepages import parse_size, pools, reserve, set_pool_size, supported_sizes
-from ..hugepages.sizes import format_size
-from ._output import Progress, add_node_option, check_node, count_arg, emit_json, plural, print_table, size_text
+from . import Command, Exit
+from ._options import add_node, check_node, count_arg
+from ._output import Output, Progress, plural
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "hugepages", help="hugepage pools: list, reserve N, release, audit",
-        description="List hugepage pools (every size, global and per NUMA node), make at "
-                    "least N free pages available (the pool keeps them after physmem exits), "
-                    "release a pool's free pages back to the kernel, or audit who holds the "
-                    "pages in use (processes, memfds, hugetlbfs files) and find orphan files "
-                    "left by crashed applications (--clean removes them).",
-        epilog="examples:\n  physmem hugepages list --json\n"
-               "  physmem hugepages list --size 2M --node 0\n"
-               "  physmem hugepages reserve 512 --size 2M\n"
-               "  physmem hugepages reserve 4 --size 1G --node 0\n"
-               "  physmem hugepages release --size 2M\n"
-               "  physmem hugepages release 16 --size 2M\n"
-               "  physmem hugepages audit\n"
-               "  physmem hugepages audit --clean --yes --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", default="list",
                    choices=["list", "reserve", "release", "audit"])
     p.add_argument("count", nargs="?", type=count_arg, metavar="COUNT",
                    help="reserve: pages to have free; release: most free pages to give back")
     p.add_argument("--size", default=None, help="page size: 2M, 1G (default: the kernel's "
                    "default for reserve and release COUNT; every size otherwise)")
-    add_node_option(p, "NUMA node (default: the global pool)")
+    add_node(p, "NUMA node (default: the global pool)")
     p.add_argument("--partial", action="store_true", help="reserve: keep what the kernel gave even if short")
     p.add_argument("--force", action="store_true",
                    help="reserve: grow the pool even into the memory margin the system needs")
@@ -41,11 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="audit: remove orphan hugetlbfs files (nobody maps or holds them)")
     p.add_argument("--yes", action="store_true",
                    help="audit --clean: do not ask (required when stdin is not a terminal)")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.set_defaults(func=run, parser=p)
 
 
-def _pool_rows() -> list[dict]:
+def _pool_rows() -> list[dict[str, Any]]:
+    from ..hugepages import pools
+
     return [{"size": p.size, "node": p.node, "total": p.total, "free": p.free,
              "reserved": p.reserved, "surplus": p.surplus, "overcommit": p.overcommit}
             for p in pools()]
@@ -53,6 +39,9 @@ def _pool_rows() -> list[dict]:
 
 def _selection(args: argparse.Namespace) -> tuple[int | None, int | None]:
     """--size and --node checked against what exists; an error names what does."""
+    from ..hugepages import parse_size, supported_sizes
+    from ..hugepages.sizes import format_size
+
     size = None
     if args.size is not None:
         size = parse_size(args.size)
@@ -63,7 +52,9 @@ def _selection(args: argparse.Namespace) -> tuple[int | None, int | None]:
     return size, check_node(args.node)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> Exit:
+    from ..hugepages.sizes import format_size
+
     for flag, allowed in (("clean", "audit"), ("yes", "audit"), ("force", "reserve"),
                           ("partial", "reserve")):
         if getattr(args, flag) and args.action != allowed:
@@ -72,24 +63,27 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(f"`hugepages {args.action}` takes no COUNT")
     size, node = _selection(args)
     if args.action == "reserve":
-        return _reserve(args)
+        return _reserve(args, out)
     if args.action == "release":
-        return _release(args, size, node)
+        return _release(args, out, size, node)
     if args.action == "audit":
-        return _audit(args)
+        return _audit(args, out)
     rows = [r for r in _pool_rows() if (size is None or r["size"] == size)
             and (node is None or r["node"] == node)]
-    if args.json:
-        emit_json(rows)
+    if out.json:
+        out.emit_json(rows)
     else:
-        print_table(["size", "node", "total", "free", "reserved", "surplus"],
-                    [[format_size(r["size"]), "all" if r["node"] is None else r["node"], r["total"],
-                      r["free"], "-" if r["reserved"] is None else r["reserved"], r["surplus"]]
-                     for r in rows], align="rrrrrr")
-    return 0
+        out.table(["size", "node", "total", "free", "reserved", "surplus"],
+                  [[format_size(r["size"]), "all" if r["node"] is None else r["node"], r["total"],
+                    r["free"], "-" if r["reserved"] is None else r["reserved"], r["surplus"]]
+                   for r in rows], align="rrrrrr")
+    return Exit.OK
 
 
-def _reserve(args: argparse.Namespace) -> int:
+def _reserve(args: argparse.Namespace, out: Output) -> Exit:
+    from ..hugepages import reserve
+    from ..hugepages.sizes import format_size
+
     if args.count is None:
         args.parser.error("reserve needs a COUNT")
     with Progress("reserving hugepages", args.count) as bar:
@@ -97,18 +91,19 @@ def _reserve(args: argparse.Namespace) -> int:
                       force=args.force, progress=bar)
     result = {"size": res.size, "node": res.node, "previous": res.previous,
               "total": res.total, "free": res.free}
-    if args.json:
-        emit_json(result)
+    if out.json:
+        out.emit_json(result)
     else:
         print(f"{format_size(res.size)} pool{'' if res.node is None else f' (node {res.node})'}: "
               f"{res.previous} -> {plural(res.total, 'page')}, {res.free} free")
-    return 0
+    return Exit.OK
 
 
-def _release(args: argparse.Namespace, size: int | None, node: int | None) -> int:
+def _release(args: argparse.Namespace, out: Output, size: int | None, node: int | None) -> Exit:
+    from ..hugepages import default_size, set_pool_size
+    from ..hugepages.sizes import format_size
+
     if args.count is not None and size is None:
-        from ..hugepages import default_size
-
         size = default_size()
     rows = [r for r in _pool_rows() if r["node"] == node and (size is None or r["size"] == size)]
     for r in rows:
@@ -117,26 +112,27 @@ def _release(args: argparse.Namespace, size: int | None, node: int | None) -> in
             set_pool_size(r["total"] - r["surplus"] - give, r["size"], node)
     acted = {r["size"] for r in rows}
     after = [r for r in _pool_rows() if r["node"] == node and r["size"] in acted]
-    if args.json:
-        emit_json(after)
+    if out.json:
+        out.emit_json(after)
     else:
         where = "" if node is None else f" (node {node})"
         for r in after:
             print(f"{format_size(r['size'])} pool{where}: {plural(r['total'], 'page')}, "
                   f"{r['free']} free")
-    return 0
+    return Exit.OK
 
 
-def _audit(args: argparse.Namespace) -> int:
+def _audit(args: argparse.Namespace, out: Output) -> Exit:
     from ..hugepages.holders import audit, remove_orphans
+    from ..hugepages.sizes import format_size
 
     report = audit()
     removed = None
     if args.clean and report.orphans:
-        if not args.json:
+        if not out.json:
             print("orphan hugetlbfs files to remove (nobody maps or holds them):")
             for f in report.orphans:
-                print(f"  {f.path}  {size_text(f.bytes)} ({f.pages} x {format_size(f.page_size)})")
+                print(f"  {f.path}  {out.size(f.bytes)} ({f.pages} x {format_size(f.page_size)})")
         if not args.yes:
             if not sys.stdin.isatty():
                 raise InvalidArgument("--clean asks before removing files; stdin is not a "
@@ -144,41 +140,59 @@ def _audit(args: argparse.Namespace) -> int:
             answer = input(f"remove {len(report.orphans)} file(s)? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 print("nothing removed")
-                return 0
+                return Exit.OK
         removed = remove_orphans(report)
         report = audit()
-    if args.json:
-        out = report.to_dict()
+    if out.json:
+        document = report.to_dict()
         if removed is not None:
-            out["removed"] = [{"path": f.path, "bytes": f.bytes} for f in removed]
-        emit_json(out)
-        return 0
-    print_table(["size", "node", "total", "free", "rsvd", "surp", "in use", "held", "orphaned",
-                 "unattributed", "surp unheld"],
-                [[format_size(p.size), "all" if p.node is None else p.node, p.total, p.free,
-                  "-" if p.reserved is None else p.reserved, p.surplus, p.in_use, p.held,
-                  "-" if p.orphaned is None else p.orphaned, p.unattributed,
-                  "-" if p.surplus_unheld is None else p.surplus_unheld]
-                 for p in report.pools], align="rrrrrrrrrrr")
+            document["removed"] = [{"path": f.path, "bytes": f.bytes} for f in removed]
+        out.emit_json(document)
+        return Exit.OK
+    out.table(["size", "node", "total", "free", "rsvd", "surp", "in use", "held", "orphaned",
+               "unattributed", "surp unheld"],
+              [[format_size(p.size), "all" if p.node is None else p.node, p.total, p.free,
+                "-" if p.reserved is None else p.reserved, p.surplus, p.in_use, p.held,
+                "-" if p.orphaned is None else p.orphaned, p.unattributed,
+                "-" if p.surplus_unheld is None else p.surplus_unheld]
+               for p in report.pools], align="rrrrrrrrrrr")
     if report.mappings:
         print("\nmappings:")
-        print_table(["pid", "comm", "page size", "pages", "reserved", "shared", "path"],
-                    [[m.pid, m.comm, format_size(m.page_size), m.pages, m.reserved,
-                      "yes" if m.shared else "no", m.path or "(anonymous)"]
-                     for m in report.mappings], align="rlrrrll")
+        out.table(["pid", "comm", "page size", "pages", "reserved", "shared", "path"],
+                  [[m.pid, m.comm, format_size(m.page_size), m.pages, m.reserved,
+                    "yes" if m.shared else "no", m.path or "(anonymous)"]
+                   for m in report.mappings], align="rlrrrll")
     if report.fds:
         print("\nopen hugetlbfs files and memfds:")
-        print_table(["pid", "comm", "fd", "pages", "file"],
-                    [[f.pid, f.comm, f.fd, f.pages, f.target] for f in report.fds], align="rlrrl")
+        out.table(["pid", "comm", "fd", "pages", "file"],
+                  [[f.pid, f.comm, f.fd, f.pages, f.target] for f in report.fds], align="rlrrl")
     if removed is not None:
         print(f"\nremoved {len(removed)} orphan file(s): "
-              + ", ".join(f"{f.path} ({size_text(f.bytes)})" for f in removed))
+              + ", ".join(f"{f.path} ({out.size(f.bytes)})" for f in removed))
     if report.orphans:
         print("\norphan files (nobody maps or holds them; `physmem hugepages audit --clean` "
               "removes them):")
         for f in report.orphans:
-            print(f"  {f.path}  {size_text(f.bytes)} ({f.pages} x {format_size(f.page_size)})")
+            print(f"  {f.path}  {out.size(f.bytes)} ({f.pages} x {format_size(f.page_size)})")
     if report.unreadable:
         print(f"\n{len(report.unreadable)} process(es) could not be read (not root, or "
               "protected): their pages show as unattributed")
-    return 0
+    return Exit.OK
+
+
+HUGEPAGES = Command(
+    help="hugepage pools: list, reserve N, release, audit",
+    description="List hugepage pools (every size, global and per NUMA node), make at "
+                "least N free pages available (the pool keeps them after physmem exits), "
+                "release a pool's free pages back to the kernel, or audit who holds the "
+                "pages in use (processes, memfds, hugetlbfs files) and find orphan files "
+                "left by crashed applications (--clean removes them).",
+    epilog="examples:\n  physmem hugepages list --json\n"
+           "  physmem hugepages list --size 2M --node 0\n"
+           "  physmem hugepages reserve 512 --size 2M\n"
+           "  physmem hugepages reserve 4 --size 1G --node 0\n"
+           "  physmem hugepages release --size 2M\n"
+           "  physmem hugepages release 16 --size 2M\n"
+           "  physmem hugepages audit\n"
+           "  physmem hugepages audit --clean --yes --json",
+    arguments=arguments, run=run)

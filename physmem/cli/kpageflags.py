@@ -5,27 +5,21 @@ import argparse
 from typing import Any
 
 from ..errors import InvalidArgument
-from ..kpageflags import KPageCount, KPageFlags, describe
-from ._output import Progress, emit_json, int_arg, parse_int, plural, print_table, size_text
+from . import Command, Exit
+from ._options import int_arg, parse_int
+from ._output import Output, Progress, plural
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "kpageflags", help="page flags per frame, or a summary of all physical memory",
-        description="Read /proc/kpageflags (root only). With PFNs, show each frame's flags "
-                    "and map count; with --summary, count frames per distinct flag set over "
-                    "all of physical memory (or --start/--count), like the kernel's page-types.",
-        epilog="examples:\n  physmem kpageflags 0x1000 0x1001\n  physmem kpageflags --summary --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pfns", metavar="PFN", nargs="*", help="page frame number (0x hex or decimal)")
     p.add_argument("--summary", action="store_true", help="table of distinct flag sets")
     p.add_argument("--start", type=int_arg, default=0, help="first PFN to summarise")
     p.add_argument("--count", type=int_arg, default=None, help="number of frames to summarise")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> Exit:
+    from ..kpageflags import KPageCount, KPageFlags, describe
+
     if args.summary == bool(args.pfns):
         raise InvalidArgument("give PFNs or --summary (one of the two)")
     if args.summary:
@@ -40,16 +34,16 @@ def run(args: argparse.Namespace) -> int:
                 raise InvalidArgument(f"--start {args.start:#x} is beyond the last PFN "
                                       f"({end - 1:#x})")
             rows = kf.summary(args.start, args.count, progress=bar)
-        if args.json:
-            emit_json([{"flags": r.flags, "pages": r.pages, "bytes": r.bytes, "names": list(r.names)}
-                       for r in rows])
+        if out.json:
+            out.emit_json([{"flags": r.flags, "pages": r.pages, "bytes": r.bytes,
+                            "names": list(r.names)} for r in rows])
         else:
-            print_table(["flags", "pages", "size", "names"],
-                        [[f"{r.flags:#018x}", r.pages, size_text(r.bytes), ",".join(r.names) or "-"]
-                         for r in rows], align="rrrl")
+            out.table(["flags", "pages", "size", "names"],
+                      [[f"{r.flags:#018x}", r.pages, out.size(r.bytes), ",".join(r.names) or "-"]
+                       for r in rows], align="rrrl")
             total = sum(r.pages for r in rows)
-            print(f"total: {plural(total, 'frame')} ({size_text(sum(r.bytes for r in rows))})")
-        return 0
+            print(f"total: {plural(total, 'frame')} ({out.size(sum(r.bytes for r in rows))})")
+        return Exit.OK
     try:
         pfns = [parse_int(p) for p in args.pfns]
     except ValueError as exc:
@@ -61,10 +55,19 @@ def run(args: argparse.Namespace) -> int:
     frames: list[dict[str, Any]] = [
         {"pfn": p, "flags": int(f), "names": list(describe(int(f))), "mapcount": int(c)}
         for p, f, c in zip(pfns, flags, counts)]
-    if args.json:
-        emit_json(frames)
+    if out.json:
+        out.emit_json(frames)
     else:
-        print_table(["pfn", "flags", "mapcount", "names"],
-                    [[f"{r['pfn']:#x}", f"{r['flags']:#018x}", r["mapcount"], ",".join(r["names"]) or "-"]
-                     for r in frames], align="rrrl")
-    return 0
+        out.table(["pfn", "flags", "mapcount", "names"],
+                  [[f"{r['pfn']:#x}", f"{r['flags']:#018x}", r["mapcount"], ",".join(r["names"]) or "-"]
+                   for r in frames], align="rrrl")
+    return Exit.OK
+
+
+KPAGEFLAGS = Command(
+    help="page flags per frame, or a summary of all physical memory",
+    description="Read /proc/kpageflags (root only). With PFNs, show each frame's flags "
+                "and map count; with --summary, count frames per distinct flag set over "
+                "all of physical memory (or --start/--count), like the kernel's page-types.",
+    epilog="examples:\n  physmem kpageflags 0x1000 0x1001\n  physmem kpageflags --summary --json",
+    arguments=arguments, run=run)

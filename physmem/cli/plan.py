@@ -6,11 +6,10 @@ import os
 import re
 from typing import Any
 
-from .. import cpus, topology
 from ..errors import InvalidArgument
-from .._syntax import format_cpulist
-from ._output import count_arg, emit_json
-from .topo import add_roots
+from . import Command, Exit
+from ._options import count_arg
+from ._output import Output
 
 # domain:bus:device.function, as lspci -D and /sys/bus/pci/devices name them
 PCI_ADDRESS = re.compile(r"[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
@@ -21,7 +20,16 @@ EXAMPLE = """example:
 """
 
 
-def run(args: argparse.Namespace) -> int:
+def arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", action="append", metavar="PCI_ADDR",
+                   help="PCI address the loops drive (repeatable), e.g. 0000:03:00.0")
+    p.add_argument("--loops", type=count_arg, default=1, metavar="N", help="control loops (default 1)")
+
+
+def run(args: argparse.Namespace, out: Output) -> Exit:
+    from .. import cpus, topology
+    from .._syntax import format_cpulist
+
     topo = topology.read(args.sys_root, args.proc_root)
     known = {d.address for d in topo.pci_devices}
     devices = [d.lower() for d in args.device or ()]  # sysfs names are lower case
@@ -36,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
                               "; lspci -D lists those that do)")
     placement = cpus.plan(topo, devices=devices, control_loops=args.loops)
     d: dict[str, Any] = placement.to_dict()  # JSON-shaped: each key has its own type
-    if args.json:
-        emit_json(d)
-        return 0
+    if out.json:
+        out.emit_json(d)
+        return Exit.OK
     # CPU lists in the kernel's range syntax (0-3,8), as the other roles already are; "-"
     # for none.
     text = dict(d, control_loops=format_cpulist(d["control_loops"]))
@@ -49,20 +57,12 @@ def run(args: argparse.Namespace) -> int:
     print("why:")
     for r in d["reasons"]:
         print(f"  {r['role']} {r['cpus']}: {r['why']}")
-    return 0
+    return Exit.OK
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("plan", help="plan CPU placement for control loops near a device",
-                              description="Which CPUs to use for housekeeping, the watchdog, "
-                                          "control loops and background work: loops on "
-                                          "isolated CPUs of the node of the device they "
-                                          "drive, one per physical core, with the reason for "
-                                          "each choice.", epilog=EXAMPLE,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", action="append", metavar="PCI_ADDR",
-                   help="PCI address the loops drive (repeatable), e.g. 0000:03:00.0")
-    p.add_argument("--loops", type=count_arg, default=1, metavar="N", help="control loops (default 1)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_roots(p)
-    p.set_defaults(func=run)
+PLAN = Command(
+    help="plan CPU placement for control loops near a device",
+    description="Which CPUs to use for housekeeping, the watchdog, control loops and "
+                "background work: loops on isolated CPUs of the node of the device they "
+                "drive, one per physical core, with the reason for each choice.",
+    epilog=EXAMPLE, arguments=arguments, run=run, json="machine-readable output", roots=True)

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import topology
-from ..topology import format_cpulist
-from ._output import emit_json, size_text
+from . import Command, Exit
+from ._output import Output
 
 EXAMPLE = """example:
   physmem topo            # nodes with their usable CPUs, memory and distances
@@ -13,16 +12,19 @@ EXAMPLE = """example:
 """
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> Exit:
+    from .. import topology
+    from ..topology import format_cpulist
+
     topo = topology.read(args.sys_root, args.proc_root)
-    if args.json:
-        emit_json(topo.to_dict())
-        return 0
+    if out.json:
+        out.emit_json(topo.to_dict())
+        return Exit.OK
     by_node = topo.cpus_by_node()
     ids = [n.id for n in topo.nodes]
     for n in topo.nodes:
-        mem = size_text(n.mem_total) if n.mem_total is not None else "unknown"
-        free = size_text(n.mem_free) if n.mem_free is not None else "unknown"
+        mem = out.size(n.mem_total) if n.mem_total is not None else "unknown"
+        free = out.size(n.mem_free) if n.mem_free is not None else "unknown"
         print(f"node {n.id}: cpus {format_cpulist(by_node[n.id]) or '-'}  memory {mem} "
               f"(free {free})" + ("" if n.has_memory else "  [memory-less]")
               + ("" if n.has_cpu else "  [CPU-less]"))
@@ -37,22 +39,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"pci {d.address}: node {d.numa_node}, cpus {format_cpulist(d.local_cpus)}")
     for a in topo.anomalies:
         print(f"anomaly: {a}")
-    return 0
+    return Exit.OK
 
 
-def add_roots(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sys-root", default="/sys", help="where sysfs is (default /sys)")
-    p.add_argument("--proc-root", default="/proc", help="where procfs is (default /proc)")
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("topo", help="show NUMA nodes, CPUs and PCI locality",
-                              description="NUMA nodes with their usable CPUs, memory and "
-                                          "distances; isolated and nohz_full CPUs; the node "
-                                          "and local CPUs of each PCI device; anything odd "
-                                          "in the topology. Reads sysfs and procfs (any "
-                                          "user).", epilog=EXAMPLE,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_roots(p)
-    p.set_defaults(func=run)
+TOPO = Command(
+    help="show NUMA nodes, CPUs and PCI locality",
+    description="NUMA nodes with their usable CPUs, memory and distances; isolated and "
+                "nohz_full CPUs; the node and local CPUs of each PCI device; anything odd in "
+                "the topology. Reads sysfs and procfs (any user).",
+    epilog=EXAMPLE, run=run, json="machine-readable output", roots=True)

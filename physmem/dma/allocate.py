@@ -14,12 +14,13 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import _sysfs
 from .._lib import lib
 from .._runs import find_runs, runs_of
 from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
-from ..hugepages.pools import supported_sizes
+from ..hugepages._pools import supported_sizes
 from ..hugepages.guard import PoolGuard
-from ..hugepages.reserve import (
+from ..hugepages.reservation import (
     Reservation,
     demote,
     demote_size,
@@ -56,7 +57,8 @@ def _check_size(size: object) -> int:
 
 
 def _free_pages(size: int, node: int | None) -> int:
-    return int(open(os.path.join(pool_dir(size, node), "free_hugepages")).read())
+    path = os.path.join(pool_dir(size, node), "free_hugepages")
+    return _sysfs.parse_int(_sysfs.read(path), path)
 
 
 @contextlib.contextmanager

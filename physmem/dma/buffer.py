@@ -14,7 +14,7 @@ from ..mapping import Advice, Mapping
 from ..pagemap import PageMap
 
 if TYPE_CHECKING:
-    from ..hugepages.reserve import Reservation
+    from ..hugepages.reservation import Reservation
 
 __all__ = ["DmaBuffer", "Verification"]
 

@@ -1,11 +1,11 @@
-"""Hugepages: the kernel's pools (pools.py), growing them on purpose (reserve.py, guarded
+"""Hugepages: the kernel's pools (_pools.py), growing them on purpose (reservation.py, guarded
 against the grower's death by guard.py), and who holds their pages (holders.py)."""
 from __future__ import annotations
 
 from .guard import PoolGuard
 from .holders import Audit, HugetlbfsFile, HugetlbFd, HugetlbMapping, PoolAudit, audit, remove_orphans
-from .pools import Pool, default_size, node_pools, pools, supported_sizes
-from .reserve import (
+from ._pools import Pool, default_size, node_pools, pools, supported_sizes
+from .reservation import (
                       HugetlbfsMount,
                       Reservation,
                       compact,

@@ -23,8 +23,8 @@ from typing import Any
 
 from ..errors import PermissionDenied, PhysmemError
 from ..proc.fds import FileStat, mapped_file, open_files, pids
-from .pools import pools, supported_sizes
-from .reserve import mounts
+from ._pools import pools, supported_sizes
+from .reservation import mounts
 
 __all__ = ["HugetlbMapping", "HugetlbFd", "HugetlbfsFile", "PoolAudit", "Audit", "audit",
            "remove_orphans"]

@@ -1,7 +1,7 @@
-"""NUMA: memory policy and page placement (policy.py), automatic balancing (balancing.py)."""
+"""NUMA: memory policy and page placement (policy.py), automatic balancing (autobalance.py)."""
 from __future__ import annotations
 
-from .balancing import balancing, set_balancing
+from .autobalance import Balancing, BalancingMode, balancing, set_balancing
 from .policy import (
                      NOT_PRESENT,
                      ZERO_PAGE_OR_UNMAPPED,
@@ -16,6 +16,6 @@ from .policy import (
                      set_policy,
 )
 
-__all__ = ["balancing", "set_balancing", "MemPolicy", "Policy", "bind", "get_policy", "move",
-           "node_of", "online_nodes", "possible_nodes", "set_policy", "NOT_PRESENT",
+__all__ = ["Balancing", "BalancingMode", "balancing", "set_balancing", "MemPolicy", "Policy",
+           "bind", "get_policy", "move", "node_of", "online_nodes", "possible_nodes", "set_policy", "NOT_PRESENT",
            "ZERO_PAGE_OR_UNMAPPED"]

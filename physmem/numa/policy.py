@@ -72,19 +72,6 @@ class MemPolicy:
     numa_balancing: bool = False
 
 
-def _read_nodelist(path: str) -> frozenset[int]:
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-    except FileNotFoundError:
-        return frozenset({0})  # kernel without CONFIG_NUMA: one node
-    nodes: set[int] = set()
-    for part in filter(None, text.split(",")):
-        lo, _, hi = part.partition("-")
-        nodes.update(range(int(lo), int(hi or lo) + 1))
-    return frozenset(nodes)
-
-
 def possible_nodes(sys_root: str = "/sys") -> frozenset[int]:
     """Node numbers the kernel could ever have (``<sys_root>/devices/system/node/possible``);
     {0} on a kernel without CONFIG_NUMA (no such file)."""

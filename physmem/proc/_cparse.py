@@ -1,7 +1,7 @@
 """Glue to the C maps/smaps parser (csrc/procmaps.c): bytes in, numpy columns out."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,7 +32,7 @@ class Parsed(NamedTuple):
     flag_names: tuple[str, ...]  # VmFlags name of each bit of c64[PMPROC_C64_VMFLAGS]
 
 
-def _names(t) -> tuple[str, ...]:
+def _names(t: Any) -> tuple[str, ...]:
     # Decoded with their length, not up to a NUL, so odd input keeps every byte.
     return tuple(ffi.unpack(t.name[i], t.len[i]).decode("ascii", "replace") for i in range(t.n))
 

@@ -1,11 +1,18 @@
-"""Reading /proc files as bytes, with errno mapped to physmem's errors in one place."""
+"""The one reader (and writer) of files under /proc: bytes in and out, errno mapped by
+:mod:`physmem.errors` (which carries the path, and the pid for per-process files).
+
+No other module of physmem opens, lists or writes a /proc file; ``tests/test_structure.py``
+checks that. Parsing stays with the parser of each file in this package.
+"""
 from __future__ import annotations
 
+import errno
 import os
 
-from ..errors import InvalidArgument, translate_os_errors
+from ..errors import InvalidArgument, error_from_errno, translate_os_errors
 
-__all__ = ["pid_path", "read_bytes", "kb_value", "u64"]
+__all__ = ["pid_path", "read_bytes", "read_optional", "write_bytes", "open_fd", "listdir",
+           "kb_value", "u64"]
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
@@ -19,12 +26,64 @@ def pid_path(proc_root: str, pid: int | None, name: str) -> str:
     return f"{proc_root}/{pid}/{name}"
 
 
-def read_bytes(path: str, pid: int | None = None) -> bytes:
-    """The whole file at ``path``; ``pid`` lets a vanished /proc/<pid> become ProcessGone."""
-    with translate_os_errors(f"cannot read {os.path.basename(path)}", path=path, pid=pid):
-        # Unbuffered: /proc files report size 0, so a buffered reader only adds a copy.
-        with open(path, "rb", buffering=0) as f:
-            return f.readall()
+def _what(path: str) -> str:
+    return f"cannot read {os.path.basename(path)}"
+
+
+def _readall(path: str) -> bytes:
+    # Unbuffered: /proc files report size 0, so a buffered reader only adds a copy.
+    with open(path, "rb", buffering=0) as f:
+        return f.readall()
+
+
+def read_bytes(path: str, pid: int | None = None, what: str | None = None) -> bytes:
+    """The whole file at ``path``; ``pid`` lets a vanished /proc/<pid> become ProcessGone,
+    ``what`` says what was being read (default: the file's name)."""
+    with translate_os_errors(what or _what(path), path=path, pid=pid):
+        return _readall(path)
+
+
+def read_optional(path: str, pid: int | None = None) -> bytes | None:
+    """Like :func:`read_bytes`, but ``None`` where the file does not exist (a kernel
+    without the feature, an older kernel); every other failure raises as there."""
+    with translate_os_errors(_what(path), path=path, pid=pid):
+        try:
+            return _readall(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+
+def listdir(path: str, pid: int | None = None) -> list[str]:
+    """The entries of a /proc directory (``/proc`` itself, ``/proc/<pid>/fd``...)."""
+    with translate_os_errors("cannot list directory", path=path, pid=pid):
+        return os.listdir(path)
+
+
+def open_fd(path: str, what: str, pid: int | None = None) -> int:
+    """A read-only descriptor of a file read with ``pread`` (pagemap, kpageflags...)."""
+    with translate_os_errors(what, path=path, pid=pid):
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def write_bytes(path: str, data: bytes, what: str, *, pid: int | None = None,
+                rejected: str | None = None) -> None:
+    """Write ``data`` in one ``write(2)``, as /proc files require; ``what`` names the action.
+
+    A value the kernel refuses with EINVAL raises InvalidArgument(``rejected``) when given.
+    """
+    with translate_os_errors(what, path=path, pid=pid):
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        written = os.write(fd, data)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL and rejected is not None:
+            raise InvalidArgument(rejected, path=path) from exc
+        raise error_from_errno(exc.errno or errno.EIO, what, path=path, pid=pid) from exc
+    finally:
+        os.close(fd)
+    if written != len(data):
+        raise error_from_errno(errno.EIO, f"{what}: short write ({written} of {len(data)} "
+                               "bytes)", path=path, pid=pid)
 
 
 def kb_value(value: bytes) -> int:

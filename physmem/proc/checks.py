@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from typing import Iterable, NamedTuple
 
-from .maps import Prot, Vma
+from ._maps import Prot, Vma
 
 __all__ = ["Severity", "Finding", "check_maps"]
 

@@ -11,7 +11,7 @@ import os
 from typing import NamedTuple
 
 from ..errors import translate_os_errors
-from ._read import pid_path
+from ._read import listdir, pid_path
 
 __all__ = ["FileStat", "OpenFile", "pids", "open_files", "mapped_file"]
 
@@ -41,8 +41,7 @@ def _stat(path: str) -> FileStat:
 
 def pids(proc_root: str = "/proc") -> list[int]:
     """Every process id listed in ``proc_root``, ascending."""
-    with translate_os_errors("cannot list processes", path=proc_root):
-        return sorted(int(n) for n in os.listdir(proc_root) if n.isdigit())
+    return sorted(int(n) for n in listdir(proc_root) if n.isdigit())
 
 
 def open_files(pid: int | None = None, proc_root: str = "/proc") -> list[OpenFile]:
@@ -51,8 +50,7 @@ def open_files(pid: int | None = None, proc_root: str = "/proc") -> list[OpenFil
     A descriptor closed while it is read is skipped; a vanished process raises ProcessGone.
     """
     base = pid_path(proc_root, pid, "fd")
-    with translate_os_errors("cannot list open files", path=base, pid=pid):
-        names = os.listdir(base)
+    names = listdir(base, pid)
     out = []
     for name in names:
         if not name.isdigit():

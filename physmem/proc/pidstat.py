@@ -5,6 +5,7 @@ import os
 from typing import Any, Callable, NamedTuple
 
 from .._syntax import parse_cpulist, parse_hexmask
+from .._sysfs import note_skipped
 from ..errors import ParseError
 from ._read import pid_path, read_bytes
 
@@ -180,7 +181,8 @@ def _status_value(key: str, raw: str) -> Any:
     return raw
 
 
-def parse_status(data: bytes, path: str = "status") -> dict[str, Any]:
+def parse_status(data: bytes, path: str = "status", *,
+                 skipped: list[str] | None = None) -> dict[str, Any]:
     """/proc/PID/status as a dict; every field has one type, whatever the process:
 
     * sizes (``VmRSS``, ``RssAnon``, ... every ``kB`` field): int, bytes;
@@ -195,6 +197,9 @@ def parse_status(data: bytes, path: str = "status") -> dict[str, Any]:
     * the counters and flags (``Pid``, ``PPid``, ``Threads``, ``FDSize``, ``Seccomp``,
       ``voluntary_ctxt_switches``, ...): int;
     * everything else (``Name``, ``State``, ``Speculation_*``, fields newer than physmem): str.
+
+    A line that does not read raises ParseError; with a ``skipped`` list it is left out
+    instead and noted there (one odd field costs that field only).
     """
     out: dict[str, Any] = {}
     for lineno, line in enumerate(data.splitlines(), 1):
@@ -206,11 +211,13 @@ def parse_status(data: bytes, path: str = "status") -> dict[str, Any]:
             out[k] = _status_value(k, os.fsdecode(raw.strip()) if k == "Name" else
                                    raw.strip().decode("ascii"))
         except (ValueError, UnicodeDecodeError):
-            raise ParseError("unreadable status line", path=path, lineno=lineno,
-                             line=line) from None
+            exc = ParseError("unreadable status line", path=path, lineno=lineno, line=line)
+            note_skipped(skipped, f"{path} {key.decode(errors='replace')}", exc)
     return out
 
 
-def status(pid: int | None = None, proc_root: str = "/proc") -> dict[str, Any]:
+def status(pid: int | None = None, proc_root: str = "/proc", *,
+           skipped: list[str] | None = None) -> dict[str, Any]:
+    """/proc/PID/status parsed by :func:`parse_status`."""
     path = pid_path(proc_root, pid, "status")
-    return parse_status(read_bytes(path, pid), path)
+    return parse_status(read_bytes(path, pid), path, skipped=skipped)

@@ -1,7 +1,7 @@
 """Zone-level views of physical memory: /proc/buddyinfo, pagetypeinfo and zoneinfo."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import ParseError
 from ._read import read_bytes, u64
@@ -145,7 +145,7 @@ _ZONE_SIZES = ("spanned", "present", "managed")
 
 def parse_zoneinfo(data: bytes, path: str = "/proc/zoneinfo") -> list[Zone]:
     zones: list[Zone] = []
-    cur: dict | None = None
+    cur: dict[str, Any] | None = None
     section = ""
     for lineno, line in enumerate(data.splitlines(), 1):
         try:
@@ -198,7 +198,7 @@ def parse_zoneinfo(data: bytes, path: str = "/proc/zoneinfo") -> list[Zone]:
     return zones
 
 
-def _zone(d: dict) -> Zone:
+def _zone(d: dict[str, Any]) -> Zone:
     return Zone(**d)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
-from .._sysfs import read_optional
 from .._syntax import parse_cpulist, parse_size
 from ..errors import InvalidArgument
+from ..proc._read import read_optional
 
 __all__ = ["Cmdline", "HugepageRequest", "parse_cmdline", "read_cmdline", "parse_size"]
 

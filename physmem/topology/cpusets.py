@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .._syntax import parse_cpulist, unescape_octal
+from .._syntax import parse_cpulist
 from .._sysfs import note_skipped, read_optional
 from ..errors import ParseError
+from ..proc import _read as proc_files
+from ..proc._mounts import mounts as read_mounts
+from ..proc.pidstat import parse_status
 
 __all__ = ["Affinity", "Cpuset", "read_affinity", "read_cpuset"]
 
@@ -42,38 +45,32 @@ class Cpuset:
     memory_spread_slab: bool | None = None
 
 
+def _proc_file(path: str) -> bytes | None:
+    data = proc_files.read_optional(path)
+    # Captured trees (hwloc's test data) pad some files with NULs; the kernel never does.
+    return None if data is None else data.rstrip(b"\x00\n")
+
+
 def read_affinity(proc_root: str = "/proc", pid: int | str = "self", *,
                   skipped: list[str] | None = None) -> Affinity:
     """The process's allowed CPUs and nodes; ``None`` each where status does not say."""
     path = f"{proc_root}/{pid}/status"
-    found: dict[bytes, frozenset[int]] = {}
-    for line in (read_optional(path) or b"").splitlines():
-        key, _, value = line.partition(b":")
-        if key in (b"Cpus_allowed_list", b"Mems_allowed_list"):
-            try:
-                found[key] = parse_cpulist(value, path)
-            except ParseError as exc:
-                note_skipped(skipped, f"{path} {key.decode()}", exc)
-    return Affinity(found.get(b"Cpus_allowed_list"), found.get(b"Mems_allowed_list"))
+    data = _proc_file(path)
+    found = {} if data is None else parse_status(data, path, skipped=skipped)
+    return Affinity(found.get("Cpus_allowed_list"), found.get("Mems_allowed_list"))
 
 
 def _mounts(proc_root: str) -> list[tuple[str, str, set[str]]]:
-    data = read_optional(f"{proc_root}/self/mounts")
-    if data is None:
-        data = read_optional(f"{proc_root}/mounts") or b""
-    out = []
-    for line in data.splitlines():
-        f = line.split()
-        if len(f) >= 4:
-            out.append((unescape_octal(f[1]), f[2].decode(errors="replace"),
-                        set(f[3].decode(errors="replace").split(","))))
-    return out
+    try:
+        return [(m.path, m.fstype, set(m.options)) for m in read_mounts(proc_root)]
+    except FileNotFoundError:
+        return []
 
 
 def _cgroup_paths(proc_root: str, pid: int | str) -> tuple[str | None, str | None]:
     """(v1 cpuset path, v2 path) from /proc/PID/cgroup; falls back to /proc/PID/cpuset."""
     v1 = v2 = None
-    data = read_optional(f"{proc_root}/{pid}/cgroup")
+    data = _proc_file(f"{proc_root}/{pid}/cgroup")
     for line in (data or b"").splitlines():
         hier, _, rest = line.partition(b":")
         controllers, _, path = rest.partition(b":")
@@ -82,7 +79,7 @@ def _cgroup_paths(proc_root: str, pid: int | str) -> tuple[str | None, str | Non
         elif b"cpuset" in controllers.split(b","):
             v1 = os.fsdecode(path)
     if data is None:
-        legacy = read_optional(f"{proc_root}/{pid}/cpuset")
+        legacy = _proc_file(f"{proc_root}/{pid}/cpuset")
         if legacy is not None:
             v1 = v2 = os.fsdecode(legacy.strip()) or "/"
     return v1, v2

@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FileMissing, InvalidArgument
+from .. import _sysfs
+from ..errors import FileMissing, InvalidArgument, ParseError
 from .cmdline import Cmdline, read_cmdline
 from .cpulist import format_cpulist
 from .cpus import Cpu, CpuSets, read_cpu_sets, read_cpus
@@ -98,7 +99,7 @@ class Topology:
                 return {k: conv(x) for k, x in v._asdict().items()}
             return v
 
-        out = conv({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        out: dict[str, Any] = conv({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         out["cpus_by_node"] = conv(self.cpus_by_node())
         out["valid_cpus"] = format_cpulist(self.valid_cpus)
         out["isolated_cpus"] = format_cpulist(self.isolated_cpus)
@@ -106,17 +107,24 @@ class Topology:
 
 
 def _system_memory(proc_root: str, skipped: list[str]) -> tuple[int | None, int | None]:
-    from .._sysfs import read_parsed
-    from ..proc.meminfo import parse_meminfo  # the shared /proc/meminfo parser
+    from .._sysfs import note_skipped
+    from ..proc._meminfo import parse_meminfo  # the shared /proc/meminfo parser
+    from ..proc._read import read_optional
 
-    info = read_parsed(f"{proc_root}/meminfo", parse_meminfo, skipped) or {}
+    path = f"{proc_root}/meminfo"
+    data = read_optional(path)
+    info: dict[str, int] = {}
+    try:
+        info = {} if data is None else parse_meminfo(data, path)
+    except ParseError as exc:
+        note_skipped(skipped, path, exc)
     return info.get("MemTotal"), info.get("MemFree")
 
 
 def read(sys_root: str = "/sys", proc_root: str = "/proc") -> Topology:
     """Read the topology of the machine whose /sys and /proc are given."""
     cpu_dir = os.path.join(sys_root, "devices", "system", "cpu")
-    if not os.path.isdir(cpu_dir):
+    if not _sysfs.is_dir(cpu_dir):
         # Every kernel with sysfs has this directory: a wrong root, not a small machine.
         raise FileMissing(f"no CPUs under {cpu_dir}: is {sys_root!r} a sysfs tree? Pass "
                           "sys_root= the directory that holds devices/system/cpu",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .._sysfs import listdir, note_skipped, read_parsed
 from .._syntax import parse_cpulist, parse_cpumask
 from ..errors import ParseError
-from ..hugepages.pools import Pool, node_pools
+from ..hugepages._pools import Pool, node_pools
 
 __all__ = ["Node", "NodeSets", "read_node_sets", "read_nodes"]
 
@@ -64,7 +64,7 @@ def _node_cpus(path: str, skipped: list[str] | None) -> frozenset[int]:
 
 
 def _node_memory(path: str, skipped: list[str] | None) -> tuple[int | None, int | None]:
-    from ..proc.meminfo import parse_meminfo  # the shared meminfo parser
+    from ..proc._meminfo import parse_meminfo  # the shared meminfo parser
 
     info = read_parsed(f"{path}/meminfo", parse_meminfo, skipped)
     if info is None:

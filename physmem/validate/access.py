@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from ..errors import PhysmemError
+from ..proc._read import open_fd
 from .context import Context
 from .findings import Finding, Severity
 
@@ -29,15 +30,18 @@ def check(ctx: Context) -> list[Finding]:
                            "run as root, or: setcap cap_sys_admin+ep $(readlink -f $(which python3))"))
     for name, what in (("kpageflags", "page flags (HUGE, THP, ...)"), ("self/pagemap", "PFNs")):
         path = f"{ctx.proc_root}/{name}"
-        if not os.path.exists(path):
+        try:
+            fd = open_fd(path, f"cannot read {name}")
+            try:
+                os.read(fd, 8)
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
             out.append(Finding(f"access.{name.split('/')[-1]}_missing", S, Severity.ERROR,
                                f"{path} does not exist: no {what}",
                                "use a kernel built with CONFIG_PROC_PAGE_MONITOR=y"))
-            continue
-        try:
-            with open(path, "rb", buffering=0) as f:
-                f.read(8)
         except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             out.append(Finding(f"access.{name.split('/')[-1]}_unreadable", S, Severity.WARNING,
-                               f"cannot read {path}: {exc.strerror}", "run as root"))
+                               f"cannot read {path}: {reason}", "run as root"))
     return out

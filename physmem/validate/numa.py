@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import FeatureUnavailable, PhysmemError
-from ..numa.balancing import balancing
+from ..numa.autobalance import balancing
 from ..topology import format_cpulist
 from .context import Context
 from .findings import Finding, Severity

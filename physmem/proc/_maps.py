@@ -7,7 +7,8 @@ import operator
 import os
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Any, Generic, Iterable, Iterator, NamedTuple, Protocol, TypeVar, cast, overload
+from typing import (Any, Generic, Iterable, Iterator, NamedTuple, Protocol, SupportsIndex, TypeVar,
+                    cast, overload)
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def _path(raw: bytes, file: bool) -> str:
     return os.fsdecode(raw.replace(b"\\012", b"\n") if file else raw)
 
 
-class _Devices(dict):
+class _Devices(dict[int, Device]):
     def __missing__(self, dev: int) -> Device:
         d = self[dev] = Device(dev >> 32, dev & 0xFFFFFFFF)
         return d
@@ -135,7 +136,7 @@ class VmaList(Sequence[_R], Generic[_R]):
     @overload
     def __getitem__(self, i: slice) -> list[_R]: ...
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: SupportsIndex | slice) -> _R | list[_R]:
         if isinstance(i, slice):
             return self._all()[i]
         n = self._p.n
@@ -180,7 +181,7 @@ class VmaList(Sequence[_R], Generic[_R]):
             self._recs, self._full = cast("list[_R | None]", built), built
         return self._full
 
-    def _vma_fields(self, i: int) -> tuple:
+    def _vma_fields(self, i: int) -> tuple[Any, ...]:
         p = self._p
         c64, c32, c8 = p.c64, p.c32, p.c8
         bits = c8.item(_C8_BITS, i)
@@ -230,17 +231,20 @@ class VmaList(Sequence[_R], Generic[_R]):
     @property
     def sizes(self) -> np.ndarray:
         """Mapping sizes in bytes (uint64)."""
-        return self.ends - self.starts
+        sizes: np.ndarray = self.ends - self.starts
+        return sizes
 
     @property
     def shared(self) -> np.ndarray:
         """True where the mapping is MAP_SHARED."""
-        return (self._p.c8[_C8_BITS] & _SHARED).astype(bool)
+        shared: np.ndarray = (self._p.c8[_C8_BITS] & _SHARED).astype(bool)
+        return shared
 
     @property
     def deleted(self) -> np.ndarray:
         """True where the backing file was unlinked."""
-        return (self._p.c8[_C8_BITS] & _DELETED).astype(bool)
+        deleted: np.ndarray = (self._p.c8[_C8_BITS] & _DELETED).astype(bool)
+        return deleted
 
     @property
     def paths(self) -> list[str]:

@@ -1,11 +1,10 @@
 """OOM killer view of a process: oom_score, oom_score_adj and the legacy oom_adj."""
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
-from ..errors import InvalidArgument, ParseError, translate_os_errors
-from ._read import pid_path, read_bytes
+from ..errors import InvalidArgument, ParseError
+from ._read import pid_path, read_bytes, write_bytes
 
 __all__ = ["Oom", "oom", "set_oom_score_adj"]
 
@@ -34,9 +33,4 @@ def set_oom_score_adj(pid: int | None, value: int, proc_root: str = "/proc") -> 
     if isinstance(value, bool) or not isinstance(value, int) or not -1000 <= value <= 1000:
         raise InvalidArgument(f"oom_score_adj must be an int in -1000..1000, not {value!r}")
     path = pid_path(proc_root, pid, "oom_score_adj")
-    with translate_os_errors("cannot set oom_score_adj", path=path, pid=pid):
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"%d\n" % value)
-        finally:
-            os.close(fd)
+    write_bytes(path, b"%d\n" % value, "cannot set oom_score_adj", pid=pid)

@@ -13,7 +13,7 @@ from .._lib import lib
 from ..errors import ParseError
 from ._cparse import Parsed, parse
 from ._read import pid_path, read_bytes
-from .maps import Device, Prot, Vma, VmaKind, VmaList
+from ._maps import Device, Prot, Vma, VmaKind, VmaList
 
 __all__ = ["Smaps", "SmapsList", "smaps", "smaps_rollup", "parse_smaps", "memory_totals"]
 
@@ -155,7 +155,8 @@ class SmapsList(VmaList[Smaps]):
     def column(self, key: str) -> np.ndarray:
         """Field ``key`` of every mapping (uint64, bytes for kB fields; 0 where absent)."""
         try:
-            return self._values[self._p.keys.index(key)]
+            column: np.ndarray = self._values[self._p.keys.index(key)]
+            return column
         except ValueError:
             raise KeyError(key) from None
 
@@ -164,7 +165,8 @@ class SmapsList(VmaList[Smaps]):
         if key not in self._p.keys:
             return np.zeros(self._p.n, bool)
         bit = np.uint64(1 << self._p.keys.index(key))
-        return (self._p.c64[_C64_PRESENT] & bit) != 0
+        present: np.ndarray = (self._p.c64[_C64_PRESENT] & bit) != 0
+        return present
 
     @property
     def vm_flag_names(self) -> tuple[str, ...]:
@@ -177,7 +179,8 @@ class SmapsList(VmaList[Smaps]):
 
         Rows whose flags did not fit 64 names are 0 here; ``has_vm_flag`` handles them.
         """
-        return self._p.c64[_C64_VMFLAGS]
+        mask: np.ndarray = self._p.c64[_C64_VMFLAGS]
+        return mask
 
     def has_vm_flag(self, name: str) -> np.ndarray:
         """True where VmFlags holds ``name``."""

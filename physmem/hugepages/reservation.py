@@ -6,21 +6,20 @@ so, with the free-memory picture that explains why.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
+from .. import _sysfs, sysctl
 from .._args import as_nonneg
 from .._sysfs import read_int
-from .._syntax import parse_size, unescape_octal
+from .._syntax import parse_size
 from ..errors import (
     FileMissing,
     HugePagesUnavailable,
     InvalidArgument,
-    translate_os_errors,
 )
-from .pools import default_size, supported_sizes
+from ._pools import default_size, supported_sizes
 from .sizes import explain_size, format_size
 
 if TYPE_CHECKING:
@@ -49,8 +48,8 @@ def pool_dir(size: int, node: int | None = None, *, sys_root: str = "/sys") -> s
     if isinstance(node, bool) or not isinstance(node, int) or node < 0:
         raise InvalidArgument(f"node {node!r} must be a non-negative integer")
     path = f"{sys_root}/devices/system/node/node{node}/{leaf}"
-    if not os.path.isdir(path):
-        have = sorted(int(d[4:]) for d in os.listdir(f"{sys_root}/devices/system/node")
+    if not _sysfs.is_dir(path):
+        have = sorted(int(d[4:]) for d in _sysfs.listdir(f"{sys_root}/devices/system/node")
                       if re.fullmatch(r"node\d+", d))
         raise InvalidArgument(f"NUMA node {node} does not exist (nodes: {have})")
     return path
@@ -125,10 +124,7 @@ def set_pool_size(total: int, size: int | str | None = None, node: int | None = 
 
 
 def _write_total(directory: str, total: int) -> None:
-    path = f"{directory}/nr_hugepages"
-    with translate_os_errors("cannot resize the hugepage pool", path=path):
-        with open(path, "w") as f:
-            f.write(str(total))
+    _sysfs.write(f"{directory}/nr_hugepages", total, "cannot resize the hugepage pool")
 
 
 def describe_free_memory(proc_root: str = "/proc") -> str:
@@ -296,15 +292,13 @@ def demote(count: int, size: int | str, node: int | None = None, *,
     size = parse_size(size)
     directory = pool_dir(size, node, sys_root=sys_root)
     path = f"{directory}/demote"
-    if not os.path.exists(path):
+    if not _sysfs.exists(path):
         from ..errors import FeatureUnavailable
 
         raise FeatureUnavailable(f"hugepage demotion is not available for {format_size(size)} "
                                  "pages (added in Linux 5.16)", path=path)
     before = _count(directory, "nr_hugepages")
-    with translate_os_errors("cannot demote hugepages", path=path):
-        with open(path, "w") as f:
-            f.write(str(count))
+    _sysfs.write(path, count, "cannot demote hugepages")
     return max(0, before - _count(directory, "nr_hugepages"))
 
 
@@ -312,25 +306,23 @@ def demote_size(size: int | str, node: int | None = None, *, sys_root: str = "/s
     """The page size ``size`` pages demote to, or None where the kernel cannot demote them."""
     directory = pool_dir(parse_size(size), node, sys_root=sys_root)
     try:
-        with open(f"{directory}/demote_size") as f:
-            return parse_size(f.read().strip())
+        data = _sysfs.read_optional(f"{directory}/demote_size")
     except OSError:
         return None
+    return None if data is None else parse_size(data.strip().decode())
 
 
 def compact(node: int | None = None, *, sys_root: str = "/sys", proc_root: str = "/proc") -> None:
     """Ask the kernel to compact memory (all nodes, or one), making large free blocks."""
     if node is None:
-        path = f"{proc_root}/sys/vm/compact_memory"
-    else:
-        if isinstance(node, bool) or not isinstance(node, int) or node < 0:
-            raise InvalidArgument(f"node {node!r} must be a non-negative integer")
-        path = f"{sys_root}/devices/system/node/node{node}/compact"
-        if not os.path.exists(path):
-            raise InvalidArgument(f"NUMA node {node} does not exist or cannot be compacted ({path})")
-    with translate_os_errors("cannot compact memory", path=path):
-        with open(path, "w") as f:
-            f.write("1")
+        sysctl.write("vm.compact_memory", 1, proc_root=proc_root)
+        return
+    if isinstance(node, bool) or not isinstance(node, int) or node < 0:
+        raise InvalidArgument(f"node {node!r} must be a non-negative integer")
+    path = f"{sys_root}/devices/system/node/node{node}/compact"
+    if not _sysfs.exists(path):
+        raise InvalidArgument(f"NUMA node {node} does not exist or cannot be compacted ({path})")
+    _sysfs.write(path, 1, "cannot compact memory")
 
 
 class HugetlbfsMount(NamedTuple):
@@ -343,21 +335,16 @@ class HugetlbfsMount(NamedTuple):
 
 def mounts(proc_root: str = "/proc") -> list[HugetlbfsMount]:
     """hugetlbfs mount points of this process's mount namespace."""
-    path = f"{proc_root}/self/mounts"
-    with translate_os_errors("cannot read mounts", path=path):
-        with open(path, "rb") as f:
-            data = f.read()
+    from ..proc import mounts as all_mounts
+
     out = []
     default = None
-    for line in data.splitlines():
-        parts = line.split()
-        if len(parts) < 4 or parts[2] != b"hugetlbfs":
+    for mnt in all_mounts(proc_root):
+        if mnt.fstype != "hugetlbfs":
             continue
-        options = tuple(os.fsdecode(o) for o in parts[3].split(b","))
-        size = next((parse_size(o[9:]) for o in options if o.startswith("pagesize=")), None)
+        size = next((parse_size(o[9:]) for o in mnt.options if o.startswith("pagesize=")), None)
         if size is None:
             default = default if default is not None else default_size(proc_root)
             size = default or 0
-        mount_point = unescape_octal(parts[1])
-        out.append(HugetlbfsMount(mount_point, size, options))
+        out.append(HugetlbfsMount(mnt.path, size, mnt.options))
     return out

@@ -1,6 +1,7 @@
 """/proc/meminfo and the per-node /sys/devices/system/node/nodeN/meminfo."""
 from __future__ import annotations
 
+from .. import _sysfs
 from ..errors import ParseError
 from ._read import kb_value, read_bytes
 
@@ -39,4 +40,4 @@ def meminfo(proc_root: str = "/proc") -> dict[str, int]:
 def node_meminfo(node: int, sys_root: str = "/sys") -> dict[str, int]:
     """One NUMA node's counters, same keys and units as :func:`meminfo`."""
     path = f"{sys_root}/devices/system/node/node{int(node)}/meminfo"
-    return parse_meminfo(read_bytes(path), path)
+    return parse_meminfo(_sysfs.read(path), path)
