@@ -1,5 +1,7 @@
 #include "runs.h"
 
+#include <string.h>
+
 /* Split n entries of consecutive virtual pages into maximal runs in which the physical page
  * number, pfn[i] & pfn_mask, steps by `step` (page-types' runs: virtual and physical pages
  * both advance by one). Entry i takes part only when (pfn[i] & require) == require; any other
@@ -50,6 +52,33 @@ size_t pm_find_mask_runs(const uint8_t *mask, size_t n, uint64_t *run_start, uin
         runs++;
     }
     return runs;
+}
+
+/* Free blocks on kernels that flag only a block's first page BUDDY (its tails read 0): for
+ * each page i with (flags[i] & buddy), set out[i..i + 2**order) where order is the largest
+ * (at most max_order) for which the block is naturally aligned (at first_pfn + i), lies
+ * within n and has flags 0 on every page after the head. out[] is only ever set to 1. */
+void pm_extend_free_heads(const uint64_t *flags, size_t n, uint64_t first_pfn, uint64_t buddy,
+                          unsigned max_order, uint8_t *out)
+{
+    for (size_t h = 0; h < n; h++) {
+        if (!(flags[h] & buddy))
+            continue;
+        uint64_t pfn = first_pfn + h;
+        unsigned order = 0;
+        while (order < max_order) {
+            uint64_t size = (uint64_t)2 << order;
+            if (pfn % size || h + size > n)
+                break;
+            size_t k = h + (size >> 1);
+            while (k < h + size && flags[k] == 0)
+                k++;
+            if (k < h + size)
+                break;
+            order++;
+        }
+        memset(out + h, 1, (size_t)1 << order);
+    }
 }
 
 static inline uint64_t mix64(uint64_t x)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ._raw import pageio as _pio
 
-__all__ = ["RUN_DTYPE", "find_runs", "runs_of", "run_table"]
+__all__ = ["RUN_DTYPE", "find_runs", "runs_of", "run_table", "extend_free_heads"]
 
 RUN_DTYPE = np.dtype([("vaddr", np.uint64), ("paddr", np.uint64), ("nbytes", np.uint64)])
 
@@ -55,4 +55,14 @@ def run_table(vaddr: np.ndarray | int, paddr: np.ndarray, nbytes: np.ndarray) ->
     """A :data:`RUN_DTYPE` array from its three columns."""
     out = np.empty(len(paddr), dtype=RUN_DTYPE)
     out["vaddr"], out["paddr"], out["nbytes"] = vaddr, paddr, nbytes
+    return out
+
+
+def extend_free_heads(flags: np.ndarray, first_pfn: int, buddy: int, max_order: int) -> np.ndarray:
+    """Free frames on a kernel that flags only a free block's head ``buddy``: each head with
+    the flag-0 pages after it, up to the largest naturally aligned block (at most
+    ``2**max_order`` pages) they fill. ``flags`` are kpageflags from ``first_pfn`` on."""
+    u = np.ascontiguousarray(flags).view(np.uint64)
+    out: np.ndarray = (u & np.uint64(buddy)) != 0
+    _pio.extend_free_heads(u, first_pfn, buddy, max_order, out.view(np.uint8))
     return out

@@ -51,3 +51,32 @@ def test_one_dtype_for_runs_of_memory():
 
     assert pagemap.RUN_DTYPE is RUN_DTYPE
     assert RUN_DTYPE.names == ("vaddr", "paddr", "nbytes")
+
+
+def _heads_walk(f, first_pfn, buddy, max_order):
+    out = [bool(v & buddy) for v in f]
+    for h in [i for i, v in enumerate(f) if v & buddy]:
+        order = 0
+        while order < max_order:
+            size = 2 << order
+            if (first_pfn + h) % size or h + size > len(f) \
+                    or any(f[h + (size >> 1):h + size]):
+                break
+            order += 1
+        out[h:h + (1 << order)] = [True] * (1 << order)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_extend_free_heads_matches_a_python_walk(seed):
+    from physmem._runs import extend_free_heads
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 400))
+    buddy = 1 << 10
+    f = rng.choice([0, 0, 0, 0, buddy, 1 << 5, buddy | 1], n).astype(np.int64)
+    first = int(rng.integers(0, 64))
+    order = int(rng.integers(0, 8))
+    got = extend_free_heads(f, first, buddy, order)
+    assert got.dtype == bool
+    assert got.tolist() == _heads_walk(f.tolist(), first, buddy, order)

@@ -79,6 +79,13 @@ def find_mask_runs(mask: np.ndarray, run_start: np.ndarray, run_len: np.ndarray)
     return nruns
 
 
+def extend_free_heads(flags: np.ndarray, first_pfn: int, buddy: int, max_order: int,
+                      out: np.ndarray) -> None:
+    """Mark in the uint8 ``out`` the flag-0 frames after each free head (csrc/runs.c)."""
+    lib.pm_extend_free_heads(u64_buffer(flags), len(flags), first_pfn, buddy, max_order,
+                             ffi.from_buffer("uint8_t[]", out))
+
+
 class Counter:
     """The state of pm_count_add: an open-addressing table of distinct values and counts."""
 

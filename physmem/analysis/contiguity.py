@@ -33,7 +33,6 @@ contiguous run those pages would form.
 """
 from __future__ import annotations
 
-import enum
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple, Sequence
@@ -48,82 +47,15 @@ from ..hugepages._pools import node_pools, supported_sizes
 from ..hugepages.reservation import parse_size
 from ..hugepages.sizes import format_size
 from ..kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, read_range
-from .physmap import (PageClass, ZoneSpan, classify, free_mask, ram_ranges,
-                      tails_marked, unmanaged_start, zone_spans)
+from .classes import (BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, N_FRAMES,
+                      PAGE_CLASS_FRAME, BlockState, Frame)
+from .physmap import (ZoneSpan, classify, free_mask, ram_ranges, tails_marked,
+                      unmanaged_start, zone_spans)
 
 __all__ = ["Frame", "BlockState", "BLOCK_STATE_INFO", "FRAME_INFO", "ZoneForecast",
            "BlockerFrame", "NearlyFree", "Verdict", "Forecast", "forecast", "frame_classes",
            "free_pool_pages", "longest_pool_run"]
 
-
-class Frame(enum.IntEnum):
-    """What one frame means for a contiguous allocation. Codes from HOLE on are blockers."""
-
-    FREE = 0
-    MOVABLE = 1
-    UNINITIALISED = 2
-    RECLAIMABLE = 3     # clean, unmapped page cache: reclaim frees it, no migration needed
-    HOLE = 4
-    ZONE_EDGE = 5       # not a frame state: a block that crosses a zone boundary
-    RESERVED = 6
-    SLAB = 7
-    PGTABLE = 8
-    HUGETLB = 9
-    KERNEL = 10         # allocated, no flags: kernel pages (and per-CPU free lists)
-    UNEVICTABLE = 11    # mlocked/unevictable while compact_unevictable_allowed is 0
-    OFFLINE = 12
-    UNMOVABLE = 13      # anything else: non-LRU page cache/anon (pinned, isolated), poison
-
-
-N_FRAMES = len(Frame)
-FIRST_BLOCKER = Frame.HOLE
-
-# One colour per class in every picture: frame classes share physmap's colours where they
-# mean the same thing (free, slab, page tables, hugetlb, reserved, no flags, unmanaged).
-FRAME_INFO: dict[Frame, tuple[str, str]] = {
-    Frame.FREE: ("free (buddy)", "#b8e186"),
-    Frame.MOVABLE: ("movable (LRU)", "#9ecae1"),
-    Frame.UNINITIALISED: ("not yet initialised", "#e0e0e0"),
-    Frame.RECLAIMABLE: ("clean page cache", "#c6dbef"),
-    Frame.HOLE: ("hole / not RAM", "#ffffff"),
-    Frame.ZONE_EDGE: ("zone boundary", "#00a0a0"),
-    Frame.RESERVED: ("reserved", "#252525"),
-    Frame.SLAB: ("slab", "#ff7f00"),
-    Frame.PGTABLE: ("page tables", "#6a3d9a"),
-    Frame.HUGETLB: ("hugetlb", "#e7298a"),
-    Frame.KERNEL: ("kernel, no flags", "#969696"),
-    Frame.UNEVICTABLE: ("mlocked", "#8c510a"),
-    Frame.OFFLINE: ("offline / poisoned", "#000080"),
-    Frame.UNMOVABLE: ("unmovable, other", "#fdd835"),
-}
-
-
-class BlockState(enum.IntEnum):
-    """State of one naturally aligned block of a hugepage size."""
-
-    FREE = 0
-    POOL = 1
-    COMPACTABLE = 2
-    UNINITIALISED = 3
-    BLOCKED = 4
-
-
-BLOCK_STATE_INFO: dict[BlockState, tuple[str, str]] = {
-    BlockState.FREE: ("free now", FRAME_INFO[Frame.FREE][1]),
-    BlockState.POOL: ("free hugetlb page", "#f1b6da"),
-    BlockState.COMPACTABLE: ("free after compaction", FRAME_INFO[Frame.MOVABLE][1]),
-    BlockState.UNINITIALISED: ("not yet initialised", FRAME_INFO[Frame.UNINITIALISED][1]),
-    BlockState.BLOCKED: ("blocked", "#67001f"),
-}
-
-_PC_TO_FRAME = np.zeros(len(PageClass), dtype=np.uint8)
-for _pc, _fr in ((PageClass.HOLE, Frame.HOLE), (PageClass.FREE, Frame.FREE),
-                 (PageClass.ANON, Frame.MOVABLE), (PageClass.FILE, Frame.MOVABLE),
-                 (PageClass.SLAB, Frame.SLAB), (PageClass.PGTABLE, Frame.PGTABLE),
-                 (PageClass.HUGETLB, Frame.HUGETLB), (PageClass.RESERVED, Frame.RESERVED),
-                 (PageClass.NOFLAGS, Frame.KERNEL), (PageClass.UNMANAGED, Frame.UNINITIALISED),
-                 (PageClass.OTHER, Frame.UNMOVABLE)):
-    _PC_TO_FRAME[_pc] = _fr
 
 _MLOCK_BITS = int(KPF.UNEVICTABLE | KPF.MLOCKED)
 # A page cache page reclaim drops without writing or unmapping anything.
@@ -134,15 +66,15 @@ _NOT_CLEAN_CACHE = int(KPF.ANON | KPF.SWAPBACKED | KPF.MMAP | KPF.DIRTY | KPF.WR
 def frame_classes(flags: np.ndarray, *, unevictable_movable: bool = True) -> np.ndarray:
     """One :class:`Frame` code (uint8) per kpageflags value.
 
-    physmap's :func:`~physmem.analysis.physmap.classify` first; then anonymous and page-cache frames
-    count as movable only with ``KPF_LRU`` (compaction isolates pages from the LRU lists),
-    clean unmapped page cache as reclaimable, mlocked ones only if ``unevictable_movable``; ``KPF_OFFLINE`` and ``KPF_HWPOISON``
-    frames block. Holes by /proc/iomem and the uninitialised zone tops are marked by
+    physmap's :func:`~physmem.analysis.physmap.classify` first; then anonymous and page-cache
+    frames count as movable only with ``KPF_LRU`` (compaction isolates pages from the LRU
+    lists), clean unmapped page cache as reclaimable, mlocked ones only if
+    ``unevictable_movable``; ``KPF_OFFLINE`` and ``KPF_HWPOISON`` frames block. Holes by /proc/iomem and the uninitialised zone tops are marked by
     :func:`forecast`, which knows the zones.
     """
     f = np.asarray(flags)
     f = f.view(np.int64) if f.dtype == np.uint64 else f.astype(np.int64, copy=False)
-    fc: np.ndarray = _PC_TO_FRAME[classify(f)]
+    fc: np.ndarray = PAGE_CLASS_FRAME[classify(f)]
     movable = fc == Frame.MOVABLE
     fc[movable & ((f & int(KPF.LRU)) == 0)] = Frame.UNMOVABLE
     fc[movable & ((f & int(KPF.LRU)) != 0) & ((f & _NOT_CLEAN_CACHE) == 0)] = Frame.RECLAIMABLE

@@ -20,7 +20,6 @@ the zone's reserved frames.
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -28,47 +27,16 @@ import numpy as np
 
 from .. import addressing, proc
 from .._args import as_int
-from .._runs import runs_of
+from .._runs import extend_free_heads, runs_of
 from ..errors import InvalidArgument
 from ..kpageflags import KPF, KPageFlags, read_range
 from ..pagemap import PageMap
+from .classes import CLASS_INFO, N_CLASSES, PageClass
 
 __all__ = ["PageClass", "CLASS_INFO", "CellMap", "ZoneSpan", "classify", "cell_map",
            "free_mask", "free_runs", "ram_ranges", "zone_spans", "process_pfns", "tails_marked",
            "runs_of", "unmanaged_start"]
 
-
-class PageClass(enum.IntEnum):
-    """What a frame holds, in the order a cell's colour is chosen on a tie (lowest wins)."""
-
-    HOLE = 0
-    FREE = 1
-    ANON = 2
-    FILE = 3
-    SLAB = 4
-    PGTABLE = 5
-    HUGETLB = 6
-    RESERVED = 7
-    NOFLAGS = 8
-    UNMANAGED = 9
-    OTHER = 10
-
-
-# name -> (legend label, colour, text-strip character)
-CLASS_INFO: dict[PageClass, tuple[str, str, str]] = {
-    PageClass.HOLE: ("hole / not RAM", "#ffffff", " "),
-    PageClass.FREE: ("free (buddy)", "#b8e186", "."),
-    PageClass.ANON: ("anonymous", "#d7301f", "a"),
-    PageClass.FILE: ("page cache", "#4393c3", "f"),
-    PageClass.SLAB: ("slab", "#ff7f00", "s"),
-    PageClass.PGTABLE: ("page tables", "#6a3d9a", "p"),
-    PageClass.HUGETLB: ("hugetlb", "#e7298a", "H"),
-    PageClass.RESERVED: ("reserved", "#252525", "R"),
-    PageClass.NOFLAGS: ("allocated, no flags", "#969696", "k"),
-    PageClass.UNMANAGED: ("not yet given to the allocator", "#e0e0e0", "u"),
-    PageClass.OTHER: ("other", "#fdd835", "?"),
-}
-N_CLASSES = len(PageClass)
 
 _FILE_BITS = int(KPF.LRU | KPF.MMAP | KPF.UPTODATE | KPF.DIRTY | KPF.WRITEBACK | KPF.SWAPCACHE
                  | KPF.UNEVICTABLE | KPF.MAPPEDTODISK | KPF.PRIVATE)
@@ -100,20 +68,7 @@ def free_mask(flags: np.ndarray, first_pfn: int, *, tails: bool, max_order: int)
     free: np.ndarray = (f & int(KPF.BUDDY)) != 0
     if tails:
         return free
-    zero = f == 0
-    heads = np.flatnonzero(free)
-    out = free.copy()
-    for h in heads.tolist():
-        pfn = first_pfn + h
-        order = 0
-        # Grow while the block stays aligned and every page after the head reads 0.
-        while order < max_order:
-            size = 2 << order
-            if pfn % size or h + size > len(f) or not zero[h + (size >> 1):h + size].all():
-                break
-            order += 1
-        out[h:h + (1 << order)] = True
-    return out
+    return extend_free_heads(f, first_pfn, int(KPF.BUDDY), max_order)
 
 
 class ZoneSpan:

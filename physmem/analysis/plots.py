@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..errors import PhysmemError
+from .classes import (BLOCK_STATE_INFO, CLASS_INFO, COLOURS, FRAME_INFO, BlockState, Frame,
+                      PageClass)
 from .fragmentation import ZoneFragmentation
-from .physmap import CLASS_INFO, CellMap, PageClass
+from .physmap import CellMap
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -81,12 +83,12 @@ def plot_map(cm: CellMap, path: str, *, columns: int | None = None,
     for z in cm.zones:
         c = z.start_pfn / cm.cell_pages
         r, x = int(c // columns), c % columns
-        ax.plot([0, x, x, columns], [r + 1, r + 1, r, r], color="#00a0a0", lw=1.6)
+        ax.plot([0, x, x, columns], [r + 1, r + 1, r, r], color=COLOURS["zone_edge"], lw=1.6)
         label_y = max(r + 0.5, label_y + min_gap)
         ax.annotate(f"node {z.node} {z.zone} from {z.start_pfn * cm.page_size:#x}",
                     xy=(columns, r + 0.5), xytext=(columns + 1.5, label_y), fontsize=7,
                     va="center", ha="left", color="#007070", annotation_clip=False,
-                    arrowprops=dict(arrowstyle="-", color="#00a0a0", lw=0.8))
+                    arrowprops=dict(arrowstyle="-", color=COLOURS["zone_edge"], lw=0.8))
     handles: list[Artist] = []   # Patch swatches, then a Line2D marker
     from matplotlib.patches import Patch
     pages = cm.pages_per_class()
@@ -120,8 +122,6 @@ def plot_map(cm: CellMap, path: str, *, columns: int | None = None,
 def _outline_blocks(ax: Any, fc: Forecast, cm: CellMap, columns: int, rows: int) -> list[Artist]:
     """Rectangles around each largest-size block, edged in its state's colour."""
     from matplotlib.patches import Patch, Rectangle
-
-    from .contiguity import BLOCK_STATE_INFO, BlockState
 
     size = max(fc.sizes)
     per = size // cm.cell_bytes           # cells per block
@@ -169,7 +169,6 @@ def plot_contig(fc: Forecast, path: str) -> None:
     and per hugepage size the blocks free now / in the pool / after compaction /
     uninitialised / blocked, with the pages obtainable."""
     plt = _pyplot()
-    from .contiguity import BLOCK_STATE_INFO, BlockState, Frame, FRAME_INFO
 
     fig, (ax, bx) = plt.subplots(2, 1, figsize=(10, 5.2 + 0.8 * len(fc.sizes)),
                                  dpi=110, gridspec_kw={"height_ratios": [3, 0.8 + 0.6 * len(fc.sizes)]})

@@ -29,7 +29,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def to_json(cm: CellMap) -> dict[str, Any]:
-    from ..analysis.physmap import CLASS_INFO, PageClass
+    from ..analysis.classes import CLASS_INFO, PageClass
 
     pages, cells = cm.pages_per_class(), cm.cells_per_class()
     return {
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
 
 
 def _blocks_json(fc: Any) -> dict[str, Any]:
-    from ..analysis.contiguity import BLOCK_STATE_INFO, BlockState
+    from ..analysis.classes import BLOCK_STATE_INFO, BlockState
 
     size = max(fc.sizes)
     n = size // fc.page_size
@@ -110,7 +110,7 @@ def _blocks_json(fc: Any) -> dict[str, Any]:
 def _print_blocks(out: Output, fc: Any) -> None:
     import numpy as np
 
-    from ..analysis.contiguity import BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, BlockState, Frame
+    from ..analysis.classes import BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, BlockState, Frame
 
     size = max(fc.sizes)
     n = size // fc.page_size
@@ -130,7 +130,7 @@ def _print_blocks(out: Output, fc: Any) -> None:
 def _mode(group: np.ndarray) -> int:
     import numpy as np
 
-    from ..analysis.physmap import PageClass
+    from ..analysis.classes import PageClass
 
     return int(np.bincount(group, minlength=len(PageClass)).argmax())
 
