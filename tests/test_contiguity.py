@@ -266,9 +266,14 @@ def test_1g_prediction_is_exact(pools_restored):
         nr.write_text(str(orig + pred + 1))
         got = read_int(nr) - orig
         nr.write_text(str(orig))
+        # A 1 GiB block turns free or blocked when one page table or slab page in it does
+        # (a process that just exited, a worker freeing pages): a prediction is only judged
+        # when a second forecast, after the pool is back, sees the same memory.
+        again = forecast(sizes=["1G"]).totals(G1)["new_now"]
+        assert pred == again or got == pred, ("memory moved", pred, again, got)
         assert got == pred, (got, pred)
 
-    settled(check, attempts=4)
+    settled(check, attempts=6)
 
 
 def test_compaction_lands_between_the_predictions(is_root):
