@@ -34,6 +34,7 @@ contiguous run those pages would form.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple, Sequence
 
@@ -42,11 +43,12 @@ import numpy as np
 from .. import _sysfs, addressing, proc, sysctl
 from .._args import as_nonneg, as_positive
 from .._runs import runs_of
+from .._syntax import parse_cpulist
 from ..errors import InvalidArgument, PhysmemError
-from ..hugepages._pools import node_pools, supported_sizes
+from ..hugepages._pools import supported_sizes
 from ..hugepages.reservation import parse_size
 from ..hugepages.sizes import format_size
-from ..kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, read_range
+from ..kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, default_threads, read_range
 from .classes import (BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, N_FRAMES,
                       PAGE_CLASS_FRAME, BlockState, Frame)
 from .physmap import (ZoneSpan, classify, free_mask, ram_ranges, tails_marked,
@@ -316,30 +318,72 @@ def _gigantic(size: int, page: int, max_order: int) -> bool:
 
 # --- Free hugetlb pool pages, located without faulting them ----------------------------------
 
-def _pool_candidates(read_flags: Any, size: int, page: int, spans: Sequence[ZoneSpan],
-                     frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Heads of hugetlb folios of exactly ``size`` and their flags. ``read_flags(pfns)``."""
+def _pool_candidates(read_flags: Any, size: int, page: int, frames: int,
+                     smaller: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Heads of hugetlb folios of exactly ``size`` and their flags. ``read_flags(pfns)``
+    reads sorted PFNs; ``smaller``: the kernel has hugetlb sizes below ``size``."""
     n = size // page
     aligned = np.arange(0, frames - n + 1, n, dtype=np.int64)
     if not len(aligned):
         return aligned, aligned
     f = np.asarray(read_flags(aligned)).view(np.int64)
     head = int(KPF.HUGE | KPF.COMPOUND_HEAD)
-    heads = aligned[(f & head) == head]
-    if not len(heads):
-        return heads, heads
-    # Exactly n frames: the last is a tail and the frame after is not (a larger folio's head
-    # would have tails there; a smaller one ends before).
-    last = np.asarray(read_flags(heads + n - 1)).view(np.int64)
-    nxt_pfn = heads + n
-    nxt = np.zeros(len(heads), dtype=np.int64)
-    inside = nxt_pfn < frames
-    if inside.any():
-        nxt[inside] = np.asarray(read_flags(nxt_pfn[inside])).view(np.int64)
-    tail = int(KPF.HUGE | KPF.COMPOUND_TAIL)
-    ok = ((last & tail) == tail) & ((nxt & int(KPF.COMPOUND_TAIL)) == 0)
-    heads = heads[ok]
-    return heads, np.asarray(read_flags(heads)).view(np.int64) if len(heads) else heads
+    idx = np.flatnonzero((f & head) == head)
+    if not len(idx):
+        return aligned[idx], f[idx]
+    heads = aligned[idx]
+    # The frame after each head is the next aligned frame, read above: a tail there means a
+    # larger folio. Only the last aligned frame's successor may lie beyond that read.
+    nxt = np.zeros(len(idx), dtype=np.int64)
+    inner = idx + 1 < len(aligned)
+    nxt[inner] = f[idx[inner] + 1]
+    end = aligned[-1] + n
+    if not inner[-1] and end < frames:
+        nxt[-1] = int(np.asarray(read_flags(np.array([end], dtype=np.int64))).view(np.int64)[0])
+    ok = (nxt & int(KPF.COMPOUND_TAIL)) == 0
+    if smaller:
+        # A smaller hugetlb folio may start at an aligned frame: exactly n frames means the
+        # last one is still a tail.
+        last = np.asarray(read_flags(heads + n - 1)).view(np.int64)
+        tail = int(KPF.HUGE | KPF.COMPOUND_TAIL)
+        ok &= (last & tail) == tail
+    return heads[ok], f[idx[ok]]
+
+
+def _read_parallel(kf: KPageFlags, pfns: np.ndarray, threads: int) -> np.ndarray:
+    """``kf.read`` of sorted ``pfns`` split over threads (cffi drops the GIL in the reads)."""
+    if threads <= 1 or len(pfns) < 4096:
+        return kf.read(pfns)
+    parts = np.array_split(pfns, threads)
+    out: list[np.ndarray | None] = [None] * len(parts)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            out[i] = kf.read(parts[i])
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(1, len(parts))]
+    for w in workers:
+        w.start()
+    work(0)
+    for w in workers:
+        w.join()
+    if errors:
+        raise errors[0]
+    joined: np.ndarray = np.concatenate([o for o in out if o is not None])
+    return joined
+
+
+def _memory_nodes(sys_root: str) -> frozenset[int] | None:
+    """Nodes with memory from sysfs (cheap), or None where the mask is missing."""
+    base = f"{sys_root}/devices/system/node"
+    for name in ("has_memory", "has_normal_memory"):
+        got = _sysfs.read_parsed(f"{base}/{name}", parse_cpulist)
+        if got:
+            return got
+    return None
 
 
 def _node_of(pfns: np.ndarray, spans: Sequence[ZoneSpan]) -> np.ndarray:
@@ -350,10 +394,9 @@ def _node_of(pfns: np.ndarray, spans: Sequence[ZoneSpan]) -> np.ndarray:
 
 
 def _pool_free_counts(size: int, nodes: Iterable[int], sys_root: str) -> dict[int, int]:
-    out = {}
-    for node in nodes:
-        out[node] = next((p.free for p in node_pools(node, sys_root) if p.size == size), 0)
-    return out
+    leaf = f"hugepages/hugepages-{size // 1024}kB/free_hugepages"
+    return {node: _sysfs.read_int(f"{sys_root}/devices/system/node/node{node}/{leaf}") or 0
+            for node in nodes}
 
 
 def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
@@ -372,12 +415,21 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
     from ..hugepages.reservation import resolve_size
 
     ps = resolve_size(size, proc_root)
-    if ps not in supported_sizes(sys_root):
+    supported = supported_sizes(sys_root)
+    if ps not in supported:
         raise InvalidArgument(f"no {format_size(ps)} hugepage pool on this kernel "
-                              f"(sizes: {', '.join(format_size(s) for s in supported_sizes(sys_root))})")
+                              f"(sizes: {', '.join(format_size(s) for s in supported)})")
     page = addressing.page_size()
-    spans = zone_spans(proc_root)
-    nodes = sorted({z.node for z in spans})
+    smaller = any(page < s < ps for s in supported)
+    # One node with memory (the usual machine): every page is that node's, and zoneinfo,
+    # slow to parse, is not needed to tell nodes apart.
+    mem_nodes = _memory_nodes(sys_root)
+    spans = None
+    if mem_nodes is not None and len(mem_nodes) == 1:
+        nodes = sorted(mem_nodes)
+    else:
+        spans = zone_spans(proc_root)
+        nodes = sorted({z.node for z in spans})
     if node is not None:
         node = as_nonneg(node, "node")
         if node not in nodes:
@@ -392,18 +444,21 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
                 picked: np.ndarray = arr[p]
                 return picked
         else:
+            threads = default_threads()
+
             def read_flags(p: np.ndarray) -> np.ndarray:
-                return kf.read(p)
+                return _read_parallel(kf, p, threads)
         for _ in range(5):
             before = _pool_free_counts(ps, want, sys_root)
-            heads, hf = _pool_candidates(read_flags, ps, page, spans, frames)
+            heads, hf = _pool_candidates(read_flags, ps, page, frames, smaller)
             if len(heads):
                 mapped = (kc.read(heads).astype(np.int64) != 0) | ((hf & int(KPF.MMAP)) != 0)
                 heads, hf = heads[~mapped], hf[~mapped]
             after = _pool_free_counts(ps, want, sys_root)
             if before != after:
                 continue
-            where = _node_of(heads, spans)
+            where = (np.full(len(heads), nodes[0], dtype=np.int64) if spans is None
+                     else _node_of(heads, spans))
             out = []
             for nd in want:
                 mine = where == nd
