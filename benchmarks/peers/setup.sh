@@ -34,9 +34,13 @@ if [ ! -x "$bin/page-types" ]; then
     if [ -n "${src:-}" ]; then
         work=$(mktemp -d)
         top=$(basename "$src" .tar.xz)
-        if tar -xJf "$src" -C "$work" "$top/tools" "$top/include/uapi" \
-            && make -s -C "$work/$top/tools/mm" page-types >/dev/null 2>&1; then
-            cp "$work/$top/tools/mm/page-types" "$bin/page-types"
+        # tools/mm since Linux 6.3; tools/vm before (Debian 12 ships 6.1)
+        if tar -xJf "$src" -C "$work" "$top/tools" "$top/include/uapi"; then
+            dir="$work/$top/tools/mm"
+            [ -d "$dir" ] || dir="$work/$top/tools/vm"
+        fi
+        if [ -n "${dir:-}" ] && make -s -C "$dir" page-types >/dev/null 2>&1; then
+            cp "$dir/page-types" "$bin/page-types"
             echo "peer page-types: built from $(basename "$src")"
         else
             echo "peer page-types: build from $src failed"
