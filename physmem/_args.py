@@ -12,9 +12,8 @@ from __future__ import annotations
 import enum
 import math
 import operator
+import sys
 from typing import Any
-
-import numpy as np
 
 from .errors import InvalidArgument
 
@@ -32,9 +31,25 @@ I32_MAX = (1 << 31) - 1   # int, pid_t
 PID_MAX = 1 << 22
 
 
+# numpy is not imported here: a command that never touches an array (``physmem kpageflags
+# --summary``) starts without it, and while numpy is not loaded no value can be a numpy one.
+def _is_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.bool_)
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, (int, float)):
+        return True
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, (np.integer, np.floating))
+
+
 def as_int(value: Any, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
     """``value`` as an exact int in ``[lo, hi]`` (either bound optional)."""
-    if isinstance(value, (bool, np.bool_)):
+    if _is_bool(value):
         raise InvalidArgument(f"{name} must be an integer, got {value!r}")
     try:
         v = operator.index(value)
@@ -65,8 +80,7 @@ def as_timeout(value: Any, name: str = "timeout") -> float | None:
     """Seconds to wait: ``None`` (forever) or a finite number >= 0 that fits poll()'s int ms."""
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                        np.floating)):
+    if _is_bool(value) or not _is_number(value):
         raise InvalidArgument(f"{name} must be a number of seconds or None, got {value!r:.60}")
     v = float(value)
     if not math.isfinite(v) or v < 0 or v * 1000 > I32_MAX:
@@ -102,7 +116,7 @@ def as_bool(value: Any, name: str) -> bool:
     Truthiness is not enough: ``shared='0'`` or ``on_fault=1j`` would silently switch a flag
     on that the caller probably meant off.
     """
-    if isinstance(value, (bool, np.bool_)):
+    if _is_bool(value):
         return bool(value)
     raise InvalidArgument(
         f"{name} must be True or False, got {type(value).__name__} {value!r:.60}")
