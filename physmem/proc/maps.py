@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import gc
 import operator
 import os
 from collections.abc import Sequence
@@ -174,17 +173,7 @@ class VmaList(Sequence[_R], Generic[_R]):
     def _all(self) -> list[_R]:
         """Every record, built column-wise (the loops run in C) and cached."""
         if self._full is None:
-            # Thousands of fresh tuples would start several cyclic-GC passes (a third of the
-            # build time for 4000 smaps records); tuples of ints and strings cannot form a
-            # cycle, so the collector is paused for the build, unless the caller paused it.
-            paused = gc.isenabled()
-            if paused:
-                gc.disable()
-            try:
-                built = self._build_all()
-            finally:
-                if paused:
-                    gc.enable()
+            built = self._build_all()
             if self._recs is not None:   # keep records already handed out
                 built = [a if a is not None else b for a, b in zip(self._recs, built)]
             # __getitem__ keeps reading _recs: the same list, now without holes.
