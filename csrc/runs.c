@@ -1,4 +1,8 @@
 #include "runs.h"
+#include "pageio.h"
+
+#include <errno.h>
+#include <stdlib.h>
 
 #include <string.h>
 
@@ -134,4 +138,46 @@ int64_t pm_count_add(uint64_t *keys, uint64_t *counts, uint64_t capacity, uint64
     }
     *consumed = i;
     return (int64_t)*used;
+}
+
+/* Read entries [start, start + count) of a file of 64-bit entries (/proc/kpageflags) and
+ * count each distinct value into the table, as pm_count_add does: one call for a whole PFN
+ * range, so a summary needs neither a Python loop per chunk nor numpy. *consumed is how many
+ * entries were counted; *stop says why the call returned: 0 all counted or end of file
+ * (*consumed < count), 1 the table needs to grow (call again from start + *consumed),
+ * 2 an entry equal to PM_EMPTY_KEY at start + *consumed. Returns 0, or -errno. */
+int64_t pm_count_pread_u64(int fd, uint64_t start, uint64_t count, uint64_t *keys,
+                           uint64_t *counts, uint64_t capacity, uint64_t *used,
+                           uint64_t *consumed, int *stop)
+{
+    uint64_t chunk = count < PM_BATCH_ENTRIES ? count : PM_BATCH_ENTRIES;
+    uint64_t *buf = malloc((chunk ? chunk : 1) * sizeof(uint64_t));
+    uint64_t done = 0;
+
+    *consumed = 0;
+    *stop = 0;
+    if (!buf)
+        return -ENOMEM;
+    while (done < count) {
+        uint64_t want = count - done < chunk ? count - done : chunk;
+        int64_t got = pm_pread_u64(fd, start + done, want, buf);
+        if (got < 0) {
+            free(buf);
+            *consumed = done;
+            return got;
+        }
+        size_t used_here = 0;
+        int64_t ret = pm_count_add(keys, counts, capacity, used, buf, NULL, (size_t)got,
+                                   &used_here);
+        done += used_here;
+        if (ret < 0) {
+            *stop = ret == -1 ? 1 : 2;
+            break;
+        }
+        if ((uint64_t)got < want)
+            break;
+    }
+    free(buf);
+    *consumed = done;
+    return 0;
 }

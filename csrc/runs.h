@@ -15,6 +15,9 @@ void pm_extend_free_heads(const uint64_t *flags, size_t n, uint64_t first_pfn, u
                           unsigned max_order, uint8_t *out);
 int64_t pm_count_add(uint64_t *keys, uint64_t *counts, uint64_t capacity, uint64_t *used,
                      const uint64_t *values, const uint64_t *weights, size_t n, size_t *consumed);
+int64_t pm_count_pread_u64(int fd, uint64_t start, uint64_t count, uint64_t *keys,
+                           uint64_t *counts, uint64_t capacity, uint64_t *used,
+                           uint64_t *consumed, int *stop);
 
 /* cffi:end */
 #endif

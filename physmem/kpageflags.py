@@ -5,17 +5,17 @@ All three files hold one 64-bit entry per page frame. Reading them needs root
 """
 from __future__ import annotations
 
-import enum
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Callable, ClassVar, Iterable, Iterator, NamedTuple, overload
+from typing import Callable, ClassVar, Iterable, Iterator, overload
 
 import numpy as np
 
 from . import addressing
 from ._args import as_nonneg, as_positive
-from ._fdfile import FdFile
+# "X as X": re-exported for cli.contig, which imports it from here.
+from ._kpfcore import _MAX_THREADS as _MAX_THREADS
+from ._kpfcore import (_PFN_LIMIT, KPF, FlagSummary, _parts, _PfnBase, _range_end, _run_parts,
+                       _threads, default_threads, describe, empty_key_error, summary_table)
+from ._kpfcore import summary as _summary
 from ._raw import check
 from ._raw import pageio as _pio
 from .errors import InvalidArgument
@@ -32,78 +32,9 @@ __all__ = [
 ]
 
 
-class KPF(enum.IntFlag):
-    """Bits of /proc/kpageflags.
-
-    Bits 0-26 are the stable ABI (values taken from <linux/kernel-page-flags.h> at build
-    time). Bits 32-42 expose kernel-internal page flags; they are not ABI and the kernel's
-    page-types tool reads them only in raw mode.
-    """
-
-    LOCKED = 1 << _pio.KPF["LOCKED"]
-    ERROR = 1 << _pio.KPF["ERROR"]
-    REFERENCED = 1 << _pio.KPF["REFERENCED"]
-    UPTODATE = 1 << _pio.KPF["UPTODATE"]
-    DIRTY = 1 << _pio.KPF["DIRTY"]
-    LRU = 1 << _pio.KPF["LRU"]
-    ACTIVE = 1 << _pio.KPF["ACTIVE"]
-    SLAB = 1 << _pio.KPF["SLAB"]
-    WRITEBACK = 1 << _pio.KPF["WRITEBACK"]
-    RECLAIM = 1 << _pio.KPF["RECLAIM"]
-    BUDDY = 1 << _pio.KPF["BUDDY"]
-    MMAP = 1 << _pio.KPF["MMAP"]
-    ANON = 1 << _pio.KPF["ANON"]
-    SWAPCACHE = 1 << _pio.KPF["SWAPCACHE"]
-    SWAPBACKED = 1 << _pio.KPF["SWAPBACKED"]
-    COMPOUND_HEAD = 1 << _pio.KPF["COMPOUND_HEAD"]
-    COMPOUND_TAIL = 1 << _pio.KPF["COMPOUND_TAIL"]
-    HUGE = 1 << _pio.KPF["HUGE"]
-    UNEVICTABLE = 1 << _pio.KPF["UNEVICTABLE"]
-    HWPOISON = 1 << _pio.KPF["HWPOISON"]
-    NOPAGE = 1 << _pio.KPF["NOPAGE"]
-    KSM = 1 << _pio.KPF["KSM"]
-    THP = 1 << _pio.KPF["THP"]
-    OFFLINE = 1 << _pio.KPF["OFFLINE"]
-    ZERO_PAGE = 1 << _pio.KPF["ZERO_PAGE"]
-    IDLE = 1 << _pio.KPF["IDLE"]
-    PGTABLE = 1 << _pio.KPF["PGTABLE"]
-    # Kernel-internal bits (include/linux/kernel-page-flags.h, not exported to uapi).
-    RESERVED = 1 << 32
-    MLOCKED = 1 << 33
-    MAPPEDTODISK = 1 << 34
-    PRIVATE = 1 << 35
-    PRIVATE_2 = 1 << 36
-    OWNER_PRIVATE = 1 << 37
-    ARCH = 1 << 38
-    UNCACHED = 1 << 39
-    SOFTDIRTY = 1 << 40
-    ARCH_2 = 1 << 41
-    ARCH_3 = 1 << 42
-
-
-# Iterating a Flag yields only named single-bit members; typeshed allows None for composites.
-_BIT_NAMES = {m.value.bit_length() - 1: m.name for m in KPF if m.name is not None}
-
-
-def describe(flags: int) -> tuple[str, ...]:
-    """Names of the bits set in one kpageflags value, lowest bit first (unknown: ``BITn``)."""
-    value = as_nonneg(flags, "flags")
-    names = []
-    while value:
-        low = value & -value
-        bit = low.bit_length() - 1
-        names.append(_BIT_NAMES.get(bit, f"BIT{bit}"))
-        value ^= low
-    return tuple(names)
-
-
-class FlagSummary(NamedTuple):
-    """One row of a page-types style table: a distinct flags value and how many frames have it."""
-
-    flags: int
-    pages: int
-    bytes: int
-    names: tuple[str, ...]
+# Defined in the numpy-free core (the CLI summary runs on it alone); documented here.
+for _cls in (KPF, FlagSummary):
+    _cls.__module__ = __name__
 
 
 class _Counter:
@@ -121,8 +52,7 @@ class _Counter:
         while len(values):
             ret, done = self._c.add(values, weights)
             if ret == -2:
-                raise InvalidArgument(f"flags value {int(values[done]):#x} cannot be counted "
-                                      "(all 64 bits set is not a kpageflags value)")
+                raise empty_key_error(int(values[done]))
             values = values[done:]
             if weights is not None:
                 weights = weights[done:]
@@ -140,10 +70,7 @@ class _Counter:
 
     def table(self) -> list[FlagSummary]:
         keys, counts = self.items()
-        order = np.lexsort((keys, -counts.astype(np.int64)))
-        ps = addressing.page_size()
-        return [FlagSummary(int(keys[i]), int(counts[i]), int(counts[i]) * ps, describe(int(keys[i])))
-                for i in order]
+        return summary_table(dict(zip(keys.tolist(), counts.tolist())))
 
 
 def summarize(flags: np.ndarray | Iterable[np.ndarray]) -> list[FlagSummary]:
@@ -171,24 +98,14 @@ def _flag_words(values: object) -> np.ndarray:
 
 
 _GAP = 16  # frames: bridge gaps up to this wide instead of issuing another pread
-# A PFN has 55 bits in a pagemap entry; larger ones cannot exist (and their file offsets
-# would not fit an off_t, which the C reader refuses with EOVERFLOW).
-_PFN_LIMIT = (1 << 55) - 1
 _CHUNK_MAX = 1 << 27  # entries per scan chunk (1 GiB): larger buffers gain nothing
 
 
-class _PfnFile(FdFile):
+class _PfnFile(_PfnBase):
     """A /proc file of one u64 per page frame, open for bulk reads."""
 
-    filename: ClassVar[str]
     dtype: ClassVar[type] = np.uint64
     CHUNK: ClassVar[int] = 1 << 16  # entries per scan chunk: 512 KiB of memory at a time
-
-    def __init__(self, *, proc_root: str = "/proc") -> None:
-        self._open(os.path.join(proc_root, self.filename), f"cannot open {self.filename}")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(path={self.path!r}, closed={self.closed})"
 
     @overload
     def read(self, pfns: int) -> int: ...
@@ -269,35 +186,6 @@ class _PfnFile(FdFile):
             if got < n:
                 break
 
-    @staticmethod
-    def _check_span(start: object, count: object) -> tuple[int, int | None]:
-        return (as_nonneg(start, "start"),
-                None if count is None else as_nonneg(count, "count"))
-
-    def _beyond_end(self, start: int) -> None:
-        """Raise for a ``start`` PFN past the end of the file (the last PFN is named)."""
-        end = self.max_pfn()
-        raise InvalidArgument(
-            f"start={start:#x} is beyond the last PFN ({end - 1:#x}): {self.path} covers "
-            f"page frames 0 to {end - 1:#x}", path=self.path)
-
-    def max_pfn(self) -> int:
-        """One past the highest PFN the file covers (its size in entries)."""
-        # procfs reports size 0; find the end by reading.
-        lo, hi = 0, 1
-        probe = np.empty(1, dtype=np.uint64)
-        fd = self._checked_fd()
-        while _pio.pread_u64(fd, hi, 1, probe) == 1:
-            lo, hi = hi, hi * 2
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if check(_pio.pread_u64(fd, mid, 1, probe), "probe", path=self.path):
-                lo = mid
-            else:
-                hi = mid
-        return hi
-
-
 class KPageFlags(_PfnFile):
     """/proc/kpageflags: a :class:`KPF` bit mask per page frame.
 
@@ -317,25 +205,7 @@ class KPageFlags(_PfnFile):
         ``threads`` splits the frames into that many PFN ranges scanned at once (default:
         one per CPU this process may run on, see :func:`default_threads`); 1 scans in order.
         """
-        start, count = self._check_span(start, count)
-        if progress is not None and not callable(progress):
-            raise InvalidArgument(f"progress must be a callable(done, total), got {progress!r:.60}")
-        if _threads(threads) > 1:
-            return _parallel_summary(self, start, count, threads, progress)
-        counter = _Counter()
-        total = 0
-        if progress is not None:
-            end = self.max_pfn()
-            if start >= end and count != 0:
-                self._beyond_end(start)
-            total = min(count, end - start) if count is not None else end - start
-        done = 0
-        for _, view in self._scan_views(start, count):
-            counter.add(view)
-            if progress is not None:
-                done += len(view)
-                progress(done, total)
-        return counter.table()
+        return _summary(self, start, count, progress=progress, threads=threads)
 
 
 class KPageCount(_PfnFile):
@@ -354,46 +224,7 @@ def _as_pfn_array(pfns: object) -> np.ndarray:
     return addressing.as_uint64_array(pfns, "PFN", _PFN_LIMIT + 1)
 
 
-# --- Parallel whole-range reads -------------------------------------------------------------
-# A kpageflags read is the kernel walking struct pages for each entry: CPU-bound work done in
-# the reading thread. cffi drops the GIL around every C call, so threads reading disjoint PFN
-# ranges run on separate CPUs and a whole-machine scan takes about 1/threads of the time.
-
-_PART_ALIGN = 1 << 16   # entries: split points fall on scan-chunk boundaries
-_MAX_THREADS = 1024
-
-
-def default_threads() -> int:
-    """Threads for a whole-machine scan: one per CPU this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _threads(threads: object) -> int:
-    from ._args import as_positive
-
-    return default_threads() if threads is None else as_positive(threads, "threads",
-                                                                 hi=_MAX_THREADS)
-
-
-def _parts(start: int, end: int, threads: int) -> list[tuple[int, int]]:
-    """[start, end) cut into at most ``threads`` pieces of nearly equal size."""
-    total = end - start
-    if total <= 0:
-        return []
-    step = max(_PART_ALIGN, -(-total // threads + _PART_ALIGN - 1) // _PART_ALIGN * _PART_ALIGN)
-    return [(lo, min(end, lo + step)) for lo in range(start, end, step)]
-
-
-def _range_end(f: _PfnFile, start: int, count: int | None) -> int:
-    """End of [start, start + count) clipped to the file; a start past the file is an error
-    (naming the last PFN), as for the sequential scans."""
-    last = f.max_pfn()
-    if start >= last and count != 0:
-        f._beyond_end(start)
-    return last if count is None else min(start + count, last)
+# --- Parallel whole-range reads: the helpers live in _kpfcore -------------------------------
 
 
 def read_range(f: _PfnFile, start: int = 0, count: int | None = None, *,
@@ -433,64 +264,3 @@ def read_range(f: _PfnFile, start: int = 0, count: int | None = None, *,
         if g < hi - lo:
             break
     return out[:length].view(f.dtype)
-
-
-def _run_parts(work: Callable[[int], None], parts: int, threads: int,
-               poll: Callable[[], None] | None = None) -> None:
-    if parts <= 1 or threads <= 1:
-        for i in range(parts):
-            work(i)
-            if poll is not None:
-                poll()
-        return
-    with ThreadPoolExecutor(max_workers=min(threads, parts)) as pool:
-        futures = [pool.submit(work, i) for i in range(parts)]
-        pending = set(futures)
-        while pending:
-            _, pending = wait(pending, timeout=0.1)
-            if poll is not None:
-                poll()
-        for fut in futures:
-            fut.result()  # re-raise the first worker error here, in the caller's thread
-
-
-def _parallel_summary(kf: KPageFlags, start: int, count: int | None, threads: int | None,
-                      progress: Callable[[int, int], None] | None) -> list[FlagSummary]:
-    start = as_nonneg(start, "start")
-    if count is not None:
-        count = as_nonneg(count, "count")
-    n = _threads(threads)
-    end = _range_end(kf, start, count)
-    parts = _parts(start, end, n)
-    counters = [_Counter() for _ in parts]
-    done = [0] * len(parts)
-    fd = kf._checked_fd()
-    lock = threading.Lock()
-    total = max(0, end - start)
-
-    def work(i: int) -> None:
-        lo, hi = parts[i]
-        buf = np.empty(kf.CHUNK, dtype=np.uint64)
-        pfn = lo
-        while pfn < hi:
-            want = min(kf.CHUNK, hi - pfn)
-            got = check(_pio.pread_u64(fd, pfn, want, buf),
-                        f"cannot read {kf.filename}", path=kf.path)
-            if got:
-                counters[i].add(buf[:got])
-            pfn += got
-            with lock:
-                done[i] = pfn - lo
-            if got < want:
-                break
-
-    def poll() -> None:
-        if progress is not None:
-            progress(sum(done), total)
-
-    _run_parts(work, len(parts), n, poll)
-    merged = _Counter()
-    for c in counters:
-        keys, counts = c.items()
-        merged.add(keys, counts)
-    return merged.table()

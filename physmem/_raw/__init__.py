@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .._features import kernel_at_least, unavailable
 from ..errors import FeatureUnavailable, error_from_errno
@@ -25,6 +23,9 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "physmem's C core (physmem._native) is not built; install physmem with "
         "`pip install .` (or `python setup.py build_ext --inplace` in a checkout)"
     ) from exc
+
+if TYPE_CHECKING:  # at run time numpy stays unloaded until a caller brings an array
+    import numpy as np
 
 __all__ = ["ffi", "lib", "u64_buffer", "check", "SINCE", "missing", "older_than", "NULL"]
 
@@ -94,7 +95,8 @@ _MISSING = (_errno.ENOSYS, _errno.ENOTTY)
 
 def u64_buffer(array: np.ndarray) -> Any:
     """A ``uint64_t *`` onto a C-contiguous uint64 numpy array (no copy)."""
-    if array.dtype != np.uint64 or not array.flags.c_contiguous:
+    dt = array.dtype
+    if dt.kind != "u" or dt.itemsize != 8 or not dt.isnative or not array.flags.c_contiguous:
         raise TypeError("internal: expected a C-contiguous uint64 array")
     return ffi.from_buffer("uint64_t[]", array, require_writable=False)
 

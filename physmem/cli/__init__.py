@@ -152,7 +152,9 @@ def _wrap(text: str | None) -> str | None:
     return "\n\n".join(textwrap.fill(" ".join(p.split()), width) for p in text.split("\n\n"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only`` (a name in COMMANDS), just that subcommand, so a
+    run imports one subcommand module and what it needs instead of every one of them."""
     parser = _Parser(prog="physmem", description="Linux physical memory: where it lives, how to get it.",
                      epilog=f"{EXIT_HELP}\n\n{SIZES_HELP}\n\n"
                             "physmem COMMAND --help shows each command's options and examples.",
@@ -160,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"physmem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:   # the one registration path
+    # The one registration path; only the named command's when main() knows it (building
+    # all of them imports every command module).
+    for name in (only,) if only in COMMANDS else COMMANDS:
         spec = command(name)
         p = sub.add_parser(name, help=spec.help, description=_wrap(spec.description),
                            epilog=spec.epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,9 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    # A subcommand named first is the one that runs (top-level options come before it and
+    # everything after it belongs to it): parse with its parser alone.
+    parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
     try:
-        args, extra = parser.parse_known_args(argv)
+        args, extra = parser.parse_known_args(words)
         if extra:  # report it with the subcommand's usage, not the top-level one
             sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
             sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")

@@ -7,37 +7,80 @@ read raises :class:`~physmem.errors.ParseError`, a vanished process
 """
 from __future__ import annotations
 
-from .checks import Finding, Severity, check_maps
-from ._cpuinfo import cpu_flags, parse_cpu_flags
-from ._iomem import IomemRange, iomem, parse_iomem
-from ._maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
-from ._meminfo import meminfo, node_meminfo, parse_meminfo
-from ._mounts import Mount, mounts, parse_mounts
-from ._numa_maps import NumaMap, numa_maps, parse_numa_maps
-from ._oom import Oom, oom, set_oom_score_adj
-from .pidstat import (
-                      Stat,
-                      Statm,
-                      parse_cpu_list,
-                      parse_stat,
-                      parse_status,
-                      stat,
-                      statm,
-                      status,
-)
-from ._smaps import Smaps, SmapsList, memory_totals, parse_smaps, smaps, smaps_rollup
-from ._vmstat import parse_vmstat, vmstat
-from .zones import (
-                      BuddyInfo,
-                      PageTypeInfo,
-                      Zone,
-                      buddyinfo,
-                      pagetypeinfo,
-                      parse_buddyinfo,
-                      parse_pagetypeinfo,
-                      parse_zoneinfo,
-                      zoneinfo,
-)
+from typing import TYPE_CHECKING, Any
+
+# Loaded on first use, like the package above: physmem's kpageflags summary reads /proc
+# through proc._read and must not pay for the maps parser's numpy on the way.
+_NAMES = {
+    "BuddyInfo": "zones", "Device": "_maps", "Finding": "checks", "IomemRange": "_iomem",
+    "KIND_CODES": "_maps", "Mount": "_mounts", "NumaMap": "_numa_maps", "Oom": "_oom",
+    "PageTypeInfo": "zones", "Prot": "_maps", "Severity": "checks", "Smaps": "_smaps",
+    "SmapsList": "_smaps", "Stat": "pidstat", "Statm": "pidstat", "Vma": "_maps",
+    "VmaKind": "_maps", "VmaList": "_maps", "Zone": "zones", "buddyinfo": "zones",
+    "check_maps": "checks", "cpu_flags": "_cpuinfo", "iomem": "_iomem", "maps": "_maps",
+    "meminfo": "_meminfo", "memory_totals": "_smaps", "mounts": "_mounts",
+    "node_meminfo": "_meminfo", "numa_maps": "_numa_maps", "oom": "_oom", "pagetypeinfo": "zones",
+    "parse_buddyinfo": "zones", "parse_cpu_flags": "_cpuinfo", "parse_cpu_list": "pidstat",
+    "parse_iomem": "_iomem", "parse_maps": "_maps", "parse_meminfo": "_meminfo",
+    "parse_mounts": "_mounts", "parse_numa_maps": "_numa_maps", "parse_pagetypeinfo": "zones",
+    "parse_smaps": "_smaps", "parse_stat": "pidstat", "parse_status": "pidstat",
+    "parse_vmstat": "_vmstat", "parse_zoneinfo": "zones", "set_oom_score_adj": "_oom",
+    "smaps": "_smaps", "smaps_rollup": "_smaps", "stat": "pidstat", "statm": "pidstat",
+    "status": "pidstat", "vmstat": "_vmstat", "zoneinfo": "zones",
+}
+
+if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real names
+    from .checks import Finding, Severity, check_maps
+    from ._cpuinfo import cpu_flags, parse_cpu_flags
+    from ._iomem import IomemRange, iomem, parse_iomem
+    from ._maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
+    from ._meminfo import meminfo, node_meminfo, parse_meminfo
+    from ._mounts import Mount, mounts, parse_mounts
+    from ._numa_maps import NumaMap, numa_maps, parse_numa_maps
+    from ._oom import Oom, oom, set_oom_score_adj
+    from .pidstat import (
+                          Stat,
+                          Statm,
+                          parse_cpu_list,
+                          parse_stat,
+                          parse_status,
+                          stat,
+                          statm,
+                          status,
+    )
+    from ._smaps import Smaps, SmapsList, memory_totals, parse_smaps, smaps, smaps_rollup
+    from ._vmstat import parse_vmstat, vmstat
+    from .zones import (
+                          BuddyInfo,
+                          PageTypeInfo,
+                          Zone,
+                          buddyinfo,
+                          pagetypeinfo,
+                          parse_buddyinfo,
+                          parse_pagetypeinfo,
+                          parse_zoneinfo,
+                          zoneinfo,
+    )
+
+
+if not TYPE_CHECKING:
+    def __getattr__(name: str) -> Any:
+        import importlib
+
+        module = _NAMES.get(name)
+        if module is None:
+            try:   # a submodule (proc.pidstat) not imported yet
+                return importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError:
+                raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value  # found once; later lookups skip __getattr__
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NAMES))
+
 
 __all__ = [
     "KIND_CODES", "BuddyInfo", "Device", "Finding", "IomemRange", "Mount", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",
