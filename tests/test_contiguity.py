@@ -481,17 +481,21 @@ def test_arguments_are_checked(is_root):
 
 
 def test_cli_want_json_has_the_fields_and_agrees_with_the_api(is_root):
-    proc = run_physmem("contig", "--want", "16x1G", "--json")
-    assert proc.returncode == 0, proc.stderr
-    v = json.loads(proc.stdout)
-    assert v["size"] == G1 and v["count"] == 16
-    assert v["verdict"] == ("now" if v["obtainable_now"] >= 16 else "after-compaction"
-                            if v["obtainable_after_compaction"] >= 16 else "no")
-    if v["verdict"] == "no":
-        assert "hugepagesz=1G hugepages=16" in v["advice"]
-    # The prediction for gigantic pages moves little from one moment to the next.
-    t = forecast(sizes=["1G"]).totals(G1)
-    assert abs(t["obtainable_now"] - v["obtainable_now"]) <= 1
+    def check() -> None:
+        proc = run_physmem("contig", "--want", "16x1G", "--json")
+        assert proc.returncode == 0, proc.stderr
+        v = json.loads(proc.stdout)
+        assert v["size"] == G1 and v["count"] == 16
+        assert v["verdict"] == ("now" if v["obtainable_now"] >= 16 else "after-compaction"
+                                if v["obtainable_after_compaction"] >= 16 else "no")
+        if v["verdict"] == "no":
+            assert "hugepagesz=1G hugepages=16" in v["advice"]
+        # The prediction for gigantic pages moves little from one moment to the next, except
+        # while the kernel is still freeing what an earlier test gave back: then retried.
+        t = forecast(sizes=["1G"]).totals(G1)
+        assert abs(t["obtainable_now"] - v["obtainable_now"]) <= 1, (t, v)
+
+    settled(check, attempts=5)
     proc = run_physmem("contig", "--want", "256M", "--json")
     v = json.loads(proc.stdout)
     assert v["size"] == 256 << 20 and v["count"] == 1 and v["verdict"] in ("now", "after-compaction", "no")
