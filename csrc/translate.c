@@ -11,6 +11,31 @@ static inline uint64_t entry_index(uint64_t va, size_t i, int mode, unsigned pag
     return mode == PM_TRANSLATE_DIRECT ? i : (va >> page_shift) - base_vpn;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* Wide vector units make this loop several times faster; the loader picks the variant. */
+#define PM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PM_CLONES
+#endif
+
+/* Page starts from entries raw[0..n): the address of page i is a page start, so its
+ * physical address is pfn << page_shift. The loop PagemapEntries.paddr() runs: one load,
+ * one store, no index arithmetic, so it vectorises. */
+PM_CLONES
+static size_t translate_page_starts(const uint64_t *raw, size_t n, unsigned page_shift,
+                                    uint64_t present_bit, uint64_t pfn_mask, uint64_t *paddr)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t e = raw[i];
+        uint64_t pfn = e & pfn_mask;
+        uint64_t ok = ((e & present_bit) != 0) & (pfn != 0);
+        paddr[i] = ok ? pfn << page_shift : 0;
+        bad += ok ^ 1;
+    }
+    return bad;
+}
+
 /* Translate n virtual addresses to physical ones in one pass.
  * mode PM_TRANSLATE_SPAN:   raw holds nraw consecutive entries starting at page base_vpn.
  * mode PM_TRANSLATE_DIRECT: raw[i] is the pagemap entry of vaddr[i].
@@ -39,8 +64,12 @@ size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64
     } while (0)
 
     if (!vaddr) {
-        for (size_t i = 0; i < n; i++)
-            PM_TRANSLATE_ONE((base_vpn + i) << page_shift, i, mode == PM_TRANSLATE_DIRECT || i < nraw);
+        size_t inside = mode == PM_TRANSLATE_DIRECT || n <= nraw ? n : (size_t)nraw;
+        bad = translate_page_starts(raw, inside, page_shift, present_bit, pfn_mask, paddr);
+        for (size_t i = inside; i < n; i++) {
+            paddr[i] = 0;
+            bad++;
+        }
     } else if (mode == PM_TRANSLATE_DIRECT) {
         for (size_t i = 0; i < n; i++)
             PM_TRANSLATE_ONE(vaddr[i], i, 1);
@@ -75,13 +104,6 @@ size_t pm_translate(const uint64_t *vaddr, size_t n, const uint64_t *raw, uint64
     }
     return bad;
 }
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-/* Wide vector units make this loop several times faster; the loader picks the variant. */
-#define PM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PM_CLONES
-#endif
 
 /* In-place translation of entries e[i] for the addresses va[i] = one per page from base_vpn.
  * Written for the vectoriser: no early exits, selects instead of branches. */
