@@ -14,7 +14,7 @@ from typing import Literal, cast, overload
 
 import numpy as np
 
-from . import addressing
+from . import _bulk, addressing
 from ._args import as_flags, as_pid
 from ._fdfile import FdFile
 from ._raw import check
@@ -247,7 +247,7 @@ class PageMap(FdFile):
         """
         addr, size = addressing.check_range(address, length)
         try:
-            buf = np.empty(size >> self._shift, dtype=np.uint64)
+            buf = _bulk.empty(size >> self._shift)
         except MemoryError:
             raise OutOfMemory(
                 f"length={size:#x} needs {size >> self._shift << 3} bytes of pagemap entries, "
@@ -292,7 +292,7 @@ class PageMap(FdFile):
         flat = va.reshape(-1)
         n = flat.size
         if out is None:
-            result = np.empty(n, dtype=np.uint64)
+            result = _bulk.empty(n)
         else:
             if not (isinstance(out, np.ndarray) and out.dtype == np.uint64
                     and out.flags.c_contiguous and out.flags.writeable and out.size == n):
@@ -363,7 +363,7 @@ class PageMap(FdFile):
         first, counts = find_runs(vpns)
         starts = np.ascontiguousarray(vpns[first], dtype=np.uint64)
         counts = counts.astype(np.uint64)
-        buf = np.empty(len(vpns), dtype=np.uint64)
+        buf = _bulk.empty(len(vpns))
         self._checked_fd()
         got = check(_pio.gather_u64(self._fd, starts, counts, buf),
                     "cannot read pagemap", path=self.path, pid=self.pid)
@@ -531,7 +531,7 @@ def _translate_entries(vaddr: np.ndarray | None, raw: np.ndarray, *, mode: int, 
     """Physical addresses from pagemap entries (vaddr None: the pages from base_vpn on)."""
     n = len(raw) if vaddr is None else len(vaddr)
     if out is None:
-        out = np.empty(n, dtype=np.uint64)
+        out = _bulk.empty(n)
     first_bad = -1
 
     def run(status: np.ndarray | None) -> int:

@@ -29,6 +29,13 @@ def memory_at(address: int, size: int) -> Any:
     return ffi.buffer(ffi.cast("char *", address), size)
 
 
+def owned_memory(address: int, size: int, release: Callable[[int, int], None]) -> Any:
+    """As :func:`memory_at`, and ``release(address, size)`` is called once no buffer, view
+    or array made from it is left (the caller decides whether to unmap or reuse)."""
+    ptr = ffi.gc(ffi.cast("char *", address), lambda _: release(address, size), size)
+    return ffi.buffer(ptr, size)
+
+
 PROT_NONE: Final[int] = lib.PROT_NONE
 PROT_READ: Final[int] = lib.PROT_READ
 PROT_WRITE: Final[int] = lib.PROT_WRITE
