@@ -22,7 +22,7 @@ from physmem.errors import (
     NotContiguous,
 )
 
-from conftest import PAGE, python_env
+from conftest import PAGE, address_of, python_env
 
 MB2 = 2 << 20
 POOL_2M = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
@@ -119,6 +119,57 @@ def test_scatter_segments_are_the_physical_runs(hugepage_pool):
         assert [(v, p * PAGE, n) for v, p, n in runs] == sc.segments.tolist()
         # Physical order is virtual order: segments ascend in both.
         assert sorted(sc.segments["paddr"].tolist()) == sc.segments["paddr"].tolist()
+
+
+def test_virt_to_phys_of_a_scatter_buffer_of_many_segments(hugepage_pool):
+    """Every other free page (in physical order) held by a hugetlb memfd, the rest given to
+    a scatter buffer: its pages have no free neighbour, so it has one segment per page.
+    virt_to_phys of random offsets against a plain pread of pagemap for each offset."""
+    import ctypes
+    import mmap as _mmap
+
+    hugepage_pool(32)
+    free = pool_state()[1]
+    fd = os.memfd_create("frag", os.MFD_HUGETLB)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    try:
+        os.ftruncate(fd, free * MB2)
+        m = _mmap.mmap(fd, free * MB2)
+        for i in range(free):
+            m[i * MB2] = 1
+        heads = own_pfns_at([address_of(m) + i * MB2 for i in range(free)])
+        m.close()
+        by_phys = sorted(range(free), key=heads.__getitem__)
+        give = by_phys[1::2]
+        for i in give:  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+            assert libc.fallocate(fd, 0x02 | 0x01, i * MB2, MB2) == 0, ctypes.get_errno()
+        pages = len(give)
+        with allocate_scatter(pages * MB2) as sc:
+            assert len(sc.segments) == pages
+            rng = np.random.default_rng(7)
+            x = rng.integers(0, sc.size, 100_000, dtype=np.uint64)
+            pfns = np.array(own_pfns(sc.address, sc.size), dtype=np.uint64)
+            expect = pfns[(x // np.uint64(PAGE)).astype(np.intp)] * np.uint64(PAGE) + x % np.uint64(PAGE)
+            assert np.array_equal(sc.virt_to_phys(x), expect)
+            assert sc.virt_to_phys(int(x[0])) == int(expect[0])
+            assert np.array_equal(sc.phys_to_virt(expect), x)
+    finally:
+        os.close(fd)
+
+
+def own_pfns_at(addresses: list[int]) -> list[int]:
+    """PFN of the page at each address, one plain pread of pagemap each."""
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        out = []
+        for a in addresses:
+            (e,) = struct.unpack("<Q", os.pread(fd, 8, a // PAGE * 8))
+            assert e >> 63, f"{a:#x} not present"
+            out.append(e & ((1 << 55) - 1))
+        return out
+    finally:
+        os.close(fd)
 
 
 def test_allocate_close_cycles_leave_pools_as_they_were(hugepage_pool):
