@@ -109,12 +109,19 @@ def snapshot(tmp_path_factory) -> Path:
     if os.geteuid() != 0:
         pytest.skip("needs root for /proc/kpageflags")
     root = tmp_path_factory.mktemp("proc")
-    fd = os.open("/proc/kpageflags", os.O_RDONLY)
-    with open(root / "kpageflags", "wb") as out:
-        while chunk := os.read(fd, 1 << 20):
-            out.write(chunk)
-    os.close(fd)
+    _copy_kpageflags(root / "kpageflags")
     return root
+
+
+def _copy_kpageflags(dest: Path) -> None:
+    """A byte copy of /proc/kpageflags (read in large chunks: the file has no size)."""
+    fd = os.open("/proc/kpageflags", os.O_RDONLY)
+    try:
+        with open(dest, "wb") as out:
+            while chunk := os.read(fd, 1 << 20):
+                out.write(chunk)
+    finally:
+        os.close(fd)
 
 
 def test_parallel_read_equals_the_snapshot_bytes(snapshot):
@@ -330,11 +337,7 @@ def frozen_proc(tmp_path) -> Path:
     for name in os.listdir("/proc"):
         if name != "kpageflags":
             (tmp_path / name).symlink_to(f"/proc/{name}")
-    fd = os.open("/proc/kpageflags", os.O_RDONLY)
-    with open(tmp_path / "kpageflags", "wb") as out:
-        while chunk := os.read(fd, 1 << 20):
-            out.write(chunk)
-    os.close(fd)
+    _copy_kpageflags(tmp_path / "kpageflags")
     return tmp_path
 
 
