@@ -185,6 +185,46 @@ static int flags_mask(struct pmproc_names *t, const char *s, const char *e, uint
     return 0;
 }
 
+/* Names repeat (a library maps 4 or 5 times, most mappings have none): each row gets the row
+ * of its name's first appearance, so Python decodes every distinct name once and takes the
+ * rest from a table instead of slicing and hashing each row's bytes. Open addressing over
+ * row numbers; once half full, new names point to their own row (correct, just not shared). */
+#define NAMETAB 4096
+struct nametab {
+    uint32_t slot[NAMETAB];   /* row + 1; 0 = empty */
+    uint32_t used;
+    uint32_t empty;           /* row + 1 of the first nameless mapping; 0 = none yet */
+};
+
+static uint32_t name_id(struct nametab *t, const char *buf, size_t cap, size_t i,
+                        const uint32_t *c32)
+{
+    const uint32_t *off = c32 + PMPROC_C32_NAME_OFF * cap, *len = c32 + PMPROC_C32_NAME_LEN * cap;
+    const uint32_t *id = c32 + PMPROC_C32_NAME_ID * cap;
+    uint32_t l = len[i];
+    const char *s = buf + off[i];
+    if (l == 0) {
+        if (!t->empty) t->empty = (uint32_t)i + 1;
+        return t->empty - 1;
+    }
+    /* The previous row first: consecutive mappings of one file are the common case. */
+    if (i > 0 && len[i - 1] == l && memcmp(buf + off[i - 1], s, l) == 0) return id[i - 1];
+    uint32_t h = 2166136261u;   /* FNV-1a */
+    for (uint32_t k = 0; k < l; k++) h = (h ^ (unsigned char)s[k]) * 16777619u;
+    for (uint32_t j = h & (NAMETAB - 1);; j = (j + 1) & (NAMETAB - 1)) {
+        uint32_t r = t->slot[j];
+        if (r == 0) {
+            if (t->used < NAMETAB / 2) {
+                t->slot[j] = (uint32_t)i + 1;
+                t->used++;
+            }
+            return (uint32_t)i;
+        }
+        r--;
+        if (len[r] == l && memcmp(buf + off[r], s, l) == 0) return r;
+    }
+}
+
 /* Distinct VmFlags texts are few per process: remember recent ones and their masks. */
 #define FLAGCACHE 8
 struct flagcache {
@@ -202,10 +242,12 @@ int64_t pmproc_parse(const char *buf, size_t len, int with_fields, size_t cap,
     uint32_t line = 0, pos = 0;
     uint32_t order[PMPROC_MAXNAMES];   /* key index seen at each position, last mapping */
     struct flagcache fc = {.n = 0, .next = 0};
+    struct nametab names;
     struct pmproc_names *keys = &tab->keys;
 
     tab->keys.n = tab->flags.n = 0;
     memset(order, 0xff, sizeof order);
+    memset(&names, 0, sizeof names);
     if (len >= (size_t)1 << 32) {
         *err = (struct pmproc_error){.line = 0, .off = 0, .len = 0, .code = PMPROC_ELARGE};
         return -1;
@@ -224,6 +266,7 @@ int64_t pmproc_parse(const char *buf, size_t len, int with_fields, size_t cap,
                 code = PMPROC_EHEADER;
                 goto fail;
             }
+            c32[PMPROC_C32_NAME_ID * cap + n] = name_id(&names, buf, cap, n, c32);
             if (with_fields) {
                 c64[PMPROC_C64_PRESENT * cap + n] = 0;
                 c64[PMPROC_C64_VMFLAGS * cap + n] = 0;
