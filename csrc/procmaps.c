@@ -40,6 +40,24 @@ static inline int parse_hex(const char **p, const char *end, uint64_t *out)
     return 0;
 }
 
+static inline uint64_t load64(const char *s)
+{
+    uint64_t w;
+    memcpy(&w, s, sizeof w);
+    return w;
+}
+
+/* s[0..len) == t[0..len), inline: keys are short, where a call to memcmp costs more. */
+static inline int same_bytes(const char *s, const char *t, size_t len)
+{
+    size_t j = 0;
+    for (; j + 8 <= len; j += 8)
+        if (load64(s + j) != load64(t + j)) return 0;
+    for (; j < len; j++)
+        if (s[j] != t[j]) return 0;
+    return 1;
+}
+
 static inline int parse_dec(const char **p, const char *end, uint64_t *out)
 {
     const char *s = *p;
@@ -277,6 +295,39 @@ int64_t pmproc_parse(const char *buf, size_t len, int with_fields, size_t cap,
             n++;
             pos = 0;
         } else {
+            /* Fast path: the key the previous mapping had at this position, spaces, digits,
+             * " kB" and the newline, in one forward pass. Anything else (a new key, a tab,
+             * an error to report) takes the general path below, which starts over. */
+            uint32_t hint = pos < PMPROC_MAXNAMES ? order[pos] : UINT32_MAX;
+            if (n > 0 && hint < keys->n) {
+                size_t kl = keys->len[hint];
+                const char *s = p + kl + 1;
+                if (s < end && p[kl] == ':' && same_bytes(p, keys->name[hint], kl)) {
+                    uint64_t v;
+                    while (end - s >= 8 && load64(s) == 0x2020202020202020ull) s += 8;
+                    while (s < end && *s == ' ') s++;
+                    if (parse_dec(&s, end, &v) == 0) {
+                        const char *e = NULL;
+                        if (end - s >= 3 && memcmp(s, " kB", 3) == 0
+                                && (end - s == 3 || s[3] == '\n')) {
+                            if (v <= UINT64_MAX / 1024) {
+                                v *= 1024;
+                                e = s + 3;
+                            }
+                        } else if (s == end || *s == '\n') {
+                            e = s;
+                        }
+                        if (e) {
+                            size_t i = n - 1;
+                            pos++;
+                            c64[PMPROC_C64_PRESENT * cap + i] |= (uint64_t)1 << hint;
+                            values[(size_t)hint * cap + i] = v;
+                            p = e < end ? e + 1 : end;
+                            continue;
+                        }
+                    }
+                }
+            }
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             eol = nl ? nl : end;
             if (n == 0) { code = PMPROC_EORPHAN; goto fail; }
