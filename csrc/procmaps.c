@@ -40,6 +40,24 @@ static inline int parse_hex(const char **p, const char *end, uint64_t *out)
     return 0;
 }
 
+static inline uint64_t load64(const char *s)
+{
+    uint64_t w;
+    memcpy(&w, s, sizeof w);
+    return w;
+}
+
+/* s[0..len) == t[0..len), inline: keys are short, where a call to memcmp costs more. */
+static inline int same_bytes(const char *s, const char *t, size_t len)
+{
+    size_t j = 0;
+    for (; j + 8 <= len; j += 8)
+        if (load64(s + j) != load64(t + j)) return 0;
+    for (; j < len; j++)
+        if (s[j] != t[j]) return 0;
+    return 1;
+}
+
 static inline int parse_dec(const char **p, const char *end, uint64_t *out)
 {
     const char *s = *p;
@@ -185,6 +203,46 @@ static int flags_mask(struct pmproc_names *t, const char *s, const char *e, uint
     return 0;
 }
 
+/* Names repeat (a library maps 4 or 5 times, most mappings have none): each row gets the row
+ * of its name's first appearance, so Python decodes every distinct name once and takes the
+ * rest from a table instead of slicing and hashing each row's bytes. Open addressing over
+ * row numbers; once half full, new names point to their own row (correct, just not shared). */
+#define NAMETAB 4096
+struct nametab {
+    uint32_t slot[NAMETAB];   /* row + 1; 0 = empty */
+    uint32_t used;
+    uint32_t empty;           /* row + 1 of the first nameless mapping; 0 = none yet */
+};
+
+static uint32_t name_id(struct nametab *t, const char *buf, size_t cap, size_t i,
+                        const uint32_t *c32)
+{
+    const uint32_t *off = c32 + PMPROC_C32_NAME_OFF * cap, *len = c32 + PMPROC_C32_NAME_LEN * cap;
+    const uint32_t *id = c32 + PMPROC_C32_NAME_ID * cap;
+    uint32_t l = len[i];
+    const char *s = buf + off[i];
+    if (l == 0) {
+        if (!t->empty) t->empty = (uint32_t)i + 1;
+        return t->empty - 1;
+    }
+    /* The previous row first: consecutive mappings of one file are the common case. */
+    if (i > 0 && len[i - 1] == l && memcmp(buf + off[i - 1], s, l) == 0) return id[i - 1];
+    uint32_t h = 2166136261u;   /* FNV-1a */
+    for (uint32_t k = 0; k < l; k++) h = (h ^ (unsigned char)s[k]) * 16777619u;
+    for (uint32_t j = h & (NAMETAB - 1);; j = (j + 1) & (NAMETAB - 1)) {
+        uint32_t r = t->slot[j];
+        if (r == 0) {
+            if (t->used < NAMETAB / 2) {
+                t->slot[j] = (uint32_t)i + 1;
+                t->used++;
+            }
+            return (uint32_t)i;
+        }
+        r--;
+        if (len[r] == l && memcmp(buf + off[r], s, l) == 0) return r;
+    }
+}
+
 /* Distinct VmFlags texts are few per process: remember recent ones and their masks. */
 #define FLAGCACHE 8
 struct flagcache {
@@ -202,10 +260,12 @@ int64_t pmproc_parse(const char *buf, size_t len, int with_fields, size_t cap,
     uint32_t line = 0, pos = 0;
     uint32_t order[PMPROC_MAXNAMES];   /* key index seen at each position, last mapping */
     struct flagcache fc = {.n = 0, .next = 0};
+    struct nametab names;
     struct pmproc_names *keys = &tab->keys;
 
     tab->keys.n = tab->flags.n = 0;
     memset(order, 0xff, sizeof order);
+    memset(&names, 0, sizeof names);
     if (len >= (size_t)1 << 32) {
         *err = (struct pmproc_error){.line = 0, .off = 0, .len = 0, .code = PMPROC_ELARGE};
         return -1;
@@ -224,6 +284,7 @@ int64_t pmproc_parse(const char *buf, size_t len, int with_fields, size_t cap,
                 code = PMPROC_EHEADER;
                 goto fail;
             }
+            c32[PMPROC_C32_NAME_ID * cap + n] = name_id(&names, buf, cap, n, c32);
             if (with_fields) {
                 c64[PMPROC_C64_PRESENT * cap + n] = 0;
                 c64[PMPROC_C64_VMFLAGS * cap + n] = 0;
@@ -234,6 +295,39 @@ int64_t pmproc_parse(const char *buf, size_t len, int with_fields, size_t cap,
             n++;
             pos = 0;
         } else {
+            /* Fast path: the key the previous mapping had at this position, spaces, digits,
+             * " kB" and the newline, in one forward pass. Anything else (a new key, a tab,
+             * an error to report) takes the general path below, which starts over. */
+            uint32_t hint = pos < PMPROC_MAXNAMES ? order[pos] : UINT32_MAX;
+            if (n > 0 && hint < keys->n) {
+                size_t kl = keys->len[hint];
+                const char *s = p + kl + 1;
+                if (s < end && p[kl] == ':' && same_bytes(p, keys->name[hint], kl)) {
+                    uint64_t v;
+                    while (end - s >= 8 && load64(s) == 0x2020202020202020ull) s += 8;
+                    while (s < end && *s == ' ') s++;
+                    if (parse_dec(&s, end, &v) == 0) {
+                        const char *e = NULL;
+                        if (end - s >= 3 && memcmp(s, " kB", 3) == 0
+                                && (end - s == 3 || s[3] == '\n')) {
+                            if (v <= UINT64_MAX / 1024) {
+                                v *= 1024;
+                                e = s + 3;
+                            }
+                        } else if (s == end || *s == '\n') {
+                            e = s;
+                        }
+                        if (e) {
+                            size_t i = n - 1;
+                            pos++;
+                            c64[PMPROC_C64_PRESENT * cap + i] |= (uint64_t)1 << hint;
+                            values[(size_t)hint * cap + i] = v;
+                            p = e < end ? e + 1 : end;
+                            continue;
+                        }
+                    }
+                }
+            }
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             eol = nl ? nl : end;
             if (n == 0) { code = PMPROC_EORPHAN; goto fail; }

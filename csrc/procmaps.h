@@ -27,10 +27,11 @@
 #define PMPROC_C32_MINOR 1
 #define PMPROC_C32_NAME_OFF 2  /* path without the " (deleted)" suffix */
 #define PMPROC_C32_NAME_LEN 3
-#define PMPROC_C32_FLAGS_OFF 4 /* VmFlags text, length 0 if absent */
-#define PMPROC_C32_FLAGS_LEN 5
-#define PMPROC_C32_MAPS 4
-#define PMPROC_C32_SMAPS 6
+#define PMPROC_C32_NAME_ID 4   /* a row with the same name (the first met, if the table held it) */
+#define PMPROC_C32_FLAGS_OFF 5 /* VmFlags text, length 0 if absent */
+#define PMPROC_C32_FLAGS_LEN 6
+#define PMPROC_C32_MAPS 5
+#define PMPROC_C32_SMAPS 7
 
 /* Columns of the uint8 block. */
 #define PMPROC_C8_PROT 0       /* PMPROC_READ | PMPROC_WRITE | PMPROC_EXEC */

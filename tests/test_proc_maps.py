@@ -247,3 +247,55 @@ def test_maps_rules_name_the_mapping_at_fault():
         ("maps.duplicate", "maps", Severity.ERROR, second),
         ("maps.permissions", "maps", Severity.ERROR, second)]
     assert "[stack] is r--p, expected rw-p" in found[1].message
+
+
+def _text_paths(text: bytes) -> list[str]:
+    """The name column of maps text, read with a plain split (not physmem's parser)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        name = parts[5] if len(parts) == 6 else b""
+        if name.startswith(b"/"):
+            name = name.removesuffix(b" (deleted)").replace(b"\\012", b"\n")
+        out.append(os.fsdecode(name))
+    return out
+
+
+def test_paths_beyond_the_name_table():
+    # The parser shares each distinct name between its mappings through a table of 2,048
+    # names; more than that, repeats far apart and right after each other, nameless
+    # mappings in between and a file and its deleted twin must all keep their own path.
+    lines = []
+    for i in range(5000):
+        name = [b"/lib/l%d.so" % (i % 3000), b"", b"/lib/l%d.so" % (i % 3000),
+                b"[anon:a%d]" % (i % 7), b"/tmp/f%d (deleted)" % (i % 5), b"/tmp/f%d" % (i % 5),
+                b"/x\\012y", b"[heap]"][i % 8]
+        lines.append(b"%x-%x r--p 00000000 08:01 %d   %s" % (i * 4096, i * 4096 + 4096, i, name))
+    text = b"\n".join(lines) + b"\n"
+    listed = list(proc.parse_maps(text))
+    one_by_one = proc.parse_maps(text)
+    assert [v.path for v in listed] == _text_paths(text)
+    assert [one_by_one[i] for i in range(len(one_by_one))] == listed
+    assert [v.deleted for v in listed] == [b"(deleted)" in ln for ln in lines]
+
+
+def test_smaps_values_with_odd_spacing():
+    # The parser's fast path takes the usual "Key:   <n> kB" line; tabs, a bare number, a key
+    # out of the usual order and a last line without newline go the general way. Every
+    # value must still be what a plain split of the text says.
+    text = (b"1000-2000 rw-p 00000000 00:00 0\nSize:      4 kB\nRss:\t 4 kB\nPss: 2 kB\n"
+            b"THPeligible:    1\nVmFlags: rd wr\n"
+            b"2000-3000 rw-p 00000000 00:00 0\nSize:      8 kB\nPss:   0 kB\nRss: 8 kB\n"
+            b"THPeligible: 0\nVmFlags: rd\n"
+            b"3000-4000 rw-p 00000000 00:00 0\nSize: 12 kB\nRss:                12 kB\n"
+            b"Pss: 18014398509481983 kB\nTHPeligible: 1")
+    expect: list[dict[str, int]] = []
+    for line in text.splitlines():
+        if b"-" in line.split()[0]:
+            expect.append({})
+        elif not line.startswith(b"VmFlags"):
+            key, rest = line.split(b":", 1)
+            num, *unit = rest.split()
+            expect[-1][key.decode()] = int(num) * (1024 if unit == [b"kB"] else 1)
+    assert [s.fields for s in proc.parse_smaps(text)] == expect
+    assert [s.vm_flags for s in proc.parse_smaps(text)] == [{"rd", "wr"}, {"rd"}, frozenset()]

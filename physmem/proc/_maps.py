@@ -70,10 +70,25 @@ KIND_CODES: tuple[VmaKind, ...] = (
     VmaKind.OTHER,
 )
 _FILE = _raw.KIND_FILE
+
+
+def _objects(items: Iterable[Any]) -> np.ndarray:
+    """An object array of ``items`` as they are (np.array would unpack tuples)."""
+    items = list(items)
+    out = np.empty(len(items), object)
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
+
+
+# Code -> object tables: ``_PROT_OBJ[codes].tolist()`` maps a whole column in C.
+_PROT_OBJ = _objects(_PROT)
+_KIND_OBJ = _objects(KIND_CODES)
 _C64_START, _C64_END = _raw.C64_START, _raw.C64_END
 _C64_OFFSET, _C64_INODE = _raw.C64_OFFSET, _raw.C64_INODE
 _C32_MAJOR, _C32_MINOR = _raw.C32_MAJOR, _raw.C32_MINOR
 _C32_NAME_OFF, _C32_NAME_LEN = _raw.C32_NAME_OFF, _raw.C32_NAME_LEN
+_C32_NAME_ID = _raw.C32_NAME_ID
 _C8_PROT, _C8_BITS, _C8_KIND = _raw.C8_PROT, _raw.C8_BITS, _raw.C8_KIND
 _SHARED, _DELETED = _raw.SHARED, _raw.DELETED
 
@@ -192,22 +207,33 @@ class VmaList(Sequence[_R], Generic[_R]):
     def _build(self, i: int) -> _R:
         return tuple.__new__(Vma, self._vma_fields(i))  # type: ignore[return-value]
 
-    def _vma_columns(self) -> list[Iterable[Any]]:
-        """The Vma fields as columns (one iterable per field), for zip in C."""
+    def _vma_columns(self) -> list[list[Any]]:
+        """The Vma fields as columns (one list per field), for zip in C.
+
+        Every object column is a lookup of codes in a small object array (numpy's take runs
+        in C): Prot and VmaKind by code, Device by distinct device number, and paths by the
+        parser's name id, so each distinct name is decoded once, not once per mapping.
+        """
         p = self._p
+        n = p.n
         c32, c8 = p.c32, p.c8
+        ids = c32[_C32_NAME_ID]
+        own = np.flatnonzero(ids == np.arange(n, dtype=ids.dtype))   # first of each name
         data = p.data
-        kinds = c8[_C8_KIND].tolist()
-        offs = c32[_C32_NAME_OFF].tolist()
-        ends = (c32[_C32_NAME_OFF] + c32[_C32_NAME_LEN]).tolist()
-        paths = [_path(data[o:e], k == _FILE) for o, e, k in zip(offs, ends, kinds)]
-        devs = (c32[_C32_MAJOR].astype(np.uint64) << np.uint64(32) | c32[_C32_MINOR]).tolist()
+        offs = c32[_C32_NAME_OFF, own]
+        names = np.empty(n, object)
+        names[own] = [_path(data[o:e], k == _FILE) for o, e, k in
+                      zip(offs.tolist(), (offs + c32[_C32_NAME_LEN, own]).tolist(),
+                          c8[_C8_KIND, own].tolist())]
+        devs = c32[_C32_MAJOR].astype(np.uint64) << np.uint64(32) | c32[_C32_MINOR]
+        distinct, which = np.unique(devs, return_inverse=True)
+        devices = _objects(map(_devices.__getitem__, distinct.tolist()))
         bits = c8[_C8_BITS]
         return [p.c64[_C64_START].tolist(), p.c64[_C64_END].tolist(),
-                map(_PROT.__getitem__, c8[_C8_PROT].tolist()),
+                _PROT_OBJ[c8[_C8_PROT]].tolist(),
                 (bits & _SHARED).astype(bool).tolist(), p.c64[_C64_OFFSET].tolist(),
-                map(_devices.__getitem__, devs), p.c64[_C64_INODE].tolist(), paths,
-                map(KIND_CODES.__getitem__, kinds), (bits & _DELETED).astype(bool).tolist()]
+                devices[which].tolist(), p.c64[_C64_INODE].tolist(), names[ids].tolist(),
+                _KIND_OBJ[c8[_C8_KIND]].tolist(), (bits & _DELETED).astype(bool).tolist()]
 
     def _build_all(self) -> list[_R]:
         return list(map(tuple.__new__, repeat(Vma), zip(*self._vma_columns())))  # type: ignore[arg-type]

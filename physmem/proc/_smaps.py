@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+import struct
 from collections.abc import Iterable
 from itertools import repeat
 from typing import Any, NamedTuple, SupportsIndex, overload
@@ -228,8 +229,10 @@ class SmapsList(VmaList[Smaps]):
             # Every mapping has the same keys (the normal case): one column selection for all.
             names, cols = self._key_cols(first)
             keycol = repeat(names)
-            # zip over columns builds the row tuples in C.
-            rows = zip(*self._values[cols].tolist()) if cols else repeat(())
+            # struct unpacks each row of the (mappings x keys) copy straight into its tuple
+            # in C: no list per column and no zip over them.
+            rows = (struct.iter_unpack(f"={len(cols)}Q", np.ascontiguousarray(
+                self._values[cols].T, np.uint64).data) if cols else repeat(()))
         else:
             keylist: list[tuple[str, ...]] = []
             rowlist: list[tuple[int, ...]] = []
