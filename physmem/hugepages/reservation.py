@@ -80,9 +80,9 @@ MEMORY_MARGIN_MIN = 256 << 20
 
 def _memory_allowance(proc_root: str) -> tuple[int, int, int] | None:
     """(bytes a pool may grow by, MemAvailable, margin), or None without MemAvailable."""
-    from ..proc import meminfo
+    from ..proc._meminfo import meminfo_values
 
-    info = meminfo(proc_root=proc_root)
+    info = meminfo_values(("MemAvailable", "MemTotal"), proc_root)
     available, total = info.get("MemAvailable"), info.get("MemTotal")
     if available is None or total is None:
         return None
@@ -249,7 +249,7 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
     surplus = _count(directory, "surplus_hugepages")
     free = _count(directory, "free_hugepages")
     target = previous + max(0, count - free)
-    if not force:
+    if not force and target != previous:
         _check_memory(target - previous, size, node, proc_root)
     if guard is not None:  # also when nothing is written now: demotion may grow it later
         guard.arm(f"{directory}/nr_hugepages", previous - surplus)
@@ -261,8 +261,11 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
             progress(step - previous, target - previous)
     elif target != previous:
         _write_total(directory, target)
-    total = _count(directory, "nr_hugepages")
-    free_now = _count(directory, "free_hugepages")
+    if progress is None and target == previous:
+        total, free_now = previous, free  # nothing written: the counts read above stand
+    else:
+        total = _count(directory, "nr_hugepages")
+        free_now = _count(directory, "free_hugepages")
     res = Reservation(size=size, node=node, previous=previous, total=total, free=free_now,
                       path=directory, previous_surplus=surplus)
     if free_now < count and not allow_partial:
