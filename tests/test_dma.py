@@ -600,3 +600,53 @@ def test_longest_contiguous_of_an_empty_pool_is_zero(persistent_pools):
     assert pool_state()[1] == 0
     assert longest_contiguous() == 0
     assert longest_contiguous("2M", node=0) == 0
+
+
+GUARDED_GROWER = r"""
+import os, signal, sys, time
+import physmem.dma as d
+from physmem.hugepages import reserve
+from physmem.hugepages.guard import PoolGuard
+d.allocate_contiguous('4M', reserve=True).close()  # this process's guardian is running now
+first = PoolGuard().pid
+def grow_and_wait():
+    guard = PoolGuard()
+    reserve(int(sys.argv[2]), "2M", guard=guard)  # grown, armed, never released
+    print(os.getpid(), first, guard.pid, flush=True)
+    time.sleep(60)
+    os._exit(0)
+if sys.argv[1] == "kill-guardian":  # killed by hand: the next arm starts another
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.2)
+    grow_and_wait()
+if os.fork() == 0:
+    grow_and_wait()
+sys.stdin.read()  # the parent stays alive, guardian and all, until the test is done
+"""
+
+
+@pytest.mark.parametrize("how", ["fork", "kill-guardian"])
+def test_guardian_of_a_fork_child_and_after_a_guardian_dies(persistent_pools, how):
+    """One guardian serves a process for its whole life. A child made by os.fork must not
+    share it (its parent holding the socket would hide the child's death), and a guardian
+    killed by hand must be replaced: a process SIGKILLed holding a grown pool then leaves
+    the pool as it was (for a fork child, while its parent lives on)."""
+    before = all_pools()
+    grow = before["hugepages-2048kB"][1] + 3
+    env, cwd = python_env()
+    proc = subprocess.Popen([sys.executable, "-c", GUARDED_GROWER, how, str(grow)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env, cwd=cwd)
+    try:
+        victim, first, guardian = map(int, proc.stdout.readline().split())
+        assert guardian != first
+        nr, free, _ = all_pools()["hugepages-2048kB"]
+        assert free >= grow and nr > before["hugepages-2048kB"][0], "the pool was grown"
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for_pools(before) == before
+        if how == "fork":
+            assert victim != proc.pid and proc.poll() is None, "the parent lives on"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_for_pools(before) == before
