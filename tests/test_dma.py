@@ -650,3 +650,62 @@ def test_guardian_of_a_fork_child_and_after_a_guardian_dies(persistent_pools, ho
         proc.kill()
         proc.wait()
     assert wait_for_pools(before) == before
+
+
+KEPT_PERSISTENT = r"""
+import sys, time
+import physmem.hugepages.reservation as reservation
+reservation._surplus_conversion = False  # act as a kernel that keeps pages in use persistent
+import physmem.dma as d
+buf = d.allocate_contiguous('8M', reserve=True)
+print("allocated", flush=True)
+if sys.stdin.readline().strip() == "close":  # else "exit": leave without close()
+    buf.close()
+    print("closed", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def raw_pool(pool: Path) -> tuple[int, int, int]:
+    """(nr, free, surplus) with plain open(): no physmem in the reading."""
+    out = []
+    for name in ("nr_hugepages", "free_hugepages", "surplus_hugepages"):
+        with open(pool / name) as f:
+            out.append(int(f.read()))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("end", ["close", "exit", "sigkill"])
+def test_restore_on_close_fallback_against_the_real_kernel(persistent_pools, end):
+    """Where the kernel keeps a buffer's pages persistent instead of surplus (driven here by
+    the private switch, the pool writes and the guardian all real), the pool stays grown by
+    the buffer's pages only while it lives, and is restored on close(), on exit without
+    close(), and by the guardian after SIGKILL."""
+    pool = HUGEPAGES / "hugepages-2048kB"
+    (pool / "nr_hugepages").write_text("0")  # from an empty pool the counts are exact
+    before = all_pools()
+    assert raw_pool(pool) == (0, 0, 0)
+    env, cwd = python_env()
+    proc = subprocess.Popen([sys.executable, "-c", KEPT_PERSISTENT], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    try:
+        assert proc.stdout.readline() == "allocated\n"
+        # The fallback really ran: 4 pages in the pool, persistent, none spare.
+        assert raw_pool(pool) == (4, 0, 0)
+        if end == "sigkill":
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        else:
+            proc.stdin.write(end + "\n")
+            proc.stdin.flush()
+            if end == "close":
+                assert proc.stdout.readline() == "closed\n"
+                assert raw_pool(pool) == (0, 0, 0), "close() put the pool back at once"
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+            assert proc.wait(timeout=30) == 0
+        assert wait_for_pools(before) == before
+        assert raw_pool(pool) == (0, 0, 0)
+    finally:
+        proc.kill()
+        proc.wait()

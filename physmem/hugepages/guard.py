@@ -165,8 +165,6 @@ class PoolGuard:
     def __exit__(self, *exc: object) -> None:
         self.disarm()
 
-    def __del__(self) -> None:
-        try:
-            self.disarm()
-        except Exception:  # noqa: BLE001 - at interpreter shutdown anything may be gone
-            pass
+    # No __del__ that disarms: a guard collected while armed was never settled by its owner
+    # (a restore-on-close buffer left open at exit is one), so its records stay and the
+    # guardian restores the pools when the process is gone.

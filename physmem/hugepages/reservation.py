@@ -139,6 +139,12 @@ def describe_free_memory(proc_root: str = "/proc") -> str:
                      + " ".join(str(n) for n in r.free) for r in rows)
 
 
+# False only in tests: Reservation.to_surplus() then writes the pool down to its pages in use
+# and no further, which is what a kernel that will not turn them into surplus pages leaves
+# behind, so that the restore-on-close fallback runs, for real, against this kernel.
+_surplus_conversion = True
+
+
 @dataclass
 class Reservation:
     """A pool grown by :func:`reserve`; :meth:`release` (or leaving the ``with``) restores it.
@@ -208,7 +214,13 @@ class Reservation:
         """
         if self.released:
             return True
-        _write_total(self.path, self.persistent)
+        target = self.persistent
+        if not _surplus_conversion:
+            # Acting as a kernel that keeps pages in use persistent: the free pages go, the
+            # rest stays in the pool, as such a kernel would leave it.
+            target = max(target, _count(self.path, "nr_hugepages")
+                         - _count(self.path, "free_hugepages"))
+        _write_total(self.path, target)
         if persistent_pages(self.path) > self.persistent:
             return False  # release() writes it again once the pages are free
         self.released = True
