@@ -13,7 +13,8 @@ clear: Callable[[int, int], int] = lib.pm_guard_clear
 wait_ready: Callable[[int], int] = lib.pm_guard_wait_ready
 
 # What the guardian process runs: the C core's serving loop on its stdin, the socket. Python
-# starts with -I -S (no site, no environment) and loads the extension by its path, without
+# starts with -I -S (no site; PYTHON* variables ignored, the rest passed for the dynamic
+# loader's sake) and loads the extension by its path, without
 # physmem's package (whose imports would triple its start-up); cffi's backend comes by path.
 _GUARDIAN = ("import sys; sys.path[:0] = sys.argv[2:]\n"
              "from importlib.machinery import ExtensionFileLoader\n"
@@ -58,7 +59,8 @@ def spawn() -> tuple[int, int]:
                    (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
         try:
             pid = os.posix_spawn(exe, [exe, "-I", "-S", "-c", _GUARDIAN, extension, backend],
-                                 {}, file_actions=actions, setsid=True, setsigmask=())
+                                 os.environ, file_actions=actions, setsid=True,
+                                 setsigmask=())
         except OSError as exc:
             ours.close()
             return -(exc.errno or 5), -1
