@@ -362,6 +362,15 @@ def reserve_true(v: Verdicts) -> None:
     v.check("pages the pool holds for a live buffer / pages it uses", held == n,
             f"{held / n:.2f}", "== 1.00")
 
+    # What the timed rounds meet, sampled once before them: whether pages freshly added to
+    # the pool hold a run of n (then reserve=True zeroes n pages), or the page allocator
+    # hands out scattered ones, so that a round must also demote a 1 GiB page allocated at
+    # run time (tens of ms more). The machine's state decides, and may change between rounds.
+    with reserve(n, "2M", allow_partial=True):
+        fresh = longest_contiguous()
+    info(f"before the rounds: longest run among {n} pages just added to the pool",
+         f"{fresh >> 20} MiB ({'no ' if fresh >= size else ''}1 GiB demotion needed)")
+
     def grow() -> object:
         return reserve(n, "2M")
 

@@ -373,6 +373,25 @@ class PageMap(FdFile):
             buf[got:] = 0
         return buf
 
+    def page_heads(self, address: int, count: int, page_size: int) -> np.ndarray:
+        """Physical address of each of ``count`` pages of ``page_size`` from ``address``
+        (their first bytes; 0 where not present), reading one entry per page.
+
+        For hugetlb ranges: a huge page-table entry maps its whole page, so its first
+        entry says where the page is, and :meth:`translate` over the range would read all
+        512 entries of each 2 MiB page. Hidden PFNs raise :class:`PfnUnavailable`."""
+        addr, _ = addressing.check_range(address, count * page_size)
+        shift = self._shift
+        step = np.uint64(page_size >> shift)
+        vpns = np.arange(count, dtype=np.uint64) * step + np.uint64(addr >> shift)
+        raw = self._gather(vpns) if count else np.empty(0, dtype=np.uint64)
+        present = (raw & np.uint64(_PRESENT)) != 0
+        pfn = raw & np.uint64(PFN_MASK)
+        if np.any(present & (pfn == 0)):
+            raise PfnUnavailable(f"cannot read PFNs at {addr:#x}: {_CAP_HINT}", address=addr)
+        out: np.ndarray = np.where(present, pfn << np.uint64(shift), np.uint64(0))
+        return out
+
     def physical_runs(self, address: int, length: int) -> np.ndarray:
         """Maximal runs of present pages where virtual and physical addresses advance together.
 

@@ -651,3 +651,119 @@ def test_longest_contiguous_of_an_empty_pool_is_zero(persistent_pools):
     assert pool_state()[1] == 0
     assert longest_contiguous() == 0
     assert longest_contiguous("2M", node=0) == 0
+
+
+GUARDED_GROWER = r"""
+import os, signal, sys, time
+import physmem.dma as d
+from physmem.hugepages import reserve
+from physmem.hugepages.guard import PoolGuard
+if sys.argv[1] == "forked-guardian":
+    sys.executable = ""  # as in an embedded Python: nothing to exec, the guardian is forked
+d.allocate_contiguous('4M', reserve=True).close()  # this process's guardian is running now
+first = PoolGuard().pid
+def grow_and_wait():
+    guard = PoolGuard()
+    reserve(int(sys.argv[2]), "2M", guard=guard)  # grown, armed, never released
+    print(os.getpid(), first, guard.pid, flush=True)
+    time.sleep(60)
+    os._exit(0)
+if sys.argv[1] == "kill-guardian":  # killed by hand: the next arm starts another
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.2)
+    grow_and_wait()
+if sys.argv[1] == "forked-guardian":
+    with open(f"/proc/{first}/cmdline", "rb") as f:  # a fork of this very process
+        assert f.read() == open("/proc/self/cmdline", "rb").read()
+    grow_and_wait()
+if os.fork() == 0:
+    grow_and_wait()
+sys.stdin.read()  # the parent stays alive, guardian and all, until the test is done
+"""
+
+
+@pytest.mark.parametrize("how", ["fork", "kill-guardian", "forked-guardian"])
+def test_guardian_of_a_fork_child_and_after_a_guardian_dies(persistent_pools, how):
+    """One guardian serves a process for its whole life. A child made by os.fork must not
+    share it (its parent holding the socket would hide the child's death), and a guardian
+    killed by hand must be replaced: a process SIGKILLed holding a grown pool then leaves
+    the pool as it was (for a fork child, while its parent lives on). Without an interpreter
+    to exec, the guardian is forked, and restores the same way."""
+    before = all_pools()
+    grow = before["hugepages-2048kB"][1] + 3
+    env, cwd = python_env()
+    proc = subprocess.Popen([sys.executable, "-c", GUARDED_GROWER, how, str(grow)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env, cwd=cwd)
+    try:
+        victim, first, guardian = map(int, proc.stdout.readline().split())
+        assert (guardian == first) == (how == "forked-guardian")
+        nr, free, _ = all_pools()["hugepages-2048kB"]
+        assert free >= grow and nr > before["hugepages-2048kB"][0], "the pool was grown"
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for_pools(before) == before
+        if how == "fork":
+            assert victim != proc.pid and proc.poll() is None, "the parent lives on"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_for_pools(before) == before
+
+
+KEPT_PERSISTENT = r"""
+import sys, time
+import physmem.hugepages.reservation as reservation
+reservation._surplus_conversion = False  # act as a kernel that keeps pages in use persistent
+import physmem.dma as d
+buf = d.allocate_contiguous('8M', reserve=True)
+print("allocated", flush=True)
+if sys.stdin.readline().strip() == "close":  # else "exit": leave without close()
+    buf.close()
+    print("closed", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def raw_pool(pool: Path) -> tuple[int, int, int]:
+    """(nr, free, surplus) with plain open(): no physmem in the reading."""
+    out = []
+    for name in ("nr_hugepages", "free_hugepages", "surplus_hugepages"):
+        with open(pool / name) as f:
+            out.append(int(f.read()))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("end", ["close", "exit", "sigkill"])
+def test_restore_on_close_fallback_against_the_real_kernel(persistent_pools, end):
+    """Where the kernel keeps a buffer's pages persistent instead of surplus (driven here by
+    the private switch, the pool writes and the guardian all real), the pool stays grown by
+    the buffer's pages only while it lives, and is restored on close(), on exit without
+    close(), and by the guardian after SIGKILL."""
+    pool = HUGEPAGES / "hugepages-2048kB"
+    (pool / "nr_hugepages").write_text("0")  # from an empty pool the counts are exact
+    before = all_pools()
+    assert raw_pool(pool) == (0, 0, 0)
+    env, cwd = python_env()
+    proc = subprocess.Popen([sys.executable, "-c", KEPT_PERSISTENT], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    try:
+        assert proc.stdout.readline() == "allocated\n"
+        # The fallback really ran: 4 pages in the pool, persistent, none spare.
+        assert raw_pool(pool) == (4, 0, 0)
+        if end == "sigkill":
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        else:
+            proc.stdin.write(end + "\n")
+            proc.stdin.flush()
+            if end == "close":
+                assert proc.stdout.readline() == "closed\n"
+                assert raw_pool(pool) == (0, 0, 0), "close() put the pool back at once"
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+            assert proc.wait(timeout=30) == 0
+        assert wait_for_pools(before) == before
+        assert raw_pool(pool) == (0, 0, 0)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -114,11 +114,24 @@ class _Candidates:
         return got
 
     def _locate(self, start: int, count: int) -> np.ndarray:
+        """Physical address of file pages [start, start + count), fallocated just before.
+
+        The pages are in the file already, so populating a read-only view of them only
+        fills in page-table entries (no page is allocated or zeroed again); a raw mmap,
+        since the view lives for one pagemap read."""
         ps = self.page_size
-        with Mapping.from_fd(self.memfd.fd, count * ps, start * ps, page_size=ps,
-                             populate=True) as view, PageMap() as pm:
-            heads = np.arange(count, dtype=np.uint64) * np.uint64(ps) + np.uint64(view.address)
-            return pm.translate(heads)
+        addr = _map.mmap(0, count * ps, _map.PROT_READ, _map.MAP_SHARED | _map.MAP_POPULATE,
+                         self.memfd.fd, start * ps)
+        if addr < 0:
+            raise error_from_errno(-addr, f"cannot map {count} hugetlb pages to locate them")
+        try:
+            with PageMap() as pm:
+                paddr = pm.page_heads(addr, count, ps)
+        finally:
+            _map.munmap(addr, count * ps)
+        if not paddr.all():
+            raise error_from_errno(_errno.EFAULT, "a fallocated hugetlb page is not mapped")
+        return paddr
 
     def close(self) -> None:
         self.memfd.close()

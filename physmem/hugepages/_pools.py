@@ -46,11 +46,20 @@ def supported_sizes(sys_root: str = "/sys") -> list[int]:
     return _sizes_in(f"{sys_root}/kernel/mm/hugepages")
 
 
+# The running kernel's default size, set at boot (``default_hugepagesz=``): read once.
+_default_cache: dict[str, int | None] = {}
+
+
 def default_size(proc_root: str = "/proc") -> int | None:
     """``Hugepagesize`` from /proc/meminfo in bytes; ``None`` if the kernel has no hugetlb."""
-    from ..proc import meminfo  # the shared /proc/meminfo parser
+    if proc_root in _default_cache:
+        return _default_cache[proc_root]
+    from ..proc._meminfo import meminfo_values
 
-    return meminfo(proc_root=proc_root).get("Hugepagesize")
+    size = meminfo_values(("Hugepagesize",), proc_root).get("Hugepagesize")
+    if proc_root == "/proc":  # a copied tree may change under the same path: not cached
+        _default_cache[proc_root] = size
+    return size
 
 
 def _pool(directory: str, size: int, node: int | None) -> Pool:

@@ -80,9 +80,9 @@ MEMORY_MARGIN_MIN = 256 << 20
 
 def _memory_allowance(proc_root: str) -> tuple[int, int, int] | None:
     """(bytes a pool may grow by, MemAvailable, margin), or None without MemAvailable."""
-    from ..proc import meminfo
+    from ..proc._meminfo import meminfo_values
 
-    info = meminfo(proc_root=proc_root)
+    info = meminfo_values(("MemAvailable", "MemTotal"), proc_root)
     available, total = info.get("MemAvailable"), info.get("MemTotal")
     if available is None or total is None:
         return None
@@ -137,6 +137,12 @@ def describe_free_memory(proc_root: str = "/proc") -> str:
         return "  (buddyinfo unreadable)"
     return "\n".join(f"  node {r.node} {r.zone:<8} free blocks by order 0..{len(r.free) - 1}: "
                      + " ".join(str(n) for n in r.free) for r in rows)
+
+
+# False only in tests: Reservation.to_surplus() then writes the pool down to its pages in use
+# and no further, which is what a kernel that will not turn them into surplus pages leaves
+# behind, so that the restore-on-close fallback runs, for real, against this kernel.
+_surplus_conversion = True
 
 
 @dataclass
@@ -208,7 +214,13 @@ class Reservation:
         """
         if self.released:
             return True
-        _write_total(self.path, self.persistent)
+        target = self.persistent
+        if not _surplus_conversion:
+            # Acting as a kernel that keeps pages in use persistent: the free pages go, the
+            # rest stays in the pool, as such a kernel would leave it.
+            target = max(target, _count(self.path, "nr_hugepages")
+                         - _count(self.path, "free_hugepages"))
+        _write_total(self.path, target)
         if persistent_pages(self.path) > self.persistent:
             return False  # release() writes it again once the pages are free
         self.released = True
@@ -249,7 +261,7 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
     surplus = _count(directory, "surplus_hugepages")
     free = _count(directory, "free_hugepages")
     target = previous + max(0, count - free)
-    if not force:
+    if not force and target != previous:
         _check_memory(target - previous, size, node, proc_root)
     if guard is not None:  # also when nothing is written now: demotion may grow it later
         guard.arm(f"{directory}/nr_hugepages", previous - surplus)
@@ -261,8 +273,11 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
             progress(step - previous, target - previous)
     elif target != previous:
         _write_total(directory, target)
-    total = _count(directory, "nr_hugepages")
-    free_now = _count(directory, "free_hugepages")
+    if progress is None and target == previous:
+        total, free_now = previous, free  # nothing written: the counts read above stand
+    else:
+        total = _count(directory, "nr_hugepages")
+        free_now = _count(directory, "free_hugepages")
     res = Reservation(size=size, node=node, previous=previous, total=total, free=free_now,
                       path=directory, previous_surplus=surplus)
     if free_now < count and not allow_partial:
