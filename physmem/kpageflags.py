@@ -9,7 +9,7 @@ from typing import Callable, ClassVar, Iterable, Iterator, overload
 
 import numpy as np
 
-from . import _bulk, addressing
+from . import addressing
 from ._args import as_nonneg, as_positive
 # "X as X": re-exported for cli.contig, which imports it from here.
 from ._kpfcore import _MAX_THREADS as _MAX_THREADS
@@ -133,7 +133,7 @@ class _PfnFile(_PfnBase):
         starts = np.ascontiguousarray(srt[first])
         counts = (srt[last] - starts + np.uint64(1)).astype(np.uint64)
         span_base = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.uint64)
-        buf = _bulk.empty(int(counts.sum()))
+        buf = np.empty(int(counts.sum()), dtype=np.uint64)
         got = check(_pio.gather_u64(self._checked_fd(), starts, counts, buf),
                     f"cannot read {self.filename}", path=self.path)
         span_of = np.repeat(np.arange(len(starts)), np.diff(np.concatenate((first, [len(srt)]))))
@@ -243,7 +243,7 @@ def read_range(f: _PfnFile, start: int = 0, count: int | None = None, *,
         count = as_nonneg(count, "count")
     n = _threads(threads)
     end = _range_end(f, start, count)
-    out = _bulk.empty(max(0, end - start))
+    out = np.empty(max(0, end - start), dtype=np.uint64)
     fd = f._checked_fd()
     parts = _parts(start, end, n)
     got = [0] * len(parts)
