@@ -637,8 +637,9 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
         if lo >= hi:
             continue
         seg = fc[lo:hi]
-        used = np.flatnonzero((seg != Frame.KERNEL) & (seg != Frame.HOLE))
-        last = lo + int(used[-1]) if used.size else lo - 1
+        # The last frame in use, found from the top (a list of every index cost 40 ms a zone).
+        used = ((seg != Frame.KERNEL) & (seg != Frame.HOLE))[::-1]
+        last = hi - 1 - int(np.argmax(used)) if used.any() else lo - 1
         start = unmanaged_start(z, int((seg == Frame.RESERVED).sum()), last)
         if start is not None:
             top = fc[start:hi]
@@ -755,8 +756,9 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
             nearly.append(NearlyFree(size, lo, spans[zi[b]].node, spans[zi[b]].zone,
                                      int(blockers[b]), _describe_frames(idx, flags, fc,
                                                                         proc_root)))
-    totals = {FRAME_INFO[Frame(k)][0]: int(v) for k, v in
-              enumerate(np.bincount(fc, minlength=N_FRAMES)) if v}
+    # The per-unit counts already hold every frame but a tail shorter than one unit.
+    whole = counts0.sum(axis=0) + np.bincount(fc[nb0 * n0:], minlength=N_FRAMES)
+    totals = {FRAME_INFO[Frame(k)][0]: int(v) for k, v in enumerate(whole) if v}
     totals["_max_order"] = max_order
     return Forecast(page, sz, node, tuple(rows), tuple(nearly), spans, states, nblockers,
                     reclaim_only, block_zone, runs_of(fc == Frame.FREE), frames, pool_exact,
