@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from .. import _sysfs
+from ..addressing import page_size as _base_page
 from .._raw import mapping as _map
 from .._runs import find_runs, runs_of
 from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
@@ -34,6 +35,7 @@ from ..hugepages.sizes import format_size
 from ..mapping import Mapping, Prot
 from ..memfd import MemFd
 from ..pagemap import PageMap
+from ..proc import buddyinfo
 from .buffer import DmaBuffer
 
 __all__ = ["allocate_contiguous", "allocate_scatter", "longest_contiguous", "virtual_alignment"]
@@ -249,10 +251,11 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
         return _allocate_from_pool(nbytes, ps, node, align, n, scatter, max_segments, None)
     # Every pool this allocation grows is armed in a guardian process before it is written,
     # so a SIGKILL anywhere from here on leaves the pools as they were.
+    count = n if scatter else n + _overgrowth(n, ps, node)
     guard = PoolGuard()
     handed_over = False
     try:
-        reservation = reserve(n, ps, node, force=force, guard=guard)
+        reservation = reserve(count, ps, node, force=force, guard=guard)
         try:
             buf = _allocate_from_pool(nbytes, ps, node, align, n, scatter, max_segments,
                                       (reservation, guard, force))
@@ -291,6 +294,7 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
         chosen = None
         longest = 0
         demoted = False
+        regrowths = 0
         while True:
             # Ask for what is needed, then double: a fragmented pool costs a few rounds,
             # a tidy one (the usual case) faults in no page beyond the buffer.
@@ -308,9 +312,17 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
                 if chosen is not None:
                     break
             if got == 0:
-                # A reservation of our own may grow. Demoted gigantic pages are adjacent by
-                # construction, so try that once; then more pages, which the kernel hands out
-                # in no particular order but which make a run likelier.
+                # A reservation of our own may grow. Past the buddy allocator's scattered
+                # free blocks first (pages freed a moment ago reach it late, see
+                # _overgrowth), then by demoting gigantic pages, which are adjacent by
+                # construction but cost several times more; then more pages, which the
+                # kernel hands out in no particular order but which make a run likelier.
+                if grow is not None and not scatter and regrowths < 3:
+                    regrowths += 1
+                    extra = _overgrowth(n, ps, node)
+                    if extra and len(cands) + extra <= _reserve_cap(n) and grow[0].extend(
+                            n + extra, force=grow[2]):
+                        continue
                 if grow is not None and not demoted:
                     demoted = True
                     if _grow_by_demotion(grow[0], n, ps, node, grow[1], grow[2]):
@@ -334,6 +346,31 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
             raise
     finally:
         cands.close()
+
+
+def _overgrowth(n: int, ps: int, node: int | None) -> int:
+    """Pages to grow the pool by beyond ``n`` so that the growth ends in ``n`` adjacent ones.
+
+    A growing pool takes the buddy allocator's free blocks of exactly ``ps`` first (each
+    with a busy neighbour, scattered over memory), and only then splits larger blocks, whose
+    pages come out adjacent. So the pool grows past those singles (two more for any the
+    per-CPU lists hold), costing the zeroing of a few pages it gives straight back, where
+    missing the run would cost the allocation of a gigantic page (3-5x the whole buffer's
+    zeroing). None when the pool already holds ``n`` free pages, ``ps`` is no buddy order
+    (gigantic pages), or the singles are so many (over ``_OVERGROW_MAX`` pages, and over
+    3n) that zeroing them would cost more than demoting a gigantic page.
+    """
+    if _free_pages(ps, node) >= n:
+        return 0
+    order = (ps // _base_page()).bit_length() - 1
+    zones = [b for b in buddyinfo() if node is None or b.node == node]
+    # Hugepages are movable allocations: the Movable and Normal zones serve them first.
+    high = [b for b in zones if b.zone in ("Movable", "Normal")] or zones
+    singles = sum(b.free[order] for b in high if order < len(b.free))
+    return singles + 2 if 0 < singles <= max(3 * n, _OVERGROW_MAX) else 0
+
+
+_OVERGROW_MAX = 128  # 2 MiB pages zeroed in about the time a 1 GiB page takes to allocate
 
 
 def _grow_by_demotion(reservation: Reservation, n: int, ps: int, node: int | None,
