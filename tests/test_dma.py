@@ -239,6 +239,23 @@ def test_reserve_true_amid_scattered_free_blocks_is_contiguous_and_restores_the_
         os.close(fd)
 
 
+def test_growth_past_scattered_blocks_never_refuses_a_buffer(hugepage_pool, monkeypatch):
+    """More growth than memory allows (here: a terabyte of extra pages) is refused by the
+    memory margin; the buffer is then made with the growth it needs, as before."""
+    from physmem.dma import allocate as _alloc
+
+    hugepage_pool(0)  # restores the pool afterwards
+    monkeypatch.setattr(_alloc, "_overgrowth", lambda n, ps, node: 1 << 19)
+    before = [int((POOL_2M / f).read_text())
+              for f in ("nr_hugepages", "free_hugepages", "surplus_hugepages")]
+    with allocate_contiguous(4 * MB2, reserve=True) as buf:
+        pfns = own_pfns(buf.address, buf.size)
+        assert pfns == list(range(pfns[0], pfns[0] + len(pfns)))
+    after = [int((POOL_2M / f).read_text())
+             for f in ("nr_hugepages", "free_hugepages", "surplus_hugepages")]
+    assert after == before
+
+
 def own_pfns_at(addresses: list[int]) -> list[int]:
     """PFN of the page at each address, one plain pread of pagemap each."""
     fd = os.open("/proc/self/pagemap", os.O_RDONLY)

@@ -18,7 +18,12 @@ from .. import _sysfs
 from ..addressing import page_size as _base_page
 from .._raw import mapping as _map
 from .._runs import find_runs, runs_of
-from ..errors import ContiguityUnavailable, InvalidArgument, error_from_errno
+from ..errors import (
+    ContiguityUnavailable,
+    HugePagesUnavailable,
+    InvalidArgument,
+    error_from_errno,
+)
 from ..hugepages._pools import supported_sizes
 from ..hugepages.guard import PoolGuard
 from ..hugepages.reservation import (
@@ -255,7 +260,13 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
     guard = PoolGuard()
     handed_over = False
     try:
-        reservation = reserve(count, ps, node, force=force, guard=guard)
+        try:
+            reservation = reserve(count, ps, node, force=force, guard=guard)
+        except HugePagesUnavailable:
+            if count == n:
+                raise
+            # The extra growth is an optimisation: never the reason to refuse a buffer.
+            reservation = reserve(n, ps, node, force=force, guard=guard)
         try:
             buf = _allocate_from_pool(nbytes, ps, node, align, n, scatter, max_segments,
                                       (reservation, guard, force))
