@@ -15,7 +15,7 @@ from typing import Literal, cast, overload
 import numpy as np
 
 from . import _bulk, addressing
-from ._args import as_flags, as_pid
+from ._args import as_flags, as_nonneg, as_pid, as_positive
 from ._fdfile import FdFile
 from ._raw import check
 from ._raw import pageio as _pio
@@ -380,17 +380,19 @@ class PageMap(FdFile):
         For hugetlb ranges: a huge page-table entry maps its whole page, so its first
         entry says where the page is, and :meth:`translate` over the range would read all
         512 entries of each 2 MiB page. Hidden PFNs raise :class:`PfnUnavailable`."""
+        count = as_nonneg(count, "count")
+        page_size = as_positive(page_size, "page_size")
+        if page_size % self.page_size:
+            raise InvalidArgument(f"page_size {page_size} is not a multiple of the base page "
+                                  f"size {self.page_size}")
         addr, _ = addressing.check_range(address, count * page_size)
-        shift = self._shift
-        step = np.uint64(page_size >> shift)
-        vpns = np.arange(count, dtype=np.uint64) * step + np.uint64(addr >> shift)
-        raw = self._gather(vpns) if count else np.empty(0, dtype=np.uint64)
-        present = (raw & np.uint64(_PRESENT)) != 0
-        pfn = raw & np.uint64(PFN_MASK)
-        if np.any(present & (pfn == 0)):
-            raise PfnUnavailable(f"cannot read PFNs at {addr:#x}: {_CAP_HINT}", address=addr)
-        out: np.ndarray = np.where(present, pfn << np.uint64(shift), np.uint64(0))
-        return out
+        heads = np.arange(count, dtype=np.uint64) * np.uint64(page_size) + np.uint64(addr)
+        if not count:
+            return heads
+        shift = np.uint64(self._shift)
+        raw = self._gather(heads >> shift)
+        res = _translate_entries(heads, raw, mode=_pio.TRANSLATE_DIRECT, strict=False)
+        return cast(np.ma.MaskedArray, res).filled(0)
 
     def physical_runs(self, address: int, length: int) -> np.ndarray:
         """Maximal runs of present pages where virtual and physical addresses advance together.

@@ -650,3 +650,27 @@ def test_uffd_wp_bit_follows_writeprotect(is_root):
             assert [(pread_entry(m.address + i * PAGE) >> 57) & 1 for i in range(4)] == [0, 1, 1, 0]
             u.writeprotect(m.address + PAGE, 2 * PAGE, False)
             assert not pm.read(m.address, 4 * PAGE).uffd_wp.any()
+
+
+def test_page_heads_read_one_entry_per_page_against_a_raw_pread(is_root):
+    """Every other base page touched, read as 8 KiB 'pages': each head's address equals a
+    plain pread of its pagemap entry; an untouched head reads 0; bad arguments are refused."""
+    m, base = anonymous(64 * PAGE, touch=False)
+    for i in range(0, 64, 4):  # heads 0, 2, 4, ... of 8 KiB; touch only every second head
+        m[i * PAGE] = 1
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        expect = []
+        for k in range(32):
+            (e,) = struct.unpack("<Q", os.pread(fd, 8, (base // PAGE + 2 * k) * 8))
+            expect.append((e & PFN_MASK) * PAGE if e >> 63 else 0)
+    finally:
+        os.close(fd)
+    with PageMap() as pm:
+        assert pm.page_heads(base, 32, 2 * PAGE).tolist() == expect
+        assert expect[0] and not expect[1]
+        for bad in ((base, -1, 2 * PAGE), (base, 1, 0), (base, 1, PAGE + 1), (base, 1, "2M"),
+                    (base, 2**64, PAGE)):
+            with pytest.raises(InvalidArgument):
+                pm.page_heads(*bad)
+    m.close()

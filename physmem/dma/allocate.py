@@ -367,7 +367,7 @@ def _overgrowth(n: int, ps: int, node: int | None) -> int:
     pages come out adjacent. So the pool grows past those singles (two more for any the
     per-CPU lists hold), costing the zeroing of a few pages it gives straight back, where
     missing the run would cost the allocation of a gigantic page (3-5x the whole buffer's
-    zeroing). None when the pool already holds ``n`` free pages, ``ps`` is no buddy order
+    zeroing). 0 when the pool already holds ``n`` free pages, ``ps`` is no buddy order
     (gigantic pages), or the singles are so many (over ``_OVERGROW_MAX`` pages, and over
     3n) that zeroing them would cost more than demoting a gigantic page.
     """

@@ -54,9 +54,9 @@ def default_size(proc_root: str = "/proc") -> int | None:
     """``Hugepagesize`` from /proc/meminfo in bytes; ``None`` if the kernel has no hugetlb."""
     if proc_root in _default_cache:
         return _default_cache[proc_root]
-    from ..proc._meminfo import meminfo_values
+    from ..proc import meminfo  # the shared /proc/meminfo parser
 
-    size = meminfo_values(("Hugepagesize",), proc_root).get("Hugepagesize")
+    size = meminfo(proc_root=proc_root).get("Hugepagesize")
     if proc_root == "/proc":  # a copied tree may change under the same path: not cached
         _default_cache[proc_root] = size
     return size

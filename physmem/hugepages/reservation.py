@@ -80,9 +80,9 @@ MEMORY_MARGIN_MIN = 256 << 20
 
 def _memory_allowance(proc_root: str) -> tuple[int, int, int] | None:
     """(bytes a pool may grow by, MemAvailable, margin), or None without MemAvailable."""
-    from ..proc._meminfo import meminfo_values
+    from ..proc import meminfo
 
-    info = meminfo_values(("MemAvailable", "MemTotal"), proc_root)
+    info = meminfo(proc_root=proc_root)
     available, total = info.get("MemAvailable"), info.get("MemTotal")
     if available is None or total is None:
         return None

@@ -5,7 +5,7 @@ from .. import _sysfs
 from ..errors import ParseError
 from ._read import kb_value, read_bytes
 
-__all__ = ["meminfo", "meminfo_values", "node_meminfo", "parse_meminfo"]
+__all__ = ["meminfo", "node_meminfo", "parse_meminfo"]
 
 
 def parse_meminfo(data: bytes, path: str = "/proc/meminfo") -> dict[str, int]:
@@ -35,29 +35,6 @@ def meminfo(proc_root: str = "/proc") -> dict[str, int]:
     """System memory counters from /proc/meminfo, sizes in bytes (HugePages_* are counts)."""
     path = f"{proc_root}/meminfo"
     return parse_meminfo(read_bytes(path), path)
-
-
-def meminfo_values(keys: tuple[str, ...], proc_root: str = "/proc") -> dict[str, int]:
-    """Only ``keys`` of /proc/meminfo (absent ones left out), scaled as :func:`meminfo` does.
-
-    For callers on a hot path that need two or three counters: it looks the keys up in the
-    file's bytes instead of parsing its fifty-odd lines."""
-    path = f"{proc_root}/meminfo"
-    data = read_bytes(path)
-    out: dict[str, int] = {}
-    text = b"\n" + data
-    for key in keys:
-        tag = b"\n" + key.encode("ascii") + b":"
-        at = text.find(tag)
-        if at < 0:
-            continue
-        end = text.find(b"\n", at + 1)
-        line = text[at + 1:end if end >= 0 else len(text)]
-        try:
-            out[key] = kb_value(line[len(tag) - 1:])
-        except ValueError:
-            raise ParseError("not a 'Key: value [kB]' line", path=path, line=line) from None
-    return out
 
 
 def node_meminfo(node: int, sys_root: str = "/sys") -> dict[str, int]:
