@@ -179,8 +179,13 @@ def test_free_now_agrees_with_buddyinfo(is_root):
         after = buddy_2m_blocks()
         free = fc.totals(M2)["free_now"]
         # Blocks are counted in the zone that holds their first frame; buddyinfo's are the
-        # same blocks, so the counts agree unless memory moved between the readings.
-        assert min(before, after) - 2 <= free <= max(before, after) + 2, (before, free, after)
+        # same blocks, so the counts agree unless memory moved between the readings. The
+        # scan's own arrays (9 bytes a frame) come out of free memory while it reads: on a
+        # machine whose small free blocks are used up, each 2 MiB of them is a free block
+        # the scan sees taken and buddyinfo, read before and after, sees free.
+        own = -(-fc.frames * 9 // M2)
+        assert min(before, after) - 2 - own <= free <= max(before, after) + 2, (
+            before, free, after, own)
 
     settled(check, attempts=10)
 

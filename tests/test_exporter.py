@@ -457,7 +457,12 @@ def test_forecast_figures_follow_the_forecast_and_the_buddy_allocator(is_root):
                 got = _value(s, "physmem_contiguity_longest_obtainable_run_bytes", state=state,
                              **labels)
                 assert got is not None and got % z.size == 0, (labels, state, got)
-                assert abs(got - want) <= tol * z.size, (labels, state, got, want)
+                # One block turning busy between the two scans splits a run in two, the
+                # longer part at least half of it: the readings agree within the block
+                # tolerance, or up to such a split.
+                lo, hi = sorted((got, want))
+                assert (hi - lo <= tol * z.size or lo >= hi // 2 - tol * z.size), (
+                    labels, state, got, want)
         # Independent of physmem: the kernel's buddyinfo, read raw. A wholly free aligned
         # 2 MiB block is a free buddy block of order >= 9 (or part of a larger one).
         raw = _raw_buddyinfo()
