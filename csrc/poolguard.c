@@ -1,59 +1,152 @@
-/* Pool guardian; see poolguard.h. */
+/* Pool claims and their guardian; see poolguard.h. Everything the guardian runs after a
+ * fork is async-signal-safe (no malloc, no stdio), so a forked guardian is safe too. */
 #include "poolguard.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
-#include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-/* Fixed-size records: each is read whole before it is acted on. */
-struct guard_record {
-    char op; /* 'A' arm, 'C' clear a token */
-    uint32_t token;
-    char path[PM_GUARD_PATH_MAX];
-    uint64_t value;
-};
+#define NR "/nr_hugepages"
+#define OVERCOMMIT "/nr_overcommit_hugepages"
+#define SURPLUS "/surplus_hugepages"
 
-static void write_value(const char *path, uint64_t value)
+static int ends_with(const char *s, size_t n, const char *tail)
 {
-    char text[24];
-    int n = 0;
-    char digits[24];
-    do {
-        digits[n++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value);
-    for (int i = 0; i < n; i++)
-        text[i] = digits[n - 1 - i];
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    ssize_t ignored = write(fd, text, (size_t)n);
-    (void)ignored;
-    close(fd);
+    size_t t = strlen(tail);
+    return n >= t && memcmp(s + n - t, tail, t) == 0;
 }
 
-static void close_other_fds(int keep)
+static int read_count(const char *path, int64_t *out)
 {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    char buf[32];
+    ssize_t n;
+    do
+        n = read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    int err = n < 0 ? errno : 0;
+    close(fd);
+    if (n < 0)
+        return -err;
+    int64_t v = 0;
+    ssize_t i = 0;
+    if (i == n || buf[i] < '0' || buf[i] > '9')
+        return -EPROTO;
+    for (; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+        v = v * 10 + (buf[i] - '0');
+    *out = v;
+    return 0;
+}
+
+static int write_count(const char *path, int64_t value)
+{
+    char digits[24], text[24];
+    int n = 0;
+    uint64_t v = value < 0 ? 0 : (uint64_t)value;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        text[i] = digits[n - 1 - i];
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    ssize_t w;
+    do
+        w = write(fd, text, (size_t)n);
+    while (w < 0 && errno == EINTR);
+    int err = w < 0 ? errno : 0;
+    close(fd);
+    return w < 0 ? -err : 0;
+}
+
+int pm_claim_undo(const struct pm_claim *c)
+{
+    size_t len = strnlen(c->path, PM_CLAIM_PATH_MAX);
+    if (c->state == PM_CLAIM_FREE)
+        return 0;
+    /* Only the two pool files, by an absolute path that cannot climb out of its tree. */
+    if (len == 0 || len == PM_CLAIM_PATH_MAX || c->path[0] != '/' || strstr(c->path, "/../")
+        || (c->state != PM_CLAIM_PENDING && c->state != PM_CLAIM_HELD))
+        return -EINVAL;
+    int64_t now, surplus, target;
+    int ret;
+    if (c->kind == PM_CLAIM_CEILING && ends_with(c->path, len, OVERCOMMIT)) {
+        if ((ret = read_count(c->path, &now)) < 0)
+            return ret;
+        target = (c->state == PM_CLAIM_PENDING ? c->before : now) - c->delta;
+        return write_count(c->path, target < 0 ? 0 : target);
+    }
+    if (c->kind != PM_CLAIM_TOTAL || !ends_with(c->path, len, NR))
+        return -EINVAL;
+    char surplus_path[PM_CLAIM_PATH_MAX + sizeof SURPLUS];
+    size_t dir = len - strlen(NR);
+    memcpy(surplus_path, c->path, dir);
+    memcpy(surplus_path + dir, SURPLUS, sizeof SURPLUS);
+    if ((ret = read_count(c->path, &now)) < 0 || (ret = read_count(surplus_path, &surplus)) < 0)
+        return ret;
+    target = (c->state == PM_CLAIM_PENDING ? c->before : now - surplus) - c->delta;
+    if (target < 0)
+        target = 0;
+    /* The current total first: surplus pages become persistent, so that the target then
+     * removes free pages only and turns pages in use (beyond it) back into surplus. */
+    if (surplus > 0 && (ret = write_count(c->path, now)) < 0)
+        return ret;
+    return write_count(c->path, target);
+}
+
+int pm_claims_undo(int fd)
+{
+    struct pm_claim c;
+    int first = 0;
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size < 0)
+        return -errno;
+    for (off_t at = size / (off_t)sizeof c - 1; at >= 0; at--) {
+        ssize_t n;
+        do
+            n = pread(fd, &c, sizeof c, at * (off_t)sizeof c);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)sizeof c) {
+            if (!first)
+                first = n < 0 ? -errno : -EIO;
+            continue;
+        }
+        int ret = pm_claim_undo(&c);
+        if (ret < 0 && !first)
+            first = ret;
+    }
+    if (ftruncate(fd, 0) != 0 && !first)
+        first = -errno;
+    return first;
+}
+
+static void close_other_fds(int a, int b)
+{
+    int lo = a < b ? a : b, hi = a < b ? b : a;
 #ifdef SYS_close_range
-    if ((keep == 0 || syscall(SYS_close_range, 0, keep - 1, 0) == 0) &&
-        syscall(SYS_close_range, keep + 1, ~0U, 0) == 0)
+    if ((lo == 0 || syscall(SYS_close_range, 0, lo - 1, 0) == 0)
+        && (hi == lo + 1 || syscall(SYS_close_range, lo + 1, hi - 1, 0) == 0)
+        && syscall(SYS_close_range, hi + 1, ~0U, 0) == 0)
         return;
 #endif
     for (int fd = 0; fd < 4096; fd++)
-        if (fd != keep)
+        if (fd != a && fd != b)
             close(fd);
 }
 
-void pm_guard_serve(int fd)
+void pm_guard_serve(int sock, int claim_fd, const char *lock_path, const char *claim_path)
 {
-    static struct guard_record rec[PM_GUARD_RECORDS];
-    struct guard_record cur;
-    unsigned armed = 0;
     struct sigaction ignore;
     memset(&ignore, 0, sizeof ignore);
     ignore.sa_handler = SIG_IGN;
@@ -66,46 +159,39 @@ void pm_guard_serve(int fd)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    close_other_fds(fd);
+    /* The paths are copied before other fds close: they may live in memory that goes too. */
+    char lock[PM_CLAIM_PATH_MAX], claim[PM_CLAIM_PATH_MAX];
+    size_t ll = strnlen(lock_path, sizeof lock), cl = strnlen(claim_path, sizeof claim);
+    if (ll == sizeof lock || cl == sizeof claim)
+        _exit(2);
+    memcpy(lock, lock_path, ll + 1);
+    memcpy(claim, claim_path, cl + 1);
+    close_other_fds(sock, claim_fd);
     if (chdir("/") != 0) { /* not holding a mount busy matters more than the result */ }
-    char ready = 'R';
-    if (send(fd, &ready, 1, MSG_NOSIGNAL) != 1)
+    char ready[1 + sizeof(int32_t)];
+    int32_t me = (int32_t)getpid();
+    ready[0] = 'R';
+    memcpy(ready + 1, &me, sizeof me);
+    if (send(sock, ready, sizeof ready, MSG_NOSIGNAL) != (ssize_t)sizeof ready)
         _exit(1);
+    char buf[64];
     for (;;) {
-        size_t got = 0;
-        while (got < sizeof cur) {
-            ssize_t n = read(fd, (char *)&cur + got, sizeof cur - got);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                goto parent_gone;
-            got += (size_t)n;
-        }
-        if (cur.op == 'A' && armed < PM_GUARD_RECORDS) {
-            cur.path[PM_GUARD_PATH_MAX - 1] = '\0';
-            rec[armed++] = cur;
-        } else if (cur.op == 'C') {
-            unsigned kept = 0;
-            for (unsigned i = 0; i < armed; i++)
-                if (rec[i].token != cur.token)
-                    rec[kept++] = rec[i];
-            armed = kept;
-        }
+        ssize_t n = read(sock, buf, sizeof buf);
+        if (n == 0 || (n < 0 && errno != EINTR))
+            break;
     }
-parent_gone:
-    /* Per file, the oldest record still armed holds the value from before any of them. */
-    for (unsigned i = 0; i < armed; i++) {
-        int first = 1;
-        for (unsigned j = 0; j < i && first; j++)
-            if (strcmp(rec[j].path, rec[i].path) == 0)
-                first = 0;
-        if (first)
-            write_value(rec[i].path, rec[i].value);
-    }
+    int lockfd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (lockfd < 0)
+        _exit(3);
+    while (flock(lockfd, LOCK_EX) != 0)
+        if (errno != EINTR)
+            _exit(3);
+    pm_claims_undo(claim_fd);
+    unlink(claim);
     _exit(0);
 }
 
-int pm_guard_start(int *wfd)
+int pm_guard_start(int claim_fd, const char *lock_path, const char *claim_path, int *sock)
 {
     int sv[2];
     /* A socket, not a pipe: send(MSG_NOSIGNAL) cannot raise SIGPIPE in the caller. */
@@ -118,60 +204,52 @@ int pm_guard_start(int *wfd)
         close(sv[1]);
         return -err;
     }
-    if (pid == 0)
-        pm_guard_serve(sv[0]);
+    if (pid == 0) {
+        /* The middle process exits at once: the guardian is reparented and is never
+         * a child that the caller's wait() loops would wait for. */
+        if (fork() == 0)
+            pm_guard_serve(sv[0], claim_fd, lock_path, claim_path);
+        _exit(0);
+    }
     close(sv[0]);
-    *wfd = sv[1];
-    return (int)pid;
-}
-
-int pm_guard_wait_ready(int wfd)
-{
-    char c;
-    for (;;) {
-        ssize_t n = recv(wfd, &c, 1, 0);
-        if (n == 1)
-            return c == 'R' ? 0 : -EPROTO;
-        if (n == 0)
-            return -EPIPE;
-        if (errno != EINTR)
-            return -errno;
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-}
-
-static int send_record(int wfd, const struct guard_record *r)
-{
-    size_t sent = 0;
-    while (sent < sizeof *r) {
-        ssize_t n = send(wfd, (const char *)r + sent, sizeof *r - sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        sent += (size_t)n;
-    }
+    *sock = sv[1];
     return 0;
 }
 
-int pm_guard_arm(int wfd, uint32_t token, const char *path, uint64_t value)
+int pm_guard_wait_ready(int sock)
 {
-    struct guard_record r;
-    memset(&r, 0, sizeof r);
-    size_t len = strlen(path);
-    if (len >= PM_GUARD_PATH_MAX)
-        return -ENAMETOOLONG;
-    r.op = 'A';
-    r.token = token;
-    memcpy(r.path, path, len);
-    r.value = value;
-    return send_record(wfd, &r);
+    char msg[1 + sizeof(int32_t)];
+    size_t got = 0;
+    while (got < sizeof msg) {
+        ssize_t n = recv(sock, msg + got, sizeof msg - got, 0);
+        if (n == 0)
+            return -EPIPE;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        got += (size_t)n;
+    }
+    if (msg[0] != 'R')
+        return -EPROTO;
+    int32_t pid;
+    memcpy(&pid, msg + 1, sizeof pid);
+    return pid > 0 ? (int)pid : -EPROTO;
 }
 
-int pm_guard_clear(int wfd, uint32_t token)
+int pm_guard_gone(int sock)
 {
-    struct guard_record r;
-    memset(&r, 0, sizeof r);
-    r.op = 'C';
-    r.token = token;
-    return send_record(wfd, &r);
+    struct pollfd p = {sock, POLLIN, 0};
+    int n;
+    do
+        n = poll(&p, 1, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    /* The guardian never writes after its ready message: readable means EOF or error. */
+    return n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
 }

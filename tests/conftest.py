@@ -98,27 +98,65 @@ def _read_int(path: Path) -> int:
     return int(path.read_text().split()[0])
 
 
+HUGEPAGES = Path("/sys/kernel/mm/hugepages")
+
+
+def pool_counts(pool: Path) -> dict[str, int]:
+    """Every counter of a pool directory, read with plain open(): no physmem involved."""
+    return {f.name: _read_int(f) for f in pool.iterdir()
+            if f.name.endswith("hugepages") and f.name != "demote"}
+
+
+def restore_pool(pool: Path, persistent: int, overcommit: int | None) -> None:
+    """Put a pool's persistent size (and overcommit ceiling) back. The current total goes
+    first where surplus pages exist: a lone write of the size would make the kernel count
+    free pages as surplus ones, which it then never frees."""
+    nr = pool / "nr_hugepages"
+    if _read_int(pool / "surplus_hugepages"):
+        nr.write_text(str(_read_int(nr)))
+    nr.write_text(str(persistent))
+    ceiling = pool / "nr_overcommit_hugepages"
+    # Written only if changed: gigantic pools refuse any write of it (EINVAL).
+    if overcommit is not None and _read_int(ceiling) != overcommit:
+        ceiling.write_text(str(overcommit))
+
+
 @pytest.fixture
-def hugepage_pool(request: pytest.FixtureRequest, is_root: None) -> Callable[[int, int], Path]:
+def pools_restored(is_root: None) -> Iterator[None]:
+    """Every hugepage pool's persistent size and overcommit ceiling as they were before the
+    test, put back when it ends (pass or fail). The one pool-restoring fixture.
+
+    It starts once no surplus page is left: a process killed by an earlier test may hold
+    pinned pages a moment after it is reaped (io_uring lets go of them from a kernel worker),
+    and a pool written meanwhile would count them as its own."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while any(pool_counts(p)["surplus_hugepages"] for p in HUGEPAGES.iterdir()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    before = {}
+    for pool in sorted(HUGEPAGES.iterdir()):
+        c = pool_counts(pool)
+        before[pool] = (c["nr_hugepages"] - c["surplus_hugepages"], c.get("nr_overcommit_hugepages"))
+    yield
+    for pool, (persistent, overcommit) in before.items():
+        restore_pool(pool, persistent, overcommit)
+
+
+@pytest.fixture
+def hugepage_pool(pools_restored: None) -> Callable[..., Path]:
     """``reserve(count, size_kb=2048, required=True)`` makes the pool hold at least ``count``
     free pages (``required=False``: skip the test if the kernel cannot).
 
-    Every pool touched is put back to its original size when the test ends, pass or fail.
+    Every pool is put back when the test ends, pass or fail (``pools_restored``).
     """
-    touched: dict[Path, int] = {}
-
-    def restore() -> None:
-        for path, original in touched.items():
-            path.write_text(str(original))
-
-    request.addfinalizer(restore)
 
     def reserve(count: int, size_kb: int = 2048, *, required: bool = True) -> Path:
-        pool = Path(f"/sys/kernel/mm/hugepages/hugepages-{size_kb}kB")
+        pool = HUGEPAGES / f"hugepages-{size_kb}kB"
         if not pool.is_dir():
             pytest.skip(f"this kernel has no {size_kb} kB hugepage pool")
         nr = pool / "nr_hugepages"
-        touched.setdefault(nr, _read_int(nr))
         total = _read_int(nr)
         free = _read_int(pool / "free_hugepages")
         nr.write_text(str(total + max(0, count - free)))

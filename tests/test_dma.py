@@ -398,7 +398,30 @@ def test_verify_reports_both_checks_as_root(hugepage_pool):
         heads = own_pfns(buf.address, buf.size)[:: MB2 // PAGE]
         huge_head = (1 << 17) | (1 << 15)   # KPF_HUGE, KPF_COMPOUND_HEAD (kernel-page-flags.h)
         assert all(f & huge_head == huge_head for f in raw_kpageflags(heads))
-        assert got.as_json() == {"pagemap": True, "kpageflags": True, "not_checked": {}}
+        assert got.as_json() == {"pagemap": True, "kpageflags": True, "not_checked": {},
+                                 "pinned": True, "pin_error": None}
+        assert got.pinned and buf.pinned and (buf.address, buf.size) in registered_buffers()
+
+
+def registered_buffers(pid: str = "self") -> set[tuple[int, int]]:
+    """(address, length) of every io_uring fixed buffer of a process, from a plain read of
+    /proc/PID/fdinfo of each fd that is a ring."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[io_uring]":
+                continue
+            text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except FileNotFoundError:
+            continue
+        for line in text.split("UserBufs:", 1)[1].splitlines()[1:]:
+            if not line.startswith((" ", "\t")):
+                break
+            value = line.split(":", 1)[1].strip()
+            if value != "<none>":
+                address, length = value.split("/")
+                found.add((int(address, 16), int(length)))
+    return found
 
 
 # CAP_SYS_ADMIN makes pagemap show PFNs, but /proc/kpageflags is mode 0400 root: a non-root
@@ -487,24 +510,25 @@ def test_cli_alloc_json_matches_an_independent_check(is_root, capsys):
     assert main(["alloc", "0"]) == 2
 
 
-def test_demoted_gigantic_page_gives_a_1g_run_of_2m_pages(is_root):
-    from physmem.hugepages import demote, demote_size, reserve
+def test_demoted_gigantic_page_gives_a_1g_run_of_2m_pages(pools_restored):
+    from physmem.hugepages import demote, demote_size, release_free, reserve
 
     if demote_size("1G") != MB2:
         pytest.skip("this kernel cannot demote 1 GiB pages into 2 MiB ones (Linux 5.16+)")
     giant_pool = Path("/sys/kernel/mm/hugepages/hugepages-1048576kB")
     before_2m, before_1g = pool_state(), pool_state(giant_pool)
-    with reserve(0, "2M") as small:  # restores the 2 MiB pool whatever demotion adds
-        try:
-            with reserve(1, "1G") as giant:
-                assert demote(1, "1G") == 1
-                assert pool_state(giant_pool)[0] == giant.previous
-        except HugePagesUnavailable:
-            pytest.skip("no 1 GiB page can be had on this machine now")
-        small.refresh()
-        assert small.free >= 512
-        with allocate_contiguous(1 << 30) as buf:  # no reserve: the demoted pages are there
-            check_contiguous(buf, MB2)
+    try:
+        with reserve(1, "1G") as giant:
+            assert demote(1, "1G") == 1
+            assert pool_state(giant_pool)[0] == giant.previous
+    except HugePagesUnavailable:
+        pytest.skip("no 1 GiB page can be had on this machine now")
+    assert pool_state()[1] >= before_2m[1] + 512
+    with allocate_contiguous(1 << 30) as buf:  # no reserve: the demoted pages are there
+        check_contiguous(buf, MB2)
+    # The demotion added 512 persistent 2 MiB pages; giving exactly those back, relative to
+    # the pool now, leaves both pools as they were.
+    assert release_free(512, "2M") == 512
     assert pool_state() == before_2m and pool_state(giant_pool) == before_1g
 
 
@@ -533,10 +557,12 @@ def test_node_and_segment_limits(is_root):
 HUGEPAGES = Path("/sys/kernel/mm/hugepages")
 
 
-def all_pools() -> dict[str, tuple[int, int, int]]:
-    """(nr_hugepages, free_hugepages, surplus_hugepages) of every size, from sysfs."""
+def all_pools() -> dict[str, tuple[int, ...]]:
+    """(nr_hugepages, free_hugepages, surplus_hugepages, nr_overcommit_hugepages) of every
+    size, from sysfs."""
     return {d.name: tuple(int((d / f).read_text()) for f in
-                          ("nr_hugepages", "free_hugepages", "surplus_hugepages"))
+                          ("nr_hugepages", "free_hugepages", "surplus_hugepages",
+                           "nr_overcommit_hugepages"))
             for d in sorted(HUGEPAGES.iterdir())}
 
 
@@ -549,16 +575,6 @@ def wait_for_pools(before: dict, seconds: float = 10.0) -> dict:
         time.sleep(0.005)
         now = all_pools()
     return now
-
-
-@pytest.fixture
-def persistent_pools(is_root):
-    """Every pool's persistent size, put back afterwards (surplus pages excluded)."""
-    before = {d: int((d / "nr_hugepages").read_text()) - int((d / "surplus_hugepages").read_text())
-              for d in HUGEPAGES.iterdir()}
-    yield
-    for d, n in before.items():
-        (d / "nr_hugepages").write_text(str(n))
 
 
 def gigantic_reservable() -> bool:
@@ -575,7 +591,7 @@ def gigantic_reservable() -> bool:
 
 
 @pytest.mark.parametrize("page_size", ["2M", "1G"])
-def test_reserve_true_pool_is_restored_while_the_buffer_lives(persistent_pools, page_size):
+def test_reserve_true_pool_is_restored_while_the_buffer_lives(pools_restored, page_size):
     if page_size == "1G" and not gigantic_reservable():
         pytest.skip("no 1 GiB page can be had on this machine now")
     pool = HUGEPAGES / f"hugepages-{MB2 // 1024 if page_size == '2M' else 1 << 20}kB"
@@ -586,9 +602,10 @@ def test_reserve_true_pool_is_restored_while_the_buffer_lives(persistent_pools, 
     pages = size // (MB2 if page_size == "2M" else 1 << 30)
     with allocate_contiguous(size, page_size=page_size, reserve=True) as buf:
         check_contiguous(buf, MB2 if page_size == "2M" else 1 << 30)
-        nr, free, surplus = all_pools()[pool.name]
+        nr, free, surplus, overcommit = all_pools()[pool.name]
         assert nr - surplus == 0, "persistent size is back to what it was"
         assert (nr, free, surplus) == (pages, 0, pages), "the pool holds the buffer's pages only"
+        assert overcommit == before[pool.name][3], "the ceiling is back too"
         if page_size == "2M":  # the default size: /proc/meminfo is a second witness
             info = Path("/proc/meminfo").read_text()
             assert f"HugePages_Surp:  {pages:>6}" in info.replace("\t", " ") or \
@@ -599,19 +616,20 @@ def test_reserve_true_pool_is_restored_while_the_buffer_lives(persistent_pools, 
     assert wait_for_pools(before) == before
 
 
-def test_reserve_true_keeps_existing_free_pages_and_surplus_accounting(persistent_pools):
+def test_reserve_true_keeps_existing_free_pages_and_surplus_accounting(pools_restored):
     pool = HUGEPAGES / "hugepages-2048kB"
     (pool / "nr_hugepages").write_text("3")  # an administrator's 3 free pages
-    if all_pools()[pool.name] != (3, 3, 0):
+    if all_pools()[pool.name][:3] != (3, 3, 0):
         pytest.skip("could not set up a 3-page pool")
     before = all_pools()
     with allocate_scatter(10 << 20, reserve=True):
-        nr, free, surplus = all_pools()[pool.name]
+        nr, free, surplus, overcommit = all_pools()[pool.name]
         assert nr - surplus == 3 and free == 0 and nr == 5
+        assert overcommit == before[pool.name][3], "the ceiling went back at once"
     assert wait_for_pools(before) == before
 
 
-def test_reserve_refuses_more_than_available_memory(persistent_pools):
+def test_reserve_refuses_more_than_available_memory(pools_restored):
     from physmem.hugepages import reserve
     from physmem.proc import meminfo
 
@@ -634,7 +652,7 @@ def test_reserve_refuses_more_than_available_memory(persistent_pools):
         assert res.free >= 4
 
 
-def test_cli_alloc_refusal_speaks_cli(persistent_pools):
+def test_cli_alloc_refusal_speaks_cli(pools_restored):
     from conftest import run_physmem
 
     before = all_pools()
@@ -687,7 +705,7 @@ for line in sys.stdin:
 """
 
 
-def test_sigkill_at_random_points_restores_every_pool(persistent_pools):
+def test_sigkill_at_random_points_restores_every_pool(pools_restored):
     """SIGKILL children allocating with reserve=True (2 MiB and, where reservable, 1 GiB;
     allocate_contiguous, allocate_scatter, DmaPool): every pool ends exactly as before.
     PHYSMEM_KILLS sets the number of kills (default 30; the issue's full run is 100)."""
@@ -724,7 +742,7 @@ def test_sigkill_at_random_points_restores_every_pool(persistent_pools):
 
 
 @pytest.mark.parametrize("how", ["exit", "exception-in-exit"])
-def test_exit_without_close_restores_every_pool(persistent_pools, how):
+def test_exit_without_close_restores_every_pool(pools_restored, how):
     before = all_pools()
     code = {
         "exit": "import physmem.dma as d\nb = d.allocate_contiguous('64M', reserve=True)\n",
@@ -742,7 +760,7 @@ def test_exit_without_close_restores_every_pool(persistent_pools, how):
     assert wait_for_pools(before) == before
 
 
-def test_longest_contiguous_of_an_empty_pool_is_zero(persistent_pools):
+def test_longest_contiguous_of_an_empty_pool_is_zero(pools_restored):
     pool = HUGEPAGES / "hugepages-2048kB"
     total, free = pool_state()
     (pool / "nr_hugepages").write_text(str(total - free))
@@ -754,21 +772,26 @@ def test_longest_contiguous_of_an_empty_pool_is_zero(persistent_pools):
 GUARDED_GROWER = r"""
 import os, signal, sys, time
 import physmem.dma as d
-from physmem.hugepages import reserve
-from physmem.hugepages.guard import PoolGuard
+from physmem._raw import poolguard as C
+from physmem.hugepages import _ledger
+from physmem.hugepages.reservation import _grow_total
+POOL = "/sys/kernel/mm/hugepages/hugepages-2048kB"
 if sys.argv[1] == "forked-guardian":
     sys.executable = ""  # as in an embedded Python: nothing to exec, the guardian is forked
-d.allocate_contiguous('4M', reserve=True).close()  # this process's guardian is running now
-first = PoolGuard().pid
+with _ledger.pool_lock() as ledger:  # this process's ledger and guardian exist from here
+    ledger.claim(POOL + "/nr_hugepages", C.TOTAL).close()
+first = ledger.guardian_pid
 def grow_and_wait():
-    guard = PoolGuard()
-    reserve(int(sys.argv[2]), "2M", guard=guard)  # grown, armed, never released
-    print(os.getpid(), first, guard.pid, flush=True)
+    with _ledger.pool_lock() as ledger:  # grown and claimed, never given back
+        _grow_total(POOL, int(sys.argv[2]), ledger.claim(POOL + "/nr_hugepages", C.TOTAL))
+        print(os.getpid(), first, ledger.guardian_pid, flush=True)
     time.sleep(60)
     os._exit(0)
-if sys.argv[1] == "kill-guardian":  # killed by hand: the next arm starts another
-    os.kill(first, signal.SIGKILL)
+if sys.argv[1] == "kill-guardian":
+    os.kill(first, signal.SIGKILL)  # killed by hand: the next pool change starts another
     time.sleep(0.2)
+    grow_and_wait()
+if sys.argv[1] == "kill-guardian-then-process":  # the test kills both, guardian first
     grow_and_wait()
 if sys.argv[1] == "forked-guardian":
     with open(f"/proc/{first}/cmdline", "rb") as f:  # a fork of this very process
@@ -780,13 +803,17 @@ sys.stdin.read()  # the parent stays alive, guardian and all, until the test is 
 """
 
 
-@pytest.mark.parametrize("how", ["fork", "kill-guardian", "forked-guardian"])
-def test_guardian_of_a_fork_child_and_after_a_guardian_dies(persistent_pools, how):
-    """One guardian serves a process for its whole life. A child made by os.fork must not
-    share it (its parent holding the socket would hide the child's death), and a guardian
-    killed by hand must be replaced: a process SIGKILLed holding a grown pool then leaves
-    the pool as it was (for a fork child, while its parent lives on). Without an interpreter
-    to exec, the guardian is forked, and restores the same way."""
+@pytest.mark.parametrize("how", ["fork", "kill-guardian", "forked-guardian",
+                                 "kill-guardian-then-process"])
+def test_guardian_of_a_fork_child_and_after_a_guardian_dies(pools_restored, how):
+    """A process SIGKILLed holding a grown pool leaves the pool as it was: its guardian
+    undoes the claims in its ledger. A child made by os.fork has a ledger and guardian of
+    its own (its parent lives on); a guardian killed by hand is replaced at the next pool
+    change; without an interpreter to exec the guardian is forked. Killed without a
+    guardian (killed first), the process leaves its ledger, which the next process to take
+    the pool lock settles: no claim is ever lost."""
+    from physmem.hugepages import _ledger
+
     before = all_pools()
     grow = before["hugepages-2048kB"][1] + 3
     env, cwd = python_env()
@@ -795,10 +822,18 @@ def test_guardian_of_a_fork_child_and_after_a_guardian_dies(persistent_pools, ho
                             env=env, cwd=cwd)
     try:
         victim, first, guardian = map(int, proc.stdout.readline().split())
-        assert (guardian == first) == (how == "forked-guardian")
-        nr, free, _ = all_pools()["hugepages-2048kB"]
+        assert (guardian == first) == (how in ("forked-guardian", "kill-guardian-then-process"))
+        nr, free, *_ = all_pools()["hugepages-2048kB"]
         assert free >= grow and nr > before["hugepages-2048kB"][0], "the pool was grown"
+        if how == "kill-guardian-then-process":
+            os.kill(guardian, signal.SIGKILL)
+            time.sleep(0.1)
         os.kill(victim, signal.SIGKILL)
+        if how == "kill-guardian-then-process":
+            proc.wait()
+            assert wait_for_pools(before, seconds=0.5) != before, "nobody restored it yet"
+            with _ledger.pool_lock():  # taking the lock settles dead ledgers
+                pass
         assert wait_for_pools(before) == before
         if how == "fork":
             assert victim != proc.pid and proc.poll() is None, "the parent lives on"
@@ -808,10 +843,26 @@ def test_guardian_of_a_fork_child_and_after_a_guardian_dies(persistent_pools, ho
     assert wait_for_pools(before) == before
 
 
-KEPT_PERSISTENT = r"""
+def test_the_guardian_is_nobodys_child(pools_restored):
+    """A caller that reaps every child (``while True: os.wait()``) is not held up by the
+    guardian: it was forked away from the process it guards."""
+    code = ("import os, physmem.dma as d\n"
+            "from physmem.hugepages import _ledger\n"
+            "d.allocate_contiguous('4M', reserve=True).close()\n"
+            "with _ledger.pool_lock() as ledger:\n"
+            "    ledger.claim('/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages', 1).close()\n"
+            "assert ledger.guardian_pid > 0\n"
+            "try:\n    os.wait()\nexcept ChildProcessError:\n    print('no children')\n")
+    env, cwd = python_env()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout == "no children\n", proc.stderr
+
+
+KEPT_LEFTOVER = r"""
 import sys, time
-import physmem.hugepages.reservation as reservation
-reservation._surplus_conversion = False  # act as a kernel that keeps pages in use persistent
+import physmem.hugepages.growth as growth
+growth._settle_now = False  # as a kernel that kept the growth: the buffer gives it back
 import physmem.dma as d
 buf = d.allocate_contiguous('8M', reserve=True)
 print("allocated", flush=True)
@@ -832,22 +883,23 @@ def raw_pool(pool: Path) -> tuple[int, int, int]:
 
 
 @pytest.mark.parametrize("end", ["close", "exit", "sigkill"])
-def test_restore_on_close_fallback_against_the_real_kernel(persistent_pools, end):
-    """Where the kernel keeps a buffer's pages persistent instead of surplus (driven here by
-    the private switch, the pool writes and the guardian all real), the pool stays grown by
-    the buffer's pages only while it lives, and is restored on close(), on exit without
-    close(), and by the guardian after SIGKILL."""
+def test_growth_kept_with_the_buffer_is_given_back(pools_restored, end):
+    """Where growth cannot be given back at once (driven here by the private switch, the
+    pool writes, ledger and guardian all real), it is given back on close(), on exit
+    without close(), and by the guardian after SIGKILL."""
     pool = HUGEPAGES / "hugepages-2048kB"
     (pool / "nr_hugepages").write_text("0")  # from an empty pool the counts are exact
     before = all_pools()
     assert raw_pool(pool) == (0, 0, 0)
+    ceiling = int((pool / "nr_overcommit_hugepages").read_text())
     env, cwd = python_env()
-    proc = subprocess.Popen([sys.executable, "-c", KEPT_PERSISTENT], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", KEPT_LEFTOVER], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
     try:
         assert proc.stdout.readline() == "allocated\n"
-        # The fallback really ran: 4 pages in the pool, persistent, none spare.
-        assert raw_pool(pool) == (4, 0, 0)
+        # The leftover really is there: the ceiling stays raised by the buffer's pages.
+        assert raw_pool(pool)[0] >= 4
+        assert int((pool / "nr_overcommit_hugepages").read_text()) > ceiling
         if end == "sigkill":
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -856,7 +908,8 @@ def test_restore_on_close_fallback_against_the_real_kernel(persistent_pools, end
             proc.stdin.flush()
             if end == "close":
                 assert proc.stdout.readline() == "closed\n"
-                assert raw_pool(pool) == (0, 0, 0), "close() put the pool back at once"
+                assert raw_pool(pool) == (0, 0, 0), "close() gave the pages back at once"
+                assert int((pool / "nr_overcommit_hugepages").read_text()) == ceiling
                 proc.stdin.write("\n")
                 proc.stdin.flush()
             assert proc.wait(timeout=30) == 0

@@ -401,7 +401,7 @@ def _allowed_block(phys: int, size: int) -> int:
     return min(low, 1 << (size.bit_length() - 1))
 
 
-def test_reserve_true_32m_pool_twenty_times_in_a_row(restore_pools: None) -> None:
+def test_reserve_true_32m_pool_twenty_times_in_a_row(pools_restored: None) -> None:
     before = _pool_counts()
     for _ in range(20):
         with DmaPool(32 * MiB, reserve=True) as p:
@@ -417,15 +417,6 @@ def test_reserve_true_32m_pool_twenty_times_in_a_row(restore_pools: None) -> Non
             nr, free, surplus = _pool_counts()["hugepages-2048kB"]
             assert nr - surplus == before["hugepages-2048kB"][0] - before["hugepages-2048kB"][2]
     assert _pool_counts() == before
-
-
-@pytest.fixture
-def restore_pools(is_root: None) -> Iterator[None]:
-    before = {d: int((d / "nr_hugepages").read_text()) - int((d / "surplus_hugepages").read_text())
-              for d in POOLS.iterdir()}
-    yield
-    for d, n in before.items():
-        (d / "nr_hugepages").write_text(str(n))
 
 
 def test_reserve_true_pool_hint_names_real_arguments(hugepage_pool: Callable[..., Path]) -> None:
@@ -506,7 +497,7 @@ def test_free_many_refuses_bad_entries_and_frees_nothing(pool: DmaPool) -> None:
 
 
 def test_from_buffer_leaves_the_buffer_to_its_owner(hugepage_pool: Callable[..., Path],
-                                                     restore_pools: None) -> None:
+                                                     pools_restored: None) -> None:
     from physmem.dma import allocate_contiguous, allocate_scatter
     from physmem.errors import NotContiguous
 

@@ -26,16 +26,7 @@ def count(pool: Path, name: str) -> int:
     return int((pool / name).read_text())
 
 
-@pytest.fixture
-def restore_pools(is_root):
-    """Whatever a test does to the pools, put them back."""
-    before = {p: count(p, "nr_hugepages") for p in (POOL_2M, POOL_1G) if p.exists()}
-    yield
-    for p, n in before.items():
-        (p / "nr_hugepages").write_text(str(n))
-
-
-def test_reserve_grows_by_the_shortfall_and_restores(restore_pools):
+def test_reserve_grows_by_the_shortfall_and_restores(pools_restored):
     before = count(POOL_2M, "nr_hugepages")
     free = count(POOL_2M, "free_hugepages")
     with reserve(free + 6, "2M") as res:
@@ -49,7 +40,7 @@ def test_reserve_grows_by_the_shortfall_and_restores(restore_pools):
     assert count(POOL_2M, "nr_hugepages") == before == meminfo("HugePages_Total")
 
 
-def test_reserve_restores_when_the_block_raises(restore_pools):
+def test_reserve_restores_when_the_block_raises(pools_restored):
     before = count(POOL_2M, "nr_hugepages")
     with pytest.raises(RuntimeError):
         with reserve(count(POOL_2M, "free_hugepages") + 2, 2 << 20):
@@ -58,7 +49,7 @@ def test_reserve_restores_when_the_block_raises(restore_pools):
     assert count(POOL_2M, "nr_hugepages") == before
 
 
-def test_shortfall_raises_with_the_obtained_count_and_buddyinfo(restore_pools):
+def test_shortfall_raises_with_the_obtained_count_and_buddyinfo(pools_restored):
     if not POOL_1G.exists():
         pytest.skip("no 1 GiB pool")
     before = count(POOL_1G, "nr_hugepages")
@@ -81,7 +72,7 @@ def test_shortfall_raises_with_the_obtained_count_and_buddyinfo(restore_pools):
     assert count(POOL_1G, "nr_hugepages") == before
 
 
-def test_node_pool_and_bad_arguments(restore_pools):
+def test_node_pool_and_bad_arguments(pools_restored):
     node_pool = Path("/sys/devices/system/node/node0/hugepages/hugepages-2048kB")
     before = count(node_pool, "nr_hugepages")
     with reserve(count(node_pool, "free_hugepages") + 1, "2M", node=0) as res:
@@ -99,7 +90,7 @@ def test_node_pool_and_bad_arguments(restore_pools):
     assert parse_size("2M") == 2 << 20 and parse_size("1GiB") == 1 << 30 and parse_size(4096) == 4096
 
 
-def test_set_pool_size_and_compact(restore_pools):
+def test_set_pool_size_and_compact(pools_restored):
     assert set_pool_size(count(POOL_2M, "nr_hugepages") + 1, "2M") == meminfo("HugePages_Total")
     compact()
     compact(node=0)
@@ -138,7 +129,7 @@ def test_cli_hugepages_list_matches_pools(capsys):
     assert main(["hugepages", "reserve"]) == 2
 
 
-def test_cli_hugepages_reserve_and_release(restore_pools, capsys):
+def test_cli_hugepages_reserve_and_release(pools_restored, capsys):
     from physmem.cli import main
 
     free = count(POOL_2M, "free_hugepages")
@@ -151,7 +142,7 @@ def test_cli_hugepages_reserve_and_release(restore_pools, capsys):
     assert os.path.exists(POOL_2M)
 
 
-def test_reserve_with_progress_grows_page_by_page(restore_pools):
+def test_reserve_with_progress_grows_page_by_page(pools_restored):
     free = count(POOL_2M, "free_hugepages")
     steps = []
     with reserve(free + 3, "2M", progress=lambda done, wanted: steps.append((done, wanted))) as res:
@@ -187,10 +178,10 @@ def test_cli_list_filters_by_size_and_node(capsys):
                                      "nr_hugepages")
 
 
-def test_cli_release_count_and_size_act_only_on_what_was_asked(restore_pools, capsys):
+def test_cli_release_count_and_size_act_only_on_what_was_asked(pools_restored, capsys):
     from physmem.cli import main
 
-    reserve(5, "2M")  # kept: restore_pools puts the pool back
+    reserve(5, "2M")  # kept: pools_restored puts the pool back
     free = count(POOL_2M, "free_hugepages")
     assert free >= 5
     assert main(["hugepages", "release", "3", "--size", "2M", "--json"]) == 0
@@ -203,7 +194,7 @@ def test_cli_release_count_and_size_act_only_on_what_was_asked(restore_pools, ca
     assert count(POOL_2M, "free_hugepages") == 0
 
 
-def test_reserve_force_and_cli_refusal(restore_pools):
+def test_reserve_force_and_cli_refusal(pools_restored):
     from conftest import run_physmem
 
     before = count(POOL_2M, "nr_hugepages")
@@ -214,7 +205,7 @@ def test_reserve_force_and_cli_refusal(restore_pools):
     assert count(POOL_2M, "nr_hugepages") == before
 
 
-def test_release_restores_the_persistent_size_not_the_surplus(restore_pools):
+def test_release_restores_the_persistent_size_not_the_surplus(pools_restored):
     """A pool that had surplus pages: release() must not turn them into persistent pages."""
     import mmap
 

@@ -28,6 +28,10 @@ FILE_FUNCTIONS = {"open", "listdir", "scandir", "walk", "glob", "iglob", "read_t
 ALLOWED = {
     # The files on a hugetlbfs mount are the user's (DPDK's rtemap_*), not kernel interfaces.
     ("hugepages/holders.py", "walk"): "walks the hugetlbfs mounts for their files",
+    # The pool lock and the ledgers are physmem's own files under /run/physmem, opened
+    # relative to a checked directory fd (never by a path a neighbour could redirect).
+    ("hugepages/_ledger.py", "open"): "the pool lock file, ledger files and their directory",
+    ("hugepages/_ledger.py", "listdir"): "lists the ledgers to settle dead processes' claims",
 }
 
 

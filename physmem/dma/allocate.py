@@ -24,16 +24,11 @@ from ..errors import (
     InvalidArgument,
     error_from_errno,
 )
-from ..hugepages._pools import supported_sizes
-from ..hugepages.guard import PoolGuard
+from ..hugepages.growth import Growth
 from ..hugepages.reservation import (
-    Reservation,
-    demote,
-    demote_size,
     describe_free_memory,
     parse_size,
     pool_dir,
-    reserve,
     resolve_size,
 )
 from ..hugepages.sizes import format_size
@@ -42,6 +37,7 @@ from ..memfd import MemFd
 from ..pagemap import PageMap
 from ..proc import buddyinfo
 from .buffer import DmaBuffer
+from .pin import PinMode, check_mode, needs_settling, settle
 
 __all__ = ["allocate_contiguous", "allocate_scatter", "longest_contiguous", "virtual_alignment"]
 
@@ -86,24 +82,58 @@ def _on_node(node: int | None) -> Iterator[None]:
 
 
 class _Candidates:
-    """Hugetlb pages held in one memfd, with the physical address of each file page."""
+    """Hugetlb pages held in one memfd, with the physical address of each file page.
 
-    def __init__(self, page_size: int, node: int | None) -> None:
+    With a :class:`Growth`, pages are first reserved into the file (the pool growing for what
+    it lacks and shrinking back at once); ``settle`` moves them out of ZONE_MOVABLE and CMA
+    before they are located, as pinning them would later (a run found before that would
+    not survive the pin)."""
+
+    def __init__(self, page_size: int, node: int | None, growth: Growth | None = None,
+                 settle: bool = False) -> None:
         self.page_size = page_size
         self.node = node
+        self.growth = growth
+        self.settle = settle
         self.memfd = MemFd("physmem-dma", page_size=page_size, sealing=False)
         self.paddr = np.empty(0, dtype=np.uint64)
+        self.reserved_end = 0  # file pages up to here may hold reservations
 
     def __len__(self) -> int:
         return len(self.paddr)
 
     def grow(self, count: int) -> int:
         """Allocate up to ``count`` more pages; returns how many the pool gave."""
-        ps = self.page_size
-        start = len(self.paddr)
-        got = 0
         if count <= 0:
             return 0  # fallocate() of length 0 is EINVAL
+        start = len(self.paddr)
+        with _on_node(self.node):
+            if self.growth is not None:
+                count = self.growth.reserve_into(self.memfd.fd, start, count)
+                self.reserved_end = max(self.reserved_end, start + count)
+        return self._take(start, count)
+
+    def demote(self, count: int) -> int:
+        """As :meth:`grow`, the pages coming from demoted gigantic pages (adjacent by
+        construction); 0 where the kernel cannot, or without a Growth."""
+        if self.growth is None:
+            return 0
+        start = len(self.paddr)
+        with _on_node(self.node):
+            try:
+                count = self.growth.demote_into(self.memfd.fd, start, count)
+            except (OSError, InvalidArgument):
+                return 0
+            self.reserved_end = max(self.reserved_end, start + count)
+        return self._take(start, count)
+
+    def _take(self, start: int, count: int) -> int:
+        """Fault in file pages [start, start + count) (the reserved ones, or from the free
+        pool); returns how many."""
+        if count <= 0:
+            return 0
+        ps = self.page_size
+        got = 0
         with _on_node(self.node):
             # Page by page only where the pool may run dry; one call otherwise.
             ret = _map.fallocate(self.memfd.fd, 0, start * ps, count * ps)
@@ -123,15 +153,18 @@ class _Candidates:
     def _locate(self, start: int, count: int) -> np.ndarray:
         """Physical address of file pages [start, start + count), fallocated just before.
 
-        The pages are in the file already, so populating a read-only view of them only
-        fills in page-table entries (no page is allocated or zeroed again); a raw mmap,
-        since the view lives for one pagemap read."""
+        The pages are in the file already, so populating a view of them only fills in
+        page-table entries (no page is allocated or zeroed again); a raw mmap, since the
+        view lives for one pagemap read (and a pin, when settling)."""
         ps = self.page_size
-        addr = _map.mmap(0, count * ps, _map.PROT_READ, _map.MAP_SHARED | _map.MAP_POPULATE,
+        prot = _map.PROT_READ | (_map.PROT_WRITE if self.settle else 0)
+        addr = _map.mmap(0, count * ps, prot, _map.MAP_SHARED | _map.MAP_POPULATE,
                          self.memfd.fd, start * ps)
         if addr < 0:
             raise error_from_errno(-addr, f"cannot map {count} hugetlb pages to locate them")
         try:
+            if self.settle:
+                settle(addr, count * ps)
             with PageMap() as pm:
                 paddr = pm.page_heads(addr, count, ps)
         finally:
@@ -231,7 +264,8 @@ def _map_in_order(memfd: MemFd, pages: np.ndarray, page_size: int,
 
 
 def _release_unused(memfd: MemFd, used: np.ndarray, count: int, page_size: int) -> None:
-    """Punch every file page not in ``used`` back to the pool."""
+    """Punch every file page below ``count`` not in ``used`` back to the pool (and with it
+    any reservation the file holds there)."""
     keep = np.zeros(count, dtype=bool)
     keep[used] = True
     for s, n in runs_of(~keep).tolist():
@@ -240,7 +274,7 @@ def _release_unused(memfd: MemFd, used: np.ndarray, count: int, page_size: int) 
 
 def _allocate(size: int | str, *, page_size: int | str | None, node: int | None, align: int | None,
               reserve_pages: bool, scatter: bool, max_segments: int | None,
-              force: bool = False) -> DmaBuffer:
+              force: bool = False, pin: object = "auto") -> DmaBuffer:
     nbytes = _check_size(size)
     ps = _page_size(page_size)
     pool_dir(ps, node)  # validates node
@@ -251,66 +285,48 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
     if max_segments is not None and (isinstance(max_segments, bool)
                                      or not isinstance(max_segments, int) or max_segments < 1):
         raise InvalidArgument(f"max_segments {max_segments!r} must be a positive integer")
+    mode = check_mode(pin)
     n = -(-nbytes // ps)
-    if not reserve_pages:
-        return _allocate_from_pool(nbytes, ps, node, align, n, scatter, max_segments, None)
-    # Every pool this allocation grows is armed in a guardian process before it is written,
-    # so a SIGKILL anywhere from here on leaves the pools as they were.
-    count = n if scatter else n + _overgrowth(n, ps, node)
-    guard = PoolGuard()
-    handed_over = False
+    # Pages the buffer will hold pinned must first leave ZONE_MOVABLE and CMA, where a pin
+    # would move them (and break the run they were chosen for).
+    settle_first = mode is not False and needs_settling()
+    growth = Growth(ps, node, force=force) if reserve_pages else None
     try:
-        try:
-            reservation = reserve(count, ps, node, force=force, guard=guard)
-        except HugePagesUnavailable:
-            if count == n:
-                raise
-            # The extra growth is an optimisation: never the reason to refuse a buffer.
-            reservation = reserve(n, ps, node, force=force, guard=guard)
-        try:
-            buf = _allocate_from_pool(nbytes, ps, node, align, n, scatter, max_segments,
-                                      (reservation, guard, force))
-        except BaseException:
-            reservation.release()
-            raise
-        # The buffer's pages are in hand: shrink the pool back at once. Its pages live on as
-        # surplus pages, which the kernel frees when they are unmapped (close, exit, kill).
-        try:
-            settled = reservation.to_surplus()
-        except BaseException:
-            with contextlib.suppress(BufferError):
-                buf.close()  # releases the reservation too
-            reservation.release()
-            raise
-        if settled:
-            buf._reservation = None
-        else:
-            # The kernel kept the pages persistent: restore on close, and keep the guardian
-            # (owned by the reservation now) for the buffer's lifetime.
-            reservation.guard = guard
-            handed_over = True
-    finally:
-        if not handed_over:
-            guard.disarm()
-    return buf
+        return _allocate_from_pool(nbytes, ps, node, align, n, scatter, max_segments, growth,
+                                   mode, settle_first)
+    except BaseException:
+        if growth is not None:
+            growth.close()
+        raise
 
 
 def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: int,
-                        scatter: bool, max_segments: int | None,
-                        grow: tuple[Reservation, PoolGuard, bool] | None) -> DmaBuffer:
-    reservation = grow[0] if grow is not None else None
-    cands = _Candidates(ps, node)
+                        scatter: bool, max_segments: int | None, growth: Growth | None,
+                        pin: PinMode, settle_first: bool) -> DmaBuffer:
+    cands = _Candidates(ps, node, growth, settle_first)
     try:
         want = n + (align // ps - 1 if align > ps else 0)
+        cap = _reserve_cap(n)
         chosen = None
         longest = 0
         demoted = False
+        growing = False
         regrowths = 0
+        # A growing pool gives the buddy allocator's scattered single blocks first: grow
+        # past them at once (see _overgrowth).
+        more = want + (_overgrowth(want, ps, node) if growth is not None and not scatter else 0)
         while True:
-            # Ask for what is needed, then double: a fragmented pool costs a few rounds,
-            # a tidy one (the usual case) faults in no page beyond the buffer.
-            more = min(_free_pages(ps, node), max(want - len(cands), len(cands)))
-            got = cands.grow(more) if more > 0 else 0
+            if growth is None:
+                more = min(_free_pages(ps, node), more)
+            try:
+                got = cands.grow(more) if more > 0 else 0
+            except HugePagesUnavailable:
+                # Growth beyond the buffer's own pages is an optimisation, never the reason
+                # to refuse it: where the memory margin refuses it, grow by what is missing.
+                needed = max(0, min(more, want - len(cands)))
+                if growth is None or needed == more:
+                    raise
+                got = cands.grow(needed)
             if scatter:
                 if len(cands) >= n:
                     chosen = _pick_segments(cands.paddr, ps, n)
@@ -318,40 +334,48 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
                     if max_segments is None or segs <= max_segments:
                         break
                     longest = segs
+                    chosen = None
             else:
                 chosen, longest = _best_fit(cands.paddr, ps, n, align)
                 if chosen is not None:
                     break
-            if got == 0:
-                # A reservation of our own may grow. Past the buddy allocator's scattered
-                # free blocks first (pages freed a moment ago reach it late, see
-                # _overgrowth), then by demoting gigantic pages, which are adjacent by
-                # construction but cost several times more; then more pages, which the
-                # kernel hands out in no particular order but which make a run likelier.
-                if grow is not None and not scatter and regrowths < 3:
-                    regrowths += 1
-                    extra = _overgrowth(n, ps, node)
-                    if extra and len(cands) + extra <= _reserve_cap(n) and grow[0].extend(
-                            n + extra, force=grow[2]):
-                        continue
-                if grow is not None and not demoted:
-                    demoted = True
-                    if _grow_by_demotion(grow[0], n, ps, node, grow[1], grow[2]):
-                        continue
-                if grow is None or len(cands) >= _reserve_cap(n) or grow[0].extend(
-                        min(max(n, len(cands)), _reserve_cap(n) - len(cands)),
-                        force=grow[2]) == 0:
-                    chosen = None
+            if growth is None:
+                # Ask for what is needed, then double: a fragmented pool costs a few rounds,
+                # a tidy one (the usual case) faults in no page beyond the buffer.
+                if got == 0:
                     break
+                more = max(want - len(cands), len(cands))
+                continue
+            # Growing: what else may make a run appear, cheapest first. Past the buddy
+            # allocator's scattered free blocks (pages freed a moment ago reach it late);
+            # then demoting gigantic pages, adjacent by construction but several times
+            # dearer; then more pages, which come in no particular order but make a run
+            # likelier, up to a cap.
+            more = 0
+            if not scatter and regrowths < 3:
+                regrowths += 1
+                extra = _overgrowth(n, ps, node)
+                if extra and len(cands) + extra <= cap:
+                    more = extra
+                    continue
+            if not demoted:
+                demoted = True
+                if cands.demote(want):
+                    continue
+            if len(cands) >= cap or (growing and got == 0):
+                break
+            growing = True
+            more = min(max(n, len(cands)), cap - len(cands))
         if chosen is None:
             raise _unavailable(nbytes, ps, node, n, cands, longest, scatter, max_segments)
         paddr = cands.paddr[chosen]
         valign = None if scatter else virtual_alignment(int(paddr[0]), n * ps, ps)
         mapping = _map_in_order(cands.memfd, chosen, ps, valign)
         try:
-            _release_unused(cands.memfd, chosen, len(cands), ps)
+            _release_unused(cands.memfd, chosen, max(len(cands), cands.reserved_end), ps)
             cands.close()  # the mapping keeps the chosen pages; the file has no other pages
-            return DmaBuffer._create(mapping, paddr, node=node, reservation=reservation)
+            return DmaBuffer._create(mapping, paddr, node=node, growth=growth, pin=pin,
+                                     contiguous=not scatter)
         except BaseException:
             mapping.close()
             raise
@@ -382,27 +406,6 @@ def _overgrowth(n: int, ps: int, node: int | None) -> int:
 
 
 _OVERGROW_MAX = 128  # 2 MiB pages zeroed in about the time a 1 GiB page takes to allocate
-
-
-def _grow_by_demotion(reservation: Reservation, n: int, ps: int, node: int | None,
-                      guard: PoolGuard, force: bool) -> bool:
-    """Add physically adjacent ``ps`` pages to the pool by demoting fresh gigantic pages.
-
-    The gigantic pool ends as it was (its new pages are demoted away); the ``ps`` pool's
-    growth is undone with ``reservation``. False where the kernel cannot do it.
-    """
-    bigger = [s for s in supported_sizes() if s > ps and demote_size(s, node) == ps]
-    if not bigger:
-        return False
-    big = bigger[0]
-    count = -(-n * ps // big)
-    try:
-        with reserve(count, big, node, allow_partial=True, force=force, guard=guard) as giant:
-            got = demote(min(count, giant.free), big, node)
-    except (OSError, InvalidArgument):
-        return False
-    reservation.refresh()
-    return got > 0
 
 
 def _reserve_cap(n: int) -> int:
@@ -441,7 +444,8 @@ def _unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidate
 
 def allocate_contiguous(size: int | str, *, page_size: int | str | None = None,
                         node: int | None = None, align: int | None = None,
-                        reserve: bool = False, force: bool = False) -> DmaBuffer:
+                        reserve: bool = False, force: bool = False,
+                        pin: PinMode = "auto") -> DmaBuffer:
     """A buffer whose virtual and physical addresses are both contiguous.
 
     ``size`` is rounded up to whole hugepages of ``page_size`` (default: the default hugepage
@@ -450,25 +454,33 @@ def allocate_contiguous(size: int | str, *, page_size: int | str | None = None,
     like the physical one (see :func:`virtual_alignment`). Raises
     :class:`ContiguityUnavailable` with the longest run found if no run is long enough.
 
+    ``pin`` keeps the kernel from moving the pages (see :mod:`physmem.dma.pin`): ``"auto"``
+    pins where the kernel allows and otherwise says why in ``buf.pin_error``; ``True``
+    requires it (:class:`~physmem.errors.PinUnavailable` names the cause and the fix);
+    ``False`` leaves the pages mlocked only, which memory offline, compaction and NUMA
+    migration do not respect.
+
     ``reserve=True`` (root) grows the pool by what is needed, demoting a gigantic page into
-    adjacent pages if that is what it takes, and shrinks it back before returning: the
-    buffer's pages stay as surplus pages, which the kernel frees when they are unmapped, so
-    the pool is as it was after close(), a normal exit, SIGKILL or the OOM killer alike.
-    A guardian process covers the allocation itself. Growth into the last few percent of
-    MemAvailable is refused unless ``force`` (see :func:`physmem.hugepages.reserve`).
+    adjacent pages if that is what it takes, and gives the growth back before returning:
+    the buffer's pages are surplus pages, which the kernel frees when they are unmapped, so
+    the pools are as they were after close(), a normal exit, SIGKILL or the OOM killer
+    alike, and concurrent allocations in other processes compose (see
+    :mod:`physmem.hugepages.growth`). Growth into the last few percent of MemAvailable is
+    refused unless ``force`` (see :func:`physmem.hugepages.reserve`).
     """
     return _allocate(size, page_size=page_size, node=node, align=align, reserve_pages=reserve,
-                     scatter=False, max_segments=None, force=force)
+                     scatter=False, max_segments=None, force=force, pin=pin)
 
 
 def allocate_scatter(size: int | str, *, page_size: int | str | None = None,
                      node: int | None = None, max_segments: int | None = None,
-                     reserve: bool = False, force: bool = False) -> DmaBuffer:
+                     reserve: bool = False, force: bool = False,
+                     pin: PinMode = "auto") -> DmaBuffer:
     """A buffer of hugepages in as few physically contiguous segments as the pool allows.
 
-    ``reserve`` and ``force`` as for :func:`allocate_contiguous`."""
+    ``reserve``, ``force`` and ``pin`` as for :func:`allocate_contiguous`."""
     return _allocate(size, page_size=page_size, node=node, align=None, reserve_pages=reserve,
-                     scatter=True, max_segments=max_segments, force=force)
+                     scatter=True, max_segments=max_segments, force=force, pin=pin)
 
 
 def longest_contiguous(page_size: int | str | None = None, node: int | None = None) -> int:

@@ -1,8 +1,9 @@
-"""Hugepages: the kernel's pools (_pools.py), growing them on purpose (reservation.py, guarded
-against the grower's death by guard.py), and who holds their pages (holders.py)."""
+"""Hugepages: the kernel's pools (_pools.py), changing them under one system-wide lock with a
+ledger of what each process changed (_ledger.py, settled by guard.py's guardian if it dies),
+growing them on purpose (reservation.py) or for one buffer with nothing left behind
+(growth.py), and who holds their pages (holders.py)."""
 from __future__ import annotations
 
-from .guard import PoolGuard
 from .holders import Audit, HugetlbfsFile, HugetlbFd, HugetlbMapping, PoolAudit, audit, remove_orphans
 from ._pools import Pool, default_size, node_pools, pools, supported_sizes
 from .reservation import (
@@ -11,13 +12,16 @@ from .reservation import (
                       compact,
                       demote,
                       demote_size,
+                      free_stuck_surplus,
                       mounts,
                       parse_size,
+                      release_free,
                       reserve,
                       set_pool_size,
+                      stuck_surplus,
 )
 
 __all__ = ["Pool", "default_size", "node_pools", "pools", "supported_sizes", "HugetlbfsMount",
            "Reservation", "compact", "demote", "demote_size", "mounts", "parse_size", "reserve",
-           "set_pool_size", "PoolGuard", "Audit", "HugetlbfsFile", "HugetlbFd", "HugetlbMapping",
+           "set_pool_size", "release_free", "stuck_surplus", "free_stuck_surplus", "Audit", "HugetlbfsFile", "HugetlbFd", "HugetlbMapping",
            "PoolAudit", "audit", "remove_orphans"]

@@ -6,28 +6,30 @@ so, with the free-memory picture that explains why.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 from .. import _sysfs, sysctl
 from .._args import as_nonneg
+from .._raw import poolguard as _claims
 from .._sysfs import read_int
 from .._syntax import parse_size
 from ..errors import (
     FileMissing,
     HugePagesUnavailable,
     InvalidArgument,
+    error_from_errno,
 )
+from ._ledger import Claim, pool_lock
 from ._pools import default_size, supported_sizes
 from .sizes import explain_size, format_size
 
-if TYPE_CHECKING:
-    from .guard import PoolGuard
-
-__all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "demote", "demote_size",
-           "compact", "mounts", "pool_dir", "parse_size", "resolve_size", "describe_free_memory",
-           "persistent_pages", "MEMORY_MARGIN_FRACTION", "MEMORY_MARGIN_MIN"]
+__all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "release_free",
+           "stuck_surplus", "free_stuck_surplus", "demote", "demote_size", "compact", "mounts",
+           "pool_dir", "parse_size", "resolve_size", "describe_free_memory", "persistent_pages",
+           "MEMORY_MARGIN_FRACTION", "MEMORY_MARGIN_MIN"]
 
 def resolve_size(size: int | str | None, proc_root: str = "/proc") -> int:
     """A page size in bytes from ``2M``/``1G``/bytes, or the kernel's default for None."""
@@ -112,19 +114,97 @@ def _human(nbytes: int) -> str:
     return f"{nbytes} bytes"
 
 
+def _write(path: str, value: int) -> None:
+    _sysfs.write(path, value, "cannot resize the hugepage pool")
+
+
+def _set_persistent(directory: str, target: int) -> None:
+    """Make the pool's persistent size ``target`` (under the pool lock), surplus pages in
+    use staying surplus: the C core writes the current total first where surplus pages
+    exist (see csrc/poolguard.h for why a lone write of the target leaks)."""
+    path = f"{directory}/nr_hugepages"
+    ret = _claims.undo(_claims.claim_bytes(os.fsencode(path), _claims.TOTAL, _claims.PENDING,
+                                           max(0, target), 0))
+    if ret < 0:
+        raise error_from_errno(-ret, "cannot resize the hugepage pool", path=path)
+
+
+def _grow_total(directory: str, extra: int, claim: Claim | None = None) -> int:
+    """Add ``extra`` persistent pages (under the pool lock); returns how many the kernel
+    added. ``claim`` records the change before and after the write."""
+    if extra <= 0:
+        return 0
+    total = _count(directory, "nr_hugepages")
+    before = total - _count(directory, "surplus_hugepages")
+    if claim is not None:
+        claim.pending(before)
+    # Relative to the total, not the persistent size: writing a total converts surplus
+    # pages (other buffers' pages in use) into persistent ones first, so only what lies
+    # beyond the current total is new memory.
+    _write(f"{directory}/nr_hugepages", total + extra)
+    after = persistent_pages(directory)
+    if claim is not None:
+        claim.held(after - before)
+    return max(0, _count(directory, "nr_hugepages") - total)
+
+
 def set_pool_size(total: int, size: int | str | None = None, node: int | None = None, *,
                   sys_root: str = "/sys", proc_root: str = "/proc") -> int:
-    """Set a pool's page count (no restore: for administration); returns the count now."""
-    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
-        raise InvalidArgument(f"total {total!r} must be a non-negative integer")
+    """Set a pool's persistent size (no restore: for administration); returns the total
+    now. Pages in use beyond it stay until freed (as surplus pages)."""
+    total = as_nonneg(total, "total")
     size = resolve_size(size, proc_root)
     directory = pool_dir(size, node, sys_root=sys_root)
-    _write_total(directory, total)
+    with pool_lock():
+        _set_persistent(directory, total)
     return _count(directory, "nr_hugepages")
 
 
-def _write_total(directory: str, total: int) -> None:
-    _sysfs.write(f"{directory}/nr_hugepages", total, "cannot resize the hugepage pool")
+def release_free(count: int | None, size: int | str | None = None, node: int | None = None,
+                 *, sys_root: str = "/sys", proc_root: str = "/proc") -> int:
+    """Give up to ``count`` (None: all) free, unreserved pages of a pool back to the system,
+    relative to its size now; returns how many went."""
+    size = resolve_size(size, proc_root)
+    directory = pool_dir(size, node, sys_root=sys_root)
+    with pool_lock():
+        free = _count(directory, "free_hugepages")
+        reserved = read_int(f"{directory}/resv_hugepages") or 0
+        persistent = persistent_pages(directory)
+        give = min(max(0, free - reserved), persistent)
+        if count is not None:
+            give = min(give, as_nonneg(count, "count"))
+        if give:
+            _set_persistent(directory, persistent - give)
+        return max(0, persistent - persistent_pages(directory))
+
+
+def stuck_surplus(size: int | str | None = None, node: int | None = None, *,
+                  sys_root: str = "/sys", proc_root: str = "/proc") -> int:
+    """Free pages the kernel counts as surplus but will never free: surplus beyond the
+    pages in use and reserved. They arise when a pool is shrunk while surplus pages are in
+    use and free persistent pages exist (the kernel then counts free pages as surplus);
+    writing ``nr_hugepages = 0`` does not free them."""
+    size = resolve_size(size, proc_root)
+    directory = pool_dir(size, node, sys_root=sys_root)
+    nr, free = _count(directory, "nr_hugepages"), _count(directory, "free_hugepages")
+    surplus = _count(directory, "surplus_hugepages")
+    reserved = read_int(f"{directory}/resv_hugepages") or 0
+    return max(0, surplus - (nr - free) - reserved)
+
+
+def free_stuck_surplus(size: int | str | None = None, node: int | None = None, *,
+                       sys_root: str = "/sys", proc_root: str = "/proc") -> int:
+    """Free the pages :func:`stuck_surplus` counts (the current total written, then the
+    persistent size); returns how many went."""
+    size = resolve_size(size, proc_root)
+    directory = pool_dir(size, node, sys_root=sys_root)
+    with pool_lock():
+        stuck = stuck_surplus(size, node, sys_root=sys_root, proc_root=proc_root)
+        if not stuck:
+            return 0
+        nr = _count(directory, "nr_hugepages")
+        _set_persistent(directory, persistent_pages(directory))
+        return max(0, nr - _count(directory, "nr_hugepages"))
 
 
 def describe_free_memory(proc_root: str = "/proc") -> str:
@@ -139,21 +219,15 @@ def describe_free_memory(proc_root: str = "/proc") -> str:
                      + " ".join(str(n) for n in r.free) for r in rows)
 
 
-# False only in tests: Reservation.to_surplus() then writes the pool down to its pages in use
-# and no further, which is what a kernel that will not turn them into surplus pages leaves
-# behind, so that the restore-on-close fallback runs, for real, against this kernel.
-_surplus_conversion = True
-
-
 @dataclass
 class Reservation:
-    """A pool grown by :func:`reserve`; :meth:`release` (or leaving the ``with``) restores it.
+    """A pool grown by :func:`reserve`; :meth:`release` (or leaving the ``with``) gives the
+    growth back.
 
-    ``previous`` is ``nr_hugepages`` before, ``previous_surplus`` the surplus pages it
-    included; release restores the persistent size, ``previous - previous_surplus``. The
-    growth is persistent until then: a process killed before it releases leaves the pool
-    grown, unless a :class:`~physmem.hugepages.guard.PoolGuard` was armed for it; ``guard``
-    is one this reservation owns, disarmed once the pool is restored.
+    ``previous`` is ``nr_hugepages`` before, ``grown`` the persistent pages this reservation
+    added and has not given back: release takes exactly those away again, relative to the
+    pool's size then, so reservations of several processes compose. The growth is persistent
+    until then, also if this process exits (that is the point of reserving).
     """
 
     size: int
@@ -162,9 +236,8 @@ class Reservation:
     total: int
     free: int
     path: str
+    grown: int = 0
     released: bool = field(default=False)
-    previous_surplus: int = 0
-    guard: PoolGuard | None = field(default=None, repr=False)
 
     def extend(self, extra: int, *, force: bool = False, proc_root: str = "/proc") -> int:
         """Grow the pool by up to ``extra`` more pages; returns how many the kernel added.
@@ -179,55 +252,28 @@ class Reservation:
             extra = min(extra, allowance[0] // self.size)
         if extra == 0:
             return 0
-        before = _count(self.path, "nr_hugepages")
-        _write_total(self.path, before + extra)
-        self.total = _count(self.path, "nr_hugepages")
-        self.free = _count(self.path, "free_hugepages")
-        return max(0, self.total - before)
+        with pool_lock():
+            before = persistent_pages(self.path)
+            added = _grow_total(self.path, extra)
+            self.grown += persistent_pages(self.path) - before
+            self.refresh()
+        return added
 
     def refresh(self) -> None:
-        """Re-read the pool's counts (after something else, such as demotion, changed it)."""
+        """Re-read the pool's counts."""
         self.total = _count(self.path, "nr_hugepages")
         self.free = _count(self.path, "free_hugepages")
 
-    @property
-    def persistent(self) -> int:
-        """The pool's persistent size before the reservation: what :meth:`release` restores."""
-        return self.previous - self.previous_surplus
-
     def release(self) -> None:
-        """Put the pool back to its previous size (pages in use become surplus, freed later)."""
-        if not self.released:
-            _write_total(self.path, self.persistent)
-            self.released = True
-        if self.guard is not None:
-            self.guard.disarm()
-
-    def to_surplus(self) -> bool:
-        """Give the growth back now, leaving the pages still in use as surplus pages.
-
-        The kernel frees a surplus page to the page allocator as soon as its last user lets
-        go, so from here on nothing is left to restore: not on close, not after SIGKILL.
-        Free pages beyond the previous size leave the pool at once. Returns False, the pool
-        still grown and the reservation unreleased, where the kernel kept the pages
-        persistent instead (then only :meth:`release` restores the pool).
-        """
+        """Give the growth back (pages in use beyond the pool's size become surplus pages,
+        freed when their users let go)."""
         if self.released:
-            return True
-        target = self.persistent
-        if not _surplus_conversion:
-            # Acting as a kernel that keeps pages in use persistent: the free pages go, the
-            # rest stays in the pool, as such a kernel would leave it.
-            target = max(target, _count(self.path, "nr_hugepages")
-                         - _count(self.path, "free_hugepages"))
-        _write_total(self.path, target)
-        if persistent_pages(self.path) > self.persistent:
-            return False  # release() writes it again once the pages are free
-        self.released = True
-        self.refresh()
-        if self.guard is not None:
-            self.guard.disarm()
-        return True
+            return
+        with pool_lock():
+            if self.grown:
+                _set_persistent(self.path, persistent_pages(self.path) - self.grown)
+            self.grown = 0
+            self.released = True
 
     def __enter__(self) -> Reservation:
         return self
@@ -238,62 +284,58 @@ class Reservation:
 
 def reserve(count: int, size: int | str | None = None, node: int | None = None, *,
             allow_partial: bool = False, force: bool = False, sys_root: str = "/sys",
-            proc_root: str = "/proc", progress: Callable[[int, int], None] | None = None,
-            guard: PoolGuard | None = None) -> Reservation:
+            proc_root: str = "/proc", progress: Callable[[int, int], None] | None = None
+            ) -> Reservation:
     """Make at least ``count`` free pages of ``size`` (default: the default hugepage size)
     available, in the global pool or NUMA ``node``'s.
 
-    The pool grows by the shortfall only. If the kernel gives fewer pages than asked, the
-    pool is put back and :class:`HugePagesUnavailable` raised (with the obtained count and
-    buddyinfo), unless ``allow_partial``. Needs root. With ``progress(done, wanted)``
-    the pool grows a page at a time (gigantic pages can take seconds each) and reports.
+    The pool grows by the shortfall only, under the system-wide pool lock and relative to
+    its size then. If the kernel gives fewer pages than asked, the growth is given back and
+    :class:`HugePagesUnavailable` raised (with the obtained count and buddyinfo), unless
+    ``allow_partial``. Needs root. With ``progress(done, wanted)`` the pool grows a page at
+    a time (gigantic pages can take seconds each) and reports.
 
     Growth that would eat into the last few percent of MemAvailable (see
     ``MEMORY_MARGIN_FRACTION``) is refused with the numbers, unless ``force``. The pool stays
-    grown until :meth:`Reservation.release`, also if this process is killed, unless
-    ``guard`` (a :class:`~physmem.hugepages.guard.PoolGuard`) is given: it is armed with the
-    pool's previous persistent size before the pool is written. The caller disarms it.
+    grown until :meth:`Reservation.release`, also after this process exits.
     """
     count = as_nonneg(count, "count")
     size = resolve_size(size, proc_root)
     directory = pool_dir(size, node, sys_root=sys_root)
-    previous = _count(directory, "nr_hugepages")
-    surplus = _count(directory, "surplus_hugepages")
-    free = _count(directory, "free_hugepages")
-    target = previous + max(0, count - free)
-    if not force and target != previous:
-        _check_memory(target - previous, size, node, proc_root)
-    if guard is not None:  # also when nothing is written now: demotion may grow it later
-        guard.arm(f"{directory}/nr_hugepages", previous - surplus)
-    if progress is not None:
-        for step in range(previous + 1, target + 1):
-            _write_total(directory, step)
-            if _count(directory, "nr_hugepages") < step:
-                break  # the kernel found no more: the check below reports it
-            progress(step - previous, target - previous)
-    elif target != previous:
-        _write_total(directory, target)
-    if progress is None and target == previous:
-        total, free_now = previous, free  # nothing written: the counts read above stand
-    else:
-        total = _count(directory, "nr_hugepages")
-        free_now = _count(directory, "free_hugepages")
-    res = Reservation(size=size, node=node, previous=previous, total=total, free=free_now,
-                      path=directory, previous_surplus=surplus)
-    if free_now < count and not allow_partial:
-        res.release()
-        where = "" if node is None else f" on node {node}"
-        boot = f"hugepagesz={format_size(size)} hugepages={count}"
-        advice = ("gigantic pages need contiguous 1 GiB blocks, which a running system "
-                  f"rarely has: reserve them at boot with `{boot}`"
-                  if size >= 1 << 30 else
-                  "compact memory and retry (physmem.hugepages.compact(), or "
-                  f"`echo 1 > /proc/sys/vm/compact_memory`), or reserve at boot with `{boot}`")
-        raise HugePagesUnavailable(
-            f"asked for {count} free {format_size(size)} hugepages{where}, the kernel gave "
-            f"{free_now} (pool total {total}, was {previous}); {advice}.\n"
-            f"free memory by order:\n{describe_free_memory(proc_root)}",
-            obtained=free_now, wanted=count, size=size, node=node)
+    with pool_lock():
+        previous = _count(directory, "nr_hugepages")
+        free = _count(directory, "free_hugepages") - (read_int(f"{directory}/resv_hugepages") or 0)
+        shortfall = max(0, count - max(0, free))
+        if not force and shortfall:
+            _check_memory(shortfall, size, node, proc_root)
+        res = Reservation(size=size, node=node, previous=previous, total=previous,
+                          free=free, path=directory)
+        try:
+            if progress is not None:
+                for step in range(1, shortfall + 1):
+                    if res.extend(1, force=True, proc_root=proc_root) == 0:
+                        break  # the kernel found no more: the check below reports it
+                    progress(step, shortfall)
+            elif shortfall:
+                res.extend(shortfall, force=True, proc_root=proc_root)
+            res.refresh()
+        except BaseException:
+            res.release()
+            raise
+        if res.free < count and not allow_partial:
+            res.release()
+            where = "" if node is None else f" on node {node}"
+            boot = f"hugepagesz={format_size(size)} hugepages={count}"
+            advice = ("gigantic pages need contiguous 1 GiB blocks, which a running system "
+                      f"rarely has: reserve them at boot with `{boot}`"
+                      if size >= 1 << 30 else
+                      "compact memory and retry (physmem.hugepages.compact(), or "
+                      f"`echo 1 > /proc/sys/vm/compact_memory`), or reserve at boot with `{boot}`")
+            raise HugePagesUnavailable(
+                f"asked for {count} free {format_size(size)} hugepages{where}, the kernel gave "
+                f"{res.free} (pool total {res.total}, was {previous}); {advice}.\n"
+                f"free memory by order:\n{describe_free_memory(proc_root)}",
+                obtained=res.free, wanted=count, size=size, node=node)
     return res
 
 
@@ -312,9 +354,10 @@ def demote(count: int, size: int | str, node: int | None = None, *,
 
         raise FeatureUnavailable(f"hugepage demotion is not available for {format_size(size)} "
                                  "pages (added in Linux 5.16)", path=path)
-    before = _count(directory, "nr_hugepages")
-    _sysfs.write(path, count, "cannot demote hugepages")
-    return max(0, before - _count(directory, "nr_hugepages"))
+    with pool_lock():
+        before = _count(directory, "nr_hugepages")
+        _sysfs.write(path, count, "cannot demote hugepages")
+        return max(0, before - _count(directory, "nr_hugepages"))
 
 
 def demote_size(size: int | str, node: int | None = None, *, sys_root: str = "/sys") -> int | None:
