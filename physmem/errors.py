@@ -29,6 +29,7 @@ __all__ = [
     "DmaPoolExhausted",
     "NotContiguous",
     "PhysicalAddressChanged",
+    "PinUnavailable",
     "MissingDependency",
     "error_from_errno",
     "translate_os_errors",
@@ -154,6 +155,17 @@ class NotContiguous(PhysmemError, ValueError):
 
 class PhysicalAddressChanged(PhysmemError, RuntimeError):
     """Pages of a DMA buffer moved or vanished since it was allocated."""
+
+
+class PinUnavailable(PhysmemOSError):
+    """Memory could not be pinned for the long term. ``cause`` is ``"memlock"``
+    (RLIMIT_MEMLOCK), ``"disabled"`` (kernel.io_uring_disabled), ``"seccomp"`` (a seccomp
+    filter blocks io_uring), ``"unsupported"`` (no io_uring, or too old) or ``"kernel"``."""
+
+    def __init__(self, message: str, *, cause: str, errno: int | None = None,
+                 address: int | None = None) -> None:
+        super().__init__(message, errno=errno, address=address)
+        self.cause = cause
 
 
 class MissingDependency(PhysmemError, ImportError):

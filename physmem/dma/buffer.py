@@ -8,13 +8,20 @@ import numpy as np
 
 from .._runs import find_runs, run_table
 from ..addressing import as_uint64_array, page_size
-from ..errors import InvalidArgument, NotContiguous, PhysicalAddressChanged
+from ..errors import (
+    ContiguityUnavailable,
+    InvalidArgument,
+    NotContiguous,
+    PhysicalAddressChanged,
+    PinUnavailable,
+)
 from ..kpageflags import KPF, KPageFlags
 from ..mapping import Advice, Mapping
 from ..pagemap import PageMap
+from . import pin as _pins
 
 if TYPE_CHECKING:
-    from ..hugepages.reservation import Reservation
+    from ..hugepages.growth import Growth
 
 __all__ = ["DmaBuffer", "Verification"]
 
@@ -37,6 +44,8 @@ class Verification:
     pagemap: bool               # /proc/self/pagemap re-read: every page where ``segments`` say
     kpageflags: bool            # /proc/kpageflags: every page is a hugetlb (compound head) page
     not_checked: tuple[tuple[str, str], ...] = ()   # (check, why it could not run)
+    pinned: bool = False        # /proc/self/fdinfo: io_uring holds the whole buffer pinned
+    pin_error: str | None = None    # why it is not pinned (None when pinned, or not asked)
 
     @property
     def complete(self) -> bool:
@@ -53,11 +62,20 @@ class Verification:
                        f"address{'' if one else 'es'} shown")
         if self.kpageflags:
             out.append(f"verified with kpageflags: {pages} {are} hugetlb")
+        if self.pinned:
+            out.append(f"pinned: io_uring holds {pages} as a fixed buffer (fdinfo), so the "
+                       "kernel will not move them")
+        elif self.pin_error:
+            out.append(f"not pinned (memory offline or migration may move the pages): "
+                       f"{self.pin_error}")
+        else:
+            out.append("not pinned (pin=False): memory offline or migration may move the pages")
         out += [f"not checked: {check}: {why}" for check, why in self.not_checked]
         return out
 
     def as_json(self) -> dict[str, Any]:
         return {"pagemap": self.pagemap, "kpageflags": self.kpageflags,
+                "pinned": self.pinned, "pin_error": self.pin_error,
                 "not_checked": {check: why for check, why in self.not_checked}}
 
 
@@ -68,8 +86,10 @@ class DmaBuffer:
     and ``size`` (whole hugepages) describe the virtual range; ``segments`` is a structured
     array (``vaddr``, ``paddr``, ``nbytes``) of its physically contiguous pieces. Offsets in
     :meth:`virt_to_phys` / :meth:`phys_to_virt` count from ``address``. Excluded from fork
-    children (MADV_DONTFORK) and mlocked. ``verification`` records what the latest
-    :meth:`verify` (run once at allocation) checked. Close it, or use it as a context manager.
+    children (MADV_DONTFORK) and mlocked, and, where the kernel allows, pinned for the long
+    term (``pinned``; ``pin_error`` says why not), so that nothing moves it while a device may
+    be writing into it. ``verification`` records what the latest :meth:`verify` (run once at
+    allocation) checked. Close it, or use it as a context manager.
     """
 
     address: int
@@ -78,8 +98,10 @@ class DmaBuffer:
     node: int | None
     segments: np.ndarray
     verification: Verification   # the latest verify() result
+    pin_error: str | None        # why the buffer is not pinned (None if pinned or pin=False)
     _mapping: Mapping
-    _reservation: Reservation | None
+    _growth: Growth | None
+    _pin: _pins.Pin | None
     _page_paddr: np.ndarray
     _voff: np.ndarray
     _p_sorted: np.ndarray
@@ -91,16 +113,48 @@ class DmaBuffer:
 
     @classmethod
     def _create(cls, mapping: Mapping, page_paddr: np.ndarray, *, node: int | None,
-                reservation: Reservation | None) -> DmaBuffer:
+                growth: Growth | None = None, pin: _pins.PinMode = False,
+                contiguous: bool = False) -> DmaBuffer:
         self = object.__new__(cls)
         self._mapping = mapping
-        self._reservation = reservation
-        self._page_paddr = np.ascontiguousarray(page_paddr, dtype=np.uint64)
+        # Pool growth the buffer must give back itself (none, unless the kernel kept it).
+        self._growth = growth if growth is not None and growth.leftover else None
+        self._pin = None
+        self.pin_error = None
         self.page_size = mapping.page_size
         self.size = mapping.size
         self.address = mapping.address
         mapping.mlock()
         mapping.advise(Advice.DONTFORK)
+        try:
+            if pin is not False:
+                try:
+                    self._pin = _pins.pin(self.address, self.size)
+                except PinUnavailable as exc:
+                    if pin is True:
+                        raise
+                    self.pin_error = str(exc)
+                else:
+                    # A pin moves pages out of ZONE_MOVABLE and CMA: the layout is where
+                    # they are now (candidates were settled first, so normally unchanged).
+                    with PageMap() as pm:
+                        page_paddr = pm.page_heads(self.address, len(page_paddr),
+                                                   self.page_size)
+                    if contiguous and len(find_runs(page_paddr, step=self.page_size)[0]) > 1:
+                        raise ContiguityUnavailable(
+                            f"pinning the buffer at {self.address:#x} moved its pages out of "
+                            "ZONE_MOVABLE, and they are no longer adjacent; retry, or pass "
+                            "pin=False", longest=0, wanted=self.size)
+            self._set_layout(page_paddr)
+            self.node = self._find_node() if node is None else node
+            self.verify()
+        except BaseException:
+            self._unpin()
+            raise
+        return self
+
+    def _set_layout(self, page_paddr: np.ndarray) -> None:
+        self._page_paddr = np.ascontiguousarray(page_paddr, dtype=np.uint64)
         self.segments = _segments(self.address, self._page_paddr, self.page_size)
         self.segments.flags.writeable = False
         self._voff = (self.segments["vaddr"] - np.uint64(self.address)).copy()
@@ -108,9 +162,6 @@ class DmaBuffer:
         self._p_sorted = self.segments["paddr"][by_phys].copy()
         self._p_voff = self._voff[by_phys].copy()
         self._p_len = self.segments["nbytes"][by_phys].copy()
-        self.node = self._find_node() if node is None else node
-        self.verify()
-        return self
 
     def _find_node(self) -> int | None:
         from ..numa import node_of
@@ -186,12 +237,14 @@ class DmaBuffer:
                 f"{int(moved.sum())} of {npages} pages moved or vanished (expected "
                 f"{len(self.segments)} segment(s), pagemap shows {len(segs)})",
                 address=self.address)
+        pinned = self._pin_listed()
         try:
             kpf = KPageFlags()
         except PermissionError as exc:
             self.verification = Verification(npages, len(self.segments), pagemap=True,
                                              kpageflags=False,
-                                             not_checked=(("kpageflags", str(exc)),))
+                                             not_checked=(("kpageflags", str(exc)),),
+                                             pinned=pinned, pin_error=self.pin_error)
             return self.verification
         with kpf:
             heads = self._page_paddr // np.uint64(page_size())
@@ -202,8 +255,52 @@ class DmaBuffer:
                 f"a page of the buffer at {self.address:#x} is no longer a hugetlb head page",
                 address=self.address)
         self.verification = Verification(npages, len(self.segments), pagemap=True,
-                                         kpageflags=True)
+                                         kpageflags=True, pinned=pinned,
+                                         pin_error=self.pin_error)
         return self.verification
+
+    def _pin_listed(self) -> bool:
+        """Whether the kernel lists this buffer's pin: every slot of it, in the ring's
+        fdinfo, registered over exactly its span."""
+        if self._pin is None:
+            return False
+        from ..proc import uring_buffers
+
+        listed = {(b.slot, b.address, b.size) for b in uring_buffers(self._pin.ring_fd)}
+        first = self._pin.first_slot
+        want = {(first + i, a, n) for i, (a, n) in enumerate(self._pin.spans())}
+        if not want <= listed:
+            raise PhysicalAddressChanged(
+                f"the pin of the buffer at {self.address:#x} is gone: its io_uring no "
+                "longer lists it as a fixed buffer", address=self.address)
+        return True
+
+    # -- pinning ------------------------------------------------------------------------
+    @property
+    def pinned(self) -> bool:
+        """Whether the pages are pinned for the long term (io_uring fixed buffer)."""
+        return self._pin is not None
+
+    def pin(self) -> None:
+        """Pin the pages now (if not already); :class:`~physmem.errors.PinUnavailable` says
+        why the kernel refused. The pages must not move on the way: where the pin moved one
+        (out of ZONE_MOVABLE), PhysicalAddressChanged is raised and the pin kept."""
+        self._require_open()
+        if self._pin is None:
+            self._pin = _pins.pin(self.address, self.size)
+            self.pin_error = None
+        self.verify()
+
+    def unpin(self) -> None:
+        """Let go of the pin (the pages stay mlocked); returns once the kernel has."""
+        self._unpin()
+        if not self.closed:
+            self.pin_error = "unpinned by unpin()"
+
+    def _unpin(self) -> None:
+        if self._pin is not None:
+            pinned, self._pin = self._pin, None
+            _pins.unpin(pinned)
 
     # -- data access --------------------------------------------------------------------
     def view(self) -> memoryview:
@@ -232,14 +329,17 @@ class DmaBuffer:
             raise InvalidArgument(f"the DmaBuffer at {self.address:#x} is closed")
 
     def close(self) -> None:
-        """Unmap (pages go back to the pool) and undo a reservation made for it.
+        """Unmap and unpin: the pages are back in the pool (or, grown for the buffer, back
+        in the system) when this returns.
 
         Raises BufferError while numpy arrays or memoryviews of it exist.
         """
         if not self._mapping.closed:
-            self._mapping.close()
-        if self._reservation is not None:
-            self._reservation.release()
+            self._mapping.close()  # refuses while views exist, before anything else changes
+        self._unpin()
+        if self._growth is not None:
+            growth, self._growth = self._growth, None
+            growth.close()
 
     def __enter__(self) -> DmaBuffer:
         return self
@@ -250,8 +350,9 @@ class DmaBuffer:
     def __repr__(self) -> str:
         state = "closed" if self.closed else (
             f"phys={self.phys:#x}" if self.is_contiguous else f"{len(self.segments)} segments")
-        return (f"<DmaBuffer {self.size} bytes at {self.address:#x}, {state}, "
-                f"page_size={self.page_size}, node={self.node}>")
+        pinned = "" if self.closed else (", pinned" if self.pinned else ", not pinned")
+        return (f"<DmaBuffer {self.size} bytes at {self.address:#x}, {state}{pinned}, "
+                f"page_size={self.page_size:#x}, node={self.node}>")
 
 
 def _as_u64(values: Any, name: str) -> np.ndarray:

@@ -26,7 +26,9 @@ _NAMES = {
     "parse_smaps": "_smaps", "parse_stat": "pidstat", "parse_status": "pidstat",
     "parse_vmstat": "_vmstat", "parse_zoneinfo": "zones", "set_oom_score_adj": "_oom",
     "smaps": "_smaps", "smaps_rollup": "_smaps", "stat": "pidstat", "statm": "pidstat",
-    "status": "pidstat", "vmstat": "_vmstat", "zoneinfo": "zones",
+    "status": "pidstat", "status_field": "pidstat", "vmstat": "_vmstat", "zoneinfo": "zones",
+    "UringBuffer": "_uring", "parse_uring_buffers": "_uring", "uring_buffers": "_uring",
+    "uring_fds": "_uring",
 }
 
 if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real names
@@ -47,8 +49,10 @@ if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real nam
                           stat,
                           statm,
                           status,
+                          status_field,
     )
     from ._smaps import Smaps, SmapsList, memory_totals, parse_smaps, smaps, smaps_rollup
+    from ._uring import UringBuffer, parse_uring_buffers, uring_buffers, uring_fds
     from ._vmstat import parse_vmstat, vmstat
     from .zones import (
                           BuddyInfo,
@@ -89,5 +93,6 @@ __all__ = [
     "oom", "pagetypeinfo", "parse_buddyinfo", "parse_cpu_flags", "parse_cpu_list", "parse_iomem", "parse_maps", "parse_meminfo", "parse_mounts",
     "parse_numa_maps", "parse_pagetypeinfo", "parse_smaps", "parse_stat", "parse_status",
     "parse_vmstat", "parse_zoneinfo", "set_oom_score_adj", "smaps", "smaps_rollup", "stat",
-    "statm", "status", "vmstat", "zoneinfo",
+    "statm", "status", "status_field", "vmstat", "zoneinfo", "UringBuffer", "parse_uring_buffers",
+    "uring_buffers", "uring_fds",
 ]
