@@ -171,6 +171,15 @@ class Verdict:
     obtainable_after_compaction: int
     verdict: str
     advice: str
+    obtainable_now_range: tuple[int, int] = (0, 0)
+    obtainable_after_compaction_range: tuple[int, int] = (0, 0)
+    page_size: int = 0          # the hugepage size the figures count (for a buffer: the best)
+
+    def as_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["obtainable_now_range"] = list(self.obtainable_now_range)
+        d["obtainable_after_compaction_range"] = list(self.obtainable_after_compaction_range)
+        return d
 
 
 @dataclass(frozen=True, eq=False)
@@ -271,32 +280,44 @@ class Forecast:
         verdict = "now" if now >= count else "after-compaction" if after >= count else "no"
         return Verdict(size, count, False, now, after, verdict,
                        self._advice(verdict, f"{count} pages of {format_size(size)}", count,
-                                    size))
+                                    size),
+                       tuple(t["obtainable_now_range"]),  # type: ignore[arg-type]
+                       tuple(t["obtainable_after_compaction_range"]),  # type: ignore[arg-type]
+                       size)
 
     def contiguous(self, nbytes: int | str) -> Verdict:
         """Can one physically contiguous buffer of ``nbytes`` be had from hugetlb pages?
 
         The obtainable figures count how many such buffers fit in the runs of adjacent
-        pages, using the hugepage size that gives the most.
+        pages, using the hugepage size that gives the most; the ranges scale those by the
+        zones' ranges (a run never holds more pages than the zones can give).
         """
         nbytes = as_positive(parse_size(nbytes) if isinstance(nbytes, str) else nbytes,
                              "size")
-        best_now = best_after = 0
+        best: tuple[int, int] = (0, 0)
         best_size = self.sizes[0]
+        ranges: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
         for size in self.sizes:
             need = -(-nbytes // size)
             fits = []
+            spans = []
+            t = self.totals(size)
             for now in (True, False):
                 runs = runs_of(self._usable(size, now))
                 cap = self.totals_cap(size, now)
-                fits.append(min(int((runs[:, 1] // need).sum()), cap // need))
-            if (fits[0], fits[1]) > (best_now, best_after):
-                best_now, best_after, best_size = fits[0], fits[1], size
-        verdict = "now" if best_now else "after-compaction" if best_after else "no"
+                got = min(int((runs[:, 1] // need).sum()), cap // need)
+                fits.append(got)
+                lo, hi = t["obtainable_now_range" if now else "obtainable_after_compaction_range"]
+                spans.append((min(got, lo // need), max(got, min(int((runs[:, 1] // need).sum()),
+                                                               hi // need))))
+            if (fits[0], fits[1]) > best:
+                best, best_size = (fits[0], fits[1]), size
+                ranges = (spans[0], spans[1])
+        verdict = "now" if best[0] else "after-compaction" if best[1] else "no"
         pages = -(-nbytes // best_size)
-        return Verdict(nbytes, 1, True, best_now, best_after, verdict,
+        return Verdict(nbytes, 1, True, best[0], best[1], verdict,
                        self._advice(verdict, f"a {format_size(nbytes)} contiguous buffer",
-                                    pages, best_size))
+                                    pages, best_size), ranges[0], ranges[1], best_size)
 
     def _size(self, size: int | str) -> int:
         s = parse_size(size) if isinstance(size, str) else as_positive(size, "size")
@@ -312,6 +333,10 @@ class Forecast:
         if verdict == "after-compaction":
             return (f"{what}: obtainable after compaction: echo 1 > /proc/sys/vm/compact_memory "
                     f"(physmem.hugepages.compact()), then {reserve}")
+        ram = (self.frames - self.frame_counts.get(FRAME_INFO[Frame.HOLE][0], 0)) * self.page_size
+        if pages * size > ram:
+            return (f"{what}: not on this machine, whose memory is {ram / 2 ** 30:.1f} GiB "
+                    "in all")
         return (f"{what}: not without a reboot: boot with hugepagesz={format_size(size)} "
                 f"hugepages={pages} on the kernel command line")
 
