@@ -28,7 +28,7 @@ from ..hugepages.sizes import format_size
 from ..kpageflags import KPageFlags
 from .classes import Frame
 from .contiguity import (_gigantic, _unevictable_movable, _zone_memory, drain_per_cpu_lists,
-                         frame_classes)
+                         frame_classes, free_pool_pages)
 from .physmap import zone_spans
 
 __all__ = ["RunAnswer", "run_obtainable"]
@@ -76,7 +76,7 @@ class _Hit(NamedTuple):
 
 
 def _verify(kf: KPageFlags, first: int, length: int, count: int, n: int, gig: bool,
-            mlocked: bool, now: bool, budget: int) -> _Hit:
+            mlocked: bool, now: bool, budget: int, pool: np.ndarray) -> _Hit:
     """Read the candidate window of ``length`` blocks from PFN ``first`` in pieces of about
     ``count`` blocks, each piece starting after the last block that failed, until a run of
     ``count`` good blocks is found, the window ends or ``budget`` frames are read."""
@@ -93,6 +93,9 @@ def _verify(kf: KPageFlags, first: int, length: int, count: int, n: int, gig: bo
         if gig:
             mov |= full == Frame.UNEVICTABLE
         after_v = ((full == Frame.FREE) | mov).all(axis=1)
+        in_pool = np.isin(base // n + np.arange(span), pool)
+        free_v |= in_pool
+        after_v |= in_pool
         # Gigantic pages: the kernel migrates what is movable itself.
         good = after_v if (gig or not now) else free_v
         runs = runs_of(good)
@@ -147,6 +150,9 @@ def run_obtainable(count: int, size: int | str, node: int | None = None, *,
         if m is not None:
             prot = m.prot_normal if gig else m.prot_movable
             free_pages += max(0, (m.free + m.pcp - m.wmin - prot) // n)
+    # The pool's own free pages belong to any run it can hand out.
+    heads = free_pool_pages(ps, node, proc_root=proc_root, sys_root=sys_root)
+    pool = np.empty(0, np.int64) if heads is None else heads // n
     best_now = best_after = upper = 0
     found: tuple[str, int] | None = None
     budget = VERIFY_FRAMES
@@ -164,16 +170,17 @@ def run_obtainable(count: int, size: int | str, node: int | None = None, *,
             sample = np.asarray(kf.read(np.arange(lo * n, hi * n, unit, dtype=np.int64)))
             cls = frame_classes(sample, unevictable_movable=mlocked).reshape(hi - lo, n // unit)
             movable = (cls == Frame.MOVABLE) | (cls == Frame.RECLAIMABLE)
-            free_b = (cls == Frame.FREE).all(axis=1)
-            after_b = ((cls == Frame.FREE) | movable).all(axis=1)
+            in_pool = np.isin(np.arange(lo, hi), pool)
+            free_b = (cls == Frame.FREE).all(axis=1) | in_pool
+            after_b = ((cls == Frame.FREE) | movable).all(axis=1) | in_pool
             for now in (True, False):
                 if found is not None:
                     break
-                cand = runs_of(free_b if now or gig else after_b)
+                cand = runs_of(free_b if now and not gig else after_b)
                 cand = cand[cand[:, 1] >= count]
                 for start, length in cand[np.argsort(-cand[:, 1], kind="stable")].tolist():
                     hit = _verify(kf, (lo + start) * n, length, count, n, gig, mlocked, now,
-                                  budget)
+                                  budget, pool)
                     budget = hit.budget
                     best_now, best_after = max(best_now, hit.now), max(best_after, hit.after)
                     if hit.start is not None:
@@ -181,7 +188,7 @@ def run_obtainable(count: int, size: int | str, node: int | None = None, *,
                         break
                     if budget <= 0:
                         break
-                upper = max(upper, int(runs_of(free_b if now or gig else after_b)[:, 1]
+                upper = max(upper, int(runs_of(free_b if now and not gig else after_b)[:, 1]
                                        .max(initial=0)))
             if found is not None and found[0] == "now":
                 break

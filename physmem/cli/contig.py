@@ -73,7 +73,8 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     check_threads(args.threads)
     try:
         fc = forecast(node=check_node(args.node), sizes=sizes, threads=args.threads,
-                      drain=not args.no_drain)
+                      drain=not args.no_drain, proc_root=args.proc_root,
+                      sys_root=args.sys_root)
     except InvalidArgument as exc:
         flag = "--node" if "node" in str(exc) else "--size" if "size" in str(exc) else None
         raise InvalidArgument(f"{flag}: {exc}" if flag else str(exc)) from None
@@ -168,4 +169,4 @@ CONTIG = Command(
                 "status: 0 now, 7 only after compaction, 8 not without a reboot.",
     epilog="examples:\n  physmem contig\n  physmem contig --want 16x1G\n"
            "  physmem contig --want 256M --json\n  physmem contig --size 2M --png contig.png",
-    arguments=arguments, run=run)
+    arguments=arguments, run=run, roots=True)
