@@ -56,7 +56,8 @@ from .physmap import (ZoneSpan, classify, free_mask, ram_ranges, tails_marked,
 
 __all__ = ["Frame", "BlockState", "BLOCK_STATE_INFO", "FRAME_INFO", "ZoneForecast",
            "BlockerFrame", "NearlyFree", "Verdict", "Forecast", "forecast", "frame_classes",
-           "free_pool_pages", "longest_pool_run"]
+           "free_pool_pages", "longest_pool_run", "drain_per_cpu_lists", "per_cpu_free",
+           "memory_node"]
 
 
 _MLOCK_BITS = int(KPF.UNEVICTABLE | KPF.MLOCKED)
@@ -281,9 +282,9 @@ class Forecast:
         return Verdict(size, count, False, now, after, verdict,
                        self._advice(verdict, f"{count} pages of {format_size(size)}", count,
                                     size),
-                       tuple(t["obtainable_now_range"]),  # type: ignore[arg-type]
-                       tuple(t["obtainable_after_compaction_range"]),  # type: ignore[arg-type]
-                       size)
+                       (t["obtainable_now_range"][0], t["obtainable_now_range"][1]),
+                       (t["obtainable_after_compaction_range"][0],
+                        t["obtainable_after_compaction_range"][1]), size)
 
     def contiguous(self, nbytes: int | str) -> Verdict:
         """Can one physically contiguous buffer of ``nbytes`` be had from hugetlb pages?
@@ -425,6 +426,17 @@ def _memory_nodes(sys_root: str) -> frozenset[int] | None:
     return None
 
 
+def memory_node(node: int | None, nodes: Sequence[int]) -> int | None:
+    """``node`` checked against the nodes with memory (None: any)."""
+    if node is None:
+        return None
+    node = as_nonneg(node, "node")
+    if node not in nodes:
+        raise InvalidArgument(f"NUMA node {node} has no memory (nodes with memory: "
+                              f"{list(nodes)})")
+    return node
+
+
 def _node_of(pfns: np.ndarray, spans: Sequence[ZoneSpan]) -> np.ndarray:
     out = np.full(len(pfns), -1, dtype=np.int64)
     for z in spans:
@@ -469,10 +481,7 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
     else:
         spans = zone_spans(proc_root)
         nodes = sorted({z.node for z in spans})
-    if node is not None:
-        node = as_nonneg(node, "node")
-        if node not in nodes:
-            raise InvalidArgument(f"NUMA node {node} has no memory (nodes: {nodes})")
+    node = memory_node(node, nodes)
     want = nodes if node is None else [node]
     with KPageFlags(proc_root=proc_root) as kf, KPageCount(proc_root=proc_root) as kc:
         frames = len(flags) if flags is not None else kf.max_pfn()
@@ -813,10 +822,7 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
     sz = _check_sizes(sizes, supported)
     spans = tuple(zone_spans(proc_root))
     nodes = sorted({z.node for z in spans})
-    if node is not None:
-        node = as_nonneg(node, "node")
-        if node not in nodes:
-            raise InvalidArgument(f"NUMA node {node} has no memory (nodes with memory: {nodes})")
+    node = memory_node(node, nodes)
     page = addressing.page_size()
     max_order = max((len(b.free) - 1 for b in proc.buddyinfo(proc_root)), default=10)
     movable_mlocked = _unevictable_movable(proc_root)

@@ -171,7 +171,7 @@ def plot_frag(records: Sequence[ZoneFragmentation], path: str) -> None:
                              dpi=110, squeeze=False)
     for ax, r in zip(axes[:, 0], zones):
         orders = np.arange(len(r.free_blocks))
-        sizes = [_size(r.page_size << k) for k in orders]
+        sizes = [_size(r.page_size << k) for k in range(len(orders))]
         bottom = np.zeros(len(orders))
         types = r.by_type if r.by_type else {"free (buddyinfo)": r.free_blocks}
         for t, counts in types.items():
@@ -322,9 +322,9 @@ def _plot_blockers(ax: Any, fc: Forecast) -> None:
     y = np.arange(len(rows))
     ax.barh(y, [r[2] for r in rows], color=[by_label.get(r[1], COLOURS["other"]) for r in rows],
             edgecolor="#444444", lw=0.4)
-    for i, (_, label, blocks, frames) in enumerate(rows):
-        extra = f", {frames} frames" if frames else ""
-        ax.text(blocks, i, f" {blocks} blocks{extra}", va="center", fontsize=7)
+    for i, (_, _label, count, nframes) in enumerate(rows):
+        extra = f", {nframes} frames" if nframes else ""
+        ax.text(count, i, f" {count} blocks{extra}", va="center", fontsize=7)
     ax.set_yticks(y)
     ax.set_yticklabels([f"{r[0]}: {r[1]}" for r in rows], fontsize=7)
     ax.invert_yaxis()

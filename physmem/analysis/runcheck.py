@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import addressing
-from .._args import as_nonneg, as_positive
+from .._args import as_positive
 from .._runs import runs_of
 from ..errors import InvalidArgument
 from ..hugepages._pools import supported_sizes
@@ -28,7 +28,7 @@ from ..hugepages.sizes import format_size
 from ..kpageflags import KPageFlags
 from .classes import Frame
 from .contiguity import (_gigantic, _unevictable_movable, _zone_memory, drain_per_cpu_lists,
-                         frame_classes, free_pool_pages)
+                         frame_classes, free_pool_pages, memory_node)
 from .physmap import zone_spans
 
 __all__ = ["RunAnswer", "run_obtainable"]
@@ -129,11 +129,7 @@ def run_obtainable(count: int, size: int | str, node: int | None = None, *,
         raise InvalidArgument(f"size {format_size(ps)} is not a hugepage size of this kernel "
                               f"({', '.join(format_size(s) for s in supported)})")
     spans = zone_spans(proc_root)
-    nodes = sorted({z.node for z in spans})
-    if node is not None:
-        node = as_nonneg(node, "node")
-        if node not in nodes:
-            raise InvalidArgument(f"NUMA node {node} has no memory (nodes with memory: {nodes})")
+    node = memory_node(node, sorted({z.node for z in spans}))
     page = addressing.page_size()
     n = ps // page
     unit = min(n, max(1, (2 << 20) // page))     # frames per sampled frame
