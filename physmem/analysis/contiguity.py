@@ -56,7 +56,8 @@ from .physmap import (ZoneSpan, classify, free_mask, ram_ranges, tails_marked,
 
 __all__ = ["Frame", "BlockState", "BLOCK_STATE_INFO", "FRAME_INFO", "ZoneForecast",
            "BlockerFrame", "NearlyFree", "Verdict", "Forecast", "forecast", "frame_classes",
-           "free_pool_pages", "longest_pool_run"]
+           "free_pool_pages", "longest_pool_run", "drain_per_cpu_lists", "per_cpu_free",
+           "memory_node"]
 
 
 _MLOCK_BITS = int(KPF.UNEVICTABLE | KPF.MLOCKED)
@@ -116,9 +117,19 @@ class ZoneForecast:
     obtainable_after_compaction: int
     longest_run_now: int
     longest_run_after_compaction: int
+    # [low, high] around the two estimates: what the kernel may give where user space cannot
+    # know the state (free pages on the CPUs' lists, memory moving while the scan ran, how
+    # much page cache the kernel reclaims, how well its own compaction does).
+    obtainable_now_range: tuple[int, int] = (0, 0)
+    obtainable_after_compaction_range: tuple[int, int] = (0, 0)
+    per_cpu_blocks: int = 0     # blocked blocks counted free: their flag-less frames fit the
+                                # pages on the CPUs' lists
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["obtainable_now_range"] = list(self.obtainable_now_range)
+        d["obtainable_after_compaction_range"] = list(self.obtainable_after_compaction_range)
+        return d
 
 
 class BlockerFrame(NamedTuple):
@@ -161,6 +172,15 @@ class Verdict:
     obtainable_after_compaction: int
     verdict: str
     advice: str
+    obtainable_now_range: tuple[int, int] = (0, 0)
+    obtainable_after_compaction_range: tuple[int, int] = (0, 0)
+    page_size: int = 0          # the hugepage size the figures count (for a buffer: the best)
+
+    def as_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["obtainable_now_range"] = list(self.obtainable_now_range)
+        d["obtainable_after_compaction_range"] = list(self.obtainable_after_compaction_range)
+        return d
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,6 +197,7 @@ class Forecast:
     states: dict[int, np.ndarray] = field(repr=False)
     blockers: dict[int, np.ndarray] = field(repr=False)
     reclaim_only: dict[int, np.ndarray] = field(repr=False)   # compactable by reclaim alone
+    per_cpu: dict[int, np.ndarray] = field(repr=False)        # counted free: CPUs' lists
     block_zone: dict[int, np.ndarray] = field(repr=False)     # zone index per block, -1 none
     free_runs: np.ndarray = field(repr=False)                 # (start_pfn, pages) rows
     frames: int = 0
@@ -207,24 +228,27 @@ class Forecast:
     def rows(self, size: int) -> list[ZoneForecast]:
         return [z for z in self.zones if z.size == size]
 
-    def totals(self, size: int) -> dict[str, int]:
+    def totals(self, size: int | str) -> dict[str, Any]:
+        """The zones' figures for ``size`` added up (ranges too), with the longest runs."""
+        size = self._size(size)
         keys = ("blocks", "free_now", "pool", "after_compaction", "uninitialised", "blocked",
-                "reclaimable",
-                "new_now", "new_after_compaction", "obtainable_now",
-                "obtainable_after_compaction")
+                "reclaimable", "new_now", "new_after_compaction", "obtainable_now",
+                "obtainable_after_compaction", "per_cpu_blocks")
         rows = self.rows(size)
-        out = {k: sum(getattr(r, k) for r in rows) for k in keys}
+        out: dict[str, Any] = {k: sum(getattr(r, k) for r in rows) for k in keys}
+        for k in ("obtainable_now_range", "obtainable_after_compaction_range"):
+            out[k] = [sum(getattr(r, k)[0] for r in rows), sum(getattr(r, k)[1] for r in rows)]
         out["longest_run_now"] = self._longest(size, now=True)
         out["longest_run_after_compaction"] = self._longest(size, now=False)
         return out
 
     def _usable(self, size: int, now: bool) -> np.ndarray:
         st = self.states[size]
-        ok: np.ndarray = (st == BlockState.FREE) | (st == BlockState.POOL)
+        ok: np.ndarray = (st == BlockState.FREE) | (st == BlockState.POOL) | self.per_cpu[size]
         if not now or _gigantic(size, self.page_size, self._max_order):
             ok |= st == BlockState.COMPACTABLE
         if not _gigantic(size, self.page_size, self._max_order):
-            ok |= (st == BlockState.UNINITIALISED) | self.reclaim_only[size]
+            ok |= st == BlockState.UNINITIALISED
         if self.node is not None:
             ok &= self._node_mask(size)
         return ok
@@ -257,32 +281,44 @@ class Forecast:
         verdict = "now" if now >= count else "after-compaction" if after >= count else "no"
         return Verdict(size, count, False, now, after, verdict,
                        self._advice(verdict, f"{count} pages of {format_size(size)}", count,
-                                    size))
+                                    size),
+                       (t["obtainable_now_range"][0], t["obtainable_now_range"][1]),
+                       (t["obtainable_after_compaction_range"][0],
+                        t["obtainable_after_compaction_range"][1]), size)
 
     def contiguous(self, nbytes: int | str) -> Verdict:
         """Can one physically contiguous buffer of ``nbytes`` be had from hugetlb pages?
 
         The obtainable figures count how many such buffers fit in the runs of adjacent
-        pages, using the hugepage size that gives the most.
+        pages, using the hugepage size that gives the most; the ranges scale those by the
+        zones' ranges (a run never holds more pages than the zones can give).
         """
         nbytes = as_positive(parse_size(nbytes) if isinstance(nbytes, str) else nbytes,
                              "size")
-        best_now = best_after = 0
+        best: tuple[int, int] = (0, 0)
         best_size = self.sizes[0]
+        ranges: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
         for size in self.sizes:
             need = -(-nbytes // size)
             fits = []
+            spans = []
+            t = self.totals(size)
             for now in (True, False):
                 runs = runs_of(self._usable(size, now))
                 cap = self.totals_cap(size, now)
-                fits.append(min(int((runs[:, 1] // need).sum()), cap // need))
-            if (fits[0], fits[1]) > (best_now, best_after):
-                best_now, best_after, best_size = fits[0], fits[1], size
-        verdict = "now" if best_now else "after-compaction" if best_after else "no"
+                got = min(int((runs[:, 1] // need).sum()), cap // need)
+                fits.append(got)
+                lo, hi = t["obtainable_now_range" if now else "obtainable_after_compaction_range"]
+                spans.append((min(got, lo // need), max(got, min(int((runs[:, 1] // need).sum()),
+                                                               hi // need))))
+            if (fits[0], fits[1]) > best:
+                best, best_size = (fits[0], fits[1]), size
+                ranges = (spans[0], spans[1])
+        verdict = "now" if best[0] else "after-compaction" if best[1] else "no"
         pages = -(-nbytes // best_size)
-        return Verdict(nbytes, 1, True, best_now, best_after, verdict,
+        return Verdict(nbytes, 1, True, best[0], best[1], verdict,
                        self._advice(verdict, f"a {format_size(nbytes)} contiguous buffer",
-                                    pages, best_size))
+                                    pages, best_size), ranges[0], ranges[1], best_size)
 
     def _size(self, size: int | str) -> int:
         s = parse_size(size) if isinstance(size, str) else as_positive(size, "size")
@@ -298,6 +334,10 @@ class Forecast:
         if verdict == "after-compaction":
             return (f"{what}: obtainable after compaction: echo 1 > /proc/sys/vm/compact_memory "
                     f"(physmem.hugepages.compact()), then {reserve}")
+        ram = (self.frames - self.frame_counts.get(FRAME_INFO[Frame.HOLE][0], 0)) * self.page_size
+        if pages * size > ram:
+            return (f"{what}: not on this machine, whose memory is {ram / 2 ** 30:.1f} GiB "
+                    "in all")
         return (f"{what}: not without a reboot: boot with hugepagesz={format_size(size)} "
                 f"hugepages={pages} on the kernel command line")
 
@@ -386,6 +426,17 @@ def _memory_nodes(sys_root: str) -> frozenset[int] | None:
     return None
 
 
+def memory_node(node: int | None, nodes: Sequence[int]) -> int | None:
+    """``node`` checked against the nodes with memory (None: any)."""
+    if node is None:
+        return None
+    node = as_nonneg(node, "node")
+    if node not in nodes:
+        raise InvalidArgument(f"NUMA node {node} has no memory (nodes with memory: "
+                              f"{list(nodes)})")
+    return node
+
+
 def _node_of(pfns: np.ndarray, spans: Sequence[ZoneSpan]) -> np.ndarray:
     out = np.full(len(pfns), -1, dtype=np.int64)
     for z in spans:
@@ -430,10 +481,7 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
     else:
         spans = zone_spans(proc_root)
         nodes = sorted({z.node for z in spans})
-    if node is not None:
-        node = as_nonneg(node, "node")
-        if node not in nodes:
-            raise InvalidArgument(f"NUMA node {node} has no memory (nodes: {nodes})")
+    node = memory_node(node, nodes)
     want = nodes if node is None else [node]
     with KPageFlags(proc_root=proc_root) as kf, KPageCount(proc_root=proc_root) as kc:
         frames = len(flags) if flags is not None else kf.max_pfn()
@@ -557,45 +605,224 @@ def _cgroup_paths(inodes: set[int], proc_root: str) -> dict[int, str]:
     return found
 
 
+# vm.percpu_pagelist_high_fraction while the per-CPU lists are drained: a value nobody sets
+# by hand, so a run that finds it knows an earlier drain was cut short and restores 0.
+_DRAIN_FRACTION = 999983
+
+
+def per_cpu_free(proc_root: str = "/proc") -> dict[tuple[int, str], int]:
+    """(node, zone) -> free pages on the CPUs' lists now (zoneinfo's ``pagesets count:``)."""
+    return {(z.node, z.zone): sum(z.pcp) for z in proc.zoneinfo(proc_root)}
+
+
+def drain_per_cpu_lists(proc_root: str = "/proc", *, timeout: float = 1.0) -> bool:
+    """Give the free pages on the CPUs' lists back to the buddy allocator, as the kernel
+    itself does before a gigantic allocation; returns whether it could (root, default tuning).
+
+    Those pages carry no flag in /proc/kpageflags and read as kernel allocations: after a
+    hugetlb pool shrinks, the lists can hold a GiB of 2 MiB blocks. User space has no drain
+    call; lowering the lists' high mark (``vm.percpu_pagelist_high_fraction``) and asking
+    each CPU to refresh its statistics (``vm.stat_refresh``, which trims a list above its
+    mark by up to a batch at a time) empties them within tens of ms. The tuning is put back
+    at once; one set by hand (not 0) is left alone and nothing is drained.
+    """
+    import time
+
+    name = "vm.percpu_pagelist_high_fraction"
+    try:
+        old = sysctl.read_int(name, proc_root)
+    except PhysmemError:
+        return False
+    if old not in (0, _DRAIN_FRACTION):
+        return False
+    try:
+        sysctl.write(name, _DRAIN_FRACTION, proc_root)
+    except PhysmemError:
+        return False
+    try:
+        deadline = time.monotonic() + timeout
+        last = sum(per_cpu_free(proc_root).values())
+        while time.monotonic() < deadline:
+            for _ in range(8):
+                sysctl.write("vm.stat_refresh", 1, proc_root)
+            now = sum(per_cpu_free(proc_root).values())
+            if now >= last:
+                break
+            last = now
+    except PhysmemError:
+        return False
+    finally:
+        sysctl.write(name, 0, proc_root)
+    return True
+
+
 NEARLY_FREE_LIMIT = 16      # nearly free blocks listed per size
 NEARLY_FREE_FRAMES = 64     # blocker frames listed per block
 
 
-def _zone_info(proc_root: str) -> dict[tuple[int, str], tuple[int, int, int]]:
-    """(node, zone) -> (free pages, min watermark, lowmem reserve against movable requests)."""
+class _ZoneMemory(NamedTuple):
+    """What the page allocator checks for one zone, read from /proc/zoneinfo (pages)."""
+
+    free: int           # in the buddy allocator (zoneinfo's "pages free")
+    pcp: int            # on the CPUs' free lists: free, but invisible to kpageflags
+    wmin: int           # the min watermark: hugetlb allocations may go down to it
+    prot_movable: int   # lowmem reserve against requests that may use ZONE_MOVABLE (2 MiB)
+    prot_normal: int    # ... against requests that stop at ZONE_NORMAL (gigantic pages)
+
+
+def _zone_memory(proc_root: str) -> dict[tuple[int, str], _ZoneMemory]:
     zones = proc.zoneinfo(proc_root)
-    out = {}
     by_node: dict[int, list[str]] = {}
     for z in zones:
         by_node.setdefault(z.node, []).append(z.zone)
+    out = {}
     for z in zones:
         names = by_node[z.node]
-        # Hugetlb pool pages are GFP_HIGHUSER_MOVABLE: the highest zone they may use is
-        # Movable, so that is the column of each zone's protection that applies.
-        idx = names.index("Movable") if "Movable" in names else len(names) - 1
-        prot = z.protection[idx] if idx < len(z.protection) else 0
-        out[(z.node, z.zone)] = (z.free, z.min, prot)
+        # A zone's protection lists the pages it keeps back from requests whose highest zone
+        # is each column: 2 MiB pool pages are GFP_HIGHUSER_MOVABLE (up to Movable), gigantic
+        # ones GFP_HIGHUSER (up to Normal: they are never placed in ZONE_MOVABLE).
+        mov = names.index("Movable") if "Movable" in names else len(names) - 1
+        nor = names.index("Normal") if "Normal" in names else mov
+        prot = z.protection
+
+        def col(i: int) -> int:
+            return prot[i] if i < len(prot) else 0
+        out[(z.node, z.zone)] = _ZoneMemory(z.free, sum(z.pcp), z.min, col(mov), col(nor))
     return out
 
 
+def _second_look(flags: np.ndarray, fc: np.ndarray, counts0: np.ndarray, n0: int, *,
+                 drain: bool, unevictable_movable: bool, proc_root: str) -> int:
+    """Read again the flag-less and off-LRU frames of the units blocked by nothing else,
+    and update ``flags``, ``fc`` and ``counts0`` in place; returns how many changed class.
+
+    Free pages on the CPUs' lists and pages on their way back to the allocator (page tables
+    freed after an RCU grace period, pages in a batch being freed) carry no flag, like
+    kernel allocations; pages isolated for a migration or waiting in a CPU's LRU batch are
+    off the LRU for a moment. A moment later, and after a drain, they read as what the
+    kernel sees when it allocates.
+    """
+    blk = counts0[:, FIRST_BLOCKER:].sum(axis=1)
+    passing = counts0[:, Frame.KERNEL] + counts0[:, Frame.UNMOVABLE]
+    units = np.flatnonzero((blk > 0) & (blk == passing))
+    if not len(units):
+        return 0
+    idx = np.concatenate([np.flatnonzero((fc[u * n0:(u + 1) * n0] == Frame.KERNEL)
+                                         | (fc[u * n0:(u + 1) * n0] == Frame.UNMOVABLE))
+                          + u * n0 for u in units.tolist()])
+    if drain:
+        drain_per_cpu_lists(proc_root)
+    with KPageFlags(proc_root=proc_root) as kf:
+        again = np.asarray(kf.read(idx)).view(np.int64)
+    cls = frame_classes(again, unevictable_movable=unevictable_movable)
+    moved = cls != fc[idx]
+    if moved.any():
+        flags.view(np.int64)[idx[moved]] = again[moved]
+        fc[idx[moved]] = cls[moved]
+        for u in np.unique(idx[moved] // n0).tolist():
+            counts0[u] = np.bincount(fc[u * n0:(u + 1) * n0], minlength=N_FRAMES)
+    return int(moved.sum())
+
+
+def _charged(blocks: np.ndarray, n: int, fc: np.ndarray, proc_root: str) -> np.ndarray:
+    """Which of these blocks hold a flag-less frame charged to a memory cgroup: a kernel
+    allocation made for a process, never a free page (freeing uncharges it)."""
+    out = np.zeros(len(blocks), dtype=bool)
+    if not len(blocks):
+        return out
+    idx = np.concatenate([np.flatnonzero(fc[b * n:(b + 1) * n] == Frame.KERNEL) + b * n
+                          for b in blocks.tolist()])
+    try:
+        with KPageCgroup(proc_root=proc_root) as kg:
+            inos = kg.read(idx)
+    except PhysmemError:
+        return out   # no CONFIG_MEMCG: nothing is charged
+    hit = np.unique(idx[np.asarray(inos) != 0] // n)
+    out[np.isin(blocks, hit)] = True
+    return out
+
+
+def _pcp_blocks(kern: np.ndarray, budget: int) -> np.ndarray:
+    """Indices of the blocks (given their flag-less frame counts, all other frames free or
+    movable) that the free pages on the CPUs' lists could account for: fewest first, while
+    their frames fit in ``budget``."""
+    order = np.argsort(kern, kind="stable")
+    fits = np.cumsum(kern[order]) <= budget
+    picked: np.ndarray = order[fits]
+    return picked
+
+
+class _Estimate(NamedTuple):
+    now: int
+    after: int
+    now_low: int
+    now_high: int
+    after_low: int
+    after_high: int
+
+
+def _estimate(*, gig: bool, movable_zone: bool, n: int, mem: _ZoneMemory, pcp: int,
+              pcp_high: int, moved: int, free_blocks: int, maybe: int, maybe_high: int,
+              uninit_blocks: int, uninit_frames: int, compactable: int, movable_frames: int,
+              clean_cache: int, stuck: int) -> _Estimate:
+    """New pages of ``n`` frames one zone can give, best estimates and ranges.
+
+    Gigantic pages (alloc_contig_range): every block whose frames are free or movable; the
+    kernel migrates the movable ones itself and drains the CPUs' lists first, so "now" and
+    "after compaction" are one figure. Buddy pages (2 MiB, __GFP_RETRY_MAYFAIL): the free
+    blocks now; after compaction also the blocks compaction empties by gathering the
+    compactable blocks' movable pages into as few blocks as they fill. Both stop where the
+    zone's free memory would fall below its min watermark plus the lowmem reserve, or below
+    the free pages stuck in blocked blocks (compaction does not fill those, and a growing pool
+    stops there). The kernel's reclaim of clean page cache during a growth, and the direct
+    compaction it tries, only raise the upper ends.
+    """
+    slack = -(-moved // n)
+
+    def cap(extra: int, floor: int) -> int:
+        return max(0, (mem.free + uninit_frames + extra - floor) // n)
+
+    if gig:
+        if movable_zone:
+            return _Estimate(0, 0, 0, 0, 0, 0)
+        floor = mem.wmin + mem.prot_normal
+        sure = free_blocks + compactable
+        best = min(sure + maybe, cap(pcp, floor))
+        low = max(0, min(sure, cap(-moved, floor)) - slack)
+        high = min(sure + maybe_high + slack, cap(pcp_high + moved, floor))
+        low, high = min(low, best), max(high, best)
+        return _Estimate(best, best, low, high, low, high)
+    wmark = mem.wmin + mem.prot_movable
+    floor = max(stuck, wmark)
+    freed = max(0, compactable - -(-movable_frames // n))
+    base = free_blocks + uninit_blocks
+    now = min(base + maybe, cap(pcp, floor))
+    after = min(base + maybe + freed, cap(pcp, floor))
+    cap_low = cap(-moved, floor)
+    cap_high = cap(pcp_high + moved + clean_cache, max(wmark, stuck - moved))
+    now_low = max(0, min(base, cap_low) - slack)
+    after_low = max(0, min(base + freed, cap_low) - slack)
+    high = min(base + maybe_high + compactable + slack, cap_high)
+    return _Estimate(now, after, min(now_low, now), max(high, now), min(after_low, after),
+                     max(high, after))
+
+
 def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str | None = None,
-             threads: int | None = None, proc_root: str = "/proc",
+             threads: int | None = None, drain: bool = False, proc_root: str = "/proc",
              sys_root: str = "/sys") -> Forecast:
     """Class every aligned block of each hugepage size and predict what can be had.
 
     ``node`` limits the answer to one NUMA node (the scan still covers the machine);
     ``sizes`` picks hugepage sizes (``"2M"``, ``1 << 30``; default every size the kernel
     supports); ``threads`` reads kpageflags in that many PFN ranges at once (default one
-    per CPU). Needs root (CAP_SYS_ADMIN) for /proc/kpageflags.
+    per CPU); ``drain`` first empties the CPUs' free lists (:func:`drain_per_cpu_lists`),
+    which narrows the ranges. Needs root (CAP_SYS_ADMIN) for /proc/kpageflags.
     """
     supported = supported_sizes(sys_root)
     sz = _check_sizes(sizes, supported)
     spans = tuple(zone_spans(proc_root))
     nodes = sorted({z.node for z in spans})
-    if node is not None:
-        node = as_nonneg(node, "node")
-        if node not in nodes:
-            raise InvalidArgument(f"NUMA node {node} has no memory (nodes with memory: {nodes})")
+    node = memory_node(node, nodes)
     page = addressing.page_size()
     max_order = max((len(b.free) - 1 for b in proc.buddyinfo(proc_root)), default=10)
     movable_mlocked = _unevictable_movable(proc_root)
@@ -615,6 +842,9 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
         pieces[first] = fcp
         piece_counts[first] = _block_counts(fcp, n0)
 
+    if drain:
+        drain_per_cpu_lists(proc_root)
+    before = {k: (m.free, m.pcp) for k, m in _zone_memory(proc_root).items()}
     with KPageFlags(proc_root=proc_root) as kf:
         flags = read_range(kf, threads=threads, each=classify_piece)
     frames = len(flags)
@@ -645,7 +875,6 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
             top = fc[start:hi]
             top[top == Frame.KERNEL] = Frame.UNINITIALISED
             uninit.append((start, hi))
-    zinfo = _zone_info(proc_root)
     nb0 = frames // n0
     counts0 = (np.concatenate([piece_counts[k] for k in sorted(piece_counts)])[:nb0]
                if piece_counts else np.zeros((0, N_FRAMES), np.int64))
@@ -657,10 +886,20 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
         if b_lo < b_hi:
             counts0[b_lo:b_hi] = _block_counts(fc[b_lo * n0:b_hi * n0], n0)
 
+    settled = _second_look(flags, fc, counts0, n0, drain=drain,
+                           unevictable_movable=movable_mlocked, proc_root=proc_root)
+    zmem = _zone_memory(proc_root)
+    # Free memory moving while the scan ran (other processes, and the scan's own arrays):
+    # the ranges widen by it. The lists' pages are counted as read before and after.
+    pcp = {k: (max(m.pcp, before.get(k, (0, 0))[1]), m.pcp + before.get(k, (0, 0))[1])
+           for k, m in zmem.items()}
+    drift = {k: abs((m.free + m.pcp) - sum(before.get(k, (m.free + m.pcp, 0))))
+             for k, m in zmem.items()}
     zone_start = np.array([z.start_pfn for z in spans], dtype=np.int64)
     order = np.argsort(zone_start, kind="stable")
     states: dict[int, np.ndarray] = {}
     reclaim_only: dict[int, np.ndarray] = {}
+    pcp_maybe: dict[int, np.ndarray] = {}
     nblockers: dict[int, np.ndarray] = {}
     block_zone: dict[int, np.ndarray] = {}
     rows: list[ZoneForecast] = []
@@ -688,6 +927,12 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
             heads = np.empty(0, np.int64)
         is_pool = np.zeros(nb, dtype=bool)
         is_pool[(heads // n)[heads // n < nb]] = True
+        gig = _gigantic(size, page, max_order)
+        if gig:
+            # alloc_contig_range isolates unevictable (mlocked) pages too, whatever
+            # compact_unevictable_allowed says: for gigantic pages they are movable.
+            counts[:, Frame.MOVABLE] += counts[:, Frame.UNEVICTABLE]
+            counts[:, Frame.UNEVICTABLE] = 0
         blockers = counts[:, FIRST_BLOCKER:].sum(axis=1)
         st = np.full(nb, BlockState.FREE, dtype=np.uint8)
         st[counts[:, Frame.UNINITIALISED] > 0] = BlockState.UNINITIALISED
@@ -695,52 +940,66 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
         st[blockers > 0] = BlockState.BLOCKED
         st[is_pool & ~edge] = BlockState.POOL
         blockers[is_pool] = 0
-        # The kernel reclaims clean page cache when it runs short, before any compaction:
-        # blocks holding nothing else come free for buddy-sized pages without compacting.
         ronly = (st == BlockState.COMPACTABLE) & (counts[:, Frame.MOVABLE] == 0)
+        blocked = st == BlockState.BLOCKED
+        # Blocked only by flag-less frames, everything else free or movable: free pages on
+        # the CPUs' lists read like that (a whole 2 MiB block when a hugetlb pool shrank).
+        kern_only = blocked & (blockers == counts[:, Frame.KERNEL])
+        kern_only[np.flatnonzero(kern_only)[_charged(np.flatnonzero(kern_only), n, fc,
+                                                       proc_root)]] = False
+        maybe = np.zeros(nb, dtype=bool)
         states[size], nblockers[size], block_zone[size] = st, blockers, zi
         reclaim_only[size] = ronly
-        gig = _gigantic(size, page, max_order)
-        blocked = st == BlockState.BLOCKED
+        pcp_maybe[size] = maybe
         for i, z in enumerate(spans):
             if node is not None and z.node != node:
                 continue
             mine = zi == i
             if not mine.any() and z.end_pfn - z.start_pfn < n:
                 continue
-            c = {s: int(((st == s) & mine).sum()) for s in BlockState}
+            c = {s_: int(((st == s_) & mine).sum()) for s_ in BlockState}
             bb = blocked & mine
-            blk = {FRAME_INFO[Frame(k)][0]: int((counts[bb, k] > 0).sum())
-                   for k in range(FIRST_BLOCKER, N_FRAMES) if (counts[bb, k] > 0).any()}
-            bfr = {FRAME_INFO[Frame(k)][0]: int(counts[bb, k].sum())
-                   for k in range(FIRST_BLOCKER, N_FRAMES)
-                   if k != Frame.ZONE_EDGE and counts[bb, k].any()}
-            free, wmin, prot = zinfo.get((z.node, z.zone), (0, 0, 0))
-            uninit_frames = int(counts[mine, Frame.UNINITIALISED].sum())
-            rmine = ronly & mine
-            n_reclaim = int(rmine.sum())
-            extra = 0 if gig else uninit_frames + int(counts[rmine, Frame.RECLAIMABLE].sum())
-            budget = max(0, free + extra - wmin - prot) // n
-            if gig:
-                # alloc_contig_range migrates movable frames itself: no compaction needed.
-                new_now = new_after = min(c[BlockState.FREE] + c[BlockState.COMPACTABLE], budget)
-            else:
-                base = c[BlockState.FREE] + c[BlockState.UNINITIALISED]
-                new_now = min(base + n_reclaim, budget)
-                new_after = min(base + c[BlockState.COMPACTABLE], budget)
-            ok_now = mine & ((st == BlockState.FREE) | (st == BlockState.POOL)
-                             | (((st == BlockState.UNINITIALISED) | ronly) if not gig else False)
-                             | ((st == BlockState.COMPACTABLE) if gig else False))
-            ok_after = ok_now | (mine & (st == BlockState.COMPACTABLE))
+            blk = {FRAME_INFO[Frame(k_)][0]: int((counts[bb, k_] > 0).sum())
+                   for k_ in range(FIRST_BLOCKER, N_FRAMES) if (counts[bb, k_] > 0).any()}
+            bfr = {FRAME_INFO[Frame(k_)][0]: int(counts[bb, k_].sum())
+                   for k_ in range(FIRST_BLOCKER, N_FRAMES)
+                   if k_ != Frame.ZONE_EDGE and counts[bb, k_].any()}
+            mem = zmem.get((z.node, z.zone), _ZoneMemory(0, 0, 0, 0, 0))
+            pcp_best, pcp_high = pcp[(z.node, z.zone)]
+            moved = drift[(z.node, z.zone)]
+            cand = np.flatnonzero(kern_only & mine)
+            picked = cand[_pcp_blocks(counts[cand, Frame.KERNEL], pcp_best)]
+            n_maybe = len(picked)
+            n_maybe_hi = len(_pcp_blocks(counts[cand, Frame.KERNEL], pcp_high))
+            maybe[picked] = True
             pool = c[BlockState.POOL]
-            run_now = min(int(runs_of(ok_now)[:, 1].max(initial=0)), new_now + pool)
-            run_after = min(int(runs_of(ok_after)[:, 1].max(initial=0)), new_after + pool)
+            cm = mine & (st == BlockState.COMPACTABLE)
+            est = _estimate(gig=gig, movable_zone=z.zone == "Movable", n=n, mem=mem,
+                            pcp=pcp_best, pcp_high=pcp_high, moved=moved,
+                            free_blocks=c[BlockState.FREE], maybe=n_maybe, maybe_high=n_maybe_hi,
+                            uninit_blocks=c[BlockState.UNINITIALISED],
+                            uninit_frames=int(counts[mine, Frame.UNINITIALISED].sum()),
+                            compactable=c[BlockState.COMPACTABLE],
+                            movable_frames=int(counts[cm, Frame.MOVABLE].sum()
+                                               + counts[cm, Frame.RECLAIMABLE].sum()),
+                            clean_cache=int(counts[mine, Frame.RECLAIMABLE].sum()),
+                            stuck=int(counts[bb, Frame.FREE].sum()))
+            usable_now = (st == BlockState.FREE) | (st == BlockState.POOL) | maybe
+            if gig:
+                usable_now |= st == BlockState.COMPACTABLE
+            else:
+                usable_now |= st == BlockState.UNINITIALISED
+            ok_now = mine & usable_now
+            ok_after = ok_now | (mine & (st == BlockState.COMPACTABLE))
+            run_now = min(int(runs_of(ok_now)[:, 1].max(initial=0)), est.now + pool)
+            run_after = min(int(runs_of(ok_after)[:, 1].max(initial=0)), est.after + pool)
             rows.append(ZoneForecast(
                 z.node, z.zone, size, page, int(mine.sum()), c[BlockState.FREE], pool,
                 c[BlockState.COMPACTABLE], c[BlockState.UNINITIALISED], c[BlockState.BLOCKED],
-                n_reclaim,
-                blk, bfr, new_now, new_after, pool + new_now, pool + new_after,
-                run_now * size, run_after * size))
+                int(ronly[mine].sum()), blk, bfr, est.now, est.after, pool + est.now,
+                pool + est.after, run_now * size, run_after * size,
+                (pool + est.now_low, pool + est.now_high),
+                (pool + est.after_low, pool + est.after_high), n_maybe))
         # Nearly free: blocked by few real frames (not by a zone edge or a hole).
         limit = max(8, n // 1024)
         cand = np.flatnonzero(blocked & (counts[:, Frame.ZONE_EDGE] == 0)
@@ -761,7 +1020,7 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
     totals = {FRAME_INFO[Frame(k)][0]: int(v) for k, v in enumerate(whole) if v}
     totals["_max_order"] = max_order
     return Forecast(page, sz, node, tuple(rows), tuple(nearly), spans, states, nblockers,
-                    reclaim_only, block_zone, runs_of(fc == Frame.FREE), frames, pool_exact,
+                    reclaim_only, pcp_maybe, block_zone, runs_of(fc == Frame.FREE), frames, pool_exact,
                     movable_mlocked, totals, fc, proc_root)
 
 

@@ -153,15 +153,57 @@ def _outline_blocks(ax: Any, fc: Forecast, cm: CellMap, columns: int, rows: int)
     return out
 
 
-def plot_frag(records: Sequence[ZoneFragmentation], path: str, *,
-              forecast: Forecast | None = None) -> None:
-    """The fragmentation picture: :func:`plot_contig` of a forecast of the records' nodes."""
-    if forecast is None:
-        from .contiguity import forecast as make
+# Migrate types in the order the kernel lists them, each with one colour in every chart.
+MIGRATE_COLOURS = {"Unmovable": COLOURS["slab"], "Movable": COLOURS["movable"],
+                   "Reclaimable": COLOURS["reclaimable"], "HighAtomic": COLOURS["hugetlb"],
+                   "CMA": COLOURS["offline"], "Isolate": COLOURS["noflags"]}
 
-        nodes = {r.node for r in records}
-        forecast = make(node=nodes.pop() if len(nodes) == 1 else None)
-    plot_contig(forecast, path)
+
+def plot_frag(records: Sequence[ZoneFragmentation], path: str) -> None:
+    """What only the buddy allocator's own counts show: per zone, the free memory in blocks
+    of each order, split by migrate type (/proc/pagetypeinfo, root) or as one bar
+    (/proc/buddyinfo), with the share in blocks of 2 MiB and more."""
+    plt = _pyplot()
+    zones = [r for r in records if r.free_pages]
+    if not zones:
+        zones = list(records[:1])
+    fig, axes = plt.subplots(len(zones) or 1, 1, figsize=(10, 1.2 + 2.6 * max(1, len(zones))),
+                             dpi=110, squeeze=False)
+    for ax, r in zip(axes[:, 0], zones):
+        orders = np.arange(len(r.free_blocks))
+        sizes = [_size(r.page_size << k) for k in range(len(orders))]
+        bottom = np.zeros(len(orders))
+        types = r.by_type if r.by_type else {"free (buddyinfo)": r.free_blocks}
+        for t, counts in types.items():
+            mib = np.array([c << k for k, c in enumerate(counts)], dtype=float) \
+                * r.page_size / (1 << 20)
+            if not mib.any():
+                continue
+            ax.bar(orders, mib, bottom=bottom, color=MIGRATE_COLOURS.get(t, COLOURS["free"]),
+                   edgecolor="#444444", lw=0.4, label=t)
+            bottom += mib
+        for k, total in enumerate(bottom):
+            if total:
+                blocks = sum(v[k] for v in types.values())
+                ax.text(k, total, f"{blocks}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(orders)
+        ax.set_xticklabels(sizes, fontsize=7)
+        # Log scale: the few MiB in small blocks are the fragmentation, next to GiBs in big ones.
+        ax.set_yscale("log")
+        if bottom.any():
+            ax.set_ylim(bottom[bottom > 0].min() / 2, bottom.max() * 3)
+        ax.set_ylabel("free MiB (log scale)")
+        ax.set_title(f"node {r.node} {r.zone}: {_size(r.free_pages * r.page_size)} free, "
+                     f"{r.share_2m:.0%} in blocks of 2 MiB or more (numbers: free blocks)",
+                     fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", title="migrate type" if r.by_type else None,
+                  title_fontsize=7)
+    axes[-1, 0].set_xlabel("buddy block size (order)")
+    fig.suptitle("Free memory by buddy order and migrate type", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot_contig(fc: Forecast, path: str) -> None:
@@ -170,8 +212,13 @@ def plot_contig(fc: Forecast, path: str) -> None:
     uninitialised / blocked, with the pages obtainable."""
     plt = _pyplot()
 
-    fig, (ax, bx) = plt.subplots(2, 1, figsize=(10, 5.2 + 0.8 * len(fc.sizes)),
-                                 dpi=110, gridspec_kw={"height_ratios": [3, 0.8 + 0.6 * len(fc.sizes)]})
+    # The fewest-blocker blocks of each size (the list holds them size by size).
+    nearly = [nf for size in fc.sizes
+              for nf in [x for x in fc.nearly_free if x.size == size][:4 if size != fc.sizes[0] else 7]]
+    heights = [3, 0.8 + 0.6 * len(fc.sizes), 0.6 + 0.9 * len(fc.sizes),
+               0.6 + 0.32 * max(1, len(nearly))]
+    fig, (ax, bx, cx, dx) = plt.subplots(4, 1, figsize=(10, 3.4 + 1.6 * sum(heights) / 2),
+                                         dpi=110, gridspec_kw={"height_ratios": heights})
     page = fc.page_size
     runs = fc.free_runs
     if fc.node is not None and len(runs):
@@ -238,13 +285,79 @@ def plot_contig(fc: Forecast, path: str) -> None:
                 bx.text(left + share / 2, i, str(v), ha="center", va="center", fontsize=7,
                         color="white" if st == BlockState.BLOCKED else "black")
             left += share
-        labels.append(f"{_size(size)} blocks ({t['blocks']})")
+        lo, hi = t["obtainable_now_range"]
+        labels.append(f"{_size(size)} blocks ({t['blocks']})\nget now {t['obtainable_now']}"
+                      f" ({lo}-{hi})")
     bx.set_yticks(range(len(fc.sizes)))
     bx.set_yticklabels(labels, fontsize=8)
     bx.invert_yaxis()
     bx.set_xlim(0, 1)
     bx.set_xlabel("share of the aligned blocks of each size")
-    bx.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=5, fontsize=7, frameon=False)
+    bx.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=5, fontsize=7, frameon=False)
+    _plot_blockers(cx, fc)
+    _plot_nearly_free(dx, fc, nearly)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _plot_blockers(ax: Any, fc: Forecast) -> None:
+    """Per size, one bar per blocker class: the blocked blocks it appears in."""
+    by_label = {label: colour for label, colour in FRAME_INFO.values()}
+    rows: list[tuple[str, str, int, int]] = []
+    for size in fc.sizes:
+        blocks: dict[str, int] = {}
+        frames: dict[str, int] = {}
+        for z in fc.rows(size):
+            for k, v in z.blockers.items():
+                blocks[k] = blocks.get(k, 0) + v
+            for k, v in z.blocker_frames.items():
+                frames[k] = frames.get(k, 0) + v
+        for k, v in sorted(blocks.items(), key=lambda kv: -kv[1])[:6]:
+            rows.append((_size(size), k, v, frames.get(k, 0)))
+    if not rows:
+        ax.text(0.5, 0.5, "no blocked blocks", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    y = np.arange(len(rows))
+    ax.barh(y, [r[2] for r in rows], color=[by_label.get(r[1], COLOURS["other"]) for r in rows],
+            edgecolor="#444444", lw=0.4)
+    for i, (_, _label, count, nframes) in enumerate(rows):
+        extra = f", {nframes} frames" if nframes else ""
+        ax.text(count, i, f" {count} blocks{extra}", va="center", fontsize=7)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r[0]}: {r[1]}" for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(r[2] for r in rows) * 1.35)
+    ax.set_xlabel("blocked blocks each class appears in (a block may have several)")
+    ax.set_title("What blocks them", fontsize=9)
+
+
+def _plot_nearly_free(ax: Any, fc: Forecast, nearly: list[Any]) -> None:
+    """The blocks held back by the fewest frames: each a strip, its blocking frames marked
+    where they sit, in their class's colour."""
+    by_label = {label: colour for label, colour in FRAME_INFO.values()}
+    if not nearly:
+        ax.text(0.5, 0.5, "no nearly free blocks", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    for i, nf in enumerate(nearly):
+        n = nf.size // fc.page_size
+        ax.barh(i, 1.0, color=BLOCK_STATE_INFO[BlockState.FREE][1], edgecolor="#444444",
+                lw=0.4, height=0.6)
+        xs = [(f.pfn - nf.start_pfn) / n for f in nf.frames]
+        ax.scatter(xs, [i] * len(xs), marker="|", s=180, linewidths=2.2,
+                   c=[by_label.get(f.cls, COLOURS["other"]) for f in nf.frames])
+        classes = sorted({f.cls for f in nf.frames})
+        ax.text(1.01, i, f"{nf.blockers} frame(s): {', '.join(classes)}", va="center",
+                fontsize=7, transform=ax.get_yaxis_transform())
+    ax.set_yticks(range(len(nearly)))
+    ax.set_yticklabels([f"{_size(nf.size)} at {nf.start_pfn * fc.page_size:#x} ({nf.zone})"
+                        for nf in nearly], fontsize=7, family="monospace")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xticklabels(["start", "1/4", "1/2", "3/4", "end"], fontsize=7)
+    ax.set_title("Nearly free: the blocks held back by the fewest frames, and where they sit",
+                 fontsize=9)

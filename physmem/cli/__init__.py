@@ -57,6 +57,8 @@ class Exit(enum.IntEnum):
     ERRORS = 4              # doctor found errors
     NOT_FOUND = 5           # a page is not present, a process does not exist or has exited
     MISSING_DEPENDENCY = 6  # an optional package is not installed (matplotlib for --png)
+    AFTER_COMPACTION = 7    # contig --want: obtainable only after compaction
+    NOT_OBTAINABLE = 8      # contig --want: not obtainable without a reboot (or at all)
 
 
 EXIT_HELP = """exit status:
@@ -66,7 +68,9 @@ EXIT_HELP = """exit status:
   3  doctor found warnings (and no errors)
   4  doctor found errors
   5  not found: a page not present, a process that does not exist or has exited
-  6  an optional package is missing (matplotlib for --png)"""
+  6  an optional package is missing (matplotlib for --png)
+  7  contig --want: obtainable only after compaction
+  8  contig --want: not obtainable without a reboot (or not on this machine)"""
 
 # Subcommands whose text shows no sizes, so --bytes would change nothing: they do not offer it.
 NO_SIZES = {

@@ -3,7 +3,6 @@ pages it could still give."""
 from __future__ import annotations
 
 import argparse
-import functools
 
 from . import Command, Exit
 from ._options import add_node, add_png, add_threads, check_node, check_threads
@@ -12,7 +11,8 @@ from ._output import Output, write_png
 
 def arguments(p: argparse.ArgumentParser) -> None:
     add_node(p, "only this NUMA node")
-    add_png(p, "write a chart (needs physmem[plot])")
+    add_png(p, "write a chart of free memory by buddy order and migrate type (needs "
+               "physmem[plot])")
     add_threads(p)
 
 
@@ -23,11 +23,9 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     node = check_node(args.node)
     records = fragmentation(node, threads=args.threads)
     if args.png:
-        from ..analysis.contiguity import forecast
         from ..analysis.plots import plot_frag
 
-        fc = forecast(node=node, threads=args.threads)
-        write_png(functools.partial(plot_frag, forecast=fc), records, args.png)
+        write_png(plot_frag, records, args.png)
     if out.json:
         out.emit_json([r.as_json() for r in records])
         return Exit.OK

@@ -112,7 +112,8 @@ class Zone(NamedTuple):
 
     ``watermarks`` holds min/low/high (and boost/promo where the kernel prints them);
     ``counters`` the per-zone ``nr_*``/``numa_*`` lines; ``node_stats`` the per-node block
-    the kernel prints before a node's first zone (empty on the other zones).
+    the kernel prints before a node's first zone (empty on the other zones); ``pcp`` the free
+    pages on each CPU's list (``pagesets ... count:``), which ``free`` does not include.
     """
 
     node: int
@@ -126,6 +127,7 @@ class Zone(NamedTuple):
     counters: dict[str, int]
     node_stats: dict[str, int]
     start_pfn: int | None
+    pcp: tuple[int, ...] = ()
 
     @property
     def min(self) -> int:
@@ -158,7 +160,7 @@ def parse_zoneinfo(data: bytes, path: str = "/proc/zoneinfo") -> list[Zone]:
                 node, zone = _node_zone(line)
                 cur = {"node": node, "zone": zone, "free": 0, "watermarks": {}, "spanned": 0,
                        "present": 0, "managed": 0, "protection": (), "counters": {},
-                       "node_stats": {}, "start_pfn": None}
+                       "node_stats": {}, "start_pfn": None, "pcp": []}
                 section = "zone"
                 continue
             if cur is None:
@@ -178,7 +180,9 @@ def parse_zoneinfo(data: bytes, path: str = "/proc/zoneinfo") -> list[Zone]:
             elif s.startswith(b"node_unreclaimable:"):
                 cur["counters"]["node_unreclaimable"] = u64(s.split()[1])
             elif section == "pagesets":
-                continue  # per-CPU list sizes: not memory, and their layout changes often
+                # Only each CPU's count of free pages: the other fields change across kernels.
+                if s.startswith(b"count:"):
+                    cur["pcp"].append(u64(s.split()[1]))
             else:
                 key, value = s.split()
                 name, num = key.decode("ascii"), u64(value)
@@ -199,7 +203,7 @@ def parse_zoneinfo(data: bytes, path: str = "/proc/zoneinfo") -> list[Zone]:
 
 
 def _zone(d: dict[str, Any]) -> Zone:
-    return Zone(**d)
+    return Zone(**dict(d, pcp=tuple(d["pcp"])))
 
 
 def zoneinfo(proc_root: str = "/proc") -> list[Zone]:
