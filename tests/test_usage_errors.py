@@ -17,7 +17,7 @@ from physmem.errors import InvalidArgument
 from physmem.kpageflags import summarize
 from physmem.pagemap import PageMap, virt_to_phys
 
-from conftest import PAGE, anonymous, run_physmem
+from conftest import PAGE, anonymous, kernel_thread, run_physmem
 
 
 # -- independent readings of the machine ------------------------------------------------------
@@ -38,24 +38,12 @@ def _frames_end() -> int:
     return end
 
 
-def _kernel_thread() -> str | None:
-    """A kernel thread's pid: PF_KTHREAD (0x00200000) in stat field 9."""
-    for name in sorted((n for n in os.listdir("/proc") if n.isdigit()), key=int):
-        try:
-            data = open(f"/proc/{name}/stat", "rb").read()
-        except OSError:
-            continue
-        if int(data[data.rindex(b")") + 2:].split()[6]) & 0x00200000:
-            return name
-    return None
-
-
 def _unused_pid() -> str:
     return str(next(p for p in range(2**22, 0, -1) if not os.path.exists(f"/proc/{p}")))
 
 
 END = _frames_end()
-KTHREAD = _kernel_thread()
+KTHREAD = kernel_thread()
 MEM_TOTAL = next(int(ln.split()[1]) * 1024 for ln in open("/proc/meminfo")
                  if ln.startswith("MemTotal:"))
 
