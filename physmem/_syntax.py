@@ -15,7 +15,7 @@ from typing import Iterable
 from .errors import InvalidArgument, ParseError
 
 __all__ = ["parse_cpulist", "parse_cpumask", "parse_hexmask", "format_cpulist", "parse_size",
-           "unescape_octal", "SIZE_UNITS"]
+           "unescape_octal", "SIZE_UNITS", "CPU_LIMIT"]
 
 # What sysfs prints for a cpumask that the kernel never allocated ("%*pbl" of a NULL mask goes
 # through printk's NULL-pointer path, padded to the field width: e.g. nohz_full on a
@@ -29,45 +29,72 @@ def _text(data: bytes | str) -> bytes:
     return (data.encode() if isinstance(data, str) else data).strip(_BLANK)
 
 
+# The kernel numbers CPUs below NR_CPUS and nodes below MAX_NUMNODES, and no configuration
+# allows more than 8192 CPUs (NR_CPUS with CPUMASK_OFFSTACK: x86 MAXSMP, powerpc) or 1024
+# nodes (NODES_SHIFT 10). A list or mask reaching past that is not one a kernel wrote, and
+# expanding it could take all memory: "0-4294967295" is 4 billion set members.
+CPU_LIMIT = 8192
+
+
 def parse_cpulist(data: bytes | str, path: str | None = None) -> frozenset[int]:
     """A CPU or node list as the kernel writes and reads it (``bitmap_parselist``).
 
     ``"0-3,8"`` -> {0, 1, 2, 3, 8}. Each item is ``N``, ``first-last`` or
     ``first-last:used/group`` (admin-guide/kernel-parameters: of every ``group`` CPUs
     starting at ``first``, the first ``used``): ``"0-7:2/4"`` -> {0, 1, 4, 5}. Empty text and
-    the kernel's ``(null)`` are the empty set. Anything else raises :class:`ParseError`.
+    the kernel's ``(null)`` are the empty set. Anything else, and any number from
+    :data:`CPU_LIMIT` on, raises :class:`ParseError` before anything is expanded.
     """
     text = _text(data)
     if not text or text == _NULL:
         return frozenset()
-    out: set[int] = set()
+    bits = 0   # the set as a bitmap: each item costs a few word operations, whatever its span
     for part in text.split(b","):
         part = part.strip()
         if not part:
             continue
         try:
-            rng, colon, group = part.partition(b":")
-            lo_s, dash, hi_s = rng.partition(b"-")
-            lo = _decimal(lo_s)
-            hi = _decimal(hi_s) if dash else lo
-            if hi < lo or (colon and not dash):
-                raise ValueError(part)
-            if colon:
-                used_s, slash, size_s = group.partition(b"/")
-                used, size = _decimal(used_s), _decimal(size_s)
-                if not slash or used <= 0 or size <= 0 or used > size:
-                    raise ValueError(part)
-                out.update(c for c in range(lo, hi + 1) if (c - lo) % size < used)
-            else:
-                out.update(range(lo, hi + 1))
+            bits |= _cpulist_item(part)
         except ValueError:
-            raise ParseError("not a CPU list", path=path, line=data) from None
-    return frozenset(out)
+            raise ParseError(f"not a CPU list (numbers from 0 to {CPU_LIMIT - 1})", path=path,
+                             line=data) from None
+    return _bit_numbers(bits)
+
+
+def _cpulist_item(part: bytes) -> int:
+    """One item of a CPU list as a bitmap; ValueError if malformed or out of range."""
+    rng, colon, group = part.partition(b":")
+    lo_s, dash, hi_s = rng.partition(b"-")
+    lo = _decimal(lo_s)
+    hi = _decimal(hi_s) if dash else lo
+    if hi < lo or hi >= CPU_LIMIT or (colon and not dash):
+        raise ValueError(part)
+    span = hi - lo + 1
+    if not colon:
+        return ((1 << span) - 1) << lo
+    used_s, slash, size_s = group.partition(b"/")
+    used, size = _decimal(used_s), _decimal(size_s)
+    if not slash or used <= 0 or size <= 0 or used > size:
+        raise ValueError(part)
+    # A group longer than the range holds the range's first `used` CPUs at most.
+    size = min(size, span)
+    used = min(used, size)
+    groups = -(-span // size)
+    # The first `used` bits of every group: the group's pattern repeated `groups` times.
+    pattern = ((1 << used) - 1) * (((1 << (size * groups)) - 1) // ((1 << size) - 1))
+    return (pattern & ((1 << span) - 1)) << lo
+
+
+def _bit_numbers(bits: int) -> frozenset[int]:
+    """The positions of the set bits of ``bits`` (bit 0 first)."""
+    digits = bin(bits)[:1:-1]
+    return frozenset(i for i, d in enumerate(digits) if d == "1")
 
 
 def _decimal(b: bytes) -> int:
-    # int() alone would take "+3", " 3" and "3_0"; the kernel takes digits only.
-    if not b.isdigit():
+    # int() alone would take "+3", " 3" and "3_0"; the kernel takes digits only. More digits
+    # than any CPU number has are refused before int() spends time on them.
+    if not b.isdigit() or len(b) > 20:
         raise ValueError(b)
     return int(b)
 
@@ -78,7 +105,8 @@ def parse_hexmask(data: bytes | str, path: str | None = None) -> int:
     Covers the 16-digit signal and capability masks of /proc/PID/status (``SigIgn``,
     ``CapEff``, ...) and the comma-separated 32-bit words of cpumasks (``Cpus_allowed``,
     ``cpumap``: most significant word first). Always hexadecimal, also when every digit
-    is 0-9 (``0000000000001000`` is 4096). ``(null)`` and empty text are 0.
+    is 0-9 (``0000000000001000`` is 4096). ``(null)`` and empty text are 0. A mask with a
+    bit set from :data:`CPU_LIMIT` on raises :class:`ParseError`.
     """
     text = _text(data)
     if not text or text == _NULL:
@@ -86,25 +114,26 @@ def parse_hexmask(data: bytes | str, path: str | None = None) -> int:
     words = text.split(b",")
     if not all(w and all(c in b"0123456789abcdefABCDEF" for c in w) for w in words):
         raise ParseError("not a hex mask", path=path, line=data)
-    return int(b"".join(words), 16)
+    value = int(b"".join(words), 16)
+    if value.bit_length() > CPU_LIMIT:
+        raise ParseError(f"hex mask with bits set past bit {CPU_LIMIT - 1}", path=path,
+                         line=data)
+    return value
 
 
 def parse_cpumask(data: bytes | str, path: str | None = None) -> frozenset[int]:
     """A hex cpumask (``"0000,000000ff,ffffffff"``) as the set of its bits."""
-    value = parse_hexmask(data, path)
-    out = []
-    bit = 0
-    while value:
-        if value & 1:
-            out.append(bit)
-        value >>= 1
-        bit += 1
-    return frozenset(out)
+    return _bit_numbers(parse_hexmask(data, path))
 
 
 def format_cpulist(cpus: Iterable[int]) -> str:
     """``{0, 1, 2, 3, 8}`` -> ``"0-3,8"`` (the kernel's own spelling)."""
-    items = sorted(set(cpus))
+    from ._args import as_nonneg
+
+    # A str is iterable too: "12" would come out as a list of characters.
+    if isinstance(cpus, (str, bytes)) or not isinstance(cpus, Iterable):
+        raise InvalidArgument(f"cpus must be a set or list of CPU numbers, got {cpus!r:.60}")
+    items = sorted({as_nonneg(c, "cpu") for c in cpus})
     parts: list[str] = []
     i = 0
     while i < len(items):

@@ -99,6 +99,9 @@ def as_uint64_array(values: object, name: str, limit: int | None) -> np.ndarray:
         if arr.dtype == object:
             arr = np.array([operator.index(v) for v in arr.ravel()], dtype=np.uint64).reshape(arr.shape)
     except (OverflowError, ValueError, TypeError) as exc:
+        if isinstance(exc, ValueError):   # numpy's words for a ragged nesting, [[1, 2], [3]]
+            raise InvalidArgument(f"{name} values must have one shape (nested lists of equal "
+                                  f"length), got {values!r:.60}") from None
         bound = f"{limit:#x}" if limit is not None else "2**64"
         raise InvalidArgument(f"{name} values must be integers in [0, {bound}): {exc}") from None
     if arr.size == 0:

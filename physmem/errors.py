@@ -111,10 +111,17 @@ class ParseError(PhysmemError, ValueError):
     def __init__(self, message: str, *, path: str | None = None, lineno: int | None = None,
                  line: str | bytes | None = None) -> None:
         where = f"{path or '<input>'}" + (f":{lineno}" if lineno is not None else "")
-        text = f": {line!r}" if line is not None else ""
+        text = f": {_excerpt(line)}" if line is not None else ""
         super().__init__(f"{where}: {message}{text}", path=path)
         self.lineno = lineno
         self.line = line
+
+
+def _excerpt(line: str | bytes) -> str:
+    # A damaged file can hold a line of megabytes: the message shows its start and length.
+    shown = repr(line)
+    unit = "bytes" if isinstance(line, bytes) else "characters"
+    return shown if len(shown) <= 200 else f"{shown[:160]}... ({len(line)} {unit})"
 
 
 class PageNotPresent(PhysmemError, LookupError):

@@ -82,9 +82,13 @@ def summarize(flags: np.ndarray | Iterable[np.ndarray]) -> list[FlagSummary]:
     counter = _Counter()
     if isinstance(flags, np.ndarray):
         counter.add(_flag_words(flags))
-    else:
-        for chunk in flags:
-            counter.add(_flag_words(chunk[1] if isinstance(chunk, tuple) else chunk))
+        return counter.table()
+    # Text iterates too: b"1" would count flag words 0x31, "" nothing at all.
+    if isinstance(flags, (str, bytes, bytearray)) or not isinstance(flags, Iterable):
+        raise InvalidArgument(f"flags must be an integer array or an iterable of them (such "
+                              f"as KPageFlags.scan()), got {type(flags).__name__} {flags!r:.60}")
+    for chunk in flags:
+        counter.add(_flag_words(chunk[1] if isinstance(chunk, tuple) else chunk))
     return counter.table()
 
 
@@ -117,8 +121,8 @@ class _PfnFile(_PfnBase):
 
         PFNs are sorted and grouped into runs of nearby frames, one pread per run.
         """
+        arr = _as_pfn_array(pfns)   # first: it refuses what np.ndim cannot take (ragged lists)
         scalar = np.ndim(pfns) == 0  # type: ignore[arg-type]
-        arr = _as_pfn_array(pfns)
         flat = arr.reshape(-1)
         if flat.size == 0:
             return np.empty(arr.shape, dtype=self.dtype)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import sysctl
+from ._args import as_int, as_nonneg, as_positive
 from ._deprecated import renamed
 from .errors import InvalidArgument
 
@@ -55,7 +56,11 @@ class Overcommit:
 def commit_limit(mem_total: int, hugetlb: int, swap_total: int, *, ratio: int = 50,
                  kbytes: int = 0, page_size: int | None = None) -> int:
     """The kernel's vm_commit_limit() in bytes, rounded in pages as the kernel does."""
-    page = page_size or os.sysconf("SC_PAGE_SIZE")
+    mem_total, hugetlb, swap_total, ratio, kbytes = (
+        as_nonneg(v, name) for v, name in ((mem_total, "mem_total"), (hugetlb, "hugetlb"),
+                                           (swap_total, "swap_total"), (ratio, "ratio"),
+                                           (kbytes, "kbytes")))
+    page = os.sysconf("SC_PAGE_SIZE") if page_size is None else as_positive(page_size, "page_size")
     if kbytes:
         allowed = kbytes * 1024 // page
     else:
@@ -84,8 +89,7 @@ def read(proc_root: str = "/proc") -> Overcommit:
 def needed_for_headroom(headroom: int, *, using: Literal["ratio", "kbytes"] = "ratio",
                         state: Overcommit | None = None, proc_root: str = "/proc") -> int:
     """The smallest vm.overcommit_ratio (or _kbytes) giving at least ``headroom`` bytes."""
-    if not isinstance(headroom, int) or headroom < 0:
-        raise InvalidArgument(f"headroom must be a non-negative number of bytes, not {headroom!r}")
+    headroom = as_nonneg(headroom, "headroom")
     s = state or read(proc_root)
     target = s.committed_as + headroom - s.swap_total
     if using == "kbytes":
@@ -102,8 +106,8 @@ def needed_for_headroom(headroom: int, *, using: Literal["ratio", "kbytes"] = "r
 
 def set_policy(policy: OvercommitPolicy | int, proc_root: str = "/proc") -> OvercommitPolicy:
     """Write vm.overcommit_memory; returns the previous policy."""
-    try:
-        new = OvercommitPolicy(policy)
+    try:   # as_int first: True or 1.0 would otherwise be policy ALWAYS
+        new = OvercommitPolicy(as_int(policy, "policy"))
     except ValueError:
         raise InvalidArgument(f"overcommit policy must be 0, 1 or 2, not {policy!r}") from None
     old = OvercommitPolicy(sysctl.read_int("vm.overcommit_memory", proc_root=proc_root))

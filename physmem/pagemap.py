@@ -15,7 +15,7 @@ from typing import Literal, cast, overload
 import numpy as np
 
 from . import _bulk, addressing
-from ._args import as_flags, as_nonneg, as_pid, as_positive
+from ._args import as_bool, as_flags, as_nonneg, as_pid, as_positive
 from ._fdfile import FdFile
 from ._raw import check
 from ._raw import pageio as _pio
@@ -25,6 +25,7 @@ from .errors import (
     InvalidArgument,
     OutOfMemory,
     PageNotPresent,
+    PermissionDenied,
     PfnUnavailable,
     PhysmemError,
     ProcessGone,
@@ -168,7 +169,8 @@ class PagemapEntries:
     def paddr(self, *, strict: bool = True) -> np.ndarray:
         """Physical address of each page (see :meth:`PageMap.translate` for ``strict``)."""
         return _translate_entries(None, self.raw, mode=_pio.TRANSLATE_DIRECT,
-                                  base_vpn=self.address >> addressing.page_shift(), strict=strict)
+                                  base_vpn=self.address >> addressing.page_shift(),
+                                  strict=as_bool(strict, "strict"))
 
 
 class PageMap(FdFile):
@@ -192,8 +194,10 @@ class PageMap(FdFile):
         self._scratch_owner: int | None = None
         try:
             self._open(path, "cannot open pagemap", pid=pid)
-        except ProcessGone:
-            # The kernel refuses (ESRCH) a task without an mm: exited or a kernel thread.
+        except (ProcessGone, PermissionDenied):
+            # The kernel refuses (ESRCH) a task without an mm: exited or a kernel thread. A
+            # kernel thread refused to a user (EACCES) is the same wrong pid, said the same
+            # way whoever asks.
             if pid is not None:
                 kthread = _kernel_thread_name(proc_root, pid)
                 if kthread is not None:
@@ -287,8 +291,9 @@ class PageMap(FdFile):
         Hidden PFNs always raise :class:`PfnUnavailable`: physmem never reports 0 as a
         physical address.
         """
+        strict = as_bool(strict, "strict")
+        va = addressing.as_address_array(address)   # first: it refuses what np.ndim cannot take
         scalar = np.ndim(address) == 0
-        va = addressing.as_address_array(address)
         flat = va.reshape(-1)
         n = flat.size
         if out is None:

@@ -8,8 +8,9 @@ the CPUs that are *not* isolated. :func:`plan` only computes; it moves nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
+from ._args import as_nonneg
 from .errors import InvalidArgument
 from .topology import Topology, format_cpulist
 
@@ -55,9 +56,18 @@ def _core(topo: Topology, cpu: int) -> tuple[object, ...]:
 
 def plan(topology: Topology, *, devices: Sequence[str] = (), control_loops: int = 1) -> Placement:
     """Place ``control_loops`` loops near ``devices`` (PCI addresses) on ``topology``."""
+    if not isinstance(topology, Topology):
+        raise InvalidArgument("topology must be a Topology (from physmem.topology.read()), got "
+                              f"{type(topology).__name__} {topology!r:.60}")
     topo = topology
-    if not isinstance(control_loops, int) or control_loops < 0:
-        raise InvalidArgument(f"control_loops must be a non-negative integer, not {control_loops!r}")
+    control_loops = as_nonneg(control_loops, "control_loops")
+    # A str is a sequence too: "0000:03:00.0" would be twelve one-character devices.
+    listed = (None if isinstance(devices, (str, bytes)) or not isinstance(devices, Iterable)
+              else tuple(devices))
+    if listed is None or not all(isinstance(d, str) for d in listed):
+        raise InvalidArgument(f"devices must be a list of PCI addresses such as "
+                              f"['0000:03:00.0'], got {devices!r:.60}")
+    devices = listed
     valid = topo.valid_cpus
     if not valid:
         raise InvalidArgument("this process may run on no online CPU; nothing to plan")

@@ -52,6 +52,19 @@ def settled(check: Callable[[], None], attempts: int = 6) -> None:
             time.sleep(0.25)
 
 
+def kernel_thread() -> str | None:
+    """The pid of a kernel thread, found by PF_KTHREAD (0x00200000) in stat field 9 (read
+    here, not through physmem); None if /proc shows none (a pid namespace)."""
+    for name in sorted((n for n in os.listdir("/proc") if n.isdigit()), key=int):
+        try:
+            data = open(f"/proc/{name}/stat", "rb").read()
+        except OSError:
+            continue
+        if int(data[data.rindex(b")") + 2:].split()[6]) & 0x00200000:
+            return name
+    return None
+
+
 def python_env() -> tuple[dict[str, str], str]:
     """Environment and working directory for a child Python that imports this very physmem.
 

@@ -10,7 +10,7 @@ import pytest
 from physmem import KPageFlags, PageMap, describe
 from physmem.cli import main
 
-from conftest import PAGE, anonymous, run_physmem
+from conftest import PAGE, anonymous, kernel_thread, run_physmem
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -149,15 +149,8 @@ def test_commands_without_bytes_print_no_sizes(argv):
 
 
 def test_v2p_of_a_kernel_thread_says_it_has_no_user_address_space(is_root, capsys):
-    # A kernel thread, found independently by PF_KTHREAD (0x00200000) in stat field 9.
-    for name in sorted((n for n in os.listdir("/proc") if n.isdigit()), key=int):
-        try:
-            data = open(f"/proc/{name}/stat", "rb").read()
-        except OSError:
-            continue
-        if int(data[data.rindex(b")") + 2:].split()[6]) & 0x00200000:
-            break
-    else:
+    name = kernel_thread()   # found independently, by PF_KTHREAD in its stat
+    if name is None:
         pytest.skip("no kernel thread visible in /proc")
     code, _, err = run_cli(capsys, "v2p", "--pid", name, "0x1000")
     assert code == 2 and "kernel thread" in err and "no user address space" in err  # a pid v2p cannot use

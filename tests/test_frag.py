@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from physmem.analysis.fragmentation import fragmentation
+from physmem.errors import InvalidArgument
 
 from conftest import PAGE, run_physmem, settled
 
@@ -87,7 +88,16 @@ def test_runs_agree_with_the_free_pages(is_root):
 def test_node_filter():
     nodes = {r.node for r in fragmentation(runs=False)}
     assert {r.node for r in fragmentation(min(nodes), runs=False)} == {min(nodes)}
-    assert fragmentation(max(nodes) + 100, runs=False) == []
+    # A node the kernel does not have is a wrong argument, not a node without zones: the
+    # nodes it has are those /proc/zoneinfo prints (read here without physmem).
+    have = sorted({int(ln.split()[1].rstrip(",")) for ln in open("/proc/zoneinfo")
+                   if ln.startswith("Node ")})
+    with pytest.raises(InvalidArgument, match=rf"no NUMA node {max(have) + 100} \(nodes: "
+                                              rf"{', '.join(map(str, have))}\)"):
+        fragmentation(max(have) + 100, runs=False)
+    for bad in ("x", True, 1.0, -1):
+        with pytest.raises(InvalidArgument, match="node"):
+            fragmentation(bad, runs=False)
 
 
 def online_nodes() -> list[int]:

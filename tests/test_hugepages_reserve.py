@@ -198,10 +198,14 @@ def test_reserve_force_and_cli_refusal(pools_restored):
     from conftest import run_physmem
 
     before = count(POOL_2M, "nr_hugepages")
-    huge = meminfo("MemTotal") // 2048 + 1  # more 2 MiB pages than the machine has
-    proc = run_physmem("hugepages", "reserve", str(huge), "--size", "2M")
+    pages = meminfo("MemTotal") // 2048  # all of the machine's memory in 2 MiB pages
+    proc = run_physmem("hugepages", "reserve", str(pages), "--size", "2M")
     assert proc.returncode == 1   # refused for want of memory now, not a malformed request
     assert "--force" in proc.stderr and "MemAvailable" in proc.stderr and "force=True" not in proc.stderr
+    # One page more than the machine has: no margin or --force could give it, a usage error
+    # (as `physmem alloc` of more than the machine's memory).
+    proc = run_physmem("hugepages", "reserve", str(pages + 1), "--size", "2M", "--force")
+    assert proc.returncode == 2 and "is more than this machine's memory" in proc.stderr
     assert count(POOL_2M, "nr_hugepages") == before
 
 

@@ -215,6 +215,12 @@ def test_bad_lines_name_file_and_line():
     (proc.parse_zoneinfo, b"Node 0, zone DMA\n  pages free 18446744073709551616\n"),
     (proc.parse_zoneinfo, b"Node 0, zone DMA\n  protection: (0, -1)\n"),
     (proc.parse_pagetypeinfo, b"Page block order: 1_0\nPages per block: 512\n"),
+    # Orders are shift counts: more than 64 of them (or an order of 64) no kernel prints.
+    (proc.parse_buddyinfo, b"Node 0, zone DMA" + b" 1" * 65 + b"\n"),
+    (proc.parse_pagetypeinfo, b"Page block order: 64\nPages per block: 512\n"),
+    (proc.parse_pagetypeinfo, b"Page block order: 9\nPages per block: 512\n"
+                              b"Node 0, zone DMA, type Movable" + b" 1" * 65 + b"\n"),
+    (proc.parse_iomem, b"00002000-00001000 : System RAM\n"),   # last before first
 ], ids=lambda v: v.__name__ if callable(v) else repr(v[:30]))
 def test_numbers_must_fit_64_bits(fn, text):
     with pytest.raises(ParseError):
@@ -231,6 +237,11 @@ def test_numbers_at_the_64_bit_limit_parse():
     assert (v.start, v.end, v.inode, v.size) == (0, top, top, top)
     (z,) = proc.parse_zoneinfo(b"Node 0, zone DMA\n  pages free %d\n" % top)
     assert z.free == top
+    (b,) = proc.parse_buddyinfo(b"Node 0, zone DMA" + b" 1" * 64 + b"\n")
+    assert b.free == (1,) * 64
+    assert proc.parse_pagetypeinfo(b"Page block order: 63\nPages per block: 1\n").pageblock_order == 63
+    (r,) = proc.parse_iomem(b"00001000-00001000 : one byte\n")
+    assert (r.start, r.end) == (0x1000, 0x1001)
 
 
 def test_maps_rules_name_the_mapping_at_fault():

@@ -87,3 +87,80 @@ def test_hugetlbfs_mount_points_are_fully_unescaped(tmp_path):
         b"none /mnt/huge\\040pages\\134x\\012y hugetlbfs rw,pagesize=2M 0 0\n")
     (m,) = hugepages.mounts(str(tmp_path))
     assert m.path == "/mnt/huge pages\\x\ny" and m.page_size == 2 << 20
+
+
+# -- lists and masks are bounded before they are expanded -----------------------------------
+
+def _expand(text: str) -> set[int]:
+    """The list syntax expanded naively, number by number (independent of the bitmap)."""
+    out: set[int] = set()
+    for part in text.split(","):
+        rng, _, group = part.partition(":")
+        lo, _, hi = rng.partition("-")
+        used, _, size = group.partition("/")
+        for c in range(int(lo), int(hi or lo) + 1):
+            if not group or (c - int(lo)) % int(size) < int(used):
+                out.add(c)
+    return out
+
+
+def test_cpulist_bitmap_agrees_with_a_naive_expansion():
+    import random
+
+    rng = random.Random(12)
+    for _ in range(3000):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            lo = rng.randint(0, 300)
+            hi = lo + rng.randint(0, 300)
+            kind = rng.randint(0, 2)
+            if kind == 0:
+                parts.append(str(lo))
+            elif kind == 1:
+                parts.append(f"{lo}-{hi}")
+            else:
+                size = rng.randint(1, 400)   # groups longer than the range too
+                parts.append(f"{lo}-{hi}:{rng.randint(1, size)}/{size}")
+        text = ",".join(parts)
+        assert parse_cpulist(text) == _expand(text), text
+
+
+def test_the_limit_is_the_kernels_largest_cpu_count():
+    assert _syntax.CPU_LIMIT == 8192   # NR_CPUS' largest value (x86 MAXSMP, powerpc)
+    assert parse_cpulist("0-8191") == frozenset(range(8192))
+    assert parse_cpulist("8191") == {8191}
+    assert parse_cpulist("0-8191:1/4096") == {0, 4096}
+    assert parse_cpulist("0-7:1/4294967295") == {0}   # the kernel takes a group past the range
+    assert parse_cpumask("f" * 2048) == frozenset(range(8192))
+
+
+@pytest.mark.parametrize("text", ["0-4294967295", "8192", "0-8192", "4294967295-4294967295",
+                                  "0-18446744073709551615", "1" + "0" * 5000,
+                                  "0-8191:1/" + "9" * 30, ",".join(["0-8191", "9000"])])
+def test_cpulist_past_the_limit_is_a_parse_error(text):
+    with pytest.raises(ParseError, match=r"/sys/x: not a CPU list \(numbers from 0 to 8191\)"):
+        parse_cpulist(text, "/sys/x")
+
+
+def test_masks_past_the_limit_are_parse_errors():
+    with pytest.raises(ParseError, match="hex mask with bits set past bit 8191"):
+        parse_cpumask("1" + "0" * 2048, "/sys/x")
+    with pytest.raises(ParseError, match="past bit 8191"):
+        parse_hexmask(",".join(["ffffffff"] * 257))
+    # Leading zero words are no CPUs: only set bits count.
+    assert parse_cpumask(",".join(["00000000"] * 1000 + ["00000003"])) == {0, 1}
+
+
+def test_a_huge_line_is_shown_cut_in_the_message():
+    line = "0-" + "9" * 100_000
+    with pytest.raises(ParseError) as info:
+        parse_cpulist(line, "/sys/x")
+    assert len(str(info.value)) < 300 and "(100002 characters)" in str(info.value)
+    assert info.value.line == line   # the whole line stays on the exception
+
+
+def test_format_cpulist_takes_cpu_numbers_only():
+    assert _syntax.format_cpulist(np.array([3, 4, 9])) == "3-4,9"
+    for bad in ("12", b"12", 5, None, [1.5], [-1], [True]):
+        with pytest.raises(InvalidArgument, match="cpu"):
+            _syntax.format_cpulist(bad)  # type: ignore[arg-type]

@@ -6,13 +6,17 @@ directory, nodes without meminfo. Expected values come from the raw files, not f
 """
 from __future__ import annotations
 
+import json
 import os
+import resource
 import shutil
 
 import pytest
 
 from physmem import topology
 from physmem import validate
+from physmem.topology import format_cpulist
+from conftest import run_physmem
 from sysfs_trees import Trees
 
 TREE = "16amd64-8n2c"
@@ -147,3 +151,36 @@ def test_numa_node_lists_take_the_sys_root(tree):
     assert numa.online_nodes(sys_root=sys_root) == nodes("online")
     shutil.rmtree(tree / NODE)  # CONFIG_NUMA=n: one node
     assert numa.possible_nodes(sys_root) == numa.online_nodes(sys_root) == {0}
+
+
+def _limited_memory() -> None:
+    # 1 GiB of address space: one expanded "0-4294967295" would need far more.
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, resource.RLIM_INFINITY))
+
+
+def test_a_cpu_list_past_the_kernels_limit_costs_one_line(tree):
+    """A capture whose CPU list spans 2**32 CPUs: refused before it is expanded, reported in
+    one line by `physmem topo`, and the rest of the tree is read (under a memory limit, so
+    an expansion would fail this test rather than wake the OOM killer)."""
+    _write(tree, f"{CPU}/online", "0-4294967295\n")
+    roots = ["--sys-root", str(tree / "sys"), "--proc-root", str(tree / "proc")]
+    r = run_physmem("topo", *roots, preexec_fn=_limited_memory, timeout=60)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("physmem: error: ") and f"{CPU}/online: ignored" in line
+    assert "not a CPU list (numbers from 0 to 8191)" in line and "0-4294967295" in line
+    # The CPUs still come from the tree: present, as its own file lists them.
+    present = (tree / CPU / "present").read_text().strip()
+    data = json.loads(run_physmem("topo", *roots, "--json", preexec_fn=_limited_memory).stdout)
+    assert format_cpulist(c["id"] for c in data["cpus"]) == present
+    assert any(f"{CPU}/online" in s for s in data["skipped"])
+    # A mask that wide, and a node list, in the same way.
+    _write(tree, f"{NODE}/node0/cpulist", "")
+    (tree / NODE / "node0" / "cpulist").unlink()
+    _write(tree, f"{NODE}/node0/cpumap", "1" + "0" * 3000 + "\n")
+    _write(tree, f"{NODE}/possible", "0-18446744073709551615\n")
+    r = run_physmem("topo", *roots, preexec_fn=_limited_memory, timeout=60)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    notes = r.stderr.splitlines()
+    assert len(notes) == 3 and all(n.startswith("physmem: error: ") for n in notes), notes
+    assert any("node0/cpumap: ignored, hex mask with bits set past bit 8191" in n for n in notes)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import addressing, proc
-from ..errors import PermissionDenied
+from .._args import as_bool, as_int
+from .._kpfcore import _threads
+from ..errors import InvalidArgument, PermissionDenied
 from .physmap import free_runs, zone_spans
 
 __all__ = ["ZoneFragmentation", "fragmentation"]
@@ -52,12 +54,22 @@ def _order_of(size: int, page: int) -> int:
 
 def fragmentation(node: int | None = None, *, runs: bool = True,
                   proc_root: str = "/proc", threads: int | None = None) -> list[ZoneFragmentation]:
-    """One record per zone with memory (of ``node``, or all nodes), in /proc/buddyinfo order.
+    """One record per zone with memory (of ``node``, or all nodes), in /proc/buddyinfo order;
+    a node without memory has none, a node the kernel does not have is InvalidArgument.
 
     ``runs=False`` skips the kpageflags scan (the run and 1 GiB fields are then ``None``);
     so does a reader without the right to /proc/kpageflags or /proc/pagetypeinfo. The scan
     reads with ``threads`` threads at once (default: one per allowed CPU).
     """
+    runs = as_bool(runs, "runs")
+    _threads(threads)   # checked now, not only once the root-only scan starts
+    if node is not None:
+        node = as_int(node, "node", lo=0)
+        # zoneinfo lists every node the kernel has, those without memory too.
+        known = sorted({z.node for z in proc.zoneinfo(proc_root)})
+        if node not in known:
+            raise InvalidArgument(f"no NUMA node {node} (nodes: "
+                                  f"{', '.join(map(str, known)) or 'none'})")
     page = addressing.page_size()
     o2 = _order_of(MIB2, page)
     g = GIB // page

@@ -204,13 +204,19 @@ def cell_map(cell: int = 2 << 20, *, pid: int | None = None, flags: np.ndarray |
     The scan reads kpageflags with ``threads`` threads at once (default: one per CPU).
     """
     page = addressing.page_size()
+    zones = tuple(zone_spans(proc_root))
     if flags is not None:
         span = len(flags)
+    elif zones:
+        # The zones' end, which anyone may read: a wrong cell is refused before the root-only
+        # kpageflags is opened, so the refusal does not depend on who asks.
+        span = max(z.end_pfn for z in zones)
     else:
         with KPageFlags(proc_root=proc_root) as kf:
             span = kf.max_pfn()
     cp = _parse_cell(cell, page, span)
-    zones = tuple(zone_spans(proc_root))
+    # Before the scan too: a process that is not there (or not ours to read) is found at once.
+    pfns = None if pid is None else process_pfns(pid, proc_root)
     max_order = max((len(b.free) - 1 for b in proc.buddyinfo(proc_root)), default=10)
     ram = ram_ranges(proc_root)
     # Chunks hold whole top-order blocks, so no free block spans two; a cell may (its
@@ -237,8 +243,7 @@ def cell_map(cell: int = 2 << 20, *, pid: int | None = None, flags: np.ndarray |
         counts, buddy, frames, reserved, last_used = _scan(chunks(), zones, ram, cp, max_order)
     unmanaged = _mark_unmanaged(counts, zones, reserved, last_used, cp)
     pid_pages = None
-    if pid is not None:
-        pfns = process_pfns(pid, proc_root)
+    if pfns is not None:
         pid_pages = np.bincount(pfns // cp, minlength=len(counts))[:len(counts)].astype(np.uint32)
     return CellMap(cp * page, page, frames, counts, zones, unmanaged, tails, pid, pid_pages)
 

@@ -4,7 +4,8 @@ A subcommand is a :class:`Command` (its help, its own options and its handler) i
 of this package, and one line in :data:`COMMANDS`. :func:`build_parser` registers every
 command the same way, adding the options all of them share; :func:`main` makes one
 :class:`~._output.Output` from the parsed options and calls the handler with it. Errors are
-raised, not printed: :func:`main` prints them in one line, in CLI words
+raised, not printed: :func:`main` prints them in one line (their details with
+``--verbose``), in CLI words
 (:func:`._output.speak_cli`), and :func:`exit_code` is the one place that turns an error
 into an exit status.
 
@@ -175,6 +176,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if spec.arguments is not None:
             spec.arguments(p)
         add_json(p, spec.json)
+        p.add_argument("--verbose", action="store_true",
+                       help="with an error, also print its details (such as the free memory "
+                            "behind a shortage); without it an error is one line")
         if spec.roots:
             add_roots(p)
         if name not in NO_SIZES:   # one unit convention for every subcommand
@@ -191,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A subcommand named first is the one that runs (top-level options come before it and
     # everything after it belongs to it): parse with its parser alone.
     parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
+    args = None
     try:
         args, extra = parser.parse_known_args(words)
         if extra:  # report it with the subcommand's usage, not the top-level one
@@ -203,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return Exit.OK
     except (PhysmemError, OSError) as exc:
-        print_error(exc)
+        print_error(exc, verbose=bool(getattr(args, "verbose", False)))
         return exit_code(exc)
 
 

@@ -21,10 +21,17 @@ def add_json(parser: argparse.ArgumentParser, help: str = "JSON output") -> None
     parser.add_argument("--json", action="store_true", help=help)
 
 
+class _Default(str):
+    """A root's default, the running system's own mount: passed through unchecked (argparse
+    runs a string default through ``type=`` as if it had been typed)."""
+
+
 def add_roots(parser: argparse.ArgumentParser) -> None:
     """``--sys-root`` and ``--proc-root``: read a captured or containerised sysfs/procfs."""
-    parser.add_argument("--sys-root", default="/sys", help="where sysfs is (default /sys)")
-    parser.add_argument("--proc-root", default="/proc", help="where procfs is (default /proc)")
+    parser.add_argument("--sys-root", default=_Default("/sys"), type=sys_root_arg,
+                        help="where sysfs is (default /sys)")
+    parser.add_argument("--proc-root", default=_Default("/proc"), type=proc_root_arg,
+                        help="where procfs is (default /proc)")
 
 
 def add_node(parser: argparse.ArgumentParser, help: str) -> None:
@@ -46,7 +53,7 @@ def add_png(parser: argparse.ArgumentParser, help: str) -> None:
 def add_threads(parser: argparse.ArgumentParser) -> None:
     """``--threads`` of the kpageflags scans; the subcommand passes it through
     :func:`check_threads`."""
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=int_arg, default=None,
                         help="threads scanning kpageflags (default: one per allowed CPU)")
 
 
@@ -63,6 +70,22 @@ def check_node(node: int | None, flag: str = "--node") -> int | None:
         raise InvalidArgument(f"{flag} {node}: no such NUMA node on this machine "
                               f"(online nodes: {', '.join(map(str, have)) or 'none'})")
     return node
+
+
+def check_page_size(text: str | None, flag: str) -> int | None:
+    """A hugepage size given on the command line (``flag`` names it), refused unless this
+    kernel has a pool of that size; ``None`` (the kernel's default) passes through."""
+    if text is None:
+        return None
+    from ..hugepages import parse_size, supported_sizes
+    from ..hugepages.sizes import format_size
+
+    size = parse_size(text, flag)
+    have = supported_sizes()
+    if size not in have:
+        raise InvalidArgument(f"{flag} {text}: this kernel has no such hugepage pool "
+                              f"(sizes: {', '.join(format_size(s) for s in have) or 'none'})")
+    return size
 
 
 def check_threads(threads: int | None) -> None:
@@ -134,6 +157,36 @@ def seconds_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a number of seconds above 0 and at most {most} (e.g. 30)")
     return v
+
+
+def sys_root_arg(text: str) -> str:
+    """``type=`` for ``--sys-root``: a directory holding devices/system/cpu, as every sysfs
+    and every captured tree does; a typo is a usage error at once, not a run that reads
+    nothing and reports what is missing."""
+    if isinstance(text, _Default):
+        return str(text)
+    _directory(text)
+    if not os.path.isdir(os.path.join(text, "devices", "system", "cpu")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a sysfs tree (it has no devices/system/cpu): give the "
+            "directory sysfs is mounted on, or a copy of it")
+    return text
+
+
+def proc_root_arg(text: str) -> str:
+    """``type=`` for ``--proc-root``: an existing directory (a captured tree may hold only
+    the few files a command reads)."""
+    if isinstance(text, _Default):
+        return str(text)
+    _directory(text)
+    return text
+
+
+def _directory(text: str) -> None:
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text!r} does not exist")
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a directory")
 
 
 def png_arg(text: str) -> str:

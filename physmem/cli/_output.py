@@ -30,6 +30,7 @@ CLI_WORDS: tuple[tuple[str, str], ...] = (
     (r",? or pass strict=False for a masked result",
      " (the table shows each such address as 'not present')"),
     (r"\b(sys|proc)_root=", r"--\1-root"),
+    (r"\bcell size\b", "--cell"),
 )
 
 
@@ -40,10 +41,18 @@ def speak_cli(message: str) -> str:
     return message
 
 
-def print_error(error: BaseException | str) -> None:
-    """The one way a subcommand's error reaches the user: one line (or the library's lines)
-    on stderr after ``physmem: error:``, in CLI words."""
-    print(f"physmem: error: {speak_cli(str(error))}", file=sys.stderr)
+def print_error(error: BaseException | str, *, verbose: bool = False) -> None:
+    """The one way a subcommand's error reaches the user: one line on stderr after
+    ``physmem: error:``, in CLI words. A library message of several lines (a shortage with
+    the free memory per zone) is cut to its first line, which says what failed and what to
+    do; ``verbose`` (the ``--verbose`` flag) prints the rest below it, indented."""
+    first, *details = speak_cli(str(error)).splitlines() or [""]
+    if details and not verbose:
+        first += " (--verbose shows the details)"
+    print(f"physmem: error: {first}", file=sys.stderr)
+    if verbose:
+        for line in details:
+            print(f"  {line}", file=sys.stderr)
 
 
 class Output:
@@ -52,13 +61,15 @@ class Output:
     (``64.0 MiB``) or exact byte counts (``--bytes``). :func:`physmem.cli.main` makes one and
     passes it to the handler."""
 
-    def __init__(self, *, json: bool = False, raw_bytes: bool = False) -> None:
+    def __init__(self, *, json: bool = False, raw_bytes: bool = False,
+                 verbose: bool = False) -> None:
         self.json = json            # the handler prints one JSON document, nothing else
         self.raw_bytes = raw_bytes  # text shows sizes as exact byte counts
+        self.verbose = verbose      # errors show their detail lines too
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Output:
-        return cls(json=args.json, raw_bytes=args.bytes)
+        return cls(json=args.json, raw_bytes=args.bytes, verbose=args.verbose)
 
     def emit_json(self, data: Any) -> None:
         """The one JSON emitter of every ``--json``: one document, indented by 2, keys in
@@ -82,7 +93,7 @@ class Output:
 
     def error(self, error: BaseException | str) -> None:
         """An error that does not end the command (the rest of its output still counts)."""
-        print_error(error)
+        print_error(error, verbose=self.verbose)
 
 
 def _default(obj: Any) -> Any:

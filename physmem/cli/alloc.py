@@ -5,7 +5,7 @@ import argparse
 
 from ..errors import InvalidArgument
 from . import Command, Exit
-from ._options import add_node, check_node
+from ._options import add_node, check_node, check_page_size
 from ._output import Output, plural
 
 
@@ -25,10 +25,13 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
     from ..dma import allocate_contiguous, allocate_scatter
-    from ..hugepages.reservation import parse_size
+    from ..hugepages import parse_size
     from ..proc import meminfo
 
-    size = parse_size(args.size)
+    if args.force and not args.reserve:
+        # --force overrides the memory margin of a pool growth; without --reserve there is none.
+        args.parser.error("--force applies with --reserve only")
+    size = parse_size(args.size, "SIZE")
     # No pool, reservation or advice can give more than the machine has: a usage error, not
     # a shortage to be told how many pages to reserve.
     memory = meminfo()["MemTotal"]
@@ -36,9 +39,9 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
         raise InvalidArgument(f"SIZE {args.size} ({out.size(size)}) is more than this "
                               f"machine's memory ({out.size(memory)}): ask for less")
     make = allocate_scatter if args.scatter else allocate_contiguous
+    page_size = check_page_size(args.page_size, "--page-size")
     node = check_node(args.node)
-    buf = make(size, page_size=args.page_size, node=node, reserve=args.reserve,
-               force=args.force)
+    buf = make(size, page_size=page_size, node=node, reserve=args.reserve, force=args.force)
     with buf:
         segments = [{"vaddr": int(v), "paddr": int(p), "nbytes": int(n)}
                     for v, p, n in buf.segments.tolist()]

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import InvalidArgument
 from . import Command, Exit
-from ._options import add_node, check_node, count_arg
+from ._options import add_node, check_node, check_page_size, count_arg
 from ._output import Output, Progress, plural
 
 
@@ -39,17 +39,7 @@ def _pool_rows() -> list[dict[str, Any]]:
 
 def _selection(args: argparse.Namespace) -> tuple[int | None, int | None]:
     """--size and --node checked against what exists; an error names what does."""
-    from ..hugepages import parse_size, supported_sizes
-    from ..hugepages.sizes import format_size
-
-    size = None
-    if args.size is not None:
-        size = parse_size(args.size)
-        have = supported_sizes()
-        if size not in have:
-            raise InvalidArgument(f"--size {args.size}: this kernel has no such hugepage pool "
-                                  f"(sizes: {', '.join(format_size(s) for s in have) or 'none'})")
-    return size, check_node(args.node)
+    return check_page_size(args.size, "--size"), check_node(args.node)
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
@@ -63,7 +53,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
         args.parser.error(f"`hugepages {args.action}` takes no COUNT")
     size, node = _selection(args)
     if args.action == "reserve":
-        return _reserve(args, out)
+        return _reserve(args, out, size)
     if args.action == "release":
         return _release(args, out, size, node)
     if args.action == "audit":
@@ -80,12 +70,21 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     return Exit.OK
 
 
-def _reserve(args: argparse.Namespace, out: Output) -> Exit:
-    from ..hugepages import reserve
+def _reserve(args: argparse.Namespace, out: Output, size: int | None) -> Exit:
+    from ..hugepages import default_size, reserve
     from ..hugepages.sizes import format_size
+    from ..proc import meminfo
 
     if args.count is None:
         args.parser.error("reserve needs a COUNT")
+    # No pool can hold more than the machine has: a usage error, as for `physmem alloc`,
+    # not a refusal by the memory margin (which --force would override).
+    page = size or default_size()
+    memory = meminfo()["MemTotal"]
+    if page is not None and args.count * page > memory:
+        raise InvalidArgument(
+            f"COUNT {args.count} pages of {format_size(page)} ({out.size(args.count * page)}) "
+            f"is more than this machine's memory ({out.size(memory)}): ask for fewer")
     with Progress("reserving hugepages", args.count) as bar:
         res = reserve(args.count, args.size, args.node, allow_partial=args.partial,
                       force=args.force, progress=bar)

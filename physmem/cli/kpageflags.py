@@ -13,28 +13,34 @@ from ._output import Output, Progress, plural
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pfns", metavar="PFN", nargs="*", help="page frame number (0x hex or decimal)")
     p.add_argument("--summary", action="store_true", help="table of distinct flag sets")
-    p.add_argument("--start", type=int_arg, default=0, help="first PFN to summarise")
+    p.add_argument("--start", type=int_arg, default=None, help="first PFN to summarise (default 0)")
     p.add_argument("--count", type=int_arg, default=None, help="number of frames to summarise")
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
+    from ..proc.zones import zones_end_pfn
+
     if args.summary == bool(args.pfns):
         raise InvalidArgument("give PFNs or --summary (one of the two)")
+    if not args.summary and (args.start is not None or args.count is not None):
+        args.parser.error("--start and --count apply to --summary only")
+    # Every value is judged before /proc/kpageflags (root only) is opened, so a wrong one is
+    # a usage error for anyone; the end of memory comes from zoneinfo, which anyone may read.
+    end = zones_end_pfn()
     if args.summary:
-        for flag, value in (("--start", args.start), ("--count", args.count)):
+        start = args.start or 0
+        for flag, value in (("--start", start), ("--count", args.count)):
             if value is not None and value < 0:
                 raise InvalidArgument(f"{flag} {value} is negative: give a number of frames "
                                       "or a PFN (0x hex or decimal)")
+        # Checked here too only to name the flag; the library raises the same refusal.
+        if end is not None and start >= end and args.count != 0:
+            raise InvalidArgument(f"--start {start:#x} is beyond the last PFN ({end - 1:#x})")
         # The numpy-free core: this command starts without numpy (~80 ms of its run time).
         from .._kpfcore import FlagsFile, summary
 
         with FlagsFile() as kf, Progress("scanning /proc/kpageflags", 1) as bar:
-            # Checked here too only to name the flag; the library raises the same refusal.
-            end = kf.max_pfn()
-            if args.start >= end and args.count != 0:
-                raise InvalidArgument(f"--start {args.start:#x} is beyond the last PFN "
-                                      f"({end - 1:#x})")
-            rows = summary(kf, args.start, args.count, progress=bar)
+            rows = summary(kf, start, args.count, progress=bar)
         if out.json:
             out.emit_json([{"flags": r.flags, "pages": r.pages, "bytes": r.bytes,
                             "names": list(r.names)} for r in rows])
@@ -45,12 +51,16 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
             total = sum(r.pages for r in rows)
             print(f"total: {plural(total, 'frame')} ({out.size(sum(r.bytes for r in rows))})")
         return Exit.OK
-    from ..kpageflags import KPageCount, KPageFlags, describe
+    from ..kpageflags import KPageCount, KPageFlags, _as_pfn_array, describe
 
     try:
         pfns = [parse_int(p) for p in args.pfns]
     except ValueError as exc:
         raise InvalidArgument(f"not a PFN: {exc}") from None
+    top = int(_as_pfn_array(pfns).max())
+    if end is not None and top >= end:
+        raise InvalidArgument(f"PFN {top:#x} is beyond the end of physical memory (the last "
+                              f"page frame is {end - 1:#x})")
     with KPageFlags() as kf, KPageCount() as kc:
         flags = kf.read(pfns)
         counts = kc.read(pfns)

@@ -48,12 +48,13 @@ def to_json(cm: CellMap) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
-    from ..hugepages.reservation import parse_size
+    from ..hugepages import parse_size
     from ..analysis.physmap import CLASS_INFO, PageClass, cell_map
 
     check_threads(args.threads)
     with Progress("scanning /proc/kpageflags", 1) as bar:
-        cm = cell_map(parse_size(args.cell), pid=args.pid, progress=bar, threads=args.threads)
+        cm = cell_map(parse_size(args.cell, "--cell"), pid=args.pid, progress=bar,
+                      threads=args.threads)
     fc = None
     if getattr(args, "blockers", False):
         from ..analysis.contiguity import forecast

@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from typing import Any
 
 from ..errors import InvalidArgument
 from . import Command, Exit
 from ._options import count_arg
 from ._output import Output
-
-# domain:bus:device.function, as lspci -D and /sys/bus/pci/devices name them
-PCI_ADDRESS = re.compile(r"[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 
 EXAMPLE = """example:
   physmem plan --device 0000:03:00.0 --loops 2
@@ -29,6 +25,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: Output) -> Exit:
     from .. import placement, topology
     from .._syntax import format_cpulist
+    from ..topology.pci import PCI_ADDRESS
 
     topo = topology.read(args.sys_root, args.proc_root)
     known = {d.address for d in topo.pci_devices}

@@ -39,6 +39,8 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
             print(f"pci {d.address}: node {d.numa_node}, cpus {format_cpulist(d.local_cpus)}")
     for a in topo.anomalies:
         print(f"anomaly: {a}")
+    for note in topo.skipped:   # each file that did not parse, in one line (--json lists them)
+        out.error(note)
     return Exit.OK
 
 

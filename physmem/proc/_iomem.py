@@ -35,6 +35,8 @@ def parse_iomem(data: bytes, path: str = "/proc/iomem") -> list[IomemRange]:
             if not sep or not dash:
                 raise ValueError(line)
             start, end = u64(lo, 16), u64(hi, 16) + 1
+            if end <= start:   # the kernel prints first-last, last included
+                raise ValueError(line)
         except ValueError:
             raise ParseError("not a 'start-end : name' line", path=path, lineno=lineno,
                              line=line) from None

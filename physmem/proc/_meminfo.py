@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import _sysfs
+from .._args import as_int
 from ..errors import ParseError
 from ._read import kb_value, read_bytes
 
@@ -39,5 +40,5 @@ def meminfo(proc_root: str = "/proc") -> dict[str, int]:
 
 def node_meminfo(node: int, sys_root: str = "/sys") -> dict[str, int]:
     """One NUMA node's counters, same keys and units as :func:`meminfo`."""
-    path = f"{sys_root}/devices/system/node/node{int(node)}/meminfo"
+    path = f"{sys_root}/devices/system/node/node{as_int(node, 'node', lo=0)}/meminfo"
     return parse_meminfo(_sysfs.read(path), path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 
+from .._args import as_pid
 from ..errors import InvalidArgument, error_from_errno, translate_os_errors
 
 __all__ = ["pid_path", "read_bytes", "read_optional", "write_bytes", "open_fd", "listdir",
@@ -18,12 +19,11 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 def pid_path(proc_root: str, pid: int | None, name: str) -> str:
-    """``<proc_root>/<pid or self>/<name>``; rejects pids that are not positive integers."""
+    """``<proc_root>/<pid or self>/<name>``; a pid is checked as everywhere (numpy integers
+    are taken, bools and numbers past PID_MAX are not)."""
     if pid is None:
         return f"{proc_root}/self/{name}"
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        raise InvalidArgument(f"pid must be a positive integer, not {pid!r}")
-    return f"{proc_root}/{pid}/{name}"
+    return f"{proc_root}/{as_pid(pid)}/{name}"
 
 
 def _what(path: str) -> str:

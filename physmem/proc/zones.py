@@ -7,7 +7,7 @@ from ..errors import ParseError
 from ._read import read_bytes, u64
 
 __all__ = ["BuddyInfo", "PageTypeInfo", "Zone", "buddyinfo", "pagetypeinfo", "zoneinfo",
-           "parse_buddyinfo", "parse_pagetypeinfo", "parse_zoneinfo"]
+           "parse_buddyinfo", "parse_pagetypeinfo", "parse_zoneinfo", "zones_end_pfn"]
 
 
 class BuddyInfo(NamedTuple):
@@ -20,6 +20,19 @@ class BuddyInfo(NamedTuple):
     @property
     def free_pages(self) -> int:
         return sum(n << k for k, n in enumerate(self.free))
+
+
+# A block of order k holds 2**k pages: from order 64 on it would exceed any 64-bit address
+# space, so a line with more orders is not one the kernel wrote (and every consumer shifts
+# by the order: 1 << 10**6 is not a number to compute).
+_MAX_ORDERS = 64
+
+
+def _orders(words: list[bytes]) -> tuple[int, ...]:
+    """Free block counts per order; ValueError for none, too many or a malformed one."""
+    if not 0 < len(words) <= _MAX_ORDERS:
+        raise ValueError(words)
+    return tuple(u64(v) for v in words)
 
 
 def _node_zone(head: bytes) -> tuple[int, str]:
@@ -40,9 +53,7 @@ def parse_buddyinfo(data: bytes, path: str = "/proc/buddyinfo") -> list[BuddyInf
         try:
             words = line.split()
             node, zone = _node_zone(b" ".join(words[:4]))
-            counts = tuple(u64(v) for v in words[4:])
-            if not counts:
-                raise ValueError
+            counts = _orders(words[4:])
         except (ValueError, UnicodeDecodeError):
             raise ParseError("unreadable buddyinfo line", path=path, lineno=lineno,
                              line=line) from None
@@ -76,6 +87,8 @@ def parse_pagetypeinfo(data: bytes, path: str = "/proc/pagetypeinfo") -> PageTyp
                 continue
             if line.startswith(b"Page block order:"):
                 order = u64(line.split(b":")[1].strip())
+                if order >= _MAX_ORDERS:
+                    raise ValueError(order)
             elif line.startswith(b"Pages per block:"):
                 per_block = u64(line.split(b":")[1].strip())
             elif line.startswith(b"Number of blocks type"):
@@ -83,8 +96,7 @@ def parse_pagetypeinfo(data: bytes, path: str = "/proc/pagetypeinfo") -> PageTyp
             elif line.startswith(b"Node") and b", type" in line:
                 head, _, rest = line.partition(b", type")
                 words = rest.split()
-                free[(*_node_zone(head), words[0].decode("ascii"))] = tuple(
-                    u64(v) for v in words[1:])
+                free[(*_node_zone(head), words[0].decode("ascii"))] = _orders(words[1:])
             elif line.startswith(b"Node") and types:
                 words = line.split()
                 nums = [u64(v) for v in words[4:]]
@@ -210,3 +222,13 @@ def zoneinfo(proc_root: str = "/proc") -> list[Zone]:
     """Every zone: free pages, watermarks, sizes, lowmem protection and counters."""
     path = f"{proc_root}/zoneinfo"
     return parse_zoneinfo(read_bytes(path), path)
+
+
+def zones_end_pfn(proc_root: str = "/proc") -> int | None:
+    """One past the highest page frame any zone spans: the end of physical memory as anyone
+    may read it (/proc/kpageflags covers the same frames but is root's), so a PFN or size
+    can be judged before a privileged read. ``None`` where zoneinfo prints no start_pfn
+    (kernels before 4.13)."""
+    ends = [z.start_pfn + z.spanned for z in zoneinfo(proc_root)
+            if z.spanned and z.start_pfn is not None]
+    return max(ends, default=None)

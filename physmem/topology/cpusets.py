@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .._args import as_pid
 from .._syntax import parse_cpulist
 from .._sysfs import note_skipped, read_optional
 from ..errors import ParseError
@@ -48,10 +49,16 @@ class Cpuset:
 def read_affinity(proc_root: str = "/proc", pid: int | str = "self", *,
                   skipped: list[str] | None = None) -> Affinity:
     """The process's allowed CPUs and nodes; ``None`` each where status does not say."""
-    path = f"{proc_root}/{pid}/status"
+    path = f"{proc_root}/{_pid_dir(pid)}/status"
     data = proc_files.read_optional(path)
     found = {} if data is None else parse_status(data, path, skipped=skipped)
     return Affinity(found.get("Cpus_allowed_list"), found.get("Mems_allowed_list"))
+
+
+def _pid_dir(pid: int | str) -> str:
+    """The /proc directory of ``pid``: ``self``, or a process id checked as every pid is (a
+    str such as "../x", or True, would otherwise name some other file)."""
+    return "self" if isinstance(pid, str) and pid == "self" else str(as_pid(pid))
 
 
 def _mounts(proc_root: str) -> list[tuple[str, str, set[str]]]:
@@ -112,7 +119,7 @@ def read_cpuset(proc_root: str = "/proc", pid: int | str = "self", *,
     With ``skipped``, a cpuset file that does not parse reads as missing, noted there.
     """
     root = os.path.dirname(os.path.abspath(proc_root)) or "/"
-    v1_path, v2_path = _cgroup_paths(proc_root, pid)
+    v1_path, v2_path = _cgroup_paths(proc_root, _pid_dir(pid))
     mounts = _mounts(proc_root)
     # The cpuset controller lives in exactly one place: a v1 hierarchy if one is mounted.
     if v1_path is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _sysfs
+from .._args import as_int
 from ..errors import FileMissing, InvalidArgument, ParseError
 from .cmdline import Cmdline, read_cmdline
 from .cpulist import format_cpulist
@@ -40,16 +41,18 @@ class Topology:
     skipped: tuple[str, ...] = ()
 
     def node(self, node: int) -> Node:
+        node = as_int(node, "node")   # True == 1 and 1.0 == 1 would find node 1 otherwise
         for n in self.nodes:
             if n.id == node:
                 return n
-        raise InvalidArgument(f"no NUMA node {node!r} (nodes: {[n.id for n in self.nodes]})")
+        raise InvalidArgument(f"no NUMA node {node} (nodes: {[n.id for n in self.nodes]})")
 
     def cpu(self, cpu: int) -> Cpu:
+        cpu = as_int(cpu, "cpu")
         for c in self.cpus:
             if c.id == cpu:
                 return c
-        raise InvalidArgument(f"no CPU {cpu!r}")
+        raise InvalidArgument(f"no CPU {cpu} (CPUs: {format_cpulist(c.id for c in self.cpus)})")
 
     def distance(self, a: int, b: int) -> int | None:
         """Firmware distance from node ``a`` to ``b`` (10 = local), ``None`` if not reported."""

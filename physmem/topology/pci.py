@@ -1,12 +1,17 @@
 """PCI devices and their NUMA locality, from /sys/bus/pci/devices."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .._sysfs import listdir, parse_int, read_parsed
 from .._syntax import parse_cpulist, parse_cpumask
+from ..errors import InvalidArgument
 
-__all__ = ["PciDevice", "read_pci_devices", "read_pci_device"]
+__all__ = ["PciDevice", "read_pci_devices", "read_pci_device", "PCI_ADDRESS"]
+
+# domain:bus:device.function, as lspci -D and /sys/bus/pci/devices name them
+PCI_ADDRESS = re.compile(r"[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,11 @@ def read_pci_device(address: str, sys_root: str = "/sys", *,
     """One device by its ``domain:bus:slot.function`` address, or ``None`` if absent.
 
     With ``skipped``, a file that does not parse reads as missing and is noted there.
+    Anything but such an address is InvalidArgument ("" would read the devices directory).
     """
+    if not isinstance(address, str) or not PCI_ADDRESS.fullmatch(address):
+        raise InvalidArgument(f"{address!r:.60} is not a PCI address: give domain:bus:"
+                              "device.function in lower case, e.g. 0000:03:00.0 (lspci -D)")
     path = f"{sys_root}/bus/pci/devices/{address}"
 
     def num(name: str) -> int | None:
@@ -50,6 +59,8 @@ def read_pci_devices(sys_root: str = "/sys", *,
     """All PCI functions, sorted by address (empty if the machine has no PCI bus)."""
     out = []
     for address in sorted(listdir(f"{sys_root}/bus/pci/devices")):
+        if not PCI_ADDRESS.fullmatch(address):   # not a device (a stray file in a capture)
+            continue
         dev = read_pci_device(address, sys_root, skipped=skipped)
         if dev is not None:
             out.append(dev)

@@ -28,11 +28,20 @@ SECTIONS = {"memory": memory.check, "numa": numa.check, "isolation": isolation.c
 def run(sections: Iterable[str] | str | None = None, *, sys_root: str = "/sys",
         proc_root: str = "/proc") -> Report:
     """Run ``sections`` (default: all). A section that cannot read its files yields a finding."""
-    names = list(SECTIONS) if sections is None else (
-        [sections] if isinstance(sections, str) else list(sections))
-    unknown = [n for n in names if n not in SECTIONS]
-    if unknown:
-        raise InvalidArgument(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
+    if sections is None:
+        names = list(SECTIONS)
+    elif isinstance(sections, str):
+        names = [sections]
+    elif isinstance(sections, Iterable) and not isinstance(sections, bytes):
+        names = list(sections)
+    else:
+        raise InvalidArgument(f"sections must be a section name, a list of them or None (all), "
+                              f"got {sections!r:.60}")
+    unknown = [n for n in names if not isinstance(n, str) or n not in SECTIONS]
+    if unknown or not names:   # [] would check nothing and report "ok"
+        raise InvalidArgument(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}"
+                              if unknown else f"no section given; choose from {list(SECTIONS)} "
+                              "or pass None for all")
     ctx = Context(sys_root, proc_root)
     findings: list[Finding] = []
     for name in names:
