@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import stat
+import sys
 import threading
 from types import FrameType
 
@@ -28,13 +29,18 @@ EXAMPLE = """examples:
   physmem exporter --listen :9877 --interval 30     # every address; scans every 30 s
   physmem exporter --textfile /var/lib/prometheus/node-exporter
   physmem exporter --textfile DIR --once            # one file and exit (for cron)
+  physmem exporter --once                           # one scrape on stdout and exit
   physmem exporter --json                           # one scrape as JSON and exit
 Cheap readings are taken at each scrape; whole-machine scans run in the background every
---interval seconds and are served from their last result (physmem_reading_age_seconds).
+--interval seconds and are served from their last result (physmem_reading_age_seconds;
+physmem_reading_pending is 1 until a reading's first run has finished). --once and --json
+wait for every reading. DIR should be writable by root only (not /tmp).
 """
 
 MISSING = ("physmem exporter needs the prometheus-client library, which is not installed: "
            "pip install 'physmem[exporter]'")
+MISSING_HTTP = ("physmem exporter's HTTP server needs the waitress library, which is not "
+                "installed: pip install 'physmem[exporter]' (or use --textfile DIR)")
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
@@ -45,12 +51,11 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--textfile", metavar="DIR",
                    help="write DIR/physmem.prom (atomically) instead of serving HTTP")
     p.add_argument("--once", action="store_true",
-                   help="with --textfile: take every reading once, write the file and exit")
+                   help="take every reading once, write the --textfile (or print the scrape) "
+                        "and exit")
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
-    if args.once and not args.textfile:
-        args.parser.error("--once needs --textfile DIR")
     if out.json and args.textfile:
         args.parser.error("--json prints to stdout: leave out --textfile")
     if args.textfile:
@@ -61,6 +66,11 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
         if "prometheus" not in str(exc):
             raise
         raise MissingDependency(MISSING) from None
+    if not args.textfile and not args.once and not out.json:
+        try:
+            import waitress  # noqa: F401
+        except ImportError:
+            raise MissingDependency(MISSING_HTTP) from None
     host, port = (None, 0) if args.textfile else parse_listen(args.listen)
     # A failing background reading is logged (once per failure) besides its error metric.
     logging.basicConfig(format="physmem exporter: %(message)s", level=logging.WARNING)
@@ -71,6 +81,9 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
         return Exit.OK
     if args.once:
         exporter.refresh()
+        if not args.textfile:
+            sys.stdout.buffer.write(exporter.exposition())
+            return Exit.OK
         try:
             print(exporter.write_textfile(args.textfile))
         except OSError as exc:
@@ -102,21 +115,21 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
                 except OSError as exc:   # a full disk, say: keep the old file, try again
                     logging.warning("cannot write %s: %s", path, exc)
             return Exit.OK
-        from prometheus_client import start_http_server
+        from ..exporter import MetricsServer
 
         assert host is not None
         try:
-            server, _ = start_http_server(port, host, exporter.registry)
+            server = MetricsServer(exporter, host, port)
         except OSError as exc:
             raise _refused(f"cannot listen on --listen {args.listen}", exc) from None
+        server.start()
         try:
             shown = f"[{host}]" if ":" in host else host
-            print(f"physmem exporter: serving http://{shown}:{server.server_port}/metrics",
-                  flush=True)
+            print(f"physmem exporter: serving http://{shown}:{server.port}/metrics", flush=True)
             while not stop.wait(1.0):
                 pass
         finally:
-            server.shutdown()
+            server.close()
         return Exit.OK
     finally:
         exporter.stop(timeout=5.0)
