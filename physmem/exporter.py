@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import addressing, proc
+from . import addressing, nfd, proc
 from ._args import as_timeout
 from ._replace import replace_file
 from .errors import InvalidArgument
@@ -93,6 +93,8 @@ class ContiguityReading:
     longest_run: dict[tuple[int, str], int] = field(default_factory=dict)
     # (node, zone, size) -> (now, after compaction): bytes of adjacent obtainable pages.
     longest_obtainable: dict[tuple[int, str, int], tuple[int, int]] = field(default_factory=dict)
+    # Machine totals per size, for NFD's node labels (empty: the source gives none).
+    totals: tuple[nfd.Obtainable, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def read_contiguity(proc_root: str = "/proc", sys_root: str = "/sys") -> Contigu
         best = int((hi - lo).max(initial=0)) if len(runs) else 0
         key = (span.node, span.zone)
         longest[key] = max(longest.get(key, 0), max(best, 0) * fc.page_size)
-    return ContiguityReading(figures, longest, obtainable)
+    return ContiguityReading(figures, longest, obtainable, nfd.obtainable(fc))
 
 
 def read_frames(proc_root: str = "/proc") -> dict[str, int]:
@@ -238,13 +240,16 @@ class Exporter(Collector):
 
     ``interval`` is the seconds between two runs of each background reading. ``forecast`` and
     ``holders`` replace the contiguity and holder readings (see the module docstring).
+    ``nfd_dir``: after each contiguity reading, write NFD's feature file there
+    (:mod:`physmem.nfd`; its own reading "nfd", so a failed write counts as its error).
     ``start()`` starts the background thread; ``refresh()`` runs every reading once, now.
     """
 
     def __init__(self, *, interval: float = DEFAULT_INTERVAL, sys_root: str = "/sys",
                  proc_root: str = "/proc",
                  forecast: Callable[[], ContiguityReading] | None = None,
-                 holders: Callable[[], HolderReading] | None = None) -> None:
+                 holders: Callable[[], HolderReading] | None = None,
+                 nfd_dir: str | None = None) -> None:
         iv = as_timeout(interval, "interval")
         if not iv:
             raise InvalidArgument(f"interval={interval!r} must be more than 0 seconds")
@@ -268,6 +273,11 @@ class Exporter(Collector):
                      [f"{NS}_hugepages_mapped_bytes", f"{NS}_hugepages_orphaned_bytes"]),
             _Reading("doctor", iv, self._read_doctor, [f"{NS}_doctor_findings"]),
         )}
+        self.nfd_dir = nfd_dir
+        self._dma: bool | None = None
+        if nfd_dir is not None:
+            # After "contiguity" in the loop's order: each run writes the reading just taken.
+            self.readings["nfd"] = _Reading("nfd", iv, self._write_nfd, [])
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -328,6 +338,18 @@ class Exporter(Collector):
             obt.add_metric([str(node), zone, str(size), "now"], now)
             obt.add_metric([str(node), zone, str(size), "after_compaction"], after)
         return [run, obt]
+
+    def _write_nfd(self) -> list[Metric]:
+        reading = self._contiguity
+        if reading is None or not reading.totals:
+            raise RuntimeError("no contiguity forecast with machine totals to label the node "
+                               "from (see the contiguity reading)")
+        if self._dma is None:   # a property of the kernel and this process: probed once
+            self._dma = nfd.dma_pinning(self.proc_root)
+        assert self.nfd_dir is not None
+        nfd.write(self.nfd_dir, nfd.labels(reading.totals, dma=self._dma),
+                  interval=self.interval)
+        return []
 
     def _read_frames(self) -> list[Metric]:
         fam = GaugeMetricFamily(f"{NS}_frames_bytes", "Physical memory per page class, from "
