@@ -556,19 +556,24 @@ class Exporter(Collector):
         return out
 
     def _configured(self) -> Iterable[Metric]:
-        from .hugepages import default_size
+        from .hugepages import default_size, supported_sizes
         from .topology.cmdline import read_cmdline
 
         fam = GaugeMetricFamily(f"{NS}_hugepages_configured_pages",
-                                "Hugepages the kernel command line asks for (hugepages=)",
-                                labels=["size_bytes", "node"])
+                                "Hugepages the kernel command line asks for (hugepages=; 0 for "
+                                "a size it does not name)", labels=["size_bytes", "node"])
         cmd = read_cmdline(self.proc_root)
+        asked: dict[int, tuple[int, dict[int, int]]] = {}
         for req in (cmd.hugepages if cmd else ()):
             size = req.size or (cmd.default_hugepagesz if cmd else None) or default_size(self.proc_root)
             if size:
-                fam.add_metric([str(size), "all"], req.count)
-                for node, n in sorted((req.per_node or {}).items()):
-                    fam.add_metric([str(size), str(node)], n)
+                asked[size] = (req.count, dict(req.per_node or {}))
+        # Every size shows, so "not asked for" (0) differs from "not read" (absent).
+        for size in sorted(set(supported_sizes(self.sys_root)) | set(asked)):
+            count, per_node = asked.get(size, (0, {}))
+            fam.add_metric([str(size), "all"], count)
+            for node, n in sorted(per_node.items()):
+                fam.add_metric([str(size), str(node)], n)
         return [fam]
 
     # --- output -----------------------------------------------------------------------

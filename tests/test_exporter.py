@@ -122,18 +122,20 @@ def _wait_for(check: Callable[[], object], what: str, timeout: float) -> object:
 
 @pytest.fixture
 def prometheus(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
-    """``start(metrics_url)``: a real Prometheus scraping that URL every second; returns its
-    base URL once the target is up. Stopped at the end of the test."""
+    """``start(metrics_url, rules=None)``: a real Prometheus scraping that URL every second
+    (and evaluating the rule file ``rules`` every second); returns its base URL once the
+    target is up. Stopped at the end of the test."""
     binary = _tool("prometheus")
     procs: list[subprocess.Popen] = []
     request.addfinalizer(lambda: [_stop(p) for p in procs])
 
-    def start(metrics_url: str) -> str:
+    def start(metrics_url: str, rules: Path | None = None) -> str:
         target = urllib.parse.urlsplit(metrics_url)
         config = tmp_path / "prometheus.yml"
         config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "scrape_configs:\n  - job_name: physmem\n"
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+            + (f"rule_files: ['{rules}']\n" if rules else "")
+            + "scrape_configs:\n  - job_name: physmem\n"
             f"    metrics_path: {target.path}\n"
             f"    static_configs:\n      - targets: ['{target.netloc}']\n")
         port = _free_port()
