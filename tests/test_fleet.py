@@ -114,3 +114,140 @@ def test_dashboard_panels_and_alerts_against_a_real_prometheus(is_root, start_ex
     _stop(proc)
     down = next(a["expr"] for a in alerts if a["alert"] == "PhysmemExporterDown")
     _wait_for(lambda: _series(base, down), "up == 0 after the exporter stopped", 20)
+
+
+UNIT = CONTRIB / "systemd" / "physmem-exporter.service"
+ENV_FILE = CONTRIB / "systemd" / "physmem-exporter.env"
+
+
+def _systemd_analyze() -> str:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        reason = "systemd-analyze is not installed (Debian package 'systemd'; .ci/run installs it)"
+        print(f"SKIP: {reason}", file=sys.stderr)
+        pytest.skip(reason)
+    return tool
+
+
+def test_systemd_unit_verifies_and_keeps_its_security_score(tmp_path):
+    """``systemd-analyze verify`` accepts the unit (its ExecStart pointed at this physmem),
+    and ``systemd-analyze security`` scores it as README says, loopback by default."""
+    tool = _systemd_analyze()
+    text = UNIT.read_text()
+    unit = tmp_path / UNIT.name
+    unit.write_text(text.replace("/usr/local/bin/physmem", f"{sys.executable} -m physmem.cli"))
+    r = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r.stdout + r.stderr
+    r = subprocess.run([tool, "security", "--offline=yes", str(UNIT)], capture_output=True,
+                       text=True, timeout=60, cwd=UNIT.parent)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", r.stdout)
+    assert m, r.stdout[-2000:] + r.stderr
+    score = m[1]
+    print(f"systemd-analyze security: {score} {m[2]}")
+    readme = (ROOT / "README.md").read_text()
+    assert f"scores it {score} " in readme and f"scores it {score} " in text, score
+    assert float(score) <= 3.0
+    # All interfaces only by opting in: loopback in the unit, commented out in the env file.
+    assert "PHYSMEM_LISTEN=127.0.0.1:9877" in text
+    assert "#PHYSMEM_LISTEN=:9877" in ENV_FILE.read_text()
+    assert not re.search(r"^PHYSMEM_LISTEN", ENV_FILE.read_text(), re.M)
+
+
+KUBE = CONTRIB / "kubernetes"
+
+
+def _kube_docs() -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for f in sorted(KUBE.glob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text()):
+            if doc:
+                out.setdefault(doc["kind"], []).append(doc)
+    return out
+
+
+def test_kubernetes_manifests_validate_and_fit_together():
+    """The core objects validate, strictly (no unknown field), against the schemas of the
+    newest Kubernetes release kubernetes-validate knows; the custom resources (whose schemas
+    it does not carry) name what the core objects and ``physmem nfd`` really provide."""
+    kv = pytest.importorskip("kubernetes_validate",
+                             reason="kubernetes-validate is not installed (pip install "
+                                    "kubernetes-validate)")
+    from physmem import nfd
+    from physmem.cli import build_parser
+
+    version = kv.latest_version()
+    docs = _kube_docs()
+    assert {"DaemonSet", "Service", "ServiceMonitor", "PodMonitor", "NodeFeatureRule",
+            "Pod"} <= set(docs)
+    for kind, objects in docs.items():
+        for doc in objects:
+            if kind in ("ServiceMonitor", "PodMonitor", "NodeFeatureRule"):
+                with pytest.raises(kv.SchemaNotFoundError):
+                    kv.validate(doc, version, strict=True)
+                continue
+            kv.validate(doc, version, strict=True)
+    ds = docs["DaemonSet"][0]
+    # The validator has teeth: a misspelt field fails.
+    broken = json.loads(json.dumps(ds))
+    broken["spec"]["template"]["spec"]["hostPid"] = True
+    with pytest.raises(kv.ValidationError):
+        kv.validate(broken, version, strict=True)
+
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["hostPID"] is True
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
+    # The same three capabilities as the systemd unit, no more.
+    unit_caps = re.search(r"^CapabilityBoundingSet=(.*)$", UNIT.read_text(), re.M)[1].split()
+    assert sorted(f"CAP_{c}" for c in sc["capabilities"]["add"]) == sorted(unit_caps)
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    host = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]}
+    assert host["proc"] == "/proc" and host["sys"] == "/sys"
+    assert mounts["proc"]["readOnly"] and mounts["sys"]["readOnly"]
+    assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"]
+    # Its arguments are a command line physmem accepts, reading the mounted /proc and /sys.
+    args = build_parser().parse_args(container["args"])
+    assert args.proc_root == mounts["proc"]["mountPath"] and args.sys_root == mounts["sys"]["mountPath"]
+    assert args.nfd == mounts["nfd-features"]["mountPath"] == nfd.DEFAULT_DIR
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert args.listen == f":{ports['metrics']}"
+    assert container["readinessProbe"]["httpGet"]["port"] in ports
+    pod_labels = ds["spec"]["template"]["metadata"]["labels"]
+    namespace = ds["metadata"]["namespace"]
+
+    svc = docs["Service"][0]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    sm = docs["ServiceMonitor"][0]["spec"]
+    assert sm["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert {e["port"] for e in sm["endpoints"]} <= {p["name"] for p in svc["spec"]["ports"]}
+    pm = docs["PodMonitor"][0]["spec"]
+    assert pm["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert {e["port"] for e in pm["podMetricsEndpoints"]} <= set(ports)
+    for spec in (sm, pm):
+        assert spec["namespaceSelector"]["matchNames"] == [namespace]
+        # The job label the alert rules select on.
+        endpoints = spec.get("endpoints") or spec["podMetricsEndpoints"]
+        assert {"targetLabel": "job", "replacement": "physmem"} in endpoints[0]["relabelings"]
+    assert 'up{job="physmem"}' in RULES.read_text()
+
+    # The NFD rule and the pod's node affinity use labels physmem nfd writes, with values
+    # that compare as the operators need (integers for Gt/Ge, true/false for IsTrue).
+    written = nfd.labels([nfd.Obtainable(2 << 20, 1, 1, 2 << 20, 2 << 20),
+                          nfd.Obtainable(1 << 30, 1, 1, 1 << 30, 1 << 30)], dma=True)
+    rule_keys = [(k, e["op"]) for rule in docs["NodeFeatureRule"][0]["spec"]["rules"]
+                 for m in rule["matchFeatures"] if m["feature"] == "local.label"
+                 for k, e in m["matchExpressions"].items()]
+    affinity = docs["Pod"][0]["spec"]["affinity"]["nodeAffinity"]
+    terms = [e for t in affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+             for e in t["matchExpressions"]]
+    terms += [e for p in affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+              for e in p["preference"]["matchExpressions"]]
+    assert rule_keys and terms
+    for key, op in rule_keys + [(e["key"], e["operator"]) for e in terms]:
+        assert key in written, key
+        if op in ("Gt", "Ge", "Lt", "Le"):
+            int(written[key])
+        elif op == "IsTrue":
+            assert written[key] in ("true", "false")
