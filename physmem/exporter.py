@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -621,7 +622,7 @@ class MetricsServer:
                 raise InvalidArgument(f"{what}={value!r} must be a whole number of at least 1")
         self._map: dict[int, Any] = {}
         self._server = create_server(
-            make_wsgi_app(exporter.registry), map=self._map, host=host, port=port,
+            make_wsgi_app(exporter.registry), map=self._map, sockets=[_bound_socket(host, port)],
             threads=_HTTP_THREADS, connection_limit=connections, channel_timeout=timeout,
             # Silent connections are looked for this often: closed within 1.5 x timeout.
             cleanup_interval=max(1, timeout // 2),
@@ -660,6 +661,23 @@ class MetricsServer:
         else:
             close_all()
         self._server.task_dispatcher.shutdown(timeout=int(timeout)) 
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """One socket bound to the first address ``host`` resolves to: one port (the kernel's
+    choice for 0) even where a name resolves to IPv4 and IPv6. ``::`` also takes IPv4."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 _SECTION_METRICS: dict[str, list[str]] = {

@@ -608,7 +608,8 @@ def test_cli_arguments_are_checked_and_a_missing_library_is_explained(tmp_path):
                        (["--listen", "127.0.0.1:70000"], "--listen"),
                        (["--listen", "127.0.0.1:\u00b2"], "--listen"),
                        (["--textfile", str(tmp_path / "missing"), "--once"], "--textfile"),
-                       (["--json", "--textfile", str(tmp_path)], "--json")):
+                       (["--json", "--textfile", str(tmp_path)], "--json"),
+                       (["--nfd", str(tmp_path / "missing"), "--once"], "--nfd")):
         r = cli(*args)
         assert r.returncode == 2 and flag in r.stderr, (args, r.stderr)   # usage error
         assert "Traceback" not in r.stderr
@@ -791,6 +792,18 @@ def test_huge_request_headers_are_refused_without_memory_growth(start_exporter):
     print(f"{refused} of 16 refused while sending 6 MiB of headers; RSS {rss0:.1f} -> {rss:.1f} MiB")
     assert rss - rss0 < 16, (rss0, rss)
     assert "physmem_hugepages_pages" in _get(url).decode()
+
+
+def test_listen_on_a_name_and_on_every_address(start_exporter):
+    """A name that resolves to several addresses listens on one port (the first address);
+    ``[::]`` serves IPv4 clients too."""
+    _, url = start_exporter("--listen", "localhost:0", "--interval", "30")
+    assert "physmem_hugepages_pages" in _get(f"http://127.0.0.1:{_port_of(url)}/metrics").decode()
+    if not socket.has_ipv6 or not Path("/proc/net/if_inet6").exists():
+        return
+    _, url = start_exporter("--listen", "[::]:0", "--interval", "30")
+    for host in ("127.0.0.1", "[::1]"):
+        assert "physmem_hugepages_pages" in _get(f"http://{host}:{_port_of(url)}/metrics").decode()
 
 
 def test_once_prints_one_complete_scrape(is_root):
