@@ -6,7 +6,8 @@ Two kinds of readings. Cheap ones (hugepage pools, buddyinfo, pagetypeinfo, vmst
 boot command line) are read at every scrape. Expensive ones (the whole-machine kpageflags
 scans, every process's hugetlb mappings, the doctor checks) run in a background thread on
 their own interval; a scrape serves the last result with its age, so it never waits for a
-scan. A reading that fails counts in ``physmem_reading_errors_total`` and keeps serving its
+scan. Until a reading's first run has finished its metrics are absent, and
+``physmem_reading_pending`` is 1 and ``physmem_reading_age_seconds`` NaN for it. A reading that fails counts in ``physmem_reading_errors_total`` and keeps serving its
 last good result; it never fails the scrape. A reading the process has no right to (not root)
 leaves its metrics out, not zero, and ``physmem_metric_unavailable_info`` says why.
 
@@ -19,20 +20,22 @@ the same metrics.
 from __future__ import annotations
 
 import logging
-import os
+import math
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import addressing, proc
+from . import addressing, nfd, proc
 from ._args import as_timeout
+from ._replace import replace_file
 from .errors import InvalidArgument
 
 try:
-    from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+    from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
     from prometheus_client.core import (
                                         CounterMetricFamily,
                                         GaugeMetricFamily,
@@ -46,13 +49,21 @@ except ImportError as exc:  # pragma: no cover - exercised through a subprocess 
         "pip install 'physmem[exporter]' (or pip install prometheus-client)") from exc
 
 __all__ = ["Exporter", "ContiguityFigure", "ContiguityReading", "Holder", "HolderReading",
-           "read_contiguity", "read_frames", "read_holders", "parse_listen", "DEFAULT_INTERVAL"]
+           "MetricsServer", "read_contiguity", "read_frames", "read_holders", "parse_listen",
+           "DEFAULT_INTERVAL", "HTTP_TIMEOUT", "HTTP_CONNECTIONS", "HTTP_HEADER_BYTES"]
 
 _log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 60.0
 NS = "physmem"
 # vmstat counters worth a fleet view: transparent hugepages, compaction, hugetlb allocation.
 _VMSTAT_PREFIXES = ("thp_", "compact_", "htlb_")
+
+# Bounds of the HTTP server (README "Fleet view"), each one a limit a slow or hostile client
+# runs into instead of the exporter's memory or its scrapes.
+HTTP_TIMEOUT = 10            # seconds a connection may stay silent: half a request, a reply unread
+HTTP_CONNECTIONS = 512       # open at once; more wait in the kernel's listen backlog
+HTTP_HEADER_BYTES = 16384    # request line and headers (and any body); more closes the connection
+_HTTP_THREADS = 2            # scrapes built at once; each is some 10 ms of file reads
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,9 @@ class ContiguityFigure:
     free_now: int
     after_compaction: int | None = None
     blocked: int | None = None
+    # Pages the kernel could hand out, the pool's free pages included (forecast only).
+    obtainable_now: int | None = None
+    obtainable_after_compaction: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,8 @@ class ContiguityReading:
     longest_run: dict[tuple[int, str], int] = field(default_factory=dict)
     # (node, zone, size) -> (now, after compaction): bytes of adjacent obtainable pages.
     longest_obtainable: dict[tuple[int, str, int], tuple[int, int]] = field(default_factory=dict)
+    # Machine totals per size, for NFD's node labels (empty: the source gives none).
+    totals: tuple[nfd.Obtainable, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,7 +127,8 @@ def read_contiguity(proc_root: str = "/proc", sys_root: str = "/sys") -> Contigu
 
     fc = forecast(proc_root=proc_root, sys_root=sys_root)
     figures = tuple(ContiguityFigure(z.node, z.zone, z.size, z.free_now,
-                                     z.free_now + z.after_compaction, z.blocked)
+                                     z.free_now + z.after_compaction, z.blocked,
+                                     z.obtainable_now, z.obtainable_after_compaction)
                     for z in fc.zones)
     obtainable = {(z.node, z.zone, z.size): (z.longest_run_now, z.longest_run_after_compaction)
                   for z in fc.zones}
@@ -124,7 +141,7 @@ def read_contiguity(proc_root: str = "/proc", sys_root: str = "/sys") -> Contigu
         best = int((hi - lo).max(initial=0)) if len(runs) else 0
         key = (span.node, span.zone)
         longest[key] = max(longest.get(key, 0), max(best, 0) * fc.page_size)
-    return ContiguityReading(figures, longest, obtainable)
+    return ContiguityReading(figures, longest, obtainable, nfd.obtainable(fc))
 
 
 def read_frames(proc_root: str = "/proc") -> dict[str, int]:
@@ -191,6 +208,7 @@ class _Reading:
         self.duration: float | None = None
         self.errors = 0
         self.running = False
+        self.ran = threading.Event()    # set once the first run has finished, however it went
         self.unavailable: str | None = None
         self.last_error: str | None = None
         self.next_due = 0.0
@@ -215,6 +233,7 @@ class _Reading:
             self.duration = time.monotonic() - t0
             self.running = False
             self.next_due = t0 + self.interval
+            self.ran.set()
 
 
 class Exporter(Collector):
@@ -222,13 +241,16 @@ class Exporter(Collector):
 
     ``interval`` is the seconds between two runs of each background reading. ``forecast`` and
     ``holders`` replace the contiguity and holder readings (see the module docstring).
+    ``nfd_dir``: after each contiguity reading, write NFD's feature file there
+    (:mod:`physmem.nfd`; its own reading "nfd", so a failed write counts as its error).
     ``start()`` starts the background thread; ``refresh()`` runs every reading once, now.
     """
 
     def __init__(self, *, interval: float = DEFAULT_INTERVAL, sys_root: str = "/sys",
                  proc_root: str = "/proc",
                  forecast: Callable[[], ContiguityReading] | None = None,
-                 holders: Callable[[], HolderReading] | None = None) -> None:
+                 holders: Callable[[], HolderReading] | None = None,
+                 nfd_dir: str | None = None) -> None:
         iv = as_timeout(interval, "interval")
         if not iv:
             raise InvalidArgument(f"interval={interval!r} must be more than 0 seconds")
@@ -244,6 +266,7 @@ class Exporter(Collector):
         self.readings = {r.name: r for r in (
             _Reading("contiguity", iv, self._read_contiguity,
                      [f"{NS}_contiguity_blocks (gigantic sizes; after_compaction, blocked)",
+                      f"{NS}_contiguity_obtainable_pages",
                       f"{NS}_contiguity_longest_free_run_bytes",
                       f"{NS}_contiguity_longest_obtainable_run_bytes"]),
             _Reading("frames", iv, self._read_frames, [f"{NS}_frames_bytes"]),
@@ -251,6 +274,11 @@ class Exporter(Collector):
                      [f"{NS}_hugepages_mapped_bytes", f"{NS}_hugepages_orphaned_bytes"]),
             _Reading("doctor", iv, self._read_doctor, [f"{NS}_doctor_findings"]),
         )}
+        self.nfd_dir = nfd_dir
+        self._dma: bool | None = None
+        if nfd_dir is not None:
+            # After "contiguity" in the loop's order: each run writes the reading just taken.
+            self.readings["nfd"] = _Reading("nfd", iv, self._write_nfd, [])
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -271,6 +299,17 @@ class Exporter(Collector):
         """Run every background reading once, in this thread."""
         for r in self.readings.values():
             r.run()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until every background reading has finished its first run (started by
+        :meth:`start`); False if ``timeout`` seconds passed first."""
+        wait = as_timeout(timeout)
+        deadline = None if wait is None else time.monotonic() + wait
+        for r in self.readings.values():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not r.ran.wait(left):
+                return False
+        return True
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -300,6 +339,18 @@ class Exporter(Collector):
             obt.add_metric([str(node), zone, str(size), "now"], now)
             obt.add_metric([str(node), zone, str(size), "after_compaction"], after)
         return [run, obt]
+
+    def _write_nfd(self) -> list[Metric]:
+        reading = self._contiguity
+        if reading is None or not reading.totals:
+            raise RuntimeError("no contiguity forecast with machine totals to label the node "
+                               "from (see the contiguity reading)")
+        if self._dma is None:   # a property of the kernel and this process: probed once
+            self._dma = nfd.dma_pinning(self.proc_root)
+        assert self.nfd_dir is not None
+        nfd.write(self.nfd_dir, nfd.labels(reading.totals, dma=self._dma),
+                  interval=self.interval)
+        return []
 
     def _read_frames(self) -> list[Metric]:
         fam = GaugeMetricFamily(f"{NS}_frames_bytes", "Physical memory per page class, from "
@@ -387,19 +438,27 @@ class Exporter(Collector):
         running = GaugeMetricFamily(f"{NS}_reading_running",
                                     "1 while the background reading is running",
                                     labels=["reading"])
+        pending = GaugeMetricFamily(f"{NS}_reading_pending",
+                                    "1 until the background reading's first run has finished: "
+                                    "its metrics are absent until then", labels=["reading"])
+        interval = GaugeMetricFamily(f"{NS}_reading_interval_seconds",
+                                     "Seconds between two runs of the background reading",
+                                     labels=["reading"])
         for r in self.readings.values():
             result = r.result
             if result is not None:
                 yield from result
             if r.unavailable is not None:
                 unavailable.update({m: r.unavailable for m in r.metrics})
-            if r.finished is not None:
-                age.add_metric([r.name], now - r.finished)
+            # NaN until a first success: the series exists, so a staleness alert sees it.
+            age.add_metric([r.name], math.nan if r.finished is None else now - r.finished)
             if r.duration is not None:
                 dur.add_metric([r.name], r.duration)
             err.add_metric([r.name], r.errors)
             running.add_metric([r.name], int(r.running))
-        yield from (age, dur, err, running)
+            pending.add_metric([r.name], int(not r.ran.is_set()))
+            interval.add_metric([r.name], r.interval)
+        yield from (age, dur, err, running, pending, interval)
 
     def _pools(self) -> Iterable[Metric]:
         from .hugepages import pools
@@ -436,22 +495,40 @@ class Exporter(Collector):
                                  "free, after_compaction free once compacted (free_now "
                                  "included), blocked by a frame nothing moves (forecast, root)",
                                  labels=["node", "zone", "size_bytes", "state"])
+        obtain = GaugeMetricFamily(f"{NS}_contiguity_obtainable_pages",
+                                   "Hugepages of a size the kernel could hand out per zone, now or "
+                                   "after compaction, the pool's free pages included (forecast, "
+                                   "root)", labels=["node", "zone", "size_bytes", "state"])
+        share = GaugeMetricFamily(f"{NS}_buddyinfo_free_share",
+                                  "Share of the zone's free memory in free blocks of at least "
+                                  "size_bytes (1: unfragmented for that size)",
+                                  labels=["node", "zone", "size_bytes"])
         forecast = self._contiguity
         have: set[tuple[int, str, int]] = set()
         for f in (forecast.figures if forecast else ()):
             have.add((f.node, f.zone, f.size))
+            labels = [str(f.node), f.zone, str(f.size)]
             for state, v in (("free_now", f.free_now), ("after_compaction", f.after_compaction),
                              ("blocked", f.blocked)):
                 if v is not None:
-                    cont.add_metric([str(f.node), f.zone, str(f.size), state], v)
+                    cont.add_metric([*labels, state], v)
+            for state, v in (("now", f.obtainable_now),
+                             ("after_compaction", f.obtainable_after_compaction)):
+                if v is not None:
+                    obtain.add_metric([*labels, state], v)
         for z in zones:
+            free = sum(n << k for k, n in enumerate(z.free))
             for size in supported_sizes(self.sys_root):
                 order = (size // page).bit_length() - 1
                 # Sizes above the buddy allocator's top order need the kpageflags scan.
-                if order < len(z.free) and (z.node, z.zone, size) not in have:
-                    blocks = sum(n << (k - order) for k, n in enumerate(z.free) if k >= order)
-                    cont.add_metric([str(z.node), z.zone, str(size), "free_now"], blocks)
-        return [fam, cont]
+                if order >= len(z.free):
+                    continue
+                labels = [str(z.node), z.zone, str(size)]
+                big = sum(n << k for k, n in enumerate(z.free) if k >= order)
+                share.add_metric(labels, big / free if free else 0.0)
+                if (z.node, z.zone, size) not in have:
+                    cont.add_metric([*labels, "free_now"], big >> order)
+        return [fam, cont, obtain, share]
 
     def _pagetypeinfo(self) -> Iterable[Metric]:
         pti = proc.pagetypeinfo(self.proc_root)
@@ -480,19 +557,24 @@ class Exporter(Collector):
         return out
 
     def _configured(self) -> Iterable[Metric]:
-        from .hugepages import default_size
+        from .hugepages import default_size, supported_sizes
         from .topology.cmdline import read_cmdline
 
         fam = GaugeMetricFamily(f"{NS}_hugepages_configured_pages",
-                                "Hugepages the kernel command line asks for (hugepages=)",
-                                labels=["size_bytes", "node"])
+                                "Hugepages the kernel command line asks for (hugepages=; 0 for "
+                                "a size it does not name)", labels=["size_bytes", "node"])
         cmd = read_cmdline(self.proc_root)
+        asked: dict[int, tuple[int, dict[int, int]]] = {}
         for req in (cmd.hugepages if cmd else ()):
             size = req.size or (cmd.default_hugepagesz if cmd else None) or default_size(self.proc_root)
             if size:
-                fam.add_metric([str(size), "all"], req.count)
-                for node, n in sorted((req.per_node or {}).items()):
-                    fam.add_metric([str(size), str(node)], n)
+                asked[size] = (req.count, dict(req.per_node or {}))
+        # Every size shows, so "not asked for" (0) differs from "not read" (absent).
+        for size in sorted(set(supported_sizes(self.sys_root)) | set(asked)):
+            count, per_node = asked.get(size, (0, {}))
+            fam.add_metric([str(size), "all"], count)
+            for node, n in sorted(per_node.items()):
+                fam.add_metric([str(size), str(node)], n)
         return [fam]
 
     # --- output -----------------------------------------------------------------------
@@ -509,16 +591,99 @@ class Exporter(Collector):
                 for m in self.registry.collect()]
 
     def write_textfile(self, directory: str, name: str = "physmem.prom") -> str:
-        """Write one scrape to ``directory/name`` atomically (a temporary file in the same
-        directory, then rename: node_exporter never reads a half-written file)."""
-        path = os.path.join(directory, name)
-        write_to_textfile(path, self.registry)
-        return path
+        """Write one scrape to ``directory/name``, mode 0644, atomically and safely in a
+        directory other users may write to (:func:`physmem._replace.replace_file`)."""
+        return replace_file(directory, name, self.exposition())
+
+
+class MetricsServer:
+    """``exporter``'s metrics over HTTP (any path; ``/metrics`` by convention), served by
+    waitress with bounds a slow or hostile client runs into (README "Fleet view").
+
+    One event loop reads every connection, so a client that sends half a request holds a
+    socket and a few KiB, not a thread; only complete requests reach the ``_HTTP_THREADS``
+    worker threads. A connection silent for ``timeout`` seconds is closed; at most
+    ``connections`` are open at once (more wait in the listen backlog); a request line and
+    headers over ``header_bytes`` close the connection. prometheus-client's own
+    ``start_http_server`` has none of these bounds (a thread per connection, no timeout).
+    """
+
+    def __init__(self, exporter: Exporter, host: str, port: int, *,
+                 timeout: int = HTTP_TIMEOUT, connections: int = HTTP_CONNECTIONS,
+                 header_bytes: int = HTTP_HEADER_BYTES) -> None:
+        try:
+            from waitress.server import create_server
+        except ImportError as exc:
+            raise ImportError("the physmem exporter's HTTP server needs the waitress library: "
+                              "pip install 'physmem[exporter]' (or pip install waitress)") from exc
+        for value, what in ((timeout, "timeout"), (connections, "connections"),
+                            (header_bytes, "header_bytes")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgument(f"{what}={value!r} must be a whole number of at least 1")
+        self._map: dict[int, Any] = {}
+        self._server = create_server(
+            make_wsgi_app(exporter.registry), map=self._map, sockets=[_bound_socket(host, port)],
+            threads=_HTTP_THREADS, connection_limit=connections, channel_timeout=timeout,
+            # Silent connections are looked for this often: closed within 1.5 x timeout.
+            cleanup_interval=max(1, timeout // 2),
+            max_request_header_size=header_bytes, max_request_body_size=header_bytes,
+            # poll(2), not select(2): descriptors above 1023 are fine.
+            asyncore_use_poll=True, backlog=1024, ident="physmem", expose_tracebacks=False,
+            log_socket_errors=False)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one the kernel chose for port 0)."""
+        return int(self._server.effective_port) 
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until :meth:`close`."""
+        self._server.run()
+
+    def start(self) -> None:
+        """Serve in a daemon thread."""
+        self._thread = threading.Thread(target=self.serve_forever, name="physmem-http",
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close every connection and the listening socket; stop the worker threads."""
+        def close_all() -> None:   # runs in the serving thread, which owns the sockets
+            for dispatcher in list(self._map.values()):
+                dispatcher.close()
+
+        serving = self._thread is not None and self._thread.is_alive()
+        if serving:
+            self._server.trigger.pull_trigger(close_all) 
+            assert self._thread is not None
+            self._thread.join(as_timeout(timeout))
+        else:
+            close_all()
+        self._server.task_dispatcher.shutdown(timeout=int(timeout)) 
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """One socket bound to the first address ``host`` resolves to: one port (the kernel's
+    choice for 0) even where a name resolves to IPv4 and IPv6. ``::`` also takes IPv4."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 _SECTION_METRICS: dict[str, list[str]] = {
     "hugepages": [f"{NS}_hugepages_pages", f"{NS}_hugepages_overcommit_pages"],
-    "buddyinfo": [f"{NS}_buddyinfo_free_blocks", f"{NS}_contiguity_blocks"],
+    "buddyinfo": [f"{NS}_buddyinfo_free_blocks", f"{NS}_contiguity_blocks",
+                  f"{NS}_buddyinfo_free_share"],
     "pagetypeinfo": [f"{NS}_pagetypeinfo_free_blocks", f"{NS}_pageblocks",
                      f"{NS}_pageblock_size_bytes"],
     "vmstat": [f"{NS}_vmstat_*_total"],

@@ -8,6 +8,7 @@ import mmap
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -121,18 +122,20 @@ def _wait_for(check: Callable[[], object], what: str, timeout: float) -> object:
 
 @pytest.fixture
 def prometheus(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
-    """``start(metrics_url)``: a real Prometheus scraping that URL every second; returns its
-    base URL once the target is up. Stopped at the end of the test."""
+    """``start(metrics_url, rules=None)``: a real Prometheus scraping that URL every second
+    (and evaluating the rule file ``rules`` every second); returns its base URL once the
+    target is up. Stopped at the end of the test."""
     binary = _tool("prometheus")
     procs: list[subprocess.Popen] = []
     request.addfinalizer(lambda: [_stop(p) for p in procs])
 
-    def start(metrics_url: str) -> str:
+    def start(metrics_url: str, rules: Path | None = None) -> str:
         target = urllib.parse.urlsplit(metrics_url)
         config = tmp_path / "prometheus.yml"
         config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "scrape_configs:\n  - job_name: physmem\n"
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+            + (f"rule_files: ['{rules}']\n" if rules else "")
+            + "scrape_configs:\n  - job_name: physmem\n"
             f"    metrics_path: {target.path}\n"
             f"    static_configs:\n      - targets: ['{target.netloc}']\n")
         port = _free_port()
@@ -605,7 +608,8 @@ def test_cli_arguments_are_checked_and_a_missing_library_is_explained(tmp_path):
                        (["--listen", "127.0.0.1:70000"], "--listen"),
                        (["--listen", "127.0.0.1:\u00b2"], "--listen"),
                        (["--textfile", str(tmp_path / "missing"), "--once"], "--textfile"),
-                       (["--once"], "--once"), (["--json", "--textfile", str(tmp_path)], "--json")):
+                       (["--json", "--textfile", str(tmp_path)], "--json"),
+                       (["--nfd", str(tmp_path / "missing"), "--once"], "--nfd")):
         r = cli(*args)
         assert r.returncode == 2 and flag in r.stderr, (args, r.stderr)   # usage error
         assert "Traceback" not in r.stderr
@@ -636,3 +640,213 @@ def test_a_broken_file_is_a_scrape_error_not_a_failed_scrape(tmp_path):
     node, zone = next(iter(raw))
     assert _value(second, "physmem_buddyinfo_free_blocks", node=node, zone=zone, order="0") is not None
     assert not any(name.startswith("physmem_vmstat_") for name, _ in second)
+
+
+# --- hardening: a shared textfile directory, slow and hostile HTTP clients -------------------
+
+def test_textfile_never_follows_a_planted_symlink(is_root, tmp_path):
+    """A local user who can write to DIR plants symlinks at the temporary name a writer would
+    use (prometheus-client's was ``physmem.prom.<pid>.<thread id>``) and at the file itself:
+    root must overwrite neither target."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root's secret\n")
+    victim.chmod(0o600)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    e = Exporter()
+    planted = shared / f"physmem.prom.{os.getpid()}.{threading.current_thread().ident}"
+    planted.symlink_to(victim)
+    path = e.write_textfile(str(shared))
+    assert victim.read_bytes() == b"root's secret\n" and victim.stat().st_mode & 0o777 == 0o600
+    st = os.lstat(path)
+    # A regular file readable by node_exporter running as another user, whole.
+    assert stat.S_ISREG(st.st_mode) and st.st_mode & 0o777 == 0o644, oct(st.st_mode)
+    assert "physmem_hugepages_pages" in {f.name for f in
+                                         text_string_to_metric_families(Path(path).read_text())}
+    # A symlink at the file's own name is replaced, not written through.
+    os.unlink(path)
+    os.symlink(victim, path)
+    e.write_textfile(str(shared))
+    assert victim.read_bytes() == b"root's secret\n"
+    assert stat.S_ISREG(os.lstat(path).st_mode)
+    # Nothing left behind but the planted link and the file.
+    assert sorted(p.name for p in shared.iterdir()) == sorted(["physmem.prom", planted.name])
+
+
+def test_textfile_temporary_names_are_unpredictable_dotfiles(tmp_path, monkeypatch):
+    """Each write takes a fresh name that node_exporter (``*.prom``) and NFD (dotfiles) skip."""
+    from physmem._replace import replace_file
+
+    seen: list[str] = []
+    real_rename = os.rename
+    monkeypatch.setattr(os, "rename", lambda a, b: (seen.append(os.path.basename(a)),
+                                                     real_rename(a, b))[1])
+    for _ in range(3):
+        replace_file(str(tmp_path), "physmem.prom", b"x 1\n")
+    assert len(set(seen)) == 3, seen
+    assert all(n.startswith(".physmem.prom.") and not n.endswith(".prom") for n in seen), seen
+    assert [p.name for p in tmp_path.iterdir()] == ["physmem.prom"]
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def _port_of(url: str) -> int:
+    return urllib.parse.urlsplit(url).port  # type: ignore[return-value]
+
+
+SLOW_CLIENTS = 300
+
+
+def test_scrapes_are_served_while_300_slow_clients_hang_on(start_exporter):
+    """300 clients each send half a request and wait. Scrapes are still answered within a
+    deadline, the exporter holds no thread per client and its memory stays put; and it
+    closes the silent connections itself, after its timeout."""
+    proc, url = start_exporter("--listen", "127.0.0.1:0", "--interval", "30")
+    port = _port_of(url)
+    _get(url)
+    # The first background readings allocate their arrays: measure after them.
+    _wait_for(lambda: b"physmem_frames_bytes{" in (text := _get(url))
+              and b"physmem_contiguity_longest_free_run_bytes{" in text,
+              "the first background scans", 60)
+    _get(url)
+    rss0, threads0 = _rss_mib(proc.pid), _threads(proc.pid)
+    clients: list[socket.socket] = []
+    try:
+        for _ in range(SLOW_CLIENTS):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: slow\r\nX-Half: ")
+            clients.append(c)
+        t0 = time.monotonic()
+        for _ in range(5):
+            text = _get(url, timeout=5).decode()
+            assert "physmem_hugepages_pages" in text
+        five = time.monotonic() - t0
+        rss, threads = _rss_mib(proc.pid), _threads(proc.pid)
+        print(f"{SLOW_CLIENTS} slow clients: 5 scrapes in {five * 1000:.0f} ms; "
+              f"RSS {rss0:.1f} -> {rss:.1f} MiB; threads {threads0} -> {threads}")
+        assert five < 5.0
+        # A thread per client costs the old server ~0.2 MiB and a thread each (60 MiB and
+        # 300 threads here); an event loop a few KiB each.
+        assert threads <= threads0 + 2, (threads0, threads)
+        assert rss - rss0 < 16, (rss0, rss)
+        # Silent for HTTP_TIMEOUT s: the exporter closes them (checked every HTTP_TIMEOUT/2).
+        from physmem.exporter import HTTP_TIMEOUT
+
+        deadline = time.monotonic() + 2 * HTTP_TIMEOUT + 5
+        for c in clients:
+            c.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                assert c.recv(4096) == b""
+            except socket.timeout:
+                raise AssertionError(f"a silent connection still open after {2 * HTTP_TIMEOUT + 5} s")
+            except ConnectionResetError:
+                pass
+    finally:
+        for c in clients:
+            c.close()
+    assert "physmem_hugepages_pages" in _get(url).decode()
+    assert _threads(proc.pid) <= threads0 + 2
+    assert proc.poll() is None
+
+
+def test_huge_request_headers_are_refused_without_memory_growth(start_exporter):
+    """16 clients each send 6 MiB of request headers (lines of 60 KiB, under the stdlib
+    server's line limit) and wait: every connection is refused early, and the exporter's
+    memory does not grow with what they sent."""
+    proc, url = start_exporter("--listen", "127.0.0.1:0", "--interval", "30")
+    _get(url)
+    rss0 = _rss_mib(proc.pid)
+    line = b"X-Big: " + b"a" * (60 << 10) + b"\r\n"
+    clients: list[socket.socket] = []
+    refused = 0
+    try:
+        for _ in range(16):
+            c = socket.create_connection(("127.0.0.1", _port_of(url)), timeout=10)
+            clients.append(c)
+            try:
+                c.sendall(b"GET /metrics HTTP/1.1\r\nHost: big\r\n")
+                for _ in range(100):
+                    c.sendall(line)
+            except (BrokenPipeError, ConnectionResetError):
+                refused += 1
+        rss = _rss_mib(proc.pid)
+        for c in clients:   # whatever was buffered: no metrics came back for it
+            try:
+                c.settimeout(5)
+                assert not c.recv(4096).startswith(b"HTTP/1.1 200")
+            except (ConnectionResetError, socket.timeout):
+                pass
+    finally:
+        for c in clients:
+            c.close()
+    print(f"{refused} of 16 refused while sending 6 MiB of headers; RSS {rss0:.1f} -> {rss:.1f} MiB")
+    assert rss - rss0 < 16, (rss0, rss)
+    assert "physmem_hugepages_pages" in _get(url).decode()
+
+
+def test_listen_on_a_name_and_on_every_address(start_exporter):
+    """A name that resolves to several addresses listens on one port (the first address);
+    ``[::]`` serves IPv4 clients too."""
+    _, url = start_exporter("--listen", "localhost:0", "--interval", "30")
+    assert "physmem_hugepages_pages" in _get(f"http://127.0.0.1:{_port_of(url)}/metrics").decode()
+    if not socket.has_ipv6 or not Path("/proc/net/if_inet6").exists():
+        return
+    _, url = start_exporter("--listen", "[::]:0", "--interval", "30")
+    for host in ("127.0.0.1", "[::1]"):
+        assert "physmem_hugepages_pages" in _get(f"http://{host}:{_port_of(url)}/metrics").decode()
+
+
+def test_once_prints_one_complete_scrape(is_root):
+    """``--once`` without --textfile waits for every background reading and prints them."""
+    env, cwd = python_env()
+    r = subprocess.run([sys.executable, "-m", "physmem.cli", "exporter", "--once"],
+                       capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    assert r.returncode == 0, r.stderr
+    s = _samples(r.stdout)
+    for reading in ("contiguity", "frames", "holders", "doctor"):
+        assert _value(s, "physmem_reading_pending", reading=reading) == 0
+        age = _value(s, "physmem_reading_age_seconds", reading=reading)
+        assert age is not None and age == age and age >= 0, (reading, age)   # not NaN
+    assert "physmem_frames_bytes" in {name for name, _ in s}
+
+
+def test_pending_readings_say_so_until_their_first_run(is_root):
+    """Before its first run a reading's metrics are absent and it says it is pending (age
+    NaN); after the run it is not, and its metrics are there."""
+    import math
+
+    release = threading.Event()
+
+    def holders() -> HolderReading:
+        release.wait(30)
+        return HolderReading((), {MIB2: 0}, 0)
+
+    e = Exporter(holders=holders, interval=60)
+    e.readings = {"holders": e.readings["holders"]}   # only the slow one
+    e.start()
+    try:
+        s = _samples(e.exposition().decode())
+        assert _value(s, "physmem_reading_pending", reading="holders") == 1
+        assert math.isnan(_value(s, "physmem_reading_age_seconds", reading="holders"))
+        assert _value(s, "physmem_reading_interval_seconds", reading="holders") == 60
+        assert _value(s, "physmem_hugepages_orphaned_bytes", size_bytes=str(MIB2)) is None
+        assert not e.wait_ready(0.05)
+        release.set()
+        assert e.wait_ready(30)
+        s = _samples(e.exposition().decode())
+        assert _value(s, "physmem_reading_pending", reading="holders") == 0
+        assert _value(s, "physmem_reading_age_seconds", reading="holders") >= 0
+        assert _value(s, "physmem_hugepages_orphaned_bytes", size_bytes=str(MIB2)) == 0
+    finally:
+        release.set()
+        e.stop()

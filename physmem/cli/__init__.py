@@ -45,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "frag": "frag.FRAG",
     "contig": "contig.CONTIG",
     "exporter": "exporter.EXPORTER",
+    "nfd": "nfd.NFD",
 }
 
 
@@ -81,6 +82,7 @@ NO_SIZES = {
     "maps": "address ranges only",
     "numa-maps": "page counts per node, as the kernel writes them",
     "exporter": "Prometheus metrics are in bytes by convention, and --json always is",
+    "nfd": "label values are plain numbers of pages and bytes, as selectors compare them",
 }
 
 SIZES_HELP = """sizes: bytes (4096, 0x200000) or a number with a unit K, M, G or T, always a

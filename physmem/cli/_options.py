@@ -8,10 +8,12 @@ library (``physmem._args`` loads numpy) is imported when a value is checked, not
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
+import stat
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, PhysmemOSError, error_from_errno
 
 
 # -- shared options ---------------------------------------------------------------------------
@@ -203,3 +205,26 @@ def png_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: directory {directory!r} does not exist: "
                                          "create it or write the picture elsewhere")
     return text
+
+
+# -- output directories -------------------------------------------------------------------------
+
+def refused(what: str, exc: OSError) -> PhysmemOSError:
+    """The system refused (permission, full disk, port taken): exit status 1, as for every
+    subcommand. The message keeps the system's own words (a resolver error is no errno that
+    error_from_errno could name)."""
+    return PhysmemOSError(f"{what}: {exc.strerror or exc}", errno=exc.errno)
+
+
+def check_directory(directory: str, flag: str) -> None:
+    """DIR of ``flag`` exists and is a directory, or a usage error naming the flag."""
+    try:
+        is_dir = stat.S_ISDIR(os.stat(directory).st_mode)
+    except FileNotFoundError:
+        raise InvalidArgument(f"{flag} {directory!r} does not exist: create it (for --textfile, "
+                              "node_exporter's --collector.textfile.directory)") from None
+    except OSError as exc:
+        raise error_from_errno(exc.errno or errno.EACCES, f"{flag} {directory!r} cannot be "
+                               "reached", hint="run as a user that may write there") from None
+    if not is_dir:
+        raise InvalidArgument(f"{flag} {directory!r} is not a directory")

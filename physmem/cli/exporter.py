@@ -6,17 +6,16 @@ Needs the prometheus-client library: pip install 'physmem[exporter]'.
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import os
 import signal
-import stat
+import sys
 import threading
 from types import FrameType
 
-from ..errors import InvalidArgument, MissingDependency, PhysmemOSError, error_from_errno
+from ..errors import MissingDependency
 from . import Command, Exit
-from ._options import seconds_arg
+from ._options import check_directory, refused, seconds_arg
 from ._output import Output
 
 DESCRIPTION = ("Serve physmem's readings to Prometheus on /metrics, or write them for "
@@ -28,13 +27,19 @@ EXAMPLE = """examples:
   physmem exporter --listen :9877 --interval 30     # every address; scans every 30 s
   physmem exporter --textfile /var/lib/prometheus/node-exporter
   physmem exporter --textfile DIR --once            # one file and exit (for cron)
+  physmem exporter --once                           # one scrape on stdout and exit
   physmem exporter --json                           # one scrape as JSON and exit
+  physmem exporter --nfd /etc/kubernetes/node-feature-discovery/features.d
 Cheap readings are taken at each scrape; whole-machine scans run in the background every
---interval seconds and are served from their last result (physmem_reading_age_seconds).
+--interval seconds and are served from their last result (physmem_reading_age_seconds;
+physmem_reading_pending is 1 until a reading's first run has finished). --once and --json
+wait for every reading. DIR should be writable by root only (not /tmp).
 """
 
 MISSING = ("physmem exporter needs the prometheus-client library, which is not installed: "
            "pip install 'physmem[exporter]'")
+MISSING_HTTP = ("physmem exporter's HTTP server needs the waitress library, which is not "
+                "installed: pip install 'physmem[exporter]' (or use --textfile DIR)")
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
@@ -44,37 +49,50 @@ def arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds between background scans, and between --textfile rewrites (default 60)")
     p.add_argument("--textfile", metavar="DIR",
                    help="write DIR/physmem.prom (atomically) instead of serving HTTP")
+    p.add_argument("--nfd", metavar="DIR",
+                   help="also write Node Feature Discovery's feature file DIR/physmem after every "
+                        "forecast (see physmem nfd)")
     p.add_argument("--once", action="store_true",
-                   help="with --textfile: take every reading once, write the file and exit")
+                   help="take every reading once, write the --textfile (or print the scrape) "
+                        "and exit")
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
-    if args.once and not args.textfile:
-        args.parser.error("--once needs --textfile DIR")
     if out.json and args.textfile:
         args.parser.error("--json prints to stdout: leave out --textfile")
     if args.textfile:
-        _check_directory(args.textfile)
+        check_directory(args.textfile, "--textfile")
+    if args.nfd:
+        check_directory(args.nfd, "--nfd")
     try:
         from ..exporter import Exporter, parse_listen
     except ImportError as exc:
         if "prometheus" not in str(exc):
             raise
         raise MissingDependency(MISSING) from None
+    if not args.textfile and not args.once and not out.json:
+        try:
+            import waitress  # noqa: F401
+        except ImportError:
+            raise MissingDependency(MISSING_HTTP) from None
     host, port = (None, 0) if args.textfile else parse_listen(args.listen)
     # A failing background reading is logged (once per failure) besides its error metric.
     logging.basicConfig(format="physmem exporter: %(message)s", level=logging.WARNING)
-    exporter = Exporter(interval=args.interval, sys_root=args.sys_root, proc_root=args.proc_root)
+    exporter = Exporter(interval=args.interval, sys_root=args.sys_root, proc_root=args.proc_root,
+                        nfd_dir=args.nfd)
     if out.json:
         exporter.refresh()
         out.emit_json(exporter.as_json())
         return Exit.OK
     if args.once:
         exporter.refresh()
+        if not args.textfile:
+            sys.stdout.buffer.write(exporter.exposition())
+            return Exit.OK
         try:
             print(exporter.write_textfile(args.textfile))
         except OSError as exc:
-            raise _refused(f"cannot write into --textfile {args.textfile}", exc) from None
+            raise refused(f"cannot write into --textfile {args.textfile}", exc) from None
         return Exit.OK
 
     stop = threading.Event()
@@ -94,7 +112,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
             try:   # the first write tells a setup mistake (no right to DIR) at once
                 path = exporter.write_textfile(args.textfile)
             except OSError as exc:
-                raise _refused(f"cannot write into --textfile {args.textfile}", exc) from None
+                raise refused(f"cannot write into --textfile {args.textfile}", exc) from None
             print(f"physmem exporter: writing {path} every {args.interval:g} s", flush=True)
             while not stop.wait(args.interval):
                 try:
@@ -102,44 +120,24 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
                 except OSError as exc:   # a full disk, say: keep the old file, try again
                     logging.warning("cannot write %s: %s", path, exc)
             return Exit.OK
-        from prometheus_client import start_http_server
+        from ..exporter import MetricsServer
 
         assert host is not None
         try:
-            server, _ = start_http_server(port, host, exporter.registry)
+            server = MetricsServer(exporter, host, port)
         except OSError as exc:
-            raise _refused(f"cannot listen on --listen {args.listen}", exc) from None
+            raise refused(f"cannot listen on --listen {args.listen}", exc) from None
+        server.start()
         try:
             shown = f"[{host}]" if ":" in host else host
-            print(f"physmem exporter: serving http://{shown}:{server.server_port}/metrics",
-                  flush=True)
+            print(f"physmem exporter: serving http://{shown}:{server.port}/metrics", flush=True)
             while not stop.wait(1.0):
                 pass
         finally:
-            server.shutdown()
+            server.close()
         return Exit.OK
     finally:
         exporter.stop(timeout=5.0)
-
-
-def _refused(what: str, exc: OSError) -> PhysmemOSError:
-    """The system refused (permission, full disk, port taken): exit status 1, as for every
-    subcommand. The message keeps the system's own words (a resolver error is no errno that
-    error_from_errno could name)."""
-    return PhysmemOSError(f"{what}: {exc.strerror or exc}", errno=exc.errno)
-
-
-def _check_directory(directory: str) -> None:
-    try:
-        is_dir = stat.S_ISDIR(os.stat(directory).st_mode)
-    except FileNotFoundError:
-        raise InvalidArgument(f"--textfile {directory!r} does not exist: create it, or point it "
-                              "at node_exporter's --collector.textfile.directory") from None
-    except OSError as exc:
-        raise error_from_errno(exc.errno or errno.EACCES, f"--textfile {directory!r} cannot be "
-                               "reached", hint="run as a user that may write there") from None
-    if not is_dir:
-        raise InvalidArgument(f"--textfile {directory!r} is not a directory")
 
 
 EXPORTER = Command(
