@@ -29,6 +29,7 @@ __all__ = [
     "DmaPoolExhausted",
     "NotContiguous",
     "PhysicalAddressChanged",
+    "NotTracked",
     "MissingDependency",
     "error_from_errno",
     "translate_os_errors",
@@ -154,6 +155,11 @@ class NotContiguous(PhysmemError, ValueError):
 
 class PhysicalAddressChanged(PhysmemError, RuntimeError):
     """Pages of a DMA buffer moved or vanished since it was allocated."""
+
+
+class NotTracked(PhysmemError, RuntimeError):
+    """Memory asked about is not tracked for writes: the process never enabled tracking for
+    it (``physmem.track.enable``), stopped, or unmapped it; ``pid`` and ``address`` say where."""
 
 
 class MissingDependency(PhysmemError, ImportError):
