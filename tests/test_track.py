@@ -224,25 +224,36 @@ def test_a_thread_writing_during_the_collects_loses_nothing():
     position = np.empty(npages, dtype=np.int64)
     position[order] = np.arange(npages)
     progress = [0]
+    collected = threading.Condition()
+    k = 0
 
     def writer() -> None:
         for i, p in enumerate(order.tolist()):
+            if i % 256 == 0:
+                # Spread the writes over many collects: wait for the next one to finish
+                # (the writes of this batch then race the collect after it).
+                with collected:
+                    done = k
+                    assert collected.wait_for(lambda: k > done, timeout=30)
             a[p * PAGE] ^= 0xFF
             progress[0] = i + 1
 
     reports: dict[int, list[tuple[int, int, int]]] = {}
-    k = 0
     with DirtyTracker(m) as t:
-        thread = threading.Thread(target=writer)
+        thread = threading.Thread(target=writer, daemon=True)
         thread.start()
         while True:
+            assert thread.is_alive() or progress[0] == npages, "the writer thread failed"
             before = progress[0]
             got = np.flatnonzero(t.collect(bitmap=True))
             after = progress[0]
             for p in got.tolist():
                 reports.setdefault(p, []).append((k, before, after))
-            assert all(reports[p][0] for p in order[:before].tolist())  # none missing
-            k += 1
+            missing = [p for p in order[:before].tolist() if p not in reports]
+            assert not missing, f"pages written before collect {k} not reported: {missing}"
+            with collected:
+                k += 1
+                collected.notify_all()
             if before == npages:
                 break
         thread.join()
@@ -253,7 +264,7 @@ def test_a_thread_writing_during_the_collects_loses_nothing():
         if again:
             assert [r[0] for r in again] == [first + 1], f"page {p} reported {len(seen)} times"
             assert position[p] >= before, f"page {p}, written before collect {first}, twice"
-    assert k > 2
+    assert k > npages // 256
     del a
     m.close()
 
