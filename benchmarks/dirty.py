@@ -2,9 +2,10 @@
 the same ioctls in a tight loop (benchmarks/peers/dirty_ref.c: userfaultfd asynchronous
 write protection, PAGEMAP_SCAN resumed at walk_end into one preallocated vector).
 
-Each contender tracks its own 2 GiB anonymous mapping (every page written once, transparent
-huge pages off); in each round both see the same pages written, and their answers are
-compared. Contenders are self-timed around the measured step only (writing the pages and
+Both contenders track one 2 GiB anonymous mapping (every page written once, transparent huge
+pages off), so the same page tables are walked: each registers and protects it in turn, and
+the C side then reads the registration physmem's tracker made. In each round both see the
+same pages written (each writes them before its own collect), and their answers are compared. Contenders are self-timed around the measured step only (writing the pages and
 closing are not timed), the same number of rounds, interleaved in shuffled order.
 Targets (issue 25), medians: ``collect()`` with 10% of the pages written <= 1.2x the C
 reference; write-protect enable (``DirtyTracker(m)``: register and protect all) <= 1.2x;
@@ -36,8 +37,9 @@ T = TypeVar("T")
 
 def load_reference(path: str) -> ctypes.CDLL:
     ref = ctypes.CDLL(path, use_errno=True)
-    ref.dirty_ref_open.restype = ctypes.c_void_p
-    ref.dirty_ref_open.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64]
+    for name in ("dirty_ref_open", "dirty_ref_attach"):
+        getattr(ref, name).restype = ctypes.c_void_p
+        getattr(ref, name).argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64]
     for name in ("dirty_ref_protect", "dirty_ref_close"):
         getattr(ref, name).restype = ctypes.c_long
         getattr(ref, name).argtypes = [ctypes.c_void_p]
@@ -58,11 +60,19 @@ class Reference:
         self.h: int | None = None
 
     def open(self) -> None:
-        h = self.ref.dirty_ref_open(self.m.address, self.m.size, self.cap)
+        """Register the mapping and write-protect it."""
+        self.h = self._handle(self.ref.dirty_ref_open)
+        self.check(self.ref.dirty_ref_protect(self.h), "protect")
+
+    def attach(self) -> None:
+        """Read the mapping that physmem's tracker registered."""
+        self.h = self._handle(self.ref.dirty_ref_attach)
+
+    def _handle(self, make: Callable[[int, int, int], int]) -> int:
+        h = make(self.m.address, self.m.size, self.cap)
         if not h:
-            raise SystemExit(f"dirty_ref_open: {os.strerror(ctypes.get_errno())}")
-        self.h = h
-        self.check(self.ref.dirty_ref_protect(h), "protect")
+            raise SystemExit(f"{make.__name__}: {os.strerror(ctypes.get_errno())}")
+        return h
 
     def close(self) -> None:
         self.check(self.ref.dirty_ref_close(self.h), "close")
@@ -119,14 +129,13 @@ def main() -> int:
         v.skip("every target", "the C reference (libdirty_ref.so) is not built")
         return v.finish()
     ref_lib = load_reference(path)
-    mp, ap_ = written_mapping(size)
-    mc, ac = written_mapping(size)
-    ref = Reference(ref_lib, mc, npages // 2 + 1)  # room for the worst case: every other page
+    m, a = written_mapping(size)
+    ref = Reference(ref_lib, m, npages // 2 + 1)  # room for the worst case: every other page
     rng = np.random.default_rng(0)
 
     # -- write-protect enable: register and protect 2 GiB whose pages are all written ----
     def enable_physmem() -> float:
-        tracker, dt = timed(lambda: DirtyTracker(mp))
+        tracker, dt = timed(lambda: DirtyTracker(m))
         tracker.close()
         return dt
 
@@ -141,8 +150,8 @@ def main() -> int:
         ("C reference: register + PAGEMAP_SCAN(WP_MATCHING)", enable_reference),
         args.rounds * 2), at_most=1.2)
 
-    tracker = DirtyTracker(mp)
-    ref.open()
+    tracker = DirtyTracker(m)
+    ref.attach()
     mismatches = 0
     compared = 0
 
@@ -180,15 +189,15 @@ def main() -> int:
 
         def physmem_side() -> float:
             chosen = sets[len(answers["physmem"])]
-            ap_[chosen * PAGE_SIZE] += 1
+            a[chosen * PAGE_SIZE] += 1
             got, dt = timed(tracker.collect)
             answers["physmem"].append(
-                np.stack([got["start"], got["end"]], axis=1) - np.uint64(mp.address))
+                np.stack([got["start"], got["end"]], axis=1) - np.uint64(m.address))
             return dt
 
         def reference_side() -> float:
             chosen = sets[len(answers["C"])]
-            ac[chosen * PAGE_SIZE] += 1
+            a[chosen * PAGE_SIZE] += 1
             n, dt = timed(ref.collect)
             answers["C"].append(ref.ranges(n).copy())
             return dt
@@ -217,8 +226,8 @@ def main() -> int:
     firsts, agains = [], []
     for _ in range(args.rounds):
         tracker.reset()
-        firsts.append(ref_lib.dirty_ref_store(mp.address, npages, PAGE_SIZE) / npages)
-        agains.append(ref_lib.dirty_ref_store(mp.address, npages, PAGE_SIZE) / npages)
+        firsts.append(ref_lib.dirty_ref_store(m.address, npages, PAGE_SIZE) / npages)
+        agains.append(ref_lib.dirty_ref_store(m.address, npages, PAGE_SIZE) / npages)
     first, again = float(np.median(firsts)), float(np.median(agains))
     info("a store to each page, first in the interval (tracked)", f"{first:,.0f} ns/page")
     info("the same stores again (page writable: no fault)", f"{again:,.0f} ns/page")
@@ -244,9 +253,8 @@ def main() -> int:
     else:
         v.skip("against soft-dirty", f"the running kernel ({os.uname().release}) is built "
                "without CONFIG_MEM_SOFT_DIRTY")
-    del ap_, ac
-    mp.close()
-    mc.close()
+    del a
+    m.close()
     return v.finish()
 
 

@@ -4,10 +4,11 @@
  * at walk_end until the end of the range, into one preallocated vector.
  *
  * dirty_ref_open(start, len, cap) registers [start, start + len) and returns a handle (NULL,
- * errno set, on failure); dirty_ref_protect(h) write-protects it all; dirty_ref_collect(h,
+ * errno set, on failure); dirty_ref_attach(start, len, cap) returns one for memory another
+ * userfaultfd registered; dirty_ref_protect(h) write-protects it all; dirty_ref_collect(h,
  * reset) reads the written ranges into the vector (re-protecting them if reset) and returns
  * how many, or -errno (-ENOSPC: more than cap); dirty_ref_regions(h) is the vector of
- * (start, end, categories) triples; dirty_ref_close(h) unregisters and frees.
+ * (start, end, categories) triples; dirty_ref_close(h) unregisters (if it registered) and frees.
  * dirty_ref_store(addr, count, stride) stores one byte every stride bytes and returns the
  * nanoseconds it took. */
 #define _GNU_SOURCE
@@ -50,32 +51,51 @@ struct dref {
     struct page_region *vec;
 };
 
-void *dirty_ref_open(uint64_t start, uint64_t len, uint64_t cap)
+static struct dref *new_handle(uint64_t start, uint64_t len, uint64_t cap)
 {
     struct dref *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
-    h->start = start;
-    h->end = start + len;
-    h->cap = cap;
-    h->vec = malloc(cap * sizeof *h->vec);
-    h->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-    h->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC};
-    struct uffdio_register reg = {.range = {.start = start, .len = len},
-                                  .mode = UFFDIO_REGISTER_MODE_WP};
-    if (h->vec && h->uffd >= 0 && h->pagemap >= 0 && ioctl(h->uffd, UFFDIO_API, &api) == 0
-        && ioctl(h->uffd, UFFDIO_REGISTER, &reg) == 0)
+    *h = (struct dref){.uffd = -1, .start = start, .end = start + len, .cap = cap,
+                       .vec = malloc(cap * sizeof *h->vec),
+                       .pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)};
+    if (h->vec && h->pagemap >= 0)
         return h;
     int err = errno;
-    if (h->uffd >= 0)
-        close(h->uffd);
     if (h->pagemap >= 0)
         close(h->pagemap);
     free(h->vec);
     free(h);
     errno = err;
     return NULL;
+}
+
+long dirty_ref_close(void *handle);
+
+void *dirty_ref_open(uint64_t start, uint64_t len, uint64_t cap)
+{
+    struct dref *h = new_handle(start, len, cap);
+    if (!h)
+        return NULL;
+    h->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC};
+    struct uffdio_register reg = {.range = {.start = start, .len = len},
+                                  .mode = UFFDIO_REGISTER_MODE_WP};
+    if (h->uffd >= 0 && ioctl(h->uffd, UFFDIO_API, &api) == 0
+        && ioctl(h->uffd, UFFDIO_REGISTER, &reg) == 0)
+        return h;
+    int err = errno;
+    if (h->uffd >= 0)
+        close(h->uffd);
+    h->uffd = -1;
+    dirty_ref_close(h);
+    errno = err;
+    return NULL;
+}
+
+void *dirty_ref_attach(uint64_t start, uint64_t len, uint64_t cap)
+{
+    return new_handle(start, len, cap);
 }
 
 static long scan(struct dref *h, uint64_t flags, uint64_t start, struct page_region *vec,
@@ -125,9 +145,12 @@ const uint64_t *dirty_ref_regions(void *handle)
 long dirty_ref_close(void *handle)
 {
     struct dref *h = handle;
-    struct uffdio_range range = {.start = h->start, .len = h->end - h->start};
-    long ret = ioctl(h->uffd, UFFDIO_UNREGISTER, &range) < 0 ? -errno : 0;
-    close(h->uffd);
+    long ret = 0;
+    if (h->uffd >= 0) {
+        struct uffdio_range range = {.start = h->start, .len = h->end - h->start};
+        ret = ioctl(h->uffd, UFFDIO_UNREGISTER, &range) < 0 ? -errno : 0;
+        close(h->uffd);
+    }
     close(h->pagemap);
     free(h->vec);
     free(h);
