@@ -50,16 +50,18 @@ struct pm_scan_arg {
 
 /* cffi:begin */
 /* cffi:const PAGEMAP_SCAN PAGE_IS_WPALLOWED PAGE_IS_WRITTEN PAGE_IS_FILE PAGE_IS_PRESENT
- * PAGE_IS_SWAPPED PAGE_IS_PFNZERO PAGE_IS_HUGE PAGE_IS_SOFT_DIRTY */
+ * PAGE_IS_SWAPPED PAGE_IS_PFNZERO PAGE_IS_HUGE PAGE_IS_SOFT_DIRTY PM_SCAN_WP_MATCHING
+ * PM_SCAN_CHECK_WPASYNC */
 /* Guard regions are reported from 6.15; headers between 6.7 and 6.15 lack the bit. */
 #ifndef PAGE_IS_GUARD
 #define PAGE_IS_GUARD (1 << 8)
 #endif
 
-int64_t pm_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t category_inverted,
-                        uint64_t category_mask, uint64_t category_anyof_mask,
-                        uint64_t return_mask, uint64_t max_pages, uint64_t *regions,
-                        uint64_t nregions, uint64_t *walk_end);
+int64_t pm_pagemap_scan(int fd, uint64_t flags, uint64_t start, uint64_t end,
+                        uint64_t category_inverted, uint64_t category_mask,
+                        uint64_t category_anyof_mask, uint64_t return_mask,
+                        uint64_t max_pages, uint64_t *regions, uint64_t nregions,
+                        uint64_t *walk_end);
 
 /* cffi:end */
 #endif

@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 # about 100 ms), which matters for a command that runs for half a second.
 # ("physmap" and "fragmentation" are deprecated names of analysis.physmap/.fragmentation.)
 _LAZY = ("analysis", "dma", "fragmentation", "hugepages", "numa", "overcommit", "physmap",
-         "placement", "proc", "sysctl", "topology", "validate")
+         "placement", "proc", "sysctl", "topology", "track", "validate")
 _LAZY_NAMES = {
     "page_size": "addressing",
     "KPF": "kpageflags", "KPageCgroup": "kpageflags", "KPageCount": "kpageflags",
@@ -39,7 +39,7 @@ _LAZY_NAMES = {
 
 if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real modules
     from . import (analysis, dma, fragmentation, hugepages, numa, overcommit, physmap,
-                   placement, proc, sysctl, topology, validate)
+                   placement, proc, sysctl, topology, track, validate)
     from .addressing import page_size
     from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
     from .mapping import Mapping

@@ -30,6 +30,7 @@ __all__ = [
     "NotContiguous",
     "PhysicalAddressChanged",
     "PinUnavailable",
+    "NotTracked",
     "MissingDependency",
     "error_from_errno",
     "translate_os_errors",
@@ -173,6 +174,11 @@ class PinUnavailable(PhysmemOSError):
                  address: int | None = None) -> None:
         super().__init__(message, errno=errno, address=address)
         self.cause = cause
+
+
+class NotTracked(PhysmemError, RuntimeError):
+    """Memory asked about is not tracked for writes: the process never enabled tracking for
+    it (``physmem.track.enable``), stopped, or unmapped it; ``pid`` and ``address`` say where."""
 
 
 class MissingDependency(PhysmemError, ImportError):

@@ -223,6 +223,22 @@ def run_unprivileged(request: pytest.FixtureRequest, is_root: None) -> Callable[
 
 
 @pytest.fixture
+def swapfile(tmp_path: Path, is_root: None) -> Iterator[Path]:
+    """A 64 MiB swap file, switched on for the test, then off and removed, pass or fail."""
+    path = tmp_path / "physmem-test.swap"
+    with open(path, "wb") as f:
+        f.write(b"\0" * (64 << 20))
+    os.chmod(path, 0o600)
+    subprocess.run(["mkswap", str(path)], check=True, capture_output=True)
+    subprocess.run(["swapon", str(path)], check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["swapoff", str(path)], check=True, capture_output=True)
+        path.unlink()
+
+
+@pytest.fixture
 def child_process() -> Iterator[Callable[[], int]]:
     """Start helper processes (python sleeping on stdin); all are killed at the end."""
     procs: list[subprocess.Popen] = []

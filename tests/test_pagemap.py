@@ -196,24 +196,6 @@ def test_guard_region_entries(is_root):
     buf.close()
 
 
-@pytest.fixture
-def swapfile(tmp_path, is_root):
-    """A 64 MiB swap file, switched off and removed afterwards."""
-    path = tmp_path / "physmem-test.swap"
-    with open(path, "wb") as f:
-        f.write(b"\0" * (64 << 20))
-    os.chmod(path, 0o600)
-    import subprocess
-
-    subprocess.run(["mkswap", str(path)], check=True, capture_output=True)
-    subprocess.run(["swapon", str(path)], check=True, capture_output=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["swapoff", str(path)], check=True, capture_output=True)
-        path.unlink()
-
-
 def test_swap_entries_decoded(swapfile):
     size = 16 * PAGE
     buf, addr = anonymous(size)

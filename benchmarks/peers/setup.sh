@@ -5,6 +5,7 @@
 #   - page-types: the kernel's own tools/mm/page-types, built from Debian's linux-source
 #   - DPDK's EAL: a small program (dpdk_memzone.c) built against Debian's libdpdk-dev
 #   - psutil (pip); numactl and lscpu (apt, util-linux)
+#   - C loops the benchmarks time physmem against (virt2phy, uffd_ref, dirty_ref), with cc
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bin="$here/bin"
@@ -63,7 +64,7 @@ if [ ! -x "$bin/dpdk_memzone" ]; then
     fi
 fi
 
-for c in virt2phy uffd_ref; do
+for c in virt2phy uffd_ref dirty_ref; do
     if [ -f "$here/$c.c" ] && [ ! -f "$bin/lib$c.so" ]; then
         cc -O2 -shared -fPIC -o "$bin/lib$c.so" "$here/$c.c" || echo "peer $c: build failed"
     fi

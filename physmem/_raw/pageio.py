@@ -53,11 +53,11 @@ def read_translate(fd: int, vaddr: np.ndarray, base_vpn: int, page_shift: int,
 
 def pagemap_scan(fd: int, start: int, end: int, category_inverted: int, category_mask: int,
                  category_anyof_mask: int, return_mask: int, max_pages: int,
-                 regions: np.ndarray) -> tuple[int, int]:
-    """PAGEMAP_SCAN into ``regions`` (n x 3: start, end, categories): (regions filled or
-    -errno, where the walk ended)."""
+                 regions: np.ndarray, flags: int = 0) -> tuple[int, int]:
+    """PAGEMAP_SCAN into ``regions`` (n x 3: start, end, categories; n may be 0), with
+    ``flags`` (PM_SCAN_*): (regions filled or -errno, where the walk ended)."""
     walk_end = ffi.new("uint64_t *")
-    got: int = lib.pm_pagemap_scan(fd, start, end, category_inverted, category_mask,
+    got: int = lib.pm_pagemap_scan(fd, flags, start, end, category_inverted, category_mask,
                                    category_anyof_mask, return_mask, max_pages,
                                    u64_buffer(regions.reshape(-1)), len(regions), walk_end)
     return got, int(walk_end[0])
@@ -121,6 +121,8 @@ PAGE_IS_PFNZERO: Final[int] = lib.PAGE_IS_PFNZERO
 PAGE_IS_HUGE: Final[int] = lib.PAGE_IS_HUGE
 PAGE_IS_SOFT_DIRTY: Final[int] = lib.PAGE_IS_SOFT_DIRTY
 PAGE_IS_GUARD: Final[int] = lib.PAGE_IS_GUARD
+PM_SCAN_WP_MATCHING: Final[int] = lib.PM_SCAN_WP_MATCHING
+PM_SCAN_CHECK_WPASYNC: Final[int] = lib.PM_SCAN_CHECK_WPASYNC
 # /proc/kpageflags bit numbers (linux/kernel-page-flags.h).
 KPF: Final[dict[str, int]] = {name[4:]: getattr(lib, name) for name in dir(lib)
                               if name.startswith("KPF_")}
