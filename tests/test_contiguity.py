@@ -549,6 +549,7 @@ def _fake_machine(root: Path, *, heads_only: bool) -> Path:
     """4 GiB, one Normal zone: 1 GiB free, 1 GiB of LRU anon pages, 1 GiB free but one slab
     frame at 2 GiB + 5 frames, 1 GiB free but one free 2 MiB hugetlb page at 3 GiB."""
     proc, sys_ = root / "proc", root / "sys"
+    (sys_ / "devices" / "system" / "cpu").mkdir(parents=True)  # what makes it a sysfs tree
     flags = np.zeros(4 * GF, dtype=np.uint64)
     flags[:GF] = F_BUDDY
     flags[GF:2 * GF] = F_LRU | F_ANON
