@@ -107,11 +107,16 @@ class _Candidates:
         if count <= 0:
             return 0  # fallocate() of length 0 is EINVAL
         start = len(self.paddr)
-        with _on_node(self.node):
-            if self.growth is not None:
+        if self.growth is None:
+            return self._take(start, count)
+        # Faulted in under the pool lock too: a reservation is a count, not a set of pages,
+        # so another allocator's pages on the free list meanwhile would be mixed into ours
+        # and the adjacent ones the growth just made would be split between the two.
+        with self.growth.locked():
+            with _on_node(self.node):
                 count = self.growth.reserve_into(self.memfd.fd, start, count)
-                self.reserved_end = max(self.reserved_end, start + count)
-        return self._take(start, count)
+            self.reserved_end = max(self.reserved_end, start + count)
+            return self._take(start, count)
 
     def demote(self, count: int) -> int:
         """As :meth:`grow`, the pages coming from demoted gigantic pages (adjacent by
@@ -119,13 +124,14 @@ class _Candidates:
         if self.growth is None:
             return 0
         start = len(self.paddr)
-        with _on_node(self.node):
-            try:
-                count = self.growth.demote_into(self.memfd.fd, start, count)
-            except (OSError, InvalidArgument):
-                return 0
+        with self.growth.locked():
+            with _on_node(self.node):
+                try:
+                    count = self.growth.demote_into(self.memfd.fd, start, count)
+                except (OSError, InvalidArgument):
+                    return 0
             self.reserved_end = max(self.reserved_end, start + count)
-        return self._take(start, count)
+            return self._take(start, count)
 
     def _take(self, start: int, count: int) -> int:
         """Fault in file pages [start, start + count) (the reserved ones, or from the free

@@ -19,6 +19,7 @@ next process to take the pool lock, settles if the process dies there.
 """
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 
 from .. import _sysfs
@@ -96,6 +97,11 @@ class Growth:
         self.surplus = overcommittable(size, proc_root)
         self.grown = 0
         self.leftover: list[Claim] = []
+
+    def locked(self) -> contextlib.AbstractContextManager[Ledger]:
+        """The pool lock, for work that must not interleave with another allocator's growth
+        (faulting the reserved pages in, which takes them off the shared free list)."""
+        return pool_lock()
 
     def available(self) -> int:
         """Pages a reservation gets without growing anything: free, unreserved pages, and
