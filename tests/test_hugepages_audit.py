@@ -129,8 +129,11 @@ def test_surplus_held_by_an_orphan_is_reported(mount: Path) -> None:
     persistent = count("nr_hugepages") - count("surplus_hugepages")
     (POOL / "nr_hugepages").write_text(str(persistent + 4))
     crashed = start(mount, "spdk_leftover", 2, 2)
-    # Shrink the pool under the in-use pages: they become surplus (the kernel's own count).
-    (POOL / "nr_hugepages").write_text(str(persistent))
+    # Shrink the pool under the child's 3 pages in use: they become surplus (the kernel's own
+    # count). Down to the pages in use, not to the size found: free pages someone else left
+    # in the pool would otherwise absorb the shrink (the fixture puts the size back).
+    in_use = count("nr_hugepages") - count("free_hugepages")
+    (POOL / "nr_hugepages").write_text(str(in_use - 3))
     kill(crashed)
     deadline = time.monotonic() + 5
     while count("surplus_hugepages") != 2 and time.monotonic() < deadline:
