@@ -331,6 +331,8 @@ def test_clean_cannot_be_redirected_by_swapping_directories(
         reachable_tmp: Path, request: pytest.FixtureRequest, run_unprivileged) -> None:
     from conftest import NOBODY
 
+    from physmem.hugepages import audit, remove_orphans
+
     base = reachable_tmp
     victim = base / "victim"
     victim.mkdir()
@@ -360,8 +362,8 @@ def test_clean_cannot_be_redirected_by_swapping_directories(
                                stdout=subprocess.PIPE, text=True, cwd="/",
                                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     assert swapper.stdout.readline() == "ready\n"
-    for _ in range(8):
-        clean()
+    for _ in range(60):  # each round of the former code hit the victim about once in four
+        remove_orphans(audit())
         assert (victim / "target").read_text() == "root's own file"
         assert os.stat(victim / "target").st_ino == victim_inode
     (u / "stop").touch()
@@ -369,8 +371,10 @@ def test_clean_cannot_be_redirected_by_swapping_directories(
     assert int(swapper.stdout.read()) > 1000, "the directories were swapped all along"
 
 
+# Opens the file, holds it about 20 ms, closes it for about 20 ms, and again; the times vary
+# by a quarter so that its rhythm cannot lock onto the cleaner's.
 TOGGLER = """
-import os, sys, time
+import os, random, sys, time
 path, stop = sys.argv[1], sys.argv[2]
 opens = violations = 0
 print("ready", flush=True)
@@ -378,41 +382,50 @@ while not os.path.exists(stop):
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:  # removed, or renamed for a moment by the cleaner
-        time.sleep(0.02)
+        time.sleep(random.uniform(0.015, 0.025))
         continue
     opens += 1
-    time.sleep(0.02)
+    time.sleep(random.uniform(0.015, 0.025))
     if os.fstat(fd).st_nlink == 0:
         violations += 1  # removed while this process had it open
     os.close(fd)
-    time.sleep(0.02)
+    time.sleep(random.uniform(0.015, 0.025))
 print(opens, violations, flush=True)
 """
 
 
 @pytest.mark.root
 def test_clean_never_removes_a_file_opened_meanwhile(tmp_path: Path, mounted) -> None:
+    from physmem.hugepages import audit, remove_orphans
+
     huge = mounted(tmp_path / "huge", "-t", "hugetlbfs", "-o", "pagesize=2M", "none")
-    target, stop = huge / "rtemap_0", tmp_path / "stop"
-    target.touch()
+    targets, stop = [huge / f"rtemap_{i}" for i in range(4)], tmp_path / "stop"
     env, cwd = python_env()
-    toggler = subprocess.Popen([sys.executable, "-c", TOGGLER, str(target), str(stop)],
-                               stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    togglers = []
     try:
-        assert toggler.stdout.readline() == "ready\n"
+        for target in targets:
+            target.touch()
+            togglers.append(subprocess.Popen(
+                [sys.executable, "-c", TOGGLER, str(target), str(stop)],
+                stdout=subprocess.PIPE, text=True, env=env, cwd=cwd))
+        assert all(t.stdout.readline() == "ready\n" for t in togglers)
         removed = 0
-        for _ in range(40):
-            if not target.exists():
-                target.touch()
-            removed += len(clean().get("removed", ()))
+        for _ in range(200):  # the former code removed an open file about 8 times in this
+            for target in targets:
+                if not target.exists():
+                    target.touch()
+            remove_orphans(audit())
+            removed += sum(not target.exists() for target in targets)
         stop.touch()
-        assert toggler.wait(timeout=30) == 0
-        opens, violations = map(int, toggler.stdout.read().split())
+        assert all(t.wait(timeout=30) == 0 for t in togglers)
+        counts = [tuple(map(int, t.stdout.read().split())) for t in togglers]
     finally:
-        if toggler.poll() is None:
-            kill(toggler)
+        for t in togglers:
+            if t.poll() is None:
+                kill(t)
+    opens, violations = sum(c[0] for c in counts), sum(c[1] for c in counts)
     assert violations == 0, f"{violations} of {opens} opens saw their file removed"
-    assert removed and opens > 100, (removed, opens)
+    assert removed and opens > 200, (removed, opens)  # both sides did their part
     assert not [p for p in huge.iterdir() if p.name.startswith(".physmem-")]
 
 
