@@ -26,6 +26,7 @@ CLI_WORDS: tuple[tuple[str, str], ...] = (
     (r"\(allocate_scatter\)", "(--scatter)"),
     (r"\breserve=True\b", "--reserve"),
     (r"\bforce=True\b", "--force"),
+    (r"\bignore_pid_namespace=True\b", "--ignore-pid-namespace"),
     # Only v2p meets a page that is not present, and its table already shows it as such.
     (r",? or pass strict=False for a masked result",
      " (the table shows each such address as 'not present')"),
@@ -110,6 +111,28 @@ def _default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
     raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def printable(text: str) -> str:
+    """``text`` (a file name, a command name: anyone's choice) safe to print on a terminal:
+    a backslash doubled, and each character that is not printable (escape sequences, other
+    control characters, bidi overrides, bytes that are not UTF-8) as ``\\xNN``/``\\uNNNN``.
+    --json keeps the text as it is."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= code <= 0xDCFF:   # a byte os.fsdecode could not decode
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+                       else f"\\U{code:08x}")
+    return "".join(out)
 
 
 def plural(n: int, noun: str, nouns: str | None = None) -> str:

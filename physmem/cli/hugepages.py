@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import InvalidArgument
 from . import Command, Exit
 from ._options import add_node, check_node, check_page_size, count_arg
-from ._output import Output, Progress, plural
+from ._output import Output, Progress, plural, printable
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +27,10 @@ def arguments(p: argparse.ArgumentParser) -> None:
                    help="audit: remove orphan hugetlbfs files (nobody maps or holds them)")
     p.add_argument("--yes", action="store_true",
                    help="audit --clean: do not ask (required when stdin is not a terminal)")
+    p.add_argument("--ignore-pid-namespace", action="store_true",
+                   help="audit --clean: remove orphans even from a pid namespace that does "
+                   "not see every process (a container); files open or mapped anywhere are "
+                   "still kept")
 
 
 def _pool_rows() -> list[dict[str, Any]]:
@@ -46,9 +50,11 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     from ..hugepages.sizes import format_size
 
     for flag, allowed in (("clean", "audit"), ("yes", "audit"), ("force", "reserve"),
-                          ("partial", "reserve")):
+                          ("partial", "reserve"), ("ignore_pid_namespace", "audit")):
         if getattr(args, flag) and args.action != allowed:
-            args.parser.error(f"--{flag} applies to `hugepages {allowed}` only")
+            args.parser.error(f"--{flag.replace('_', '-')} applies to `hugepages {allowed}` only")
+    if args.ignore_pid_namespace and not args.clean:
+        args.parser.error("--ignore-pid-namespace applies to `hugepages audit --clean` only")
     if args.count is not None and args.action not in ("reserve", "release"):
         args.parser.error(f"`hugepages {args.action}` takes no COUNT")
     size, node = _selection(args)
@@ -121,17 +127,26 @@ def _release(args: argparse.Namespace, out: Output, size: int | None, node: int 
     return Exit.OK
 
 
-def _audit(args: argparse.Namespace, out: Output) -> Exit:
-    from ..hugepages.holders import audit, remove_orphans
+def _orphan_line(out: Output, f: Any) -> str:
     from ..hugepages.sizes import format_size
 
+    return (f"  {printable(f.path)}  {out.size(f.bytes)} ({f.pages} x "
+            f"{format_size(f.page_size)})")
+
+
+def _audit(args: argparse.Namespace, out: Output) -> Exit:
+    from ..hugepages.holders import audit, remove_orphans, require_every_process
+    from ..hugepages.sizes import format_size
+
+    if args.clean and not args.ignore_pid_namespace:
+        require_every_process()  # before anything is asked
     report = audit()
-    removed = None
+    cleanup = None
     if args.clean and report.orphans:
         if not out.json:
             print("orphan hugetlbfs files to remove (nobody maps or holds them):")
             for f in report.orphans:
-                print(f"  {f.path}  {out.size(f.bytes)} ({f.pages} x {format_size(f.page_size)})")
+                print(_orphan_line(out, f))
         if not args.yes:
             if not sys.stdin.isatty():
                 raise InvalidArgument("--clean asks before removing files; stdin is not a "
@@ -140,12 +155,14 @@ def _audit(args: argparse.Namespace, out: Output) -> Exit:
             if answer.strip().lower() not in ("y", "yes"):
                 print("nothing removed")
                 return Exit.OK
-        removed = remove_orphans(report)
+        cleanup = remove_orphans(report, ignore_pid_namespace=args.ignore_pid_namespace)
         report = audit()
     if out.json:
         document = report.to_dict()
-        if removed is not None:
-            document["removed"] = [{"path": f.path, "bytes": f.bytes} for f in removed]
+        if cleanup is not None:
+            document["removed"] = [{"path": f.path, "bytes": f.bytes} for f in cleanup.removed]
+            document["kept"] = [{"path": k.file.path, "bytes": k.file.bytes, "reason": k.reason}
+                                for k in cleanup.kept]
         out.emit_json(document)
         return Exit.OK
     out.table(["size", "node", "total", "free", "rsvd", "surp", "in use", "held", "orphaned",
@@ -158,21 +175,29 @@ def _audit(args: argparse.Namespace, out: Output) -> Exit:
     if report.mappings:
         print("\nmappings:")
         out.table(["pid", "comm", "page size", "pages", "reserved", "shared", "path"],
-                  [[m.pid, m.comm, format_size(m.page_size), m.pages, m.reserved,
-                    "yes" if m.shared else "no", m.path or "(anonymous)"]
+                  [[m.pid, printable(m.comm), format_size(m.page_size), m.pages, m.reserved,
+                    "yes" if m.shared else "no", printable(m.path) or "(anonymous)"]
                    for m in report.mappings], align="rlrrrll")
     if report.fds:
         print("\nopen hugetlbfs files and memfds:")
         out.table(["pid", "comm", "fd", "pages", "file"],
-                  [[f.pid, f.comm, f.fd, f.pages, f.target] for f in report.fds], align="rlrrl")
-    if removed is not None:
-        print(f"\nremoved {len(removed)} orphan file(s): "
-              + ", ".join(f"{f.path} ({out.size(f.bytes)})" for f in removed))
+                  [[f.pid, printable(f.comm), f.fd, f.pages, printable(f.target)]
+                   for f in report.fds], align="rlrrl")
+    if cleanup is not None:
+        print(f"\nremoved {len(cleanup.removed)} orphan file(s)"
+              + "".join(f"\n  {printable(f.path)} ({out.size(f.bytes)})"
+                        for f in cleanup.removed))
+        if cleanup.kept:
+            print(f"kept {len(cleanup.kept)}:" + "".join(
+                f"\n  {printable(k.file.path)}: {k.reason}" for k in cleanup.kept))
     if report.orphans:
         print("\norphan files (nobody maps or holds them; `physmem hugepages audit --clean` "
               "removes them):")
         for f in report.orphans:
-            print(f"  {f.path}  {out.size(f.bytes)} ({f.pages} x {format_size(f.page_size)})")
+            print(_orphan_line(out, f))
+    if report.unreachable_mounts:
+        print("\nhugetlbfs mounts not examined (another mount covers them, or they moved): "
+              + ", ".join(printable(p) for p in report.unreachable_mounts))
     if report.unreadable:
         print(f"\n{len(report.unreadable)} process(es) could not be read (not root, or "
               "protected): their pages show as unattributed")
@@ -193,5 +218,6 @@ HUGEPAGES = Command(
            "  physmem hugepages release --size 2M\n"
            "  physmem hugepages release 16 --size 2M\n"
            "  physmem hugepages audit\n"
-           "  physmem hugepages audit --clean --yes --json",
+           "  physmem hugepages audit --clean --yes --json\n"
+           "  physmem hugepages audit --clean --yes --ignore-pid-namespace",
     arguments=arguments, run=run)

@@ -4,7 +4,19 @@ growing them on purpose (reservation.py) or for one buffer with nothing left beh
 (growth.py), and who holds their pages (holders.py)."""
 from __future__ import annotations
 
-from .holders import Audit, HugetlbfsFile, HugetlbFd, HugetlbMapping, PoolAudit, audit, remove_orphans
+from .holders import (
+                      Audit,
+                      Cleanup,
+                      HugetlbfsFile,
+                      HugetlbFd,
+                      HugetlbMapping,
+                      KeptFile,
+                      PoolAudit,
+                      audit,
+                      remove_orphans,
+                      require_every_process,
+                      sees_every_process,
+)
 from ._pools import Pool, default_size, node_pools, pools, supported_sizes
 from .reservation import (
                       HugetlbfsMount,
@@ -23,5 +35,6 @@ from .reservation import (
 
 __all__ = ["Pool", "default_size", "node_pools", "pools", "supported_sizes", "HugetlbfsMount",
            "Reservation", "compact", "demote", "demote_size", "mounts", "parse_size", "reserve",
-           "set_pool_size", "release_free", "stuck_surplus", "free_stuck_surplus", "Audit", "HugetlbfsFile", "HugetlbFd", "HugetlbMapping",
-           "PoolAudit", "audit", "remove_orphans"]
+           "set_pool_size", "release_free", "stuck_surplus", "free_stuck_surplus", "Audit",
+           "HugetlbfsFile", "HugetlbFd", "HugetlbMapping", "PoolAudit", "audit", "remove_orphans",
+           "Cleanup", "KeptFile", "require_every_process", "sees_every_process"]

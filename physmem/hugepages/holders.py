@@ -5,8 +5,9 @@ Sources, all read through :mod:`physmem.proc`: ``/proc/<pid>/smaps`` (hugetlb ma
 ``ht`` VmFlag, ``KernelPageSize``, ``Shared_Hugetlb``/``Private_Hugetlb``; ``nr`` marks
 MAP_NORESERVE), ``/proc/<pid>/numa_maps`` (pages per node), ``/proc/<pid>/fd`` and
 ``map_files`` (which file: device, inode and its allocated pages), and every hugetlbfs
-mount. Crashed DPDK or SPDK applications leave ``rtemap_*``/``spdk*`` files behind on
-hugetlbfs; their pages stay out of the pool until the files are removed.
+mount (reached through descriptors only, see :mod:`._hugetlbfs`). Crashed DPDK or SPDK
+applications leave ``rtemap_*``/``spdk*`` files behind on hugetlbfs; their pages stay out of
+the pool until the files are removed.
 
 The pages a process holds are counted once per file (shared memory, memfds, files) plus
 the private copies in MAP_PRIVATE mappings. ``Rsvd`` is attributed to the mappings whose
@@ -16,20 +17,27 @@ only while every reserving mapping is alive.
 """
 from __future__ import annotations
 
+import errno
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import PermissionDenied, PhysmemError
-from ..proc.fds import FileStat, mapped_file, open_files, pids
+from ..proc.fds import FileStat, mapped_file, namespace, open_files, pids
+from ._hugetlbfs import Remover, Staged, hugetlbfs_mounts, mount_files, open_mount
 from ._pools import pools, supported_sizes
-from .reservation import mounts
 
-__all__ = ["HugetlbMapping", "HugetlbFd", "HugetlbfsFile", "PoolAudit", "Audit", "audit",
-           "remove_orphans"]
+__all__ = ["HugetlbMapping", "HugetlbFd", "HugetlbfsFile", "PoolAudit", "Audit", "Cleanup",
+           "KeptFile", "audit", "remove_orphans", "require_every_process", "sees_every_process"]
 
 FileId = tuple[int, int]  # (st_dev, st_ino)
+
+# The inode number of the initial pid namespace: fixed by the kernel since Linux 3.8
+# (PROC_PID_INIT_INO), whatever the machine; every other namespace gets one above 0xF0000000.
+_INITIAL_PID_NAMESPACE = 0xEFFFFFFC
+# Files leased at once by remove_orphans: one scan of the processes re-checks them all.
+_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -69,10 +77,14 @@ class HugetlbFd:
 
 @dataclass(frozen=True)
 class HugetlbfsFile:
-    """A file on a hugetlbfs mount, the pages it holds, and who maps or holds it."""
+    """A file on a hugetlbfs mount, the pages it holds, and who maps or holds it. A file
+    with several names (hard links, or mounts of one hugetlbfs at several places) is
+    listed once."""
 
     path: str
     mount: str
+    device: int
+    inode: int
     page_size: int
     size: int
     bytes: int
@@ -118,6 +130,9 @@ class Audit:
     fds: tuple[HugetlbFd, ...]
     files: tuple[HugetlbfsFile, ...]
     unreadable: tuple[int, ...] = field(default=())  # pids whose files could not be read
+    # hugetlbfs mount points whose path does not lead to the mount (another mount on top,
+    # or moved meanwhile): their files are not listed
+    unreachable_mounts: tuple[str, ...] = field(default=())
 
     @property
     def orphans(self) -> tuple[HugetlbfsFile, ...]:
@@ -182,52 +197,69 @@ def _scan_process(pid: int, proc_root: str, base_page: int, sizes: set[int]
     return maps, fds, stats
 
 
+class _Processes(NamedTuple):
+    mappings: list[HugetlbMapping]
+    fds: list[HugetlbFd]
+    stats: dict[FileId, FileStat]
+    holders: dict[FileId, set[int]]
+    unreadable: list[int]
+
+
+def _scan_processes(proc_root: str, sys_root: str) -> _Processes:
+    base_page = os.sysconf("SC_PAGE_SIZE")
+    sizes = set(supported_sizes(sys_root))
+    found = _Processes([], [], {}, defaultdict(set), [])
+    for pid in pids(proc_root):
+        try:
+            m, f, s = _scan_process(pid, proc_root, base_page, sizes)
+        except PermissionDenied:
+            found.unreadable.append(pid)
+            continue
+        except PhysmemError:
+            continue  # gone, or a kernel thread
+        found.mappings.extend(m)
+        found.fds.extend(f)
+        found.stats.update(s)
+        for x in m:
+            found.holders[(x.device, x.inode)].add(pid)
+        for y in f:
+            found.holders[(y.device, y.inode)].add(pid)
+    return found
+
+
 def audit(proc_root: str = "/proc", sys_root: str = "/sys") -> Audit:
     """Reconcile every hugepage pool with the processes and files holding its pages.
 
     Needs root to see other processes' mappings and open files; processes it cannot read
     are listed in ``unreadable``. A process that exits meanwhile is skipped.
     """
-    base_page = os.sysconf("SC_PAGE_SIZE")
-    sizes = set(supported_sizes(sys_root))
-    mappings: list[HugetlbMapping] = []
-    fds: list[HugetlbFd] = []
-    stats: dict[FileId, FileStat] = {}
-    holders: dict[FileId, set[int]] = defaultdict(set)
-    unreadable = []
-    for pid in pids(proc_root):
-        try:
-            m, f, s = _scan_process(pid, proc_root, base_page, sizes)
-        except PermissionDenied:
-            unreadable.append(pid)
-            continue
-        except PhysmemError:
-            continue  # gone, or a kernel thread
-        mappings += m
-        fds += f
-        stats.update(s)
-        for x in m:
-            holders[(x.device, x.inode)].add(pid)
-        for y in f:
-            holders[(y.device, y.inode)].add(pid)
+    procs = _scan_processes(proc_root, sys_root)
     files = []
-    for mnt in mounts(proc_root):
-        for dirpath, _, names in os.walk(mnt.path):
-            for name in sorted(names):
-                path = os.path.join(dirpath, name)
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
+    unreachable = []
+    seen: set[FileId] = set()
+    for mnt in hugetlbfs_mounts(proc_root):
+        root = open_mount(mnt, proc_root)
+        if root is None:
+            unreachable.append(mnt.path)
+            continue
+        try:
+            for rel, st in mount_files(mnt, root, proc_root):
                 key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
                 nbytes = st.st_blocks * 512
-                ps = mnt.page_size or st.st_blksize
-                stats[key] = FileStat(st.st_dev, st.st_ino, st.st_size, nbytes, ps)
-                files.append(HugetlbfsFile(path, mnt.path, ps, st.st_size, nbytes,
+                ps = st.st_blksize  # hugetlbfs gives its page size as the block size
+                procs.stats[key] = FileStat(st.st_dev, st.st_ino, st.st_size, nbytes, ps)
+                files.append(HugetlbfsFile(os.path.join(mnt.path, *rel), mnt.path,
+                                           st.st_dev, st.st_ino, ps, st.st_size, nbytes,
                                            nbytes // ps if ps else 0,
-                                           tuple(sorted(holders.get(key, ())))))
-    return Audit(_reconcile(mappings, stats, holders, files, sys_root), tuple(mappings),
-                 tuple(fds), tuple(files), tuple(unreadable))
+                                           tuple(sorted(procs.holders.get(key, ())))))
+        finally:
+            os.close(root)
+    return Audit(_reconcile(procs.mappings, procs.stats, procs.holders, files, sys_root),
+                 tuple(procs.mappings), tuple(procs.fds), tuple(files),
+                 tuple(procs.unreadable), tuple(unreachable))
 
 
 def _reconcile(mappings: list[HugetlbMapping], stats: dict[FileId, FileStat],
@@ -275,22 +307,92 @@ def _reconcile(mappings: list[HugetlbMapping], stats: dict[FileId, FileStat],
     return tuple(out)
 
 
-def remove_orphans(report: Audit, proc_root: str = "/proc") -> list[HugetlbfsFile]:
-    """Remove the orphan files of ``report`` that are still orphans now; returns those
-    removed. Each is checked again just before: a file some process mapped or opened since
-    the audit is left alone."""
-    candidates = {(os.lstat(f.path).st_dev, os.lstat(f.path).st_ino): f
-                  for f in report.orphans if os.path.lexists(f.path)}
-    if not candidates:
-        return []
-    now = audit(proc_root=proc_root)
-    still = {f.path for f in now.orphans}
-    removed = []
-    for f in candidates.values():
-        if f.path in still:
-            try:
-                os.unlink(f.path)
-            except FileNotFoundError:
+@dataclass(frozen=True)
+class KeptFile:
+    """An orphan :func:`remove_orphans` left in place, and why."""
+
+    file: HugetlbfsFile
+    reason: str
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """What :func:`remove_orphans` did: the files removed and the files kept."""
+
+    removed: tuple[HugetlbfsFile, ...]
+    kept: tuple[KeptFile, ...]
+
+
+def sees_every_process(proc_root: str = "/proc") -> bool:
+    """Whether ``proc_root`` lists every process of the machine: it does when this process
+    is in the initial pid namespace and visible there (a /proc shows the processes of its
+    own pid namespace and those below; this process is visible only in its own namespace and
+    those above, and nothing is above the initial one). False in a container's pid
+    namespace, and where it cannot be told."""
+    try:
+        return namespace("pid", None, proc_root) == _INITIAL_PID_NAMESPACE
+    except PhysmemError:
+        return False
+
+
+def require_every_process(proc_root: str = "/proc") -> None:
+    """PermissionDenied unless :func:`sees_every_process`: what :func:`remove_orphans` checks
+    first, for callers that want to refuse before they ask anything."""
+    if not sees_every_process(proc_root):
+        raise PermissionDenied(
+            "refusing to remove hugetlbfs files: this process is not in the initial pid "
+            "namespace (a container?), so processes outside it, which may hold these files, "
+            "are not seen; run it on the host, or pass ignore_pid_namespace=True (files open "
+            "or mapped anywhere are still kept: the kernel refuses their lease)",
+            errno=errno.EPERM, path=f"{proc_root}/self/ns/pid")
+
+
+def _relative(f: HugetlbfsFile) -> tuple[str, ...] | None:
+    prefix = f.mount.rstrip("/") + "/"
+    if not f.path.startswith(prefix):
+        return None
+    rel = tuple(f.path[len(prefix):].split("/"))
+    return None if any(p in ("", ".", "..") for p in rel) else rel
+
+
+def remove_orphans(report: Audit, proc_root: str = "/proc", sys_root: str = "/sys", *,
+                   ignore_pid_namespace: bool = False) -> Cleanup:
+    """Remove the orphan files of ``report`` that are orphans still.
+
+    Each file is reached from its mount through descriptors only (no symlink followed, no
+    other mount entered) and must be the very file the audit saw (device and inode). It is
+    then leased (the kernel refuses while anyone has it open or mapped, in any pid namespace)
+    and renamed to a hidden name, the processes are scanned again while the lease holds, and
+    it is removed unless the lease was broken (someone opened it) or a process holds it; a
+    file kept gets its name back. Refused (PermissionDenied) when ``proc_root`` may not show
+    every process, as in a container's pid namespace, unless ``ignore_pid_namespace``.
+    """
+    if not ignore_pid_namespace:
+        require_every_process(proc_root)
+    removed: list[HugetlbfsFile] = []
+    kept: list[KeptFile] = []
+    orphans = report.orphans
+    for start in range(0, len(orphans), _BATCH):
+        with Remover(proc_root) as remover:
+            staged: list[tuple[HugetlbfsFile, Staged]] = []
+            for f in orphans[start:start + _BATCH]:
+                rel = _relative(f)
+                got = ("not below its mount point" if rel is None
+                       else remover.stage(f.mount, f.device, f.inode, rel))
+                if isinstance(got, str):
+                    kept.append(KeptFile(f, got))
+                else:
+                    staged.append((f, got))
+            if not staged:
                 continue
-            removed.append(f)
-    return removed
+            # While the leases hold: the processes again (this one holds the leased files).
+            holders = _scan_processes(proc_root, sys_root).holders
+            me = os.getpid()
+            for f, s in staged:
+                by = tuple(sorted(holders.get((f.device, f.inode), set()) - {me}))
+                reason = remover.finish(s, by)
+                if reason:
+                    kept.append(KeptFile(f, reason))
+                else:
+                    removed.append(f)
+    return Cleanup(tuple(removed), tuple(kept))

@@ -19,6 +19,7 @@ _NAMES = {
     "VmaKind": "_maps", "VmaList": "_maps", "Zone": "zones", "buddyinfo": "zones",
     "check_maps": "checks", "cpu_flags": "_cpuinfo", "iomem": "_iomem", "maps": "_maps",
     "meminfo": "_meminfo", "memory_totals": "_smaps", "mounts": "_mounts",
+    "MountInfo": "_mounts", "mountinfo": "_mounts", "parse_mountinfo": "_mounts",
     "node_meminfo": "_meminfo", "numa_maps": "_numa_maps", "oom": "_oom", "pagetypeinfo": "zones",
     "parse_buddyinfo": "zones", "parse_cpu_flags": "_cpuinfo", "parse_cpu_list": "pidstat",
     "parse_iomem": "_iomem", "parse_maps": "_maps", "parse_meminfo": "_meminfo",
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real nam
     from ._iomem import IomemRange, iomem, parse_iomem
     from ._maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
     from ._meminfo import meminfo, node_meminfo, parse_meminfo
-    from ._mounts import Mount, mounts, parse_mounts
+    from ._mounts import Mount, MountInfo, mountinfo, mounts, parse_mountinfo, parse_mounts
     from ._numa_maps import NumaMap, numa_maps, parse_numa_maps
     from ._oom import Oom, oom, set_oom_score_adj
     from .pidstat import (
@@ -87,10 +88,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "KIND_CODES", "BuddyInfo", "Device", "Finding", "IomemRange", "Mount", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",
+    "KIND_CODES", "BuddyInfo", "Device", "Finding", "IomemRange", "Mount", "MountInfo", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",
     "Smaps", "SmapsList", "Stat", "Statm", "Vma", "VmaKind", "VmaList", "Zone",
-    "buddyinfo", "check_maps", "cpu_flags", "iomem", "maps", "meminfo", "memory_totals", "mounts", "node_meminfo", "numa_maps",
-    "oom", "pagetypeinfo", "parse_buddyinfo", "parse_cpu_flags", "parse_cpu_list", "parse_iomem", "parse_maps", "parse_meminfo", "parse_mounts",
+    "buddyinfo", "check_maps", "cpu_flags", "iomem", "maps", "meminfo", "memory_totals", "mountinfo", "mounts", "node_meminfo", "numa_maps",
+    "oom", "pagetypeinfo", "parse_buddyinfo", "parse_cpu_flags", "parse_cpu_list", "parse_iomem", "parse_maps", "parse_meminfo", "parse_mountinfo", "parse_mounts",
     "parse_numa_maps", "parse_pagetypeinfo", "parse_smaps", "parse_stat", "parse_status",
     "parse_vmstat", "parse_zoneinfo", "set_oom_score_adj", "smaps", "smaps_rollup", "stat",
     "statm", "status", "status_field", "vmstat", "zoneinfo", "UringBuffer", "parse_uring_buffers",

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from ..errors import translate_os_errors
-from ._read import listdir, pid_path
+from ..errors import ParseError, translate_os_errors
+from ._read import listdir, pid_path, read_bytes, u64
 
-__all__ = ["FileStat", "OpenFile", "pids", "open_files", "fd_targets", "mapped_file"]
+__all__ = ["FileStat", "OpenFile", "pids", "open_files", "fd_targets", "mapped_file",
+           "mount_id", "namespace"]
 
 
 class FileStat(NamedTuple):
@@ -90,3 +91,34 @@ def mapped_file(pid: int | None, start: int, end: int, proc_root: str = "/proc")
     path = pid_path(proc_root, pid, f"map_files/{start:x}-{end:x}")
     with translate_os_errors("cannot stat a mapped file", path=path, pid=pid):
         return _stat(path)
+
+
+def mount_id(fd: int, proc_root: str = "/proc") -> int:
+    """The mount a descriptor of this process is on (``mnt_id`` of /proc/self/fdinfo): the
+    one identity that tells two mounts of one filesystem apart, and a mount from the one
+    stacked over it."""
+    path = pid_path(proc_root, None, f"fdinfo/{fd}")
+    for line in read_bytes(path).splitlines():
+        key, _, value = line.partition(b":")
+        if key == b"mnt_id":
+            try:
+                return u64(value.strip())
+            except ValueError:
+                break
+    raise ParseError("no 'mnt_id:' number", path=path)
+
+
+def namespace(kind: str, pid: int | None = None, proc_root: str = "/proc") -> int:
+    """The inode number that names the ``kind`` (``pid``, ``mnt``, ``net``...) namespace of
+    ``pid`` (default: this process), from the ``ns/<kind>`` link (``pid:[4026531836]``).
+    Another process's needs ptrace access to it (root)."""
+    link = pid_path(proc_root, pid, f"ns/{kind}")
+    with translate_os_errors("cannot read a namespace link", path=link, pid=pid):
+        target = os.readlink(link)
+    prefix = f"{kind}:["
+    if not (target.startswith(prefix) and target.endswith("]")):
+        raise ParseError(f"not a '{prefix}INODE]' link: {target!r}", path=link)
+    try:
+        return u64(target[len(prefix):-1].encode())
+    except ValueError:
+        raise ParseError(f"not a '{prefix}INODE]' link: {target!r}", path=link) from None
