@@ -215,7 +215,8 @@ def test_killing_a_whole_container_mid_allocation_leaves_the_pools(pools_restore
 
 def test_stuck_surplus_pages_are_found_and_freed(tmp_path, pools_restored):
     """Free pages the kernel counts as surplus but will never free (nr == surplus == free,
-    no holder): stuck_surplus() counts them and free_stuck_surplus() frees them. Found here
+    no holder): stuck_surplus() and `hugepages audit` count them and free_stuck_surplus()
+    (`audit --clean`) frees them. Found here
     in a copy of a pool's sysfs files holding the numbers a red-team run left behind; on the
     live pool it is a no-op that changes nothing."""
     from physmem.hugepages import free_stuck_surplus, stuck_surplus
@@ -226,7 +227,12 @@ def test_stuck_surplus_pages_are_found_and_freed(tmp_path, pools_restored):
     for name, value in {"nr_hugepages": 412, "free_hugepages": 412, "surplus_hugepages": 412,
                         "resv_hugepages": 0, "nr_overcommit_hugepages": 0}.items():
         (pool / name).write_text(f"{value}\n")
+    (sys_root / "devices/system/node").mkdir(parents=True)
     assert stuck_surplus("2M", sys_root=str(sys_root)) == 412
+    from physmem.hugepages import audit
+
+    [found] = [p for p in audit(sys_root=str(sys_root)).pools if p.size == 2 << 20]
+    assert found.stuck == 412 and found.total == found.free == found.surplus == 412
     (pool / "resv_hugepages").write_text("12\n")   # reserved ones are not stuck
     assert stuck_surplus("2M", sys_root=str(sys_root)) == 400
     before = pools()

@@ -157,12 +157,21 @@ def _audit(args: argparse.Namespace, out: Output) -> Exit:
                 return Exit.OK
         cleanup = remove_orphans(report, ignore_pid_namespace=args.ignore_pid_namespace)
         report = audit()
+    freed = {}
+    if args.clean and any(p.stuck for p in report.pools):
+        from ..hugepages import free_stuck_surplus
+
+        # Pages nobody holds: no question to ask, nothing of anyone's is touched.
+        freed = {p.size: free_stuck_surplus(p.size) for p in report.pools if p.stuck}
+        report = audit()
     if out.json:
         document = report.to_dict()
         if cleanup is not None:
             document["removed"] = [{"path": f.path, "bytes": f.bytes} for f in cleanup.removed]
             document["kept"] = [{"path": k.file.path, "bytes": k.file.bytes, "reason": k.reason}
                                 for k in cleanup.kept]
+        if args.clean:
+            document["freed_stuck"] = {str(size): n for size, n in freed.items()}
         out.emit_json(document)
         return Exit.OK
     out.table(["size", "node", "total", "free", "rsvd", "surp", "in use", "held", "orphaned",
@@ -190,6 +199,14 @@ def _audit(args: argparse.Namespace, out: Output) -> Exit:
         if cleanup.kept:
             print(f"kept {len(cleanup.kept)}:" + "".join(
                 f"\n  {printable(k.file.path)}: {k.reason}" for k in cleanup.kept))
+    for size, n in freed.items():
+        print(f"\nfreed {plural(n, 'stuck surplus page')} of {format_size(size)}")
+    for p in report.pools:
+        if p.stuck:
+            print(f"\n{format_size(p.size)} pool: {plural(p.stuck, 'free page')} counted as "
+                  "surplus that the kernel will never free (no user holds them; writing "
+                  "nr_hugepages does not free them); `physmem hugepages audit --clean` frees "
+                  "them")
     if report.orphans:
         print("\norphan files (nobody maps or holds them; `physmem hugepages audit --clean` "
               "removes them):")

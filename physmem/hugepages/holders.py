@@ -105,7 +105,11 @@ class PoolAudit:
     and neither (negative only if attribution overcounts, for example COW pages shared
     after fork). ``surplus_unheld`` surplus pages no process holds. For node pools only the
     pages processes map on that node are known (from numa_maps): files and memfds are not
-    placed by node, so ``orphaned`` and ``surplus_unheld`` are None there."""
+    placed by node, so ``orphaned`` and ``surplus_unheld`` are None there. ``stuck`` counts
+    free pages the kernel calls surplus yet will never free, as no user will let go of them
+    (surplus beyond the pages in use and reserved: a write of ``nr_hugepages`` does not free
+    them; ``audit --clean`` does, see :func:`~physmem.hugepages.free_stuck_surplus`); None
+    for node pools, which have no reserved count."""
 
     size: int
     node: int | None
@@ -119,6 +123,7 @@ class PoolAudit:
     unattributed: int
     surplus_unheld: int | None
     reserved_attributed: int | None
+    stuck: int | None = None
 
 
 @dataclass(frozen=True)
@@ -297,9 +302,10 @@ def _reconcile(mappings: list[HugetlbMapping], stats: dict[FileId, FileStat],
         if p.node is None:
             unattributed = in_use - held[p.size] - orphaned[p.size]
             unheld = min(p.surplus, max(0, orphaned[p.size] + max(0, unattributed)))
+            stuck = max(0, p.surplus - in_use - (p.reserved or 0))
             out.append(PoolAudit(p.size, None, p.total, p.free, p.reserved, p.surplus, in_use,
                                  held[p.size], orphaned[p.size], unattributed, unheld,
-                                 reserved[p.size]))
+                                 reserved[p.size], stuck))
         else:
             mapped = on_node[(p.size, p.node)]
             out.append(PoolAudit(p.size, p.node, p.total, p.free, p.reserved, p.surplus,
