@@ -918,3 +918,70 @@ def test_growth_kept_with_the_buffer_is_given_back(pools_restored, end):
     finally:
         proc.kill()
         proc.wait()
+
+
+def _largest_zone_bytes() -> int:
+    """The largest zone's present pages, in bytes, from a plain read of /proc/zoneinfo: no
+    physically contiguous run can be longer."""
+    present = [int(line.split()[1]) for line in Path("/proc/zoneinfo").read_text().splitlines()
+               if line.strip().startswith("present ")]
+    return max(present) * PAGE
+
+
+class PoolPeak:
+    """The highest nr_hugepages of the 2 MiB pool seen while the block runs (a thread
+    reading the sysfs file every millisecond)."""
+
+    def __enter__(self) -> "PoolPeak":
+        import threading
+
+        self.peak = pool_state()[0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, pool_state()[0])
+            self._stop.wait(0.001)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_reserve_asks_the_forecast_first_and_fails_fast(pools_restored):
+    """A run longer than the largest zone cannot exist: reserve=True finds that out from the
+    forecast in seconds, with its numbers, and never grows the pool for it (growing it to
+    find out took a minute and most of memory)."""
+    size = (_largest_zone_bytes() // MB2 + 16) * MB2
+    before = pool_state()
+    with PoolPeak() as watch:
+        t0 = time.monotonic()
+        with pytest.raises(ContiguityUnavailable) as err:
+            allocate_contiguous(size, reserve=True)
+        took = time.monotonic() - t0
+    assert took < 10, took
+    assert watch.peak == before[0], "the pool never grew"
+    assert "not obtainable" in str(err.value) and "the pool was not grown" in str(err.value)
+    assert pool_state() == before
+
+
+def test_max_growth_caps_the_pool_for_one_buffer(pools_restored):
+    from physmem.errors import InvalidArgument
+
+    pool = HUGEPAGES / "hugepages-2048kB"
+    (pool / "nr_hugepages").write_text("0")
+    with pytest.raises(InvalidArgument, match="max_growth"):
+        allocate_contiguous("8M", reserve=True, max_growth="4M")
+    with pytest.raises(InvalidArgument, match="reserve=True"):
+        allocate_contiguous("8M", max_growth="16M")
+    cap = 6  # pages: the buffer's 4 and 2 more
+    with PoolPeak() as watch:
+        try:
+            allocate_contiguous("8M", reserve=True, max_growth=cap * MB2).close()
+        except ContiguityUnavailable:
+            pass  # six scattered pages may hold no run of four: the cap held, that is all
+    assert watch.peak <= cap
+    assert wait_for_pools(all_pools()) == all_pools()

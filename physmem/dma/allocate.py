@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import os
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -48,14 +48,14 @@ def _page_size(page_size: int | str | None) -> int:
     return size
 
 
-def _check_size(size: object) -> int:
+def _check_size(size: object, name: str = "size") -> int:
     if isinstance(size, bool) or not isinstance(size, int):
         try:
             size = parse_size(size)  # type: ignore[arg-type]
         except InvalidArgument:
-            raise InvalidArgument(f"size {size!r} must be a positive number of bytes") from None
+            raise InvalidArgument(f"{name} {size!r} must be a positive number of bytes") from None
     if size <= 0:
-        raise InvalidArgument(f"size {size} must be positive")
+        raise InvalidArgument(f"{name} {size} must be positive")
     return size
 
 
@@ -280,7 +280,8 @@ def _release_unused(memfd: MemFd, used: np.ndarray, count: int, page_size: int) 
 
 def _allocate(size: int | str, *, page_size: int | str | None, node: int | None, align: int | None,
               reserve_pages: bool, scatter: bool, max_segments: int | None,
-              force: bool = False, pin: object = "auto") -> DmaBuffer:
+              force: bool = False, pin: object = "auto",
+              max_growth: int | str | None = None) -> DmaBuffer:
     nbytes = _check_size(size)
     ps = _page_size(page_size)
     pool_dir(ps, node)  # validates node
@@ -296,7 +297,13 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
     # Pages the buffer will hold pinned must first leave ZONE_MOVABLE and CMA, where a pin
     # would move them (and break the run they were chosen for).
     settle_first = mode is not False and needs_settling()
-    growth = Growth(ps, node, force=force) if reserve_pages else None
+    growth = None
+    if reserve_pages:
+        growth = Growth(ps, node, force=force, max_pages=_growth_cap(max_growth, n, ps))
+        if not scatter:
+            _ask_first(n, ps, node, growth)
+    elif max_growth is not None:
+        raise InvalidArgument("max_growth applies with reserve=True only")
     try:
         return _allocate_from_pool(nbytes, ps, node, align, n, scatter, max_segments, growth,
                                    mode, settle_first)
@@ -312,7 +319,7 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
     cands = _Candidates(ps, node, growth, settle_first)
     try:
         want = n + (align // ps - 1 if align > ps else 0)
-        cap = _reserve_cap(n)
+        cap = _reserve_cap(n) if growth is None else growth.max_pages
         chosen = None
         longest = 0
         demoted = False
@@ -403,15 +410,72 @@ def _overgrowth(n: int, ps: int, node: int | None) -> int:
     """
     if _free_pages(ps, node) >= n:
         return 0
-    order = (ps // _base_page()).bit_length() - 1
-    zones = [b for b in buddyinfo() if node is None or b.node == node]
-    # Hugepages are movable allocations: the Movable and Normal zones serve them first.
-    high = [b for b in zones if b.zone in ("Movable", "Normal")] or zones
+    order, high = _buddy_rows(ps, node)
     singles = sum(b.free[order] for b in high if order < len(b.free))
     return singles + 2 if 0 < singles <= max(3 * n, _OVERGROW_MAX) else 0
 
 
+def _buddy_rows(ps: int, node: int | None) -> tuple[int, list[Any]]:
+    """The buddy order of ``ps`` and the /proc/buddyinfo rows of the zones that serve
+    hugepages first (Movable and Normal: hugepages are movable allocations)."""
+    order = (ps // _base_page()).bit_length() - 1
+    zones = [b for b in buddyinfo() if node is None or b.node == node]
+    return order, [b for b in zones if b.zone in ("Movable", "Normal")] or zones
+
+
+def _ask_first(n: int, ps: int, node: int | None, growth: Growth) -> None:
+    """Before growing a pool for ``n`` adjacent pages, ask the forecast whether the kernel can
+    give them: "no" fails now with its numbers and advice, in the forecast's time, where
+    growing the pool to find out took up to a minute and most of memory; "after compaction"
+    compacts first; and growth is capped at the free memory the forecast counts.
+
+    Small growths on a machine whose free blocks of the page's order could hold them twice
+    over go straight ahead: asking costs more (tens of ms) than such a growth, and a miss
+    there is bounded by ``max_growth``. Without /proc/kpageflags (not root) there is no
+    forecast, and the growth is bounded by ``max_growth`` alone."""
+    short = n - growth.available()
+    if short <= 0:
+        return
+    if n * ps < _ASK_FROM:
+        order, high = _buddy_rows(ps, node)
+        blocks = sum(count << (o - order) for b in high
+                     for o, count in enumerate(b.free) if o >= order)
+        if blocks >= 2 * short:
+            return
+    from ..analysis.runcheck import run_obtainable
+    from ..errors import PermissionDenied
+    from ..hugepages.reservation import compact
+
+    try:
+        answer = run_obtainable(n, ps, node, drain=False)
+    except PermissionDenied:
+        return
+    if answer.verdict == "no":
+        raise ContiguityUnavailable(
+            f"cannot allocate {format_size(n * ps)} of physically contiguous memory: "
+            f"{answer.advice} (forecast in {answer.seconds:.2f} s; the pool was not grown)",
+            longest=answer.longest_after_compaction * ps, wanted=n * ps)
+    growth.limit(answer.free_pages)
+    if answer.verdict == "after-compaction":
+        compact(node)
+
+
+_ASK_FROM = 128 << 20  # buffers from this size on always ask the forecast first
+
+
 _OVERGROW_MAX = 128  # 2 MiB pages zeroed in about the time a 1 GiB page takes to allocate
+
+
+def _growth_cap(max_growth: int | str | None, n: int, ps: int) -> int:
+    """``max_growth`` (bytes, or a size such as "1G"; None: 8 times the buffer and 256 pages
+    more) in pages of ``ps``, at least the buffer's own pages."""
+    if max_growth is None:
+        return _reserve_cap(n)
+    limit = _check_size(max_growth, "max_growth")
+    if limit < n * ps:
+        raise InvalidArgument(f"max_growth {format_size(limit)} is less than the buffer "
+                              f"({format_size(n * ps)}): the pool must grow by at least that")
+    return limit // ps
 
 
 def _reserve_cap(n: int) -> int:
@@ -451,7 +515,8 @@ def _unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidate
 def allocate_contiguous(size: int | str, *, page_size: int | str | None = None,
                         node: int | None = None, align: int | None = None,
                         reserve: bool = False, force: bool = False,
-                        pin: PinMode = "auto") -> DmaBuffer:
+                        pin: PinMode = "auto",
+                        max_growth: int | str | None = None) -> DmaBuffer:
     """A buffer whose virtual and physical addresses are both contiguous.
 
     ``size`` is rounded up to whole hugepages of ``page_size`` (default: the default hugepage
@@ -472,21 +537,27 @@ def allocate_contiguous(size: int | str, *, page_size: int | str | None = None,
     the pools are as they were after close(), a normal exit, SIGKILL or the OOM killer
     alike, and concurrent allocations in other processes compose (see
     :mod:`physmem.hugepages.growth`). Growth into the last few percent of MemAvailable is
-    refused unless ``force`` (see :func:`physmem.hugepages.reserve`).
+    refused unless ``force`` (see :func:`physmem.hugepages.reserve`). Before growing, it asks
+    the contiguity forecast whether the run can be had at all, and fails at once (with the
+    forecast's numbers and advice) where it cannot; ``max_growth`` (bytes or "1G"; default
+    8 times the buffer and 512 MiB more) caps the pages the pool may grow by for it.
     """
     return _allocate(size, page_size=page_size, node=node, align=align, reserve_pages=reserve,
-                     scatter=False, max_segments=None, force=force, pin=pin)
+                     scatter=False, max_segments=None, force=force, pin=pin,
+                     max_growth=max_growth)
 
 
 def allocate_scatter(size: int | str, *, page_size: int | str | None = None,
                      node: int | None = None, max_segments: int | None = None,
                      reserve: bool = False, force: bool = False,
-                     pin: PinMode = "auto") -> DmaBuffer:
+                     pin: PinMode = "auto",
+                     max_growth: int | str | None = None) -> DmaBuffer:
     """A buffer of hugepages in as few physically contiguous segments as the pool allows.
 
-    ``reserve``, ``force`` and ``pin`` as for :func:`allocate_contiguous`."""
+    ``reserve``, ``force``, ``pin`` and ``max_growth`` as for :func:`allocate_contiguous`."""
     return _allocate(size, page_size=page_size, node=node, align=None, reserve_pages=reserve,
-                     scatter=True, max_segments=max_segments, force=force, pin=pin)
+                     scatter=True, max_segments=max_segments, force=force, pin=pin,
+                     max_growth=max_growth)
 
 
 def longest_contiguous(page_size: int | str | None = None, node: int | None = None) -> int:

@@ -82,11 +82,13 @@ def _reserve_range(fd: int, start: int, count: int, ps: int) -> int:
 class Growth:
     """Pool growth for one allocation of ``size`` pages (on ``node``), given back as it goes.
 
-    ``grown`` counts the pages obtained beyond what the pool held; ``leftover`` holds claims
-    that could not be given back at once (the buffer gives them back on close)."""
+    ``grown`` counts the pages obtained beyond what the pool held, at most ``max_pages``;
+    ``leftover`` holds claims that could not be given back at once (the buffer gives them
+    back on close)."""
 
     def __init__(self, size: int, node: int | None, *, force: bool = False,
-                 sys_root: str = "/sys", proc_root: str = "/proc") -> None:
+                 max_pages: int = 1 << 62, sys_root: str = "/sys",
+                 proc_root: str = "/proc") -> None:
         self.size = size
         self.node = node
         self.force = force
@@ -96,7 +98,12 @@ class Growth:
         self.global_dir = pool_dir(size, None, sys_root=sys_root)
         self.surplus = overcommittable(size, proc_root)
         self.grown = 0
+        self.max_pages = max_pages
         self.leftover: list[Claim] = []
+
+    def limit(self, pages: int) -> None:
+        """Grow by at most ``pages`` pages in all (the free memory a forecast counts)."""
+        self.max_pages = min(self.max_pages, max(0, pages))
 
     def locked(self) -> contextlib.AbstractContextManager[Ledger]:
         """The pool lock, for work that must not interleave with another allocator's growth
@@ -120,6 +127,11 @@ class Growth:
         returns how many pages were reserved (a prefix of the range)."""
         with pool_lock() as ledger:
             need = count - self.available()
+            room = self.max_pages - self.grown
+            if need > room:  # the cap: ask only for what may still be grown
+                count, need = count - (need - room), room
+                if count <= 0:
+                    return 0
             claim = None
             if need > 0:
                 if not self.force:
@@ -148,6 +160,8 @@ class Growth:
         big = bigger[0]
         big_dir = pool_dir(big, node, sys_root=self.sys_root)
         wanted = -(-count * ps // big)
+        if wanted * big // ps > self.max_pages - self.grown:
+            return 0  # a gigantic page would take more than the cap allows, for a moment
         with pool_lock() as ledger:
             if not self.force:
                 _check_memory(wanted * big // ps, ps, node, self.proc_root)
