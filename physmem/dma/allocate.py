@@ -436,6 +436,7 @@ def _ask_first(n: int, ps: int, node: int | None, growth: Growth) -> None:
     short = n - growth.available()
     if short <= 0:
         return
+    growth.check_memory(short)  # beyond the memory margin: that refusal names --force
     if n * ps < _ASK_FROM:
         order, high = _buddy_rows(ps, node)
         blocks = sum(count << (o - order) for b in high

@@ -101,6 +101,12 @@ class Growth:
         self.max_pages = max_pages
         self.leftover: list[Claim] = []
 
+    def check_memory(self, pages: int) -> None:
+        """Refuse (HugePagesUnavailable, with the numbers) growth by ``pages`` into the memory
+        margin, unless ``force``."""
+        if not self.force:
+            _check_memory(pages, self.size, self.node, self.proc_root)
+
     def limit(self, pages: int) -> None:
         """Grow by at most ``pages`` pages in all (the free memory a forecast counts)."""
         self.max_pages = min(self.max_pages, max(0, pages))
@@ -134,8 +140,7 @@ class Growth:
                     return 0
             claim = None
             if need > 0:
-                if not self.force:
-                    _check_memory(need, self.size, self.node, self.proc_root)
+                self.check_memory(need)
                 claim = self._raise_ceiling(ledger, need) if self.surplus else \
                     self._grow_pool(ledger, need)
             try:
