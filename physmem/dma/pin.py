@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal, Union
 
 from .._raw import pin as _raw
+from .._forkstate import ProcessLocal
 from .._raw import mapping as _map
 from ..errors import InvalidArgument, PinUnavailable, error_from_errno
 
@@ -125,27 +126,21 @@ class _Pinner:
         self.rings = []
 
 
-_pinner = _Pinner()
-
-
-def _after_fork_in_child() -> None:
-    # The child shares the rings with its parent: its registrations would change the
-    # parent's tables. It makes rings of its own when it pins (DMA buffers are not inherited:
-    # they are MADV_DONTFORK).
-    global _pinner
-    old, _pinner = _pinner, _Pinner()
-    old.forget()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# A fork child shares its parent's rings: its registrations would change the parent's
+# tables. It makes rings of its own when it pins (DMA buffers are not inherited: they are
+# MADV_DONTFORK).
+_pinner = ProcessLocal(_Pinner, _Pinner.forget)
 
 
 def _unpin_all_at_exit() -> None:
     # Closing a ring at exit lets go of its pages from a kernel worker, a moment after the
     # process is gone; emptying the slots first frees buffers left open at once, so a
     # normal exit leaves the pools exactly as close() would.
-    with _pinner.lock:
-        for ring in _pinner.rings:
+    pinner = _pinner.peek()
+    if pinner is None:
+        return
+    with pinner.lock:
+        for ring in pinner.rings:
             for slot, busy in enumerate(ring.used):
                 if busy:
                     _raw.update(ring.fd, slot, [(0, 0)])
@@ -158,12 +153,12 @@ atexit.register(_unpin_all_at_exit)
 def pin(address: int, size: int) -> Pin:
     """Pin ``size`` bytes at ``address`` (whole pages of a mapping of this process) for the
     long term; raises :class:`~physmem.errors.PinUnavailable` naming the cause and fix."""
-    return _pinner.pin(address, size)
+    return _pinner.get().pin(address, size)
 
 
 def unpin(pinned: Pin) -> None:
     """Let go of a pin, once the kernel has released the pages."""
-    _pinner.unpin(pinned)
+    _pinner.get().unpin(pinned)
 
 
 def settle(address: int, size: int) -> None:
@@ -189,8 +184,9 @@ def needs_settling(proc_root: str = "/proc") -> bool:
 
 def ring_fds() -> list[int]:
     """This process's pinning rings (to find them in /proc/self/fdinfo)."""
-    with _pinner.lock:
-        return [r.fd for r in _pinner.rings]
+    pinner = _pinner.get()
+    with pinner.lock:
+        return [r.fd for r in pinner.rings]
 
 
 def _vm_pin() -> int:
