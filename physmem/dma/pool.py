@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._args import as_nonneg
+from .._raw import check
 from .._raw import dmapool as _raw
 from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
 from .allocate import allocate_contiguous
@@ -116,10 +117,12 @@ class DmaPool:
         # alignment (virtual or physical) that would no longer be true of the addresses.
         order = min(_trailing_zeros(self.address), _trailing_zeros(self.phys),
                     self.size.bit_length() - 1)
-        pool = _raw.new(self.size, order)
-        if pool is None:
+        ret, pool = _raw.new(self.size, order)
+        if ret == -_errno.ENOMEM:
             raise OutOfMemory(f"cannot allocate the bookkeeping of a {self.size}-byte DmaPool",
                               errno=_errno.ENOMEM)
+        check(ret, f"cannot set up a {self.size}-byte DmaPool with blocks up to {1 << order}")
+        assert pool is not None
         self._pool = pool
         self._max_order = order
         self.max_block = 1 << order
