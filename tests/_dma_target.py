@@ -22,6 +22,11 @@ import queue
 import subprocess
 import sys
 import threading
+from typing import Iterator
+
+import pytest
+
+from conftest import address_of as address
 
 HUGE = 2 << 20
 PAGE = mmap.PAGESIZE
@@ -31,14 +36,6 @@ MADV_MERGEABLE, MADV_WIPEONFORK = 12, 18
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-
-
-def address(m: mmap.mmap) -> int:
-    c = ctypes.c_char.from_buffer(m)
-    try:
-        return ctypes.addressof(c)
-    finally:
-        del c
 
 
 def check(ret: int, what: str) -> None:
@@ -132,6 +129,37 @@ def main() -> None:
     if child:
         os.kill(child, 9)
         os.waitpid(child, 0)
+
+
+PFN_MASK = (1 << 55) - 1
+
+
+def raw_frames(pid: int, pages) -> list[int | None]:
+    """Physical address of each page (None: not present), from a plain pread of
+    /proc/PID/pagemap: the independent reading every DMA test checks physmem against."""
+    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        out = []
+        for v in pages:
+            entry = int.from_bytes(os.pread(fd, 8, v // PAGE * 8), "little")
+            out.append((entry & PFN_MASK) * PAGE if entry >> 63 else None)
+        return out
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def dma_target() -> Iterator[type]:
+    """``dma_target(*args)`` starts a :class:`Target`; every one is ended after the test."""
+    made: list[Target] = []
+
+    def start(*args: str) -> Target:
+        made.append(Target(*args))
+        return made[-1]
+
+    yield start
+    for t in made:
+        t.stop()
 
 
 class Target:

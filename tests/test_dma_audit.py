@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from _dma_target import HUGE, Target
+from _dma_target import HUGE, dma_target, raw_frames  # noqa: F401 (a fixture)
+from test_dma import registered_buffers
 from conftest import PAGE, python_env, settled
 
 from physmem.cli import Exit
@@ -21,7 +22,6 @@ from physmem.dma import Backing, Verdict, audit
 from physmem.errors import InvalidArgument
 
 ROOT = Path(__file__).resolve().parent.parent
-PFN_MASK = (1 << 55) - 1
 
 
 # -- independent readings ---------------------------------------------------------------------
@@ -48,38 +48,6 @@ def raw_status(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def raw_ring_buffers(pid: int) -> set[tuple[int, int, int, int]]:
-    """(fd, slot, address, length) of every registered buffer of every io_uring ring."""
-    out = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[io_uring]":
-                continue
-            text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
-        except OSError:
-            continue
-        listed = text.split("UserBufs:", 1)[1].splitlines()[1:] if "UserBufs:" in text else []
-        for line in listed:
-            m = re.match(r"\s+(\d+):\s+0x([0-9a-f]+)/(\d+)$", line)
-            if not line.startswith((" ", "\t")):
-                break
-            if m:
-                out.add((int(fd), int(m[1]), int(m[2], 16), int(m[3])))
-    return out
-
-
-def raw_frames(pid: int, pages) -> list[int | None]:
-    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
-    try:
-        out = []
-        for v in pages:
-            entry = int.from_bytes(os.pread(fd, 8, v // PAGE * 8), "little")
-            out.append((entry & PFN_MASK) * PAGE if entry >> 63 else None)
-        return out
-    finally:
-        os.close(fd)
 
 
 def node_of_frame() -> callable:
@@ -127,26 +95,12 @@ def expected_runs(pid: int, start: int, end: int, unit: int, node) -> list[tuple
 # -- the target ---------------------------------------------------------------------------------
 
 @pytest.fixture
-def target(request):
-    made: list[Target] = []
-
-    def start(*args: str) -> Target:
-        t = Target(*args)
-        made.append(t)
-        return t
-
-    yield start
-    for t in made:
-        t.stop()
-
-
-@pytest.fixture
-def full_target(target, hugepage_pool, tmp_path):
+def full_target(dma_target, hugepage_pool, tmp_path):
     """A target holding every kind of memory, a pinned and an unpinned DmaBuffer among it."""
     hugepage_pool(1)
     data = tmp_path / "mapped.bin"
     data.write_bytes(bytes(4 * PAGE))
-    return target("--hugetlb", "--buffers", "--file", str(data))
+    return dma_target("--hugetlb", "--buffers", "--file", str(data))
 
 
 def containing(mappings: list[dict], address: int) -> dict:
@@ -156,23 +110,28 @@ def containing(mappings: list[dict], address: int) -> dict:
 @pytest.mark.root
 @pytest.mark.hugepages
 def test_every_region_agrees_with_smaps_fdinfo_status_and_pagemap(full_target):
-    t = full_target
-    report = audit(t.pid)
-    mappings = raw_smaps(t.pid)
-    rings = raw_ring_buffers(t.pid)
+    # The target sits idle, but khugepaged may still collapse its THP-eligible pages between
+    # the audit and the reads here: the two must agree on one attempt.
+    settled(lambda: agrees_with_the_files(full_target.pid))
+
+
+def agrees_with_the_files(pid: int) -> None:
+    report = audit(pid)
+    mappings = raw_smaps(pid)
+    rings = registered_buffers(str(pid))
     node = node_of_frame()
 
-    assert report.pid == t.pid
-    assert report.comm == Path(f"/proc/{t.pid}/comm").read_text().strip()
-    assert report.vm_pin == raw_status(t.pid, "VmPin") == 2 * 1024 * 1024
-    assert report.vm_lck == raw_status(t.pid, "VmLck")
-    assert {(b.fd, b.slot, b.address, b.size) for b in report.uring_buffers} == rings
+    assert report.pid == pid
+    assert report.comm == Path(f"/proc/{pid}/comm").read_text().strip()
+    assert report.vm_pin == raw_status(pid, "VmPin") == 2 * 1024 * 1024
+    assert report.vm_lck == raw_status(pid, "VmLck")
+    assert {(b.address, b.size) for b in report.uring_buffers} == rings
     assert report.uring_pinned == report.vm_pin and report.unattributed == 0
     assert report.not_checked == ()
 
     # Regions tile the mappings, cut only where a registered buffer begins or ends.
     cuts = {m["start"] for m in mappings} | {m["end"] for m in mappings}
-    cuts |= {a for _, _, a, _ in rings} | {a + n for _, _, a, n in rings}
+    cuts |= {a for a, _ in rings} | {a + n for a, n in rings}
     assert [r.start for r in report.regions][0] == mappings[0]["start"]
     for a, b in zip(report.regions, report.regions[1:]):
         assert a.end <= b.start and b.start in cuts and a.end in cuts
@@ -188,10 +147,10 @@ def test_every_region_agrees_with_smaps_fdinfo_status_and_pagemap(full_target):
         assert r.page_size == m["fields"]["KernelPageSize"] * 1024
         assert r.thp_eligible == bool(m["fields"]["THPeligible"])
         assert r.shared == (m["perms"][3] == "s") and r.writable == (m["perms"][1] == "w")
-        assert r.pinned == any(a <= r.start and r.end <= a + n for _, _, a, n in rings)
+        assert r.pinned == any(a <= r.start and r.end <= a + n for a, n in rings)
         got = [(v, p, n, node_) for (v, p, n), node_ in
                zip(r.runs.tolist(), r.run_nodes.tolist())]
-        assert got == expected_runs(t.pid, r.start, r.end, r.page_size, node), hex(r.start)
+        assert got == expected_runs(pid, r.start, r.end, r.page_size, node), hex(r.start)
         assert r.present == sum(n for _, _, n, _ in got)
         nodes: dict[int, int] = {}
         for _, _, n, nd in got:
@@ -252,8 +211,8 @@ def test_ranges_are_checked():
 
 
 @pytest.mark.root
-def test_without_pages_only_text_files_are_read(target):
-    t = target()
+def test_without_pages_only_text_files_are_read(dma_target):
+    t = dma_target()
     report = audit(t.pid, pages=False)
     assert all(r.runs is None and r.present is None and not r.nodes for r in report.regions)
     assert report.vm_lck == raw_status(t.pid, "VmLck")
@@ -295,8 +254,8 @@ def test_cli_json_and_text_say_what_the_files_say(full_target):
     doc = json.loads(r.stdout)
     assert r.stdout == json.dumps(doc, indent=2) + "\n"
     assert doc["pid"] == t.pid and doc["vm_pin"] == raw_status(t.pid, "VmPin")
-    assert {(b["fd"], b["slot"], b["address"], b["size"]) for b in doc["uring_buffers"]} == \
-        raw_ring_buffers(t.pid)
+    assert {(b["address"], b["size"]) for b in doc["uring_buffers"]} == \
+        registered_buffers(str(t.pid))
     pinned = [g for g in doc["regions"] if g["pinned"]]
     assert [(g["start"], g["size"], g["verdict"]) for g in pinned] == [
         (t.maps["pinned_buffer"][0], HUGE, "stable")]
@@ -371,7 +330,7 @@ def test_exporter_reports_pinned_and_resident_unpinned_memory_per_process(full_t
 
     t = full_target
     comm = Path(f"/proc/{t.pid}/comm").read_text().strip()
-    pinned = sum(n for _, _, _, n in raw_ring_buffers(t.pid))
+    pinned = sum(n for _, n in registered_buffers(str(t.pid)))
     # Held resident: mlocked (lo) or hugetlb (ht) mappings; less what io_uring pins.
     resident = sum(m["end"] - m["start"] for m in raw_smaps(t.pid) if {"lo", "ht"} & m["flags"])
     mine = next(h for h in read_dma(limit=10_000).holders if h.pid == t.pid)

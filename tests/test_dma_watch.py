@@ -15,27 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from _dma_target import HUGE, Target
+from _dma_target import HUGE, Target, dma_target, raw_frames  # noqa: F401 (a fixture)
 from conftest import PAGE, python_env
 
 from physmem.cli import Exit
 from physmem.dma import Move, allocate_contiguous, watch
 from physmem.errors import InvalidArgument, PfnUnavailable
 
-PFN_MASK = (1 << 55) - 1
-
-
-def raw_frames(pid: int, pages: list[int]) -> dict[int, int | None]:
-    """Physical address of each page (None: not present), from pagemap read here."""
-    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
-    try:
-        out = {}
-        for v in pages:
-            entry = int.from_bytes(os.pread(fd, 8, v // PAGE * 8), "little")
-            out[v] = (entry & PFN_MASK) * PAGE if entry >> 63 else None
-        return out
-    finally:
-        os.close(fd)
+def frames_of(pid: int, pages: list[int]) -> dict[int, int | None]:
+    """Each page's frame, read with a plain pagemap pread: address -> physical address."""
+    return dict(zip(pages, raw_frames(pid, pages)))
 
 
 def expand(moves: list[Move], unit_of) -> dict[int, tuple[int | None, int | None]]:
@@ -49,20 +38,6 @@ def expand(moves: list[Move], unit_of) -> dict[int, tuple[int | None, int | None
             out[m.address + off] = (None if m.old is None else m.old + off,
                                     None if m.new is None else m.new + off)
     return out
-
-
-@pytest.fixture
-def target(request):
-    made: list[Target] = []
-
-    def start(*args: str) -> Target:
-        t = Target(*args)
-        made.append(t)
-        return t
-
-    yield start
-    for t in made:
-        t.stop()
 
 
 def pages_of(t: Target, *names: str) -> list[int]:
@@ -82,9 +57,9 @@ def assert_moves_match_pagemap(moves, before, after, unit_of):
 
 @pytest.mark.root
 @pytest.mark.hugepages
-def test_watch_reports_what_the_kernel_did_to_another_process(target, hugepage_pool):
+def test_watch_reports_what_the_kernel_did_to_another_process(dma_target, hugepage_pool):
     hugepage_pool(2)
-    t = target("--hugetlb")
+    t = dma_target("--hugetlb")
     pid = t.pid
     unit_of = lambda a: HUGE if t.maps["hugetlb"][0] <= a < sum(t.maps["hugetlb"]) else PAGE  # noqa: E731
     pages = pages_of(t, "anon", "hugetlb")
@@ -95,12 +70,12 @@ def test_watch_reports_what_the_kernel_did_to_another_process(target, hugepage_p
 
         # Copy on write: a fork child shares every private page; the parent's writes give
         # it new frames (the child still holds the old ones, so they must differ).
-        before = raw_frames(pid, pages)
+        before = frames_of(pid, pages)
         assert t.ask("fork").startswith("forked")
         for name, off in (("anon", 0), ("anon", 3 * PAGE), ("anon", 4 * PAGE), ("hugetlb", 0)):
             assert t.ask(f"write {name} {off}") == "ok"
         moves = w.check()
-        after = raw_frames(pid, pages)
+        after = frames_of(pid, pages)
         assert_moves_match_pagemap(moves, before, after, unit_of)
         anon = t.maps["anon"][0]
         assert {anon, anon + 3 * PAGE, anon + 4 * PAGE, t.maps["hugetlb"][0]} <= set(
@@ -113,14 +88,14 @@ def test_watch_reports_what_the_kernel_did_to_another_process(target, hugepage_p
         before = after
         assert t.ask(f"dontneed anon {8 * PAGE} {4 * PAGE}") == "ok"
         moves = w.check()
-        after = raw_frames(pid, pages)
+        after = frames_of(pid, pages)
         assert_moves_match_pagemap(moves, before, after, unit_of)
         assert {m.kind for m in moves} == {"vanished"}
         assert sum(m.size for m in moves) == 4 * PAGE
         before = after
         assert t.ask(f"read anon {8 * PAGE}") == "ok"
         moves = w.check()
-        after = raw_frames(pid, pages)
+        after = frames_of(pid, pages)
         assert_moves_match_pagemap(moves, before, after, unit_of)
         assert [m.kind for m in moves] == ["appeared"] and moves[0].size == PAGE
 
@@ -128,7 +103,7 @@ def test_watch_reports_what_the_kernel_did_to_another_process(target, hugepage_p
         before = after
         assert t.ask("unmap hugetlb") == "ok"
         moves = w.check()
-        after = raw_frames(pid, pages)
+        after = frames_of(pid, pages)
         assert_moves_match_pagemap(moves, before, after, unit_of)
         assert [(m.kind, m.size) for m in moves] == [("vanished", HUGE)]
 
@@ -143,8 +118,8 @@ def test_watch_reports_what_the_kernel_did_to_another_process(target, hugepage_p
 
 
 @pytest.mark.root
-def test_follow_yields_a_move_as_it_happens(target):
-    t = target()
+def test_follow_yields_a_move_as_it_happens(dma_target):
+    t = dma_target()
     with watch(t.maps["anon"], pid=t.pid) as w:
         assert t.ask("fork").startswith("forked")
         # The write comes from another thread while follow() is checking.
@@ -155,9 +130,21 @@ def test_follow_yields_a_move_as_it_happens(target):
         writer.join(30)
         assert got is not None and time.monotonic() - t0 < 30
         assert got.address == t.maps["anon"][0] and got.kind == "moved"
-        assert raw_frames(t.pid, [got.address])[got.address] == got.new
+        assert frames_of(t.pid, [got.address])[got.address] == got.new
         # Nothing more happens: follow ends at its timeout with nothing.
         assert list(w.follow(0.01, timeout=0.1)) == []
+
+
+@pytest.mark.root
+def test_a_process_that_exits_with_nothing_present_leaves_quietly(dma_target):
+    t = dma_target()
+    address, length = t.maps["anon"]
+    with watch((address, length), pid=t.pid) as w:
+        assert t.ask(f"dontneed anon 0 {length}") == "ok"
+        moves = w.check()
+        assert {m.kind for m in moves} == {"vanished"} and sum(m.size for m in moves) == length
+        t.stop()
+        assert w.check() == [] and w.exited == {t.pid}
 
 
 @pytest.mark.root
@@ -170,7 +157,7 @@ def test_a_buffer_is_watched_from_the_layout_a_device_was_given(pools_restored):
             assert w.check() == []   # where verify() found it
             address, size = buf.address, buf.size
             heads = list(range(address, address + size, HUGE))
-            before = raw_frames(os.getpid(), heads)
+            before = frames_of(os.getpid(), heads)
             assert before == {v: buf.virt_to_phys(v - address) for v in heads}
             buf.close()
             moves = w.check()   # closing unmaps the pages: both vanish
@@ -236,12 +223,12 @@ def test_memory_offline_moves_an_unpinned_buffer_and_the_watch_sees_it(pools_res
             if result != "offline":
                 continue   # EBUSY: the block holds pages the kernel cannot move
             moves = w.check()
-            now = raw_frames(os.getpid(), [buf.address])[buf.address]
+            now = frames_of(os.getpid(), [buf.address])[buf.address]
             assert now is not None and now != before and now // block_size != number
             assert [(m.address, m.size, m.old, m.new) for m in moves
                     if m.address == buf.address] == [(buf.address, HUGE, before, now)]
             assert not [m for m in moves if m.address == pinned.address]
-            assert pinned.phys == raw_frames(os.getpid(), [pinned.address])[pinned.address]
+            assert pinned.phys == frames_of(os.getpid(), [pinned.address])[pinned.address]
             return
     pytest.skip("no memory block under the unpinned buffers could be taken offline here "
                 "(each holds pages the kernel cannot move)")
@@ -308,21 +295,21 @@ class Watcher:
 
 
 @pytest.mark.root
-def test_cli_prints_json_lines_as_pages_move_and_exits_9(target):
-    t = target()
+def test_cli_prints_json_lines_as_pages_move_and_exits_9(dma_target):
+    t = dma_target()
     address, length = t.maps["anon"]
     w = Watcher("--pid", str(t.pid), "--range", f"{address:#x}:{length}", "--interval",
                 "0.01", "--json")
     try:
         # The start-up line comes once the baseline is read: only then may pages move.
         assert "16 pages" in w.line(w.proc.stderr)
-        before = raw_frames(t.pid, [address])
+        before = frames_of(t.pid, [address])
         assert t.ask("fork").startswith("forked")
         assert t.ask("write anon 0") == "ok"
         event = json.loads(w.line(w.proc.stdout))
         assert event["kind"] == "moved" and event["pid"] == t.pid
         assert (event["address"], event["size"]) == (address, PAGE)
-        assert event["old"] == before[address] and event["new"] == raw_frames(
+        assert event["old"] == before[address] and event["new"] == frames_of(
             t.pid, [address])[address]
         w.proc.send_signal(signal.SIGINT)
         code, out, err = w.finish()
@@ -335,8 +322,8 @@ def test_cli_prints_json_lines_as_pages_move_and_exits_9(target):
 
 
 @pytest.mark.root
-def test_cli_exit_statuses_nothing_moved_and_process_gone(target):
-    t = target()
+def test_cli_exit_statuses_nothing_moved_and_process_gone(dma_target):
+    t = dma_target()
     address, length = t.maps["locked"]
     r = run_cli("dma", "watch", "--pid", str(t.pid), "--range", f"{address}:{length}",
                 "--count", "3", "--interval", "0.01")

@@ -130,11 +130,13 @@ def _coalesce(pid: int, vaddr: np.ndarray, unit: np.ndarray, old: np.ndarray,
               new: np.ndarray, when: float) -> list[Move]:
     """Changed pages (in address order) as Moves, joining neighbours whose old and new
     frames both continue one another."""
+    if not len(vaddr):
+        return []
     step = unit[:-1]
     joins = ((vaddr[1:] - vaddr[:-1] == step) & (unit[1:] == step)
              & _follows(old, step) & _follows(new, step))
     starts = np.flatnonzero(np.concatenate(([True], ~joins)))
-    sizes = np.add.reduceat(unit, starts) if len(starts) else unit[:0]
+    sizes = np.add.reduceat(unit, starts)
     return [Move(pid, int(vaddr[i]), int(n), int(old[i]) or None, int(new[i]) or None, when)
             for i, n in zip(starts.tolist(), sizes.tolist())]
 
