@@ -19,7 +19,7 @@ from _dma_target import HUGE, Target, dma_target, raw_frames  # noqa: F401 (a fi
 from conftest import PAGE, python_env
 
 from physmem.cli import Exit
-from physmem.dma import Move, allocate_contiguous, watch
+from physmem.dma import DmaPool, Move, allocate_contiguous, watch
 from physmem.errors import InvalidArgument, PfnUnavailable
 
 def frames_of(pid: int, pages: list[int]) -> dict[int, int | None]:
@@ -159,6 +159,8 @@ def test_a_buffer_is_watched_from_the_layout_a_device_was_given(pools_restored):
             heads = list(range(address, address + size, HUGE))
             before = frames_of(os.getpid(), heads)
             assert before == {v: buf.virt_to_phys(v - address) for v in heads}
+            with DmaPool.from_buffer(buf) as pool, watch(pool) as by_pool:
+                assert by_pool.pages == 2 and by_pool.check() == []
             buf.close()
             moves = w.check()   # closing unmaps the pages: both vanish
             assert expand(moves, lambda a: HUGE) == {v: (before[v], None) for v in heads}

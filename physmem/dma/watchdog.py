@@ -74,9 +74,9 @@ class _Process:
     """The watched pages of one process: virtual address, size and last-seen frame of each
     (0: none), kept sorted by address."""
 
-    def __init__(self, pid: int | None) -> None:
+    def __init__(self, pid: int | None, proc_root: str) -> None:
         self.pid = os.getpid() if pid is None else pid
-        self.pagemap = PageMap(pid)
+        self.pagemap = PageMap(pid, proc_root=proc_root)
         self.vaddr = np.empty(0, dtype=np.uint64)
         self.unit = np.empty(0, dtype=np.uint64)
         self.frame = np.empty(0, dtype=np.uint64)
@@ -156,7 +156,8 @@ class Watch:
     thread, one at a time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
         self._processes: dict[int | None, _Process] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -190,7 +191,7 @@ class Watch:
     def _process(self, pid: int | None) -> _Process:
         proc = self._processes.get(pid)
         if proc is None:
-            proc = self._processes[pid] = _Process(pid)
+            proc = self._processes[pid] = _Process(pid, self.proc_root)
         return proc
 
     def _add_buffer(self, buf: DmaBuffer) -> None:
@@ -211,7 +212,7 @@ class Watch:
         if not length:
             return
         proc = self._process(pid)
-        table = smaps(pid, proc_root=proc.pagemap.proc_root)
+        table = smaps(pid, proc_root=self.proc_root)
         starts, ends = table.starts, table.ends
         kernel_page = table.column("KernelPageSize")
         end = address + length
@@ -315,11 +316,11 @@ class Watch:
         return f"<Watch {state}>"
 
 
-def watch(*targets: Target, pid: int | None = None) -> Watch:
+def watch(*targets: Target, pid: int | None = None, proc_root: str = "/proc") -> Watch:
     """A :class:`Watch` over ``targets``: DmaBuffers and DmaPools of this process, and
     ``(address, length)`` ranges of process ``pid`` (default this one); ``Watch.add`` adds
     ranges of other processes. Needs CAP_SYS_ADMIN (frames are physical addresses)."""
-    w = Watch()
+    w = Watch(proc_root=proc_root)
     try:
         w.add(*targets, pid=pid)
     except BaseException:
