@@ -19,7 +19,7 @@ from _dma_target import HUGE, Target, dma_target, raw_frames  # noqa: F401 (a fi
 from conftest import PAGE, python_env
 
 from physmem.cli import Exit
-from physmem.dma import DmaPool, Move, allocate_contiguous, watch
+from physmem.dma import DmaPool, Move, allocate_contiguous, allocate_scatter, watch
 from physmem.errors import InvalidArgument, PfnUnavailable
 
 def frames_of(pid: int, pages: list[int]) -> dict[int, int | None]:
@@ -204,34 +204,39 @@ def test_memory_offline_moves_an_unpinned_buffer_and_the_watch_sees_it(pools_res
     request.addfinalizer(online_again)
     pinned = allocate_contiguous("2M", reserve=True, pin=True)
     request.addfinalizer(pinned.close)
-    pinned_blocks = {pinned.phys // block_size}
-    candidates = []
-    for _ in range(8):
-        buf = allocate_contiguous("2M", reserve=True, pin=False)
-        request.addfinalizer(buf.close)
-        candidates.append(buf)
-    with watch(pinned, *candidates) as w:
-        for buf in candidates:
-            number = buf.phys // block_size
-            block = MEMORY / f"memory{number}"
-            if number in pinned_blocks or not block.is_dir() or \
-                    (block / "state").read_text().strip() != "online":
-                continue
-            touched.append(block)
-            before = buf.phys
-            result = offline_block(block, timeout=5)
-            if (block / "state").read_text().strip() != "online":
-                (block / "state").write_text("online")
-            if result != "offline":
-                continue   # EBUSY: the block holds pages the kernel cannot move
-            moves = w.check()
-            now = frames_of(os.getpid(), [buf.address])[buf.address]
-            assert now is not None and now != before and now // block_size != number
-            assert [(m.address, m.size, m.old, m.new) for m in moves
-                    if m.address == buf.address] == [(buf.address, HUGE, before, now)]
-            assert not [m for m in moves if m.address == pinned.address]
-            assert pinned.phys == frames_of(os.getpid(), [pinned.address])[pinned.address]
-            return
+    tried = {pinned.phys // block_size}
+    with watch(pinned) as w:
+        # Unpinned pages spread over many blocks; each block tried once, until one goes
+        # offline (most hold some page the kernel cannot move, and refuse at once).
+        for _ in range(4):
+            buf = allocate_scatter("64M", reserve=True, pin=False)
+            request.addfinalizer(buf.close)
+            w.add(buf)
+            heads = list(range(buf.address, buf.address + buf.size, HUGE))
+            for number in sorted({f // block_size for f in raw_frames(os.getpid(), heads)}):
+                block = MEMORY / f"memory{number}"
+                if number in tried or (block / "state").read_text().strip() != "online":
+                    continue
+                tried.add(number)
+                # A refused offline may have moved pages before giving up: start afresh.
+                assert not [m for m in w.check() if m.address == pinned.address]
+                before = frames_of(os.getpid(), heads)
+                touched.append(block)
+                result = offline_block(block, timeout=5)
+                if (block / "state").read_text().strip() != "online":
+                    (block / "state").write_text("online")
+                if result != "offline":
+                    continue   # EBUSY: the block holds pages the kernel cannot move
+                moves = w.check()
+                after = frames_of(os.getpid(), heads)
+                inside = {v for v, f in before.items() if f // block_size == number}
+                assert inside and all(after[v] // block_size != number for v in inside)
+                assert_moves_match_pagemap([m for m in moves if m.address != pinned.address],
+                                           before, after, lambda a: HUGE)
+                assert set(expand(moves, lambda a: HUGE)) >= inside
+                assert not [m for m in moves if m.address == pinned.address]
+                assert pinned.phys == frames_of(os.getpid(), [pinned.address])[pinned.address]
+                return
     pytest.skip("no memory block under the unpinned buffers could be taken offline here "
                 "(each holds pages the kernel cannot move)")
 
