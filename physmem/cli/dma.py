@@ -211,8 +211,9 @@ DMA = Command(
            "  physmem dma audit --pid 1234 --range 0x7f3a5c000000:64M --json\n"
            "  physmem dma watch --pid 1234 --interval 0.05\n"
            "  physmem dma watch --pid 1234 --range 0x7f3a5c000000:2M --count 100 --json\n"
-           "exit status: watch ends 0 when nothing moved, 9 when a watched page moved or "
-           "vanished,\n5 when the process exited (its pages are reported vanished first)",
+           "exit status: watch ends 0 when nothing moved, 9 when a watched page moved, "
+           "vanished or\nappeared, 5 when the process exited (its pages are reported vanished "
+           "first)",
     arguments=arguments, run=run,
     json="audit: one JSON document (every region, with its runs); watch: one JSON object "
          "per line, per move ({time, pid, kind, address, size, old, new})")
