@@ -44,8 +44,12 @@ POOL = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
 PINNED_WAIT = 1.0
 # An offline that should succeed returns as soon as it has; this only bounds a broken one.
 MOVE_WAIT = 20.0
-# Pool pages looked at, at most, for one in an offlinable block (each is zeroed when taken).
-POOL_LOOK = 384
+# Pool pages grown for the search (cheap: a page is zeroed only when taken). The pool hands
+# out the page it took last first, and the deeper in the free lists, the older the free
+# memory and the likelier its block holds nothing else: a large growth starts deep.
+POOL_GROWTH = 1024
+# Pool pages looked at, at most (each is zeroed as it is taken).
+POOL_LOOK = 512
 KPF_LRU, KPF_BUDDY, KPF_HUGE = 1 << 5, 1 << 10, 1 << 17
 
 # The writer: one write of the state file, interrupted by SIGTERM (the kernel's offline loop
@@ -241,12 +245,16 @@ def release_free_pool_pages() -> None:
 
 
 @pytest.fixture
-def placed(hugepage_pool, blocks) -> Iterator[Callable[..., list[tuple[int, DmaBuffer | DmaPool]]]]:
+def placed(pools_restored, blocks) -> Iterator[Callable[..., list[tuple[int, DmaBuffer | DmaPool]]]]:
     """``placed(count, allocate)``: up to ``count`` buffers or pools from ``allocate()``,
     each on a pool page of its own offlinable Normal block, with the block; skips the test
     if no pool page lies in one. The pool's free pages are given back before the test goes
-    on (``hugepage_pool`` puts the pools back at the end)."""
-    hugepage_pool(POOL_LOOK, required=False)
+    on (``pools_restored`` puts the pools back at the end, free pages included)."""
+    # Fresh pool pages: free pages the pool already holds lie wherever earlier growth put
+    # them, often beside kernel pages, and would be handed out first.
+    release_free_pool_pages()
+    nr = POOL / "nr_hugepages"
+    nr.write_text(str(int(nr.read_text()) + POOL_GROWTH))
     made: list[DmaBuffer | DmaPool] = []
 
     def place(count: int, allocate: Callable[[], DmaBuffer | DmaPool]
@@ -324,7 +332,7 @@ def test_pinned_buffer_stays_where_memory_offline_would_move_it(blocks, placed):
 def test_dmapool_on_a_pinned_buffer_stays_where_memory_offline_would_move_it(blocks, placed):
     """(c) The same for a DmaPool's blocks: their physical addresses hold while pinned."""
     proved = 0
-    for n, pool in placed(2, lambda: DmaPool("2M", pin=True)):
+    for n, pool in placed(3, lambda: DmaPool("2M", pin=True)):
         assert pool.buffer.pinned
         cells = pool.alloc_many(64, 4096)
         addresses = cells.address.tolist()
