@@ -409,7 +409,7 @@ class Exporter(Collector):
             raise RuntimeError("no contiguity forecast with machine totals to label the node "
                                "from (see the contiguity reading)")
         if self._dma is None:   # a property of the kernel and this process: probed once
-            self._dma = nfd.dma_pinning(self.proc_root)
+            self._dma = nfd.dma_pinning()
         assert self.nfd_dir is not None
         nfd.write(self.nfd_dir, nfd.labels(reading.totals, dma=self._dma),
                   interval=self.interval)

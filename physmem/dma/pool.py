@@ -20,6 +20,7 @@ from .._raw import dmapool as _raw
 from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
 from .allocate import allocate_contiguous
 from .buffer import DmaBuffer
+from .pin import PinMode
 
 __all__ = ["DmaPool", "DmaBlock", "DmaBlocks"]
 
@@ -61,9 +62,10 @@ def _is_pow2(value: int) -> bool:
 class DmaPool:
     """One physically contiguous buffer of ``size`` bytes handing out blocks.
 
-    ``size``, ``page_size``, ``node`` and ``reserve`` are passed to
+    ``size``, ``page_size``, ``node``, ``reserve`` and ``pin`` are passed to
     :func:`~physmem.dma.allocate_contiguous` (``reserve=True``: grow the hugepage pool for
-    it, with nothing left behind once the pool is closed or the process dies), or
+    it, with nothing left behind once the pool is closed or the process dies; ``pin``: keep
+    the kernel from moving the buffer, ``"auto"`` by default), or
     :meth:`from_buffer` carves an existing contiguous buffer. Blocks are powers of two from
     64 bytes up to :attr:`max_block`, the largest power of two to which the buffer's virtual
     and physical start are both aligned, at most the pool's size; the buffer's virtual start
@@ -81,8 +83,10 @@ class DmaPool:
                  "max_block", "_max_order", "_owns_buffer")
 
     def __init__(self, size: int | str, *, page_size: int | str | None = None,
-                 node: int | None = None, reserve: bool = False) -> None:
-        buffer = allocate_contiguous(size, page_size=page_size, node=node, reserve=reserve)
+                 node: int | None = None, reserve: bool = False,
+                 pin: PinMode = "auto") -> None:
+        buffer = allocate_contiguous(size, page_size=page_size, node=node, reserve=reserve,
+                                     pin=pin)
         try:
             self._adopt(buffer, owns=True)
         except BaseException:
