@@ -330,7 +330,15 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
     cands = _Candidates(ps, node, growth, settle_first)
     try:
         want = n + (align // ps - 1 if align > ps else 0)
-        cap = _reserve_cap(n) if growth is None else growth.max_pages
+        cap = _reserve_cap(n)
+
+        def room() -> int:
+            # What may still be taken: growth is capped, but pages the pool already holds
+            # free cost only their zeroing, and a large pool of scattered free pages must be
+            # got past before the adjacent pages a growth makes come out.
+            if growth is None:
+                return cap - len(cands)
+            return growth.max_pages - growth.grown + growth.available()
         chosen = None
         longest = 0
         demoted = False
@@ -379,17 +387,17 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
             if not scatter and regrowths < 3:
                 regrowths += 1
                 extra = _overgrowth(n, ps, node)
-                if extra and len(cands) + extra <= cap:
+                if extra and extra <= room():
                     more = extra
                     continue
             if not demoted:
                 demoted = True
                 if cands.demote(want):
                     continue
-            if len(cands) >= cap or (growing and got == 0):
+            if room() <= 0 or (growing and got == 0):
                 break
             growing = True
-            more = min(max(n, len(cands)), cap - len(cands))
+            more = min(max(n, len(cands)), room())
         if chosen is None:
             raise _unavailable(nbytes, ps, node, n, cands, longest, scatter, max_segments)
         paddr = cands.paddr[chosen]
