@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -258,6 +259,26 @@ def hugepage_pool(pools_restored: None) -> Callable[..., Path]:
     return reserve
 
 
+@pytest.fixture
+def empty_2m_pool(pools_restored: None) -> int:
+    """The 2 MiB pool shrunk to the pages in use, with no free page to give and no overcommit
+    ceiling; every pool is put back when the test ends. Returns the pool's total, read back
+    from sysfs. Pages of a process that just exited reach the free list a moment late, so
+    the shrinking is repeated until none is left (or the test fails, saying so)."""
+    pool = HUGEPAGES / "hugepages-2048kB"
+    if not pool.is_dir():
+        pytest.skip("this kernel has no 2048 kB hugepage pool")
+    if _read_int(pool / "nr_overcommit_hugepages"):
+        (pool / "nr_overcommit_hugepages").write_text("0")
+    deadline = time.monotonic() + 10
+    while (spare := _read_int(pool / "free_hugepages") - _read_int(pool / "resv_hugepages")) > 0:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the 2 MiB pool keeps {spare} free pages after shrinking for 10 s")
+        (pool / "nr_hugepages").write_text(str(_read_int(pool / "nr_hugepages") - spare))
+        time.sleep(0.05)
+    return _read_int(pool / "nr_hugepages")
+
+
 def _grant_traverse(path: Path, changed: dict[Path, int]) -> None:
     """Give 'others' search permission on every directory above ``path``."""
     for parent in [*reversed(path.parents)]:
@@ -354,3 +375,36 @@ def child_process() -> Iterator[Callable[[], int]]:
     for p in procs:
         p.kill()
         p.wait()
+
+
+# -- the whole session leaves the pools as it found them ----------------------------------------
+
+def _persistent_pools() -> dict[str, tuple[int, int]]:
+    """Each pool's persistent size and overcommit ceiling, read with plain open()."""
+    if not HUGEPAGES.is_dir():
+        return {}
+    return {p.name: (_read_int(p / "nr_hugepages") - _read_int(p / "surplus_hugepages"),
+                     _read_int(p / "nr_overcommit_hugepages"))
+            for p in sorted(HUGEPAGES.iterdir())}
+
+
+_SESSION_POOLS: dict[str, tuple[int, int]] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _SESSION_POOLS.update(_persistent_pools())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Per-test fixtures restore what each test changes; this catches what no fixture saw (a
+    # child process, a guardian, a benchmark run alongside) before it reaches the next user
+    # of the machine. Surplus pages of exiting processes are freed a moment late: waited for.
+    if os.geteuid() != 0 or not _SESSION_POOLS:
+        return
+    deadline = time.monotonic() + 15
+    while (now := _persistent_pools()) != _SESSION_POOLS and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if now != _SESSION_POOLS:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nthe test session changed hugepage pools (persistent size, overcommit): "
+              f"{_SESSION_POOLS} at the start, {now} at the end", file=sys.stderr)

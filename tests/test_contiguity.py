@@ -874,3 +874,25 @@ def test_run_obtainable_live_is_fast_and_agrees_with_raw_kpageflags(is_root):
     a = run_obtainable(big, "2M")
     assert a.verdict == "no" and a.seconds < 2.0, a
     assert str(a.free_pages) in a.advice and a.free_pages < big
+
+
+def test_pool_pages_that_cannot_be_told_from_pages_in_files_count_as_sysfs_says():
+    """Where kpageflags cannot tell the free pool pages from pages held unmapped in hugetlbfs
+    files (a freed page keeping a stale DIRTY, besides the files' dirty ones), the forecast
+    counts as many candidates as the node's free_hugepages says, clean ones first. The kernel
+    does not make that state on demand, so the rule is checked on a synthetic flags array."""
+    from physmem import KPF
+    from physmem.analysis.physmap import ZoneSpan
+
+    n = 512
+    heads = np.arange(8, dtype=np.int64) * n
+    flags = np.zeros(8 * n, dtype=np.uint64)
+    flags[heads] = int(KPF.HUGE | KPF.COMPOUND_HEAD)
+    flags[heads[[1, 4, 6]]] |= int(KPF.DIRTY)          # 5 clean, 3 dirty candidates
+    spans = [ZoneSpan(0, "Normal", 0, 4 * n, 4 * n, 4 * n),
+             ZoneSpan(1, "Normal", 4 * n, 8 * n, 4 * n, 4 * n)]
+    picked = contiguity._as_many_as_free(heads, {0: 3, 1: 2}, spans, flags)
+    # node 0 holds heads 0-3 (1 dirty): its 3 clean; node 1 holds 4-7 (4, 6 dirty): 5 and 7.
+    assert picked.tolist() == [0, 2 * n, 3 * n, 5 * n, 7 * n]
+    picked = contiguity._as_many_as_free(heads, {0: 4, 1: 0}, spans, flags)
+    assert picked.tolist() == [0, n, 2 * n, 3 * n]     # a dirty one once the clean run out

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from physmem import KPF, KPageFlags
-from physmem.dma import allocate_contiguous, allocate_scatter, longest_contiguous
+from physmem.dma import DmaPool, allocate_contiguous, allocate_scatter, longest_contiguous
 from physmem.errors import (
     ContiguityUnavailable,
     HugePagesUnavailable,
@@ -927,7 +927,9 @@ def test_reserve_asks_the_forecast_first_and_fails_fast(pools_restored):
     with PoolPeak() as watch:
         t0 = time.monotonic()
         with pytest.raises(ContiguityUnavailable) as err:
-            allocate_contiguous(size, reserve=True)
+            # force: past the memory margin (which may refuse such a size first, depending on
+            # MemAvailable), so that it is the forecast that answers.
+            allocate_contiguous(size, reserve=True, force=True)
         took = time.monotonic() - t0
     assert took < 10, took
     assert watch.peak == before[0], "the pool never grew"
@@ -952,3 +954,14 @@ def test_max_growth_caps_the_pool_for_one_buffer(pools_restored):
             pass  # six scattered pages may hold no run of four: the cap held, that is all
     assert watch.peak <= cap
     assert wait_for_pools(all_pools()) == all_pools()
+    with pytest.raises(InvalidArgument, match="max_growth"):
+        DmaPool("8M", reserve=True, max_growth="4M")
+    from conftest import run_physmem
+
+    # The CLI's flag, the same cap: the pool never grew beyond it while physmem alloc ran.
+    with PoolPeak() as watch:
+        done = run_physmem("alloc", "8M", "--reserve", "--max-growth", str(cap * MB2), "--json")
+    assert done.returncode in (0, 1), done.stderr
+    assert watch.peak <= cap
+    if done.returncode == 0:
+        assert json.loads(done.stdout)["size"] == 8 << 20

@@ -39,6 +39,21 @@ def all_pools() -> dict[str, dict[str, int]]:
     return {p.name: pool_counts(p) for p in sorted(HUGEPAGES.iterdir())}
 
 
+def quiet_pools(seconds: float = 10.0) -> dict[str, dict[str, int]]:
+    """The pools once they hold still for 200 ms: pages of a process that just exited reach
+    the free list a moment after it was reaped (the kernel frees them late)."""
+    deadline = time.monotonic() + seconds
+    last, since = all_pools(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        now = all_pools()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 0.2:
+            break
+    return last
+
+
 def wait_for(check, seconds: float = 10.0):
     """``check()`` until it returns something true, or its last answer after ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -98,7 +113,7 @@ def test_pin_true_false_and_auto(hugepage_pool):
 @pytest.mark.parametrize("bad", ["yes", "AUTO", 1, 0, None, 1.0, np.array([True]), [True]])
 def test_pin_takes_true_false_or_auto_only(bad, hugepage_pool):
     hugepage_pool(1)
-    before = all_pools()
+    before = quiet_pools()
     for make in (allocate_contiguous, allocate_scatter):
         with pytest.raises(InvalidArgument, match="must be True .*False .*or 'auto'"):
             make("2M", pin=bad)
@@ -114,7 +129,7 @@ def test_pin_takes_true_false_or_auto_only(bad, hugepage_pool):
 def test_reserve_and_force_are_switches(name, bad):
     """reserve='x' used to grow the pool (any true value did): now every allocation entry
     point refuses it before touching a pool."""
-    before = all_pools()
+    before = quiet_pools()
     for make in (allocate_contiguous, allocate_scatter):
         with pytest.raises(InvalidArgument, match=f"^{name} must be True or False"):
             make("2M", **{name: bad})
@@ -187,7 +202,7 @@ def test_rlimit_memlock_unprivileged(limit, sizes, refused, hugepage_pool, run_u
             pytest.skip(f"the hard RLIMIT_MEMLOCK is {limit} bytes, under the 6 MiB to pin "
                         "and the margin the user's other pins may take")
     hugepage_pool(8)
-    before = all_pools()
+    before = quiet_pools()
     code = MEMLOCK_CHILD.replace("SIZES", repr(sizes))
     r = run_unprivileged(code, caps="+sys_admin", memlock=limit)
     assert r.returncode == 0, r.stderr
@@ -344,7 +359,7 @@ print(json.dumps(out))
 @pytest.mark.parametrize("err", [errno.EPERM, errno.ENOSYS])
 def test_seccomp_filter_that_blocks_io_uring(err, hugepage_pool):
     hugepage_pool(2)
-    before = all_pools()
+    before = quiet_pools()
     r = child(SECCOMP_CHILD.format(errno=err))
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -354,7 +369,7 @@ def test_seccomp_filter_that_blocks_io_uring(err, hugepage_pool):
     assert "--security-opt seccomp=" in out["message"]
     pinned, why, verified = out["auto"]
     assert not pinned and not verified and "seccomp filter" in why
-    assert all_pools() == before
+    assert wait_for(lambda: all_pools() == before), (all_pools(), before)
 
 
 @pytest.mark.root
@@ -391,7 +406,7 @@ def test_pool_accounting_after_a_pinned_buffer_ends(end, pools_restored):
     exactly as before once close() returns and once a process that did not close its buffer
     has been reaped. After SIGKILL the io_uring lets go of the pages from a kernel worker a
     moment after the process is gone: that one is waited for, with a deadline."""
-    before = all_pools()
+    before = quiet_pools()
     env, cwd = python_env()
     p = subprocess.Popen([sys.executable, "-c", ACCOUNTING_CHILD.replace("END", repr(end))],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
@@ -421,7 +436,8 @@ def test_pool_accounting_after_a_pinned_buffer_ends(end, pools_restored):
             p.stdin.write("\n")
             p.stdin.flush()
         assert p.wait(timeout=60) == 0
-        assert all_pools() == before
+        # Reaped: its pages reach the free list from the kernel a moment later.
+        assert wait_for(lambda: all_pools() == before), (all_pools(), before)
     finally:
         if p.poll() is None:
             p.kill()

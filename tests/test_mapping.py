@@ -539,30 +539,6 @@ def test_adopting_constructor_takes_a_real_mapping_with_its_permissions():
     assert not is_mapped(rw, 2 * PAGE_SIZE)
 
 
-@pytest.fixture
-def empty_2m_pool(is_root):
-    """The 2 MiB pool with no page to give (none free, no overcommit); restored after."""
-    pool = "/sys/kernel/mm/hugepages/hugepages-2048kB"
-    if not os.path.isdir(pool):
-        pytest.skip("this kernel has no 2048 kB hugepage pool")
-    saved = {}
-    for name in ("nr_overcommit_hugepages", "nr_hugepages"):
-        with open(f"{pool}/{name}") as f:
-            saved[name] = f.read().strip()
-    try:
-        for name in saved:
-            with open(f"{pool}/{name}", "w") as f:
-                f.write("0")
-        with open(f"{pool}/free_hugepages") as f, open(f"{pool}/resv_hugepages") as g:
-            if int(f.read()) - int(g.read()):
-                pytest.skip("another process holds free 2 MiB pages")
-        yield pool
-    finally:
-        for name, value in saved.items():
-            with open(f"{pool}/{name}", "w") as f:
-                f.write(value)
-
-
 @pytest.mark.hugepages
 def test_touch_of_noreserve_hugetlb_with_an_empty_pool_raises_instead_of_sigbus(empty_2m_pool):
     proc = run_child("""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +159,17 @@ def test_collect_without_reset_keeps_the_interval_open():
     m.close()
 
 
+def _joined(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Address ranges sorted, with ranges that touch made one."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
 def test_several_ranges_and_a_result_buffer_too_small_lose_nothing():
     # Every other page written: as many ranges as possible. The result buffer is cut to one
     # region before each collect, so the kernel stops again and again (walk_end) and the
@@ -166,11 +179,12 @@ def test_several_ranges_and_a_result_buffer_too_small_lose_nothing():
     m2, a2 = filled(1 << 20, seed=2)
     buf = np.ones(300 * PAGE + 123, dtype=np.uint8)  # a numpy array: rounded out to pages
     with DirtyTracker([m2, m1, buf]) as t:
-        got = {tuple(r) for r in t.ranges[["start", "end"]].tolist()}
+        got = [tuple(r) for r in t.ranges[["start", "end"]].tolist()]
         lo = buf.ctypes.data - buf.ctypes.data % PAGE
         hi = -(-(buf.ctypes.data + buf.nbytes) // PAGE) * PAGE
-        assert got == {(m1.address, m1.address + m1.size), (m2.address, m2.address + m2.size),
-                       (lo, hi)}
+        # Mappings the kernel placed side by side are one range to the tracker.
+        assert got == _joined([(m1.address, m1.address + m1.size),
+                               (m2.address, m2.address + m2.size), (lo, hi)])
         for parity in (0, 1, 0):
             snaps = [a1.copy(), a2.copy()]
             w1 = [p for p in range(m1.size // PAGE) if p % 2 == parity]
@@ -525,10 +539,17 @@ def test_written_pages_swapped_out_are_counted(swapfile):
             ws = plan(rng, npages, [0, npages - 1])
             write_pages(rng, a, wa)  # in later intervals this swaps pages back in
             write_pages(rng, s, ws)
-            anon.advise(Advice.PAGEOUT)
-            shm.advise(Advice.PAGEOUT)
-            raw_a = entries(anon.address, npages)
-            raw_s = entries(shm.address, npages)
+            # Reclaim skips pages it finds busy (on a loaded machine, some pass): asked again
+            # until the kernel's own pagemap shows most paged out, or a deadline.
+            deadline = time.monotonic() + 10
+            while True:
+                anon.advise(Advice.PAGEOUT)
+                shm.advise(Advice.PAGEOUT)
+                raw_a = entries(anon.address, npages)
+                raw_s = entries(shm.address, npages)
+                if (((raw_a & SWAPPED) != 0).sum() > npages // 2
+                        and (raw_s & PRESENT).sum() <= npages // 2) or time.monotonic() > deadline:
+                    break
             swapped = (raw_a & SWAPPED) != 0
             assert swapped.sum() > npages // 2, "MADV_PAGEOUT swapped out too little"
             if wa:
@@ -632,7 +653,9 @@ def test_soft_dirty_refused_where_the_kernel_lacks_it():
     m.touch(write=True)
     # Independent evidence: a kernel with soft-dirty marks every new mapping "sd".
     smaps = Path("/proc/self/smaps").read_text().splitlines()
-    head = next(i for i, line in enumerate(smaps) if line.startswith(f"{m.address:x}-"))
+    # The mapping may have merged with a neighbour: the VMA that contains it.
+    head = next(i for i, line in enumerate(smaps) if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line)
+                and int(line.split("-")[0], 16) <= m.address < int(line.split()[0].split("-")[1], 16))
     flags = next(line for line in smaps[head:] if line.startswith("VmFlags")).split()[1:]
     assert soft_dirty_supported() == ("sd" in flags)
     if "sd" in flags:

@@ -463,6 +463,15 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
     and churn) the answer is None rather than a guess. ``flags`` is a kpageflags array from
     PFN 0 to use instead of reading the aligned frames.
     """
+    heads, exact, _ = _locate_free_pool(size, node, proc_root=proc_root, sys_root=sys_root,
+                                        flags=flags)
+    return heads if exact else None
+
+
+def _locate_free_pool(size: int | str | None, node: int | None, *, proc_root: str,
+                      sys_root: str, flags: np.ndarray | None
+                      ) -> tuple[np.ndarray, bool, dict[int, int]]:
+    """:func:`free_pool_pages`, with what it cannot tell apart (see :func:`_pool_heads`)."""
     from ..hugepages.reservation import resolve_size
 
     ps = resolve_size(size, proc_root)
@@ -496,29 +505,60 @@ def free_pool_pages(size: int | str | None = None, node: int | None = None, *,
 
             def read_flags(p: np.ndarray) -> np.ndarray:
                 return _read_parallel(kf, p, threads)
-        for _ in range(5):
-            before = _pool_free_counts(ps, want, sys_root)
-            heads, hf = _pool_candidates(read_flags, ps, page, frames, smaller)
-            if len(heads):
-                mapped = (kc.read(heads).astype(np.int64) != 0) | ((hf & int(KPF.MMAP)) != 0)
-                heads, hf = heads[~mapped], hf[~mapped]
-            after = _pool_free_counts(ps, want, sys_root)
-            if before != after:
-                continue
-            where = (np.full(len(heads), nodes[0], dtype=np.int64) if spans is None
-                     else _node_of(heads, spans))
-            out = []
-            for nd in want:
-                mine = where == nd
-                clean = mine & ((hf & int(KPF.DIRTY)) == 0)
-                if int(clean.sum()) == before[nd]:
-                    out.append(heads[clean])
-                elif int(mine.sum()) == before[nd]:
-                    out.append(heads[mine])
-                else:
-                    return None
-            return np.sort(np.concatenate(out)) if out else np.empty(0, np.int64)
-    return None
+        return _pool_heads(read_flags, kc, ps, page, frames, smaller, want, nodes, spans,
+                           sys_root)
+
+
+def _pool_heads(read_flags: Any, kc: KPageCount, ps: int, page: int, frames: int,
+                smaller: bool, want: Sequence[int], nodes: Sequence[int],
+                spans: Sequence[ZoneSpan] | None,
+                sys_root: str) -> tuple[np.ndarray, bool, dict[int, int]]:
+    """Free pool pages as :func:`free_pool_pages` finds them, whether that is exact, and each
+    node's ``free_hugepages``. Not exact: every unmapped head, a superset (pages in files
+    among them), whose count the caller caps by the sysfs counts."""
+    heads = np.empty(0, np.int64)
+    before: dict[int, int] = {}
+    for _ in range(5):
+        before = _pool_free_counts(ps, want, sys_root)
+        heads, hf = _pool_candidates(read_flags, ps, page, frames, smaller)
+        if len(heads):
+            mapped = (kc.read(heads).astype(np.int64) != 0) | ((hf & int(KPF.MMAP)) != 0)
+            heads, hf = heads[~mapped], hf[~mapped]
+        after = _pool_free_counts(ps, want, sys_root)
+        if before != after:
+            continue
+        where = (np.full(len(heads), nodes[0], dtype=np.int64) if spans is None
+                 else _node_of(heads, spans))
+        out = []
+        for nd in want:
+            mine = where == nd
+            clean = mine & ((hf & int(KPF.DIRTY)) == 0)
+            if int(clean.sum()) == before[nd]:
+                out.append(heads[clean])
+            elif int(mine.sum()) == before[nd]:
+                out.append(heads[mine])
+            else:
+                break
+        else:
+            return (np.sort(np.concatenate(out)) if out else np.empty(0, np.int64),
+                    True, before)
+    return np.sort(heads), False, before
+
+
+def _as_many_as_free(heads: np.ndarray, free: dict[int, int], spans: Sequence[ZoneSpan],
+                     flags: np.ndarray) -> np.ndarray:
+    """Of candidate heads (a superset of the free pool pages), each node's ``free`` count,
+    clean pages before ``DIRTY`` ones (pages in a file's page cache are dirty)."""
+    if not len(heads):
+        return heads
+    where = _node_of(heads, spans)
+    dirty = (np.asarray(flags).view(np.int64)[heads] & int(KPF.DIRTY)) != 0
+    keep = []
+    for nd, count in free.items():
+        mine = np.flatnonzero(where == nd)
+        mine = mine[np.argsort(dirty[mine], kind="stable")]
+        keep.append(heads[mine[:count]])
+    return np.sort(np.concatenate(keep)) if keep else heads[:0]
 
 
 def longest_pool_run(size: int | str | None = None, node: int | None = None, *,
@@ -921,10 +961,13 @@ def forecast(*, node: int | None = None, sizes: Iterable[int | str] | int | str 
             zi[inside] = i
             edge[inside] = starts[inside] + n > z.end_pfn
         counts[edge, Frame.ZONE_EDGE] = 1
-        heads = free_pool_pages(size, None, proc_root=proc_root, sys_root=sys_root, flags=flags)
-        if heads is None:
-            pool_exact = False
-            heads = np.empty(0, np.int64)
+        heads, exact, pool_free = _locate_free_pool(size, None, proc_root=proc_root,
+                                                    sys_root=sys_root, flags=flags)
+        if not exact:
+            # The free pages cannot be told from pages held in files: sysfs knows how many
+            # there are, if not which, so that many candidates count (the clean ones first).
+            heads = _as_many_as_free(heads, pool_free, spans, flags)
+        pool_exact = pool_exact and exact
         is_pool = np.zeros(nb, dtype=bool)
         is_pool[(heads // n)[heads // n < nb]] = True
         gig = _gigantic(size, page, max_order)

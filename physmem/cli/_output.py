@@ -26,6 +26,7 @@ CLI_WORDS: tuple[tuple[str, str], ...] = (
     (r"\(allocate_scatter\)", "(--scatter)"),
     (r"\breserve=True\b", "--reserve"),
     (r"\bforce=True\b", "--force"),
+    (r"\bmax_growth\b", "--max-growth"),
     (r"\bignore_pid_namespace=True\b", "--ignore-pid-namespace"),
     (r"\bpin=False\b", "--pin no"),
     (r"\bpin=True\b", "--pin yes"),

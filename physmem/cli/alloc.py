@@ -20,6 +20,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="with --reserve: grow the pool even into the memory margin the "
                         "system needs")
+    p.add_argument("--max-growth", metavar="SIZE", default=None,
+                   help="with --reserve: grow the pool by at most SIZE for this buffer "
+                        "(default: 8 times SIZE and 1G more)")
     p.add_argument("--pin", choices=("auto", "yes", "no"), default="auto",
                    help="pin the pages for the long term, so that memory offline, compaction "
                         "and NUMA migration cannot move them: auto (default) pins where the "
@@ -35,13 +38,16 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     if args.force and not args.reserve:
         # --force overrides the memory margin of a pool growth; without --reserve there is none.
         args.parser.error("--force applies with --reserve only")
+    if args.max_growth is not None and not args.reserve:
+        args.parser.error("--max-growth applies with --reserve only")
     size = parse_size(args.size, "SIZE")
+    max_growth = None if args.max_growth is None else parse_size(args.max_growth, "--max-growth")
     make = allocate_scatter if args.scatter else allocate_contiguous
     page_size = check_page_size(args.page_size, "--page-size")
     node = check_node(args.node)
     pin: PinMode = "auto" if args.pin == "auto" else args.pin == "yes"
     buf = make(size, page_size=page_size, node=node, reserve=args.reserve, force=args.force,
-               pin=pin)
+               pin=pin, max_growth=max_growth)
     with buf:
         segments = [{"vaddr": int(v), "paddr": int(p), "nbytes": int(n)}
                     for v, p, n in buf.segments.tolist()]
@@ -73,6 +79,7 @@ ALLOC = Command(
                 "and free it on exit. Needs CAP_SYS_ADMIN to see physical addresses.",
     epilog="examples:\n  physmem alloc 64M --reserve\n"
            "  physmem alloc 2M --pin yes\n"
+           "  physmem alloc 64M --reserve --max-growth 128M\n"
            "  physmem alloc 1G --page-size 1G --reserve --json\n"
            "  physmem alloc 256M --scatter --json",
     arguments=arguments, run=run,

@@ -487,10 +487,11 @@ _OVERGROW_MAX = 128  # 2 MiB pages zeroed in about the time a 1 GiB page takes t
 
 
 def _growth_cap(max_growth: int | str | None, n: int, ps: int) -> int:
-    """``max_growth`` (bytes, or a size such as "1G"; None: 8 times the buffer and 256 pages
-    more) in pages of ``ps``, at least the buffer's own pages."""
+    """``max_growth`` (bytes, or a size such as "1G"; None: 8 times the buffer and 1 GiB
+    more) in pages of ``ps``, at least the buffer's own pages. The default leaves room for one
+    demoted gigantic page, the last way to a run on a machine whose free pages are scattered."""
     if max_growth is None:
-        return _reserve_cap(n)
+        return 8 * n + max(1, (1 << 30) // ps)
     limit = _check_size(max_growth, "max_growth")
     if limit < n * ps:
         raise InvalidArgument(f"max_growth {format_size(limit)} is less than the buffer "
@@ -560,7 +561,8 @@ def allocate_contiguous(size: int | str, *, page_size: int | str | None = None,
     refused unless ``force`` (see :func:`physmem.hugepages.reserve`). Before growing, it asks
     the contiguity forecast whether the run can be had at all, and fails at once (with the
     forecast's numbers and advice) where it cannot; ``max_growth`` (bytes or "1G"; default
-    8 times the buffer and 512 MiB more) caps the pages the pool may grow by for it.
+    8 times the buffer and 1 GiB more) caps the pages the pool may grow by for it, at every
+    moment.
     """
     return _allocate(size, page_size=page_size, node=node, align=align, reserve_pages=reserve,
                      scatter=False, max_segments=None, force=force, pin=pin,

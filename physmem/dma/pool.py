@@ -62,7 +62,7 @@ def _is_pow2(value: int) -> bool:
 class DmaPool:
     """One physically contiguous buffer of ``size`` bytes handing out blocks.
 
-    ``size``, ``page_size``, ``node``, ``reserve`` and ``pin`` are passed to
+    ``size``, ``page_size``, ``node``, ``reserve``, ``pin`` and ``max_growth`` are passed to
     :func:`~physmem.dma.allocate_contiguous` (``reserve=True``: grow the hugepage pool for
     it, with nothing left behind once the pool is closed or the process dies; ``pin``: keep
     the kernel from moving the buffer, ``"auto"`` by default), or
@@ -84,9 +84,9 @@ class DmaPool:
 
     def __init__(self, size: int | str, *, page_size: int | str | None = None,
                  node: int | None = None, reserve: bool = False,
-                 pin: PinMode = "auto") -> None:
+                 pin: PinMode = "auto", max_growth: int | str | None = None) -> None:
         buffer = allocate_contiguous(size, page_size=page_size, node=node, reserve=reserve,
-                                     pin=pin)
+                                     pin=pin, max_growth=max_growth)
         try:
             self._adopt(buffer, owns=True)
         except BaseException:

@@ -79,6 +79,17 @@ def _reserve_range(fd: int, start: int, count: int, ps: int) -> int:
     return got
 
 
+def _fault_in(fd: int, start: int, count: int, ps: int) -> None:
+    """Allocate reserved file pages now, before a grown pool shrinks back. A reservation is a
+    count, not a set of pages, and shrinking frees the newest free pages first: the ones the
+    growth just made (adjacent, where a gigantic page was demoted), which would leave the
+    reservation to older, scattered pages of the pool."""
+    if count > 0:
+        ret = _map.fallocate(fd, 0, start * ps, count * ps)
+        if ret < 0:
+            raise error_from_errno(-ret, "cannot allocate reserved hugetlb pages")
+
+
 class Growth:
     """Pool growth for one allocation of ``size`` pages (on ``node``), given back as it goes.
 
@@ -145,6 +156,8 @@ class Growth:
                     self._grow_pool(ledger, need)
             try:
                 got = _reserve_range(fd, start, count, self.size)
+                if claim is not None and not self.surplus:
+                    _fault_in(fd, start, got, self.size)
             finally:
                 if claim is not None:
                     self._give_back(claim)
@@ -168,8 +181,11 @@ class Growth:
         if count <= 0:
             return 0
         # The gigantic page is held for a moment only (what the reservation does not take
-        # goes back at once): the cap counts the pages kept, the margin the moment.
+        # goes back at once), but the cap bounds the pool at every moment: a caller who capped
+        # the growth at 6 pages must not see it 512 pages larger, however briefly.
         wanted = -(-count * ps // big)
+        if wanted * big // ps > self.max_pages - self.grown:
+            return 0
         with pool_lock() as ledger:
             if not self.force:
                 _check_memory(wanted * big // ps, ps, node, self.proc_root)
@@ -194,6 +210,7 @@ class Growth:
                     big_claim.held(persistent_pages(big_dir) - big_before)
                     small_claim.held(persistent_pages(self.directory) - small_before)
                 got = _reserve_range(fd, start, count, ps)
+                _fault_in(fd, start, got, ps)
                 self.grown += got
                 return got
             finally:
