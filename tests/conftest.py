@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -40,8 +41,6 @@ def settled(check: Callable[[], None], attempts: int = 6) -> None:
     """Run ``check`` until it passes. Two readings of free memory taken moments apart can
     straddle a burst (hugepages an earlier test gave back are freed by a kernel worker);
     memory that keeps disagreeing still fails on the last attempt."""
-    import time
-
     for attempt in range(attempts):
         try:
             check()
@@ -50,6 +49,33 @@ def settled(check: Callable[[], None], attempts: int = 6) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.25)
+
+
+def wait_until(check: Callable[[], object], seconds: float = 15.0, interval: float = 0.005) -> bool:
+    """Poll ``check`` until it returns true (True) or ``seconds`` pass (False): the one way the
+    tests wait for something the kernel or another process does on its own time (a dead
+    process's pages freed, a guardian's restore, a thread started)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def wait_for_exit(pid: int, seconds: float = 15.0) -> bool:
+    """Wait until process ``pid`` (not necessarily a child) has exited: its pidfd becomes
+    readable then. False if it is still running after ``seconds``."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], seconds)[0])
+    finally:
+        os.close(fd)
 
 
 def kernel_thread() -> str | None:
@@ -91,6 +117,21 @@ _MARK_REASONS = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The markers follow the fixtures, so that ``-m "not root"`` leaves out every test that
+    needs root or changes the system: a test that uses ``is_root`` (directly or through
+    another fixture: every fixture here that needs root asks for it) is ``root``; one that
+    uses ``pools_restored`` changes pools and is ``hugepages``; ``hugepages`` implies root."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "pools_restored" in names and item.get_closest_marker("hugepages") is None:
+            item.add_marker(pytest.mark.hugepages)
+        if ("is_root" in names or item.get_closest_marker("hugepages") is not None) \
+                and item.get_closest_marker("root") is None:
+            item.add_marker(pytest.mark.root)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """The ``root``/``hugepages`` markers (pyproject.toml) skip the test when not root."""
     if os.geteuid() == 0:
@@ -103,6 +144,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture
 def is_root() -> None:
+    """Ask for this (or a fixture built on it) in every test that needs root: it makes the
+    test ``root`` (pytest_collection_modifyitems) and skips it for anyone else."""
     if os.geteuid() != 0:
         pytest.skip(ROOT_REASON)
 
@@ -142,12 +185,8 @@ def pools_restored(is_root: None) -> Iterator[None]:
     It starts once no surplus page is left: a process killed by an earlier test may hold
     pinned pages a moment after it is reaped (io_uring lets go of them from a kernel worker),
     and a pool written meanwhile would count them as its own."""
-    import time
-
-    deadline = time.monotonic() + 10
-    while any(pool_counts(p)["surplus_hugepages"] for p in HUGEPAGES.iterdir()) \
-            and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not any(pool_counts(p)["surplus_hugepages"] for p in HUGEPAGES.iterdir()),
+               seconds=10)
     before = {}
     for pool in sorted(HUGEPAGES.iterdir()):
         c = pool_counts(pool)
@@ -184,72 +223,121 @@ def hugepage_pool(pools_restored: None) -> Callable[..., Path]:
     return reserve
 
 
-def _grant_traverse(path: Path, changed: dict[Path, int]) -> None:
-    """Give 'others' search permission on every directory above ``path``."""
-    for parent in [*reversed(path.parents)]:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            changed.setdefault(parent, stat.S_IMODE(mode))
-            os.chmod(parent, stat.S_IMODE(mode) | stat.S_IXOTH)
+POOL_2M = HUGEPAGES / "hugepages-2048kB"
 
 
 @pytest.fixture
-def run_unprivileged(request: pytest.FixtureRequest, is_root: None) -> Callable[[str], subprocess.CompletedProcess]:
-    """Run Python code as uid/gid 65534 with no capabilities, importing this physmem.
-
-    The interpreter and the package may live under a 0700 home (pyenv under /root): search
-    permission is granted on the way to them for the test's duration and then restored.
-    """
-    import physmem
-
-    changed: dict[Path, int] = {}
-
-    def restore() -> None:
-        for path, mode in changed.items():
-            os.chmod(path, mode)
-
-    request.addfinalizer(restore)
-    package_parent = Path(physmem.__file__).resolve().parent.parent
-    for target in (Path(sys.executable).resolve(), Path(os.__file__).resolve(), package_parent / "physmem"):
-        _grant_traverse(target, changed)
-
-    def run(code: str) -> subprocess.CompletedProcess:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(package_parent),
-               "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
-        return subprocess.run([*NOBODY, sys.executable, "-c", textwrap.dedent(code)],
-                              capture_output=True, text=True, env=env, cwd="/", timeout=60)
-
-    return run
+def empty_2m_pool(pools_restored: None) -> Path:
+    """The 2 MiB pool with no page to give: shrunk to the pages in use (none free) and no
+    overcommit ceiling; put back when the test ends (``pools_restored``). Returns the pool's
+    directory. Skips if free pages stay: another process holds them reserved."""
+    if not POOL_2M.is_dir():
+        pytest.skip("this kernel has no 2048 kB hugepage pool")
+    c = pool_counts(POOL_2M)
+    if c["nr_overcommit_hugepages"]:
+        (POOL_2M / "nr_overcommit_hugepages").write_text("0")
+    (POOL_2M / "nr_hugepages").write_text(str(c["nr_hugepages"] - c["free_hugepages"]))
+    c = pool_counts(POOL_2M)
+    if c["free_hugepages"] - c["resv_hugepages"] > 0:
+        pytest.fail(f"the 2 MiB pool kept {c['free_hugepages']} free pages after shrinking")
+    if c["free_hugepages"]:
+        pytest.skip("another process holds free 2 MiB pages reserved")
+    return POOL_2M
 
 
 @pytest.fixture
-def swapfile(tmp_path: Path, is_root: None) -> Iterator[Path]:
-    """A 64 MiB swap file, switched on for the test, then off and removed, pass or fail."""
-    path = tmp_path / "physmem-test.swap"
-    with open(path, "wb") as f:
-        f.write(b"\0" * (64 << 20))
-    os.chmod(path, 0o600)
-    subprocess.run(["mkswap", str(path)], check=True, capture_output=True)
-    subprocess.run(["swapon", str(path)], check=True, capture_output=True)
+def sysctl_restored(is_root: None) -> Iterator[Callable[..., None]]:
+    """``sysctl(name, value=None)``: remember /proc/sys/NAME (dots or slashes) as it is and
+    write ``value`` if given; every file remembered is put back when the test ends, pass or
+    fail, with plain open() (so a broken physmem cannot break the restore). Files that change
+    each other (vm.overcommit_ratio and _kbytes zero each other) are put back until all
+    read as before."""
+    saved: dict[Path, str] = {}
+
+    def sysctl(name: str, value: object = None) -> None:
+        path = Path("/proc/sys") / name.replace(".", "/")
+        if path not in saved:
+            saved[path] = path.read_text()
+        if value is not None:
+            path.write_text(str(value))
+
+    yield sysctl
+    for _ in range(2):
+        for path, text in saved.items():
+            if path.read_text() != text:
+                path.write_text(text)
+    changed = [str(p) for p, text in saved.items() if p.read_text() != text]
+    assert not changed, f"could not restore {changed}"
+
+
+def snapshot_proc_file(name: str, dest: Path) -> Path:
+    """A byte copy of /proc/NAME at ``dest``, read in large chunks to its end (procfs shows
+    no size) with plain os.read: no physmem involved. A link at ``dest`` (``frozen_proc``'s)
+    is replaced, never written through. Returns ``dest``."""
+    if dest.is_symlink():
+        dest.unlink()
+    fd = os.open(f"/proc/{name}", os.O_RDONLY)
     try:
-        yield path
+        with open(dest, "xb") as out:
+            while chunk := os.read(fd, 1 << 20):
+                out.write(chunk)
     finally:
-        subprocess.run(["swapoff", str(path)], check=True, capture_output=True)
-        path.unlink()
+        os.close(fd)
+    return dest
+
+
+def kpageflags_frames() -> int:
+    """Frames /proc/kpageflags covers, found with plain preads at doubling offsets and then
+    a bisection: the first PFN whose entry reads empty."""
+    fd = os.open("/proc/kpageflags", os.O_RDONLY)
+    try:
+        lo, hi = 0, 1   # lo reads, hi may not
+        while len(os.pread(fd, 8, hi * 8)) == 8:
+            lo, hi = hi, hi * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if len(os.pread(fd, 8, mid * 8)) == 8 else (lo, mid)
+        return hi
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture(scope="session")
+def kpageflags_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One byte copy of /proc/kpageflags for the session (``snapshot_proc_file``). Compared
+    with a reading of itself, a snapshot's age does not matter; a copy costs a second."""
+    if os.geteuid() != 0:
+        pytest.skip(ROOT_REASON)
+    return snapshot_proc_file("kpageflags", tmp_path_factory.mktemp("snapshot") / "kpageflags")
 
 
 @pytest.fixture
-def child_process() -> Iterator[Callable[[], int]]:
-    """Start helper processes (python sleeping on stdin); all are killed at the end."""
-    procs: list[subprocess.Popen] = []
+def frozen_proc(tmp_path: Path, is_root: None, kpageflags_snapshot: Path) -> Path:
+    """A proc root whose kpageflags is a snapshot (``kpageflags_snapshot``) and every other
+    entry a link to the live /proc. Live frames change between any two reads (a page freed
+    and reused in between); read from here, physmem and the test's own reading of
+    ``frozen_proc / "kpageflags"`` see the same bytes and can be compared exactly. Another
+    file is frozen with ``snapshot_proc_file(name, frozen_proc / name)``."""
+    root = tmp_path / "proc"
+    root.mkdir()
+    for name in os.listdir("/proc"):
+        if name != "kpageflags":
+            (root / name).symlink_to(f"/proc/{name}")
+    (root / "kpageflags").symlink_to(kpageflags_snapshot)
+    return root
 
-    def start() -> int:
-        p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                             stdin=subprocess.PIPE)
-        procs.append(p)
-        return p.pid
 
-    yield start
-    for p in procs:
-        p.kill()
-        p.wait()
+def run_physmem_frozen(frozen: dict[str, Path], *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m physmem.cli ARGS`` in a private mount namespace in which each
+    ``/proc/NAME`` of ``frozen`` is the snapshot file given (bind-mounted over it): the
+    command reads /proc as always, and the test reads the same bytes from the snapshots.
+    Root only; nothing outside the child's namespace changes."""
+    import shlex
+
+    env, cwd = python_env()
+    binds = " && ".join(f"mount --bind {shlex.quote(str(src))} /proc/{name}"
+                        for name, src in frozen.items())
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", binds + ' && exec "$@"',
+         "sh", sys.executable, "-m", "physmem.cli", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, **kwargs)
