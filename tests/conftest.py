@@ -63,16 +63,16 @@ def wait_until(check: Callable[[], object], seconds: float = 15.0, interval: flo
     return True
 
 
-def wait_for_exit(pid: int, seconds: float = 15.0) -> bool:
-    """Wait until process ``pid`` (not necessarily a child) has exited: its pidfd becomes
-    readable then. False if it is still running after ``seconds``."""
+def kill_and_wait(pid: int, seconds: float = 15.0) -> bool:
+    """SIGKILL process ``pid`` (a child or not) and wait until it has exited: its pidfd,
+    opened before the signal so that a reused pid cannot be mistaken for it, becomes readable
+    then. False if it is still there after ``seconds``."""
     import select
+    import signal
 
+    fd = os.pidfd_open(pid)
     try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
         return bool(select.select([fd], [], [], seconds)[0])
     finally:
         os.close(fd)
@@ -302,6 +302,13 @@ def kpageflags_frames() -> int:
         os.close(fd)
 
 
+def kpageflags_marks_free_tails() -> bool:
+    """kpageflags flags every frame of a free block BUDDY since Linux 4.6, before that only
+    the block's first frame."""
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    return (major, minor) >= (4, 6)
+
+
 @pytest.fixture(scope="session")
 def kpageflags_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One byte copy of /proc/kpageflags for the session (``snapshot_proc_file``). Compared
@@ -341,3 +348,74 @@ def run_physmem_frozen(frozen: dict[str, Path], *args: str, **kwargs) -> subproc
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", binds + ' && exec "$@"',
          "sh", sys.executable, "-m", "physmem.cli", *args],
         capture_output=True, text=True, env=env, cwd=cwd, **kwargs)
+
+
+def _grant_traverse(path: Path, changed: dict[Path, int]) -> None:
+    """Give 'others' search permission on every directory above ``path``."""
+    for parent in [*reversed(path.parents)]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            changed.setdefault(parent, stat.S_IMODE(mode))
+            os.chmod(parent, stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+@pytest.fixture
+def run_unprivileged(request: pytest.FixtureRequest, is_root: None) -> Callable[[str], subprocess.CompletedProcess]:
+    """Run Python code as uid/gid 65534 with no capabilities, importing this physmem.
+
+    The interpreter and the package may live under a 0700 home (pyenv under /root): search
+    permission is granted on the way to them for the test's duration and then restored.
+    """
+    import physmem
+
+    changed: dict[Path, int] = {}
+
+    def restore() -> None:
+        for path, mode in changed.items():
+            os.chmod(path, mode)
+
+    request.addfinalizer(restore)
+    package_parent = Path(physmem.__file__).resolve().parent.parent
+    for target in (Path(sys.executable).resolve(), Path(os.__file__).resolve(), package_parent / "physmem"):
+        _grant_traverse(target, changed)
+
+    def run(code: str) -> subprocess.CompletedProcess:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(package_parent),
+               "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
+        return subprocess.run([*NOBODY, sys.executable, "-c", textwrap.dedent(code)],
+                              capture_output=True, text=True, env=env, cwd="/", timeout=60)
+
+    return run
+
+
+@pytest.fixture
+def swapfile(tmp_path: Path, is_root: None) -> Iterator[Path]:
+    """A 64 MiB swap file, switched on for the test, then off and removed, pass or fail."""
+    path = tmp_path / "physmem-test.swap"
+    with open(path, "wb") as f:
+        f.write(b"\0" * (64 << 20))
+    os.chmod(path, 0o600)
+    subprocess.run(["mkswap", str(path)], check=True, capture_output=True)
+    subprocess.run(["swapon", str(path)], check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["swapoff", str(path)], check=True, capture_output=True)
+        path.unlink()
+
+
+@pytest.fixture
+def child_process() -> Iterator[Callable[[], int]]:
+    """Start helper processes (python sleeping on stdin); all are killed at the end."""
+    procs: list[subprocess.Popen] = []
+
+    def start() -> int:
+        p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+        procs.append(p)
+        return p.pid
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()

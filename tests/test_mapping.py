@@ -332,8 +332,8 @@ def run_child(code: str) -> subprocess.CompletedProcess:
 
 
 def test_remap_refuses_an_occupied_target():
-    # Issue 10.1: MREMAP_FIXED silently replaced m1's pages; m1.close() then unmapped m2's
-    # memory and the next access segfaulted.
+    # MREMAP_FIXED replaces whatever is at the target without a word: m1's pages would
+    # vanish, m1.close() would then unmap m2's memory and the next access segfault.
     proc = run_child("""
         import numpy as np
         from physmem import Mapping
@@ -385,7 +385,7 @@ def test_remap_to_a_free_address_leaves_no_reservation_behind():
 
 
 def test_file_mapping_beyond_end_of_file_is_refused(tmp_path):
-    # Issue 10.4: a page wholly past EOF raises SIGBUS on access; from_fd refuses such a map.
+    # A page wholly past EOF raises SIGBUS on access, so from_fd refuses such a map.
     path = tmp_path / "f"
     path.write_bytes(bytes(PAGE_SIZE))
     proc = run_child(f"""
@@ -453,8 +453,8 @@ BAD_MAPPING_CALLS = [
 @pytest.mark.parametrize("match,call", BAD_MAPPING_CALLS,
                          ids=[f"{i}-{m}" for i, (m, _) in enumerate(BAD_MAPPING_CALLS)])
 def test_out_of_range_and_non_integer_arguments(match, call):
-    # Issue 10.10: these reached cffi/numpy and raised OverflowError, ZeroDivisionError or
-    # TypeError, or truncated a float silently.
+    # Unchecked, these would reach cffi/numpy and raise OverflowError, ZeroDivisionError or
+    # TypeError, or truncate a float silently.
     with Mapping.anonymous(MiB) as m:
         with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
             call(m)
@@ -537,30 +537,6 @@ def test_adopting_constructor_takes_a_real_mapping_with_its_permissions():
     assert ctypes.string_at(rw + PAGE_SIZE + 3, 1) == b"*"  # read back without physmem
     m.close()
     assert not is_mapped(rw, 2 * PAGE_SIZE)
-
-
-@pytest.fixture
-def empty_2m_pool(is_root):
-    """The 2 MiB pool with no page to give (none free, no overcommit); restored after."""
-    pool = "/sys/kernel/mm/hugepages/hugepages-2048kB"
-    if not os.path.isdir(pool):
-        pytest.skip("this kernel has no 2048 kB hugepage pool")
-    saved = {}
-    for name in ("nr_overcommit_hugepages", "nr_hugepages"):
-        with open(f"{pool}/{name}") as f:
-            saved[name] = f.read().strip()
-    try:
-        for name in saved:
-            with open(f"{pool}/{name}", "w") as f:
-                f.write("0")
-        with open(f"{pool}/free_hugepages") as f, open(f"{pool}/resv_hugepages") as g:
-            if int(f.read()) - int(g.read()):
-                pytest.skip("another process holds free 2 MiB pages")
-        yield pool
-    finally:
-        for name, value in saved.items():
-            with open(f"{pool}/{name}", "w") as f:
-                f.write(value)
 
 
 @pytest.mark.hugepages

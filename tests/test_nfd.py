@@ -190,13 +190,10 @@ def test_physmem_nfd_needs_root(run_unprivileged, tmp_path):
 
 
 @pytest.fixture
-def io_uring_disabled(request: pytest.FixtureRequest, is_root: None):
-    path = Path("/proc/sys/kernel/io_uring_disabled")
-    if not path.exists():
+def io_uring_disabled(sysctl_restored):
+    if not Path("/proc/sys/kernel/io_uring_disabled").exists():
         pytest.skip("kernel.io_uring_disabled needs Linux 6.6")
-    original = path.read_text().strip()
-    request.addfinalizer(lambda: path.write_text(original))
-    return lambda value: path.write_text(str(value))
+    return lambda value: sysctl_restored("kernel.io_uring_disabled", value)
 
 
 @pytest.mark.root

@@ -11,8 +11,8 @@ import pytest
 from physmem.analysis import physmap
 from physmem.analysis.physmap import CellMap, PageClass, cell_map, classify, free_mask
 
-from conftest import (PAGE, anonymous, kpageflags_frames, run_physmem, run_physmem_frozen,
-                      settled)
+from conftest import (PAGE, anonymous, kpageflags_frames, kpageflags_marks_free_tails, run_physmem,
+                      run_physmem_frozen, settled)
 
 # Bit numbers from Documentation/admin-guide/mm/pagemap.rst and kernel-page-flags.h,
 # written out here so the rules below do not lean on physmem's KPF.
@@ -70,13 +70,6 @@ def zone_starts() -> list[int]:
         elif w[:1] == ["start_pfn:"] and spanned:
             starts.append(int(w[1]))
     return starts
-
-
-def tails_marked_by_this_kernel() -> bool:
-    """kpageflags flags every frame of a free block BUDDY since Linux 4.6, before that only
-    the block's first frame (the head-only rule is tested on made-up flags below)."""
-    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-    return (major, minor) >= (4, 6)
 
 
 def iomem_ram() -> list[tuple[int, int]]:
@@ -142,7 +135,7 @@ def test_snapshot_cells_equal_an_independent_count_exactly(frozen_proc, cp, sour
     assert cm.frames == len(flags) == kpageflags_frames()   # every frame of the live file
     assert cm.counts.sum() == len(flags)
     assert len(cm.counts) == -(-len(flags) // cp)
-    if not tails_marked_by_this_kernel():
+    if not kpageflags_marks_free_tails():   # the head-only rule: tested on made-up flags below
         pytest.skip("kpageflags marks only the head of a free block before Linux 4.6")
     assert cm.free_tails_marked
     cls = expected_classes(flags)
