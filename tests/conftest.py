@@ -117,17 +117,22 @@ _MARK_REASONS = {
 }
 
 
+# Fixtures that need root. Every other fixture that needs it asks for is_root; the
+# session-wide snapshot cannot (is_root is per test) and is named here.
+ROOT_FIXTURES = frozenset({"is_root", "kpageflags_snapshot"})
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The markers follow the fixtures, so that ``-m "not root"`` leaves out every test that
-    needs root or changes the system: a test that uses ``is_root`` (directly or through
-    another fixture: every fixture here that needs root asks for it) is ``root``; one that
-    uses ``pools_restored`` changes pools and is ``hugepages``; ``hugepages`` implies root."""
+    needs root or changes the system: a test that uses a ``ROOT_FIXTURES`` fixture (directly
+    or through another: every fixture here that needs root asks for is_root) is ``root``;
+    one that uses ``pools_restored`` changes pools and is ``hugepages``, which implies root."""
     for item in items:
-        names = getattr(item, "fixturenames", ())
+        names = set(getattr(item, "fixturenames", ()))
         if "pools_restored" in names and item.get_closest_marker("hugepages") is None:
             item.add_marker(pytest.mark.hugepages)
-        if ("is_root" in names or item.get_closest_marker("hugepages") is not None) \
+        if (names & ROOT_FIXTURES or item.get_closest_marker("hugepages") is not None) \
                 and item.get_closest_marker("root") is None:
             item.add_marker(pytest.mark.root)
 
@@ -360,7 +365,8 @@ def _grant_traverse(path: Path, changed: dict[Path, int]) -> None:
 
 
 @pytest.fixture
-def run_unprivileged(request: pytest.FixtureRequest, is_root: None) -> Callable[[str], subprocess.CompletedProcess]:
+def run_unprivileged(request: pytest.FixtureRequest,
+                     is_root: None) -> Callable[..., subprocess.CompletedProcess]:
     """Run Python code as uid/gid 65534 with no capabilities, importing this physmem.
 
     The interpreter and the package may live under a 0700 home (pyenv under /root): search
@@ -379,11 +385,15 @@ def run_unprivileged(request: pytest.FixtureRequest, is_root: None) -> Callable[
     for target in (Path(sys.executable).resolve(), Path(os.__file__).resolve(), package_parent / "physmem"):
         _grant_traverse(target, changed)
 
-    def run(code: str) -> subprocess.CompletedProcess:
+    def run(code: str, *, timeout: float = 60, reach: tuple[Path, ...] = (),
+            cwd: str = "/") -> subprocess.CompletedProcess:
+        """``reach``: more paths the child must get to (granted and restored the same way)."""
+        for target in reach:
+            _grant_traverse(Path(target).resolve() / "x", changed)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(package_parent),
                "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
         return subprocess.run([*NOBODY, sys.executable, "-c", textwrap.dedent(code)],
-                              capture_output=True, text=True, env=env, cwd="/", timeout=60)
+                              capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
     return run
 

@@ -620,7 +620,8 @@ BOOL_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("value", BAD_BOOLS, ids=repr)
+@pytest.mark.parametrize("value", BAD_BOOLS,
+                         ids=lambda v: "object()" if type(v) is object else repr(v))
 @pytest.mark.parametrize("name,call", BOOL_CALLS, ids=[n for n, _ in BOOL_CALLS])
 def test_switches_take_only_bools(name, call, value):
     # shared='1' made a shared mapping, mlock(on_fault=1j) locked on fault: truthiness

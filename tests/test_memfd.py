@@ -268,7 +268,8 @@ def test_out_of_range_and_non_integer_arguments(match, call):
         assert f.size == PAGE_SIZE and f.seals == Seal(0)
 
 
-@pytest.mark.parametrize("value", ["1", 1, 0, 1j, None, object()], ids=repr)
+@pytest.mark.parametrize("value", ["1", 1, 0, 1j, None, object()],
+                         ids=lambda v: "object()" if type(v) is object else repr(v))
 @pytest.mark.parametrize("name", ["cloexec", "sealing", "noexec"])
 def test_switches_take_only_bools(name, value):
     # cloexec=0 left the fd open across exec although 0 reads as "off"; truthiness decided.

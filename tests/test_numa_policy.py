@@ -134,7 +134,7 @@ def kpageflags(pfn: int) -> int:
 KPF_ZERO_PAGE = 24  # include/uapi/linux/kernel-page-flags.h
 
 
-def test_node_of_names_the_zero_page():
+def test_node_of_names_the_zero_page(is_root):
     # A page that was only read maps the shared zero page; move_pages reports -EFAULT for
     # it, which must not be mistaken for "unmapped".
     with Mapping.anonymous(3 * PAGE_SIZE) as m:
