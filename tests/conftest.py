@@ -4,7 +4,9 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import resource
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
@@ -35,6 +37,78 @@ def anonymous(size: int, *, touch: bool = True, private: bool = True) -> tuple[m
         for off in range(0, size, PAGE):
             m[off] = 1
     return m, address_of(m)
+
+
+def own_pfns(address: int, size: int) -> list[int]:
+    """The independent reading: raw pagemap entries of every base page, via plain os.pread."""
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        data = os.pread(fd, (size // PAGE) * 8, (address // PAGE) * 8)
+    finally:
+        os.close(fd)
+    entries = struct.unpack(f"<{size // PAGE}Q", data)
+    assert all(e >> 63 for e in entries), "every page must be present"
+    return [e & ((1 << 55) - 1) for e in entries]
+
+
+def own_pfns_at(addresses: list[int]) -> list[int]:
+    """PFN of the page at each address, one plain pread of pagemap each."""
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        out = []
+        for a in addresses:
+            (e,) = struct.unpack("<Q", os.pread(fd, 8, a // PAGE * 8))
+            assert e >> 63, f"{a:#x} not present"
+            out.append(e & ((1 << 55) - 1))
+        return out
+    finally:
+        os.close(fd)
+
+
+def registered_buffers(pid: str = "self") -> set[tuple[int, int]]:
+    """(address, length) of every io_uring fixed buffer of a process, from a plain read of
+    /proc/PID/fdinfo of each fd that is a ring."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[io_uring]":
+                continue
+            text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except FileNotFoundError:
+            continue
+        for line in text.split("UserBufs:", 1)[1].splitlines()[1:]:
+            if not line.startswith((" ", "\t")):
+                break
+            value = line.split(":", 1)[1].strip()
+            if value != "<none>":
+                address, length = value.split("/")
+                found.add((int(address, 16), int(length)))
+    return found
+
+
+# Python source that defines raw_pin(): whether this process can pin memory, found without
+# physmem: a new io_uring (raw syscalls through ctypes) registers one page of anonymous
+# memory as a fixed buffer. Returns 0, or the errno of the call that failed.
+RAW_PIN = """
+import ctypes as _ct, mmap as _mm, os as _os
+def raw_pin():
+    libc = _ct.CDLL(None, use_errno=True)
+    libc.syscall.restype = _ct.c_long
+    params = _ct.create_string_buffer(120)          # struct io_uring_params
+    fd = libc.syscall(_ct.c_long(425), _ct.c_long(1), params)   # io_uring_setup
+    if fd < 0:
+        return _ct.get_errno()
+    page = _mm.mmap(-1, 4096)
+    page[0] = 1
+    cell = _ct.c_char.from_buffer(page)
+    iov = (_ct.c_uint64 * 2)(_ct.addressof(cell), 4096)
+    # io_uring_register(fd, IORING_REGISTER_BUFFERS, &iov, 1)
+    ret = libc.syscall(_ct.c_long(427), _ct.c_long(fd), _ct.c_long(0), iov, _ct.c_long(1))
+    err = _ct.get_errno() if ret < 0 else 0
+    _os.close(fd)
+    del cell
+    return err
+"""
 
 
 def settled(check: Callable[[], None], attempts: int = 6) -> None:
@@ -253,14 +327,16 @@ def empty_2m_pool(pools_restored: None) -> Path:
 @pytest.fixture
 def sysctl_restored(is_root: None) -> Iterator[Callable[..., None]]:
     """``sysctl(name, value=None)``: remember /proc/sys/NAME (dots or slashes) as it is and
-    write ``value`` if given; every file remembered is put back when the test ends, pass or
-    fail, with plain open() (so a broken physmem cannot break the restore). Files that change
+    write ``value`` if given (the test is skipped where the kernel has no such file); every
+    file remembered is put back when the test ends, pass or fail, with plain open() (so a broken physmem cannot break the restore). Files that change
     each other (vm.overcommit_ratio and _kbytes zero each other) are put back until all
     read as before."""
     saved: dict[Path, str] = {}
 
     def sysctl(name: str, value: object = None) -> None:
         path = Path("/proc/sys") / name.replace(".", "/")
+        if not path.exists():
+            pytest.skip(f"this kernel has no {name}")
         if path not in saved:
             saved[path] = path.read_text()
         if value is not None:
@@ -385,14 +461,22 @@ def run_unprivileged(request: pytest.FixtureRequest,
     for target in (Path(sys.executable).resolve(), Path(os.__file__).resolve(), package_parent / "physmem"):
         _grant_traverse(target, changed)
 
-    def run(code: str, *, timeout: float = 60, reach: tuple[Path, ...] = (),
-            cwd: str = "/") -> subprocess.CompletedProcess:
-        """``reach``: more paths the child must get to (granted and restored the same way)."""
+    def run(code: str, *, caps: str = "", memlock: int | None = None, timeout: float = 60,
+            reach: tuple[Path, ...] = (), cwd: str = "/") -> subprocess.CompletedProcess:
+        """``caps``: capabilities the process keeps, in setpriv's words (``+sys_admin``);
+        ``memlock``: the RLIMIT_MEMLOCK (bytes, soft and hard) it runs under; ``reach``: more
+        paths the child must get to (granted and restored the same way)."""
         for target in reach:
             _grant_traverse(Path(target).resolve() / "x", changed)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(package_parent),
                "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
-        return subprocess.run([*NOBODY, sys.executable, "-c", textwrap.dedent(code)],
+        argv = [*NOBODY]
+        if caps:
+            argv += [f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+        if memlock is not None:
+            value = "unlimited" if memlock == resource.RLIM_INFINITY else memlock
+            argv = ["prlimit", f"--memlock={value}:{value}", *argv]
+        return subprocess.run([*argv, sys.executable, "-c", textwrap.dedent(code)],
                               capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
     return run
