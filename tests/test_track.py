@@ -157,6 +157,17 @@ def test_collect_without_reset_keeps_the_interval_open():
     m.close()
 
 
+def joined(ranges: list) -> list[tuple[int, int]]:
+    """Address ranges sorted, with ranges that touch or overlap made one."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(tuple(r) for r in ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
 def test_several_ranges_and_a_result_buffer_too_small_lose_nothing():
     # Every other page written: as many ranges as possible. The result buffer is cut to one
     # region before each collect, so the kernel stops again and again (walk_end) and the
@@ -166,11 +177,12 @@ def test_several_ranges_and_a_result_buffer_too_small_lose_nothing():
     m2, a2 = filled(1 << 20, seed=2)
     buf = np.ones(300 * PAGE + 123, dtype=np.uint8)  # a numpy array: rounded out to pages
     with DirtyTracker([m2, m1, buf]) as t:
-        got = {tuple(r) for r in t.ranges[["start", "end"]].tolist()}
         lo = buf.ctypes.data - buf.ctypes.data % PAGE
         hi = -(-(buf.ctypes.data + buf.nbytes) // PAGE) * PAGE
-        assert got == {(m1.address, m1.address + m1.size), (m2.address, m2.address + m2.size),
-                       (lo, hi)}
+        # Compared as the bytes covered: the kernel may place two of the areas back to back,
+        # and the tracker may then hold them as one range.
+        assert joined(t.ranges[["start", "end"]].tolist()) == joined(
+            [(m1.address, m1.address + m1.size), (m2.address, m2.address + m2.size), (lo, hi)])
         for parity in (0, 1, 0):
             snaps = [a1.copy(), a2.copy()]
             w1 = [p for p in range(m1.size // PAGE) if p % 2 == parity]
