@@ -184,6 +184,24 @@ def run_physmem(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, env=env, cwd=cwd, **kwargs)
 
 
+def kept_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             name: str) -> Path:
+    """A directory kept across runs for what is costly to remake (a built wheel, mypy's
+    cache): pytest's cache directory where it can be written, else the runner's own pytest
+    temporary root (per user, kept across runs), else this run's."""
+    cache = getattr(request.config, "cache", None)   # absent under -p no:cacheprovider
+    if cache is not None:
+        try:
+            return Path(cache.mkdir(name))
+        except OSError:   # a checkout of someone else's
+            pass
+    base = tmp_path_factory.getbasetemp()
+    if request.config.option.basetemp is None:   # pytest's per-user root, not this run's
+        base = base.parent
+    (base / name).mkdir(exist_ok=True)
+    return base / name
+
+
 ROOT_REASON = "needs root: PFNs and /proc/kpage* are visible to CAP_SYS_ADMIN only"
 _MARK_REASONS = {
     "root": ROOT_REASON,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import python_env
+from conftest import kept_dir, python_env
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # Not run here: installing (CI just did), the test suite itself, and the benchmarks (each
@@ -110,16 +110,21 @@ def test_readme_python_block_runs(block, sysctls_restored, hugepage_pool):
     assert proc.returncode == 0, f"{block}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
 
 
-def test_readme_python_type_checks(tmp_path):
+def test_readme_python_type_checks(request, tmp_path_factory):
     # What a user's type checker says about the README's code (physmem ships py.typed).
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (pip install '.[test]')")
+    # Blocks and mypy's cache kept across runs in one place: mypy rechecks only the blocks
+    # (and physmem modules) whose source changed.
+    kept = kept_dir(request, tmp_path_factory, "physmem-readme-mypy")
+    for old in kept.glob("block*.py"):
+        old.unlink()
     files = []
     for i, block in enumerate(readme_python_blocks()):
-        files.append(tmp_path / f"block{i}.py")
+        files.append(kept / f"block{i}.py")
         files[-1].write_text(PRELUDE + block)
     env, cwd = python_env()
     r = subprocess.run([sys.executable, "-m", "mypy", "--ignore-missing-imports",
-                        "--cache-dir", str(tmp_path / "cache"), *map(str, files)],
+                        "--cache-dir", str(kept / "cache"), *map(str, files)],
                        capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import kept_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = {"build": "build", "auditwheel": "auditwheel", "twine": "twine"}
 HUGEPAGES = Path("/sys/kernel/mm/hugepages")
@@ -42,22 +44,6 @@ def _inputs() -> list[Path]:
     return files
 
 
-def _cache_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where built wheels are kept: pytest's cache directory where it can be written, else
-    the runner's own pytest temporary root (kept across runs), else this run's."""
-    cache = getattr(request.config, "cache", None)   # absent under -p no:cacheprovider
-    if cache is not None:
-        try:
-            return Path(cache.mkdir("physmem-wheel"))
-        except OSError:   # a checkout of someone else's
-            pass
-    base = tmp_path_factory.getbasetemp()
-    if request.config.option.basetemp is None:   # pytest's per-user root, not this run's
-        base = base.parent
-    (base / "physmem-wheel").mkdir(exist_ok=True)
-    return base / "physmem-wheel"
-
-
 @pytest.fixture(scope="session")
 def built(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | float]:
@@ -72,7 +58,7 @@ def built(request: pytest.FixtureRequest,
     digest = hashlib.sha256()
     for f in _inputs():
         digest.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
-    out = _cache_dir(request, tmp_path_factory) / digest.hexdigest()[:16]
+    out = kept_dir(request, tmp_path_factory, "physmem-wheel") / digest.hexdigest()[:16]
     done = out / "done"
     if not done.exists():
         shutil.rmtree(out, ignore_errors=True)
