@@ -113,10 +113,62 @@ def test_no_test_decides_by_itself_that_it_needs_root():
     assert not found, f"ask for the is_root fixture instead: {found}"
 
 
+# Written by the kernel on every fork: not a setting.
+VOLATILE = {"/proc/sys/kernel/ns_last_pid"}
+
+
+def system_settings() -> dict[str, object]:
+    """What a test could leave changed, read with plain open(): every hugepage pool's
+    counters that a write sets (per size and per node), every sysctl root can write under
+    vm, kernel and fs, the mounts of this mount namespace, the swap areas, and which memory
+    blocks are online."""
+    state: dict[str, object] = {}
+    for pattern in ("/sys/kernel/mm/hugepages/*/nr_*hugepages",
+                    "/sys/devices/system/node/node*/hugepages/*/nr_hugepages",
+                    "/sys/devices/system/memory/memory*/state"):
+        for path in sorted(Path("/").glob(pattern.lstrip("/"))):
+            state[str(path)] = path.read_text()
+    for base in ("/proc/sys/vm", "/proc/sys/kernel", "/proc/sys/fs"):
+        for folder, _, files in os.walk(base):
+            for name in files:
+                path = os.path.join(folder, name)
+                if path in VOLATILE or not os.stat(path).st_mode & 0o200:
+                    continue
+                try:
+                    with open(path) as f:
+                        state[path] = f.read()
+                except OSError:   # write-only (compact_memory, drop_caches)
+                    pass
+    with open("/proc/self/mountinfo") as f:
+        # Mount point, type and source; mount ids and peer groups are not settings.
+        state["mounts"] = sorted(" ".join(line.split()[4:5] + line.split(" - ")[1].split()[:2])
+                                 for line in f)
+    with open("/proc/swaps") as f:
+        state["swaps"] = sorted(line.split()[0] for line in f.readlines()[1:])
+    return state
+
+
+def test_system_settings_see_a_change(is_root):
+    """The check below can fail: a mount made in a new mount namespace shows in that
+    namespace's reading (unshare -m keeps the test's own namespace untouched)."""
+    probe = ("import sys; sys.path.insert(0, %r); import test_suite_split as t; "
+             "import json; print(json.dumps(t.system_settings()['mounts']))" % str(TESTS))
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                        f"mount -t tmpfs split-probe /mnt && {sys.executable} -c {probe!r}"],
+                       capture_output=True, text=True, timeout=60, env=python_env()[0])
+    if r.returncode != 0 and "Operation not permitted" in r.stderr:
+        pytest.skip("unshare -m needs CAP_SYS_ADMIN")
+    assert r.returncode == 0, r.stderr
+    assert "/mnt tmpfs split-probe" in json.loads(r.stdout)
+    assert "/mnt tmpfs split-probe" not in system_settings()["mounts"]
+
+
 def test_the_unprivileged_half_passes_as_nobody(run_unprivileged):
     """``pytest -m "not root"`` as uid 65534 from outside the checkout: no failure, no error,
-    no test skipped for want of root, in under a minute."""
+    no test skipped for want of root, in under a minute, and no pool, sysctl, mount, swap
+    area or memory block changed by it."""
     work = Path(tempfile.mkdtemp(prefix="physmem-split-", dir="/tmp"))
+    before = system_settings()
     try:
         os.chown(work, 65534, 65534)
         report = work / "report.xml"
@@ -128,6 +180,10 @@ def test_the_unprivileged_half_passes_as_nobody(run_unprivileged):
                                   "--junitxml", {str(report)!r}, {str(TESTS)!r}]))
         """, timeout=600, reach=(TESTS,), cwd=str(work))
         took = time.monotonic() - t0
+        after = system_settings()
+        changed = {k: (before.get(k), after.get(k)) for k in before.keys() | after.keys()
+                   if before.get(k) != after.get(k)}
+        assert not changed, f"the unprivileged half changed the system: {changed}"
         assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-3000:]
         suite = ET.parse(report).getroot().find("testsuite")
         assert suite is not None
