@@ -214,9 +214,9 @@ def test_several_ranges_and_a_result_buffer_too_small_lose_nothing():
                 marked |= {start + i * PAGE
                            for i in np.flatnonzero(bits[at:at + (end - start) // PAGE]).tolist()}
                 at += (end - start) // PAGE
-            assert sorted(a for a in marked if m1.address <= a < m1.address + m1.size) == \
+            assert sorted(x for x in marked if m1.address <= x < m1.address + m1.size) == \
                 [m1.address, m1.address + 5 * PAGE]
-            assert sorted(a for a in marked if m2.address <= a < m2.address + m2.size) == \
+            assert sorted(x for x in marked if m2.address <= x < m2.address + m2.size) == \
                 [m2.address + m2.size - PAGE]
             t.reset()
     del a1, a2
