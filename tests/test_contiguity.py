@@ -514,7 +514,7 @@ def _fake_machine(root: Path, *, heads_only: bool) -> Path:
         seg = free[lo:lo + 1024]
         if seg.all():
             blocks[10] += 1
-        else:   # a block with one hole: split down to the hole
+        elif seg.any():   # a block with one hole: split down to the hole
             for k in range(9, -1, -1):
                 for s in range(0, 1024, 1 << k):
                     part = seg[s:s + (1 << k)]
