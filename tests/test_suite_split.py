@@ -56,8 +56,9 @@ def collect(tmp_path: Path, *args: str) -> dict[str, dict[str, dict[str, list[st
     env, cwd = python_env()
     env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env['PYTHONPATH']}"
     env["SPLIT_REPORT"] = str(report)
+    # --assert=plain: nothing runs, so the asserts need no rewriting (2.5 s of the 4 s).
     r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "split_plugin",
-                        "-p", "no:cacheprovider", str(TESTS), *args],
+                        "-p", "no:cacheprovider", "--assert=plain", str(TESTS), *args],
                        capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return json.loads(report.read_text())
