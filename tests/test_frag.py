@@ -119,6 +119,10 @@ def test_cli_refuses_a_node_that_does_not_exist_naming_those_that_do(node):
     assert r.returncode == 2 and not r.stdout
     assert f"--node {node}: no such NUMA node" in r.stderr
     assert f"online nodes: {', '.join(map(str, have))}" in r.stderr
+
+
+def test_cli_node_that_exists_is_the_one_reported():
+    have = online_nodes()
     r = run_physmem("frag", "--node", str(have[0]), "--json")
     assert r.returncode == 0 and {d["node"] for d in json.loads(r.stdout)} == {have[0]}
 
