@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -167,20 +168,25 @@ def test_system_settings_see_a_change(is_root):
 def test_the_unprivileged_half_passes_as_nobody(run_unprivileged):
     """``pytest -m "not root"`` as uid 65534 from outside the checkout: no failure, no error,
     no test skipped for want of root, in under a minute, and no pool, sysctl, mount, swap
-    area or memory block changed by it."""
+    area or memory block changed by it.
+
+    The minute is wall time on a machine of its own (as CI has it): the half is serial and
+    CPU-bound, so a busy neighbour (another test run, a busy VM host) stretches it, by up to
+    half again in our runs; the CPU time it used is printed beside it to tell the two apart."""
     work = Path(tempfile.mkdtemp(prefix="physmem-split-", dir="/tmp"))
     before = system_settings()
     try:
         os.chown(work, 65534, 65534)
         report = work / "report.xml"
-        t0 = time.monotonic()
+        t0, used0 = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
         # pytest's per-user temporary root keeps what a run may reuse (the built wheel).
         r = run_unprivileged(f"""
             import sys, pytest
             sys.exit(pytest.main(["-q", "-m", "not root", "-p", "no:cacheprovider",
                                   "--junitxml", {str(report)!r}, {str(TESTS)!r}]))
         """, timeout=600, reach=(TESTS,), cwd=str(work))
-        took = time.monotonic() - t0
+        took, used = time.monotonic() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (used.ru_utime - used0.ru_utime) + (used.ru_stime - used0.ru_stime)
         after = system_settings()
         changed = {k: (before.get(k), after.get(k)) for k in before.keys() | after.keys()
                    if before.get(k) != after.get(k)}
@@ -193,8 +199,8 @@ def test_the_unprivileged_half_passes_as_nobody(run_unprivileged):
         for_root = [s for s in skipped if "root" in s[1].lower()]
         assert not for_root, f"tests skipped for want of root, not marked root: {for_root}"
         print(f"unprivileged half: {suite.get('tests')} tests, {len(skipped)} skipped, "
-              f"{took:.1f} s")
+              f"{cpu:.1f} s of CPU, {took:.1f} s of wall time")
         assert int(suite.get("tests", 0)) > 500
-        assert took < 60, f"the unprivileged half took {took:.0f} s"
+        assert took < 60, f"the unprivileged half took {took:.0f} s ({cpu:.0f} s of CPU)"
     finally:
         shutil.rmtree(work, ignore_errors=True)
