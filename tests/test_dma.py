@@ -392,24 +392,20 @@ def test_verify_reports_both_checks_as_root(hugepage_pool):
 
 # CAP_SYS_ADMIN makes pagemap show PFNs, but /proc/kpageflags is mode 0400 root: a non-root
 # user holding the capability (`setcap cap_sys_admin`) cannot open it. CAP_IPC_LOCK for mlock.
-CAPPED = ["--inh-caps=+sys_admin,+ipc_lock", "--ambient-caps=+sys_admin,+ipc_lock"]
+CAPPED = "+sys_admin,+ipc_lock"
+ALLOC_2M = "import sys\nfrom physmem.cli import main\nsys.exit(main(['alloc', '2M'{}]))\n"
 
 
 def test_verify_says_kpageflags_was_not_checked_without_access(hugepage_pool, run_unprivileged):
-    from conftest import NOBODY
-
     hugepage_pool(1)
     assert os.stat("/proc/kpageflags").st_mode & 0o077 == 0, "kpageflags readable by others?"
-    env, cwd = python_env()
-    run = subprocess.run([*NOBODY, *CAPPED, sys.executable, "-m", "physmem.cli", "alloc", "2M",
-                          "--json"], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    run = run_unprivileged(ALLOC_2M.format(", '--json'"), caps=CAPPED)
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     assert out["verified"] is False
     assert out["verification"]["pagemap"] is True and out["verification"]["kpageflags"] is False
     assert "kpageflags" in out["verification"]["not_checked"]
-    text = subprocess.run([*NOBODY, *CAPPED, sys.executable, "-m", "physmem.cli", "alloc", "2M"],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    text = run_unprivileged(ALLOC_2M.format(""), caps=CAPPED)
     assert text.returncode == 0, text.stderr
     assert "verified with pagemap" in text.stdout
     assert "not checked: kpageflags" in text.stdout and "hugetlb" not in text.stdout.split(
