@@ -5,7 +5,7 @@ Run as root (under ``flock /work/pytest.lock`` on a shared machine: it changes t
 pool): ``python benchmarks/contiguous.py``. The pool is grown to 512 free pages for the run
 and put back afterwards. Peers from ``benchmarks/peers/setup.sh`` (``dpdk_memzone``).
 Every timed contender runs the same number of rounds, interleaved in shuffled order.
-Targets: issue 15 (yield, DPDK, virt_to_phys), issue 16 (reserve=True).
+Targets: yield, DPDK, virt_to_phys and reserve=True, each stated where it is measured.
 """
 from __future__ import annotations
 
@@ -347,7 +347,7 @@ def speed(v: Verdicts, res: physmem.hugepages.Reservation) -> None:
 
 
 def reserve_true(v: Verdicts) -> None:
-    """Issue 16: a reserve=True buffer, on the pool as the machine has it."""
+    """A reserve=True buffer, on the pool as the machine has it."""
     size = 64 << 20
     n = size // MB2
     print("reserve=True (the pool as the machine has it; nothing reserved beforehand)")

@@ -1,7 +1,7 @@
 """Whole-machine kpageflags summary: physmem's command against the kernel's page-types and
 against one raw single-threaded read of /proc/kpageflags.
 
-Targets (issues 13 and 15): ``physmem kpageflags --summary`` (the command, start to exit)
+Targets: ``physmem kpageflags --summary`` (the command, start to exit)
 <= 0.75x page-types' wall time, and <= 0.75x one raw single-threaded read of the file;
 ``KPageFlags.summary()`` in process <= 1.2x the raw read. The CLI's own start-up time
 (``physmem --help``: Python, numpy and the extension loading) is reported beside them.

@@ -1,7 +1,7 @@
 """physmem.proc against a raw read and against psutil, records against records, on a helper
 process with about 2,600 mappings.
 
-Targets (issues 3 and 15): maps parse <= 1.5x a raw read, smaps parse <= 2x a raw read;
+Targets: maps parse <= 1.5x a raw read, smaps parse <= 2x a raw read;
 ``list(proc.smaps())`` >= 3.5x faster than psutil ``memory_maps(grouped=False)`` (both build
 every record); ``smaps_rollup`` >= 20x faster than ``memory_maps(grouped=True)``.
 Every contender runs the same number of rounds, interleaved in shuffled order (see _bench);

@@ -3,7 +3,7 @@ kernel's own page-types; kpageflags reads against one pread per frame.
 
 Run as root: ``python benchmarks/translate.py`` (peers from ``benchmarks/peers/setup.sh``).
 Every contender runs the same number of rounds, interleaved in shuffled order (see _bench).
-Targets (issue 15): translate <= 1.2x raw preadv; >= 20x the C per-page pread loop;
+Targets: translate <= 1.2x raw preadv; >= 20x the C per-page pread loop;
 >= 20x page-types -L on the same range.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ Contenders, each timed over the touch only (server started before, stopped after
 number of rounds, interleaved in shuffled order, in two placements: left to the scheduler,
 and faulter and servers pinned to one CPU (on a VM whose idle vCPUs halt without polling, a
 cross-CPU wake-up per fault costs more than the fault; the setting is printed).
-Targets (issue 15): ``serve_from`` <= 1.3x the reference server's time; and at least 100,000
+Targets: ``serve_from`` <= 1.3x the reference server's time; and at least 100,000
 faults/s wherever the reference itself reaches 150,000/s.
 
     python benchmarks/userfaultfd.py [--mib 64] [--rounds 7]

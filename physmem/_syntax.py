@@ -1,7 +1,7 @@
 """The kernel's text syntaxes, parsed in one place: CPU/node lists, hex masks, sizes, escapes.
 
 Every reader of /proc and /sys (and the CLI, for sizes) uses these; a second copy elsewhere
-in the package would drift (issue 11/12: three CPU-list parsers disagreed on ``0-7:2/4``).
+in the package would drift (three CPU-list parsers once disagreed on ``0-7:2/4``).
 Parsers of kernel files raise :class:`~physmem.errors.ParseError` naming the file; the size
 parser reads user input too and raises :class:`~physmem.errors.InvalidArgument`.
 """

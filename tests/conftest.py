@@ -115,8 +115,6 @@ def settled(check: Callable[[], None], attempts: int = 6) -> None:
     """Run ``check`` until it passes. Two readings of free memory taken moments apart can
     straddle a burst (hugepages an earlier test gave back are freed by a kernel worker);
     memory that keeps disagreeing still fails on the last attempt."""
-    import time
-
     for attempt in range(attempts):
         try:
             check()
@@ -125,6 +123,33 @@ def settled(check: Callable[[], None], attempts: int = 6) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.25)
+
+
+def wait_until(check: Callable[[], object], seconds: float = 15.0, interval: float = 0.005) -> bool:
+    """Poll ``check`` until it returns true (True) or ``seconds`` pass (False): the one way the
+    tests wait for something the kernel or another process does on its own time (a dead
+    process's pages freed, a guardian's restore, a thread started)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def kill_and_wait(pid: int, seconds: float = 15.0) -> bool:
+    """SIGKILL process ``pid`` (a child or not) and wait until it has exited: its pidfd,
+    opened before the signal so that a reused pid cannot be mistaken for it, becomes readable
+    then. False if it is still there after ``seconds``."""
+    import select
+    import signal
+
+    fd = os.pidfd_open(pid)
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return bool(select.select([fd], [], [], seconds)[0])
+    finally:
+        os.close(fd)
 
 
 def kernel_thread() -> str | None:
@@ -159,11 +184,49 @@ def run_physmem(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, env=env, cwd=cwd, **kwargs)
 
 
+def kept_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             name: str) -> Path:
+    """A directory kept across runs for what is costly to remake (a built wheel, mypy's
+    cache): pytest's cache directory where it can be written, else the runner's own pytest
+    temporary root (per user, kept across runs), else this run's."""
+    cache = getattr(request.config, "cache", None)   # absent under -p no:cacheprovider
+    if cache is not None:
+        try:
+            return Path(cache.mkdir(name))
+        except OSError:   # a checkout of someone else's
+            pass
+    base = tmp_path_factory.getbasetemp()
+    if request.config.option.basetemp is None:   # pytest's per-user root, not this run's
+        base = base.parent
+    (base / name).mkdir(exist_ok=True)
+    return base / name
+
+
 ROOT_REASON = "needs root: PFNs and /proc/kpage* are visible to CAP_SYS_ADMIN only"
 _MARK_REASONS = {
     "root": ROOT_REASON,
     "hugepages": "needs root: changes hugepage pools (nr_hugepages is writable by root only)",
 }
+
+
+# Fixtures that need root. Every other fixture that needs it asks for is_root; the
+# session-wide snapshot cannot (is_root is per test) and is named here.
+ROOT_FIXTURES = frozenset({"is_root", "kpageflags_snapshot"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The markers follow the fixtures, so that ``-m "not root"`` leaves out every test that
+    needs root or changes the system: a test that uses a ``ROOT_FIXTURES`` fixture (directly
+    or through another: every fixture here that needs root asks for is_root) is ``root``;
+    one that uses ``pools_restored`` changes pools and is ``hugepages``, which implies root."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if "pools_restored" in names and item.get_closest_marker("hugepages") is None:
+            item.add_marker(pytest.mark.hugepages)
+        if (names & ROOT_FIXTURES or item.get_closest_marker("hugepages") is not None) \
+                and item.get_closest_marker("root") is None:
+            item.add_marker(pytest.mark.root)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -178,6 +241,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture
 def is_root() -> None:
+    """Ask for this (or a fixture built on it) in every test that needs root: it makes the
+    test ``root`` (pytest_collection_modifyitems) and skips it for anyone else."""
     if os.geteuid() != 0:
         pytest.skip(ROOT_REASON)
 
@@ -217,12 +282,8 @@ def pools_restored(is_root: None) -> Iterator[None]:
     It starts once no surplus page is left: a process killed by an earlier test may hold
     pinned pages a moment after it is reaped (io_uring lets go of them from a kernel worker),
     and a pool written meanwhile would count them as its own."""
-    import time
-
-    deadline = time.monotonic() + 10
-    while any(pool_counts(p)["surplus_hugepages"] for p in HUGEPAGES.iterdir()) \
-            and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not any(pool_counts(p)["surplus_hugepages"] for p in HUGEPAGES.iterdir()),
+               seconds=10)
     before = {}
     for pool in sorted(HUGEPAGES.iterdir()):
         c = pool_counts(pool)
@@ -259,6 +320,9 @@ def hugepage_pool(pools_restored: None) -> Callable[..., Path]:
     return reserve
 
 
+POOL_2M = HUGEPAGES / "hugepages-2048kB"
+
+
 @pytest.fixture
 def empty_2m_pool(pools_restored: None) -> int:
     """The 2 MiB pool shrunk to the pages in use, with no free page to give and no overcommit
@@ -279,6 +343,113 @@ def empty_2m_pool(pools_restored: None) -> int:
     return _read_int(pool / "nr_hugepages")
 
 
+@pytest.fixture
+def sysctl_restored(is_root: None) -> Iterator[Callable[..., None]]:
+    """``sysctl(name, value=None)``: remember /proc/sys/NAME (dots or slashes) as it is and
+    write ``value`` if given (the test is skipped where the kernel has no such file); every
+    file remembered is put back when the test ends, pass or fail, with plain open() (so a broken physmem cannot break the restore). Files that change
+    each other (vm.overcommit_ratio and _kbytes zero each other) are put back until all
+    read as before."""
+    saved: dict[Path, str] = {}
+
+    def sysctl(name: str, value: object = None) -> None:
+        path = Path("/proc/sys") / name.replace(".", "/")
+        if not path.exists():
+            pytest.skip(f"this kernel has no {name}")
+        if path not in saved:
+            saved[path] = path.read_text()
+        if value is not None:
+            path.write_text(str(value))
+
+    yield sysctl
+    for _ in range(2):
+        for path, text in saved.items():
+            if path.read_text() != text:
+                path.write_text(text)
+    changed = [str(p) for p, text in saved.items() if p.read_text() != text]
+    assert not changed, f"could not restore {changed}"
+
+
+def snapshot_proc_file(name: str, dest: Path) -> Path:
+    """A byte copy of /proc/NAME at ``dest``, read in large chunks to its end (procfs shows
+    no size) with plain os.read: no physmem involved. A link at ``dest`` (``frozen_proc``'s)
+    is replaced, never written through. Returns ``dest``."""
+    if dest.is_symlink():
+        dest.unlink()
+    fd = os.open(f"/proc/{name}", os.O_RDONLY)
+    try:
+        with open(dest, "xb") as out:
+            while chunk := os.read(fd, 1 << 20):
+                out.write(chunk)
+    finally:
+        os.close(fd)
+    return dest
+
+
+def kpageflags_frames() -> int:
+    """Frames /proc/kpageflags covers, found with plain preads at doubling offsets and then
+    a bisection: the first PFN whose entry reads empty."""
+    fd = os.open("/proc/kpageflags", os.O_RDONLY)
+    try:
+        lo, hi = 0, 1   # lo reads, hi may not
+        while len(os.pread(fd, 8, hi * 8)) == 8:
+            lo, hi = hi, hi * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if len(os.pread(fd, 8, mid * 8)) == 8 else (lo, mid)
+        return hi
+    finally:
+        os.close(fd)
+
+
+def kpageflags_marks_free_tails() -> bool:
+    """kpageflags flags every frame of a free block BUDDY since Linux 4.6, before that only
+    the block's first frame."""
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    return (major, minor) >= (4, 6)
+
+
+@pytest.fixture(scope="session")
+def kpageflags_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One byte copy of /proc/kpageflags for the session (``snapshot_proc_file``). Compared
+    with a reading of itself, a snapshot's age does not matter; a copy costs a second."""
+    if os.geteuid() != 0:
+        pytest.skip(ROOT_REASON)
+    return snapshot_proc_file("kpageflags", tmp_path_factory.mktemp("snapshot") / "kpageflags")
+
+
+@pytest.fixture
+def frozen_proc(tmp_path: Path, is_root: None, kpageflags_snapshot: Path) -> Path:
+    """A proc root whose kpageflags is a snapshot (``kpageflags_snapshot``) and every other
+    entry a link to the live /proc. Live frames change between any two reads (a page freed
+    and reused in between); read from here, physmem and the test's own reading of
+    ``frozen_proc / "kpageflags"`` see the same bytes and can be compared exactly. Another
+    file is frozen with ``snapshot_proc_file(name, frozen_proc / name)``."""
+    root = tmp_path / "proc"
+    root.mkdir()
+    for name in os.listdir("/proc"):
+        if name != "kpageflags":
+            (root / name).symlink_to(f"/proc/{name}")
+    (root / "kpageflags").symlink_to(kpageflags_snapshot)
+    return root
+
+
+def run_physmem_frozen(frozen: dict[str, Path], *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m physmem.cli ARGS`` in a private mount namespace in which each
+    ``/proc/NAME`` of ``frozen`` is the snapshot file given (bind-mounted over it): the
+    command reads /proc as always, and the test reads the same bytes from the snapshots.
+    Root only; nothing outside the child's namespace changes."""
+    import shlex
+
+    env, cwd = python_env()
+    binds = " && ".join(f"mount --bind {shlex.quote(str(src))} /proc/{name}"
+                        for name, src in frozen.items())
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", binds + ' && exec "$@"',
+         "sh", sys.executable, "-m", "physmem.cli", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, **kwargs)
+
+
 def _grant_traverse(path: Path, changed: dict[Path, int]) -> None:
     """Give 'others' search permission on every directory above ``path``."""
     for parent in [*reversed(path.parents)]:
@@ -289,7 +460,8 @@ def _grant_traverse(path: Path, changed: dict[Path, int]) -> None:
 
 
 @pytest.fixture
-def run_unprivileged(request: pytest.FixtureRequest, is_root: None) -> Callable[[str], subprocess.CompletedProcess]:
+def run_unprivileged(request: pytest.FixtureRequest,
+                     is_root: None) -> Callable[..., subprocess.CompletedProcess]:
     """Run Python code as uid/gid 65534 with no capabilities, importing this physmem.
 
     The interpreter and the package may live under a 0700 home (pyenv under /root): search
@@ -308,9 +480,13 @@ def run_unprivileged(request: pytest.FixtureRequest, is_root: None) -> Callable[
     for target in (Path(sys.executable).resolve(), Path(os.__file__).resolve(), package_parent / "physmem"):
         _grant_traverse(target, changed)
 
-    def run(code: str, *, caps: str = "", memlock: int | None = None) -> subprocess.CompletedProcess:
+    def run(code: str, *, caps: str = "", memlock: int | None = None, timeout: float = 60,
+            reach: tuple[Path, ...] = (), cwd: str = "/") -> subprocess.CompletedProcess:
         """``caps``: capabilities the process keeps, in setpriv's words (``+sys_admin``);
-        ``memlock``: the RLIMIT_MEMLOCK (bytes, soft and hard) it runs under."""
+        ``memlock``: the RLIMIT_MEMLOCK (bytes, soft and hard) it runs under; ``reach``: more
+        paths the child must get to (granted and restored the same way)."""
+        for target in reach:
+            _grant_traverse(Path(target).resolve() / "x", changed)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(package_parent),
                "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
         argv = [*NOBODY]
@@ -320,28 +496,9 @@ def run_unprivileged(request: pytest.FixtureRequest, is_root: None) -> Callable[
             value = "unlimited" if memlock == resource.RLIM_INFINITY else memlock
             argv = ["prlimit", f"--memlock={value}:{value}", *argv]
         return subprocess.run([*argv, sys.executable, "-c", textwrap.dedent(code)],
-                              capture_output=True, text=True, env=env, cwd="/", timeout=60)
+                              capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
     return run
-
-
-@pytest.fixture
-def set_sysctl(is_root: None) -> Iterator[Callable[[str, object], None]]:
-    """``set_sysctl(name, value)`` writes /proc/sys/NAME (skipping the test where the kernel
-    has no such sysctl); each one written is put back to exactly the text it had, pass or
-    fail, last written first."""
-    original: dict[Path, str] = {}
-
-    def write(name: str, value: object) -> None:
-        path = Path("/proc/sys") / name.replace(".", "/")
-        if not path.exists():
-            pytest.skip(f"this kernel has no {name}")
-        original.setdefault(path, path.read_text().strip())
-        path.write_text(str(value))
-
-    yield write
-    for path, text in reversed(original.items()):
-        path.write_text(text)
 
 
 @pytest.fixture

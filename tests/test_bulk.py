@@ -110,7 +110,7 @@ def test_what_is_kept_is_bounded_and_the_rest_unmapped() -> None:
     assert not _mapped(addr)  # above _KEEP_ONE: never kept
 
 
-def test_translate_results_stay_correct_across_reuse() -> None:
+def test_translate_results_stay_correct_across_reuse(is_root: None) -> None:
     """Entries written into reused memory: every result matches a plain pread of pagemap."""
     size = 2 << 30 >> 1  # 1 GiB of 4 KiB pages: 2 MiB of entries, a bulk array
     m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)

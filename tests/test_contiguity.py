@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -19,7 +19,8 @@ from physmem.analysis.contiguity import BlockState, forecast
 from physmem.errors import InvalidArgument
 from physmem.kpageflags import KPageFlags, read_range
 
-from conftest import PAGE, run_physmem, settled
+from conftest import (PAGE, kpageflags_frames, run_physmem, run_physmem_frozen, settled,
+                      wait_until)
 
 M2 = 2 << 20
 G1 = 1 << 30
@@ -79,54 +80,11 @@ def meminfo(key: str) -> int:
     raise KeyError(key)
 
 
-@pytest.fixture
-def pools_restored(is_root: None) -> Iterator[None]:
-    before = {p: p.read_text() for p in HUGE.glob("hugepages-*/nr_hugepages")}
-    yield
-    for p, value in before.items():
-        p.write_text(value)
-
-
-@pytest.fixture
-def sysctl(is_root: None) -> Iterator[Callable[[str, str], None]]:
-    """Set /proc/sys values for the test; each is put back afterwards, pass or fail."""
-    saved: dict[Path, str] = {}
-
-    def set_(name: str, value: str) -> None:
-        path = Path("/proc/sys") / name.replace(".", "/")
-        saved.setdefault(path, path.read_text())
-        path.write_text(value)
-
-    yield set_
-    for path, value in saved.items():
-        path.write_text(value)
-
-
 # --- Parallel scans ---------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def snapshot(tmp_path_factory) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for /proc/kpageflags")
-    root = tmp_path_factory.mktemp("proc")
-    _copy_kpageflags(root / "kpageflags")
-    return root
-
-
-def _copy_kpageflags(dest: Path) -> None:
-    """A byte copy of /proc/kpageflags (read in large chunks: the file has no size)."""
-    fd = os.open("/proc/kpageflags", os.O_RDONLY)
-    try:
-        with open(dest, "wb") as out:
-            while chunk := os.read(fd, 1 << 20):
-                out.write(chunk)
-    finally:
-        os.close(fd)
-
-
-def test_parallel_read_equals_the_snapshot_bytes(snapshot):
-    raw = np.fromfile(snapshot / "kpageflags", dtype=np.int64)
-    with KPageFlags(proc_root=str(snapshot)) as kf:
+def test_parallel_read_equals_the_snapshot_bytes(frozen_proc):
+    raw = np.fromfile(frozen_proc / "kpageflags", dtype=np.int64)
+    with KPageFlags(proc_root=str(frozen_proc)) as kf:
         for threads in (1, 2, 3, 7):
             got = read_range(kf, threads=threads)
             assert got.dtype == np.int64 and np.array_equal(got, raw), threads
@@ -137,11 +95,11 @@ def test_parallel_read_equals_the_snapshot_bytes(snapshot):
         assert np.array_equal(tail, raw[-10:])
 
 
-def test_parallel_summary_equals_a_plain_count_of_the_bytes(snapshot, tmp_path):
-    raw = np.fromfile(snapshot / "kpageflags", dtype=np.int64)
+def test_parallel_summary_equals_a_plain_count_of_the_bytes(frozen_proc, tmp_path):
+    raw = np.fromfile(frozen_proc / "kpageflags", dtype=np.int64)
     values, counts = np.unique(raw, return_counts=True)
     expected = {int(v): int(c) for v, c in zip(values, counts)}
-    with KPageFlags(proc_root=str(snapshot)) as kf:
+    with KPageFlags(proc_root=str(frozen_proc)) as kf:
         for threads in (None, 1, 2, 5):
             assert {r.flags: r.pages for r in kf.summary(threads=threads)} == expected, threads
     # A file that ends mid-chunk, away from any split point.
@@ -154,8 +112,9 @@ def test_parallel_summary_equals_a_plain_count_of_the_bytes(snapshot, tmp_path):
             assert got == {int(v): int(c) for v, c in zip(values, counts)}, threads
 
 
-def test_threads_argument_is_checked(snapshot):
-    with KPageFlags(proc_root=str(snapshot)) as kf:
+def test_threads_argument_is_checked(tmp_path):
+    np.arange(1000, dtype=np.uint64).tofile(tmp_path / "kpageflags")
+    with KPageFlags(proc_root=str(tmp_path)) as kf:
         for bad in (0, -1, True, 1.5, "2", 10 ** 6):
             with pytest.raises(InvalidArgument, match="threads"):
                 kf.summary(threads=bad)
@@ -163,12 +122,17 @@ def test_threads_argument_is_checked(snapshot):
                 read_range(kf, threads=bad)
 
 
-def test_cli_summary_counts_every_entry_of_the_file(is_root, tmp_path):
-    proc = run_physmem("kpageflags", "--summary", "--json")
+def test_cli_summary_counts_every_entry_of_the_file(kpageflags_snapshot):
+    # The command on a snapshot (bound over /proc/kpageflags for it alone), against
+    # numpy's count of the same bytes.
+    proc = run_physmem_frozen({"kpageflags": kpageflags_snapshot},
+                              "kpageflags", "--summary", "--json")
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)
-    _copy_kpageflags(tmp_path / "copy")   # the file read to its end by plain os.read
-    assert sum(r["pages"] for r in rows) == (tmp_path / "copy").stat().st_size // 8
+    values, counts = np.unique(np.fromfile(kpageflags_snapshot, dtype=np.int64),
+                               return_counts=True)
+    assert {r["flags"]: r["pages"] for r in json.loads(proc.stdout)} == \
+        dict(zip(values.tolist(), counts.tolist()))
+    assert len(values) and counts.sum() == kpageflags_frames()
 
 
 # --- Forecast vs the kernel -------------------------------------------------------------------
@@ -242,20 +206,6 @@ def _raw_agrees(cls: str, raw: int) -> bool:
     return False
 
 
-@pytest.fixture
-def frozen_proc(tmp_path) -> Path:
-    """A proc root whose kpageflags is a snapshot and every other entry the live /proc: the
-    scan's classes and a plain pread of the same bytes can then be compared exactly, where
-    live memory changes between any two reads (a page freed and reused in between)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for /proc/kpageflags")
-    for name in os.listdir("/proc"):
-        if name != "kpageflags":
-            (tmp_path / name).symlink_to(f"/proc/{name}")
-    _copy_kpageflags(tmp_path / "kpageflags")
-    return tmp_path
-
-
 def test_blockers_of_random_blocks_agree_with_raw_kpageflags(frozen_proc):
     n = M2 // PAGE
     snap = np.fromfile(frozen_proc / "kpageflags", dtype=np.uint64)
@@ -294,12 +244,12 @@ def _memcg_root() -> Path:
     pytest.skip("no memory cgroup controller mounted")
 
 
-def test_blockers_are_attributed_to_the_cgroup_that_owns_them(is_root, sysctl):
+def test_blockers_are_attributed_to_the_cgroup_that_owns_them(sysctl_restored):
     """Mlocked pages block compaction when compact_unevictable_allowed is 0; a process in a
     cgroup of our own mlocks some, and their blocks name that cgroup (by inode and path)."""
     from physmem.pagemap import PageMap
 
-    sysctl("vm.compact_unevictable_allowed", "0")
+    sysctl_restored("vm.compact_unevictable_allowed", 0)
     cg = _memcg_root() / f"physmem-test-{os.getpid()}"
     cg.mkdir()
     child = None
@@ -333,12 +283,12 @@ def test_blockers_are_attributed_to_the_cgroup_that_owns_them(is_root, sysctl):
         if child is not None:
             child.kill()
             child.wait()
-        for _ in range(50):
-            try:
-                cg.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
+        # The group can go once the kernel has finished with its dead member: cgroup.events
+        # says "populated 0" then.
+        assert wait_until(lambda: "populated 0" in (cg / "cgroup.events").read_text()
+                          if (cg / "cgroup.events").exists()
+                          else not (cg / "cgroup.procs").read_text().strip(), seconds=10)
+        cg.rmdir()
 
 
 # --- Free pool pages without faulting ---------------------------------------------------------
@@ -518,9 +468,7 @@ def test_map_blockers_outlines_and_lists_every_gigantic_block(is_root, tmp_path)
     proc = run_physmem("map", "--blockers", "--json")
     data = json.loads(proc.stdout)["blockers"]
     size = data["size"]
-    with KPageFlags() as kf:
-        frames = kf.max_pfn()
-    assert len(data["blocks"]) == frames // (size // PAGE)
+    assert len(data["blocks"]) == kpageflags_frames() // (size // PAGE)
     # A block listed free now is free by a raw read of its first and last frames.
     free = [b for b in data["blocks"] if b["state"] == "free"]
     for b in free[:4]:
@@ -566,7 +514,7 @@ def _fake_machine(root: Path, *, heads_only: bool) -> Path:
         seg = free[lo:lo + 1024]
         if seg.all():
             blocks[10] += 1
-        else:   # a block with one hole: split down to the hole
+        elif seg.any():   # a block with one hole: split down to the hole
             for k in range(9, -1, -1):
                 for s in range(0, 1024, 1 << k):
                     part = seg[s:s + (1 << k)]

@@ -25,11 +25,13 @@ from physmem.errors import (
 from conftest import (
     PAGE,
     address_of,
+    kill_and_wait,
     own_pfns,
     own_pfns_at,
     python_env,
     registered_buffers,
     settled,
+    wait_until,
 )
 
 MB2 = 2 << 20
@@ -293,7 +295,7 @@ def test_longest_contiguous_matches_an_independent_sort(hugepage_pool):
     assert err.value.longest == longest and "longest run" in str(err.value)
 
 
-def test_reserve_true_gives_the_pool_back(is_root):
+def test_reserve_true_gives_the_pool_back(pools_restored):
     before = pool_state()
     with allocate_contiguous(16 << 20, reserve=True) as buf:
         check_contiguous(buf, MB2)
@@ -303,7 +305,7 @@ def test_reserve_true_gives_the_pool_back(is_root):
     assert pool_state() == before
 
 
-def test_partial_reservation_raises(is_root):
+def test_partial_reservation_raises(pools_restored):
     pool = Path("/sys/kernel/mm/hugepages/hugepages-1048576kB")
     before = pool_state(pool)
     # Fewer bytes than the machine has (more is a usage error), more than it can spare.
@@ -390,24 +392,20 @@ def test_verify_reports_both_checks_as_root(hugepage_pool):
 
 # CAP_SYS_ADMIN makes pagemap show PFNs, but /proc/kpageflags is mode 0400 root: a non-root
 # user holding the capability (`setcap cap_sys_admin`) cannot open it. CAP_IPC_LOCK for mlock.
-CAPPED = ["--inh-caps=+sys_admin,+ipc_lock", "--ambient-caps=+sys_admin,+ipc_lock"]
+CAPPED = "+sys_admin,+ipc_lock"
+ALLOC_2M = "import sys\nfrom physmem.cli import main\nsys.exit(main(['alloc', '2M'{}]))\n"
 
 
 def test_verify_says_kpageflags_was_not_checked_without_access(hugepage_pool, run_unprivileged):
-    from conftest import NOBODY
-
     hugepage_pool(1)
     assert os.stat("/proc/kpageflags").st_mode & 0o077 == 0, "kpageflags readable by others?"
-    env, cwd = python_env()
-    run = subprocess.run([*NOBODY, *CAPPED, sys.executable, "-m", "physmem.cli", "alloc", "2M",
-                          "--json"], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    run = run_unprivileged(ALLOC_2M.format(", '--json'"), caps=CAPPED)
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     assert out["verified"] is False
     assert out["verification"]["pagemap"] is True and out["verification"]["kpageflags"] is False
     assert "kpageflags" in out["verification"]["not_checked"]
-    text = subprocess.run([*NOBODY, *CAPPED, sys.executable, "-m", "physmem.cli", "alloc", "2M"],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    text = run_unprivileged(ALLOC_2M.format(""), caps=CAPPED)
     assert text.returncode == 0, text.stderr
     assert "verified with pagemap" in text.stdout
     assert "not checked: kpageflags" in text.stdout and "hugetlb" not in text.stdout.split(
@@ -438,13 +436,11 @@ def test_sigkill_mid_allocation_leaks_nothing(hugepage_pool):
         child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env,
                                  cwd=cwd)
         assert child.stdout.readline() == b"ready\n"
-        time.sleep(delay)
+        time.sleep(delay)  # the kill point: somewhere in the allocate/close loop
         child.send_signal(signal.SIGKILL)
         child.wait()
-        deadline = time.monotonic() + 5
-        while pool_state() != before and time.monotonic() < deadline:
-            time.sleep(0.01)  # the kernel frees the dead process's pages asynchronously
-        assert pool_state() == before
+        # The kernel frees the dead process's pages asynchronously.
+        assert wait_until(lambda: pool_state() == before, 5), (pool_state(), before)
 
 
 def test_unprivileged_allocation_says_pfns_are_hidden(run_unprivileged, hugepage_pool):
@@ -463,7 +459,7 @@ def test_unprivileged_allocation_says_pfns_are_hidden(run_unprivileged, hugepage
     assert pool_state() == before
 
 
-def test_cli_alloc_json_matches_an_independent_check(is_root, capsys):
+def test_cli_alloc_json_matches_an_independent_check(pools_restored, capsys):
     from physmem.cli import main
 
     assert main(["alloc", "8M", "--reserve", "--json"]) == 0
@@ -496,7 +492,7 @@ def test_demoted_gigantic_page_gives_a_1g_run_of_2m_pages(pools_restored):
     assert pool_state() == before_2m and pool_state(giant_pool) == before_1g
 
 
-def test_node_and_segment_limits(is_root):
+def test_node_and_segment_limits(pools_restored):
     with allocate_contiguous(4 << 20, node=0, reserve=True) as buf:
         assert buf.node == 0
         # Independent: numa_maps counts the buffer's pages on node 0. Pages mapped in
@@ -533,12 +529,8 @@ def all_pools() -> dict[str, tuple[int, ...]]:
 def wait_for_pools(before: dict, seconds: float = 10.0) -> dict:
     """The pools once they equal ``before`` (the kernel frees a dead process's pages, and a
     guardian restores, asynchronously), or their state at the deadline."""
-    deadline = time.monotonic() + seconds
-    now = all_pools()
-    while now != before and time.monotonic() < deadline:
-        time.sleep(0.005)
-        now = all_pools()
-    return now
+    wait_until(lambda: all_pools() == before, seconds)
+    return all_pools()
 
 
 def gigantic_reservable() -> bool:
@@ -675,7 +667,7 @@ for line in sys.stdin:
 def test_sigkill_at_random_points_restores_every_pool(pools_restored):
     """SIGKILL children allocating with reserve=True (2 MiB and, where reservable, 1 GiB;
     allocate_contiguous, allocate_scatter, DmaPool): every pool ends exactly as before.
-    PHYSMEM_KILLS sets the number of kills (default 30; the issue's full run is 100)."""
+    PHYSMEM_KILLS sets the number of kills (default 30; 100 for a thorough run)."""
     import random
 
     kills = int(os.environ.get("PHYSMEM_KILLS", "30"))
@@ -713,7 +705,8 @@ def test_exit_without_close_restores_every_pool(pools_restored, how):
     before = all_pools()
     code = {
         "exit": "import physmem.dma as d\nb = d.allocate_contiguous('64M', reserve=True)\n",
-        # The issue's case: close() refuses while an array exists and __exit__ raises.
+        # close() refuses while an array exists, so __exit__ raises: the pools must still
+        # come back.
         "exception-in-exit": ("import numpy as np, physmem.dma as d\n"
                               "with d.allocate_contiguous('8M', reserve=True) as buf:\n"
                               "    arr = buf.array(np.uint32)\n"),
@@ -727,17 +720,13 @@ def test_exit_without_close_restores_every_pool(pools_restored, how):
     assert wait_for_pools(before) == before
 
 
-def test_longest_contiguous_of_an_empty_pool_is_zero(pools_restored):
-    pool = HUGEPAGES / "hugepages-2048kB"
-    total, free = pool_state()
-    (pool / "nr_hugepages").write_text(str(total - free))
-    assert pool_state()[1] == 0
+def test_longest_contiguous_of_an_empty_pool_is_zero(empty_2m_pool):
     assert longest_contiguous() == 0
     assert longest_contiguous("2M", node=0) == 0
 
 
 GUARDED_GROWER = r"""
-import os, signal, sys, time
+import os, select, signal, sys, time
 import physmem.dma as d
 from physmem._raw import poolguard as C
 from physmem.hugepages import _ledger
@@ -752,11 +741,12 @@ def grow_and_wait():
     with _ledger.pool_lock() as ledger:  # grown and claimed, never given back
         _grow_total(POOL, int(sys.argv[2]), ledger.claim(POOL + "/nr_hugepages", C.TOTAL))
         print(os.getpid(), first, ledger.guardian_pid, flush=True)
-    time.sleep(60)
+    time.sleep(60)  # the test kills this process; the sleep only bounds its life if it fails
     os._exit(0)
 if sys.argv[1] == "kill-guardian":
+    pidfd = os.pidfd_open(first)
     os.kill(first, signal.SIGKILL)  # killed by hand: the next pool change starts another
-    time.sleep(0.2)
+    assert select.select([pidfd], [], [], 15)[0], "the guardian outlived SIGKILL"
     grow_and_wait()
 if sys.argv[1] == "kill-guardian-then-process":  # the test kills both, guardian first
     grow_and_wait()
@@ -793,12 +783,13 @@ def test_guardian_of_a_fork_child_and_after_a_guardian_dies(pools_restored, how)
         nr, free, *_ = all_pools()["hugepages-2048kB"]
         assert free >= grow and nr > before["hugepages-2048kB"][0], "the pool was grown"
         if how == "kill-guardian-then-process":
-            os.kill(guardian, signal.SIGKILL)
-            time.sleep(0.1)
+            assert kill_and_wait(guardian), "the guardian outlived SIGKILL"
         os.kill(victim, signal.SIGKILL)
         if how == "kill-guardian-then-process":
             proc.wait()
-            assert wait_for_pools(before, seconds=0.5) != before, "nobody restored it yet"
+            # Both are gone, and nobody has taken the pool lock since: nothing has restored
+            # the pool, and nothing will until someone does.
+            assert all_pools() != before, "nobody restored it yet"
             with _ledger.pool_lock():  # taking the lock settles dead ledgers
                 pass
         assert wait_for_pools(before) == before

@@ -251,9 +251,9 @@ print(json.dumps(out))
 
 @pytest.mark.root
 @pytest.mark.hugepages
-def test_io_uring_disabled_2_refuses_every_pin(set_sysctl, hugepage_pool):
+def test_io_uring_disabled_2_refuses_every_pin(sysctl_restored, hugepage_pool):
     hugepage_pool(2)
-    set_sysctl("kernel.io_uring_disabled", 2)
+    sysctl_restored("kernel.io_uring_disabled", 2)
     r = child(DISABLED_CHILD)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -294,11 +294,11 @@ del cell
 
 @pytest.mark.root
 @pytest.mark.hugepages
-def test_io_uring_disabled_1_allows_admins_and_the_group(set_sysctl, hugepage_pool,
+def test_io_uring_disabled_1_allows_admins_and_the_group(sysctl_restored, hugepage_pool,
                                                           run_unprivileged):
     hugepage_pool(2)
-    set_sysctl("kernel.io_uring_disabled", 1)
-    set_sysctl("kernel.io_uring_group", -1)
+    sysctl_restored("kernel.io_uring_disabled", 1)
+    sysctl_restored("kernel.io_uring_group", -1)
     r = child(DISABLED_CHILD)   # root: CAP_SYS_ADMIN may
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -310,7 +310,7 @@ def test_io_uring_disabled_1_allows_admins_and_the_group(set_sysctl, hugepage_po
     assert "kernel.io_uring_disabled=1 allows io_uring only to CAP_SYS_ADMIN and the group " \
         "in kernel.io_uring_group (-1)" in message
     assert "set kernel.io_uring_group to a group of this user" in message
-    set_sysctl("kernel.io_uring_group", 65534)
+    sysctl_restored("kernel.io_uring_group", 65534)
     r = run_unprivileged(UNPRIVILEGED_PIN)
     assert r.stdout.split() == ["pinned", "0"], r.stdout + r.stderr
 
@@ -373,12 +373,12 @@ def test_seccomp_filter_that_blocks_io_uring(err, hugepage_pool):
 
 
 @pytest.mark.root
-def test_unavailable_reason_and_nfd_agree_with_a_raw_pin(set_sysctl):
+def test_unavailable_reason_and_nfd_agree_with_a_raw_pin(sysctl_restored):
     code = RAW_PIN + ("from physmem.dma.pin import unavailable_reason\n"
                       "from physmem.nfd import dma_pinning\n"
                       "print(repr((raw_pin(), unavailable_reason(), dma_pinning())))")
     for value in (0, 2):
-        set_sysctl("kernel.io_uring_disabled", value)
+        sysctl_restored("kernel.io_uring_disabled", value)
         raw, reason, dma = eval(child(code).stdout)
         assert (raw == 0) == (reason is None) == dma == (value == 0)
         if value:

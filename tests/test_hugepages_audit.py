@@ -9,13 +9,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from conftest import python_env, run_physmem
+from conftest import python_env, run_physmem, wait_until
 
 POOL = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
 MB2 = 2 << 20
@@ -26,19 +25,18 @@ def count(name: str) -> int:
 
 
 @pytest.fixture
-def mount(tmp_path: Path, is_root: None) -> Iterator[Path]:
+def mount(tmp_path: Path, pools_restored: None) -> Iterator[Path]:
+    """A 2 MiB hugetlbfs, emptied and unmounted at the end; the pool is put back after it."""
     target = tmp_path / "huge"
     target.mkdir()
     subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "none", str(target)],
                    check=True)
-    persistent = count("nr_hugepages") - count("surplus_hugepages")
     try:
         yield target
     finally:
         for f in target.iterdir():
             f.unlink()
         subprocess.run(["umount", str(target)], check=True)
-        (POOL / "nr_hugepages").write_text(str(persistent))
 
 
 CHILD = """
@@ -135,10 +133,8 @@ def test_surplus_held_by_an_orphan_is_reported(mount: Path) -> None:
     in_use = count("nr_hugepages") - count("free_hugepages")
     (POOL / "nr_hugepages").write_text(str(in_use - 3))
     kill(crashed)
-    deadline = time.monotonic() + 5
-    while count("surplus_hugepages") != 2 and time.monotonic() < deadline:
-        time.sleep(0.01)  # the memfd's surplus page goes back asynchronously
-    assert count("surplus_hugepages") == 2
+    # The memfd's surplus page goes back asynchronously.
+    assert wait_until(lambda: count("surplus_hugepages") == 2, 5), count("surplus_hugepages")
     pool = next(p for p in audit().pools if p.size == MB2 and p.node is None)
     assert pool.surplus == 2 and pool.surplus_unheld == 2 and pool.orphaned == 2
     text = run_physmem("hugepages", "audit")
@@ -448,10 +444,8 @@ def test_a_file_opened_while_staged_gets_its_name_back(tmp_path: Path, mounted) 
             [sys.executable, "-c", "import os, sys; st = os.fstat(os.open(sys.argv[1], "
              "os.O_RDONLY)); print(st.st_ino, st.st_nlink)", str(huge / staged.hidden)],
             stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
-        deadline = time.monotonic() + 20
-        while fcntl.fcntl(staged.fd, fcntl.F_GETLEASE) == fcntl.F_WRLCK:
-            assert time.monotonic() < deadline, "the open never reached the lease"
-            time.sleep(0.005)
+        assert wait_until(lambda: fcntl.fcntl(staged.fd, fcntl.F_GETLEASE) != fcntl.F_WRLCK,
+                          20), "the open never reached the lease"
         assert remover.finish(staged) == "opened meanwhile"
         assert os.listdir(huge) == ["rtemap_0"]
     out, _ = opener.communicate(timeout=30)
@@ -459,12 +453,8 @@ def test_a_file_opened_while_staged_gets_its_name_back(tmp_path: Path, mounted) 
 
 
 @pytest.mark.root
-def test_without_leases_nothing_is_removed(tmp_path: Path, mounted,
-                                           request: pytest.FixtureRequest) -> None:
-    knob = Path("/proc/sys/fs/leases-enable")
-    before = knob.read_text()
-    request.addfinalizer(lambda: knob.write_text(before))
-    knob.write_text("0")
+def test_without_leases_nothing_is_removed(tmp_path: Path, mounted, sysctl_restored) -> None:
+    sysctl_restored("fs.leases-enable", 0)
     huge = mounted(tmp_path / "huge", "-t", "hugetlbfs", "-o", "pagesize=2M", "none")
     (huge / "rtemap_0").touch()
     data = clean()

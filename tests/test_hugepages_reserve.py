@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import settled
 from physmem.errors import HugePagesUnavailable, InvalidArgument
 from physmem.hugepages import compact, mounts, parse_size, pools, reserve, set_pool_size
 
@@ -90,12 +91,40 @@ def test_node_pool_and_bad_arguments(pools_restored):
     assert parse_size("2M") == 2 << 20 and parse_size("1GiB") == 1 << 30 and parse_size(4096) == 4096
 
 
-def test_set_pool_size_and_compact(pools_restored):
+def compaction_scanned() -> int:
+    """Pages the kernel's compaction scanners have looked at, from /proc/vmstat."""
+    stat = dict(line.split() for line in open("/proc/vmstat"))
+    return int(stat["compact_migrate_scanned"]) + int(stat["compact_free_scanned"])
+
+
+def test_set_pool_size(pools_restored):
     assert set_pool_size(count(POOL_2M, "nr_hugepages") + 1, "2M") == meminfo("HugePages_Total")
-    compact()
-    compact(node=0)
+
+
+def test_compact_runs_the_kernels_compaction(is_root):
+    # A full compaction (all nodes, or one) scans every zone before the write returns.
+    for kwargs in ({}, {"node": 0}):
+        before = compaction_scanned()
+        compact(**kwargs)
+        assert compaction_scanned() > before, kwargs
     with pytest.raises(InvalidArgument):
         compact(node=9)
+
+
+def test_compact_writes_the_kernels_files(tmp_path):
+    # Which file each form writes, on a made-up tree: the sysctl, or the node's own file.
+    (tmp_path / "proc" / "sys" / "vm").mkdir(parents=True)
+    (tmp_path / "proc" / "sys" / "vm" / "compact_memory").write_text("")
+    node = tmp_path / "sys" / "devices" / "system" / "node" / "node1"
+    node.mkdir(parents=True)
+    (node / "compact").write_text("")
+    compact(proc_root=str(tmp_path / "proc"), sys_root=str(tmp_path / "sys"))
+    assert (tmp_path / "proc" / "sys" / "vm" / "compact_memory").read_text().strip() == "1"
+    assert (node / "compact").read_text() == ""
+    compact(node=1, proc_root=str(tmp_path / "proc"), sys_root=str(tmp_path / "sys"))
+    assert (node / "compact").read_text().strip() == "1"
+    with pytest.raises(InvalidArgument, match="NUMA node 0"):
+        compact(node=0, sys_root=str(tmp_path / "sys"))
 
 
 @pytest.fixture
@@ -119,13 +148,33 @@ def test_mounts_lists_hugetlbfs_with_page_sizes(hugetlbfs_mount):
     assert {f["target"] for f in listed} == set(found)
 
 
-def test_cli_hugepages_list_matches_pools(capsys):
+def sysfs_pools() -> dict[tuple[int, int | None], dict[str, int]]:
+    """Every pool's counters by (size, node), read from sysfs with plain open(): the
+    system-wide directories (node None) and each node's."""
+    dirs = [(None, d) for d in Path("/sys/kernel/mm/hugepages").iterdir()]
+    for node in Path("/sys/devices/system/node").glob("node[0-9]*"):
+        dirs += [(int(node.name[4:]), d) for d in (node / "hugepages").iterdir()]
+    return {(int(d.name[10:-2]) << 10, n): {f.name: int(f.read_text()) for f in d.iterdir()
+                                            if f.name.endswith("_hugepages")}
+            for n, d in dirs}
+
+
+def test_cli_hugepages_list_matches_sysfs(capsys):
     from physmem.cli import main
 
-    assert main(["hugepages", "list", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [(r["size"], r["node"], r["total"], r["free"]) for r in rows] == \
-        [(p.size, p.node, p.total, p.free) for p in pools()]
+    def check() -> None:
+        assert main(["hugepages", "list", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        raw = sysfs_pools()
+        assert {(r["size"], r["node"]) for r in rows} == set(raw)
+        for r in rows:
+            c = raw[(r["size"], r["node"])]
+            assert (r["total"], r["free"], r["surplus"]) == \
+                (c["nr_hugepages"], c["free_hugepages"], c["surplus_hugepages"]), r
+            assert r["reserved"] == c.get("resv_hugepages")
+            assert r["overcommit"] == c.get("nr_overcommit_hugepages")
+
+    settled(check)   # another process may resize a pool between the two readings
     assert main(["hugepages", "reserve"]) == 2
 
 

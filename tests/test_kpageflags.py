@@ -13,15 +13,30 @@ import physmem
 from physmem import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
 from physmem.errors import InvalidArgument
 
-from conftest import PAGE, anonymous
+from conftest import PAGE, anonymous, kpageflags_frames, snapshot_proc_file
 
 
-def pread_u64(name: str, index: int) -> int:
-    fd = os.open(f"/proc/{name}", os.O_RDONLY)
+def pread_u64(path: Path, index: int) -> int:
+    fd = os.open(path, os.O_RDONLY)
     try:
         return struct.unpack("<Q", os.pread(fd, 8, index * 8))[0]
     finally:
         os.close(fd)
+
+
+@pytest.fixture
+def synthetic(tmp_path: Path) -> Path:
+    """A proc root whose kpageflags holds 12,345 entries, each different from every other
+    (so a chunk read at the wrong place cannot match by chance), none above bit 62."""
+    values = (np.arange(12_345, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(2)
+    values.tofile(tmp_path / "kpageflags")
+    return tmp_path
+
+
+def unique_counts(values: np.ndarray) -> dict[int, int]:
+    """Pages per flags value, counted by numpy: the reference for summaries."""
+    uniq, counts = np.unique(values, return_counts=True)
+    return dict(zip(uniq.tolist(), counts.tolist()))
 
 
 def test_stable_bits_match_the_documented_abi():
@@ -37,16 +52,20 @@ def test_stable_bits_match_the_documented_abi():
         describe(-1)
 
 
-def test_read_keeps_callers_order(is_root):
-    with KPageFlags() as kf:
+def test_read_keeps_callers_order(frozen_proc):
+    # Snapshots: live frames change between any two reads, the copies do not.
+    snapshot_proc_file("kpagecount", frozen_proc / "kpagecount")
+    with KPageFlags(proc_root=str(frozen_proc)) as kf:
         top = kf.max_pfn()
         rng = random.Random(7)
         pfns = [rng.randrange(top) for _ in range(300)] + [5, 6, 7, 5, top - 1]
         got = kf.read(pfns)
+    assert top == (frozen_proc / "kpageflags").stat().st_size // 8
     assert got.dtype == np.int64
-    assert got.tolist() == [pread_u64("kpageflags", p) for p in pfns]
-    with KPageCount() as kc:
-        assert kc.read(np.array(pfns[:50])).tolist() == [pread_u64("kpagecount", p) for p in pfns[:50]]
+    assert got.tolist() == [pread_u64(frozen_proc / "kpageflags", p) for p in pfns]
+    with KPageCount(proc_root=str(frozen_proc)) as kc:
+        assert kc.read(np.array(pfns[:50])).tolist() == \
+            [pread_u64(frozen_proc / "kpagecount", p) for p in pfns[:50]]
         assert kc.read(np.array([[5, 6], [7, 8]])).shape == (2, 2)
 
 
@@ -63,16 +82,22 @@ def test_max_pfn_is_the_file_end(is_root):
             kf.read([1, top])
 
 
-def test_scan_chunks_cover_the_range_exactly(is_root):
-    with KPageFlags() as kf:
+def test_scan_chunks_cover_the_range_exactly(synthetic):
+    raw = np.fromfile(synthetic / "kpageflags", dtype=np.int64)
+    with KPageFlags(proc_root=str(synthetic)) as kf:
+        assert kf.max_pfn() == len(raw)
         chunks = list(kf.scan(1000, 10_000, chunk=4096))
         assert [c[0] for c in chunks] == [1000, 5096, 9192]
-        joined = np.concatenate([c[1] for c in chunks])
-        assert len(joined) == 10_000
-        assert joined.tolist() == kf.read(np.arange(1000, 11_000)).tolist()
+        assert [len(c[1]) for c in chunks] == [4096, 4096, 1808]
+        assert np.array_equal(np.concatenate([c[1] for c in chunks]), raw[1000:11_000])
         assert chunks[0][1] is not chunks[1][1]  # caller may keep each chunk
-        tail = list(kf.scan(kf.max_pfn() - 10))
+        assert not np.shares_memory(chunks[0][1], chunks[1][1])
+        tail = list(kf.scan(len(raw) - 10))
         assert sum(len(c) for _, c in tail) == 10
+        assert np.array_equal(np.concatenate([c for _, c in tail]), raw[-10:])
+        # A count reaching past the end stops there.
+        assert np.array_equal(np.concatenate([c for _, c in kf.scan(12_000, 1000, chunk=100)]),
+                              raw[12_000:])
 
 
 def test_summary_totals_agree_with_the_kernel(hugepage_pool):
@@ -82,19 +107,26 @@ def test_summary_totals_agree_with_the_kernel(hugepage_pool):
     total_1g = int(gigantic.read_text()) if gigantic.exists() else 0
     with KPageFlags() as kf:
         rows = kf.summary()
-        top = kf.max_pfn()
-    assert sum(r.pages for r in rows) == top
-    assert sum(r.bytes for r in rows) == top * PAGE
+    frames = kpageflags_frames()
+    assert sum(r.pages for r in rows) == frames
+    assert sum(r.bytes for r in rows) == frames * PAGE
     assert len({r.flags for r in rows}) == len(rows)
     assert [r.pages for r in rows] == sorted((r.pages for r in rows), reverse=True)
     # Every hugetlb page has one head frame flagged HUGE|COMPOUND_HEAD: the pool totals.
     heads = sum(r.pages for r in rows if r.flags & KPF.HUGE and r.flags & KPF.COMPOUND_HEAD)
     assert heads == total_2m + total_1g
-    # The same table from scan() chunks through summarize().
-    with KPageFlags() as kf:
-        again = summarize(kf.scan(0, 200_000))
-        direct = summarize(kf.read(np.arange(200_000)))
-    assert again == direct
+
+
+def test_summaries_of_a_snapshot_count_like_numpy(frozen_proc):
+    """summary(), and summarize() of scan() chunks, over a copy of the live file: the same
+    table as numpy's count of the copy's bytes."""
+    raw = np.fromfile(frozen_proc / "kpageflags", dtype=np.int64)
+    with KPageFlags(proc_root=str(frozen_proc)) as kf:
+        assert {r.flags: r.pages for r in kf.summary()} == unique_counts(raw)
+        chunked = summarize(c for _, c in kf.scan(0, 200_000, chunk=7_000))
+        assert {r.flags: r.pages for r in chunked} == unique_counts(raw[:200_000])
+        part = kf.summary(123_457, 300_001)
+        assert {r.flags: r.pages for r in part} == unique_counts(raw[123_457:423_458])
 
 
 def test_summarize_counts_like_numpy_unique():
@@ -123,13 +155,13 @@ def test_kpagecgroup_is_our_memory_cgroup(is_root):
 
 
 @pytest.mark.parametrize("bad", [-1, [1, -2], [0.5], "x", 1 << 56])
-def test_bad_pfns(is_root, bad):
-    with KPageFlags() as kf, pytest.raises(InvalidArgument):
+def test_bad_pfns(synthetic, bad):
+    with KPageFlags(proc_root=str(synthetic)) as kf, pytest.raises(InvalidArgument):
         kf.read(bad)
 
 
-def test_bad_scan_arguments(is_root):
-    with KPageFlags() as kf:
+def test_bad_scan_arguments(synthetic):
+    with KPageFlags(proc_root=str(synthetic)) as kf:
         # Non-integers and values beyond 64 bits: InvalidArgument, never a float PFN
         # truncated (1.5 used to be read as 1) or a raw OverflowError from cffi.
         for kwargs in ({"start": -1}, {"count": -5}, {"chunk": 0}, {"start": 1.5},
@@ -216,11 +248,12 @@ def test_describe_takes_only_integers():
             describe(bad)  # type: ignore[arg-type]
 
 
-def test_summarize_refuses_what_is_not_flag_words():
+def test_summarize_refuses_what_is_not_flag_words(synthetic):
     # 1.5 used to be counted as flags 1 (LOCKED): a silent wrong table.
     for bad in (np.array([1.5, 2.0]), [np.array([1.0])], np.array(["a"]), np.array([True])):
         with pytest.raises(InvalidArgument, match="integer array"):
             summarize(bad)
     assert [(r.flags, r.pages) for r in summarize([np.array([[4, 4], [1, 4]])])] == [(4, 3), (1, 1)]
-    with KPageFlags() as kf, pytest.raises(InvalidArgument, match="progress"):
+    with KPageFlags(proc_root=str(synthetic)) as kf, \
+            pytest.raises(InvalidArgument, match="progress"):
         kf.summary(0, 10, progress=5)  # type: ignore[arg-type]

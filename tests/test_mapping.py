@@ -332,8 +332,8 @@ def run_child(code: str) -> subprocess.CompletedProcess:
 
 
 def test_remap_refuses_an_occupied_target():
-    # Issue 10.1: MREMAP_FIXED silently replaced m1's pages; m1.close() then unmapped m2's
-    # memory and the next access segfaulted.
+    # MREMAP_FIXED replaces whatever is at the target without a word: m1's pages would
+    # vanish, m1.close() would then unmap m2's memory and the next access segfault.
     proc = run_child("""
         import numpy as np
         from physmem import Mapping
@@ -385,7 +385,7 @@ def test_remap_to_a_free_address_leaves_no_reservation_behind():
 
 
 def test_file_mapping_beyond_end_of_file_is_refused(tmp_path):
-    # Issue 10.4: a page wholly past EOF raises SIGBUS on access; from_fd refuses such a map.
+    # A page wholly past EOF raises SIGBUS on access, so from_fd refuses such a map.
     path = tmp_path / "f"
     path.write_bytes(bytes(PAGE_SIZE))
     proc = run_child(f"""
@@ -453,8 +453,8 @@ BAD_MAPPING_CALLS = [
 @pytest.mark.parametrize("match,call", BAD_MAPPING_CALLS,
                          ids=[f"{i}-{m}" for i, (m, _) in enumerate(BAD_MAPPING_CALLS)])
 def test_out_of_range_and_non_integer_arguments(match, call):
-    # Issue 10.10: these reached cffi/numpy and raised OverflowError, ZeroDivisionError or
-    # TypeError, or truncated a float silently.
+    # Unchecked, these would reach cffi/numpy and raise OverflowError, ZeroDivisionError or
+    # TypeError, or truncate a float silently.
     with Mapping.anonymous(MiB) as m:
         with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
             call(m)
@@ -621,7 +621,8 @@ BOOL_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("value", BAD_BOOLS, ids=repr)
+@pytest.mark.parametrize("value", BAD_BOOLS,
+                         ids=lambda v: "object()" if type(v) is object else repr(v))
 @pytest.mark.parametrize("name,call", BOOL_CALLS, ids=[n for n, _ in BOOL_CALLS])
 def test_switches_take_only_bools(name, call, value):
     # shared='1' made a shared mapping, mlock(on_fault=1j) locked on fault: truthiness

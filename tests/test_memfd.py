@@ -158,7 +158,7 @@ def run_child(code: str) -> subprocess.CompletedProcess:
 
 
 def test_map_past_end_of_file_is_refused_not_sigbus():
-    # Issue 10.4: map(size=8192) of a 4096-byte memfd, then a write at 5000: SIGBUS.
+    # map(size=8192) of a 4096-byte memfd, then a write at 5000, would be a SIGBUS.
     proc = run_child("""
         from physmem import InvalidArgument, MemFd
         f = MemFd("x", size=4096)
@@ -215,7 +215,7 @@ def test_truncate_refuses_to_cut_under_a_live_mapping():
 
 
 def test_seals_is_a_seal_flag():
-    # Issue 12.5: the return type never depends on the data.
+    # The return type never depends on the data (no bare 0 where no seal is set).
     with MemFd("flags") as f:
         assert type(f.seals) is Seal and f.seals == Seal(0)
         f.add_seals(Seal.GROW)
@@ -261,15 +261,16 @@ BAD_MEMFD_CALLS = [
 @pytest.mark.parametrize("match,call", BAD_MEMFD_CALLS,
                          ids=[f"{i}-{m}" for i, (m, _) in enumerate(BAD_MEMFD_CALLS)])
 def test_out_of_range_and_non_integer_arguments(match, call):
-    # Issue 10.10: these raised OverflowError/TypeError/OSError from cffi or os, or
-    # truncated a float silently.
+    # Unchecked, these would raise OverflowError/TypeError/OSError from cffi or os, or
+    # truncate a float silently.
     with MemFd("bad", size=PAGE_SIZE) as f:
         with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
             call(f)
         assert f.size == PAGE_SIZE and f.seals == Seal(0)
 
 
-@pytest.mark.parametrize("value", ["1", 1, 0, 1j, None, object()], ids=repr)
+@pytest.mark.parametrize("value", ["1", 1, 0, 1j, None, object()],
+                         ids=lambda v: "object()" if type(v) is object else repr(v))
 @pytest.mark.parametrize("name", ["cloexec", "sealing", "noexec"])
 def test_switches_take_only_bools(name, value):
     # cloexec=0 left the fd open across exec although 0 reads as "off"; truthiness decided.

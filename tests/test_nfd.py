@@ -191,7 +191,7 @@ def test_physmem_nfd_needs_root(run_unprivileged, tmp_path):
 
 
 @pytest.mark.root
-def test_dma_pinning_follows_the_io_uring_switch(set_sysctl, run_unprivileged):
+def test_dma_pinning_follows_the_io_uring_switch(sysctl_restored, run_unprivileged):
     """The capability as the kernel decides it, against a pin made without physmem (raw
     io_uring syscalls): io_uring_disabled=2 refuses everyone, 1 processes without
     CAP_SYS_ADMIN outside kernel.io_uring_group, 0 nobody. Each answer comes from a new
@@ -208,15 +208,15 @@ def test_dma_pinning_follows_the_io_uring_switch(set_sysctl, run_unprivileged):
         out = run_unprivileged(probe).stdout.split()
         return out[0], out[1]
 
-    set_sysctl("kernel.io_uring_disabled", 0)
+    sysctl_restored("kernel.io_uring_disabled", 0)
     assert as_root() == ("True", "0") and as_nobody() == ("True", "0")
-    set_sysctl("kernel.io_uring_disabled", 1)
+    sysctl_restored("kernel.io_uring_disabled", 1)
     assert as_root() == ("True", "0")
-    set_sysctl("kernel.io_uring_group", -1)
+    sysctl_restored("kernel.io_uring_group", -1)
     assert as_nobody() == ("False", str(errno.EPERM))
-    set_sysctl("kernel.io_uring_group", 65534)   # nobody's group (setpriv --regid=65534)
+    sysctl_restored("kernel.io_uring_group", 65534)   # nobody's group (setpriv --regid=65534)
     assert as_nobody() == ("True", "0")
-    set_sysctl("kernel.io_uring_disabled", 2)
+    sysctl_restored("kernel.io_uring_disabled", 2)
     assert as_root() == ("False", str(errno.EPERM)) and as_nobody() == ("False", str(errno.EPERM))
 
 

@@ -134,9 +134,9 @@ def kpageflags(pfn: int) -> int:
 KPF_ZERO_PAGE = 24  # include/uapi/linux/kernel-page-flags.h
 
 
-def test_node_of_names_the_zero_page():
-    # Issue 12.5: a page that was only read maps the shared zero page; move_pages reports
-    # -EFAULT for it, which the docstring called "unmapped".
+def test_node_of_names_the_zero_page(is_root):
+    # A page that was only read maps the shared zero page; move_pages reports -EFAULT for
+    # it, which must not be mistaken for "unmapped".
     with Mapping.anonymous(3 * PAGE_SIZE) as m:
         m.advise(Advice.NOHUGEPAGE)  # a 4 KiB zero page, not the huge one
         m.touch(0, PAGE_SIZE)  # read only
@@ -184,8 +184,8 @@ BAD_NUMA_CALLS = [
 @pytest.mark.parametrize("match,call", BAD_NUMA_CALLS,
                          ids=[f"{i}-{m}" for i, (m, _) in enumerate(BAD_NUMA_CALLS)])
 def test_out_of_range_and_non_integer_arguments(match, call):
-    # Issue 10.10: get_policy(-1) and node_of(pid=2**40) raised OverflowError from cffi;
-    # floats were truncated silently (bind(m, 0.5) bound to node 0).
+    # Unchecked, get_policy(-1) and node_of(pid=2**40) would raise OverflowError from
+    # cffi, and floats be truncated silently (bind(m, 0.5) binding to node 0).
     with Mapping.anonymous(PAGE_SIZE) as m:
         with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
             call(m)

@@ -17,7 +17,7 @@ from physmem import KPF, KPageCount, KPageFlags, PageMap
 from physmem.errors import InvalidArgument, PageNotPresent, ProcessGone
 from physmem.pagemap import PFN_MASK, ScanCategory
 
-from conftest import PAGE, address_of, anonymous
+from conftest import PAGE, address_of, anonymous, wait_until
 
 MADV_HUGEPAGE = 14
 MADV_NOHUGEPAGE = 15
@@ -407,11 +407,7 @@ def _stat_fields(pid: int) -> list[str]:
 
 
 def _wait_zombie(pid: int) -> None:
-    for _ in range(500):
-        if _stat_fields(pid)[0] == "Z":
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{pid} did not become a zombie")
+    assert wait_until(lambda: _stat_fields(pid)[0] == "Z", 5), f"{pid} did not become a zombie"
 
 
 def test_exited_process_not_yet_reaped_is_process_gone(is_root, monkeypatch):
@@ -452,8 +448,8 @@ def test_exited_process_not_yet_reaped_is_process_gone(is_root, monkeypatch):
 
 
 def test_children_exiting_during_reads_give_process_gone(is_root):
-    # The race of issue 10: each child exits while its pagemap is being read in a loop;
-    # every read either succeeds or raises ProcessGone, and the loop ends only on it.
+    # A process may exit while its pagemap is being read: each child exits while a loop
+    # reads it; every read either succeeds or raises ProcessGone, and the loop ends only on it.
     children = [subprocess.Popen(["cat"], stdin=subprocess.PIPE) for _ in range(40)]
     try:
         for child in children:

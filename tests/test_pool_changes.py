@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HUGEPAGES, pool_counts, python_env
+from conftest import HUGEPAGES, pool_counts, python_env, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.hugepages]
 
@@ -36,15 +36,6 @@ def pools() -> dict[str, tuple[int, int, int, int]]:
 def memory_of(state: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     """The pages alone (nr, free, surplus), without the ceilings."""
     return {k: v[:3] for k, v in state.items()}
-
-
-def wait_until(check, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def stuck_surplus_raw(pool: Path = POOL_2M) -> int:

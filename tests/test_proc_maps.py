@@ -198,7 +198,7 @@ def test_bad_lines_name_file_and_line():
 
 
 @pytest.mark.parametrize("fn,text", [
-    # issue 10 item 13: thousands of hex digits parsed, then repr() of the record raised
+    # Numbers no kernel writes: thousands of hex digits would parse, and repr() then raise
     (proc.parse_numa_maps, b"7f" + b"a" * 4000 + b" default anon=1\n"),
     (proc.parse_numa_maps, b"7f0000 default anon=18446744073709551616\n"),   # 2**64
     (proc.parse_numa_maps, b"7f0000 default anon=-1\n"),

@@ -1,4 +1,4 @@
-"""Only the raw C layer (physmem/_raw/) may touch cffi's ``ffi``/``lib`` (issue 11, item 3):
+"""Only the raw C layer (physmem/_raw/) may touch cffi's ``ffi``/``lib``:
 everything else calls its typed functions, so ``lib`` (``Any`` to mypy) cannot leak."""
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def test_only_the_raw_layer_imports_lib():
 
 
 def test_no_lib_or_ffi_name_outside_the_raw_layer():
-    # The grep of issue 11, plus the names themselves: no module may reach lib through an
-    # alias or an attribute either.
+    # The imports and calls a reviewer would grep for, plus the names themselves: no module
+    # may reach lib through an alias or an attribute either.
     pattern = re.compile(r"import lib\b|_lib import|from \.+_native|\bffi\.|\blib\.(pm|PM)_")
     hits = [f"{p.relative_to(PACKAGE)}:{i}: {line.strip()}"
             for p in sorted(PACKAGE.rglob("*.py")) if RAW not in p.parents

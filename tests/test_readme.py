@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import python_env
+from conftest import kept_dir, python_env
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-POOLS = sorted(Path("/sys/kernel/mm/hugepages").glob("hugepages-*/nr_hugepages"))
 # Not run here: installing (CI just did), the test suite itself, and the benchmarks (each
 # has its own run in benchmarks/run_all.py).
 SKIP = re.compile(r"^(pip install|pytest|python benchmarks/)")
@@ -43,14 +42,6 @@ def shell_env(tmp_path_factory):
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
     env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
     return env
-
-
-@pytest.fixture
-def pools_restored(is_root):
-    before = {p: p.read_text() for p in POOLS}
-    yield
-    for p, value in before.items():
-        p.write_text(value)
 
 
 def test_readme_has_the_two_command_quick_start():
@@ -98,24 +89,19 @@ def readme_python_blocks() -> list[str]:
 
 
 @pytest.fixture
-def sysctls_restored(is_root):
-    files = [Path("/proc/sys", name) for name in SYSCTLS if Path("/proc/sys", name).exists()]
-    before = {p: p.read_text() for p in files}
-    yield
-    for p, value in before.items():
-        if p.read_text() != value:
-            p.write_text(value)
+def sysctls_restored(sysctl_restored):
+    for name in SYSCTLS:
+        if Path("/proc/sys", name).exists():
+            sysctl_restored(name)
 
 
 def test_readme_has_python_blocks():
     assert len(readme_python_blocks()) >= 6
 
 
-@pytest.mark.root
-@pytest.mark.hugepages
 @pytest.mark.parametrize("block", readme_python_blocks(),
                          ids=lambda b: b.strip().splitlines()[0][:40])
-def test_readme_python_block_runs(block, pools_restored, sysctls_restored, hugepage_pool):
+def test_readme_python_block_runs(block, sysctls_restored, hugepage_pool):
     # Hugepages for the blocks that allocate them (the DMA block grows its own pool).
     hugepage_pool(40, required=False)
     env, cwd = python_env()
@@ -124,16 +110,21 @@ def test_readme_python_block_runs(block, pools_restored, sysctls_restored, hugep
     assert proc.returncode == 0, f"{block}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
 
 
-def test_readme_python_type_checks(tmp_path):
+def test_readme_python_type_checks(request, tmp_path_factory):
     # What a user's type checker says about the README's code (physmem ships py.typed).
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (pip install '.[test]')")
+    # Blocks and mypy's cache kept across runs in one place: mypy rechecks only the blocks
+    # (and physmem modules) whose source changed.
+    kept = kept_dir(request, tmp_path_factory, "physmem-readme-mypy")
+    for old in kept.glob("block*.py"):
+        old.unlink()
     files = []
     for i, block in enumerate(readme_python_blocks()):
-        files.append(tmp_path / f"block{i}.py")
+        files.append(kept / f"block{i}.py")
         files[-1].write_text(PRELUDE + block)
     env, cwd = python_env()
     r = subprocess.run([sys.executable, "-m", "mypy", "--ignore-missing-imports",
-                        "--cache-dir", str(tmp_path / "cache"), *map(str, files)],
+                        "--cache-dir", str(kept / "cache"), *map(str, files)],
                        capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -112,15 +112,8 @@ def test_hugepage_sizes_fixture_counts_gigantic(tmp_path_factory):
     assert pools[1].gigantic
 
 
-@pytest.fixture
-def restore_balancing():
-    old = sysctl.read("kernel.numa_balancing")
-    yield
-    sysctl.write("kernel.numa_balancing", old)
-
-
-@pytest.mark.root
-def test_set_balancing_round_trip(restore_balancing):
+def test_set_balancing_round_trip(sysctl_restored):
+    sysctl_restored("kernel.numa_balancing")
     prev = set_balancing(BalancingMode.NORMAL)
     assert balancing().mode == BalancingMode.NORMAL
     assert sysctl.read_int("kernel.numa_balancing") == 1
@@ -155,22 +148,10 @@ def test_commit_limit_recomputed_equals_meminfo():
     assert s.headroom == s.commit_limit - s.committed_as
 
 
-@pytest.fixture
-def restore_overcommit():
-    saved = {n: sysctl.read(n) for n in ("vm.overcommit_memory", "vm.overcommit_ratio",
-                                         "vm.overcommit_kbytes")}
-    yield
-    sysctl.write("vm.overcommit_memory", saved["vm.overcommit_memory"])
-    # ratio and kbytes exclude each other: writing one zeroes the other.
-    if saved["vm.overcommit_kbytes"] != "0":
-        sysctl.write("vm.overcommit_kbytes", saved["vm.overcommit_kbytes"])
-    else:
-        sysctl.write("vm.overcommit_ratio", saved["vm.overcommit_ratio"])
-
-
-@pytest.mark.root
 @pytest.mark.parametrize("using", ["ratio", "kbytes"])
-def test_set_headroom_gives_the_headroom(restore_overcommit, using):
+def test_set_headroom_gives_the_headroom(sysctl_restored, using):
+    for name in ("vm.overcommit_memory", "vm.overcommit_ratio", "vm.overcommit_kbytes"):
+        sysctl_restored(name)
     want = 256 << 20
     value = overcommit.set_headroom(want, using=using)
     assert sysctl.read_int(f"vm.overcommit_{using}") == value

@@ -177,7 +177,7 @@ def test_cli_topo_plan_doctor(trees):
     bad = _cli("plan", "--device", "0000:99:00.0", *roots)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
-# ---- cpuidle: VM wake-up latency (issue 12, item 10) ---------------------------------------
+# ---- cpuidle: VM wake-up latency ------------------------------------------------------------
 
 def idle_tree(tmp_path, driver="haltpoll", governor="haltpoll", poll="0", ro=False):
     """A sys tree with only what the cpuidle section reads."""

@@ -11,18 +11,24 @@ import pytest
 
 import physmem
 
+from conftest import kept_dir
 
-def test_mypy_is_clean(tmp_path):
+
+def test_mypy_is_clean(request, tmp_path_factory):
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (pip install '.[test]')")
     package_dir = os.path.dirname(os.path.abspath(physmem.__file__))
     # The package that was imported (installed or in-place build), copied out first: mypy
     # given a path inside site-packages takes site-packages as a source root and trips over
-    # other modules there. A throwaway cache so a stale one cannot hide errors.
-    copy = tmp_path / "src" / "physmem"
+    # other modules there. The copy and mypy's cache are kept across runs, in one place, so
+    # that mypy rechecks only what changed: it compares each module's source (size, mtime,
+    # then hash) with its cache entry and rechecks the changed modules and their dependents.
+    kept = kept_dir(request, tmp_path_factory, "physmem-mypy")
+    copy = kept / "src" / "physmem"
+    shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(package_dir, copy, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     r = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "physmem", "--ignore-missing-imports",
-         "--cache-dir", str(tmp_path / "mypy_cache")],
+         "--cache-dir", str(kept / "mypy_cache")],
         capture_output=True, text=True, timeout=120, cwd=copy.parent)
     assert r.returncode == 0, f"mypy found type errors:\n{r.stdout}{r.stderr}"

@@ -1,8 +1,9 @@
 """The wheel a user installs: ``python -m build`` makes the sdist and, from it, the wheel (so
 the sdist builds from scratch); ``auditwheel repair`` makes it manylinux; ``twine check``
 passes; and the repaired wheel installs into a fresh venv with no compiler reachable and
-runs. Built once per source tree: the result is cached (pytest's cache directory) under a
-hash of every file that goes into it."""
+runs. Built once per source tree, from a copy of it: the result is cached (pytest's cache
+directory, or the runner's pytest temporary root) under a hash of every file that goes into
+it."""
 from __future__ import annotations
 
 import hashlib
@@ -19,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from conftest import kept_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = {"build": "build", "auditwheel": "auditwheel", "twine": "twine"}
@@ -55,16 +58,18 @@ def built(request: pytest.FixtureRequest,
     digest = hashlib.sha256()
     for f in _inputs():
         digest.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
-    cache = getattr(request.config, "cache", None)   # absent under -p no:cacheprovider
-    where = Path(cache.mkdir("physmem-wheel")) if cache else tmp_path_factory.mktemp("wheel")
-    out = where / digest.hexdigest()[:16]
+    out = kept_dir(request, tmp_path_factory, "physmem-wheel") / digest.hexdigest()[:16]
     done = out / "done"
     if not done.exists():
         shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
+        # Built from a copy of the inputs: the build writes beside its sources (egg-info),
+        # and the checkout may not be the runner's to write (the unprivileged half).
+        for f in _inputs():
+            (out / "src" / f.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, out / "src" / f.relative_to(ROOT))
         t0 = time.monotonic()
         r = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out / "dist"),
-                            str(ROOT)], capture_output=True, text=True, timeout=600)
+                            str(out / "src")], capture_output=True, text=True, timeout=600)
         seconds = time.monotonic() - t0
         assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
         (wheel,) = (out / "dist").glob("*.whl")
@@ -122,9 +127,7 @@ print("pagemap ok", physmem.__file__)
 """
 
 
-@pytest.mark.root
-@pytest.mark.hugepages
-def test_repaired_wheel_runs_in_a_fresh_venv_without_a_compiler(built, tmp_path):
+def test_repaired_wheel_runs_in_a_fresh_venv_without_a_compiler(built, tmp_path, pools_restored):
     """pip takes binary wheels only (numpy and cffi from PyPI, physmem from the file), with
     CC=/bin/false and a PATH that holds no compiler: nothing can be compiled. Then the
     installed physmem, not this checkout, prints its version, allocates 2 MiB of contiguous
