@@ -57,26 +57,27 @@ static inline uint64_t first_free(pm_dmapool *p, unsigned k)
     return (w << 6) | (uint64_t)__builtin_ctzll(map[w]);
 }
 
-pm_dmapool *pm_dmapool_new(uint64_t size, unsigned max_order)
+int pm_dmapool_new(uint64_t size, unsigned max_order, pm_dmapool **out)
 {
     if (size < (1ULL << PM_DMAPOOL_MIN_ORDER) || size % (1ULL << PM_DMAPOOL_MIN_ORDER))
-        return NULL;
+        return -EINVAL;
     unsigned top = 63 - (unsigned)__builtin_clzll(size);
     if (max_order > top)
         max_order = top;
     if (max_order < PM_DMAPOOL_MIN_ORDER)
-        return NULL;
+        return -EINVAL;
     pm_dmapool *p = calloc(1, sizeof *p);
     if (!p)
-        return NULL;
+        return -ENOMEM;
     uint64_t total = 0;
     for (unsigned k = PM_DMAPOOL_MIN_ORDER; k <= max_order; k++)
         total += 2 * nwords(size, k) + 1; /* +1: a zero word past the end of each map */
     p->storage = calloc(total, sizeof(uint64_t));
-    if (!p->storage || pthread_mutex_init(&p->lock, NULL) != 0) {
+    int err = p->storage ? pthread_mutex_init(&p->lock, NULL) : ENOMEM;
+    if (err) {
         free(p->storage);
         free(p);
-        return NULL;
+        return -err;
     }
     uint64_t *cur = p->storage;
     for (unsigned k = PM_DMAPOOL_MIN_ORDER; k <= max_order; k++) {
@@ -97,7 +98,8 @@ pm_dmapool *pm_dmapool_new(uint64_t size, unsigned max_order)
         p->free_bytes += 1ULL << k;
         off += 1ULL << k;
     }
-    return p;
+    *out = p;
+    return 0;
 }
 
 void pm_dmapool_destroy(pm_dmapool *p)

@@ -15,9 +15,11 @@
 
 typedef struct pm_dmapool pm_dmapool;
 
-/* A pool of `size` bytes (a multiple of 64) whose blocks are at most 2**max_order bytes.
- * NULL if out of memory or size is unusable. */
-pm_dmapool *pm_dmapool_new(uint64_t size, unsigned max_order);
+/* A pool of `size` bytes (a multiple of 64) whose blocks are at most 2**max_order bytes,
+ * stored in *out: 0, -EINVAL if size is not a multiple of 64 or max_order (capped at the
+ * size) is below PM_DMAPOOL_MIN_ORDER, -ENOMEM. The pool is the caller's: it frees it with
+ * pm_dmapool_destroy, once, when no call on it can still be running. */
+int pm_dmapool_new(uint64_t size, unsigned max_order, pm_dmapool **out);
 void pm_dmapool_destroy(pm_dmapool *p);
 /* Offset of a free block of 2**order bytes, aligned to its size; -ENOMEM if none is free,
  * -E2BIG if order exceeds max_order, -EBADF once closed. */

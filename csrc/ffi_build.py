@@ -4,15 +4,20 @@ Each C prototype is written once, in its concern's header csrc/NAME.h; the cffi 
 are generated from the parts of those headers between ``/* cffi:begin */`` and
 ``/* cffi:end */``:
 
-- declarations (prototypes, structs, typedefs) are taken as written;
+- comments are removed as the compiler removes them (a ``/*`` comment ends at the first
+  ``*/``), then continued lines are joined;
+- declarations (prototypes, structs, typedefs) are taken as written, except array lengths
+  that are not plain numbers: a struct field's or a global's becomes ``[...]`` (the compiler
+  supplies it, however it is derived), a parameter's becomes ``[]`` (it is a pointer);
 - ``#define NAME value`` becomes ``#define NAME ...``, so the compiler takes every constant's
   value from the real headers (ours, or the kernel's where it defines the name first);
-  ``#if``/``#ifndef``/``#endif``/``#include`` lines are dropped;
+  function-like and valueless macros are not API and are dropped, as are ``#if``,
+  ``#ifndef``, ``#endif``, ``#include`` and every other directive;
 - ``/* cffi:const NAME NAME ... */`` declares constants that come from system headers
-  (``sys/mman.h``, ``linux/userfaultfd.h``, ...), also as ``...``;
-- a constant used as an array length is replaced by its literal value, which cffi needs to
-  lay the struct out (and the compiled module checks against the real layout).
+  (``sys/mman.h``, ``linux/userfaultfd.h``, ...), also as ``...``.
 
+cffi then compiles the declarations against the headers themselves, so a declaration the
+translation got wrong fails the build; tests/test_ffi_build.py feeds it the tricky cases.
 Adding a concern means adding NAME.c and NAME.h with a marked block.
 """
 import re
@@ -23,19 +28,52 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 HEADERS = sorted(HERE.glob("*.h"))
 SOURCES = sorted(HERE.glob("*.c"))
+# The C core's flags, here and in .ci/cross-compile (which reads them from here): a warning
+# on any compiler fails the build.
+CFLAGS = ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Werror"]
+DEFINES = [("_GNU_SOURCE", None), ("_FILE_OFFSET_BITS", "64")]
 
 _BLOCK = re.compile(r"/\*\s*cffi:begin\s*\*/(.*?)/\*\s*cffi:end\s*\*/", re.S)
 _CONST = re.compile(r"/\*\s*cffi:const\b(.*?)\*/", re.S)
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+_CONTINUED = re.compile(r"\\[ \t]*\n")
 _DEFINE = re.compile(r"#\s*define\s+([A-Za-z_]\w*)(\(?)\s*(.*)")
-_INT = re.compile(r"\(?(\d+)[uUlL]*\)?$")
+_PAREN_OR_LENGTH = re.compile(r"[()]|\[([^\[\]]*)\]")
+_NUMBER = re.compile(r"\s*(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*\s*")
+
+
+def _array_lengths(decls: str, path: str) -> str:
+    """``decls`` with every array length cffi cannot read as a number replaced: ``[...]``
+    outside parentheses (struct fields, globals), ``[]`` for a parameter's outermost
+    length. A parameter's inner length has to be a number (cffi needs the element size)."""
+    out: list[str] = []
+    depth = pos = 0
+    after = -1  # where the last length ended: the next one right there is an inner one
+    for m in _PAREN_OR_LENGTH.finditer(decls):
+        token, length = m.group(0), m.group(1)
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth -= 1
+        elif length.strip() and not _NUMBER.fullmatch(length):
+            if depth == 0:
+                token = "[...]"
+            elif m.start() != after:
+                token = "[]"
+            else:
+                raise ValueError(f"{path}: a parameter's inner array length must be a "
+                                 f"number for cffi, not {length.strip()!r}")
+        if length is not None:
+            after = m.end()
+        out += [decls[pos:m.start()], token]
+        pos = m.end()
+    return "".join(out) + decls[pos:]
 
 
 def cdef_of(text: str, path: str = "<header>") -> str:
     """The cffi declarations of the marked blocks of one header's text."""
     out: list[str] = []
     seen: set[str] = set()
-    literal: dict[str, str] = {}
 
     def const(name: str) -> None:
         if name not in seen:
@@ -49,8 +87,7 @@ def cdef_of(text: str, path: str = "<header>") -> str:
         for names in _CONST.findall(block):
             for name in names.replace("*", " ").split():
                 const(name)
-        body = _COMMENT.sub(" ", block)
-        body = re.sub(r"\\\n", " ", body)  # continued preprocessor lines
+        body = _CONTINUED.sub(" ", _COMMENT.sub(" ", block))
         for line in body.splitlines():
             stripped = line.strip()
             if not stripped.startswith("#"):
@@ -58,14 +95,10 @@ def cdef_of(text: str, path: str = "<header>") -> str:
                     out.append(line.rstrip())
                 continue
             m = _DEFINE.match(stripped)
-            if m and not m.group(2):  # object-like macro; function-like ones are not API
+            # A constant has a value; function-like macros are not API.
+            if m and not m.group(2) and m.group(3).strip():
                 const(m.group(1))
-                lit = _INT.match(m.group(3).strip())
-                if lit:
-                    literal[m.group(1)] = lit.group(1)
-    cdef = "\n".join(out)
-    for name, value in literal.items():
-        cdef = re.sub(r"\[\s*" + name + r"\s*\]", f"[{value}]", cdef)
+    cdef = _array_lengths("\n".join(out), path)
     return cdef + "\n" if cdef else ""
 
 
@@ -82,8 +115,8 @@ ffi.set_source(
     # Relative paths keep setuptools happy when it builds from a copied tree.
     sources=[str(p.relative_to(HERE.parent)) for p in SOURCES],
     include_dirs=[str(HERE)],
-    define_macros=[("_GNU_SOURCE", None), ("_FILE_OFFSET_BITS", "64")],
-    extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    define_macros=DEFINES,
+    extra_compile_args=CFLAGS,
 )
 
 if __name__ == "__main__":

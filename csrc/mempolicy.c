@@ -29,10 +29,9 @@ int pm_get_mempolicy(int *mode, uint64_t *mask, uint64_t nbits, uint64_t addr,
 }
 
 /* nodes == NULL queries: status[i] becomes the node of pages[i] or -errno for that page. */
-int pm_move_pages(int pid, uint64_t count, const uint64_t *pages, const int *nodes,
+int pm_move_pages(int pid, uint64_t count, const void *const *pages, const int *nodes,
                   int *status, int flags)
 {
-    long ret = syscall(SYS_move_pages, pid, (unsigned long)count, (void **)pages, nodes, status,
-                       flags);
+    long ret = syscall(SYS_move_pages, pid, (unsigned long)count, pages, nodes, status, flags);
     return ret < 0 ? -errno : (int)ret;
 }

@@ -24,7 +24,9 @@ int pm_mbind(uint64_t addr, uint64_t len, int mode, const uint64_t *mask, uint64
 int pm_set_mempolicy(int mode, const uint64_t *mask, uint64_t nbits);
 int pm_get_mempolicy(int *mode, uint64_t *mask, uint64_t nbits, uint64_t addr,
                      unsigned int flags);
-int pm_move_pages(int pid, uint64_t count, const uint64_t *pages, const int *nodes,
+/* `pages` is what the kernel reads: an array of `count` user pointers (on the 64-bit ABIs
+ * physmem builds for, the same words as uint64_t addresses). */
+int pm_move_pages(int pid, uint64_t count, const void *const *pages, const int *nodes,
                   int *status, int flags);
 
 /* cffi:end */

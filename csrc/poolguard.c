@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+_Static_assert(sizeof(struct pm_claim) == 256, "a claim never straddles a page of the file");
+
 #define NR "/nr_hugepages"
 #define OVERCOMMIT "/nr_overcommit_hugepages"
 #define SURPLUS "/surplus_hugepages"
@@ -193,6 +195,10 @@ void pm_guard_serve(int sock, int claim_fd, const char *lock_path, const char *c
 
 int pm_guard_start(int claim_fd, const char *lock_path, const char *claim_path, int *sock)
 {
+    /* Checked here, where it can still be reported: the guardian would only exit. */
+    if (strnlen(lock_path, PM_CLAIM_PATH_MAX) == PM_CLAIM_PATH_MAX
+        || strnlen(claim_path, PM_CLAIM_PATH_MAX) == PM_CLAIM_PATH_MAX)
+        return -ENAMETOOLONG;
     int sv[2];
     /* A socket, not a pipe: send(MSG_NOSIGNAL) cannot raise SIGPIPE in the caller. */
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)

@@ -47,11 +47,14 @@ int pm_claims_undo(int fd);
 int pm_claim_undo(const struct pm_claim *claim);
 /* Serve as the guardian: wait for EOF on socket `sock`, then take the pool lock at
  * `lock_path`, undo claim file `claim_fd` and unlink `claim_path`. Its own session,
- * terminal signals ignored, every other fd closed; sends its ready message first (see
- * pm_guard_wait_ready). Never returns. */
+ * terminal signals ignored, every other fd closed (without close_range(2), Linux 5.9: every
+ * other fd below 4096); sends its ready message first (see pm_guard_wait_ready). Both paths
+ * are shorter than PM_CLAIM_PATH_MAX bytes, or it exits at once without a ready message.
+ * Never returns. */
 void pm_guard_serve(int sock, int claim_fd, const char *lock_path, const char *claim_path);
 /* Start a guardian by double fork (where exec is not possible). Stores this end of the
- * socket in *sock; 0 or -errno. */
+ * socket in *sock, the caller's to close (which tells the guardian to settle the claims);
+ * 0 or -errno: -ENAMETOOLONG for a path of PM_CLAIM_PATH_MAX bytes or more. */
 int pm_guard_start(int claim_fd, const char *lock_path, const char *claim_path, int *sock);
 /* Wait for the guardian's ready message: its pid, or -errno (-EPIPE if it exited). */
 int pm_guard_wait_ready(int sock);

@@ -1,5 +1,6 @@
 #include "procmaps.h"
 
+#include <errno.h>
 #include <string.h>
 
 /* The kernel prints every smaps mapping with the same keys in the same order, so the key
@@ -13,7 +14,7 @@ static const uint8_t HEX1[256] = {
     ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
 
-/* Parse hex digits at *p (at least one, at most 16); advance *p. */
+/* Parse hex digits at *p (at least one, at most 16); advance *p. 0 or -EBADMSG. */
 static inline int parse_hex(const char **p, const char *end, uint64_t *out)
 {
     const unsigned char *s = (const unsigned char *)*p, *e = (const unsigned char *)end;
@@ -34,7 +35,7 @@ static inline int parse_hex(const char **p, const char *end, uint64_t *out)
         v = v << 4 | (d - 1);
         s++;
     }
-    if (s == start || s - start > 16) return -1;
+    if (s == start || s - start > 16) return -EBADMSG;
     *p = (const char *)s;
     *out = v;
     return 0;
@@ -58,6 +59,7 @@ static inline int same_bytes(const char *s, const char *t, size_t len)
     return 1;
 }
 
+/* Parse decimal digits at *p (at least one, no overflow); advance *p. 0 or -EBADMSG. */
 static inline int parse_dec(const char **p, const char *end, uint64_t *out)
 {
     const char *s = *p;
@@ -65,12 +67,12 @@ static inline int parse_dec(const char **p, const char *end, uint64_t *out)
     int n = 0;
     while (s < end && *s >= '0' && *s <= '9') {
         uint64_t d = (uint64_t)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10) return -1;
+        if (v > (UINT64_MAX - d) / 10) return -EBADMSG;
         v = v * 10 + d;
         s++;
         n++;
     }
-    if (n == 0) return -1;
+    if (n == 0) return -EBADMSG;
     *p = s;
     *out = v;
     return 0;
@@ -124,28 +126,29 @@ static uint8_t classify(const char *s, uint32_t *lenp, uint8_t *bits)
 }
 
 /* Parse the mapping line at s into row i. Bounds are `end` (the buffer), not the line's end:
- * '\n' fails every field test, so no separate memchr is needed before the name. Sets *eol. */
+ * '\n' fails every field test, so no separate memchr is needed before the name. Sets *eol.
+ * 0 or -EBADMSG. */
 static int parse_header(const char *s, const char *end, const char *buf, size_t cap, size_t i,
                         uint64_t *c64, uint32_t *c32, uint8_t *c8, const char **eol)
 {
     uint64_t start, stop, offset, major, minor, inode;
-    if (parse_hex(&s, end, &start) || s >= end || *s++ != '-') return -1;
-    if (parse_hex(&s, end, &stop) || s >= end || *s++ != ' ') return -1;
-    if (stop < start) return -1; /* else sizes (end - start) would wrap around */
-    if (end - s < 5) return -1;
+    if (parse_hex(&s, end, &start) || s >= end || *s++ != '-') return -EBADMSG;
+    if (parse_hex(&s, end, &stop) || s >= end || *s++ != ' ') return -EBADMSG;
+    if (stop < start) return -EBADMSG; /* else sizes (end - start) would wrap around */
+    if (end - s < 5) return -EBADMSG;
     uint8_t prot = 0, bits = 0;
-    if (s[0] == 'r') prot |= PMPROC_READ; else if (s[0] != '-') return -1;
-    if (s[1] == 'w') prot |= PMPROC_WRITE; else if (s[1] != '-') return -1;
-    if (s[2] == 'x') prot |= PMPROC_EXEC; else if (s[2] != '-') return -1;
-    if (s[3] == 's') bits |= PMPROC_SHARED; else if (s[3] != 'p') return -1;
-    if (s[4] != ' ') return -1;
+    if (s[0] == 'r') prot |= PMPROC_READ; else if (s[0] != '-') return -EBADMSG;
+    if (s[1] == 'w') prot |= PMPROC_WRITE; else if (s[1] != '-') return -EBADMSG;
+    if (s[2] == 'x') prot |= PMPROC_EXEC; else if (s[2] != '-') return -EBADMSG;
+    if (s[3] == 's') bits |= PMPROC_SHARED; else if (s[3] != 'p') return -EBADMSG;
+    if (s[4] != ' ') return -EBADMSG;
     s += 5;
-    if (parse_hex(&s, end, &offset) || s >= end || *s++ != ' ') return -1;
-    if (parse_hex(&s, end, &major) || s >= end || *s++ != ':') return -1;
-    if (parse_hex(&s, end, &minor) || major > UINT32_MAX || minor > UINT32_MAX) return -1;
-    if (s >= end || *s++ != ' ') return -1;
-    if (parse_dec(&s, end, &inode)) return -1;
-    if (s < end && *s != ' ' && *s != '\n') return -1;
+    if (parse_hex(&s, end, &offset) || s >= end || *s++ != ' ') return -EBADMSG;
+    if (parse_hex(&s, end, &major) || s >= end || *s++ != ':') return -EBADMSG;
+    if (parse_hex(&s, end, &minor) || major > UINT32_MAX || minor > UINT32_MAX) return -EBADMSG;
+    if (s >= end || *s++ != ' ') return -EBADMSG;
+    if (parse_dec(&s, end, &inode)) return -EBADMSG;
+    if (s < end && *s != ' ' && *s != '\n') return -EBADMSG;
     while (s < end && *s == ' ') s++;
     /* The name runs to the end of the line: it may contain spaces. Most mappings of a big
      * process are anonymous, with no name, where a call to memchr costs more than a test. */
@@ -166,14 +169,14 @@ static int parse_header(const char *s, const char *end, const char *buf, size_t 
     return 0;
 }
 
-/* Index of name s[0..len) in t, appended if new; -1 if it does not fit. */
+/* Index of name s[0..len) in t, appended if new; -EOVERFLOW if it does not fit. */
 static int find_name(struct pmproc_names *t, const char *s, size_t len, uint32_t hint)
 {
     if (hint < t->n && t->len[hint] == len && memcmp(t->name[hint], s, len) == 0)
         return (int)hint;
     for (uint32_t i = 0; i < t->n; i++)
         if (t->len[i] == len && memcmp(t->name[i], s, len) == 0) return (int)i;
-    if (t->n >= PMPROC_MAXNAMES || len >= PMPROC_NAMELEN) return -1;
+    if (t->n >= PMPROC_MAXNAMES || len >= PMPROC_NAMELEN) return -EOVERFLOW;
     memcpy(t->name[t->n], s, len);
     t->name[t->n][len] = 0;
     t->len[t->n] = (uint8_t)len;
@@ -186,7 +189,7 @@ static inline int is_space(unsigned char c)
     return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
 }
 
-/* VmFlags text -> bitmask over t; -1 if a name does not fit the table. */
+/* VmFlags text -> bitmask over t; -EOVERFLOW if a name does not fit the table. */
 static int flags_mask(struct pmproc_names *t, const char *s, const char *e, uint64_t *mask)
 {
     uint64_t m = 0;
@@ -196,7 +199,7 @@ static int flags_mask(struct pmproc_names *t, const char *s, const char *e, uint
         while (s < e && !is_space((unsigned char)*s)) s++;
         if (s == w) break;
         int k = find_name(t, w, (size_t)(s - w), UINT32_MAX);
-        if (k < 0) return -1;
+        if (k < 0) return -EOVERFLOW;
         m |= (uint64_t)1 << k;
     }
     *mask = m;
@@ -268,7 +271,7 @@ int64_t pmproc_parse(const char *buf, size_t len, int with_fields, size_t cap,
     memset(&names, 0, sizeof names);
     if (len >= (size_t)1 << 32) {
         *err = (struct pmproc_error){.line = 0, .off = 0, .len = 0, .code = PMPROC_ELARGE};
-        return -1;
+        return -EFBIG;
     }
     while (p < end) {
         const char *eol;
@@ -392,7 +395,7 @@ fail:
         err->off = (uint32_t)(p - buf);
         err->len = (uint32_t)(eol - p);
         err->code = code;
-        return -1;
+        return code == PMPROC_ECAP ? -ENOSPC : code == PMPROC_EKEYS ? -EOVERFLOW : -EBADMSG;
     }
     return (int64_t)n;
 }

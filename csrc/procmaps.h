@@ -72,25 +72,29 @@ struct pmproc_tables {
     struct pmproc_names flags;  /* VmFlags names: bit k of the VMFLAGS column */
 };
 
+/* Where and why pmproc_parse failed: the -errno it returns is the class of failure, this
+ * the detail a message needs. */
 struct pmproc_error {
     uint32_t line;      /* 1-based */
     uint32_t off, len;  /* the offending line within the buffer */
     int code;           /* PMPROC_E* */
 };
 
-#define PMPROC_EHEADER 1   /* malformed mapping line */
-#define PMPROC_EFIELD 2    /* malformed "Key: value [kB]" line */
-#define PMPROC_EKEYS 3     /* more distinct keys than PMPROC_MAXNAMES, or key too long */
-#define PMPROC_ECAP 4      /* more mappings than the caller's capacity */
-#define PMPROC_EORPHAN 5   /* field line before any mapping line */
-#define PMPROC_ELARGE 6    /* buffer of 4 GiB or more: offsets would not fit */
+/* Reasons, each with the -errno pmproc_parse returns for it. */
+#define PMPROC_EHEADER 1   /* -EBADMSG: malformed mapping line */
+#define PMPROC_EFIELD 2    /* -EBADMSG: malformed "Key: value [kB]" line */
+#define PMPROC_EKEYS 3     /* -EOVERFLOW: more keys than PMPROC_MAXNAMES, or a key too long */
+#define PMPROC_ECAP 4      /* -ENOSPC: more mappings than the caller's capacity */
+#define PMPROC_EORPHAN 5   /* -EBADMSG: field line before any mapping line */
+#define PMPROC_ELARGE 6    /* -EFBIG: buffer of 4 GiB or more: offsets would not fit */
 
 size_t pmproc_count_headers(const char *buf, size_t len);
 
 /* Parse maps (with_fields == 0) or smaps/smaps_rollup text into columns of `cap` rows:
  * c64 (PMPROC_C64_SMAPS or _MAPS columns), c32 (PMPROC_C32_*), c8 (PMPROC_C8_N) and, for
  * smaps, values[k * cap + i] = key k of mapping i (kB values in bytes, 0 where absent).
- * `tab` is filled from scratch. Returns the number of mappings, or -1 with *err filled. */
+ * `tab` is filled from scratch. Returns the number of mappings, or -errno (see PMPROC_E*)
+ * with *err filled; -ENOSPC alone is worth a retry, with a larger cap. */
 int64_t pmproc_parse(const char *buf, size_t len, int with_fields, size_t cap,
                      uint64_t *c64, uint32_t *c32, uint8_t *c8, uint64_t *values,
                      struct pmproc_tables *tab, struct pmproc_error *err);

@@ -99,8 +99,8 @@ static inline uint64_t mix64(uint64_t x)
 /* Count occurrences of each distinct value into an open-addressing table (capacity a power
  * of two, empty slots hold PM_EMPTY_KEY). weights may be NULL (each value counts 1).
  * Stops before the table passes half full, so the caller can grow it and continue from
- * *consumed. Returns the number of used slots after the call, or -1 if it stopped early,
- * or -2 for a value equal to PM_EMPTY_KEY (which the table cannot hold). */
+ * *consumed. Returns the number of used slots after the call; -ENOSPC if it stopped for
+ * room, -EINVAL at a value equal to PM_EMPTY_KEY (which the table cannot hold). */
 int64_t pm_count_add(uint64_t *keys, uint64_t *counts, uint64_t capacity, uint64_t *used,
                      const uint64_t *values, const uint64_t *weights, size_t n, size_t *consumed)
 {
@@ -113,7 +113,7 @@ int64_t pm_count_add(uint64_t *keys, uint64_t *counts, uint64_t capacity, uint64
         uint64_t w = weights ? weights[i] : 1;
         if (v == PM_EMPTY_KEY) {
             *consumed = i;
-            return -2;
+            return -EINVAL;
         }
         /* Physical memory comes in long stretches of identical flags: skip the probe. */
         if (v == last_key) {
@@ -126,7 +126,7 @@ int64_t pm_count_add(uint64_t *keys, uint64_t *counts, uint64_t capacity, uint64
         if (keys[slot] == PM_EMPTY_KEY) {
             if (2 * (*used + 1) > capacity) {
                 *consumed = i;
-                return -1;
+                return -ENOSPC;
             }
             keys[slot] = v;
             counts[slot] = 0;
@@ -144,8 +144,9 @@ int64_t pm_count_add(uint64_t *keys, uint64_t *counts, uint64_t capacity, uint64
  * count each distinct value into the table, as pm_count_add does: one call for a whole PFN
  * range, so a summary needs neither a Python loop per chunk nor numpy. *consumed is how many
  * entries were counted; *stop says why the call returned: 0 all counted or end of file
- * (*consumed < count), 1 the table needs to grow (call again from start + *consumed),
- * 2 an entry equal to PM_EMPTY_KEY at start + *consumed. Returns 0, or -errno. */
+ * (*consumed < count), else what pm_count_add stopped with at start + *consumed: -ENOSPC
+ * (grow the table and call again from there) or -EINVAL (an entry equal to PM_EMPTY_KEY).
+ * Returns 0, or -errno of the read (kept apart from *stop: a read error is not a table's). */
 int64_t pm_count_pread_u64(int fd, uint64_t start, uint64_t count, uint64_t *keys,
                            uint64_t *counts, uint64_t capacity, uint64_t *used,
                            uint64_t *consumed, int *stop)
@@ -171,7 +172,7 @@ int64_t pm_count_pread_u64(int fd, uint64_t start, uint64_t count, uint64_t *key
                                    &used_here);
         done += used_here;
         if (ret < 0) {
-            *stop = ret == -1 ? 1 : 2;
+            *stop = (int)ret;
             break;
         }
         if ((uint64_t)got < want)

@@ -71,63 +71,84 @@ int pm_uffd_wake(int fd, uint64_t start, uint64_t len)
     return ioctl(fd, UFFDIO_WAKE, &range) ? -errno : 0;
 }
 
+/* The resolving ioctls, one argument struct each; all report the bytes done in an __s64. */
+union resolve_arg {
+    struct uffdio_copy copy;
+    struct uffdio_zeropage zeropage;
+    struct uffdio_continue cont;
+    struct uffdio_poison poison;
+    struct uffdio_move move;
+};
+
+/* Fill a's member for `request` ([dst, dst + len) from src, or the range [dst, dst + len)
+ * for the ioctls without a source); returns where it reports the bytes done. */
+static __s64 *fill_arg(union resolve_arg *a, unsigned long request, uint64_t dst,
+                       uint64_t src, uint64_t len, uint64_t mode)
+{
+    memset(a, 0, sizeof(*a));
+    switch (request) {
+    case UFFDIO_COPY:
+        a->copy = (struct uffdio_copy){.dst = dst, .src = src, .len = len, .mode = mode};
+        return &a->copy.copy;
+    case UFFDIO_MOVE:
+        a->move = (struct uffdio_move){.dst = dst, .src = src, .len = len, .mode = mode};
+        return &a->move.move;
+    case UFFDIO_ZEROPAGE:
+        a->zeropage = (struct uffdio_zeropage){.range = {dst, len}, .mode = mode};
+        return &a->zeropage.zeropage;
+    case UFFDIO_CONTINUE:
+        a->cont = (struct uffdio_continue){.range = {dst, len}, .mode = mode};
+        return &a->cont.mapped;
+    default: /* UFFDIO_POISON */
+        a->poison = (struct uffdio_poison){.range = {dst, len}, .mode = mode};
+        return &a->poison.updated;
+    }
+}
+
 /* The resolving ioctls may stop part way (a signal, or a page already present): they report
- * the bytes done in the last field. These loops resume after a partial result and return the
- * bytes done, or -errno if nothing more could be done (EEXIST, EAGAIN while the address space
- * is changing, ...) with the bytes done so far lost only when zero. */
-#define RESOLVE_LOOP(STRUCT, IOCTL, INIT, FIELD)                                               \
-    uint64_t done = 0;                                                                         \
-    while (done < len) {                                                                       \
-        struct STRUCT arg;                                                                     \
-        memset(&arg, 0, sizeof(arg));                                                          \
-        INIT;                                                                                  \
-        int ret = ioctl(fd, IOCTL, &arg);                                                      \
-        int err = ret ? errno : 0;                                                             \
-        if (arg.FIELD > 0)                                                                     \
-            done += (uint64_t)arg.FIELD;                                                       \
-        if (!ret)                                                                              \
-            continue;                                                                          \
-        if (err == EINTR)                                                                      \
-            continue;                                                                          \
-        return done ? (int64_t)done : -err;                                                    \
-    }                                                                                          \
+ * the bytes done. This loop resumes after a partial result and returns the bytes done, or
+ * -errno if nothing more could be done (EEXIST, EAGAIN while the address space is
+ * changing, ...) with the bytes done so far lost only when zero. */
+static int64_t resolve(int fd, unsigned long request, uint64_t dst, uint64_t src, uint64_t len,
+                       uint64_t mode)
+{
+    uint64_t done = 0;
+    while (done < len) {
+        union resolve_arg arg;
+        __s64 *got = fill_arg(&arg, request, dst + done, src + done, len - done, mode);
+        int ret = ioctl(fd, request, &arg);
+        int err = ret ? errno : 0;
+        if (*got > 0)
+            done += (uint64_t)*got;
+        if (ret && err != EINTR)
+            return done ? (int64_t)done : -err;
+    }
     return (int64_t)done;
+}
 
 int64_t pm_uffd_copy(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode)
 {
-    RESOLVE_LOOP(uffdio_copy, UFFDIO_COPY,
-                 (arg.dst = dst + done, arg.src = src + done, arg.len = len - done,
-                  arg.mode = mode),
-                 copy)
+    return resolve(fd, UFFDIO_COPY, dst, src, len, mode);
 }
 
 int64_t pm_uffd_zeropage(int fd, uint64_t start, uint64_t len, uint64_t mode)
 {
-    RESOLVE_LOOP(uffdio_zeropage, UFFDIO_ZEROPAGE,
-                 (arg.range.start = start + done, arg.range.len = len - done, arg.mode = mode),
-                 zeropage)
+    return resolve(fd, UFFDIO_ZEROPAGE, start, 0, len, mode);
 }
 
 int64_t pm_uffd_continue(int fd, uint64_t start, uint64_t len, uint64_t mode)
 {
-    RESOLVE_LOOP(uffdio_continue, UFFDIO_CONTINUE,
-                 (arg.range.start = start + done, arg.range.len = len - done, arg.mode = mode),
-                 mapped)
+    return resolve(fd, UFFDIO_CONTINUE, start, 0, len, mode);
 }
 
 int64_t pm_uffd_poison(int fd, uint64_t start, uint64_t len, uint64_t mode)
 {
-    RESOLVE_LOOP(uffdio_poison, UFFDIO_POISON,
-                 (arg.range.start = start + done, arg.range.len = len - done, arg.mode = mode),
-                 updated)
+    return resolve(fd, UFFDIO_POISON, start, 0, len, mode);
 }
 
 int64_t pm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode)
 {
-    RESOLVE_LOOP(uffdio_move, UFFDIO_MOVE,
-                 (arg.dst = dst + done, arg.src = src + done, arg.len = len - done,
-                  arg.mode = mode),
-                 move)
+    return resolve(fd, UFFDIO_MOVE, dst, src, len, mode);
 }
 
 int pm_uffd_writeprotect(int fd, uint64_t start, uint64_t len, uint64_t mode)
@@ -601,7 +622,6 @@ int pm_uffd_server_pin(struct pm_uffd_server *s, int cpu)
     return -pthread_setaffinity_np(s->thread, sizeof(set), &set);
 }
 
-/* Stop and free the server; fork events nobody collected have their uffd closed. */
 int pm_uffd_server_stop(struct pm_uffd_server *s, struct pm_uffd_server_stats *st)
 {
     uint64_t one = 1;

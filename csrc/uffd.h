@@ -104,7 +104,8 @@ int pm_uffd_writeprotect(int fd, uint64_t start, uint64_t len, uint64_t mode);
 int64_t pm_uffd_poison(int fd, uint64_t start, uint64_t len, uint64_t mode);
 int64_t pm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode);
 int pm_uffd_wait(int fd, int stop_fd, int timeout_ms);
-/* pm_uffd_read returns at most this many events per call. */
+/* pm_uffd_read returns at most this many events per call; a FORK event's uffd (a) is the
+ * caller's to close. */
 #define PM_UFFD_READ_BATCH 64
 int64_t pm_uffd_read(int fd, struct pm_uffd_event *events, uint64_t max_events);
 /* Resolve the fault at address (flags: its UFFD_PAGEFAULT_FLAG_*) as if nobody served it,
@@ -136,14 +137,22 @@ struct pm_uffd_server_stats {
     uint64_t events_dropped;
     uint64_t last_tid;
 };
+/* Start a server on uffd `fd` and store it in *out: 0 or -errno. The server is the
+ * caller's, as are fd, src and notify_fd, which must outlive it; the caller frees it with
+ * pm_uffd_server_stop, once. */
 int pm_uffd_server_start(int fd, int kind, uint64_t src, uint64_t src_len, uint64_t base,
                          uint64_t page_size, int base_page_zero, int cpu, int notify_fd,
                          struct pm_uffd_server **out);
 /* Pin the server thread to cpu: 0 or -errno. */
 int pm_uffd_server_pin(struct pm_uffd_server *srv, int cpu);
+/* Take up to max_events of the kept events: how many. A FORK event's uffd (a) is the
+ * caller's from then on. */
 int64_t pm_uffd_server_events(struct pm_uffd_server *srv, struct pm_uffd_event *events,
                               uint64_t max_events);
 void pm_uffd_server_stats(struct pm_uffd_server *srv, struct pm_uffd_server_stats *stats);
+/* Stop the thread, store the final counts and free the server (closing the uffds of FORK
+ * events never taken): 0. -errno if the thread could not be told to stop: then nothing
+ * changed, and the server is still running and still the caller's. */
 int pm_uffd_server_stop(struct pm_uffd_server *srv, struct pm_uffd_server_stats *stats);
 
 /* cffi:end */

@@ -7,6 +7,7 @@ numpy's ~80 ms import; :mod:`physmem.kpageflags` re-exports everything public fr
 from __future__ import annotations
 
 import enum
+import errno as _errno
 import os
 import threading
 from typing import Callable, ClassVar, NamedTuple
@@ -264,10 +265,10 @@ def summary(f: _PfnBase, start: object = 0, count: object = None, *,
             check(ret, f"cannot read {f.filename}", path=f.path)
             pfn += consumed
             done[i] = pfn - lo  # one int store: the polling thread reads it without a lock
-            if stop == 1:
+            if stop == -_errno.ENOSPC:
                 table.grow()
                 continue
-            if stop == 2:
+            if stop == -_errno.EINVAL:
                 raise empty_key_error(_raw.EMPTY_KEY)
             if inline and progress is not None:
                 progress(sum(done), total)

@@ -49,8 +49,9 @@ except ImportError as exc:  # pragma: no cover - exercised through a subprocess 
         "pip install 'physmem[exporter]' (or pip install prometheus-client)") from exc
 
 __all__ = ["Exporter", "ContiguityFigure", "ContiguityReading", "Holder", "HolderReading",
-           "MetricsServer", "read_contiguity", "read_frames", "read_holders", "parse_listen",
-           "DEFAULT_INTERVAL", "HTTP_TIMEOUT", "HTTP_CONNECTIONS", "HTTP_HEADER_BYTES"]
+           "DmaHolder", "DmaReading", "MetricsServer", "read_contiguity", "read_frames",
+           "read_holders", "read_dma", "parse_listen", "DEFAULT_INTERVAL", "DMA_PROCESSES",
+           "HTTP_TIMEOUT", "HTTP_CONNECTIONS", "HTTP_HEADER_BYTES"]
 
 _log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 60.0
@@ -64,6 +65,9 @@ HTTP_TIMEOUT = 10            # seconds a connection may stay silent: half a requ
 HTTP_CONNECTIONS = 512       # open at once; more wait in the kernel's listen backlog
 HTTP_HEADER_BYTES = 16384    # request line and headers (and any body); more closes the connection
 _HTTP_THREADS = 2            # scrapes built at once; each is some 10 ms of file reads
+# Processes labelled in the DMA metrics: the largest holders; the rest are summed into one
+# series, so a host with thousands of mlocking processes still gives a bounded scrape.
+DMA_PROCESSES = 20
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,63 @@ def read_holders(proc_root: str = "/proc", sys_root: str = "/sys") -> HolderRead
     return HolderReading(holders, orphaned, len(report.unreadable))
 
 
+@dataclass(frozen=True)
+class DmaHolder:
+    """A process holding DMA-relevant memory: ``pinned`` bytes (VmPin) and
+    ``locked_unpinned`` bytes held resident (mlocked or hugetlb) that no pin holds (None:
+    its mappings could not be read). ``pid`` 0 with ``comm`` ``"(other)"`` sums the
+    processes beyond :data:`DMA_PROCESSES`."""
+
+    pid: int
+    comm: str
+    pinned: int
+    locked_unpinned: int | None
+
+
+@dataclass(frozen=True)
+class DmaReading:
+    """The largest DMA holders (see :class:`DmaHolder`), and how many held some at all."""
+
+    holders: tuple[DmaHolder, ...]
+    processes: int
+
+
+def read_dma(proc_root: str = "/proc", limit: int = DMA_PROCESSES) -> DmaReading:
+    """Pinned and locked-but-unpinned memory per process. /proc/PID/status (readable by
+    all) picks the processes holding any (VmPin, VmLck or HugetlbPages); their mappings are
+    then audited (:func:`physmem.dma.audit`, without locating pages: smaps and io_uring
+    fdinfo, which other users' processes keep to root). The ``limit`` largest are kept, the
+    rest summed into one holder."""
+    from .dma import audit
+    from .errors import PhysmemError
+    from .proc import status
+    from .proc.fds import pids
+
+    found = []
+    for pid in pids(proc_root):
+        try:
+            st = status(pid, proc_root)
+        except (PhysmemError, OSError):
+            continue   # gone meanwhile
+        pinned = int(st.get("VmPin", 0))
+        if not (pinned or st.get("VmLck") or st.get("HugetlbPages")):
+            continue
+        locked: int | None
+        try:
+            locked = audit(pid, pages=False, proc_root=proc_root).locked_unpinned_bytes
+        except PermissionError:
+            locked = None
+        except (PhysmemError, OSError):
+            continue   # gone meanwhile
+        found.append(DmaHolder(pid, str(st.get("Name", "")), pinned, locked))
+    found.sort(key=lambda h: (-(h.pinned + (h.locked_unpinned or 0)), h.pid))
+    kept, rest = found[:limit], found[limit:]
+    if rest:
+        kept.append(DmaHolder(0, "(other)", sum(h.pinned for h in rest),
+                              sum(h.locked_unpinned or 0 for h in rest)))
+    return DmaReading(tuple(kept), len(found))
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """``"127.0.0.1:9877"``, ``"[::1]:9877"`` or ``":9877"`` (every address) -> (host, port).
     Port 0 asks the kernel for a free port."""
@@ -273,6 +334,8 @@ class Exporter(Collector):
             _Reading("holders", iv, self._read_holders,
                      [f"{NS}_hugepages_mapped_bytes", f"{NS}_hugepages_orphaned_bytes"]),
             _Reading("doctor", iv, self._read_doctor, [f"{NS}_doctor_findings"]),
+            _Reading("dma", iv, self._read_dma, [f"{NS}_dma_pinned_bytes",
+                                                 f"{NS}_dma_locked_unpinned_bytes"]),
         )}
         self.nfd_dir = nfd_dir
         self._dma: bool | None = None
@@ -346,7 +409,7 @@ class Exporter(Collector):
             raise RuntimeError("no contiguity forecast with machine totals to label the node "
                                "from (see the contiguity reading)")
         if self._dma is None:   # a property of the kernel and this process: probed once
-            self._dma = nfd.dma_pinning(self.proc_root)
+            self._dma = nfd.dma_pinning()
         assert self.nfd_dir is not None
         nfd.write(self.nfd_dir, nfd.labels(reading.totals, dma=self._dma),
                   interval=self.interval)
@@ -389,6 +452,30 @@ class Exporter(Collector):
         for (s, v), n in sorted(counts.items()):
             fam.add_metric([s, v], n)
         return [fam]
+
+    def _read_dma(self) -> list[Metric]:
+        reading = read_dma(self.proc_root)
+        labels = ["pid", "comm"]
+        pinned = GaugeMetricFamily(f"{NS}_dma_pinned_bytes",
+                                   "Memory pinned for the long term (VmPin: io_uring fixed "
+                                   "buffers, RDMA and VFIO pins): nothing moves it; the "
+                                   f"{DMA_PROCESSES} largest holders, pid 0 sums the rest",
+                                   labels=labels)
+        locked = GaugeMetricFamily(f"{NS}_dma_locked_unpinned_bytes",
+                                   "Memory held resident (mlocked or hugetlb) that no pin "
+                                   "holds: memory offline, compaction and migration can move "
+                                   f"it; the {DMA_PROCESSES} largest holders, pid 0 sums the "
+                                   "rest", labels=labels)
+        for h in reading.holders:
+            key = [str(h.pid), h.comm]
+            pinned.add_metric(key, h.pinned)
+            if h.locked_unpinned is not None:
+                locked.add_metric(key, h.locked_unpinned)
+        count = GaugeMetricFamily(f"{NS}_dma_holder_processes",
+                                  "Processes holding pinned, mlocked or hugetlb memory (all of "
+                                  "them, labelled or not)")
+        count.add_metric([], reading.processes)
+        return [pinned, locked, count]
 
     # --- the scrape -------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:

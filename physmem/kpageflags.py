@@ -5,6 +5,7 @@ All three files hold one 64-bit entry per page frame. Reading them needs root
 """
 from __future__ import annotations
 
+import errno as _errno
 from typing import Callable, ClassVar, Iterable, Iterator, overload
 
 import numpy as np
@@ -51,12 +52,12 @@ class _Counter:
             weights = np.ascontiguousarray(weights, dtype=np.uint64)
         while len(values):
             ret, done = self._c.add(values, weights)
-            if ret == -2:
+            if ret == -_errno.EINVAL:
                 raise empty_key_error(int(values[done]))
             values = values[done:]
             if weights is not None:
                 weights = weights[done:]
-            if ret == -1:
+            if ret == -_errno.ENOSPC:
                 self._grow()
 
     def _grow(self) -> None:

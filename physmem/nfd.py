@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from . import sysctl
 from ._replace import replace_file
 from .errors import InvalidArgument
 
@@ -65,19 +64,13 @@ def obtainable(fc: Forecast) -> tuple[Obtainable, ...]:
     return tuple(out)
 
 
-def dma_pinning(proc_root: str = "/proc") -> bool:
-    """Whether DMA memory can be pinned here: until physmem.dma pins through io_uring fixed
-    buffers, whether this process may set up an io_uring at all (the sysctl
-    ``kernel.io_uring_disabled``, Linux 6.6, then a real ``io_uring_setup`` probe that
-    also meets seccomp filters)."""
-    from ._raw.uringprobe import io_uring_probe
+def dma_pinning() -> bool:
+    """Whether a process like this one can pin DMA memory for the long term now
+    (:func:`physmem.dma.pin.unavailable_reason` says why not): in a pod, the pod's seccomp
+    profile and memlock limit answer as much as the kernel's ``kernel.io_uring_disabled``."""
+    from .dma.pin import unavailable_reason
 
-    try:
-        if sysctl.read_int("kernel.io_uring_disabled", proc_root) == 2:
-            return False
-    except FileNotFoundError:   # before 6.6 there is no switch
-        pass
-    return io_uring_probe() == 0
+    return unavailable_reason() is None
 
 
 def labels(figures: Iterable[Obtainable], *, dma: bool) -> dict[str, str]:

@@ -7,6 +7,7 @@ arrays by the C core (physmem._native), with the GIL released.
 from __future__ import annotations
 
 import enum
+import errno as _errno
 import os
 import threading
 from dataclasses import dataclass
@@ -257,7 +258,7 @@ class PageMap(FdFile):
                 f"length={size:#x} needs {size >> self._shift << 3} bytes of pagemap entries, "
                 "more than this process can allocate; read the range in pieces, or use "
                 "present_ranges() or scan(), which skip unpopulated space", address=addr,
-                errno=_ENOMEM) from None
+                errno=_errno.ENOMEM) from None
         if len(buf):
             self._read_into(addr >> self._shift, buf)
         buf.flags.writeable = False
@@ -476,7 +477,8 @@ class PageMap(FdFile):
         while start < end:
             got, walk_end = _pio.pagemap_scan(self._fd, start, end, inverted, cat_mask,
                                               any_of_, ret_mask, 0, regions)
-            if got == -_ENOTTY or (got == -_EINVAL and ret_mask & ~_known_categories()):
+            if got == -_errno.ENOTTY or (got == -_errno.EINVAL
+                                         and ret_mask & ~_known_categories()):
                 raise FeatureUnavailable(
                     "PAGEMAP_SCAN is not supported by this kernel (added in Linux 6.7)",
                     path=self.path, errno=-got)
@@ -501,7 +503,7 @@ class PageMap(FdFile):
             ps = self.page_size
             got, _ = _pio.pagemap_scan(self._fd, 0, ps, 0, 0, 0, int(ScanCategory.PRESENT), 0,
                                        regions)
-            if got == -_ENOTTY:
+            if got == -_errno.ENOTTY:
                 _scan_supported = False
             else:
                 # Any other failure (ESRCH: this process has exited) says nothing about the
@@ -512,9 +514,6 @@ class PageMap(FdFile):
 
 
 _scan_supported: bool | None = None
-_ENOTTY = 25
-_EINVAL = 22
-_ENOMEM = 12
 _ALL_CATEGORIES = ScanCategory(0)
 for _c in ScanCategory:
     _ALL_CATEGORIES |= _c

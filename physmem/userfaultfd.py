@@ -789,12 +789,14 @@ class NativeServer:
         raise_errors = as_bool(raise_errors, "raise_errors")
         if self._srv is None:
             return
-        srv, self._srv = self._srv, None
+        srv, self._srv = self._srv, None  # one stop, whichever thread comes first
         ret, self._final = _raw.server_stop(srv)
+        if ret < 0:  # not stopped: the server runs on and is still ours
+            self._srv = srv
+            check(ret, "stop userfaultfd server")
         if self._follower is not None:
             self._follower.close()  # after the stop: the server writes to its eventfd
             self._follower = None
-        check(ret, "stop userfaultfd server")
         if self._src is not None:
             self._src.release()
             self._src = None

@@ -4,7 +4,9 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import resource
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
@@ -34,6 +36,78 @@ def anonymous(size: int, *, touch: bool = True, private: bool = True) -> tuple[m
         for off in range(0, size, PAGE):
             m[off] = 1
     return m, address_of(m)
+
+
+def own_pfns(address: int, size: int) -> list[int]:
+    """The independent reading: raw pagemap entries of every base page, via plain os.pread."""
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        data = os.pread(fd, (size // PAGE) * 8, (address // PAGE) * 8)
+    finally:
+        os.close(fd)
+    entries = struct.unpack(f"<{size // PAGE}Q", data)
+    assert all(e >> 63 for e in entries), "every page must be present"
+    return [e & ((1 << 55) - 1) for e in entries]
+
+
+def own_pfns_at(addresses: list[int]) -> list[int]:
+    """PFN of the page at each address, one plain pread of pagemap each."""
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        out = []
+        for a in addresses:
+            (e,) = struct.unpack("<Q", os.pread(fd, 8, a // PAGE * 8))
+            assert e >> 63, f"{a:#x} not present"
+            out.append(e & ((1 << 55) - 1))
+        return out
+    finally:
+        os.close(fd)
+
+
+def registered_buffers(pid: str = "self") -> set[tuple[int, int]]:
+    """(address, length) of every io_uring fixed buffer of a process, from a plain read of
+    /proc/PID/fdinfo of each fd that is a ring."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[io_uring]":
+                continue
+            text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except FileNotFoundError:
+            continue
+        for line in text.split("UserBufs:", 1)[1].splitlines()[1:]:
+            if not line.startswith((" ", "\t")):
+                break
+            value = line.split(":", 1)[1].strip()
+            if value != "<none>":
+                address, length = value.split("/")
+                found.add((int(address, 16), int(length)))
+    return found
+
+
+# Python source that defines raw_pin(): whether this process can pin memory, found without
+# physmem: a new io_uring (raw syscalls through ctypes) registers one page of anonymous
+# memory as a fixed buffer. Returns 0, or the errno of the call that failed.
+RAW_PIN = """
+import ctypes as _ct, mmap as _mm, os as _os
+def raw_pin():
+    libc = _ct.CDLL(None, use_errno=True)
+    libc.syscall.restype = _ct.c_long
+    params = _ct.create_string_buffer(120)          # struct io_uring_params
+    fd = libc.syscall(_ct.c_long(425), _ct.c_long(1), params)   # io_uring_setup
+    if fd < 0:
+        return _ct.get_errno()
+    page = _mm.mmap(-1, 4096)
+    page[0] = 1
+    cell = _ct.c_char.from_buffer(page)
+    iov = (_ct.c_uint64 * 2)(_ct.addressof(cell), 4096)
+    # io_uring_register(fd, IORING_REGISTER_BUFFERS, &iov, 1)
+    ret = libc.syscall(_ct.c_long(427), _ct.c_long(fd), _ct.c_long(0), iov, _ct.c_long(1))
+    err = _ct.get_errno() if ret < 0 else 0
+    _os.close(fd)
+    del cell
+    return err
+"""
 
 
 def settled(check: Callable[[], None], attempts: int = 6) -> None:
@@ -213,13 +287,40 @@ def run_unprivileged(request: pytest.FixtureRequest, is_root: None) -> Callable[
     for target in (Path(sys.executable).resolve(), Path(os.__file__).resolve(), package_parent / "physmem"):
         _grant_traverse(target, changed)
 
-    def run(code: str) -> subprocess.CompletedProcess:
+    def run(code: str, *, caps: str = "", memlock: int | None = None) -> subprocess.CompletedProcess:
+        """``caps``: capabilities the process keeps, in setpriv's words (``+sys_admin``);
+        ``memlock``: the RLIMIT_MEMLOCK (bytes, soft and hard) it runs under."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(package_parent),
                "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
-        return subprocess.run([*NOBODY, sys.executable, "-c", textwrap.dedent(code)],
+        argv = [*NOBODY]
+        if caps:
+            argv += [f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+        if memlock is not None:
+            value = "unlimited" if memlock == resource.RLIM_INFINITY else memlock
+            argv = ["prlimit", f"--memlock={value}:{value}", *argv]
+        return subprocess.run([*argv, sys.executable, "-c", textwrap.dedent(code)],
                               capture_output=True, text=True, env=env, cwd="/", timeout=60)
 
     return run
+
+
+@pytest.fixture
+def set_sysctl(is_root: None) -> Iterator[Callable[[str, object], None]]:
+    """``set_sysctl(name, value)`` writes /proc/sys/NAME (skipping the test where the kernel
+    has no such sysctl); each one written is put back to exactly the text it had, pass or
+    fail, last written first."""
+    original: dict[Path, str] = {}
+
+    def write(name: str, value: object) -> None:
+        path = Path("/proc/sys") / name.replace(".", "/")
+        if not path.exists():
+            pytest.skip(f"this kernel has no {name}")
+        original.setdefault(path, path.read_text().strip())
+        path.write_text(str(value))
+
+    yield write
+    for path, text in reversed(original.items()):
+        path.write_text(text)
 
 
 @pytest.fixture

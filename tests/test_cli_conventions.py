@@ -41,7 +41,7 @@ def test_version_is_the_packaged_one():
 
 def test_exit_statuses_are_distinct_and_documented_in_help_and_readme():
     codes = [e.value for e in Exit]
-    assert len(set(codes)) == len(codes) == 9 and codes == list(range(9))
+    assert len(set(codes)) == len(codes) == 10 and codes == list(range(10))
     top = run_physmem("--help").stdout
     readme = (ROOT / "README.md").read_text()
     table = dict(re.findall(r"^\| (\d) \| (.+) \|$", readme, re.M))

@@ -747,7 +747,10 @@ def _trial(state: str, size: int, *, compact: bool) -> None:
     best, (lo, hi) = t[key], t[key + "_range"]
     if compact:
         compact_now()
-    got = _ask_kernel(size, t["obtainable_after_compaction"] + (2 if size == G1 else 50))
+    # The forecast counts the pool's free pages too (a machine may keep a pool); the kernel's
+    # sysfs counts say how many there are.
+    held = read_int(pool_path(size) / "free_hugepages") - read_int(pool_path(size) / "resv_hugepages")
+    got = held + _ask_kernel(size, t["obtainable_after_compaction"] + (2 if size == G1 else 50))
     line = (f"{state:9} {format_size_(size):>4} {'after' if compact else 'now':5} "
             f"predicted {best} [{lo}, {hi}], kernel gave {got} "
             f"({(best - got) / max(got, 1):+.1%})")

@@ -2,6 +2,7 @@
 /proc/self/fd for names and leaks."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import subprocess
@@ -62,7 +63,7 @@ def test_seal_write_refuses_writes_and_writable_maps():
         m = f.map()
         with pytest.raises(PhysmemOSError, match="writable shared mappings") as exc:
             f.add_seals(Seal.WRITE)  # a writable shared mapping exists: EBUSY
-        assert exc.value.errno == 16
+        assert exc.value.errno == errno.EBUSY
         m.close()
         f.add_seals(Seal.WRITE)
         assert f.seals & Seal.WRITE

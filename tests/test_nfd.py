@@ -10,6 +10,7 @@ hold for every value."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import re
 import stat
@@ -23,7 +24,7 @@ import pytest
 from physmem import nfd
 from physmem.errors import InvalidArgument
 
-from conftest import python_env, run_physmem, settled
+from conftest import RAW_PIN, python_env, run_physmem, settled
 
 GOLDEN = Path(__file__).parent / "data" / "nfd" / "physmem.golden"
 MIB2, GIB = 2 << 20, 1 << 30
@@ -189,36 +190,34 @@ def test_physmem_nfd_needs_root(run_unprivileged, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def io_uring_disabled(request: pytest.FixtureRequest, is_root: None):
-    path = Path("/proc/sys/kernel/io_uring_disabled")
-    if not path.exists():
-        pytest.skip("kernel.io_uring_disabled needs Linux 6.6")
-    original = path.read_text().strip()
-    request.addfinalizer(lambda: path.write_text(original))
-    return lambda value: path.write_text(str(value))
-
-
 @pytest.mark.root
-def test_dma_pinning_follows_the_io_uring_switch(io_uring_disabled, run_unprivileged):
-    """The capability as the kernel decides it: io_uring_disabled=2 refuses everyone, 1 only
-    processes without CAP_SYS_ADMIN outside kernel.io_uring_group, 0 nobody."""
-    probe = "from physmem.nfd import dma_pinning; print(dma_pinning())"
+def test_dma_pinning_follows_the_io_uring_switch(set_sysctl, run_unprivileged):
+    """The capability as the kernel decides it, against a pin made without physmem (raw
+    io_uring syscalls): io_uring_disabled=2 refuses everyone, 1 processes without
+    CAP_SYS_ADMIN outside kernel.io_uring_group, 0 nobody. Each answer comes from a new
+    process: a ring made earlier keeps working after the switch."""
+    probe = RAW_PIN + "from physmem.nfd import dma_pinning\nprint(dma_pinning(), raw_pin())"
     env, cwd = python_env()
 
-    def as_root() -> str:
-        return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                              env=env, cwd=cwd, timeout=60).stdout.strip()
+    def as_root() -> tuple[str, str]:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             env=env, cwd=cwd, timeout=60).stdout.split()
+        return out[0], out[1]
 
-    group = Path("/proc/sys/kernel/io_uring_group").read_text().strip()
-    io_uring_disabled(0)
-    assert as_root() == "True" and run_unprivileged(probe).stdout.strip() == "True"
-    io_uring_disabled(1)
-    assert as_root() == "True"
-    if group == "-1":
-        assert run_unprivileged(probe).stdout.strip() == "False"
-    io_uring_disabled(2)
-    assert as_root() == "False"
+    def as_nobody() -> tuple[str, str]:
+        out = run_unprivileged(probe).stdout.split()
+        return out[0], out[1]
+
+    set_sysctl("kernel.io_uring_disabled", 0)
+    assert as_root() == ("True", "0") and as_nobody() == ("True", "0")
+    set_sysctl("kernel.io_uring_disabled", 1)
+    assert as_root() == ("True", "0")
+    set_sysctl("kernel.io_uring_group", -1)
+    assert as_nobody() == ("False", str(errno.EPERM))
+    set_sysctl("kernel.io_uring_group", 65534)   # nobody's group (setpriv --regid=65534)
+    assert as_nobody() == ("True", "0")
+    set_sysctl("kernel.io_uring_disabled", 2)
+    assert as_root() == ("False", str(errno.EPERM)) and as_nobody() == ("False", str(errno.EPERM))
 
 
 def test_exporter_rewrites_the_nfd_file_every_interval(is_root, tmp_path):

@@ -140,7 +140,7 @@ def test_validator_on_a_tree_missing_most_files(trees, tmp_path):
 
 def test_validator_live_is_clean_enough_and_fast():
     r = validate.run()
-    assert r.sections == ("memory", "numa", "isolation", "access", "cpuidle")
+    assert r.sections == ("memory", "numa", "isolation", "access", "cpuidle", "dma")
     assert not r.by_id("access.no_cap_sys_admin") or os.geteuid() != 0
     with pytest.raises(InvalidArgument):
         validate.run("nope")

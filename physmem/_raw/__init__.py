@@ -1,7 +1,7 @@
 """The raw C layer: the only importers of cffi's ``ffi``/``lib`` pair (physmem._native).
 
 One thin private module per C concern (mapping, mempolicy, pageio, procmaps, dmapool,
-poolguard, uffd, uringprobe) gives each C function a typed Python signature, so ``lib`` (``Any`` to mypy)
+poolguard, uffd, pin) gives each C function a typed Python signature, so ``lib`` (``Any`` to mypy)
 never reaches the public modules. Return values keep C's convention, ``-errno`` on failure;
 :func:`check` turns them into physmem.errors, naming the kernel that added a missing feature
 from the one table :data:`SINCE`. tests/test_raw_layer.py enforces that nothing else imports

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import ffi, lib
 
-# An owned ``pm_dmapool *``: destroyed when the last reference goes.
+# An owned ``pm_dmapool *`` (csrc/dmapool.h): destroyed when the last reference goes.
 Pool = NewType("Pool", object)
 
 MIN_ORDER: Final[int] = lib.PM_DMAPOOL_MIN_ORDER
@@ -18,12 +18,15 @@ free: Callable[[Pool, int, int], int] = lib.pm_dmapool_free
 close: Callable[[Pool, int], int] = lib.pm_dmapool_close
 
 
-def new(size: int, max_order: int) -> Pool | None:
-    """A pool of ``size`` bytes, blocks of at most 2**max_order; None if out of memory."""
-    raw = lib.pm_dmapool_new(size, max_order)
-    if raw == ffi.NULL:
-        return None
-    return Pool(ffi.gc(raw, lib.pm_dmapool_destroy))
+def new(size: int, max_order: int) -> tuple[int, Pool | None]:
+    """A pool of ``size`` bytes, blocks of at most 2**max_order: (0, the pool) or
+    (-errno, None). The pool is destroyed (pm_dmapool_destroy) once no reference is left,
+    so no call on it can be running then."""
+    out = ffi.new("pm_dmapool **")
+    ret: int = lib.pm_dmapool_new(size, max_order, out)
+    if ret < 0:
+        return ret, None
+    return ret, Pool(ffi.gc(out[0], lib.pm_dmapool_destroy))
 
 
 def alloc_many(pool: Pool, order: int, out: np.ndarray) -> int:

@@ -48,8 +48,9 @@ class CountTable:
                              consumed)
 
     def count_pread(self, fd: int, index: int, count: int) -> tuple[int, int, int]:
-        """Read up to ``count`` entries from ``index`` and count them here: (0 or -errno,
-        entries consumed, stop: 0 done, 1 table full (grow and go on), 2 EMPTY_KEY met)."""
+        """Read up to ``count`` entries from ``index`` and count them here: (0 or -errno of
+        the read, entries consumed, stop: 0 done, -ENOSPC table full (grow and go on),
+        -EINVAL an EMPTY_KEY entry met)."""
         ret: int = lib.pm_count_pread_u64(fd, index, count, self.keys, self.counts,
                                           self.capacity, self.used, self._consumed, self._stop)
         return ret, int(self._consumed[0]), int(self._stop[0])

@@ -36,11 +36,20 @@ def get_mempolicy(mask: np.ndarray, nbits: int, addr: int, flags: int) -> tuple[
     return ret, int(mode[0])
 
 
+def _pointers(pages: np.ndarray) -> Any:
+    """The uint64 addresses as the array of user pointers (``void *[]``) move_pages reads:
+    the array itself where pointers are 64-bit, as on every ABI physmem builds for."""
+    words = np.ascontiguousarray(pages, dtype=np.uintp)
+    if words.dtype.itemsize < pages.dtype.itemsize and not np.array_equal(words, pages):
+        raise OverflowError("internal: an address wider than this ABI's pointers")
+    return ffi.from_buffer("void *[]", words)
+
+
 def move_pages(pid: int, pages: np.ndarray, nodes: np.ndarray | None, status: np.ndarray,
                flags: int) -> int:
     """``pages`` uint64 addresses; ``nodes`` (int32, None: query only) and ``status`` (int32)
     one per page."""
-    ret: int = lib.pm_move_pages(pid, len(pages), _u64(pages), _int(nodes), _int(status),
+    ret: int = lib.pm_move_pages(pid, len(pages), _pointers(pages), _int(nodes), _int(status),
                                  flags)
     return ret
 

@@ -100,8 +100,8 @@ class Counter:
         return int(self._used[0])
 
     def add(self, values: np.ndarray, weights: np.ndarray | None) -> tuple[int, int]:
-        """Count ``values`` (with ``weights``): (0, -1 table full or -2 EMPTY_KEY met,
-        values consumed)."""
+        """Count ``values`` (with ``weights``): (slots used, or -ENOSPC: the table is full,
+        or -EINVAL: an EMPTY_KEY value met; values consumed)."""
         ret: int = lib.pm_count_add(u64_buffer(self.keys), u64_buffer(self.counts),
                                     len(self.keys), self._used, u64_buffer(values),
                                     _opt(weights), len(values), self._consumed)

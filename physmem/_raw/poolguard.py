@@ -1,6 +1,7 @@
 """Raw pool claims and guardian (csrc/poolguard.h): each returns ``-errno`` on failure."""
 from __future__ import annotations
 
+import errno as _errno
 import os
 import socket
 import sys
@@ -67,15 +68,17 @@ def spawn(claim_fd: int, lock_path: str, claim_path: str) -> tuple[int, int]:
     lives): (0, this end of its socket), or (-errno, -1) where that cannot be done."""
     import importlib
 
+    if max(len(os.fsencode(lock_path)), len(os.fsencode(claim_path))) >= PATH_MAX:
+        return -_errno.ENAMETOOLONG, -1  # the guardian would only exit (pm_guard_serve)
     exe = sys.executable
     if not exe or not os.access(exe, os.X_OK):
-        return -2, -1  # ENOENT: embedded interpreters have no executable to start
+        return -_errno.ENOENT, -1  # embedded interpreters have no executable to start
     from .. import _native
 
     extension = os.path.abspath(_native.__file__)
     backend_file = importlib.import_module("_cffi_backend").__file__  # the extension needs it
     if backend_file is None:
-        return -2, -1
+        return -_errno.ENOENT, -1
     backend = os.path.dirname(os.path.abspath(backend_file))
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -90,7 +93,7 @@ def spawn(claim_fd: int, lock_path: str, claim_path: str) -> tuple[int, int]:
                                  setsigmask=())
         except OSError as exc:
             ours.close()
-            return -(exc.errno or 5), -1
+            return -(exc.errno or _errno.EIO), -1
     finally:
         theirs.close()
     # The middle process exits once it has forked the guardian.

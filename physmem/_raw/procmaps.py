@@ -16,12 +16,13 @@ PROT_EXEC: Final[int] = lib.PMPROC_EXEC
 
 
 class Result(NamedTuple):
-    """What one pmproc_parse call reported: mappings parsed (or -1) and its side tables."""
+    """What one pmproc_parse call reported: mappings parsed (or -errno, the err_* fields
+    saying where and why) and its side tables."""
 
     n: int
     keys: tuple[str, ...]        # smaps key of each values row, in order of first appearance
     flag_names: tuple[str, ...]  # VmFlags name of each bit of the VMFLAGS column
-    err_code: int                # E* when n < 0
+    err_code: int                # E* when n < 0: the reason within the errno's class
     err_line: int                # 1-based
     err_off: int                 # the offending line within the buffer
     err_len: int

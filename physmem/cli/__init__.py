@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "contig": "contig.CONTIG",
     "exporter": "exporter.EXPORTER",
     "nfd": "nfd.NFD",
+    "dma": "dma.DMA",
 }
 
 
@@ -61,6 +62,7 @@ class Exit(enum.IntEnum):
     MISSING_DEPENDENCY = 6  # an optional package is not installed (matplotlib for --png)
     AFTER_COMPACTION = 7    # contig --want: obtainable only after compaction
     NOT_OBTAINABLE = 8      # contig --want: not obtainable without a reboot (or at all)
+    MOVED = 9               # dma watch: a watched page changed frame (moved, vanished, appeared)
 
 
 EXIT_HELP = """exit status:
@@ -72,7 +74,8 @@ EXIT_HELP = """exit status:
   5  not found: a page not present, a process that does not exist or has exited
   6  an optional package is missing (matplotlib for --png)
   7  contig --want: obtainable only after compaction
-  8  contig --want: not obtainable without a reboot (or not on this machine)"""
+  8  contig --want: not obtainable without a reboot (or not on this machine)
+  9  dma watch: a watched page changed frame (moved, vanished or appeared)"""
 
 # Subcommands whose text shows no sizes, so --bytes would change nothing: they do not offer it.
 NO_SIZES = {

@@ -27,6 +27,8 @@ CLI_WORDS: tuple[tuple[str, str], ...] = (
     (r"\breserve=True\b", "--reserve"),
     (r"\bforce=True\b", "--force"),
     (r"\bignore_pid_namespace=True\b", "--ignore-pid-namespace"),
+    (r"\bpin=False\b", "--pin no"),
+    (r"\bpin=True\b", "--pin yes"),
     # Only v2p meets a page that is not present, and its table already shows it as such.
     (r",? or pass strict=False for a masked result",
      " (the table shows each such address as 'not present')"),

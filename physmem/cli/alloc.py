@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import InvalidArgument
 from . import Command, Exit
 from ._options import add_node, check_node, check_page_size
 from ._output import Output, plural
@@ -21,27 +20,28 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="with --reserve: grow the pool even into the memory margin the "
                         "system needs")
+    p.add_argument("--pin", choices=("auto", "yes", "no"), default="auto",
+                   help="pin the pages for the long term, so that memory offline, compaction "
+                        "and NUMA migration cannot move them: auto (default) pins where the "
+                        "kernel allows and says why not; yes fails if it cannot; no does not "
+                        "pin")
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
     from ..dma import allocate_contiguous, allocate_scatter
+    from ..dma.pin import PinMode
     from ..hugepages import parse_size
-    from ..proc import meminfo
 
     if args.force and not args.reserve:
         # --force overrides the memory margin of a pool growth; without --reserve there is none.
         args.parser.error("--force applies with --reserve only")
     size = parse_size(args.size, "SIZE")
-    # No pool, reservation or advice can give more than the machine has: a usage error, not
-    # a shortage to be told how many pages to reserve.
-    memory = meminfo()["MemTotal"]
-    if size > memory:
-        raise InvalidArgument(f"SIZE {args.size} ({out.size(size)}) is more than this "
-                              f"machine's memory ({out.size(memory)}): ask for less")
     make = allocate_scatter if args.scatter else allocate_contiguous
     page_size = check_page_size(args.page_size, "--page-size")
     node = check_node(args.node)
-    buf = make(size, page_size=page_size, node=node, reserve=args.reserve, force=args.force)
+    pin: PinMode = "auto" if args.pin == "auto" else args.pin == "yes"
+    buf = make(size, page_size=page_size, node=node, reserve=args.reserve, force=args.force,
+               pin=pin)
     with buf:
         segments = [{"vaddr": int(v), "paddr": int(p), "nbytes": int(n)}
                     for v, p, n in buf.segments.tolist()]
@@ -67,14 +67,15 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
 ALLOC = Command(
     help="allocate DMA memory from hugepages and print its physical segments",
     description="Allocate SIZE bytes of hugetlb memory that is physically contiguous (or, "
-                "with --scatter, in as few segments as possible), verify it with pagemap "
-                "and kpageflags, print the segments and which checks ran (kpageflags is "
-                "root only), and free it on exit. Needs CAP_SYS_ADMIN to see physical "
-                "addresses.",
+                "with --scatter, in as few segments as possible), pin it where the kernel "
+                "allows (--pin), verify it with pagemap and kpageflags, print the segments "
+                "and which checks ran (kpageflags is root only) and whether it is pinned, "
+                "and free it on exit. Needs CAP_SYS_ADMIN to see physical addresses.",
     epilog="examples:\n  physmem alloc 64M --reserve\n"
+           "  physmem alloc 2M --pin yes\n"
            "  physmem alloc 1G --page-size 1G --reserve --json\n"
            "  physmem alloc 256M --scatter --json",
     arguments=arguments, run=run,
     json="JSON: {size, page_size, node, contiguous, segments: [{vaddr, paddr, nbytes}], "
-         "verified (every check ran), verification: {pagemap, kpageflags, not_checked: "
-         "{check: why}}}")
+         "verified (every check ran), verification: {pagemap, kpageflags, pinned, pin_error "
+         "(why not pinned, null when pinned or --pin no), not_checked: {check: why}}}")

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
         check_directory(args.dir, "--dir")
     node_labels = nfd.labels(nfd.obtainable(forecast(proc_root=args.proc_root,
                                                      sys_root=args.sys_root)),
-                             dma=nfd.dma_pinning(args.proc_root))
+                             dma=nfd.dma_pinning())
     if out.json:
         out.emit_json(node_labels)
         return Exit.OK

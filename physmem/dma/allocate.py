@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import _sysfs
 from ..addressing import page_size as _base_page
+from .._args import as_bool
 from .._raw import mapping as _map
 from .._runs import find_runs, runs_of
 from ..errors import (
@@ -26,6 +27,7 @@ from ..errors import (
 )
 from ..hugepages.growth import Growth
 from ..hugepages.reservation import (
+    _human,
     describe_free_memory,
     parse_size,
     pool_dir,
@@ -35,7 +37,7 @@ from ..hugepages.sizes import format_size
 from ..mapping import Mapping, Prot
 from ..memfd import MemFd
 from ..pagemap import PageMap
-from ..proc import buddyinfo
+from ..proc import buddyinfo, meminfo
 from .buffer import DmaBuffer
 from .pin import PinMode, check_mode, needs_settling, settle
 
@@ -52,10 +54,17 @@ def _check_size(size: object, name: str = "size") -> int:
     if isinstance(size, bool) or not isinstance(size, int):
         try:
             size = parse_size(size)  # type: ignore[arg-type]
-        except InvalidArgument:
-            raise InvalidArgument(f"{name} {size!r} must be a positive number of bytes") from None
+        except InvalidArgument as err:
+            raise InvalidArgument(err.args[0] if name == "size" else f"{name}: {err.args[0]}") \
+                from None
     if size <= 0:
         raise InvalidArgument(f"{name} {size} must be positive")
+    # No pool, reservation or advice can give more than the machine has: a usage error, not
+    # a shortage to be told how many pages to reserve.
+    memory = meminfo()["MemTotal"]
+    if size > memory:
+        raise InvalidArgument(f"{name} {size} bytes ({_human(size)}) is more than this "
+                              f"machine's memory ({_human(memory)}): ask for less")
     return size
 
 
@@ -282,6 +291,8 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
               reserve_pages: bool, scatter: bool, max_segments: int | None,
               force: bool = False, pin: object = "auto",
               max_growth: int | str | None = None) -> DmaBuffer:
+    reserve_pages = as_bool(reserve_pages, "reserve")
+    force = as_bool(force, "force")
     nbytes = _check_size(size)
     ps = _page_size(page_size)
     pool_dir(ps, node)  # validates node
@@ -319,7 +330,15 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
     cands = _Candidates(ps, node, growth, settle_first)
     try:
         want = n + (align // ps - 1 if align > ps else 0)
-        cap = _reserve_cap(n) if growth is None else growth.max_pages
+        cap = _reserve_cap(n)
+
+        def room() -> int:
+            # What may still be taken: growth is capped, but pages the pool already holds
+            # free cost only their zeroing, and a large pool of scattered free pages must be
+            # got past before the adjacent pages a growth makes come out.
+            if growth is None:
+                return cap - len(cands)
+            return growth.max_pages - growth.grown + growth.available()
         chosen = None
         longest = 0
         demoted = False
@@ -368,17 +387,17 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
             if not scatter and regrowths < 3:
                 regrowths += 1
                 extra = _overgrowth(n, ps, node)
-                if extra and len(cands) + extra <= cap:
+                if extra and extra <= room():
                     more = extra
                     continue
             if not demoted:
                 demoted = True
                 if cands.demote(want):
                     continue
-            if len(cands) >= cap or (growing and got == 0):
+            if room() <= 0 or (growing and got == 0):
                 break
             growing = True
-            more = min(max(n, len(cands)), cap - len(cands))
+            more = min(max(n, len(cands)), room())
         if chosen is None:
             raise _unavailable(nbytes, ps, node, n, cands, longest, scatter, max_segments)
         paddr = cands.paddr[chosen]

@@ -55,7 +55,8 @@ class Verification:
     def lines(self) -> list[str]:
         """One line per check, for people."""
         one = self.pages == 1
-        pages, are = ("the page", "is") if one else (f"all {self.pages} pages", "are")
+        pages, are, them = (("the page", "is", "it") if one
+                            else (f"all {self.pages} pages", "are", "them"))
         out = []
         if self.pagemap:
             out.append(f"verified with pagemap: {pages} {are} at the physical "
@@ -64,12 +65,13 @@ class Verification:
             out.append(f"verified with kpageflags: {pages} {are} hugetlb")
         if self.pinned:
             out.append(f"pinned: io_uring holds {pages} as a fixed buffer (fdinfo), so the "
-                       "kernel will not move them")
+                       f"kernel will not move {them}")
         elif self.pin_error:
             out.append(f"not pinned (memory offline or migration may move the pages): "
                        f"{self.pin_error}")
         else:
-            out.append("not pinned (pin=False): memory offline or migration may move the pages")
+            out.append("not pinned (not asked to): memory offline or migration may move the "
+                       "pages")
         out += [f"not checked: {check}: {why}" for check, why in self.not_checked]
         return out
 
@@ -124,9 +126,10 @@ class DmaBuffer:
         self.page_size = mapping.page_size
         self.size = mapping.size
         self.address = mapping.address
-        mapping.mlock()
         mapping.advise(Advice.DONTFORK)
         try:
+            # The pin before mlock: RLIMIT_MEMLOCK bounds both, and a refused pin says why
+            # with the figures (mlock's refusal cannot: it has only an errno).
             if pin is not False:
                 try:
                     self._pin = _pins.pin(self.address, self.size)
@@ -145,6 +148,7 @@ class DmaBuffer:
                             f"pinning the buffer at {self.address:#x} moved its pages out of "
                             "ZONE_MOVABLE, and they are no longer adjacent; retry, or pass "
                             "pin=False", longest=0, wanted=self.size)
+            mapping.mlock()
             self._set_layout(page_paddr)
             self.node = self._find_node() if node is None else node
             self.verify()

@@ -24,9 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Union
 
+from .._args import as_bool
 from .._raw import pin as _raw
+from .._forkstate import ProcessLocal
 from .._raw import mapping as _map
 from ..errors import InvalidArgument, PinUnavailable, error_from_errno
+from ..hugepages.reservation import _human
 
 __all__ = ["PinMode", "Pin", "pin", "unpin", "settle", "needs_settling", "unavailable_reason",
            "check_mode", "SLOTS", "ring_fds"]
@@ -37,11 +40,15 @@ _CAP_IPC_LOCK = 14
 
 
 def check_mode(pin: object) -> PinMode:
-    """``pin=`` as given: True, False or "auto"; anything else is an InvalidArgument."""
-    if pin is True or pin is False or pin == "auto":
-        return pin
-    raise InvalidArgument(f"pin {pin!r} must be True (require a pin), False (do not pin) "
-                          "or 'auto' (pin where the kernel allows)")
+    """``pin=`` as given: True, False (or numpy bools) or "auto"; anything else is an
+    InvalidArgument."""
+    if isinstance(pin, str) and pin == "auto":
+        return "auto"
+    try:
+        return as_bool(pin, "pin")
+    except InvalidArgument:
+        raise InvalidArgument(f"pin={pin!r:.60} must be True (require a pin), False (do not "
+                              "pin) or 'auto' (pin where the kernel allows)") from None
 
 
 @dataclass(frozen=True)
@@ -125,27 +132,21 @@ class _Pinner:
         self.rings = []
 
 
-_pinner = _Pinner()
-
-
-def _after_fork_in_child() -> None:
-    # The child shares the rings with its parent: its registrations would change the
-    # parent's tables. It makes rings of its own when it pins (DMA buffers are not inherited:
-    # they are MADV_DONTFORK).
-    global _pinner
-    old, _pinner = _pinner, _Pinner()
-    old.forget()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# A fork child shares its parent's rings: its registrations would change the parent's
+# tables. It makes rings of its own when it pins (DMA buffers are not inherited: they are
+# MADV_DONTFORK).
+_pinner = ProcessLocal(_Pinner, _Pinner.forget)
 
 
 def _unpin_all_at_exit() -> None:
     # Closing a ring at exit lets go of its pages from a kernel worker, a moment after the
     # process is gone; emptying the slots first frees buffers left open at once, so a
     # normal exit leaves the pools exactly as close() would.
-    with _pinner.lock:
-        for ring in _pinner.rings:
+    pinner = _pinner.peek()
+    if pinner is None:
+        return
+    with pinner.lock:
+        for ring in pinner.rings:
             for slot, busy in enumerate(ring.used):
                 if busy:
                     _raw.update(ring.fd, slot, [(0, 0)])
@@ -158,12 +159,12 @@ atexit.register(_unpin_all_at_exit)
 def pin(address: int, size: int) -> Pin:
     """Pin ``size`` bytes at ``address`` (whole pages of a mapping of this process) for the
     long term; raises :class:`~physmem.errors.PinUnavailable` naming the cause and fix."""
-    return _pinner.pin(address, size)
+    return _pinner.get().pin(address, size)
 
 
 def unpin(pinned: Pin) -> None:
     """Let go of a pin, once the kernel has released the pages."""
-    _pinner.unpin(pinned)
+    _pinner.get().unpin(pinned)
 
 
 def settle(address: int, size: int) -> None:
@@ -189,8 +190,9 @@ def needs_settling(proc_root: str = "/proc") -> bool:
 
 def ring_fds() -> list[int]:
     """This process's pinning rings (to find them in /proc/self/fdinfo)."""
-    with _pinner.lock:
-        return [r.fd for r in _pinner.rings]
+    pinner = _pinner.get()
+    with pinner.lock:
+        return [r.fd for r in pinner.rings]
 
 
 def _vm_pin() -> int:
@@ -208,12 +210,6 @@ def _wait_released(before: int, size: int, timeout: float = 5.0) -> None:
     while _vm_pin() > before - size and time.monotonic() < deadline:
         time.sleep(pause)
         pause = min(pause * 2, 5e-3)
-
-
-def _human(nbytes: int) -> str:
-    from ..hugepages.sizes import format_size
-
-    return format_size(nbytes)
 
 
 def _explain(err: int, what: str, size: int) -> PinUnavailable:
@@ -246,24 +242,32 @@ def _explain(err: int, what: str, size: int) -> PinUnavailable:
             cause="unsupported", errno=err)
     if err in (_errno.EPERM, _errno.EACCES) and disabled:
         if disabled >= 2:
-            how = "kernel.io_uring_disabled=2 disables io_uring for every process"
+            how = (f"kernel.io_uring_disabled={disabled} disables io_uring for every "
+                   "process; set `sysctl kernel.io_uring_disabled=0` (or 1, which allows it "
+                   "to CAP_SYS_ADMIN and the group in kernel.io_uring_group)")
         else:
             try:
                 group = sysctl.read_int("kernel.io_uring_group")
             except OSError:
                 group = -1
+            member = ("set kernel.io_uring_group to a group of this user" if group < 0
+                      else f"add this user to group {group}")
             how = ("kernel.io_uring_disabled=1 allows io_uring only to CAP_SYS_ADMIN and "
-                   f"the group in kernel.io_uring_group ({group})")
-        return PinUnavailable(f"{what}: {how}; set `sysctl kernel.io_uring_disabled=0` (or "
-                              "add this user to that group)", cause="disabled", errno=err)
+                   f"the group in kernel.io_uring_group ({group}); set `sysctl "
+                   f"kernel.io_uring_disabled=0`, {member}, or run with CAP_SYS_ADMIN")
+        return PinUnavailable(f"{what}: {how}", cause="disabled", errno=err)
     if err == _errno.ENOMEM and not (me.get("CapEff", 0) >> _CAP_IPC_LOCK) & 1:
         soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
         limit = "unlimited" if soft == resource.RLIM_INFINITY else _human(soft)
+        # The kernel sums the pins of all of the user's rings, which no file shows; this
+        # process's share is its VmPin.
+        held = me.get("VmPin") or 0
         return PinUnavailable(
-            f"{what}: pinning {_human(size)} counts against RLIMIT_MEMLOCK, which is {limit} "
-            "(for all of this user's io_uring pins together); raise it (`ulimit -l`, "
-            "systemd `LimitMEMLOCK=`, `--ulimit memlock=` in containers) or grant "
-            "CAP_IPC_LOCK", cause="memlock", errno=err)
+            f"{what}: RLIMIT_MEMLOCK is {limit}, and pinning {_human(size)} would bring this "
+            f"user's io_uring pins to at least {_human(held + size)} ({_human(held)} "
+            "pinned by this process already; the user's other processes count too); raise "
+            "the limit (`ulimit -l`, systemd `LimitMEMLOCK=`, `--ulimit memlock=` in "
+            "containers) or grant CAP_IPC_LOCK", cause="memlock", errno=err)
     if err == _errno.EINVAL:
         return PinUnavailable(f"{what}: the kernel refused the registration "
                               f"({os.strerror(err)}); sparse buffer tables need Linux 5.19",
@@ -272,17 +276,26 @@ def _explain(err: int, what: str, size: int) -> PinUnavailable:
 
 
 def unavailable_reason() -> str | None:
-    """Why this process cannot pin memory (None where it can): a page of anonymous memory
-    is pinned and let go."""
+    """Why a process like this one cannot pin memory now (None where it can): a new ring
+    pins a page of anonymous memory and lets go of it. A new ring, because the rings a
+    process made earlier keep working after ``kernel.io_uring_disabled`` is raised, while
+    new rings (and new processes) are refused."""
     size = os.sysconf("SC_PAGE_SIZE")
     address = _map.mmap(0, size, _map.PROT_READ | _map.PROT_WRITE,
                         _map.MAP_PRIVATE | _map.MAP_ANONYMOUS | _map.MAP_POPULATE, -1, 0)
     if address < 0:
         raise error_from_errno(-address, "cannot map a page to test pinning with")
     try:
-        unpin(pin(address, size))
-    except PinUnavailable as exc:
-        return str(exc)
+        fd = _raw.ring(1)
+        if fd < 0:
+            return str(_explain(-fd, "cannot set up an io_uring to pin memory with", 0))
+        try:
+            ret = _raw.update(fd, 0, [(address, size)])
+            if ret < 0:
+                return str(_explain(-ret, "cannot pin a page of memory", size))
+            _raw.update(fd, 0, [(0, 0)])
+        finally:
+            os.close(fd)
     finally:
         _map.munmap(address, size)
     return None

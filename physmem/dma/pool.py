@@ -15,10 +15,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._args import as_nonneg
+from .._raw import check
 from .._raw import dmapool as _raw
 from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
 from .allocate import allocate_contiguous
 from .buffer import DmaBuffer
+from .pin import PinMode
 
 __all__ = ["DmaPool", "DmaBlock", "DmaBlocks"]
 
@@ -60,9 +62,10 @@ def _is_pow2(value: int) -> bool:
 class DmaPool:
     """One physically contiguous buffer of ``size`` bytes handing out blocks.
 
-    ``size``, ``page_size``, ``node`` and ``reserve`` are passed to
+    ``size``, ``page_size``, ``node``, ``reserve`` and ``pin`` are passed to
     :func:`~physmem.dma.allocate_contiguous` (``reserve=True``: grow the hugepage pool for
-    it, with nothing left behind once the pool is closed or the process dies), or
+    it, with nothing left behind once the pool is closed or the process dies; ``pin``: keep
+    the kernel from moving the buffer, ``"auto"`` by default), or
     :meth:`from_buffer` carves an existing contiguous buffer. Blocks are powers of two from
     64 bytes up to :attr:`max_block`, the largest power of two to which the buffer's virtual
     and physical start are both aligned, at most the pool's size; the buffer's virtual start
@@ -80,8 +83,10 @@ class DmaPool:
                  "max_block", "_max_order", "_owns_buffer")
 
     def __init__(self, size: int | str, *, page_size: int | str | None = None,
-                 node: int | None = None, reserve: bool = False) -> None:
-        buffer = allocate_contiguous(size, page_size=page_size, node=node, reserve=reserve)
+                 node: int | None = None, reserve: bool = False,
+                 pin: PinMode = "auto") -> None:
+        buffer = allocate_contiguous(size, page_size=page_size, node=node, reserve=reserve,
+                                     pin=pin)
         try:
             self._adopt(buffer, owns=True)
         except BaseException:
@@ -116,10 +121,12 @@ class DmaPool:
         # alignment (virtual or physical) that would no longer be true of the addresses.
         order = min(_trailing_zeros(self.address), _trailing_zeros(self.phys),
                     self.size.bit_length() - 1)
-        pool = _raw.new(self.size, order)
-        if pool is None:
+        ret, pool = _raw.new(self.size, order)
+        if ret == -_errno.ENOMEM:
             raise OutOfMemory(f"cannot allocate the bookkeeping of a {self.size}-byte DmaPool",
                               errno=_errno.ENOMEM)
+        check(ret, f"cannot set up a {self.size}-byte DmaPool with blocks up to {1 << order}")
+        assert pool is not None
         self._pool = pool
         self._max_order = order
         self.max_block = 1 << order

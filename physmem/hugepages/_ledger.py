@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
+from .._forkstate import ProcessLocal
 from .._raw import poolguard as _claims
 from ..errors import InvalidArgument, PermissionDenied, error_from_errno
 
@@ -114,26 +115,16 @@ class _Process:
                     os.close(fd)
         if self.ledger is not None:
             self.ledger.forget()
-        self.__init__()  # type: ignore[misc]
 
 
-_process = _Process()
-
-
-def _after_fork_in_child() -> None:
-    global _process
-    old, _process = _process, _Process()
-    old.forget()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_process = ProcessLocal(_Process, _Process.forget)
 
 
 @contextlib.contextmanager
 def pool_lock(timeout: float = LOCK_TIMEOUT) -> Iterator[Ledger]:
     """Hold the system-wide pool lock for the block (re-entrant within a thread); yields this
     process's ledger. On first taking it, the claims of dead processes are undone."""
-    proc = _process
+    proc = _process.get()
     if not proc.mutex.acquire(timeout=timeout):
         raise _timed_out(timeout)
     try:

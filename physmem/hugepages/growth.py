@@ -164,9 +164,12 @@ class Growth:
             return 0
         big = bigger[0]
         big_dir = pool_dir(big, node, sys_root=self.sys_root)
+        count = min(count, self.max_pages - self.grown)
+        if count <= 0:
+            return 0
+        # The gigantic page is held for a moment only (what the reservation does not take
+        # goes back at once): the cap counts the pages kept, the margin the moment.
         wanted = -(-count * ps // big)
-        if wanted * big // ps > self.max_pages - self.grown:
-            return 0  # a gigantic page would take more than the cap allows, for a moment
         with pool_lock() as ledger:
             if not self.force:
                 _check_memory(wanted * big // ps, ps, node, self.proc_root)

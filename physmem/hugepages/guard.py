@@ -16,6 +16,7 @@ pid namespace killed at once takes the guardian too; the ledger's lock then does
 from __future__ import annotations
 
 import contextlib
+import errno as _errno
 import os
 
 from .._raw import poolguard as _guard
@@ -28,7 +29,7 @@ class Guardian:
     """This process's guardian over the ledger file ``claim_fd`` (path ``claim_path``)."""
 
     def __init__(self, claim_fd: int, lock_path: str, claim_path: str) -> None:
-        ret = -1
+        ret = -_errno.EIO
         sock = -1
         for start in (_guard.spawn, _fork):
             ret, sock = start(claim_fd, lock_path, claim_path)
@@ -39,7 +40,7 @@ class Guardian:
                 break
             os.close(sock)
         if ret <= 0:
-            raise error_from_errno(-ret if ret < 0 else 5,
+            raise error_from_errno(-ret if ret < 0 else _errno.EIO,
                                    "cannot start the hugepage pool guardian")
         self.pid = ret
         self._sock = sock

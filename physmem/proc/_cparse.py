@@ -1,6 +1,7 @@
 """Glue to the C maps/smaps parser (csrc/procmaps.c): bytes in, numpy columns out."""
 from __future__ import annotations
 
+import errno as _errno
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -48,7 +49,7 @@ def parse(data: bytes, with_fields: bool, path: str) -> Parsed:
         c8 = np.empty((_raw.C8_N, cap), np.uint8)
         values = np.empty((_raw.MAXNAMES, cap), np.uint64) if with_fields else None
         res = _raw.parse(data, with_fields, c64, c32, c8, values)
-        if res.n >= 0 or res.err_code != _raw.ECAP or attempt:
+        if res.n != -_errno.ENOSPC or attempt:  # ENOSPC: more mappings than cap
             break
         cap = _raw.count_headers(data) if with_fields else data.count(b"\n") + 1
     n = res.n

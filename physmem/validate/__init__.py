@@ -1,6 +1,6 @@
 """The kernel validator: is this machine set up for low-latency DMA work, and what to fix.
 
-``run(sections=None)`` runs the sections (memory, numa, isolation, access, cpuidle; one
+``run(sections=None)`` runs the sections (memory, numa, isolation, access, cpuidle, dma; one
 module each)
 and returns a :class:`Report` of :class:`Finding`::
 
@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from .._deprecated import renamed
 from ..errors import InvalidArgument, PhysmemError
-from . import access, cpuidle, isolation, memory, numa
+from . import access, cpuidle, dma, isolation, memory, numa
 from .context import Context
 from ..findings import Finding, Report, Severity
 
 __all__ = ["SECTIONS", "Finding", "Report", "Severity", "run"]
 
 SECTIONS = {"memory": memory.check, "numa": numa.check, "isolation": isolation.check,
-            "access": access.check, "cpuidle": cpuidle.check}
+            "access": access.check, "cpuidle": cpuidle.check, "dma": dma.check}
 
 
 def run(sections: Iterable[str] | str | None = None, *, sys_root: str = "/sys",
