@@ -17,7 +17,10 @@ a load average under half the CPU count; a wait that runs out is reported, and t
 runs anyway.
 
 Exit status: 0 when every target is met; 1 when any is MISSED, a benchmark fails, or a
-benchmark states no verdict at all (``--report-only``: 0 unless a benchmark crashed).
+benchmark states no verdict at all (``--report-only``: 0 unless a benchmark crashed). A
+benchmark that leaves a pool size, an overcommit ceiling or a hugetlbfs/tracefs mount changed
+(a SIGKILL leaves it no chance to restore them) is an error in either mode, and run_all.py
+puts them back.
 Run ``benchmarks/peers/setup.sh`` first so the real peers (page-types, DPDK, psutil) exist.
 """
 from __future__ import annotations
@@ -171,6 +174,51 @@ def run(path: Path, load: Load) -> tuple[int, str, float]:
     return code, output, seconds
 
 
+# -- what a benchmark must leave as it found it ---------------------------------------------
+POOLS = Path("/sys/kernel/mm/hugepages")
+POOL_FILES = ("nr_hugepages", "nr_overcommit_hugepages")
+MOUNT_TYPES = ("hugetlbfs", "tracefs")
+
+
+def machine_state() -> dict[str, object]:
+    """Pool sizes, overcommit ceilings and hugetlbfs/tracefs mounts."""
+    state: dict[str, object] = {}
+    for d in sorted(POOLS.glob("hugepages-*")):
+        for name in POOL_FILES:
+            state[f"{d}/{name}"] = int(_read(f"{d}/{name}") or 0)
+    state["mounts"] = frozenset(
+        (f[2], f[1]) for f in (line.split() for line in _read("/proc/mounts").splitlines())
+        if len(f) > 2 and f[2] in MOUNT_TYPES)
+    return state
+
+
+def put_back(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    """Undo what a benchmark left changed (a SIGKILL gives it no chance to): each pool file
+    by the benchmark's own difference, relative to now, and its new mounts unmounted.
+    Returns what was changed."""
+    changed = []
+    for key, was in before.items():
+        now = after.get(key)
+        if now == was:
+            continue
+        if key == "mounts":
+            assert isinstance(was, frozenset) and isinstance(now, frozenset)
+            for kind, where in sorted(now - was):
+                subprocess.run(["umount", where], check=False)
+                changed.append(f"{kind} mounted on {where}")
+            continue
+        assert isinstance(was, int) and isinstance(now, int)
+        current = int(_read(key) or 0)
+        try:
+            with open(key, "w") as f:
+                f.write(str(max(0, current - (now - was))))
+        except OSError as exc:
+            changed.append(f"{key} {was} -> {now} (cannot put back: {exc})")
+            continue
+        changed.append(f"{key} {was} -> {now}")
+    return changed
+
+
 # -- the header --------------------------------------------------------------------------
 def _read(path: str) -> str:
     try:
@@ -260,7 +308,13 @@ def main() -> int:
             print(f"{path.stem}: {waited}", file=sys.stderr, flush=True)
         print(f"running {path.name} ...", file=sys.stderr, flush=True)
         load = loads[path.stem] = Load(before=load_average(), waited=waited)
+        state = machine_state()
         code, output, seconds = run(path, load)
+        left = put_back(state, machine_state())
+        if left:
+            output += "\nLEFT THE MACHINE CHANGED (put back by run_all.py): " + "; ".join(left)
+            problems.append(f"{path.stem}: left the machine changed ({'; '.join(left)}); "
+                            "run_all.py put it back")
         (results / f"{path.stem}.txt").write_text(output)
         found = [m for m in map(VERDICT.match, output.splitlines()) if m]
         for m in found:
@@ -301,7 +355,7 @@ def main() -> int:
     print(f"{len(rows) - missed} met, {missed} missed, {len(problems)} errors; "
           f"{busy} rows measured on a busy machine")
     if args.report_only:
-        return 1 if any("failed" in p for p in problems) else 0
+        return 1 if any("failed" in p or "left the machine" in p for p in problems) else 0
     return 1 if missed or problems else 0
 
 
