@@ -1,4 +1,4 @@
-"""Benchmark: the contiguity forecast and longest_contiguous() (issue 13).
+"""Benchmark: the contiguity forecast and longest_contiguous().
 
 Run as root: ``python benchmarks/contig.py``. Each against its baseline, same rounds,
 interleaved (see _bench):

@@ -7,7 +7,7 @@ pages off), so the same page tables are walked: each registers and protects it i
 the C side then reads the registration physmem's tracker made. In each round both see the
 same pages written (each writes them before its own collect), and their answers are compared. Contenders are self-timed around the measured step only (writing the pages and
 closing are not timed), the same number of rounds, interleaved in shuffled order.
-Targets (issue 25), medians: ``collect()`` with 10% of the pages written <= 1.2x the C
+Targets, medians: ``collect()`` with 10% of the pages written <= 1.2x the C
 reference; write-protect enable (``DirtyTracker(m)``: register and protect all) <= 1.2x;
 scan of a clean range <= 1.2x. Reported: the extra cost of a first write in an interval,
 ``collect()`` throughput at 1% and 50% written, and soft-dirty where the kernel has it.

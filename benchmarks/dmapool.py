@@ -5,8 +5,8 @@ Run as root: ``python benchmarks/dmapool.py``. The pool is one 8 MiB ``DmaPool(.
 reserve=True)``: the hugepage pool is grown for it and is as it was once the pool closes.
 Baselines run side by side in this one process: ``bytearray`` is the floor of any
 Python-visible allocation, the naive allocator is the obvious first-fit free list with a
-lock. Targets: >= 200,000 alloc+free pairs/s (tight loop and churn, issue 5);
-alloc_many(1000, 2048, boundary=4096) >= 2 million blocks/s (issue 16). Four threads: info.
+lock. Targets: >= 200,000 alloc+free pairs/s (tight loop and churn);
+alloc_many(1000, 2048, boundary=4096) >= 2 million blocks/s. Four threads: info.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Like for like: page-types is built with -O2 (``benchmarks/peers/setup.sh``) and 
 thread, so the first comparison runs both commands on one CPU (physmem's command scans with
 one thread per CPU it may use: one). physmem's command on every CPU is its own row.
 
-Targets (issues 13, 15 and 26): ``physmem kpageflags --summary`` on one CPU <= 1.0x page-types
+Targets: ``physmem kpageflags --summary`` on one CPU <= 1.0x page-types
 on that CPU; on all CPUs <= 0.75x page-types, and <= 0.75x one raw single-threaded read of the
 file; ``KPageFlags.summary()`` in process <= 1.2x the raw read, on one thread and on all. The
 CLI's own start-up time (``physmem --help``: Python, the package and its extension) is

@@ -1,7 +1,7 @@
 """physmem.proc against a raw read and against psutil, records against records, on a helper
 process with about 4,300 mappings.
 
-Targets (issues 3, 15 and 26): maps parse <= 1.5x a raw read, smaps parse <= 2x a raw read;
+Targets: maps parse <= 1.5x a raw read, smaps parse <= 2x a raw read;
 ``list(proc.smaps())`` >= 3.5x faster than psutil ``memory_maps(grouped=False)`` (both build
 every record); ``proc.smaps_rollup()`` faster than psutil's own rollup call,
 ``memory_full_info()`` (>= 1.0x), on the helper and on a small process (``sleep``), the

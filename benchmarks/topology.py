@@ -1,6 +1,6 @@
 """Topology and validator timings, and physmem's topology command beside lscpu and numactl.
 
-Targets (issue 6): topology.read() on the 256-CPU POWER fixture and validate() on this
+Targets: topology.read() on the 256-CPU POWER fixture and validate() on this
 machine each well under 100 ms (median). Command against command (``physmem topo --json``
 vs ``lscpu -J`` and ``numactl --hardware``) is reported beside them: those are C programs
 that start in a millisecond, so the line shows what physmem's Python start-up costs.

@@ -3,7 +3,7 @@ kernel's own page-types; kpageflags reads against one pread per frame.
 
 Run as root: ``python benchmarks/translate.py`` (peers from ``benchmarks/peers/setup.sh``).
 Every contender runs the same number of rounds, interleaved in shuffled order (see _bench).
-Targets (issues 15 and 26): translate <= 1.2x raw preadv; >= 20x the C per-page pread loop.
+Targets: translate <= 1.2x raw preadv; >= 20x the C per-page pread loop.
 ``page-types -L`` lists every page's PFN and flags (pagemap, then kpageflags per frame), so
 physmem is timed producing the same data (``PageMap.read`` of the range, then
 ``KPageFlags.read`` of its PFNs), checked equal to page-types' list first: >= 3x.

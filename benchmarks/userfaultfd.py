@@ -9,7 +9,7 @@ and faulter and servers pinned to one CPU (on a VM whose idle vCPUs halt without
 cross-CPU wake-up per fault costs more than the fault; the setting is printed). Beside the
 wall time, the CPU time the whole process spent in the touch (faulter and server threads:
 spinning costs CPU that the wall time hides), as faults per CPU-second.
-Targets (issues 15 and 26), per placement: ``serve_from`` <= 1.3x the time of the textbook
+Targets, per placement: ``serve_from`` <= 1.3x the time of the textbook
 server and of the spinning one, and <= 1.3x the spinning one's CPU time; and at least 100,000
 faults/s (the reference's own rate printed beside it: on a machine where even it is slower,
 the row says so instead of being skipped).
