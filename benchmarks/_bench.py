@@ -10,15 +10,77 @@ Rules every benchmark here follows, because a skeptic checks them first:
 """
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 VERDICT_WORDS = ("met", "MISSED")
+
+
+def _stop(signum: int, _frame: object) -> None:
+    # A benchmark grows pools, mounts hugetlbfs and writes sysfs: a SIGTERM (run_all.py's
+    # timeout, a CI runner giving up) or SIGHUP must unwind through its finally blocks, which
+    # put all of that back, instead of ending the process where it stands. Later signals are
+    # ignored so that the restoring itself is not cut short.
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(s, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+for _signal in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    signal.signal(_signal, _stop)
+ROUNDS_ENV = "PHYSMEM_BENCH_ROUNDS"  # run_all.py --rounds: every benchmark's rounds, for quick runs
+
+
+def rounds(default: int) -> int:
+    """The rounds a benchmark runs: ``default``, unless run_all.py --rounds set them all."""
+    value = os.environ.get(ROUNDS_ENV)
+    return max(1, int(value)) if value else default
+
+
+# Commands run from an empty directory: ``python -m`` puts its working directory first on
+# sys.path, so from a checkout's root it would import the source tree (unbuilt) instead of
+# the installed physmem the benchmark measures in process.
+_NEUTRAL = tempfile.mkdtemp(prefix="physmem-bench-cwd-")
+atexit.register(shutil.rmtree, _NEUTRAL, True)
+
+
+def physmem_command(*args: str) -> list[str]:
+    """The physmem CLI of the physmem this process imports (run it with :func:`run_command`)."""
+    return [sys.executable, "-m", "physmem.cli", *args]
+
+
+def run_command(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    """Run a command to its end, output discarded, from the empty directory; a failure raises."""
+    kwargs.setdefault("stdout", subprocess.DEVNULL)
+    return subprocess.run(cmd, check=True, cwd=_NEUTRAL, **kwargs)
+
+
+def physmem_origin() -> str:
+    """Which physmem this process measures: version and the directory it was imported from."""
+    import physmem
+
+    return f"physmem {physmem.__version__} from {os.path.dirname(physmem.__file__)}"
+
+
+def check_command_origin() -> None:
+    """Stop (exit 2) unless the CLI a benchmark times is the physmem it imports."""
+    here = os.path.dirname(__import__("physmem").__file__)
+    got = subprocess.run([sys.executable, "-c", "import os, physmem; "
+                          "print(os.path.dirname(physmem.__file__))"], capture_output=True,
+                         text=True, cwd=_NEUTRAL).stdout.strip()
+    if got != here:
+        print(f"  ERROR: the physmem command imports {got or 'nothing'}, this process {here}")
+        sys.exit(2)
 
 
 @dataclass(frozen=True)
@@ -46,11 +108,12 @@ class Stats:
 
 def measure(contenders: dict[str, Callable[[], Any]], rounds: int, *,
             seed: int | None = None, show: bool = True,
-            self_timed: bool = False) -> dict[str, Stats]:
+            self_timed: bool = False, scale: float = 1e3, unit: str = "ms") -> dict[str, Stats]:
     """Time each contender ``rounds`` times, interleaved in a shuffled order per round.
 
     ``self_timed``: each contender returns the seconds of its own timed part (for work that
-    needs an untimed set-up and tear-down around it, such as starting a server)."""
+    needs an untimed set-up and tear-down around it, such as starting a server). ``scale``
+    and ``unit``: how the times are printed."""
     rng = random.Random(seed)
     names = list(contenders)
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -64,7 +127,7 @@ def measure(contenders: dict[str, Callable[[], Any]], rounds: int, *,
     stats = {n: Stats(tuple(t)) for n, t in times.items()}
     if show:
         for n in contenders:
-            print(f"  {n:<52} {stats[n].show()}")
+            print(f"  {n:<52} {stats[n].show(scale, unit)}")
     return stats
 
 
@@ -76,6 +139,7 @@ class Verdicts:
         self.met = 0
         self.missed = 0
         print(f"== {title}")
+        print(f"  {physmem_origin()}")
 
     def _line(self, label: str, value: str, target: str, ok: bool) -> bool:
         word = "met" if ok else "MISSED"

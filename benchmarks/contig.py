@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import Verdicts, info, measure, need_root  # noqa: E402
+from _bench import Verdicts, info, measure, need_root, rounds  # noqa: E402
 
 from physmem import KPageFlags  # noqa: E402
 from physmem.analysis.contiguity import forecast  # noqa: E402
@@ -52,7 +52,7 @@ def main() -> int:
     print(f"  {frames} frames; {len(os.sched_getaffinity(0))} CPUs for this process")
     s = measure({"raw: one single-threaded preadv of /proc/kpageflags":
                  lambda: os.preadv(fd, [buf], 0),
-                 "physmem: forecast() of the whole machine": forecast}, 7)
+                 "physmem: forecast() of the whole machine": forecast}, rounds(7))
     os.close(fd)
     v.ratio("forecast() / raw read", s["physmem: forecast() of the whole machine"],
             s["raw: one single-threaded preadv of /proc/kpageflags"], at_most=1.3)
@@ -68,7 +68,7 @@ def main() -> int:
             "old: fault every free pool page, sort": lambda: answers["old"].add(faulting_longest()),
             "physmem: longest_contiguous() from kpageflags":
                 lambda: answers["new"].add(longest_contiguous(M2)),
-        }, 5)
+        }, rounds(5))
         same = answers["old"] == answers["new"] and len(answers["new"]) == 1
         v.check("longest_contiguous() equals the faulting answer", same,
                 f"{sorted(answers['new'])} vs {sorted(answers['old'])}", "equal")

@@ -1,11 +1,21 @@
 """Benchmark: physically contiguous memory - yield against an independent pagemap read, DPDK's
 EAL side by side, speed against faulting in hugepages, reserve=True, and virt_to_phys.
 
-Run as root (under ``flock /work/pytest.lock`` on a shared machine: it changes the 2 MiB
-pool): ``python benchmarks/contiguous.py``. The pool is grown to 512 free pages for the run
-and put back afterwards. Peers from ``benchmarks/peers/setup.sh`` (``dpdk_memzone``).
-Every timed contender runs the same number of rounds, interleaved in shuffled order.
-Targets: yield, DPDK, virt_to_phys and reserve=True, each stated where it is measured.
+Run as root, under the machine lock on a shared machine (it changes the 2 MiB pool):
+``flock /tmp/physmem-machine.lock python benchmarks/contiguous.py``. The pool is grown to 512
+free pages for the run and put back afterwards, also when the run is stopped by a signal.
+Peers from ``benchmarks/peers/setup.sh`` (``dpdk_memzone``). Every timed contender runs the
+same number of rounds, interleaved in shuffled order.
+
+DPDK is compared call for call: each contender is one process per round that starts once
+(``rte_eal_init``; for physmem, importing ``physmem.dma`` in a fresh interpreter), shown
+apart, then asks for each size three times. reserve=True is timed in two states of free
+memory made before each round: fresh pool pages adjacent, and fresh pool pages scattered
+(free 2 MiB blocks whose buddies are held, ahead of the larger blocks), each against a
+fault-in of as many pages from a pool that holds them, with the kernel's own cost of the
+state beside it (the floor).
+Targets: yield, DPDK and virt_to_phys as printed; reserve=True adjacent
+<= 1.5x and scattered <= 3x a fault-in.
 """
 from __future__ import annotations
 
@@ -23,13 +33,16 @@ from typing import Callable, Iterator
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import Stats, Verdicts, info, measure, need_root, peer_path  # noqa: E402
+from _bench import (  # noqa: E402
+    Stats, Verdicts, info, measure, need_root, peer_path, rounds, run_command)
 
 import physmem  # noqa: E402
 from physmem._raw import mapping as lib  # noqa: E402  (MAP_HUGETLB from the kernel headers)
+from physmem.analysis.contiguity import drain_per_cpu_lists  # noqa: E402
 from physmem.dma import allocate_contiguous, allocate_scatter, longest_contiguous  # noqa: E402
-from physmem.errors import ContiguityUnavailable  # noqa: E402
-from physmem.hugepages import demote, reserve  # noqa: E402
+from physmem.errors import ContiguityUnavailable, PinUnavailable  # noqa: E402
+from physmem.hugepages import demote, release_free, reserve  # noqa: E402
+from physmem.hugepages._ledger import pool_lock  # noqa: E402  (raw pool writes compose)
 
 MB2 = 2 << 20
 PAGE = mmap.PAGESIZE
@@ -123,25 +136,27 @@ def hugetlbfs_mount() -> Iterator[str | None]:
 
 
 class DpdkRun:
-    """One run of dpdk_memzone: its own timings (EAL init apart) parsed from its output."""
+    """One run of dpdk_memzone (one process: EAL start-up once, then its calls), parsed from
+    its output: the start-up, and per size each call's time and what it obtained."""
 
     def __init__(self, cmd: list[str]) -> None:
         self.cmd = cmd
         self.eal_init: float | None = None
         self.error = ""
-        self.zones: dict[int, tuple[bool, float]] = {}
+        self.calls: list[tuple[int, bool, float]] = []  # (size asked, obtained, seconds)
         self.largest: tuple[int, float] | None = None
 
     def run(self) -> None:
         r = subprocess.run(self.cmd, capture_output=True, text=True, timeout=120)
-        self.zones = {}
+        self.calls = []
         self.largest = None
+        self.eal_init = None
         for line in r.stdout.splitlines():
             f = line.split()
             if f[0] == "eal_init":
                 self.eal_init = float(f[1])
             elif f[0] == "zone":
-                self.zones[int(f[1])] = (f[2] == "ok", float(f[3]))
+                self.calls.append((int(f[1]), f[2] == "ok", float(f[3])))
             elif f[0] == "largest":
                 self.largest = (int(f[1]), float(f[2]))
             elif f[0] == "eal_error":
@@ -153,14 +168,23 @@ class DpdkRun:
             self.error = f"{self.error}; {errs[-1] if errs else r.stderr.strip()[-200:]}"
 
 
-def dpdk_side_by_side(v: Verdicts, rounds: int) -> None:
+PHYSMEM_STARTUP = ("import time; t = time.perf_counter(); import physmem.dma; "
+                   "print(time.perf_counter() - t)")
+
+
+def dpdk_side_by_side(v: Verdicts, n_rounds: int, calls: int = 3) -> None:
+    """Per call against per call: in each round every contender is one process that starts
+    once (DPDK: rte_eal_init; physmem: importing physmem.dma), then asks for each size
+    ``calls`` times (each buffer freed before the next) and finds and takes the largest.
+    Start-ups are shown apart; the verdicts compare calls. physmem runs in this process, so
+    its start-up is timed in a fresh interpreter of its own, as often."""
     exe = peer_path("dpdk_memzone")
     sizes = [64 << 20, 256 << 20]
     if exe is None:
         v.skip("DPDK EAL memzones", "dpdk_memzone not built (benchmarks/peers/setup.sh)")
         return
     base = [exe, "--no-pci", "--iova-mode=pa", "-l", "0", "--log-level=lib.eal:error"]
-    tail = ["--"] + [str(s) for s in sizes] + ["0"]
+    tail = ["--"] + [str(s) for s in sizes for _ in range(calls)] + ["0"]
     with hugetlbfs_mount() as hdir:
         modes = {"in-memory": DpdkRun(base + ["--in-memory"] + tail)}
         if hdir is not None:
@@ -171,7 +195,7 @@ def dpdk_side_by_side(v: Verdicts, rounds: int) -> None:
             v.skip("DPDK --legacy-mem", "no hugetlbfs mount could be made")
         times: dict[str, list[float]] = {}
         got: dict[str, list[int]] = {}
-        free_seen: set[int] = set()
+        free_seen: dict[str, set[int]] = {}
 
         def record(key: str, ok: bool, nbytes: int, t: float) -> None:
             got.setdefault(key, []).append(nbytes if ok else 0)
@@ -179,9 +203,13 @@ def dpdk_side_by_side(v: Verdicts, rounds: int) -> None:
                 times.setdefault(key, []).append(t)
 
         def physmem_round() -> None:
+            out = run_command([sys.executable, "-c", PHYSMEM_STARTUP],
+                              stdout=subprocess.PIPE).stdout
+            times.setdefault("physmem startup", []).append(float(out))
             for s in sizes:
-                ok, n, t = try_allocate(s)
-                record(f"physmem {s >> 20}M", ok, n, t)
+                for _ in range(calls):
+                    ok, n, t = try_allocate(s)
+                    record(f"physmem {s >> 20}M", ok, n, t)
             # The largest: find it, then take it (DPDK's is a bisection of reserve calls).
             t0 = time.perf_counter()
             lc = longest_contiguous()
@@ -194,79 +222,70 @@ def dpdk_side_by_side(v: Verdicts, rounds: int) -> None:
                 d.run()
                 if d.error:
                     return
-                for s in sizes:
-                    ok, t = d.zones.get(s, (False, 0.0))
-                    record(f"dpdk {name} {s >> 20}M", ok, s if ok else 0, t)
+                for size, ok, t in d.calls:
+                    record(f"dpdk {name} {size >> 20}M", ok, size if ok else 0, t)
                 if d.largest:
                     record(f"dpdk {name} largest", d.largest[0] > 0, d.largest[0], d.largest[1])
                 if d.eal_init is not None:
-                    times.setdefault(f"dpdk {name} eal_init", []).append(d.eal_init)
+                    times.setdefault(f"dpdk {name} startup", []).append(d.eal_init)
             return go
 
         contenders = {"physmem": physmem_round}
         for name in modes:
             contenders[f"dpdk {name}"] = dpdk_round(name)
 
-        def checked(fn: Callable[[], None]) -> Callable[[], None]:
+        def checked(name: str, fn: Callable[[], None]) -> Callable[[], None]:
             def go() -> None:
-                free_seen.add(pool_count("free_hugepages"))  # same pool state for each
+                free_seen.setdefault(name, set()).add(pool_count("free_hugepages"))
                 fn()
             return go
 
         try:
-            measure({k: checked(f) for k, f in contenders.items()}, rounds, show=False)
+            measure({k: checked(k, f) for k, f in contenders.items()}, n_rounds, show=False)
         finally:
             # --legacy-mem leaves its runtime directory (config, fbarray files) behind.
             shutil.rmtree(f"/var/run/dpdk/physmem_bench_{os.getpid()}", ignore_errors=True)
-    print(f"  free pages before each contender: {sorted(free_seen)} (same pool state)")
+    print(f"  free pool pages before each contender's run: "
+          f"{ {k: sorted(x) for k, x in free_seen.items()} } (the same pool state for each)")
+    pool = max(max(x) for x in free_seen.values())
+    info("start-up, once per process: physmem (import physmem.dma in a fresh interpreter)",
+         Stats(tuple(times["physmem startup"])).show())
     for name, d in modes.items():
         if d.error:
             v.skip(f"DPDK {name}", f"EAL cannot initialise: {d.error}. It needs free 2 MiB "
                    "hugepages (and a hugetlbfs mount for --legacy-mem)")
             continue
-        info(f"DPDK {name}: EAL init (not in the times below)",
-             Stats(tuple(times[f"dpdk {name} eal_init"])).show())
-    # --legacy-mem maps and sorts every free page inside rte_eal_init, so its memzone call is
-    # heap bookkeeping; its page work is its init beyond the median in-memory init (EAL
-    # start-up without memory). That is added to its calls for the verdict.
-    legacy_work: list[float] | None = None
-    if all(k in modes and not modes[k].error for k in ("in-memory", "legacy-mem")):
-        startup = Stats(tuple(times["dpdk in-memory eal_init"])).median
-        legacy_work = [max(0.0, a - startup) for a in times["dpdk legacy-mem eal_init"]]
-        info("DPDK legacy-mem page work in init (init - in-memory init)",
-             Stats(tuple(legacy_work)).show())
+        what = (f"maps, zeroes and sorts all {pool} free pool pages" if name == "legacy-mem"
+                else "no memory until asked")
+        info(f"start-up, once per process: DPDK {name} rte_eal_init ({what})",
+             Stats(tuple(times[f"dpdk {name} startup"])).show())
     for label in [f"{s >> 20}M" for s in sizes] + ["largest"]:
+        per = "per call" if label != "largest" else "find and take"
         p_key = f"physmem {label}"
         p_got = got.get(p_key, [0])
         p_stats = Stats(tuple(times[p_key])) if p_key in times else None
-        info(f"physmem allocate_contiguous {label}: {min(p_got) >> 20}-{max(p_got) >> 20} MiB",
-             p_stats.show() if p_stats else "never obtained")
+        info(f"physmem allocate_contiguous {label} ({per}): {min(p_got) >> 20}-"
+             f"{max(p_got) >> 20} MiB", p_stats.show() if p_stats else "never obtained")
         for name, d in modes.items():
             if d.error:
                 continue
             key = f"dpdk {name} {label}"
             d_got = got.get(key, [0])
             d_stats = Stats(tuple(times[key])) if key in times else None
-            info(f"DPDK {name} memzone {label}: {min(d_got) >> 20}-{max(d_got) >> 20} MiB",
-                 d_stats.show() if d_stats else "never obtained")
-            # Per round: whatever DPDK obtained, physmem obtained too (at least as much).
-            covered = all(p >= dg for p, dg in zip(p_got, d_got))
+            info(f"DPDK {name} memzone {label} ({per}): {min(d_got) >> 20}-"
+                 f"{max(d_got) >> 20} MiB", d_stats.show() if d_stats else "never obtained")
+            # Call for call: whatever DPDK obtained, physmem obtained too (at least as much).
+            covered = len(p_got) == len(d_got) and all(p >= dg for p, dg in zip(p_got, d_got))
             v.check(f"physmem obtains what DPDK {name} does, {label}", covered,
                     f"{sum(p > 0 for p in p_got)}/{len(p_got)} vs {sum(x > 0 for x in d_got)}"
-                    f"/{len(d_got)}", "every size")
+                    f"/{len(d_got)}", "every call")
             if not (d_stats and p_stats):
                 if p_stats:
                     info(f"  {label}: DPDK {name} never obtained it", "(no time to compare)")
                 continue
-            if name == "legacy-mem" and legacy_work is not None and len(d_stats.samples) == len(
-                    legacy_work):
-                info(f"  physmem / DPDK legacy-mem memzone call alone, {label}",
-                     f"{p_stats.median / d_stats.median:.0f}x (pages pre-mapped at init)")
-                d_stats = Stats(tuple(a + b for a, b in zip(d_stats.samples, legacy_work)))
-                v.ratio(f"physmem / DPDK legacy (init page work + call), {label}", p_stats,
-                        d_stats, at_most=1.0)
-            else:
-                v.ratio(f"physmem / DPDK {name} time, {label}", p_stats, d_stats, at_most=1.0)
+            # legacy-mem's calls only carve the heap its start-up filled with every pool
+            # page; its page work is in the start-up row above, not in these calls.
+            v.ratio(f"physmem / DPDK {name}, {label} ({per})", p_stats, d_stats, at_most=1.0)
 
 
 # -- speed -------------------------------------------------------------------------------
@@ -278,12 +297,14 @@ def interleaved(contenders: dict[str, tuple[Callable[[], object], Callable[[], o
     def staged(setup: Callable[[], object], fn: Callable[[], object],
                teardown: Callable[[object], None]) -> float:
         ctx = setup()
-        t0 = time.perf_counter()
-        x = fn()
-        dt = time.perf_counter() - t0
-        teardown(x)
-        if hasattr(ctx, "release"):
-            ctx.release()
+        try:
+            t0 = time.perf_counter()
+            x = fn()
+            dt = time.perf_counter() - t0
+            teardown(x)
+        finally:
+            if hasattr(ctx, "release"):
+                ctx.release()
         return dt
 
     return measure({n: (lambda c=c: staged(*c)) for n, c in contenders.items()}, rounds,
@@ -302,13 +323,27 @@ def grow_for_run(res: physmem.hugepages.Reservation, run: int) -> None:
     if longest_contiguous() >= run:
         return
     try:
-        with reserve(1, "1G", allow_partial=True) as giant:
-            got = demote(1, "1G") if giant.free else 0
+        got = demote_gigantic(res)
     except (OSError, physmem.errors.PhysmemError) as exc:
         print(f"  could not demote a 1 GiB page for a {run >> 20} MiB run: {exc}")
         return
-    res.refresh()
     info("demoted 1 GiB page(s) into the 2 MiB pool for a long run", str(got))
+
+
+def persistent() -> int:
+    return pool_count("nr_hugepages") - pool_count("surplus_hugepages")
+
+
+def demote_gigantic(res: physmem.hugepages.Reservation) -> int:
+    """Demote a fresh 1 GiB page into the 2 MiB pool, as growth of ``res`` (whose release
+    takes the 512 pages back); the 1 GiB pool is left as it was. Returns pages demoted."""
+    before = persistent()
+    with reserve(1, "1G", allow_partial=True) as giant:
+        got = demote(1, "1G") if giant.free else 0
+        giant.grown -= got  # demoted: no longer in the 1 GiB pool to give back
+    res.grown += persistent() - before
+    res.refresh()
+    return got
 
 
 def speed(v: Verdicts, res: physmem.hugepages.Reservation) -> None:
@@ -338,20 +373,129 @@ def speed(v: Verdicts, res: physmem.hugepages.Reservation) -> None:
             lambda n=n: fault_in(n).close())
         contenders[f"warm: allocate_contiguous({size >> 20} MiB)"] = (
             lambda size=size: allocate_contiguous(size).close())
-    s = measure(contenders, 7)
+    pinned = "warm: allocate_contiguous(64 MiB, pin=True)"
+    unpinned = "warm: allocate_contiguous(64 MiB, pin=False)"
+    try:
+        allocate_contiguous(64 << 20, pin=True).close()
+    except PinUnavailable as exc:
+        v.skip("allocate_contiguous(64 MiB, pin=True) / pin=False", f"cannot pin here: {exc}")
+    else:
+        contenders[pinned] = lambda: allocate_contiguous(64 << 20, pin=True).close()
+        contenders[unpinned] = lambda: allocate_contiguous(64 << 20, pin=False).close()
+    s = measure(contenders, rounds(7))
     for size in sizes:
         n = size // MB2
         v.ratio(f"allocate_contiguous / fault-in, {size >> 20} MiB (warm)",
                 s[f"warm: allocate_contiguous({size >> 20} MiB)"],
                 s[f"warm: fault in {n} hugepages ({size >> 20} MiB)"], at_most=1.5)
+    if pinned in s:
+        v.ratio("allocate_contiguous(64 MiB, pin=True) / pin=False (warm)", s[pinned],
+                s[unpinned], at_most=1.1)
 
 
-def reserve_true(v: Verdicts) -> None:
-    """A reserve=True buffer, on the pool as the machine has it."""
+G1_DIR = "/sys/kernel/mm/hugepages/hugepages-1048576kB"
+SINGLES = 256  # free 2 MiB blocks with a held buddy: beyond what reserve=True grows past
+
+
+class Adjacent:
+    """Fresh pages adjacent: the buddy allocator's free 2 MiB blocks taken out of its way and
+    held here (untimed), so that a growing pool splits larger free blocks, whose pages come
+    out adjacent (what a machine whose free memory is in large blocks gives)."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[physmem.hugepages.Reservation, mmap.mmap]] = []
+        try:
+            for _ in range(4):
+                drain_per_cpu_lists()  # blocks on the CPUs' lists are singles too
+                count = buddy_singles() + 2
+                res = reserve(count, "2M", allow_partial=True)
+                try:
+                    if not res.free:
+                        res.release()
+                        break
+                    m = fault_in(res.free)
+                except BaseException:
+                    res.release()
+                    raise
+                self.held.append((res, m))
+                if buddy_singles() == 0:
+                    break
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        while self.held:
+            res, m = self.held.pop()
+            try:
+                m.close()
+            finally:
+                res.release()
+
+
+class Scattered:
+    """Fresh pages scattered: SINGLES free 2 MiB blocks at the head of the buddy allocator's
+    lists, each beside a page held here so it cannot merge (what a machine whose free memory
+    is broken up gives). Built untimed: twice as many pool pages faulted in, located by an
+    independent pagemap read, and one of each buddy pair given back to the system."""
+
+    def __init__(self, fd: int) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long]
+        libc.mmap.restype = ctypes.c_void_p
+        count = 2 * SINGLES
+        self.res = reserve(count, "2M")
+        try:
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | lib.MAP_HUGETLB | lib.MAP_POPULATE
+            self.m = mmap.mmap(-1, count * MB2, flags=flags)
+            base = address_of(self.m)
+            pfns = raw_pfns(fd, [base + i * MB2 for i in range(count)])
+            mine = set(pfns)
+            step = MB2 // PAGE
+            # Free a page whose buddy someone else holds, and the lower page of each pair
+            # held here: every page given back keeps a held buddy.
+            give = [i for i, p in enumerate(pfns)
+                    if (p ^ step) not in mine or p < (p ^ step)][:SINGLES]
+            for i in give:
+                # Unmapped (the page and its reservation go back to the pool), the hole
+                # filled at once with an inaccessible mapping of ours (PROT_NONE): left
+                # open, it could hold another mapping by the time the range is closed.
+                addr = base + i * MB2
+                if libc.munmap(addr, MB2) != 0 or libc.mmap(
+                        addr, MB2, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+                        | lib.MAP_FIXED_NOREPLACE, -1, 0) != addr:
+                    raise OSError(ctypes.get_errno(), "cannot give a page back")
+            self.singles = release_free(len(give), "2M")
+            self.res.grown -= self.singles  # given back already: release takes the rest
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        try:
+            if hasattr(self, "m"):
+                self.m.close()
+        finally:
+            self.res.release()
+
+
+def reserve_true(v: Verdicts, fd: int) -> None:
+    """reserve=True buffers in two states of free memory, made before each timed round:
+    fresh pool pages adjacent, and fresh pool pages scattered."""
     size = 64 << 20
     n = size // MB2
-    print("reserve=True (the pool as the machine has it; nothing reserved beforehand)")
+    print("reserve=True: a 64 MiB buffer from a pool that holds none of its pages")
     nr0, free0 = pool_count("nr_hugepages"), pool_count("free_hugepages")
+    if free0:
+        # Free pages the pool keeps for others serve reserve=True before any growth: no
+        # growth to count, and the states of fresh pages cannot be made while they are there.
+        for label in ("pool growth held for a live buffer", "fresh pages adjacent",
+                      "fresh pages scattered"):
+            v.skip(f"allocate(64 MiB, reserve=True), {label}",
+                   f"the 2 MiB pool keeps {free0} free pages that are not this benchmark's")
+        return
     with allocate_contiguous(size, reserve=True):
         nr, free, surplus = (pool_count("nr_hugepages"), pool_count("free_hugepages"),
                              pool_count("surplus_hugepages"))
@@ -362,44 +506,117 @@ def reserve_true(v: Verdicts) -> None:
     v.check("pages the pool holds for a live buffer / pages it uses", held == n,
             f"{held / n:.2f}", "== 1.00")
 
-    # What the timed rounds meet, sampled once before them: whether pages freshly added to
-    # the pool hold a run of n (then reserve=True zeroes n pages), or the page allocator
-    # hands out scattered ones, so that a round must also demote a 1 GiB page allocated at
-    # run time (tens of ms more). The machine's state decides, and may change between rounds.
-    with reserve(n, "2M", allow_partial=True):
-        fresh = longest_contiguous()
-    info(f"before the rounds: longest run among {n} pages just added to the pool",
-         f"{fresh >> 20} MiB ({'no ' if fresh >= size else ''}1 GiB demotion needed)")
+    # Each state made before its round, then probed once here (untimed): the longest run
+    # among the pages a growth of the pool by n (and past the single blocks, as reserve=True
+    # grows) hands out.
+    from physmem.dma.allocate import _overgrowth  # what reserve=True grows by, past singles
 
-    def grow() -> object:
-        return reserve(n, "2M")
-
-    def nothing() -> object:
-        return None
+    for label, setup in (("adjacent", Adjacent), ("scattered", lambda: Scattered(fd))):
+        ctx = setup()
+        try:
+            with reserve(n + _overgrowth(n, MB2, None), "2M"):
+                fresh = longest_contiguous()
+        finally:
+            if ctx is not None:
+                ctx.release()
+        info(f"fresh pages {label}: longest run among pages just added to the pool",
+             f"{fresh >> 20} MiB")
 
     def drop(_: object) -> None:
         pass
 
-    def fault() -> mmap.mmap:
-        return fault_in(n)
+    def adjacent() -> object:
+        return Adjacent()
+
+    def scattered() -> object:
+        return Scattered(fd)
+
+    def pool_holding() -> object:
+        return reserve(n, "2M")
 
     def grow_fault_shrink() -> None:
         with reserve(n, "2M"):
             fault_in(n).close()
 
+    def past_singles_floor() -> None:
+        """The kernel's own cost of reserve=True's way past scattered free blocks: grow the
+        pool by as many pages as the buddy allocator has free 2 MiB blocks (and two for the
+        per-CPU lists), then by n, fault in n, shrink it again."""
+        with reserve(n + buddy_singles() + 2, "2M"):
+            fault_in(n).close()
+
+    def gigantic_floor() -> None:
+        """The kernel's own cost of 64 MiB of adjacent 2 MiB pages where none are free:
+        allocate a 1 GiB page (the only allocation beyond the buddy allocator's largest
+        block that it offers), demote it, fault in n of its pages, give all back."""
+        with pool_lock():
+            g = pool_count_at(G1_DIR, "nr_hugepages")
+            small = pool_count("nr_hugepages")
+            try:
+                write_pool(G1_DIR, "nr_hugepages", g + 1)
+                if pool_count_at(G1_DIR, "free_hugepages"):
+                    write_pool(G1_DIR, "demote", 1)
+                fault_in(n).close()
+            finally:
+                write_pool(POOL_DIR, "nr_hugepages", small)
+                write_pool(G1_DIR, "nr_hugepages", g)
+
+    def allocate() -> object:
+        return allocate_contiguous(size, reserve=True)
+
+    def close(b: object) -> None:
+        b.close()  # type: ignore[attr-defined]
+
     s = interleaved({
-        "allocate_contiguous(64 MiB, reserve=True)":
-            (nothing, lambda: allocate_contiguous(size, reserve=True), lambda b: b.close()),
-        "fault in 32 pages from a pool holding them": (grow, fault, lambda m: m.close()),
-        "grow the pool by 32, fault them in, shrink it": (nothing, grow_fault_shrink, drop),
-    }, 7)
-    a = s["allocate_contiguous(64 MiB, reserve=True)"]
-    v.ratio("allocate(64 MiB, reserve=True) / fault-in of 32 pages", a,
-            s["fault in 32 pages from a pool holding them"], at_most=1.5)
-    info("allocate(reserve=True) / grow + fault-in + shrink",
-         f"{a.median / s['grow the pool by 32, fault them in, shrink it'].median:.2f}x")
+        "allocate_contiguous(64 MiB, reserve=True), fresh pages adjacent":
+            (adjacent, allocate, close),
+        "allocate_contiguous(64 MiB, reserve=True), fresh pages scattered":
+            (scattered, allocate, close),
+        "fault in 32 pages from a pool holding them": (pool_holding, lambda: fault_in(n),
+                                                       lambda m: m.close()),
+        "floor, adjacent: grow the pool by 32, fault them in, shrink it":
+            (adjacent, grow_fault_shrink, drop),
+        "floor, scattered: grow past the free 2 MiB blocks and by 32, fault 32, shrink":
+            (scattered, past_singles_floor, drop),
+        "floor, scattered: 1 GiB page, demoted, 32 pages faulted, all given back":
+            (scattered, gigantic_floor, drop),
+    }, rounds(7))
+    fault = s["fault in 32 pages from a pool holding them"]
+    for label, target in (("adjacent", 1.5), ("scattered", 3.0)):
+        a = s[f"allocate_contiguous(64 MiB, reserve=True), fresh pages {label}"]
+        v.ratio(f"allocate(64 MiB, reserve=True) / fault-in of 32 pages, fresh pages {label}",
+                a, fault, at_most=target)
+    floor_a = s["floor, adjacent: grow the pool by 32, fault them in, shrink it"]
+    floor_p = s["floor, scattered: grow past the free 2 MiB blocks and by 32, fault 32, shrink"]
+    floor_s = s["floor, scattered: 1 GiB page, demoted, 32 pages faulted, all given back"]
+    info("kernel floor / fault-in, fresh pages adjacent (grow, fault, shrink)",
+         f"{floor_a.median / fault.median:.2f}x")
+    info("kernel floor / fault-in, fresh pages scattered (grow past the free blocks)",
+         f"{floor_p.median / fault.median:.2f}x")
+    info("kernel floor / fault-in, fresh pages scattered (1 GiB page, demote, fault)",
+         f"{floor_s.median / fault.median:.2f}x")
     if pool_count("nr_hugepages") != nr0:
         print(f"  WARNING: pool is {pool_count('nr_hugepages')} pages, was {nr0}")
+
+
+def buddy_singles() -> int:
+    """Free 2 MiB blocks (buddy order 9) in the Normal and Movable zones, from a plain read
+    of /proc/buddyinfo."""
+    order = (MB2 // PAGE).bit_length() - 1
+    with open("/proc/buddyinfo") as f:
+        rows = [line.split() for line in f]
+    return sum(int(r[4 + order]) for r in rows
+               if r[3] in ("Normal", "Movable") and len(r) > 4 + order)
+
+
+def pool_count_at(directory: str, name: str) -> int:
+    with open(f"{directory}/{name}") as f:
+        return int(f.read())
+
+
+def write_pool(directory: str, name: str, value: int) -> None:
+    with open(f"{directory}/{name}", "w") as f:
+        f.write(str(value))
 
 
 # -- virt_to_phys ------------------------------------------------------------------------
@@ -452,7 +669,8 @@ def translation(v: Verdicts, fd: int) -> None:
             got = b.virt_to_phys(np.array(sample, dtype=np.uint64)).tolist()
             v.check(f"virt_to_phys == raw pagemap pread, {k}", got == expect,
                     f"{sum(g == e for g, e in zip(got, expect))}/{len(sample)} equal", "all equal")
-        s = measure({k: (lambda b=b, o=offs[k]: b.virt_to_phys(o)) for k, b in bufs.items()}, 15)
+        s = measure({k: (lambda b=b, o=offs[k]: b.virt_to_phys(o)) for k, b in bufs.items()},
+                    rounds(15))
         for k in bufs:
             v.value(f"virt_to_phys rate, {k}", 1_000_000 / s[k].median / 1e6, "million/s",
                     at_least=20, fmt="{:,.1f}")
@@ -472,7 +690,7 @@ def main() -> int:
     try:
         with reserve(WANT_FREE, "2M", allow_partial=True) as res:
             print(f"2 MiB pool: {res.free} free pages (asked for {WANT_FREE}; pool restored "
-                  f"to {res.persistent} afterwards)")
+                  f"to {res.previous} afterwards)")
             # -- yield ---------------------------------------------------------------------
             print("yield: the longest adjacent run, by an independent pagemap read")
             run, pages, t_cold = independent_longest(fd)
@@ -495,10 +713,10 @@ def main() -> int:
             grow_for_run(res, 256 << 20)
             info("pool for DPDK and the speed rounds", f"{pool_count('free_hugepages')} free, "
                  f"longest run {longest_contiguous() >> 20} MiB")
-            dpdk_side_by_side(v, 5)
+            dpdk_side_by_side(v, rounds(5))
             speed(v, res)
             translation(v, fd)
-        reserve_true(v)
+        reserve_true(v, fd)
     finally:
         os.close(fd)
     nr_after = pool_count("nr_hugepages")

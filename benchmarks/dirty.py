@@ -26,7 +26,7 @@ from typing import Callable, TypeVar
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import Stats, Verdicts, info, measure, peer_path  # noqa: E402
+from _bench import Stats, Verdicts, info, measure, peer_path, rounds  # noqa: E402
 
 from physmem import Mapping  # noqa: E402
 from physmem.mapping import PAGE_SIZE, Advice  # noqa: E402
@@ -118,7 +118,7 @@ def written_mapping(size: int) -> tuple[Mapping, np.ndarray]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gib", type=float, default=2)
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=rounds(15))
     args = ap.parse_args()
     size = int(args.gib * (1 << 30)) // PAGE_SIZE * PAGE_SIZE
     npages = size // PAGE_SIZE

@@ -18,7 +18,7 @@ import threading
 from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import Verdicts, info, measure, need_root  # noqa: E402
+from _bench import Verdicts, info, measure, need_root, rounds  # noqa: E402
 
 import physmem  # noqa: E402
 from physmem.dma import DmaPool  # noqa: E402
@@ -30,7 +30,7 @@ LIVE = 512  # blocks held during the churn pattern, so the free space is fragmen
 SIZES = [64, 128, 256, 1500, 2048, 4096]
 BULK_CALLS = 100  # alloc_many(1000, ...) + free_many per round
 TARGET = 200_000
-ROUNDS = 7
+ROUNDS = rounds(7)
 
 
 class NaiveAllocator:

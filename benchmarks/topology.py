@@ -8,14 +8,14 @@ that start in a millisecond, so the line shows what physmem's Python start-up co
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import Verdicts, info, measure  # noqa: E402
+from _bench import (  # noqa: E402
+    Verdicts, check_command_origin, info, measure, physmem_command, rounds, run_command)
 
 from physmem import topology  # noqa: E402
 import physmem.validate  # noqa: E402
@@ -50,19 +50,20 @@ def main() -> int:
             topo = topology.read(sys_root, proc_root)
             print(f"POWER fixture: {len(topo.cpus)} CPUs, {len(topo.nodes)} nodes")
             contenders["topology.read() 256ppc-8n8s4t"] = lambda: topology.read(sys_root, proc_root)
-        s = measure(contenders, 20)
+        s = measure(contenders, rounds(20))
     for name, stats in s.items():
         v.value(name, stats.median * 1e3, "ms", at_most=100.0)
     if not archive:
         v.skip("topology.read() 256ppc-8n8s4t", "fixture not found")
-    commands = {"physmem topo --json": [sys.executable, "-m", "physmem.cli", "topo", "--json"]}
+    check_command_origin()
+    commands = {"physmem topo --json": physmem_command("topo", "--json")}
     for peer, cmd in (("lscpu -J", ["lscpu", "-J"]), ("numactl --hardware", ["numactl", "--hardware"])):
         if shutil.which(cmd[0]):
             commands[peer] = cmd
         else:
             v.skip(peer, f"{cmd[0]} is not installed (benchmarks/peers/setup.sh)")
-    c = measure({k: (lambda cmd=cmd: subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True))
-                 for k, cmd in commands.items()}, 10)
+    c = measure({k: (lambda cmd=cmd: run_command(cmd)) for k, cmd in commands.items()},
+                rounds(10))
     for peer in commands:
         if peer != "physmem topo --json":
             info(f"physmem topo --json / {peer} (command, start to exit)",

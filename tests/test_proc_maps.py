@@ -79,6 +79,36 @@ def test_smaps_sum_equals_rollup(stopped):
         {k: v for k, v in rollup.items() if "Pss" not in k}
 
 
+def test_smaps_rollup_equals_its_raw_text(stopped):
+    """Every line of the file, read with a plain file object and split here, is one key of
+    the dict: kB values in bytes, in the kernel's order (the one-record path of the parser)."""
+    pid, _ = stopped
+    with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+        header, *lines = f.read().decode().splitlines()
+    assert header.endswith("[rollup]")
+    expect = {}
+    for line in lines:
+        key, value = line.split(":")
+        number, unit = value.split()
+        assert unit == "kB"
+        expect[key] = int(number) * 1024
+    rollup = proc.smaps_rollup(pid)
+    assert list(rollup) == list(expect) and rollup == expect
+
+
+def test_read_bytes_reads_a_file_larger_than_its_first_read(stopped):
+    """The reader's later reads (a stopped process's smaps, hundreds of kB) add up to what a
+    plain file object reads."""
+    from physmem.proc._read import _FIRST_READ, read_bytes
+
+    pid, _ = stopped
+    path = f"/proc/{pid}/smaps"
+    with open(path, "rb") as f:
+        expect = f.read()
+    assert len(expect) > 2 * _FIRST_READ
+    assert read_bytes(path) == expect
+
+
 @pytest.mark.root  # map_files needs CAP_SYS_ADMIN
 def test_maps_match_map_files(stopped, tmp_path):
     pid, tmpdir = stopped

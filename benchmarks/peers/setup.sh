@@ -31,7 +31,12 @@ else
 fi
 python3 -m pip install --quiet psutil >/dev/null 2>&1 || echo "peer psutil: pip install failed"
 
-if [ ! -x "$bin/page-types" ]; then
+# page-types is built optimised, as physmem's C is: the kernel's Makefile passes no -O at all
+# (10% slower). Its Makefile appends to CFLAGS, so the environment's -O2 comes first. A build
+# made otherwise (an older setup.sh) is made again.
+page_types_cflags="-O2"
+if [ ! -x "$bin/page-types" ] || [ "$(cat "$bin/page-types.cflags" 2>/dev/null)" != "$page_types_cflags" ]; then
+    rm -f "$bin/page-types" "$bin/page-types.cflags"
     if [ -n "${src:-}" ]; then
         work=$(mktemp -d)
         top=$(basename "$src" .tar.xz)
@@ -39,9 +44,10 @@ if [ ! -x "$bin/page-types" ]; then
         dir=mm
         if tar -xJf "$src" -C "$work" "$top/tools" "$top/include/uapi" \
             && { [ -d "$work/$top/tools/mm" ] || dir=vm; } \
-            && make -s -C "$work/$top/tools/$dir" page-types >/dev/null 2>&1; then
+            && CFLAGS="$page_types_cflags" make -s -C "$work/$top/tools/$dir" page-types >/dev/null 2>&1; then
             cp "$work/$top/tools/$dir/page-types" "$bin/page-types"
-            echo "peer page-types: built from $(basename "$src")"
+            echo "$page_types_cflags" > "$bin/page-types.cflags"
+            echo "peer page-types: built from $(basename "$src") with $page_types_cflags"
         else
             echo "peer page-types: build from $src failed"
         fi
@@ -65,7 +71,8 @@ if [ ! -x "$bin/dpdk_memzone" ]; then
 fi
 
 for c in virt2phy uffd_ref dirty_ref; do
-    if [ -f "$here/$c.c" ] && [ ! -f "$bin/lib$c.so" ]; then
+    # Built again whenever its source is newer than the library (a changed peer).
+    if [ -f "$here/$c.c" ] && { [ ! -f "$bin/lib$c.so" ] || [ "$here/$c.c" -nt "$bin/lib$c.so" ]; }; then
         cc -O2 -shared -fPIC -o "$bin/lib$c.so" "$here/$c.c" || echo "peer $c: build failed"
     fi
 done
