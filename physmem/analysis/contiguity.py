@@ -45,7 +45,7 @@ from .._args import as_nonneg, as_positive
 from .._runs import runs_of
 from .._syntax import parse_cpulist
 from ..errors import InvalidArgument, PhysmemError
-from ..hugepages._pools import supported_sizes
+from .._hugepools import supported_sizes
 from ..hugepages.reservation import parse_size
 from ..hugepages.sizes import format_size
 from ..kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, default_threads, read_range

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     fc = None
     if getattr(args, "blockers", False):
         from ..analysis.contiguity import forecast
-        from ..hugepages._pools import supported_sizes
+        from .._hugepools import supported_sizes
 
         sizes = supported_sizes()
         fc = forecast(sizes=sizes[-1:] or None, threads=args.threads)

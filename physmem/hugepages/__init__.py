@@ -1,4 +1,5 @@
-"""Hugepages: the kernel's pools (_pools.py), changing them under one system-wide lock with a
+"""Hugepages: the kernel's pools (physmem/_hugepools.py, read below every user of page
+sizes), changing them under one system-wide lock with a
 ledger of what each process changed (_ledger.py, settled by guard.py's guardian if it dies),
 growing them on purpose (reservation.py) or for one buffer with nothing left behind
 (growth.py), and who holds their pages (holders.py)."""
@@ -17,7 +18,7 @@ from .holders import (
                       require_every_process,
                       sees_every_process,
 )
-from ._pools import Pool, default_size, node_pools, pools, supported_sizes
+from .._hugepools import Pool, default_size, node_pools, pools, supported_sizes
 from .reservation import (
                       HugetlbfsMount,
                       Reservation,

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from ..errors import PermissionDenied, PhysmemError
 from ..proc.fds import FileStat, mapped_file, namespace, open_files, pids
 from ._hugetlbfs import Remover, Staged, hugetlbfs_mounts, mount_files, open_mount
-from ._pools import pools, supported_sizes
+from .._hugepools import pools, supported_sizes
 
 __all__ = ["HugetlbMapping", "HugetlbFd", "HugetlbfsFile", "PoolAudit", "Audit", "Cleanup",
            "KeptFile", "audit", "remove_orphans", "require_every_process", "sees_every_process"]

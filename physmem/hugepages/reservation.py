@@ -23,7 +23,7 @@ from ..errors import (
     error_from_errno,
 )
 from ._ledger import Claim, pool_lock
-from ._pools import default_size, supported_sizes
+from .._hugepools import default_size, supported_sizes
 from .sizes import explain_size, format_size
 
 __all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "release_free",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from ..proc._read import read_optional
-from ._pools import supported_sizes
+from .._hugepools import supported_sizes
 
 __all__ = ["architecture_sizes", "explain_size", "format_size"]
 

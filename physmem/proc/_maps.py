@@ -13,7 +13,7 @@ from typing import (Any, Generic, Iterable, Iterator, NamedTuple, Protocol, Supp
 import numpy as np
 
 from .._raw import procmaps as _raw
-from ..mapping import Prot  # the one PROT_* enum; the parser's rwx bits are its values
+from .._raw.mapping import Prot  # the one PROT_* enum; the parser's rwx bits are its values
 from ._cparse import Parsed, parse
 from ._read import pid_path, read_bytes
 

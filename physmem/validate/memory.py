@@ -6,7 +6,7 @@ import re
 from .. import overcommit
 from .._sysfs import read_optional
 from ..errors import PhysmemError
-from ..hugepages._pools import pools
+from .._hugepools import pools
 from ..hugepages.sizes import format_size
 from .context import Context
 from ..findings import Finding, Severity
