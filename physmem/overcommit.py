@@ -11,11 +11,10 @@ import enum
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from . import sysctl
 from ._args import as_int, as_nonneg, as_positive
-from ._deprecated import renamed
 from .errors import InvalidArgument
 
 __all__ = ["OvercommitPolicy", "Overcommit", "read", "commit_limit", "needed_for_headroom",
@@ -125,8 +124,3 @@ def set_headroom(headroom: int, *, using: Literal["ratio", "kbytes"] = "ratio",
     value = needed_for_headroom(headroom, using=using, proc_root=proc_root)
     sysctl.write(f"vm.overcommit_{using}", value, proc_root=proc_root)
     return value
-
-
-if not TYPE_CHECKING:  # old names, for one release
-    def __getattr__(name: str) -> Any:
-        return renamed(__name__, name, {"Policy": "OvercommitPolicy"}, globals().__getitem__)

@@ -52,17 +52,14 @@ def test_every_listed_name_resolves():
         assert getattr(physmem, name) is not None, name
 
 
-@pytest.mark.parametrize("module,old,new", [
-    ("physmem", "cpus", "placement"),
-    ("physmem.numa", "Policy", "MemPolicyMode"),
-    ("physmem.overcommit", "Policy", "OvercommitPolicy"),
-    ("physmem.validate", "validate", "run"),
+@pytest.mark.parametrize("module,old", [
+    ("physmem", "cpus"), ("physmem.numa", "Policy"), ("physmem.overcommit", "Policy"),
+    ("physmem.validate", "validate"), ("physmem.proc", "parse_cpu_list"),
 ])
-def test_renamed_names_still_work_for_one_release(module, old, new):
-    mod = importlib.import_module(module)
-    with pytest.warns(DeprecationWarning, match=rf"{module}\.{old} is deprecated.*{module}\.{new}"):
-        value = getattr(mod, old)
-    assert value is getattr(mod, new)
+def test_renamed_names_are_gone(module, old):
+    # Pre-1.0 has no callers to protect: one name per thing, no shim behind it.
+    with pytest.raises(AttributeError, match=f"no attribute '{old}'"):
+        getattr(importlib.import_module(module), old)
 
 
 @pytest.mark.parametrize("err,cls,builtin", [
@@ -116,20 +113,9 @@ def test_topology_on_a_wrong_root_says_so(tmp_path):
         topology.read(sys_root=str(tmp_path), proc_root=str(tmp_path))
 
 
-@pytest.mark.parametrize("old", ["physmap", "contiguity", "fragmentation"])
-def test_moved_analysis_modules_keep_their_old_names_for_a_release(old):
-    """physmem.physmap & co. moved into physmem.analysis: the old import still works, warns,
-    and gives the very same objects."""
-    env, cwd = python_env()
-    code = (f"import warnings, importlib; warnings.simplefilter('error', DeprecationWarning)\n"
-            f"try:\n    importlib.import_module('physmem.{old}')\n"
-            f"except DeprecationWarning as e:\n    print('warned', e)\n"
-            f"warnings.simplefilter('ignore')\n"
-            f"import physmem.{old} as a, physmem.analysis.{old} as b\n"
-            f"assert a.__all__ == b.__all__ and a.__all__\n"
-            f"assert all(getattr(a, n) is getattr(b, n) for n in b.__all__)\n"
-            f"print('same')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=cwd)
-    assert out.stdout.split("\n")[0].startswith(f"warned physmem.{old} moved"), out.stderr
-    assert out.stdout.strip().endswith("same"), out.stderr
+@pytest.mark.parametrize("old", ["physmap", "contiguity", "fragmentation", "topology.cpulist",
+                                 "_deprecated"])
+def test_moved_modules_are_gone(old):
+    """physmem.physmap & co. live in physmem.analysis only."""
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(f"physmem.{old}")

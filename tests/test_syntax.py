@@ -52,7 +52,6 @@ def test_one_parser_each():
 ])
 def test_cpulist(text, expected):
     assert parse_cpulist(text) == parse_cpulist(text.encode()) == expected
-    assert proc.parse_cpu_list(text) == expected  # the /proc name, same parser
 
 
 @pytest.mark.parametrize("text", ["3-1", "a", "1-", "-1", "0-7:3/2", "0-7:0/4", "0-7:2",

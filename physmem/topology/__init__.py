@@ -1,12 +1,12 @@
 """System topology: NUMA nodes, CPUs, PCI locality, boot parameters and cpusets.
 
 ``read()`` gathers everything into a :class:`Topology`; the modules hold one source each
-(cpulist.py formats, nodes.py, cpus.py, pci.py, cmdline.py, cpusets.py, model.py).
+(nodes.py, cpus.py, pci.py, cmdline.py, cpusets.py, model.py).
 """
 from __future__ import annotations
 
 from .cmdline import Cmdline, HugepageRequest, parse_cmdline, read_cmdline
-from .cpulist import format_cpulist, parse_cpulist, parse_cpumask
+from .._syntax import format_cpulist, parse_cpulist, parse_cpumask
 from .cpus import Cpu, CpuSets
 from .cpusets import Affinity, Cpuset, read_affinity, read_cpuset
 from .model import Topology, read

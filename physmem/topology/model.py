@@ -10,7 +10,7 @@ from .. import _sysfs
 from .._args import as_int
 from ..errors import FileMissing, InvalidArgument, ParseError
 from .cmdline import Cmdline, read_cmdline
-from .cpulist import format_cpulist
+from .._syntax import format_cpulist
 from .cpus import Cpu, CpuSets, read_cpu_sets, read_cpus
 from .cpusets import Affinity, Cpuset, read_affinity, read_cpuset
 from .nodes import Anomaly, Node, NodeSets, read_node_sets, read_nodes

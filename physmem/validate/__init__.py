@@ -6,14 +6,11 @@ and returns a :class:`Report` of :class:`Finding`::
 
     from physmem import validate
     validate.run(["isolation"]).to_json()
-
-``validate.validate``, its old name, still works for one release (with a DeprecationWarning).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Iterable
 
-from .._deprecated import renamed
 from ..errors import InvalidArgument, PhysmemError
 from . import access, cpuidle, dma, isolation, memory, numa
 from .context import Context
@@ -51,8 +48,3 @@ def run(sections: Iterable[str] | str | None = None, *, sys_root: str = "/sys",
             findings.append(Finding(f"{name}.unreadable", name, Severity.ERROR,
                                     f"the {name} checks could not read the system: {exc}"))
     return Report(tuple(findings), tuple(names))
-
-
-if not TYPE_CHECKING:  # old names, for one release
-    def __getattr__(name: str) -> Any:
-        return renamed(__name__, name, {"validate": "run"}, globals().__getitem__)
