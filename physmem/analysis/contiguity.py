@@ -595,7 +595,7 @@ def _cgroup_paths(inodes: set[int], proc_root: str) -> dict[int, str]:
         return found
     for dirpath in _sysfs.walk_dirs(root):
         try:
-            ino = os.stat(dirpath).st_ino
+            ino = _sysfs.stat(dirpath, "cannot stat a cgroup").st_ino
         except OSError:
             continue
         if ino in inodes:

@@ -29,6 +29,7 @@ from ..addressing import check_range, page_size
 from ..errors import InvalidArgument, PfnUnavailable, PhysmemError
 from ..pagemap import PM, PageMap
 from ..proc import Prot, Smaps, UringBuffer, VmaKind
+from ..proc._read import stat as proc_stat
 
 __all__ = ["Backing", "Verdict", "Region", "DmaAudit", "audit"]
 
@@ -211,7 +212,7 @@ def _shmem_devices(pid: int | None, proc_root: str) -> set[int]:
     for m in table:
         if m.fstype == "tmpfs":
             try:
-                devices.add(os.stat(root + m.path).st_dev)
+                devices.add(proc_stat(root + m.path, "cannot stat a tmpfs mount").st_dev)
             except OSError:
                 continue   # a mount point the process's root does not reach
     return devices

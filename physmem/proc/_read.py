@@ -10,10 +10,11 @@ import errno
 import os
 
 from .._args import as_pid
+from .._readcore import exists, is_dir, read_bytes, read_optional, readlink, stat
 from ..errors import InvalidArgument, error_from_errno, translate_os_errors
 
 __all__ = ["pid_path", "read_bytes", "read_optional", "write_bytes", "open_fd", "listdir",
-           "kb_value", "u64"]
+           "stat", "readlink", "is_dir", "exists", "kb_value", "u64"]
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
@@ -24,36 +25,6 @@ def pid_path(proc_root: str, pid: int | None, name: str) -> str:
     if pid is None:
         return f"{proc_root}/self/{name}"
     return f"{proc_root}/{as_pid(pid)}/{name}"
-
-
-def _what(path: str) -> str:
-    return f"cannot read {os.path.basename(path)}"
-
-
-def _readall(path: str) -> bytes:
-    # Unbuffered: /proc files report size 0, so a buffered reader only adds a copy.
-    with open(path, "rb", buffering=0) as f:
-        return f.readall()
-
-
-def read_bytes(path: str, pid: int | None = None, what: str | None = None) -> bytes:
-    """The whole file at ``path``; ``pid`` lets a vanished /proc/<pid> become ProcessGone,
-    ``what`` says what was being read (default: the file's name)."""
-    with translate_os_errors(what or _what(path), path=path, pid=pid):
-        return _readall(path)
-
-
-def read_optional(path: str, pid: int | None = None) -> bytes | None:
-    """Like :func:`read_bytes`, but ``None`` where the file does not exist (a kernel
-    without the feature, a captured tree) and without trailing NULs/newline, as
-    :func:`physmem._sysfs.read_optional`; every other failure raises as there."""
-    with translate_os_errors(_what(path), path=path, pid=pid):
-        try:
-            data = _readall(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-    # Captured trees (hwloc's test data) pad some files with NULs; the kernel never does.
-    return data.rstrip(b"\x00\n")
 
 
 def listdir(path: str, pid: int | None = None, *, missing_ok: bool = False) -> list[str]:
