@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import addressing, nfd, proc
-from ._args import as_timeout
+from ._args import as_positive, as_timeout
 from ._replace import replace_file
 from .errors import InvalidArgument
 
@@ -705,8 +705,7 @@ class MetricsServer:
                               "pip install 'physmem[exporter]' (or pip install waitress)") from exc
         for value, what in ((timeout, "timeout"), (connections, "connections"),
                             (header_bytes, "header_bytes")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgument(f"{what}={value!r} must be a whole number of at least 1")
+            as_positive(value, what)
         self._map: dict[int, Any] = {}
         self._server = create_server(
             make_wsgi_app(exporter.registry), map=self._map, sockets=[_bound_socket(host, port)],

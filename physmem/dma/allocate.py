@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _sysfs
 from ..addressing import page_size as _base_page
-from .._args import as_bool
+from .._args import as_bool, as_positive
 from .._raw import mapping as _map
 from .._runs import find_runs, runs_of
 from ..errors import (
@@ -298,11 +298,11 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
     pool_dir(ps, node)  # validates node
     if align is None:
         align = ps
-    if isinstance(align, bool) or not isinstance(align, int) or align <= 0 or align & (align - 1):
+    align = as_positive(align, "align")
+    if align & (align - 1):
         raise InvalidArgument(f"align {align!r} must be a power of two (bytes)")
-    if max_segments is not None and (isinstance(max_segments, bool)
-                                     or not isinstance(max_segments, int) or max_segments < 1):
-        raise InvalidArgument(f"max_segments {max_segments!r} must be a positive integer")
+    if max_segments is not None:
+        max_segments = as_positive(max_segments, "max_segments")
     mode = check_mode(pin)
     n = -(-nbytes // ps)
     # Pages the buffer will hold pinned must first leave ZONE_MOVABLE and CMA, where a pin

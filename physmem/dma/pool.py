@@ -9,12 +9,11 @@ both virtually and physically; that alignment is what makes ``align`` and ``boun
 from __future__ import annotations
 
 import errno as _errno
-import operator
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._args import as_nonneg
+from .._args import as_int, as_nonneg
 from .._raw import check
 from .._raw import dmapool as _raw
 from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
@@ -291,15 +290,15 @@ class DmaPool:
     def _check_request(self, nbytes: Any, align: Any,
                        boundary: Any) -> tuple[int, int, int | None]:
         """Normalize numpy integers and the like; raise the precise error for bad values."""
-        nbytes = _as_int("nbytes", nbytes)
-        align = _as_int("align", align)
+        nbytes = as_int(nbytes, "nbytes")
+        align = as_int(align, "align")
         if nbytes <= 0:
             raise InvalidArgument(f"nbytes={nbytes} must be a positive number of bytes")
         if not _is_pow2(align):
             raise InvalidArgument(
                 f"align={align} must be a power of two number of bytes (64, 4096, ...)")
         if boundary is not None:
-            boundary = _as_int("boundary", boundary)
+            boundary = as_int(boundary, "boundary")
             if not _is_pow2(boundary):
                 raise InvalidArgument(
                     f"boundary={boundary} must be a power of two number of bytes (4096, "
@@ -342,11 +341,3 @@ class DmaPool:
             "freed (double free), is listed twice, or was never returned by this pool",
             address=block.address)
 
-
-def _as_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise InvalidArgument(f"{name}={value!r} must be an integer number of bytes")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise InvalidArgument(f"{name}={value!r} must be an integer number of bytes") from None

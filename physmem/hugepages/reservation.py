@@ -47,8 +47,7 @@ def pool_dir(size: int, node: int | None = None, *, sys_root: str = "/sys") -> s
     leaf = f"hugepages/hugepages-{size // 1024}kB"
     if node is None:
         return f"{sys_root}/kernel/mm/{leaf}"
-    if isinstance(node, bool) or not isinstance(node, int) or node < 0:
-        raise InvalidArgument(f"node {node!r} must be a non-negative integer")
+    node = as_nonneg(node, "node")
     path = f"{sys_root}/devices/system/node/node{node}/{leaf}"
     if not _sysfs.is_dir(path):
         have = sorted(int(d[4:]) for d in _sysfs.listdir(f"{sys_root}/devices/system/node")
@@ -375,8 +374,7 @@ def compact(node: int | None = None, *, sys_root: str = "/sys", proc_root: str =
     if node is None:
         sysctl.write("vm.compact_memory", 1, proc_root=proc_root)
         return
-    if isinstance(node, bool) or not isinstance(node, int) or node < 0:
-        raise InvalidArgument(f"node {node!r} must be a non-negative integer")
+    node = as_nonneg(node, "node")
     path = f"{sys_root}/devices/system/node/node{node}/compact"
     if not _sysfs.exists(path):
         raise InvalidArgument(f"NUMA node {node} does not exist or cannot be compacted ({path})")
