@@ -163,3 +163,14 @@ def test_format_cpulist_takes_cpu_numbers_only():
     for bad in ("12", b"12", 5, None, [1.5], [-1], [True]):
         with pytest.raises(InvalidArgument, match="cpu"):
             _syntax.format_cpulist(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size, exact, human", [
+    (2 << 20, "2M", "2.0 MiB"), (1 << 30, "1G", "1.0 GiB"), (64 << 10, "64K", "64.0 KiB"),
+    (3 << 40, "3T", "3.0 TiB"), (4097, "4097", "4.0 KiB"), (512, "512", "512 B"),
+    (1536 << 20, "1536M", "1.5 GiB"), (5 << 50, "5120T", "5120.0 TiB"),
+])
+def test_one_size_formatter_both_notations(size, exact, human):
+    assert _syntax.format_size(size) == exact and _syntax.parse_size(exact) == size
+    assert _syntax.format_size(size, exact=False) == human
+    assert hugepages.sizes.format_size is _syntax.format_size

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .._syntax import format_size
 from ..errors import PhysmemError
 from .classes import (BLOCK_STATE_INFO, CLASS_INFO, COLOURS, FRAME_INFO, BlockState, Frame,
                       PageClass)
@@ -39,11 +40,7 @@ def _pyplot() -> Any:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if n == int(n) else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
+    return format_size(int(n), exact=False)
 
 
 def plot_map(cm: CellMap, path: str, *, columns: int | None = None,

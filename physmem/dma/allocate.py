@@ -27,7 +27,6 @@ from ..errors import (
 )
 from ..hugepages.growth import Growth
 from ..hugepages.reservation import (
-    _human,
     describe_free_memory,
     parse_size,
     pool_dir,
@@ -63,8 +62,8 @@ def _check_size(size: object, name: str = "size") -> int:
     # a shortage to be told how many pages to reserve.
     memory = meminfo()["MemTotal"]
     if size > memory:
-        raise InvalidArgument(f"{name} {size} bytes ({_human(size)}) is more than this "
-                              f"machine's memory ({_human(memory)}): ask for less")
+        raise InvalidArgument(f"{name} {size} bytes ({format_size(size, exact=False)}) is more than this "
+                              f"machine's memory ({format_size(memory, exact=False)}): ask for less")
     return size
 
 

@@ -29,7 +29,7 @@ from .._raw import pin as _raw
 from .._forkstate import ProcessLocal
 from .._raw import mapping as _map
 from ..errors import InvalidArgument, PinUnavailable, error_from_errno
-from ..hugepages.reservation import _human
+from .._syntax import format_size
 
 __all__ = ["PinMode", "Pin", "pin", "unpin", "settle", "needs_settling", "unavailable_reason",
            "check_mode", "SLOTS", "ring_fds"]
@@ -258,13 +258,13 @@ def _explain(err: int, what: str, size: int) -> PinUnavailable:
         return PinUnavailable(f"{what}: {how}", cause="disabled", errno=err)
     if err == _errno.ENOMEM and not (me.get("CapEff", 0) >> _CAP_IPC_LOCK) & 1:
         soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-        limit = "unlimited" if soft == resource.RLIM_INFINITY else _human(soft)
+        limit = "unlimited" if soft == resource.RLIM_INFINITY else format_size(soft, exact=False)
         # The kernel sums the pins of all of the user's rings, which no file shows; this
         # process's share is its VmPin.
         held = me.get("VmPin") or 0
         return PinUnavailable(
-            f"{what}: RLIMIT_MEMLOCK is {limit}, and pinning {_human(size)} would bring this "
-            f"user's io_uring pins to at least {_human(held + size)} ({_human(held)} "
+            f"{what}: RLIMIT_MEMLOCK is {limit}, and pinning {format_size(size, exact=False)} would bring this "
+            f"user's io_uring pins to at least {format_size(held + size, exact=False)} ({format_size(held, exact=False)} "
             "pinned by this process already; the user's other processes count too); raise "
             "the limit (`ulimit -l`, systemd `LimitMEMLOCK=`, `--ulimit memlock=` in "
             "containers) or grant CAP_IPC_LOCK", cause="memlock", errno=err)

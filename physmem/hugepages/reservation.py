@@ -15,7 +15,7 @@ from .. import _sysfs, sysctl
 from .._args import as_nonneg
 from .._raw import poolguard as _claims
 from .._sysfs import read_int
-from .._syntax import parse_size
+from .._syntax import format_size, parse_size
 from ..errors import (
     FileMissing,
     HugePagesUnavailable,
@@ -99,18 +99,11 @@ def _check_memory(pages: int, size: int, node: int | None, proc_root: str) -> No
     where = "" if node is None else f" on node {node}"
     raise HugePagesUnavailable(
         f"refusing to grow the {format_size(size)} hugepage pool{where} by {pages} pages "
-        f"({_human(pages * size)}): MemAvailable is {_human(available)}, and a margin of "
-        f"{_human(margin)} is kept for the rest of the system, which leaves "
-        f"{_human(allowed)} ({allowed // size} pages). Ask for fewer pages, free memory, "
+        f"({format_size(pages * size, exact=False)}): MemAvailable is {format_size(available, exact=False)}, and a margin of "
+        f"{format_size(margin, exact=False)} is kept for the rest of the system, which leaves "
+        f"{format_size(allowed, exact=False)} ({allowed // size} pages). Ask for fewer pages, free memory, "
         "or pass force=True to take it anyway",
         obtained=0, wanted=pages, size=size, node=node)
-
-
-def _human(nbytes: int) -> str:
-    for unit, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if nbytes >= unit:
-            return f"{nbytes / unit:.1f} {name}"
-    return f"{nbytes} bytes"
 
 
 def _write(path: str, value: int) -> None:

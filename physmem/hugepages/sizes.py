@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import os
 
+from .._syntax import format_size
 from ..proc._read import read_optional
 from .._hugepools import supported_sizes
 
 __all__ = ["architecture_sizes", "explain_size", "format_size"]
 
 K, M, G = 1 << 10, 1 << 20, 1 << 30
-
-
-def format_size(size: int) -> str:
-    for unit, name in ((G, "G"), (M, "M"), (K, "K")):
-        if size >= unit and size % unit == 0:
-            return f"{size // unit}{name}"
-    return str(size)
 
 
 def _cpuinfo(proc_root: str) -> str:
