@@ -151,6 +151,13 @@ def test_huge_page_sizes_explain_absences():
     assert architecture_sizes("x86_64", cpuinfo="flags : pse")[1 << 30] == "the CPU flag pdpe1gb"
     assert set(architecture_sizes("ppc64le", cpuinfo="mmu\t\t: radix")) >= {2 << 20, 1 << 30}
     assert architecture_sizes("riscv64")[64 << 10] == "the Svnapot extension"
+    # The one /proc/cpuinfo parser reads each architecture's own field.
+    assert architecture_sizes("riscv64", cpuinfo="processor\t: 0\nisa\t\t: rv64imafdc_svnapot\n"
+                              )[64 << 10] is None
+    s390 = "vendor_id : IBM/S390\nfeatures\t: esan3 zarch edat etf3eh\n\nprocessor 0: ...\n"
+    assert architecture_sizes("s390x", cpuinfo=s390) == {1 << 20: None, 2 << 30: None}
+    assert architecture_sizes("ppc64le", cpuinfo="cpu\t: POWER8\nmmu\t\t: Hash\n")[2 << 20] \
+        == "the radix MMU (POWER9+)"
     assert set(architecture_sizes("aarch64", page_size=64 << 10)) == {2 << 20, 512 << 20, 16 << 30}
     assert explain_size(16 << 20, machine="x86_64").startswith("x86_64 has no 16M")
 
