@@ -269,7 +269,7 @@ from physmem.errors import PinUnavailable
 page = mmap.mmap(-1, 4096)
 cell = ctypes.c_char.from_buffer(page)
 try:
-    pin.unpin(pin.pin(ctypes.addressof(cell), 4096))
+    pin.unpin(pin.pin_range(ctypes.addressof(cell), 4096))
     print("pinned", raw_pin())
 except PinUnavailable as exc:
     print(exc.cause, raw_pin(), exc)

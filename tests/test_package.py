@@ -47,6 +47,23 @@ def test_no_name_hides_a_submodule():
     assert hidden == []
 
 
+def test_no_function_is_named_like_its_module():
+    # ``analysis.fragmentation.fragmentation`` read as the module in one place and the
+    # function in the next; a name means one thing.
+    import ast
+    import pathlib
+
+    root = pathlib.Path(physmem.__file__).parent
+    same = []
+    for path in sorted(root.rglob("*.py")):
+        if path.stem.startswith("_"):
+            continue  # a private module (proc._maps) leaves its name to the function
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == path.stem:
+                same.append(f"{path.relative_to(root)}: {node.name}")
+    assert same == []
+
+
 def test_every_listed_name_resolves():
     for name in dir(physmem):
         assert getattr(physmem, name) is not None, name

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from physmem import overcommit, placement, proc, topology, validate
-from physmem.analysis.fragmentation import fragmentation
+from physmem.analysis.fragmentation import zone_fragmentation
 from physmem.errors import InvalidArgument
 from physmem.kpageflags import summarize
 from physmem.pagemap import PageMap, virt_to_phys
@@ -198,7 +198,7 @@ def test_fragmentation_checks_node_runs_and_threads():
                           (dict(threads=0), "threads=0 is out of range"),
                           (dict(threads="2"), "threads must be an integer")):
         with pytest.raises(InvalidArgument, match=words):
-            fragmentation(**{"runs": False, **kwargs})
+            zone_fragmentation(**{"runs": False, **kwargs})
 
 
 def test_topology_lookups_take_integers_only():

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .._syntax import format_size
-from ..errors import PhysmemError
+from ..errors import MissingDependency
 from .classes import (BLOCK_STATE_INFO, CLASS_INFO, COLOURS, FRAME_INFO, BlockState, Frame,
                       PageClass)
 from .fragmentation import ZoneFragmentation
@@ -22,18 +22,14 @@ if TYPE_CHECKING:
 
     from .contiguity import Forecast
 
-__all__ = ["PlotUnavailable", "plot_map", "plot_frag", "plot_contig"]
-
-
-class PlotUnavailable(PhysmemError, ImportError):
-    """matplotlib is not installed."""
+__all__ = ["plot_map", "plot_frag", "plot_contig"]
 
 
 def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise PlotUnavailable("pictures need matplotlib: pip install 'physmem[plot]'") from None
+        raise MissingDependency("pictures need matplotlib: pip install 'physmem[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt

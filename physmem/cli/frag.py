@@ -17,11 +17,11 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
-    from ..analysis.fragmentation import fragmentation
+    from ..analysis.fragmentation import zone_fragmentation
 
     check_threads(args.threads)
     node = check_node(args.node)
-    records = fragmentation(node, threads=args.threads)
+    records = zone_fragmentation(node, threads=args.threads)
     if args.png:
         from ..analysis.plots import plot_frag
 

@@ -132,7 +132,7 @@ class DmaBuffer:
             # with the figures (mlock's refusal cannot: it has only an errno).
             if pin is not False:
                 try:
-                    self._pin = _pins.pin(self.address, self.size)
+                    self._pin = _pins.pin_range(self.address, self.size)
                 except PinUnavailable as exc:
                     if pin is True:
                         raise
@@ -291,7 +291,7 @@ class DmaBuffer:
         (out of ZONE_MOVABLE), PhysicalAddressChanged is raised and the pin kept."""
         self._require_open()
         if self._pin is None:
-            self._pin = _pins.pin(self.address, self.size)
+            self._pin = _pins.pin_range(self.address, self.size)
             self.pin_error = None
         self.verify()
 

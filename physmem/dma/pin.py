@@ -31,7 +31,7 @@ from .._raw import mapping as _map
 from ..errors import InvalidArgument, PinUnavailable, error_from_errno
 from .._syntax import format_size
 
-__all__ = ["PinMode", "Pin", "pin", "unpin", "settle", "needs_settling", "unavailable_reason",
+__all__ = ["PinMode", "Pin", "pin_range", "unpin", "settle", "needs_settling", "unavailable_reason",
            "check_mode", "SLOTS", "ring_fds"]
 
 PinMode = Union[bool, Literal["auto"]]
@@ -156,7 +156,7 @@ def _unpin_all_at_exit() -> None:
 atexit.register(_unpin_all_at_exit)
 
 
-def pin(address: int, size: int) -> Pin:
+def pin_range(address: int, size: int) -> Pin:
     """Pin ``size`` bytes at ``address`` (whole pages of a mapping of this process) for the
     long term; raises :class:`~physmem.errors.PinUnavailable` naming the cause and fix."""
     return _pinner.get().pin(address, size)
