@@ -173,7 +173,7 @@ def settle(address: int, size: int) -> None:
     adjacent ones is chosen, so that pinning the chosen run later moves nothing. A pin the
     kernel refuses changes nothing here: the buffer's own pin reports it."""
     try:
-        unpin(pin(address, size))
+        unpin(pin_range(address, size))
     except PinUnavailable:
         pass
 
