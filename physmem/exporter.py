@@ -162,7 +162,7 @@ def read_holders(proc_root: str = "/proc", sys_root: str = "/sys") -> HolderRead
     """Hugetlb memory per process name and page size, and hugetlbfs file memory no process
     maps or holds open, from the hugepage audit (:func:`physmem.hugepages.audit`). A page
     shared by several processes counts for each of them."""
-    from .hugepages import audit, mounts
+    from .hugepages import audit, hugetlbfs_mounts
 
     report = audit(proc_root=proc_root, sys_root=sys_root)
     held: dict[tuple[str, int], int] = {}
@@ -171,7 +171,7 @@ def read_holders(proc_root: str = "/proc", sys_root: str = "/sys") -> HolderRead
             key = (m.comm, m.page_size)
             held[key] = held.get(key, 0) + m.pages * m.page_size
     # Every mounted size shows, 0 included, so an alert sees the series go back to 0.
-    orphaned: dict[int, int] = {mnt.page_size: 0 for mnt in mounts(proc_root) if mnt.page_size}
+    orphaned: dict[int, int] = {mnt.page_size: 0 for mnt in hugetlbfs_mounts(proc_root) if mnt.page_size}
     for f in report.orphans:
         orphaned[f.page_size] = orphaned.get(f.page_size, 0) + f.bytes
     holders = tuple(Holder(c, s, b) for (c, s), b in sorted(held.items()))

@@ -127,7 +127,7 @@ def test_topology_on_a_wrong_root_says_so(tmp_path):
     from physmem import topology
 
     with pytest.raises(errors.FileMissing, match="is a sysfs tree|a sysfs tree"):
-        topology.read(sys_root=str(tmp_path), proc_root=str(tmp_path))
+        topology.discover(sys_root=str(tmp_path), proc_root=str(tmp_path))
 
 
 @pytest.mark.parametrize("old", ["physmap", "contiguity", "fragmentation", "topology.cpulist",

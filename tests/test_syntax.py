@@ -84,7 +84,7 @@ def test_hugetlbfs_mount_points_are_fully_unescaped(tmp_path):
     (tmp_path / "self" / "mounts").write_bytes(
         b"proc /proc proc rw 0 0\n"
         b"none /mnt/huge\\040pages\\134x\\012y hugetlbfs rw,pagesize=2M 0 0\n")
-    (m,) = hugepages.mounts(str(tmp_path))
+    (m,) = hugepages.hugetlbfs_mounts(str(tmp_path))
     assert m.path == "/mnt/huge pages\\x\ny" and m.page_size == 2 << 20
 
 

@@ -63,7 +63,7 @@ def test_plan_puts_loops_on_isolated_cpus_near_the_device(trees, tmp_path):
     root = doctored(trees, name, tmp_path)
     (root / "sys/devices/system/cpu/isolated").write_text("30,34,38\n")
     (root / "sys/devices/system/cpu/nohz_full").write_text("34,38\n")
-    topo = topology.read(str(root / "sys"), str(root / "proc"))
+    topo = topology.discover(str(root / "sys"), str(root / "proc"))
     p = placement.plan(topo, devices=["0000:43:00.0"], control_loops=2)
     assert p.node == 2
     assert p.control_loops == (34, 38)  # isolated and nohz_full first

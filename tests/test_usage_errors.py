@@ -202,7 +202,7 @@ def test_fragmentation_checks_node_runs_and_threads():
 
 
 def test_topology_lookups_take_integers_only():
-    topo = topology.read()
+    topo = topology.discover()
     cpu = topo.cpus[0].id
     assert topo.node_of_cpu(np.int64(cpu)) == topo.node_of_cpu(cpu)
     for bad in (True, float(cpu), str(cpu), None):
@@ -215,7 +215,7 @@ def test_topology_lookups_take_integers_only():
 
 
 def test_plan_checks_its_arguments():
-    topo = topology.read()
+    topo = topology.discover()
     assert placement.plan(topo, control_loops=np.int64(0)).control_loops == ()
     for kwargs, words in ((dict(control_loops=True), "control_loops must be an integer"),
                           (dict(control_loops=-1), "control_loops=-1 is out of range"),

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     from .. import topology
     from ..topology import format_cpulist
 
-    topo = topology.read(args.sys_root, args.proc_root)
+    topo = topology.discover(args.sys_root, args.proc_root)
     if out.json:
         out.emit_json(topo.to_dict())
         return Exit.OK

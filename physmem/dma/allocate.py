@@ -78,14 +78,14 @@ def _on_node(node: int | None) -> Iterator[None]:
     if node is None:
         yield
         return
-    from ..numa import MemPolicyMode, get_policy, set_policy
+    from ..numa import MemPolicyMode, get_mempolicy, set_mempolicy
 
-    before = get_policy()
-    set_policy(MemPolicyMode.BIND, {node})
+    before = get_mempolicy()
+    set_mempolicy(MemPolicyMode.BIND, {node})
     try:
         yield
     finally:
-        set_policy(before.mode, before.nodes, static_nodes=before.static_nodes,
+        set_mempolicy(before.mode, before.nodes, static_nodes=before.static_nodes,
                    relative_nodes=before.relative_nodes)
 
 

@@ -26,7 +26,7 @@ from .reservation import (
                       demote,
                       demote_size,
                       free_stuck_surplus,
-                      mounts,
+                      hugetlbfs_mounts,
                       parse_size,
                       release_free,
                       reserve,
@@ -35,7 +35,7 @@ from .reservation import (
 )
 
 __all__ = ["Pool", "default_size", "node_pools", "pools", "supported_sizes", "HugetlbfsMount",
-           "Reservation", "compact", "demote", "demote_size", "mounts", "parse_size", "reserve",
+           "Reservation", "compact", "demote", "demote_size", "hugetlbfs_mounts", "parse_size", "reserve",
            "set_pool_size", "release_free", "stuck_surplus", "free_stuck_surplus", "Audit",
            "HugetlbfsFile", "HugetlbFd", "HugetlbMapping", "PoolAudit", "audit", "remove_orphans",
            "Cleanup", "KeptFile", "require_every_process", "sees_every_process"]

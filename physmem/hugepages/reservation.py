@@ -27,7 +27,7 @@ from .._hugepools import default_size, supported_sizes
 from .sizes import explain_size, format_size
 
 __all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "release_free",
-           "stuck_surplus", "free_stuck_surplus", "demote", "demote_size", "compact", "mounts",
+           "stuck_surplus", "free_stuck_surplus", "demote", "demote_size", "compact", "hugetlbfs_mounts",
            "pool_dir", "parse_size", "resolve_size", "describe_free_memory", "persistent_pages",
            "MEMORY_MARGIN_FRACTION", "MEMORY_MARGIN_MIN"]
 
@@ -382,7 +382,7 @@ class HugetlbfsMount(NamedTuple):
     options: tuple[str, ...]
 
 
-def mounts(proc_root: str = "/proc") -> list[HugetlbfsMount]:
+def hugetlbfs_mounts(proc_root: str = "/proc") -> list[HugetlbfsMount]:
     """hugetlbfs mount points of this process's mount namespace."""
     from ..proc import mounts as all_mounts
 

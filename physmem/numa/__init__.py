@@ -8,14 +8,14 @@ from .policy import (
                      MemPolicy,
                      MemPolicyMode,
                      bind,
-                     get_policy,
+                     get_mempolicy,
                      move,
                      node_of,
                      online_nodes,
                      possible_nodes,
-                     set_policy,
+                     set_mempolicy,
 )
 
 __all__ = ["Balancing", "BalancingMode", "balancing", "set_balancing", "MemPolicy",
-           "MemPolicyMode", "bind", "get_policy", "move", "node_of", "online_nodes",
-           "possible_nodes", "set_policy", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]
+           "MemPolicyMode", "bind", "get_mempolicy", "move", "node_of", "online_nodes",
+           "possible_nodes", "set_mempolicy", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]

@@ -41,7 +41,7 @@ def _thp(ctx: Context) -> list[Finding]:
 
 
 def _overcommit(ctx: Context) -> list[Finding]:
-    s = overcommit.read(ctx.proc_root)
+    s = overcommit.current(ctx.proc_root)
     out = []
     if s.commit_limit != s.commit_limit_computed:
         out.append(Finding("memory.commit_limit_mismatch", S, Severity.INFO,
