@@ -250,7 +250,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def _severities() -> Sequence[str]:
-    from .validate import Severity
+    from .findings import Severity
 
     return [s.name.lower() for s in Severity]
 

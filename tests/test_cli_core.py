@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from physmem import KPageFlags, PageMap, describe
+from physmem import KPageFlags, PageMap
+from physmem.kpageflags import describe
 from physmem.cli import main
 
 from conftest import PAGE, anonymous, kernel_thread, run_physmem

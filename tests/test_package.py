@@ -64,6 +64,37 @@ def test_no_function_is_named_like_its_module():
     assert same == []
 
 
+def test_dir_shows_only_the_api():
+    names = dir(physmem)
+    assert "TYPE_CHECKING" not in names and "annotations" not in names
+    assert [n for n in names if n.startswith("_")] == ["__version__"]
+    for gone in ("describe", "summarize", "PM", "physmap", "fragmentation", "cpus"):
+        assert gone not in names
+    assert set(physmem.__all__) <= set(names)
+
+
+def test_every_public_module_says_what_is_public():
+    # __all__ in each public module, and every name in it is there.
+    for info in pkgutil.walk_packages(physmem.__path__, "physmem."):
+        if any(part.startswith("_") for part in info.name.split(".")[1:]):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue  # an optional dependency (prometheus-client) is missing
+        assert isinstance(getattr(module, "__all__", None), list), info.name
+        missing = [n for n in module.__all__ if not hasattr(module, n)]
+        assert not missing, (info.name, missing)
+
+
+def test_a_record_is_importable_from_one_place():
+    from physmem import proc, validate
+
+    for name in ("Finding", "Severity", "Report"):
+        assert name not in proc.__all__ and name not in validate.__all__
+    assert not hasattr(proc, "Finding")
+
+
 def test_every_listed_name_resolves():
     for name in dir(physmem):
         assert getattr(physmem, name) is not None, name

@@ -13,7 +13,7 @@ from physmem.hugepages.sizes import architecture_sizes, explain_size
 
 from conftest import run_physmem
 from physmem.topology import parse_cmdline, parse_cpulist
-from physmem.validate import Severity
+from physmem.findings import Severity
 from sysfs_trees import Trees
 
 

@@ -8,6 +8,8 @@ from . import Command, Exit
 from ._options import add_node, add_png, add_threads, check_node, check_threads
 from ._output import Output, write_png
 
+__all__ = ["arguments", "run", "FRAG"]
+
 
 def arguments(p: argparse.ArgumentParser) -> None:
     add_node(p, "only this NUMA node")

@@ -9,6 +9,8 @@ from . import Command, Exit
 from ._options import add_pid, add_png, add_threads, check_threads
 from ._output import Output, Progress, plural, write_png
 
+__all__ = ["STRIP_WIDTH", "arguments", "to_json", "run", "MAP"]
+
 if TYPE_CHECKING:
     import numpy as np
 

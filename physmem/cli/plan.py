@@ -10,6 +10,8 @@ from . import Command, Exit
 from ._options import count_arg
 from ._output import Output
 
+__all__ = ["EXAMPLE", "arguments", "run", "PLAN"]
+
 EXAMPLE = """example:
   physmem plan --device 0000:03:00.0 --loops 2
   physmem plan --json

@@ -6,6 +6,8 @@ import argparse
 from . import Command, Exit
 from ._output import Output
 
+__all__ = ["EXAMPLE", "run", "TOPO"]
+
 EXAMPLE = """example:
   physmem topo            # nodes with their usable CPUs, memory and distances
   physmem topo --json     # everything: nodes, cpus, pci_devices, cmdline, cpuset, anomalies

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 # Loaded on first use, like the package above: physmem's kpageflags summary reads /proc
 # through proc._read and must not pay for the maps parser's numpy on the way.
 _NAMES = {
-    "BuddyInfo": "zones", "Device": "_maps", "Finding": "checks", "IomemRange": "_iomem",
+    "BuddyInfo": "zones", "Device": "_maps", "IomemRange": "_iomem",
     "KIND_CODES": "_maps", "Mount": "_mounts", "NumaMap": "_numa_maps", "Oom": "_oom",
-    "PageTypeInfo": "zones", "Prot": "_maps", "Severity": "checks", "Smaps": "_smaps",
+    "PageTypeInfo": "zones", "Prot": "_maps", "Smaps": "_smaps",
     "SmapsList": "_smaps", "Stat": "pidstat", "Statm": "pidstat", "Vma": "_maps",
     "VmaKind": "_maps", "VmaList": "_maps", "Zone": "zones", "buddyinfo": "zones",
     "check_maps": "checks", "cpu_flags": "_cpuinfo", "iomem": "_iomem", "maps": "_maps",
@@ -32,7 +32,7 @@ _NAMES = {
 }
 
 if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real names
-    from .checks import Finding, Severity, check_maps
+    from .checks import check_maps
     from ._cpuinfo import cpu_flags, parse_cpu_flags
     from ._iomem import IomemRange, iomem, parse_iomem
     from ._maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
@@ -86,7 +86,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "KIND_CODES", "BuddyInfo", "Device", "Finding", "IomemRange", "Mount", "MountInfo", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",
+    "KIND_CODES", "BuddyInfo", "Device", "IomemRange", "Mount", "MountInfo", "NumaMap", "Oom", "PageTypeInfo", "Prot",
     "Smaps", "SmapsList", "Stat", "Statm", "Vma", "VmaKind", "VmaList", "Zone",
     "buddyinfo", "check_maps", "cpu_flags", "iomem", "maps", "meminfo", "memory_totals", "mountinfo", "mounts", "node_meminfo", "numa_maps",
     "oom", "pagetypeinfo", "parse_buddyinfo", "parse_cpu_flags", "parse_iomem", "parse_maps", "parse_meminfo", "parse_mountinfo", "parse_mounts",

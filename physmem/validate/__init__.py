@@ -16,7 +16,7 @@ from . import access, cpuidle, dma, isolation, memory, numa
 from .context import Context
 from ..findings import Finding, Report, Severity
 
-__all__ = ["SECTIONS", "Finding", "Report", "Severity", "run"]
+__all__ = ["SECTIONS", "run"]  # the records are physmem.findings'
 
 SECTIONS = {"memory": memory.check, "numa": numa.check, "isolation": isolation.check,
             "access": access.check, "cpuidle": cpuidle.check, "dma": dma.check}

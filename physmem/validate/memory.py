@@ -11,6 +11,8 @@ from ..hugepages.sizes import format_size
 from .context import Context
 from ..findings import Finding, Severity
 
+__all__ = ["check"]
+
 S = "memory"
 HEADROOM_MIN = 1 << 30  # below 1 GiB of commit headroom a strict machine is close to ENOMEM
 
