@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._records import hex_fields
 from ._args import (I32_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, as_timeout,
                     flag_text)
 from ._fdfile import FdFile
@@ -97,6 +98,7 @@ class FaultFlag(enum.IntFlag):
     MINOR = _raw.CONST["UFFD_PAGEFAULT_FLAG_MINOR"]
 
 
+@hex_fields("address", "start", "end")
 @dataclasses.dataclass(frozen=True)
 class Event:
     """One userfaultfd message.

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Union
 
+from .._records import hex_fields
 from .._args import as_bool
 from .._raw import pin as _raw
 from .._forkstate import ProcessLocal
@@ -51,6 +52,7 @@ def check_mode(pin: object) -> PinMode:
                               "pin) or 'auto' (pin where the kernel allows)") from None
 
 
+@hex_fields("address")
 @dataclass(frozen=True)
 class Pin:
     """A pinned range: ``address``/``size``, and the ring and slots that hold it."""

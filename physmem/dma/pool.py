@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._records import hex_fields
 from .._args import as_int, as_nonneg
 from .._raw import check
 from .._raw import dmapool as _raw
@@ -28,6 +29,7 @@ _c_alloc = _raw.alloc
 _c_free = _raw.free
 
 
+@hex_fields("address", "phys")
 class DmaBlock(NamedTuple):
     """A block from :meth:`DmaPool.alloc`: virtual ``address``, physical ``phys`` and the
     ``size`` (bytes) asked for. Immutable; give it back with :meth:`DmaPool.free`."""
@@ -35,9 +37,6 @@ class DmaBlock(NamedTuple):
     address: int
     phys: int
     size: int
-
-    def __repr__(self) -> str:
-        return f"DmaBlock(address={self.address:#x}, phys={self.phys:#x}, size={self.size})"
 
 
 class DmaBlocks(NamedTuple):

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .._records import hex_fields
 from .._args import as_bool, as_pid
 from .._runs import RUN_DTYPE, find_runs, run_table
 from ..addressing import check_range, page_size
@@ -64,6 +65,7 @@ _VERDICT_TEXT = {Verdict.STABLE: "stable", Verdict.LOCKED_MOVABLE: "locked but m
                  Verdict.COW_RISK: "copy-on-write risk after fork", Verdict.UNLOCKED: "unlocked"}
 
 
+@hex_fields("start", "end")
 @dataclass(frozen=True, eq=False)
 class Region:
     """A mapping, or the part of one a range asked for, split where a pin starts or ends.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Iterator, Union
 
 import numpy as np
 
+from .._records import hex_fields
 from .._args import as_pid, as_timeout
 from ..addressing import check_range
 from ..errors import InvalidArgument, ProcessGone
@@ -36,6 +37,7 @@ Target = Union["DmaBuffer", "DmaPool", "tuple[int, int]"]
 MAX_PAGES = 1 << 24
 
 
+@hex_fields("address", "old", "new")
 @dataclass(frozen=True)
 class Move:
     """Watched memory that changed frame: ``size`` bytes at virtual ``address`` of process

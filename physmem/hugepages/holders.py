@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
+from .._records import hex_fields
 from ..errors import PermissionDenied, PhysmemError
 from ..proc.fds import FileStat, mapped_file, namespace, open_files, pids
 from ._hugetlbfs import Remover, Staged, hugetlbfs_mounts, mount_files, open_mount
@@ -40,6 +41,7 @@ _INITIAL_PID_NAMESPACE = 0xEFFFFFFC
 _BATCH = 64
 
 
+@hex_fields("start", "end")
 @dataclass(frozen=True)
 class HugetlbMapping:
     """A hugetlb mapping of a process. ``pages`` are faulted in (of ``page_size``);

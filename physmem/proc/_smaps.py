@@ -10,6 +10,7 @@ from typing import Any, NamedTuple, SupportsIndex, overload
 
 import numpy as np
 
+from .._records import hex_fields
 from .._raw import procmaps as _raw
 from ..errors import ParseError
 from ._cparse import Parsed, parse
@@ -19,6 +20,7 @@ from ._maps import Device, Prot, Vma, VmaKind, VmaList
 __all__ = ["Smaps", "SmapsList", "smaps", "smaps_rollup", "parse_smaps", "memory_totals"]
 
 
+@hex_fields("start", "end", "offset")
 class Smaps(NamedTuple):
     """A mapping (the :class:`Vma` fields) and all its smaps fields.
 
