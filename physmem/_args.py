@@ -13,14 +13,14 @@ import enum
 import math
 import operator
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from .errors import InvalidArgument
 
 __all__ = [
     "U64_MAX", "I64_MAX", "U32_MAX", "I32_MAX", "PID_MAX",
     "as_int", "as_nonneg", "as_positive", "as_pid", "as_timeout", "as_flags",
-    "as_bool", "flag_text",
+    "as_bool", "as_callable", "flag_text",
 ]
 
 U64_MAX = (1 << 64) - 1
@@ -117,6 +117,15 @@ def as_bool(value: Any, name: str) -> bool:
         return bool(value)
     raise InvalidArgument(
         f"{name} must be True or False, got {type(value).__name__} {value!r:.60}")
+
+
+def as_callable(value: Any, name: str) -> Callable[..., Any]:
+    """A handler or progress callback: anything callable."""
+    if not callable(value):
+        raise InvalidArgument(
+            f"{name} must be callable, got {type(value).__name__} {value!r:.60}")
+    function: Callable[..., Any] = value
+    return function
 
 
 def flag_text(value: enum.IntFlag) -> str:
