@@ -1,7 +1,8 @@
 """Hugepages: the kernel's pools (read by physmem/_hugepools.py, below every user of page
-sizes), changing them under one system-wide lock with a ledger of what each process changed (_ledger.py, settled by guard.py's guardian if it dies),
-growing them on purpose (reservation.py) or for one buffer with nothing left behind
-(growth.py), and who holds their pages (holders.py)."""
+sizes), changing them under one system-wide lock with a ledger of what each process
+changed (_ledger.py, settled by guard.py's guardian if it dies), growing them on purpose
+(reservation.py) or for one buffer with nothing left behind (growth.py), and who holds
+their pages (holders.py)."""
 from __future__ import annotations
 
 from .holders import (
