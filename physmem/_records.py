@@ -58,6 +58,7 @@ class AddressArray(np.ndarray):
 
         items = [row(r) for r in self] if len(self) <= 6 else (
             [row(r) for r in self[:3]] + ["..."] + [row(r) for r in self[-3:]])
-        return f"{type(self).__name__}([{', '.join(items)}], {len(self)} row{'' if len(self) == 1 else 's'})"
+        rows = f"{len(self)} row{'' if len(self) == 1 else 's'}"
+        return f"{type(self).__name__}([{', '.join(items)}], {rows})"
 
     __str__ = __repr__

@@ -171,7 +171,8 @@ def read_holders(proc_root: str = "/proc", sys_root: str = "/sys") -> HolderRead
             key = (m.comm, m.page_size)
             held[key] = held.get(key, 0) + m.pages * m.page_size
     # Every mounted size shows, 0 included, so an alert sees the series go back to 0.
-    orphaned: dict[int, int] = {mnt.page_size: 0 for mnt in hugetlbfs_mounts(proc_root) if mnt.page_size}
+    orphaned: dict[int, int] = {mnt.page_size: 0 for mnt in hugetlbfs_mounts(proc_root)
+                                if mnt.page_size}
     for f in report.orphans:
         orphaned[f.page_size] = orphaned.get(f.page_size, 0) + f.bytes
     holders = tuple(Holder(c, s, b) for (c, s), b in sorted(held.items()))

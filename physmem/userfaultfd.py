@@ -23,8 +23,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ._records import hex_fields
-from ._args import (I32_MAX, as_bool, as_callable, as_flags, as_int, as_nonneg, as_positive, as_timeout,
-                    flag_text)
+from ._args import (I32_MAX, as_bool, as_callable, as_flags, as_int, as_nonneg, as_positive,
+                    as_timeout, flag_text)
 from ._fdfile import FdFile
 from ._features import unavailable
 from ._raw import SINCE, check, missing, older_than

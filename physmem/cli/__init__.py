@@ -123,7 +123,8 @@ def exit_code(exc: BaseException) -> Exit:
         return Exit.USAGE
     if isinstance(exc, (PageNotPresent, ProcessGone)):
         return Exit.NOT_FOUND
-    # physmem's error for a missing optional package (MissingDependency) is an ImportError; main() lets no other ImportError reach here.
+    # physmem's error for a missing optional package (MissingDependency) is an
+    # ImportError; main() lets no other ImportError reach here.
     if isinstance(exc, ImportError):
         return Exit.MISSING_DEPENDENCY
     return Exit.ERROR

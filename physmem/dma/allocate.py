@@ -62,8 +62,9 @@ def _check_size(size: object, name: str = "size") -> int:
     # a shortage to be told how many pages to reserve.
     memory = meminfo()["MemTotal"]
     if size > memory:
-        raise InvalidArgument(f"{name} {size} bytes ({format_size(size, exact=False)}) is more than this "
-                              f"machine's memory ({format_size(memory, exact=False)}): ask for less")
+        raise InvalidArgument(f"{name} {size} bytes ({format_size(size, exact=False)}) is more "
+                              f"than this machine's memory ({format_size(memory, exact=False)}): "
+                              "ask for less")
     return size
 
 

@@ -260,13 +260,15 @@ def _explain(err: int, what: str, size: int) -> PinUnavailable:
         return PinUnavailable(f"{what}: {how}", cause="disabled", errno=err)
     if err == _errno.ENOMEM and not (me.get("CapEff", 0) >> _CAP_IPC_LOCK) & 1:
         soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-        limit = "unlimited" if soft == resource.RLIM_INFINITY else format_size(soft, exact=False)
+        limit = ("unlimited" if soft == resource.RLIM_INFINITY
+                 else format_size(soft, exact=False))
         # The kernel sums the pins of all of the user's rings, which no file shows; this
         # process's share is its VmPin.
         held = me.get("VmPin") or 0
+        pinning, total, mine = (format_size(n, exact=False) for n in (size, held + size, held))
         return PinUnavailable(
-            f"{what}: RLIMIT_MEMLOCK is {limit}, and pinning {format_size(size, exact=False)} would bring this "
-            f"user's io_uring pins to at least {format_size(held + size, exact=False)} ({format_size(held, exact=False)} "
+            f"{what}: RLIMIT_MEMLOCK is {limit}, and pinning {pinning} would bring this "
+            f"user's io_uring pins to at least {total} ({mine} "
             "pinned by this process already; the user's other processes count too); raise "
             "the limit (`ulimit -l`, systemd `LimitMEMLOCK=`, `--ulimit memlock=` in "
             "containers) or grant CAP_IPC_LOCK", cause="memlock", errno=err)

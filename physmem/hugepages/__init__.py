@@ -35,7 +35,8 @@ from .reservation import (
 )
 
 __all__ = ["Pool", "default_size", "node_pools", "pools", "supported_sizes", "HugetlbfsMount",
-           "Reservation", "compact", "demote", "demote_size", "hugetlbfs_mounts", "parse_size", "reserve",
+           "Reservation", "compact", "demote", "demote_size", "hugetlbfs_mounts", "parse_size",
+           "reserve",
            "set_pool_size", "release_free", "stuck_surplus", "free_stuck_surplus", "Audit",
            "HugetlbfsFile", "HugetlbFd", "HugetlbMapping", "PoolAudit", "audit", "remove_orphans",
            "Cleanup", "KeptFile", "require_every_process", "sees_every_process"]

@@ -27,7 +27,8 @@ from .._hugepools import default_size, supported_sizes
 from .sizes import explain_size, format_size
 
 __all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "release_free",
-           "stuck_surplus", "free_stuck_surplus", "demote", "demote_size", "compact", "hugetlbfs_mounts",
+           "stuck_surplus", "free_stuck_surplus", "demote", "demote_size", "compact",
+           "hugetlbfs_mounts",
            "pool_dir", "parse_size", "resolve_size", "describe_free_memory", "persistent_pages",
            "MEMORY_MARGIN_FRACTION", "MEMORY_MARGIN_MIN"]
 
@@ -97,11 +98,13 @@ def _check_memory(pages: int, size: int, node: int | None, proc_root: str) -> No
         return
     allowed, available, margin = allowance
     where = "" if node is None else f" on node {node}"
+    asked, have, kept, left = (format_size(n, exact=False)
+                               for n in (pages * size, available, margin, allowed))
     raise HugePagesUnavailable(
         f"refusing to grow the {format_size(size)} hugepage pool{where} by {pages} pages "
-        f"({format_size(pages * size, exact=False)}): MemAvailable is {format_size(available, exact=False)}, and a margin of "
-        f"{format_size(margin, exact=False)} is kept for the rest of the system, which leaves "
-        f"{format_size(allowed, exact=False)} ({allowed // size} pages). Ask for fewer pages, free memory, "
+        f"({asked}): MemAvailable is {have}, and a margin of {kept} is kept for the rest of "
+        f"the system, which leaves {left} ({allowed // size} pages). Ask for fewer pages, "
+        "free memory, "
         "or pass force=True to take it anyway",
         obtained=0, wanted=pages, size=size, node=node)
 

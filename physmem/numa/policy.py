@@ -27,8 +27,8 @@ from ..errors import InvalidArgument, error_from_errno
 from ..addressing import task_size
 from ..mapping import PAGE_SIZE, Mapping, check_mapped
 
-__all__ = ["MemPolicyMode", "MemPolicy", "bind", "set_mempolicy", "get_mempolicy", "node_of", "move",
-           "possible_nodes", "online_nodes", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]
+__all__ = ["MemPolicyMode", "MemPolicy", "bind", "set_mempolicy", "get_mempolicy", "node_of",
+           "move", "possible_nodes", "online_nodes", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]
 
 # Node masks handed to the kernel: 1024 bits, the largest MAX_NUMNODES (NODES_SHIFT=10).
 _MASK_BITS = 1024
