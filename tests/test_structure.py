@@ -107,6 +107,14 @@ def test_scanner_sees_what_it_must_refuse():
                            "r.read_bytes(p)\n")
     # But a name imported from elsewhere is.
     assert _file_calls("from os import listdir\nlistdir('/sys')\n")
+    # Looking at a file counts as much as reading it.
+    calls = _file_calls("os.stat('/proc/1/fd/3')\nos.readlink('/proc/1/ns/mnt')\n"
+                        "os.path.isdir('/proc/1')\nos.path.exists('/sys/x')\n"
+                        "os.access('/sys/x', os.W_OK)\nos.lstat(p)\n")
+    assert [c[2] for c in calls] == ["stat", "readlink", "isdir", "exists", "access", "lstat"]
+    # physmem's own functions of those names (proc.stat parses /proc/<pid>/stat) are not.
+    assert not _file_calls("from ..proc import stat\nfrom .proc import pidstat\n"
+                           "stat(pid)\npidstat.stat(pid)\n")
 
 
 def test_only_the_readers_open_kernel_files():
