@@ -19,7 +19,8 @@ from .errors import InvalidArgument
 
 __all__ = [
     "U64_MAX", "I64_MAX", "U32_MAX", "I32_MAX", "PID_MAX",
-    "as_int", "as_nonneg", "as_positive", "as_pid", "as_timeout", "as_flags",
+    "as_int", "as_nonneg", "as_positive", "as_pid", "as_timeout", "as_interval",
+    "as_power_of_two", "as_flags",
     "as_bool", "as_callable", "flag_text",
 ]
 
@@ -84,6 +85,23 @@ def as_timeout(value: Any, name: str = "timeout") -> float | None:
         raise InvalidArgument(
             f"{name}={value!r} is out of range: it must be between 0 and {I32_MAX // 1000} "
             "seconds, or None to wait forever")
+    return v
+
+
+def as_interval(value: Any, name: str = "interval") -> float:
+    """A period in seconds: a finite number more than 0 (as :func:`as_timeout`, without None)."""
+    v = as_timeout(value, name)
+    if not v:
+        raise InvalidArgument(f"{name}={value!r} must be more than 0 seconds")
+    return v
+
+
+def as_power_of_two(value: Any, name: str) -> int:
+    """An alignment or boundary in bytes: a power of two."""
+    v = as_int(value, name)
+    if v <= 0 or v & (v - 1):
+        raise InvalidArgument(f"{name}={v} must be a power of two number of bytes (64, 4096, "
+                              "65536, 1 << 32, ...)")
     return v
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import addressing, nfd, proc
-from ._args import as_positive, as_timeout
+from ._args import as_interval, as_positive, as_timeout
 from ._replace import replace_file
 from .errors import InvalidArgument
 
@@ -313,10 +313,7 @@ class Exporter(Collector):
                  forecast: Callable[[], ContiguityReading] | None = None,
                  holders: Callable[[], HolderReading] | None = None,
                  nfd_dir: str | None = None) -> None:
-        iv = as_timeout(interval, "interval")
-        if not iv:
-            raise InvalidArgument(f"interval={interval!r} must be more than 0 seconds")
-        self.interval = iv
+        self.interval = iv = as_interval(interval)
         self.sys_root, self.proc_root = sys_root, proc_root
         self._forecast = forecast or (lambda: read_contiguity(proc_root, sys_root))
         self._holders = holders or (lambda: read_holders(proc_root, sys_root))

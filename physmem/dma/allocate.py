@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _sysfs
 from ..addressing import page_size as _base_page
-from .._args import as_bool, as_positive
+from .._args import as_bool, as_positive, as_power_of_two
 from .._raw import mapping as _map
 from .._runs import find_runs, runs_of
 from ..errors import (
@@ -298,9 +298,7 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
     pool_dir(ps, node)  # validates node
     if align is None:
         align = ps
-    align = as_positive(align, "align")
-    if align & (align - 1):
-        raise InvalidArgument(f"align {align!r} must be a power of two (bytes)")
+    align = as_power_of_two(align, "align")
     if max_segments is not None:
         max_segments = as_positive(max_segments, "max_segments")
     mode = check_mode(pin)

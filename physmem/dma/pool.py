@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._records import hex_fields
-from .._args import as_int, as_nonneg
+from .._args import as_int, as_nonneg, as_power_of_two
 from .._raw import check
 from .._raw import dmapool as _raw
 from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
@@ -51,10 +51,6 @@ class DmaBlocks(NamedTuple):
 
 def _trailing_zeros(value: int) -> int:
     return (value & -value).bit_length() - 1
-
-
-def _is_pow2(value: int) -> bool:
-    return value > 0 and not value & (value - 1)
 
 
 class DmaPool:
@@ -290,18 +286,11 @@ class DmaPool:
                        boundary: Any) -> tuple[int, int, int | None]:
         """Normalize numpy integers and the like; raise the precise error for bad values."""
         nbytes = as_int(nbytes, "nbytes")
-        align = as_int(align, "align")
         if nbytes <= 0:
             raise InvalidArgument(f"nbytes={nbytes} must be a positive number of bytes")
-        if not _is_pow2(align):
-            raise InvalidArgument(
-                f"align={align} must be a power of two number of bytes (64, 4096, ...)")
+        align = as_power_of_two(align, "align")
         if boundary is not None:
-            boundary = as_int(boundary, "boundary")
-            if not _is_pow2(boundary):
-                raise InvalidArgument(
-                    f"boundary={boundary} must be a power of two number of bytes (4096, "
-                    "65536, 1 << 32, ...)")
+            boundary = as_power_of_two(boundary, "boundary")
             if boundary < nbytes:
                 raise InvalidArgument(
                     f"boundary={boundary} is smaller than nbytes={nbytes}: such a block must "

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterator, Union
 import numpy as np
 
 from .._records import hex_fields
-from .._args import as_pid, as_timeout
+from .._args import as_interval, as_pid, as_timeout
 from ..addressing import check_range
 from ..errors import InvalidArgument, ProcessGone
 from ..pagemap import PageMap
@@ -272,9 +272,7 @@ class Watch:
     def follow(self, interval: float = 0.1, *, timeout: float | None = None) -> Iterator[Move]:
         """Check now and every ``interval`` seconds, yielding moves as they are seen; ends
         after ``timeout`` seconds (None: never), or once every watched process has exited."""
-        step = as_timeout(interval, "interval")
-        if not step:
-            raise InvalidArgument(f"interval={interval!r} must be more than 0 seconds")
+        step = as_interval(interval)
         limit = as_timeout(timeout)
         start = time.monotonic()
         due = start
