@@ -1,6 +1,6 @@
 """Topology and validator timings, and physmem's topology command beside lscpu and numactl.
 
-Targets: topology.read() on the 256-CPU POWER fixture and validate() on this
+Targets: topology.discover() on the 256-CPU POWER fixture and validate() on this
 machine each well under 100 ms (median). Command against command (``physmem topo --json``
 vs ``lscpu -J`` and ``numactl --hardware``) is reported beside them: those are C programs
 that start in a millisecond, so the line shows what physmem's Python start-up costs.
@@ -40,21 +40,21 @@ def main() -> int:
     v = Verdicts("topology and validator")
     archive = fixture("256ppc-8n8s4t.tar.bz2")
     contenders = {"validate() this machine": run_validate,
-                  "topology.read() this machine": topology.read}
+                  "topology.discover() this machine": topology.discover}
     with tempfile.TemporaryDirectory() as tmp:
         if archive:
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="tar")
             (root,) = [p for p in Path(tmp).iterdir() if p.is_dir()]
             sys_root, proc_root = str(root / "sys"), str(root / "proc")
-            topo = topology.read(sys_root, proc_root)
+            topo = topology.discover(sys_root, proc_root)
             print(f"POWER fixture: {len(topo.cpus)} CPUs, {len(topo.nodes)} nodes")
-            contenders["topology.read() 256ppc-8n8s4t"] = lambda: topology.read(sys_root, proc_root)
+            contenders["topology.discover() 256ppc-8n8s4t"] = lambda: topology.discover(sys_root, proc_root)
         s = measure(contenders, rounds(20))
     for name, stats in s.items():
         v.value(name, stats.median * 1e3, "ms", at_most=100.0)
     if not archive:
-        v.skip("topology.read() 256ppc-8n8s4t", "fixture not found")
+        v.skip("topology.discover() 256ppc-8n8s4t", "fixture not found")
     check_command_origin()
     commands = {"physmem topo --json": physmem_command("topo", "--json")}
     for peer, cmd in (("lscpu -J", ["lscpu", "-J"]), ("numactl --hardware", ["numactl", "--hardware"])):

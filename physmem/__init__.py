@@ -24,32 +24,29 @@ __version__ = "0.1.0"
 # Everything but the errors loads on first use (``physmem.PageMap``, ``physmem.dma``...):
 # ``import physmem`` and the CLI's start-up pay only for what they touch (numpy alone costs
 # about 100 ms), which matters for a command that runs for half a second.
-# ("physmap" and "fragmentation" are deprecated names of analysis.physmap/.fragmentation.)
-_LAZY = ("analysis", "dma", "fragmentation", "hugepages", "numa", "overcommit", "physmap",
-         "placement", "proc", "sysctl", "topology", "track", "validate")
+_LAZY = ("addressing", "analysis", "dma", "findings", "hugepages", "kpageflags", "mapping",
+         "memfd", "numa", "overcommit", "pagemap", "placement", "proc", "sysctl", "topology",
+         "track", "userfaultfd", "validate")
 _LAZY_NAMES = {
     "page_size": "addressing",
     "KPF": "kpageflags", "KPageCgroup": "kpageflags", "KPageCount": "kpageflags",
-    "KPageFlags": "kpageflags", "describe": "kpageflags", "summarize": "kpageflags",
+    "KPageFlags": "kpageflags",
     "Mapping": "mapping", "MemFd": "memfd",
-    "PM": "pagemap", "PageMap": "pagemap", "PagemapEntries": "pagemap",
+    "PageMap": "pagemap", "PagemapEntries": "pagemap",
     "virt_to_phys": "pagemap",
     "UserFaultFd": "userfaultfd",
 }
 
 if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real modules
-    from . import (analysis, dma, fragmentation, hugepages, numa, overcommit, physmap,
-                   placement, proc, sysctl, topology, track, validate)
+    from . import (addressing, analysis, dma, findings, hugepages, kpageflags, mapping, memfd,
+                   numa, overcommit, pagemap, placement, proc, sysctl, topology, track,
+                   userfaultfd, validate)
     from .addressing import page_size
-    from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
+    from .kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags
     from .mapping import Mapping
     from .memfd import MemFd
-    from .pagemap import PM, PageMap, PagemapEntries, virt_to_phys
+    from .pagemap import PageMap, PagemapEntries, virt_to_phys
     from .userfaultfd import UserFaultFd
-
-
-# Renamed, kept for one release: physmem.cpus was CPU placement, not the CPUs (topology.cpus).
-_OLD_NAMES = {"cpus": "placement"}
 
 
 def _load(name: str) -> object:
@@ -66,13 +63,12 @@ if not TYPE_CHECKING:  # type checkers see the imports above: a misspelt name is
     def __getattr__(name: str) -> object:
         if name in _LAZY or name in _LAZY_NAMES:
             return _load(name)
-        from ._deprecated import renamed
-
-        return renamed(__name__, name, _OLD_NAMES, _load)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_NAMES))
+    # The API only: not TYPE_CHECKING, annotations or the loader's own names.
+    return sorted({"__version__", *__all__, *_LAZY})
 
 
 __all__ = [
@@ -82,9 +78,6 @@ __all__ = [
     "KPageCgroup",
     "KPageCount",
     "KPageFlags",
-    "describe",
-    "summarize",
-    "PM",
     "PageMap",
     "PagemapEntries",
     "virt_to_phys",

@@ -13,14 +13,15 @@ import enum
 import math
 import operator
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from .errors import InvalidArgument
 
 __all__ = [
     "U64_MAX", "I64_MAX", "U32_MAX", "I32_MAX", "PID_MAX",
-    "as_int", "as_nonneg", "as_positive", "as_pid", "as_timeout", "as_flags",
-    "as_bool", "flag_text",
+    "as_int", "as_nonneg", "as_positive", "as_pid", "as_timeout", "as_interval",
+    "as_power_of_two", "as_flags",
+    "as_bool", "as_callable", "flag_text",
 ]
 
 U64_MAX = (1 << 64) - 1
@@ -87,6 +88,23 @@ def as_timeout(value: Any, name: str = "timeout") -> float | None:
     return v
 
 
+def as_interval(value: Any, name: str = "interval") -> float:
+    """A period in seconds: a finite number more than 0 (as :func:`as_timeout`, without None)."""
+    v = as_timeout(value, name)
+    if not v:
+        raise InvalidArgument(f"{name}={value!r} must be more than 0 seconds")
+    return v
+
+
+def as_power_of_two(value: Any, name: str) -> int:
+    """An alignment or boundary in bytes: a power of two."""
+    v = as_int(value, name)
+    if v <= 0 or v & (v - 1):
+        raise InvalidArgument(f"{name}={v} must be a power of two number of bytes (64, 4096, "
+                              "65536, 1 << 32, ...)")
+    return v
+
+
 def as_flags(value: Any, name: str, known: int, *, hi: int = U64_MAX) -> int:
     """A flag word: an int in ``[0, hi]`` with no bit outside ``known``."""
     v = as_int(value, name, lo=0, hi=hi)
@@ -117,6 +135,15 @@ def as_bool(value: Any, name: str) -> bool:
         return bool(value)
     raise InvalidArgument(
         f"{name} must be True or False, got {type(value).__name__} {value!r:.60}")
+
+
+def as_callable(value: Any, name: str) -> Callable[..., Any]:
+    """A handler or progress callback: anything callable."""
+    if not callable(value):
+        raise InvalidArgument(
+            f"{name} must be callable, got {type(value).__name__} {value!r:.60}")
+    function: Callable[..., Any] = value
+    return function
 
 
 def flag_text(value: enum.IntFlag) -> str:

@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Callable, ClassVar, NamedTuple
 
-from ._args import as_nonneg, as_positive
+from ._args import as_callable, as_nonneg, as_positive
 from ._fdfile import FdFile
 from ._raw import check
 from ._raw import kpf as _raw
@@ -244,8 +244,8 @@ def summary(f: _PfnBase, start: object = 0, count: object = None, *,
             threads: int | None = None) -> list[FlagSummary]:
     """:meth:`KPageFlags.summary` on an open kpageflags file (see there)."""
     start, count = f._check_span(start, count)
-    if progress is not None and not callable(progress):
-        raise InvalidArgument(f"progress must be a callable(done, total), got {progress!r:.60}")
+    if progress is not None:
+        as_callable(progress, "progress (a callable(done, total))")
     n = _threads(threads)
     end = _range_end(f, start, count)
     parts = _parts(start, end, n)

@@ -15,7 +15,7 @@ from typing import Iterable
 from .errors import InvalidArgument, ParseError
 
 __all__ = ["parse_cpulist", "parse_cpumask", "parse_hexmask", "format_cpulist", "parse_size",
-           "unescape_octal", "SIZE_UNITS", "CPU_LIMIT"]
+           "format_size", "unescape_octal", "SIZE_UNITS", "CPU_LIMIT"]
 
 # What sysfs prints for a cpumask that the kernel never allocated ("%*pbl" of a NULL mask goes
 # through printk's NULL-pointer path, padded to the field width: e.g. nohz_full on a
@@ -150,6 +150,26 @@ SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P"
 _U64_MAX = (1 << 64) - 1
 _SIZE = re.compile(r"\s*(?:(0[xX][0-9a-fA-F]+)|(\d+(?:\.\d+)?|\.\d+))\s*"
                    r"(?:([kKmMgGtTpPeE])(i?)[bB]?|([bB]))?\s*")
+
+
+def format_size(size: int, *, exact: bool = True) -> str:
+    """A size in bytes as text, the one formatter of sizes.
+
+    ``exact``: the kernel's own notation (``2M``, ``1G``, as in ``hugepagesz=``), which
+    :func:`parse_size` reads back; the bare number where no unit divides it. Otherwise for
+    people, rounded to one decimal (``64.0 MiB``, ``512 B``).
+    """
+    if exact:
+        for shift, unit in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
+            if size >= 1 << shift and size % (1 << shift) == 0:
+                return f"{size >> shift}{unit}"
+        return str(size)
+    x: float = size   # divided down unit by unit
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(x) < 1024:
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    return f"{x:.1f} TiB"
 
 
 def parse_size(text: str | int, name: str = "size") -> int:

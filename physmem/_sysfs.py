@@ -12,34 +12,14 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterator, TypeVar
 
+from ._readcore import exists, is_dir, read_optional, stat
+from ._readcore import read_bytes as read
 from .errors import ParseError, error_from_errno, translate_os_errors
 
 __all__ = ["read", "read_optional", "read_int", "parse_int", "read_parsed", "note_skipped",
-           "listdir", "walk_dirs", "is_dir", "exists", "write"]
+           "listdir", "walk_dirs", "is_dir", "exists", "stat", "write"]
 
 T = TypeVar("T")
-
-
-def _readall(path: str) -> bytes:
-    with open(path, "rb", buffering=0) as f:
-        return f.readall()
-
-
-def read(path: str) -> bytes:
-    """The whole file; FileMissing (or the error of its errno) where it cannot be read."""
-    with translate_os_errors(f"cannot read {os.path.basename(path)}", path=path):
-        return _readall(path)
-
-
-def read_optional(path: str) -> bytes | None:
-    """The file's bytes without trailing NULs/newline, or ``None`` if it does not exist."""
-    with translate_os_errors(f"cannot read {os.path.basename(path)}", path=path):
-        try:
-            data = _readall(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-    # Captured trees (hwloc's test data) pad some files with NULs; the kernel never does.
-    return data.rstrip(b"\x00\n")
 
 
 def parse_int(data: bytes, path: str | None = None) -> int:
@@ -97,16 +77,6 @@ def walk_dirs(path: str) -> Iterator[str]:
     over (a cgroup tree, whose directories come and go)."""
     for dirpath, _dirs, _files in os.walk(path):
         yield dirpath
-
-
-def is_dir(path: str) -> bool:
-    """Whether the sysfs directory exists (a pool, a node, a device)."""
-    return os.path.isdir(path)
-
-
-def exists(path: str) -> bool:
-    """Whether the sysfs file exists (a knob that older kernels lack)."""
-    return os.path.exists(path)
 
 
 def write(path: str, value: int | str, what: str) -> None:

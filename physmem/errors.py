@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
-import functools
 import os
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator, TypeVar
 
 __all__ = [
     "PhysmemError",
@@ -34,7 +33,6 @@ __all__ = [
     "MissingDependency",
     "error_from_errno",
     "translate_os_errors",
-    "os_errors",
 ]
 
 
@@ -255,26 +253,3 @@ def translate_os_errors(
         ) from exc
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def os_errors(what: str) -> Callable[[_F], _F]:
-    """Decorator form of :func:`translate_os_errors`; picks up a ``pid`` argument if any."""
-
-    def wrap(func: _F) -> _F:
-        import inspect  # here, not at the top: 6 ms of start-up for every command
-
-        params = list(inspect.signature(func).parameters)
-        pid_index = params.index("pid") if "pid" in params else None
-
-        @functools.wraps(func)
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            pid = kwargs.get("pid")
-            if pid is None and pid_index is not None and pid_index < len(args):
-                pid = args[pid_index]
-            with translate_os_errors(what, pid=pid):
-                return func(*args, **kwargs)
-
-        return inner  # type: ignore[return-value]
-
-    return wrap

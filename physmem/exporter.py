@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import addressing, nfd, proc
-from ._args import as_timeout
+from ._args import as_interval, as_positive, as_timeout
 from ._replace import replace_file
 from .errors import InvalidArgument
 
@@ -162,7 +162,7 @@ def read_holders(proc_root: str = "/proc", sys_root: str = "/sys") -> HolderRead
     """Hugetlb memory per process name and page size, and hugetlbfs file memory no process
     maps or holds open, from the hugepage audit (:func:`physmem.hugepages.audit`). A page
     shared by several processes counts for each of them."""
-    from .hugepages import audit, mounts
+    from .hugepages import audit, hugetlbfs_mounts
 
     report = audit(proc_root=proc_root, sys_root=sys_root)
     held: dict[tuple[str, int], int] = {}
@@ -171,7 +171,8 @@ def read_holders(proc_root: str = "/proc", sys_root: str = "/sys") -> HolderRead
             key = (m.comm, m.page_size)
             held[key] = held.get(key, 0) + m.pages * m.page_size
     # Every mounted size shows, 0 included, so an alert sees the series go back to 0.
-    orphaned: dict[int, int] = {mnt.page_size: 0 for mnt in mounts(proc_root) if mnt.page_size}
+    orphaned: dict[int, int] = {mnt.page_size: 0 for mnt in hugetlbfs_mounts(proc_root)
+                                if mnt.page_size}
     for f in report.orphans:
         orphaned[f.page_size] = orphaned.get(f.page_size, 0) + f.bytes
     holders = tuple(Holder(c, s, b) for (c, s), b in sorted(held.items()))
@@ -250,7 +251,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def _severities() -> Sequence[str]:
-    from .validate import Severity
+    from .findings import Severity
 
     return [s.name.lower() for s in Severity]
 
@@ -312,10 +313,7 @@ class Exporter(Collector):
                  forecast: Callable[[], ContiguityReading] | None = None,
                  holders: Callable[[], HolderReading] | None = None,
                  nfd_dir: str | None = None) -> None:
-        iv = as_timeout(interval, "interval")
-        if not iv:
-            raise InvalidArgument(f"interval={interval!r} must be more than 0 seconds")
-        self.interval = iv
+        self.interval = iv = as_interval(interval)
         self.sys_root, self.proc_root = sys_root, proc_root
         self._forecast = forecast or (lambda: read_contiguity(proc_root, sys_root))
         self._holders = holders or (lambda: read_holders(proc_root, sys_root))
@@ -705,8 +703,7 @@ class MetricsServer:
                               "pip install 'physmem[exporter]' (or pip install waitress)") from exc
         for value, what in ((timeout, "timeout"), (connections, "connections"),
                             (header_bytes, "header_bytes")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgument(f"{what}={value!r} must be a whole number of at least 1")
+            as_positive(value, what)
         self._map: dict[int, Any] = {}
         self._server = create_server(
             make_wsgi_app(exporter.registry), map=self._map, sockets=[_bound_socket(host, port)],

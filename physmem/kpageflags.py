@@ -5,7 +5,6 @@ All three files hold one 64-bit entry per page frame. Reading them needs root
 """
 from __future__ import annotations
 
-import errno as _errno
 from typing import Callable, ClassVar, Iterable, Iterator, overload
 
 import numpy as np
@@ -19,6 +18,7 @@ from ._kpfcore import (_PFN_LIMIT, KPF, FlagSummary, _parts, _PfnBase, _range_en
 from ._kpfcore import summary as _summary
 from ._raw import check
 from ._raw import pageio as _pio
+from ._raw.kpf import CountTable
 from .errors import InvalidArgument
 
 __all__ = [
@@ -38,59 +38,32 @@ for _cls in (KPF, FlagSummary):
     _cls.__module__ = __name__
 
 
-class _Counter:
-    """Distinct-value counter over uint64 chunks, in C (a numpy sort would dominate a scan)."""
-
-    def __init__(self, capacity: int = 1 << 12) -> None:
-        self._c = _pio.Counter(capacity)
-        self.keys, self.counts = self._c.keys, self._c.counts
-
-    def add(self, values: np.ndarray, weights: np.ndarray | None = None) -> None:
-        values = np.ascontiguousarray(values)
-        values = values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64, copy=False)
-        if weights is not None:
-            weights = np.ascontiguousarray(weights, dtype=np.uint64)
-        while len(values):
-            ret, done = self._c.add(values, weights)
-            if ret == -_errno.EINVAL:
-                raise empty_key_error(int(values[done]))
-            values = values[done:]
-            if weights is not None:
-                weights = weights[done:]
-            if ret == -_errno.ENOSPC:
-                self._grow()
-
-    def _grow(self) -> None:
-        keys, counts = self.items()
-        self.__init__(len(self.keys) * 4)  # type: ignore[misc]
-        self.add(keys, counts)
-
-    def items(self) -> tuple[np.ndarray, np.ndarray]:
-        used = self.keys != np.uint64(_pio.EMPTY_KEY)
-        return self.keys[used], self.counts[used]
-
-    def table(self) -> list[FlagSummary]:
-        keys, counts = self.items()
-        return summary_table(dict(zip(keys.tolist(), counts.tolist())))
-
-
 def summarize(flags: np.ndarray | Iterable[np.ndarray]) -> list[FlagSummary]:
     """Page-types style table: each distinct flags value with its page and byte counts.
 
     Takes one array of flags or an iterable of arrays (such as ``KPageFlags.scan()`` chunks,
     or ``(start, array)`` pairs from it). Rows are sorted by page count, largest first.
     """
-    counter = _Counter()
+    table = CountTable()
     if isinstance(flags, np.ndarray):
-        counter.add(_flag_words(flags))
-        return counter.table()
+        _count(table, flags)
+        return summary_table(table.items())
     # Text iterates too: b"1" would count flag words 0x31, "" nothing at all.
     if isinstance(flags, (str, bytes, bytearray)) or not isinstance(flags, Iterable):
         raise InvalidArgument(f"flags must be an integer array or an iterable of them (such "
                               f"as KPageFlags.scan()), got {type(flags).__name__} {flags!r:.60}")
     for chunk in flags:
-        counter.add(_flag_words(chunk[1] if isinstance(chunk, tuple) else chunk))
-    return counter.table()
+        _count(table, chunk[1] if isinstance(chunk, tuple) else chunk)
+    return summary_table(table.items())
+
+
+def _count(table: CountTable, values: object) -> None:
+    words = _flag_words(values)
+    words = np.ascontiguousarray(
+        words.view(np.uint64) if words.dtype == np.int64 else words.astype(np.uint64, copy=False))
+    stopped = table.add(words, None, len(words))
+    if stopped is not None:
+        raise empty_key_error(int(words[stopped]))
 
 
 def _flag_words(values: object) -> np.ndarray:

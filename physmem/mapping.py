@@ -25,21 +25,13 @@ import numpy as np
 from ._args import I32_MAX, I64_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, flag_text
 from ._raw import SINCE, check, missing, older_than
 from ._raw import mapping as raw
+from ._raw.mapping import Prot
 from .addressing import task_size
 from .errors import HugePagesUnavailable, InvalidArgument, error_from_errno
 
 __all__ = ["Mapping", "Prot", "Advice", "hugepage_sizes", "PAGE_SIZE"]
 
 PAGE_SIZE = _mmap.PAGESIZE
-
-
-class Prot(enum.IntFlag):
-    """Access protection of a mapping (``PROT_*``), also the ``rwx`` of /proc/<pid>/maps."""
-
-    NONE = raw.PROT_NONE
-    READ = raw.PROT_READ
-    WRITE = raw.PROT_WRITE
-    EXEC = raw.PROT_EXEC
 
 
 class Advice(enum.IntEnum):
@@ -75,7 +67,7 @@ class Advice(enum.IntEnum):
 def hugepage_sizes() -> list[int]:
     """Huge page sizes (bytes) the kernel offers, from /sys/kernel/mm/hugepages."""
     # Imported here: physmem.hugepages (and all it loads) stays unloaded until asked for.
-    from .hugepages._pools import supported_sizes
+    from ._hugepools import supported_sizes
 
     return supported_sizes()
 
@@ -732,7 +724,7 @@ def _userfaultfd_registered(start: int, end: int) -> bool:
 
 
 def _pool_dry(page_size: int, pages: int, what: str) -> HugePagesUnavailable:
-    from .hugepages._pools import pools
+    from ._hugepools import pools
 
     pool = next((p for p in pools() if p.node is None and p.size == page_size), None)
     kb = page_size // 1024

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
+from ._args import as_interval
 from ._replace import replace_file
 from .errors import InvalidArgument
 
@@ -130,6 +131,5 @@ def write(directory: str, node_labels: Mapping[str, str], *, interval: float,
           name: str = FILE_NAME) -> str:
     """Write the feature file ``directory/name`` for labels refreshed every ``interval``
     seconds (a dotfile renamed into place, mode 0644); returns its path."""
-    if not interval > 0:
-        raise InvalidArgument(f"interval={interval!r} must be more than 0 seconds")
+    interval = as_interval(interval)
     return replace_file(directory, name, render(node_labels, expiry_after(interval)))

@@ -11,14 +11,13 @@ import enum
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from . import sysctl
 from ._args import as_int, as_nonneg, as_positive
-from ._deprecated import renamed
 from .errors import InvalidArgument
 
-__all__ = ["OvercommitPolicy", "Overcommit", "read", "commit_limit", "needed_for_headroom",
+__all__ = ["OvercommitPolicy", "Overcommit", "current", "commit_limit", "needed_for_headroom",
            "set_policy", "set_headroom"]
 
 
@@ -68,7 +67,7 @@ def commit_limit(mem_total: int, hugetlb: int, swap_total: int, *, ratio: int = 
     return (allowed + swap_total // page) * page
 
 
-def read(proc_root: str = "/proc") -> Overcommit:
+def current(proc_root: str = "/proc") -> Overcommit:
     """Current policy, settings and accounting."""
     from .proc import meminfo
 
@@ -90,7 +89,7 @@ def needed_for_headroom(headroom: int, *, using: Literal["ratio", "kbytes"] = "r
                         state: Overcommit | None = None, proc_root: str = "/proc") -> int:
     """The smallest vm.overcommit_ratio (or _kbytes) giving at least ``headroom`` bytes."""
     headroom = as_nonneg(headroom, "headroom")
-    s = state or read(proc_root)
+    s = state or current(proc_root)
     target = s.committed_as + headroom - s.swap_total
     if using == "kbytes":
         return max(1, math.ceil(target / 1024))  # 0 would mean "use the ratio"
@@ -125,8 +124,3 @@ def set_headroom(headroom: int, *, using: Literal["ratio", "kbytes"] = "ratio",
     value = needed_for_headroom(headroom, using=using, proc_root=proc_root)
     sysctl.write(f"vm.overcommit_{using}", value, proc_root=proc_root)
     return value
-
-
-if not TYPE_CHECKING:  # old names, for one release
-    def __getattr__(name: str) -> Any:
-        return renamed(__name__, name, {"Policy": "OvercommitPolicy"}, globals().__getitem__)

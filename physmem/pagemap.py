@@ -596,7 +596,25 @@ def _translate_entries(vaddr: np.ndarray | None, raw: np.ndarray, *, mode: int, 
         f"or pass strict=False for a masked result", address=where)
 
 
-def virt_to_phys(address, pid: int | None = None, *, strict: bool = True):  # type: ignore[no-untyped-def]
-    """Physical address(es) of ``address`` (int or array) in process ``pid`` (None: this one)."""
+@overload
+def virt_to_phys(address: int, pid: int | None = None, *, strict: Literal[True] = True) -> int: ...
+@overload
+def virt_to_phys(address: int, pid: int | None = None, *, strict: bool) -> int | None: ...
+@overload
+def virt_to_phys(address: np.ndarray | list[int], pid: int | None = None, *,
+                 strict: Literal[True] = True) -> np.ndarray: ...
+@overload
+def virt_to_phys(address: np.ndarray | list[int], pid: int | None = None, *,
+                 strict: Literal[False]) -> np.ma.MaskedArray: ...
+@overload
+def virt_to_phys(address: np.ndarray | list[int], pid: int | None = None, *,
+                 strict: bool) -> np.ndarray | np.ma.MaskedArray: ...
+
+
+def virt_to_phys(address: int | np.ndarray | list[int], pid: int | None = None, *,
+                 strict: bool = True) -> int | None | np.ndarray | np.ma.MaskedArray:
+    """Physical address(es) of ``address`` (int or array) in process ``pid`` (None: this
+    one), as :meth:`PageMap.translate`: an int for an int (``None`` if absent and not
+    ``strict``), a uint64 array for an array (masked if not ``strict``)."""
     with PageMap(pid) as pm:
         return pm.translate(address, strict=strict)

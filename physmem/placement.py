@@ -57,7 +57,7 @@ def _core(topo: Topology, cpu: int) -> tuple[object, ...]:
 def plan(topology: Topology, *, devices: Sequence[str] = (), control_loops: int = 1) -> Placement:
     """Place ``control_loops`` loops near ``devices`` (PCI addresses) on ``topology``."""
     if not isinstance(topology, Topology):
-        raise InvalidArgument("topology must be a Topology (from physmem.topology.read()), got "
+        raise InvalidArgument("topology must be a Topology (from physmem.topology.discover()), got "
                               f"{type(topology).__name__} {topology!r:.60}")
     topo = topology
     control_loops = as_nonneg(control_loops, "control_loops")

@@ -22,8 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._args import (I32_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, as_timeout,
-                    flag_text)
+from ._records import hex_fields
+from ._args import (I32_MAX, as_bool, as_callable, as_flags, as_int, as_nonneg, as_positive,
+                    as_timeout, flag_text)
 from ._fdfile import FdFile
 from ._features import unavailable
 from ._raw import SINCE, check, missing, older_than
@@ -97,6 +98,7 @@ class FaultFlag(enum.IntFlag):
     MINOR = _raw.CONST["UFFD_PAGEFAULT_FLAG_MINOR"]
 
 
+@hex_fields("address", "start", "end")
 @dataclasses.dataclass(frozen=True)
 class Event:
     """One userfaultfd message.
@@ -459,8 +461,7 @@ class UserFaultFd(FdFile):
         handler returns the page's bytes (copied in with UFFDIO_COPY) or None if it resolved
         the fault itself. Stop with ``Server.stop()`` or ``close()``. ``cpu`` pins the
         thread to that CPU."""
-        if not callable(handler):
-            raise InvalidArgument(f"handler must be callable, got {type(handler).__name__}")
+        as_callable(handler, "handler")
         self._check_no_server()
         server = Server(self, handler, self._server_page_size(page_size), _cpu(cpu))
         self._servers.append(server)

@@ -77,3 +77,17 @@ def test_flag_text_names_the_bits():
     assert _args.flag_text(G.Y | G.X) == "X|Y"
     assert _args.flag_text(G(0x31)) == "X|0x30"  # bits no member names, in hex
     assert _args.flag_text(F(6)) == f"{_args.flag_text(F.B)}|{_args.flag_text(F.C)}"
+
+
+def test_intervals_and_powers_of_two_are_checked_in_one_place():
+    from physmem import _args
+    from physmem.errors import InvalidArgument
+
+    assert _args.as_interval(0.5) == 0.5 and _args.as_interval(np.float64(2)) == 2.0
+    for bad in (0, -1, None, True, "1", float("nan")):
+        with pytest.raises(InvalidArgument, match="interval"):
+            _args.as_interval(bad)
+    assert _args.as_power_of_two(np.int64(4096), "align") == 4096
+    for bad in (0, -64, 3, 48, 64.0, True):
+        with pytest.raises(InvalidArgument, match="align"):
+            _args.as_power_of_two(bad, "align")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from physmem._raw import dmapool, pageio, poolguard, procmaps
+from physmem._raw import dmapool, kpf, pageio, poolguard, procmaps
 from physmem.errors import InvalidArgument, ParseError
 from physmem.kpageflags import KPageFlags, summarize
 from physmem.proc import _cparse
@@ -33,12 +33,18 @@ def test_no_c_function_returns_a_bare_sentinel():
 
 def test_the_counter_stops_with_enospc_when_full_and_einval_at_the_empty_key():
     # 4 slots hold 2 values before passing half full: the third distinct value stops it.
-    c = pageio.Counter(4)
-    assert c.add(np.array([7, 7, 8, 9, 10], dtype=np.uint64), None) == (-errno.ENOSPC, 3)
-    assert c.used == 2
-    c = pageio.Counter(8)
-    assert c.add(np.array([5, EMPTY, 6], dtype=np.uint64), None) == (-errno.EINVAL, 1)
-    assert c.add(np.array([6, 6, 5], dtype=np.uint64), None) == (2, 3)  # slots used
+    c = kpf.CountTable(4)
+    assert c.add_some(np.array([7, 7, 8, 9, 10], dtype=np.uint64), None, 5) == (-errno.ENOSPC, 3)
+    assert c.used[0] == 2
+    c = kpf.CountTable(8)
+    assert c.add_some(np.array([5, EMPTY, 6], dtype=np.uint64), None, 3) == (-errno.EINVAL, 1)
+    assert c.add_some(np.array([6, 6, 5], dtype=np.uint64), None, 3) == (2, 3)  # slots used
+    # add() grows the table and goes on; it stops at the empty key and says where.
+    c = kpf.CountTable(4)
+    values = np.arange(100, dtype=np.uint64) % np.uint64(37)
+    assert c.add(values, np.full(100, 2, dtype=np.uint64), 100) is None
+    assert c.items() == {v: 2 * int((values == v).sum()) for v in range(37)}
+    assert c.add(np.array([1, 2, EMPTY, 3], dtype=np.uint64), None, 4) == 2
 
 
 def test_summary_of_a_file_grows_its_table_and_refuses_the_empty_key(tmp_path):

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from physmem import KPageFlags, describe
+from physmem import KPageFlags, PageMap
+from physmem.kpageflags import describe
 from physmem.cli import main
 
 from conftest import PAGE, anonymous, kernel_thread, kpageflags_frames, run_physmem

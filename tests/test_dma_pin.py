@@ -222,7 +222,7 @@ def test_rlimit_memlock_unprivileged(limit, sizes, refused, hugepage_pool, run_u
         assert f"pinning {need >> 20}.0 MiB" in msg, msg
         assert f"at least {(need + got['vm_pin']) / 2**20:.1f} MiB" in msg, msg
         assert f"{got['vm_pin'] / 2**20:.1f} MiB pinned by this process" in msg or \
-            (got["vm_pin"] == 0 and "0 bytes pinned by this process" in msg), msg
+            (got["vm_pin"] == 0 and "0 B pinned by this process" in msg), msg
         assert "ulimit -l" in msg and "LimitMEMLOCK=" in msg and "CAP_IPC_LOCK" in msg
         if need > limit:
             # pin="auto" cannot help either: mlock refuses a buffer over the limit.
@@ -284,7 +284,7 @@ from physmem.errors import PinUnavailable
 page = mmap.mmap(-1, 4096)
 cell = ctypes.c_char.from_buffer(page)
 try:
-    pin.unpin(pin.pin(ctypes.addressof(cell), 4096))
+    pin.unpin(pin.pin_range(ctypes.addressof(cell), 4096))
     print("pinned", raw_pin())
 except PinUnavailable as exc:
     print(exc.cause, raw_pin(), exc)

@@ -227,13 +227,13 @@ def test_threads_alloc_and_free_concurrently(pool: DmaPool) -> None:
 # -- errors ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("nbytes", [0, -64, 1.5, "64", True, None])
 def test_bad_nbytes(pool: DmaPool, nbytes: object) -> None:
-    with pytest.raises(InvalidArgument, match=r"nbytes="):
+    with pytest.raises(InvalidArgument, match=r"nbytes\b"):
         pool.alloc(nbytes)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("align", [0, -64, 3, 48, 100, 64.0])
 def test_bad_align(pool: DmaPool, align: object) -> None:
-    with pytest.raises(InvalidArgument, match=r"align="):
+    with pytest.raises(InvalidArgument, match=r"align\b"):
         pool.alloc(64, align=align)  # type: ignore[arg-type]
 
 
@@ -242,7 +242,7 @@ def test_bad_align(pool: DmaPool, align: object) -> None:
     (65, 64, "smaller than nbytes"), (64, "4096", "integer"),
 ])
 def test_bad_boundary(pool: DmaPool, nbytes: int, boundary: object, why: str) -> None:
-    with pytest.raises(InvalidArgument, match=rf"boundary=.*{why}"):
+    with pytest.raises(InvalidArgument, match=rf"boundary\b.*{why}"):
         pool.alloc(nbytes, boundary=boundary)  # type: ignore[arg-type]
 
 

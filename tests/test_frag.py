@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from physmem.analysis.fragmentation import fragmentation
+from physmem.analysis.fragmentation import zone_fragmentation
 from physmem.errors import InvalidArgument
 
 from conftest import PAGE, run_physmem, settled
@@ -42,7 +42,7 @@ def test_records_agree_with_buddyinfo_and_zoneinfo():
 
 
 def _records_agree() -> None:
-    recs = fragmentation(runs=False)
+    recs = zone_fragmentation(runs=False)
     bi, zi = buddyinfo_text(), zoneinfo_free()
     assert [(r.node, r.zone) for r in recs] == list(bi)
     o2 = ((2 << 20) // PAGE).bit_length() - 1
@@ -65,14 +65,14 @@ def test_migrate_types_add_up_to_the_buddy_counts(is_root):
 
 
 def _migrate_types_add_up() -> None:
-    for r in fragmentation(runs=False):
+    for r in zone_fragmentation(runs=False):
         assert r.by_type is not None
         total = sum(sum(n << k for k, n in enumerate(v)) for v in r.by_type.values())
         assert close(total, r.free_pages, r.free_pages), r
 
 
 def test_runs_agree_with_the_free_pages(is_root):
-    recs = fragmentation()
+    recs = zone_fragmentation()
     g = (1 << 30) // PAGE
     for r in recs:
         assert r.largest_run_pages is not None and r.share_1g is not None
@@ -87,18 +87,18 @@ def test_runs_agree_with_the_free_pages(is_root):
 
 
 def test_node_filter():
-    nodes = {r.node for r in fragmentation(runs=False)}
-    assert {r.node for r in fragmentation(min(nodes), runs=False)} == {min(nodes)}
+    nodes = {r.node for r in zone_fragmentation(runs=False)}
+    assert {r.node for r in zone_fragmentation(min(nodes), runs=False)} == {min(nodes)}
     # A node the kernel does not have is a wrong argument, not a node without zones: the
     # nodes it has are those /proc/zoneinfo prints (read here without physmem).
     have = sorted({int(ln.split()[1].rstrip(",")) for ln in open("/proc/zoneinfo")
                    if ln.startswith("Node ")})
     with pytest.raises(InvalidArgument, match=rf"no NUMA node {max(have) + 100} \(nodes: "
                                               rf"{', '.join(map(str, have))}\)"):
-        fragmentation(max(have) + 100, runs=False)
+        zone_fragmentation(max(have) + 100, runs=False)
     for bad in ("x", True, 1.0, -1):
         with pytest.raises(InvalidArgument, match="node"):
-            fragmentation(bad, runs=False)
+            zone_fragmentation(bad, runs=False)
 
 
 def online_nodes() -> list[int]:

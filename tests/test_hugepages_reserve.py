@@ -10,7 +10,7 @@ import pytest
 
 from conftest import settled
 from physmem.errors import HugePagesUnavailable, InvalidArgument
-from physmem.hugepages import compact, mounts, parse_size, pools, reserve, set_pool_size
+from physmem.hugepages import compact, hugetlbfs_mounts, parse_size, pools, reserve, set_pool_size
 
 POOL_2M = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
 POOL_1G = Path("/sys/kernel/mm/hugepages/hugepages-1048576kB")
@@ -139,7 +139,7 @@ def hugetlbfs_mount(tmp_path, is_root):
 
 
 def test_mounts_lists_hugetlbfs_with_page_sizes(hugetlbfs_mount):
-    found = {m.path: m for m in mounts()}
+    found = {m.path: m for m in hugetlbfs_mounts()}
     assert str(hugetlbfs_mount) in found
     assert found[str(hugetlbfs_mount)].page_size == 1 << 30
     # Independent: findmnt's view of every hugetlbfs mount.

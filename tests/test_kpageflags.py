@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import physmem
-from physmem import KPF, KPageCgroup, KPageCount, KPageFlags, describe, summarize
+from physmem import KPF, KPageCgroup, KPageCount, KPageFlags
+from physmem.kpageflags import describe, summarize
 from physmem.errors import InvalidArgument
 
 from conftest import PAGE, anonymous, kpageflags_frames, snapshot_proc_file

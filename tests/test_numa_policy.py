@@ -12,7 +12,7 @@ import pytest
 
 from physmem import InvalidArgument, Mapping
 from physmem.mapping import PAGE_SIZE, Advice
-from physmem.numa import MemPolicyMode, bind, get_policy, move, node_of, online_nodes, set_policy
+from physmem.numa import MemPolicyMode, bind, get_mempolicy, move, node_of, online_nodes, set_mempolicy
 from physmem.numa.policy import NOT_PRESENT, ZERO_PAGE_OR_UNMAPPED
 
 MiB = 1 << 20
@@ -44,13 +44,13 @@ def test_bind_shows_in_numa_maps_and_get_policy():
     with Mapping.anonymous(4 * MiB) as m:
         bind(m, {node}, MemPolicyMode.BIND)
         assert f"bind:{node}" in numa_maps_line(m.address)
-        pol = get_policy(m.address)
+        pol = get_mempolicy(m.address)
         assert pol.mode is MemPolicyMode.BIND and pol.nodes == {node}
         bind(m, node, MemPolicyMode.INTERLEAVE)
         assert f"interleave:{node}" in numa_maps_line(m.address)
         bind(m, (), MemPolicyMode.LOCAL)
         assert "local" in numa_maps_line(m.address)
-        assert get_policy(m).mode is MemPolicyMode.LOCAL
+        assert get_mempolicy(m).mode is MemPolicyMode.LOCAL
 
 
 def test_node_of_agrees_with_numa_maps():
@@ -85,14 +85,14 @@ def test_set_policy_is_per_thread():
     seen = {}
 
     def worker():
-        set_policy(MemPolicyMode.BIND, [node])
-        seen["policy"] = get_policy()
+        set_mempolicy(MemPolicyMode.BIND, [node])
+        seen["policy"] = get_mempolicy()
 
     t = threading.Thread(target=worker)
     t.start()
     t.join()
     assert seen["policy"].mode is MemPolicyMode.BIND and seen["policy"].nodes == {node}
-    assert get_policy().mode is MemPolicyMode.DEFAULT  # this thread untouched
+    assert get_mempolicy().mode is MemPolicyMode.DEFAULT  # this thread untouched
     with open(f"/proc/self/task/{threading.get_native_id()}/numa_maps"):
         pass
 
@@ -152,9 +152,9 @@ def test_node_of_names_the_zero_page(is_root):
 
 
 BAD_NUMA_CALLS = [
-    ("address", lambda m: get_policy(-1)),
-    ("address", lambda m: get_policy(2**64)),
-    ("address", lambda m: get_policy(4096.0)),
+    ("address", lambda m: get_mempolicy(-1)),
+    ("address", lambda m: get_mempolicy(2**64)),
+    ("address", lambda m: get_mempolicy(4096.0)),
     ("pid", lambda m: node_of(m.address, pid=2**40)),
     ("pid", lambda m: node_of(m.address, pid=-1)),
     ("pid", lambda m: node_of(m.address, pid=1.0)),
@@ -172,9 +172,9 @@ BAD_NUMA_CALLS = [
     ("nodes", lambda m: bind(m, 0.0)),
     ("nodes", lambda m: bind(m, [0.5])),
     ("nodes", lambda m: bind(m, 2**64)),
-    ("nodes", lambda m: set_policy(MemPolicyMode.BIND, [1.0])),
+    ("nodes", lambda m: set_mempolicy(MemPolicyMode.BIND, [1.0])),
     ("mode", lambda m: bind(m, 0, 2.0)),
-    ("mode", lambda m: set_policy(2**64)),
+    ("mode", lambda m: set_mempolicy(2**64)),
     ("target", lambda m: bind((m.address, 2**64), 0)),
     ("target", lambda m: bind((-4096, PAGE_SIZE), 0)),
     ("target", lambda m: bind((float(m.address), PAGE_SIZE), 0)),
@@ -184,12 +184,12 @@ BAD_NUMA_CALLS = [
 @pytest.mark.parametrize("match,call", BAD_NUMA_CALLS,
                          ids=[f"{i}-{m}" for i, (m, _) in enumerate(BAD_NUMA_CALLS)])
 def test_out_of_range_and_non_integer_arguments(match, call):
-    # Unchecked, get_policy(-1) and node_of(pid=2**40) would raise OverflowError from
+    # Unchecked, get_mempolicy(-1) and node_of(pid=2**40) would raise OverflowError from
     # cffi, and floats be truncated silently (bind(m, 0.5) binding to node 0).
     with Mapping.anonymous(PAGE_SIZE) as m:
         with pytest.raises(InvalidArgument, match=rf"\b{match}\b"):
             call(m)
-        assert get_policy(m).mode is MemPolicyMode.DEFAULT  # nothing was applied
+        assert get_mempolicy(m).mode is MemPolicyMode.DEFAULT  # nothing was applied
 
 
 def test_numa_exports_the_status_codes():
@@ -234,7 +234,7 @@ def test_ranges_are_address_and_length_checked_against_what_is_mapped():
         assert exc.value.address == hole
         with pytest.raises(InvalidArgument, match="not mapped"):
             move((a, hole - a + PAGE_SIZE), first_node())
-        assert get_policy(m).mode is MemPolicyMode.DEFAULT  # nothing was applied
+        assert get_mempolicy(m).mode is MemPolicyMode.DEFAULT  # nothing was applied
         # The forms that are meant: a tuple is a range, a list or array holds addresses.
         assert move((a, 2 * PAGE_SIZE), first_node()).tolist() == [first_node()] * 2
         assert move([a, a + 3 * PAGE_SIZE], first_node()).tolist() == [first_node()] * 2
@@ -258,9 +258,9 @@ def test_ranges_are_address_and_length_checked_against_what_is_mapped():
     ("move_all", lambda m, v: bind(m, first_node(), move_all=v)),
     ("static_nodes", lambda m, v: bind(m, first_node(), static_nodes=v)),
     ("relative_nodes", lambda m, v: bind(m, first_node(), relative_nodes=v)),
-    ("static_nodes", lambda m, v: set_policy(MemPolicyMode.BIND, first_node(), static_nodes=v)),
-    ("relative_nodes", lambda m, v: set_policy(MemPolicyMode.BIND, first_node(), relative_nodes=v)),
-    ("numa_balancing", lambda m, v: set_policy(MemPolicyMode.BIND, first_node(), numa_balancing=v)),
+    ("static_nodes", lambda m, v: set_mempolicy(MemPolicyMode.BIND, first_node(), static_nodes=v)),
+    ("relative_nodes", lambda m, v: set_mempolicy(MemPolicyMode.BIND, first_node(), relative_nodes=v)),
+    ("numa_balancing", lambda m, v: set_mempolicy(MemPolicyMode.BIND, first_node(), numa_balancing=v)),
     ("move_all", lambda m, v: move(m, first_node(), move_all=v)),
 ], ids=lambda x: x if isinstance(x, str) else "")
 def test_switches_take_only_bools(name, call, value):
@@ -268,6 +268,6 @@ def test_switches_take_only_bools(name, call, value):
         try:
             with pytest.raises(InvalidArgument, match=rf"^{name} must be True or False"):
                 call(m, value)
-            assert get_policy(m).mode is MemPolicyMode.DEFAULT and get_policy().mode is MemPolicyMode.DEFAULT
+            assert get_mempolicy(m).mode is MemPolicyMode.DEFAULT and get_mempolicy().mode is MemPolicyMode.DEFAULT
         finally:
-            set_policy(MemPolicyMode.DEFAULT)
+            set_mempolicy(MemPolicyMode.DEFAULT)

@@ -47,22 +47,67 @@ def test_no_name_hides_a_submodule():
     assert hidden == []
 
 
+def test_no_function_is_named_like_its_module():
+    # ``analysis.fragmentation.fragmentation`` read as the module in one place and the
+    # function in the next; a name means one thing.
+    import ast
+    import pathlib
+
+    root = pathlib.Path(physmem.__file__).parent
+    same = []
+    for path in sorted(root.rglob("*.py")):
+        if path.stem.startswith("_"):
+            continue  # a private module (proc._maps) leaves its name to the function
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == path.stem:
+                same.append(f"{path.relative_to(root)}: {node.name}")
+    assert same == []
+
+
+def test_dir_shows_only_the_api():
+    names = dir(physmem)
+    assert "TYPE_CHECKING" not in names and "annotations" not in names
+    assert [n for n in names if n.startswith("_")] == ["__version__"]
+    for gone in ("describe", "summarize", "PM", "physmap", "fragmentation", "cpus"):
+        assert gone not in names
+    assert set(physmem.__all__) <= set(names)
+
+
+def test_every_public_module_says_what_is_public():
+    # __all__ in each public module, and every name in it is there.
+    for info in pkgutil.walk_packages(physmem.__path__, "physmem."):
+        if any(part.startswith("_") for part in info.name.split(".")[1:]):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue  # an optional dependency (prometheus-client) is missing
+        assert isinstance(getattr(module, "__all__", None), list), info.name
+        missing = [n for n in module.__all__ if not hasattr(module, n)]
+        assert not missing, (info.name, missing)
+
+
+def test_a_record_is_importable_from_one_place():
+    from physmem import proc, validate
+
+    for name in ("Finding", "Severity", "Report"):
+        assert name not in proc.__all__ and name not in validate.__all__
+    assert not hasattr(proc, "Finding")
+
+
 def test_every_listed_name_resolves():
     for name in dir(physmem):
         assert getattr(physmem, name) is not None, name
 
 
-@pytest.mark.parametrize("module,old,new", [
-    ("physmem", "cpus", "placement"),
-    ("physmem.numa", "Policy", "MemPolicyMode"),
-    ("physmem.overcommit", "Policy", "OvercommitPolicy"),
-    ("physmem.validate", "validate", "run"),
+@pytest.mark.parametrize("module,old", [
+    ("physmem", "cpus"), ("physmem.numa", "Policy"), ("physmem.overcommit", "Policy"),
+    ("physmem.validate", "validate"), ("physmem.proc", "parse_cpu_list"),
 ])
-def test_renamed_names_still_work_for_one_release(module, old, new):
-    mod = importlib.import_module(module)
-    with pytest.warns(DeprecationWarning, match=rf"{module}\.{old} is deprecated.*{module}\.{new}"):
-        value = getattr(mod, old)
-    assert value is getattr(mod, new)
+def test_renamed_names_are_gone(module, old):
+    # Pre-1.0 has no callers to protect: one name per thing, no shim behind it.
+    with pytest.raises(AttributeError, match=f"no attribute '{old}'"):
+        getattr(importlib.import_module(module), old)
 
 
 @pytest.mark.parametrize("err,cls,builtin", [
@@ -113,23 +158,12 @@ def test_topology_on_a_wrong_root_says_so(tmp_path):
     from physmem import topology
 
     with pytest.raises(errors.FileMissing, match="is a sysfs tree|a sysfs tree"):
-        topology.read(sys_root=str(tmp_path), proc_root=str(tmp_path))
+        topology.discover(sys_root=str(tmp_path), proc_root=str(tmp_path))
 
 
-@pytest.mark.parametrize("old", ["physmap", "contiguity", "fragmentation"])
-def test_moved_analysis_modules_keep_their_old_names_for_a_release(old):
-    """physmem.physmap & co. moved into physmem.analysis: the old import still works, warns,
-    and gives the very same objects."""
-    env, cwd = python_env()
-    code = (f"import warnings, importlib; warnings.simplefilter('error', DeprecationWarning)\n"
-            f"try:\n    importlib.import_module('physmem.{old}')\n"
-            f"except DeprecationWarning as e:\n    print('warned', e)\n"
-            f"warnings.simplefilter('ignore')\n"
-            f"import physmem.{old} as a, physmem.analysis.{old} as b\n"
-            f"assert a.__all__ == b.__all__ and a.__all__\n"
-            f"assert all(getattr(a, n) is getattr(b, n) for n in b.__all__)\n"
-            f"print('same')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=cwd)
-    assert out.stdout.split("\n")[0].startswith(f"warned physmem.{old} moved"), out.stderr
-    assert out.stdout.strip().endswith("same"), out.stderr
+@pytest.mark.parametrize("old", ["physmap", "contiguity", "fragmentation", "topology.cpulist",
+                                 "_deprecated"])
+def test_moved_modules_are_gone(old):
+    """physmem.physmap & co. live in physmem.analysis only."""
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(f"physmem.{old}")

@@ -10,7 +10,8 @@ import pytest
 
 import physmem.proc as proc
 from physmem.errors import ParseError, PermissionDenied, ProcessGone
-from physmem.proc import Device, Prot, Severity, Vma, VmaKind
+from physmem.findings import Severity
+from physmem.proc import Device, Prot, Vma, VmaKind
 
 from _proc_helpers import start_helper
 

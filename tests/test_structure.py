@@ -19,11 +19,15 @@ from physmem.errors import FileMissing, InvalidArgument, ParseError, PhysmemOSEr
 from physmem.proc import _read
 
 PACKAGE = pathlib.Path(physmem.__file__).parent
-READERS = {"proc/_read.py", "_sysfs.py"}
+READERS = {"proc/_read.py", "_sysfs.py", "_readcore.py"}  # the last: what both share
 
 # Calls that open, list, walk or write a file by path.
 FILE_FUNCTIONS = {"open", "listdir", "scandir", "walk", "glob", "iglob", "read_text",
-                  "read_bytes", "write_text", "write_bytes", "opendir"}
+                  "read_bytes", "write_text", "write_bytes", "opendir",
+                  # ...and those that look at one: a /proc or /sys path is asked through the
+                  # readers as much as it is read through them
+                  "stat", "lstat", "readlink", "isdir", "isfile", "islink", "exists", "access",
+                  "realpath", "statvfs"}
 # Sites outside the readers that touch files which are not kernel interface files, and why.
 ALLOWED = {
     # The files on a hugetlbfs mount are the user's (DPDK's rtemap_*), not kernel interfaces:
@@ -34,20 +38,34 @@ ALLOWED = {
     # relative to a checked directory fd (never by a path a neighbour could redirect).
     ("hugepages/_ledger.py", "open"): "the pool lock file, ledger files and their directory",
     ("hugepages/_ledger.py", "listdir"): "lists the ledgers to settle dead processes' claims",
+    ("hugepages/_hugetlbfs.py", "stat"): "stats the user's files on a hugetlbfs mount by fd",
+    # The interpreter the pool guardian is started with: not a kernel file.
+    ("_raw/poolguard.py", "access"): "whether sys.executable can be run",
+    # ENOENT under /proc/<pid> is ProcessGone only if /proc/<pid> itself is gone: the one
+    # errno mapping looks, below the readers, for every reader alike.
+    ("errors.py", "isdir"): "whether /proc/<pid> still exists",
+    # Paths the user gives on the command line (an output file, a --textfile directory).
+    ("cli/_options.py", "exists"): "a path given as a flag",
+    ("cli/_options.py", "isdir"): "a path given as a flag",
+    ("cli/_options.py", "stat"): "a path given as a flag",
 }
 
 
 def _reader_names(tree: ast.AST) -> tuple[set[str], set[str]]:
-    """(names bound to a reader module, names bound to a function imported from one)."""
+    """(names bound to a reader module, names bound to a function imported from one).
+
+    Anything imported from physmem itself counts as the readers' (``proc.stat()`` parses
+    /proc/<pid>/stat through them): those modules are checked on their own."""
     modules, functions = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             source = (node.module or "").rsplit(".", 1)[-1]
+            ours = node.level > 0 or (node.module or "").split(".")[0] == "physmem"
             for alias in node.names:
                 bound = alias.asname or alias.name
-                if alias.name in ("_read", "_sysfs"):
+                if alias.name in ("_read", "_sysfs") or ours:
                     modules.add(bound)
-                elif source in ("_read", "_sysfs"):
+                if source in ("_read", "_sysfs") or ours:
                     functions.add(bound)
     return modules, functions
 
@@ -89,6 +107,14 @@ def test_scanner_sees_what_it_must_refuse():
                            "r.read_bytes(p)\n")
     # But a name imported from elsewhere is.
     assert _file_calls("from os import listdir\nlistdir('/sys')\n")
+    # Looking at a file counts as much as reading it.
+    calls = _file_calls("os.stat('/proc/1/fd/3')\nos.readlink('/proc/1/ns/mnt')\n"
+                        "os.path.isdir('/proc/1')\nos.path.exists('/sys/x')\n"
+                        "os.access('/sys/x', os.W_OK)\nos.lstat(p)\n")
+    assert [c[2] for c in calls] == ["stat", "readlink", "isdir", "exists", "access", "lstat"]
+    # physmem's own functions of those names (proc.stat parses /proc/<pid>/stat) are not.
+    assert not _file_calls("from ..proc import stat\nfrom .proc import pidstat\n"
+                           "stat(pid)\npidstat.stat(pid)\n")
 
 
 def test_only_the_readers_open_kernel_files():

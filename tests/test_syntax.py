@@ -52,7 +52,6 @@ def test_one_parser_each():
 ])
 def test_cpulist(text, expected):
     assert parse_cpulist(text) == parse_cpulist(text.encode()) == expected
-    assert proc.parse_cpu_list(text) == expected  # the /proc name, same parser
 
 
 @pytest.mark.parametrize("text", ["3-1", "a", "1-", "-1", "0-7:3/2", "0-7:0/4", "0-7:2",
@@ -85,7 +84,7 @@ def test_hugetlbfs_mount_points_are_fully_unescaped(tmp_path):
     (tmp_path / "self" / "mounts").write_bytes(
         b"proc /proc proc rw 0 0\n"
         b"none /mnt/huge\\040pages\\134x\\012y hugetlbfs rw,pagesize=2M 0 0\n")
-    (m,) = hugepages.mounts(str(tmp_path))
+    (m,) = hugepages.hugetlbfs_mounts(str(tmp_path))
     assert m.path == "/mnt/huge pages\\x\ny" and m.page_size == 2 << 20
 
 
@@ -164,3 +163,14 @@ def test_format_cpulist_takes_cpu_numbers_only():
     for bad in ("12", b"12", 5, None, [1.5], [-1], [True]):
         with pytest.raises(InvalidArgument, match="cpu"):
             _syntax.format_cpulist(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size, exact, human", [
+    (2 << 20, "2M", "2.0 MiB"), (1 << 30, "1G", "1.0 GiB"), (64 << 10, "64K", "64.0 KiB"),
+    (3 << 40, "3T", "3.0 TiB"), (4097, "4097", "4.0 KiB"), (512, "512", "512 B"),
+    (1536 << 20, "1536M", "1.5 GiB"), (5 << 50, "5120T", "5120.0 TiB"),
+])
+def test_one_size_formatter_both_notations(size, exact, human):
+    assert _syntax.format_size(size) == exact and _syntax.parse_size(exact) == size
+    assert _syntax.format_size(size, exact=False) == human
+    assert hugepages.sizes.format_size is _syntax.format_size

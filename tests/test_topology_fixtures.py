@@ -1,4 +1,4 @@
-"""topology.read() on real captured sysfs trees, checked against hwloc's lstopo output."""
+"""topology.discover() on real captured sysfs trees, checked against hwloc's lstopo output."""
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +32,7 @@ def trees(tmp_path_factory):
 
 
 def _read(root):
-    return topology.read(sys_root=str(root / "sys"), proc_root=str(root / "proc"))
+    return topology.discover(sys_root=str(root / "sys"), proc_root=str(root / "proc"))
 
 
 @pytest.mark.parametrize("name", archives())

@@ -23,7 +23,7 @@ def numactl():
 def test_cpus_agree_with_lscpu():
     out = subprocess.run(["lscpu", "-p=CPU,CORE,SOCKET,NODE,ONLINE", "-a"], capture_output=True,
                          text=True, check=True).stdout
-    topo = topology.read()
+    topo = topology.discover()
     rows = [l.split(",") for l in out.splitlines() if not l.startswith("#")]
     assert {int(r[0]) for r in rows} == {c.id for c in topo.cpus}
     for cpu, core, socket, node, online in rows:
@@ -43,9 +43,9 @@ def test_cpus_agree_with_lscpu():
 
 
 def test_nodes_agree_with_numactl(numactl):
-    before = topology.read()
+    before = topology.discover()
     out = subprocess.run([numactl, "--hardware"], capture_output=True, text=True, check=True).stdout
-    after = topology.read()
+    after = topology.discover()
     lines = out.splitlines()
     nodes = [int(x) for x in lines[0].split("(")[1].rstrip(")").replace("-", " ").split()] \
         if "-" not in lines[0] else None
@@ -71,7 +71,7 @@ def test_nodes_agree_with_numactl(numactl):
 
 
 def test_process_affinity_matches_sched_getaffinity():
-    topo = topology.read()
+    topo = topology.discover()
     assert topo.affinity.cpus == os.sched_getaffinity(0)
     assert topo.valid_cpus <= os.sched_getaffinity(0)
 
@@ -79,7 +79,7 @@ def test_process_affinity_matches_sched_getaffinity():
 def test_cmdline_is_this_kernels():
     with open("/proc/cmdline") as f:
         raw = f.read().strip()
-    assert topology.read().cmdline.raw == raw
+    assert topology.discover().cmdline.raw == raw
 
 
 def test_hugepage_pools_agree_with_meminfo_and_sysfs():
@@ -140,10 +140,10 @@ def test_balancing_scan_settings_from_a_real_debugfs(tmp_path):
 
 
 def test_commit_limit_recomputed_equals_meminfo():
-    s = overcommit.read()
+    s = overcommit.current()
     # Memory may be hot-added between the kernel's computation and ours; retry once.
     if s.commit_limit != s.commit_limit_computed:
-        s = overcommit.read()
+        s = overcommit.current()
     assert s.commit_limit == s.commit_limit_computed
     assert s.headroom == s.commit_limit - s.committed_as
 
@@ -155,10 +155,10 @@ def test_set_headroom_gives_the_headroom(sysctl_restored, using):
     want = 256 << 20
     value = overcommit.set_headroom(want, using=using)
     assert sysctl.read_int(f"vm.overcommit_{using}") == value
-    s = overcommit.read()
+    s = overcommit.current()
     # Committed_AS drifts a little between computing and reading back.
     assert s.headroom >= want - (16 << 20)
     assert overcommit.set_policy(overcommit.OvercommitPolicy.NEVER) in set(overcommit.OvercommitPolicy)
-    assert overcommit.read().enforced
+    assert overcommit.current().enforced
     with pytest.raises(ValueError):
         overcommit.set_policy(5)

@@ -35,7 +35,7 @@ def tree(tmp_path, trees):
 
 
 def _read(root):
-    return topology.read(sys_root=str(root / "sys"), proc_root=str(root / "proc"))
+    return topology.discover(sys_root=str(root / "sys"), proc_root=str(root / "proc"))
 
 
 def _validate(root):

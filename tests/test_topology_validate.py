@@ -13,7 +13,7 @@ from physmem.hugepages.sizes import architecture_sizes, explain_size
 
 from conftest import run_physmem
 from physmem.topology import parse_cmdline, parse_cpulist
-from physmem.validate import Severity
+from physmem.findings import Severity
 from sysfs_trees import Trees
 
 
@@ -63,7 +63,7 @@ def test_plan_puts_loops_on_isolated_cpus_near_the_device(trees, tmp_path):
     root = doctored(trees, name, tmp_path)
     (root / "sys/devices/system/cpu/isolated").write_text("30,34,38\n")
     (root / "sys/devices/system/cpu/nohz_full").write_text("34,38\n")
-    topo = topology.read(str(root / "sys"), str(root / "proc"))
+    topo = topology.discover(str(root / "sys"), str(root / "proc"))
     p = placement.plan(topo, devices=["0000:43:00.0"], control_loops=2)
     assert p.node == 2
     assert p.control_loops == (34, 38)  # isolated and nohz_full first
@@ -151,6 +151,13 @@ def test_huge_page_sizes_explain_absences():
     assert architecture_sizes("x86_64", cpuinfo="flags : pse")[1 << 30] == "the CPU flag pdpe1gb"
     assert set(architecture_sizes("ppc64le", cpuinfo="mmu\t\t: radix")) >= {2 << 20, 1 << 30}
     assert architecture_sizes("riscv64")[64 << 10] == "the Svnapot extension"
+    # The one /proc/cpuinfo parser reads each architecture's own field.
+    assert architecture_sizes("riscv64", cpuinfo="processor\t: 0\nisa\t\t: rv64imafdc_svnapot\n"
+                              )[64 << 10] is None
+    s390 = "vendor_id : IBM/S390\nfeatures\t: esan3 zarch edat etf3eh\n\nprocessor 0: ...\n"
+    assert architecture_sizes("s390x", cpuinfo=s390) == {1 << 20: None, 2 << 30: None}
+    assert architecture_sizes("ppc64le", cpuinfo="cpu\t: POWER8\nmmu\t\t: Hash\n")[2 << 20] \
+        == "the radix MMU (POWER9+)"
     assert set(architecture_sizes("aarch64", page_size=64 << 10)) == {2 << 20, 512 << 20, 16 << 30}
     assert explain_size(16 << 20, machine="x86_64").startswith("x86_64 has no 16M")
 

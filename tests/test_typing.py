@@ -32,3 +32,27 @@ def test_mypy_is_clean(request, tmp_path_factory):
          "--cache-dir", str(kept / "mypy_cache")],
         capture_output=True, text=True, timeout=120, cwd=copy.parent)
     assert r.returncode == 0, f"mypy found type errors:\n{r.stdout}{r.stderr}"
+
+
+def test_virt_to_phys_has_a_precise_type(tmp_path):
+    """The headline function is typed: an int for an int, an array for an array, and mypy
+    refuses to take either as the other."""
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed (pip install '.[test]')")
+    package_dir = os.path.dirname(os.path.abspath(physmem.__file__))
+    copy = tmp_path / "src" / "physmem"
+    shutil.copytree(package_dir, copy, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    (tmp_path / "src" / "use.py").write_text(
+        "import numpy as np\nfrom physmem import virt_to_phys\n"
+        "a: int = virt_to_phys(4096)\n"
+        "b: np.ndarray = virt_to_phys(np.zeros(2, np.uint64))\n"
+        "c: np.ma.MaskedArray = virt_to_phys([4096], strict=False)\n"
+        "d: int | None = virt_to_phys(4096, strict=False)\n"
+        "e: int = virt_to_phys(4096, strict=False)\n"        # may be None: refused
+        "f: int = virt_to_phys(np.zeros(2, np.uint64))\n")   # an array: refused
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "use.py", "--ignore-missing-imports",
+         "--cache-dir", str(tmp_path / "mypy_cache")],
+        capture_output=True, text=True, timeout=120, cwd=copy.parent)
+    errors = [line for line in r.stdout.splitlines() if ": error:" in line]
+    assert [e.split(":")[1] for e in errors] == ["7", "8"], r.stdout

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from physmem import overcommit, placement, proc, topology, validate
-from physmem.analysis.fragmentation import fragmentation
+from physmem.analysis.fragmentation import zone_fragmentation
 from physmem.errors import InvalidArgument
 from physmem.kpageflags import summarize
 from physmem.pagemap import PageMap, virt_to_phys
@@ -198,11 +198,11 @@ def test_fragmentation_checks_node_runs_and_threads():
                           (dict(threads=0), "threads=0 is out of range"),
                           (dict(threads="2"), "threads must be an integer")):
         with pytest.raises(InvalidArgument, match=words):
-            fragmentation(**{"runs": False, **kwargs})
+            zone_fragmentation(**{"runs": False, **kwargs})
 
 
 def test_topology_lookups_take_integers_only():
-    topo = topology.read()
+    topo = topology.discover()
     cpu = topo.cpus[0].id
     assert topo.node_of_cpu(np.int64(cpu)) == topo.node_of_cpu(cpu)
     for bad in (True, float(cpu), str(cpu), None):
@@ -215,7 +215,7 @@ def test_topology_lookups_take_integers_only():
 
 
 def test_plan_checks_its_arguments():
-    topo = topology.read()
+    topo = topology.discover()
     assert placement.plan(topo, control_loops=np.int64(0)).control_loops == ()
     for kwargs, words in ((dict(control_loops=True), "control_loops must be an integer"),
                           (dict(control_loops=-1), "control_loops=-1 is out of range"),

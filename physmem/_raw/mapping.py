@@ -1,6 +1,7 @@
 """Raw mappings and memfd (csrc/mapping.h): each returns ``-errno`` on failure."""
 from __future__ import annotations
 
+import enum
 from typing import Any, Callable, Final
 
 from . import ffi, lib
@@ -40,6 +41,19 @@ PROT_NONE: Final[int] = lib.PROT_NONE
 PROT_READ: Final[int] = lib.PROT_READ
 PROT_WRITE: Final[int] = lib.PROT_WRITE
 PROT_EXEC: Final[int] = lib.PROT_EXEC
+
+
+class Prot(enum.IntFlag):
+    """Access protection of a mapping (``PROT_*``), also the ``rwx`` of /proc/<pid>/maps.
+
+    Here, below both the mapping objects and the maps parser, so each can use it."""
+
+    NONE = PROT_NONE
+    READ = PROT_READ
+    WRITE = PROT_WRITE
+    EXEC = PROT_EXEC
+
+
 MAP_SHARED: Final[int] = lib.MAP_SHARED
 MAP_PRIVATE: Final[int] = lib.MAP_PRIVATE
 MAP_ANONYMOUS: Final[int] = lib.MAP_ANONYMOUS

@@ -86,28 +86,6 @@ def extend_free_heads(flags: np.ndarray, first_pfn: int, buddy: int, max_order: 
                              ffi.from_buffer("uint8_t[]", out))
 
 
-class Counter:
-    """The state of pm_count_add: an open-addressing table of distinct values and counts."""
-
-    def __init__(self, capacity: int) -> None:
-        self.keys = np.full(capacity, EMPTY_KEY, dtype=np.uint64)
-        self.counts = np.zeros(capacity, dtype=np.uint64)
-        self._used = ffi.new("uint64_t *", 0)
-        self._consumed = ffi.new("size_t *")
-
-    @property
-    def used(self) -> int:
-        return int(self._used[0])
-
-    def add(self, values: np.ndarray, weights: np.ndarray | None) -> tuple[int, int]:
-        """Count ``values`` (with ``weights``): (slots used, or -ENOSPC: the table is full,
-        or -EINVAL: an EMPTY_KEY value met; values consumed)."""
-        ret: int = lib.pm_count_add(u64_buffer(self.keys), u64_buffer(self.counts),
-                                    len(self.keys), self._used, u64_buffer(values),
-                                    _opt(weights), len(values), self._consumed)
-        return ret, int(self._consumed[0])
-
-
 EMPTY_KEY: Final[int] = lib.PM_EMPTY_KEY
 BATCH_ENTRIES: Final[int] = lib.PM_BATCH_ENTRIES
 TRANSLATE_SPAN: Final[int] = lib.PM_TRANSLATE_SPAN

@@ -10,3 +10,5 @@
 Runs of adjacent pages come from :mod:`physmem._runs` (the C run finder). Submodules load
 on import, not with the package: the CLI pays only for what it uses.
 """
+
+__all__ = ["classes", "contiguity", "fragmentation", "physmap", "plots", "runcheck"]

@@ -45,7 +45,7 @@ from .._args import as_nonneg, as_positive
 from .._runs import runs_of
 from .._syntax import parse_cpulist
 from ..errors import InvalidArgument, PhysmemError
-from ..hugepages._pools import supported_sizes
+from .._hugepools import supported_sizes
 from ..hugepages.reservation import parse_size
 from ..hugepages.sizes import format_size
 from ..kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, default_threads, read_range
@@ -635,7 +635,7 @@ def _cgroup_paths(inodes: set[int], proc_root: str) -> dict[int, str]:
         return found
     for dirpath in _sysfs.walk_dirs(root):
         try:
-            ino = os.stat(dirpath).st_ino
+            ino = _sysfs.stat(dirpath, "cannot stat a cgroup").st_ino
         except OSError:
             continue
         if ino in inodes:

@@ -17,7 +17,7 @@ from .._kpfcore import _threads
 from ..errors import InvalidArgument, PermissionDenied
 from .physmap import free_runs, zone_spans
 
-__all__ = ["ZoneFragmentation", "fragmentation"]
+__all__ = ["ZoneFragmentation", "zone_fragmentation"]
 
 MIB2 = 2 << 20
 GIB = 1 << 30
@@ -52,7 +52,7 @@ def _order_of(size: int, page: int) -> int:
     return (size // page).bit_length() - 1
 
 
-def fragmentation(node: int | None = None, *, runs: bool = True,
+def zone_fragmentation(node: int | None = None, *, runs: bool = True,
                   proc_root: str = "/proc", threads: int | None = None) -> list[ZoneFragmentation]:
     """One record per zone with memory (of ``node``, or all nodes), in /proc/buddyinfo order;
     a node without memory has none, a node the kernel does not have is InvalidArgument.

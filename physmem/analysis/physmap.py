@@ -28,6 +28,7 @@ import numpy as np
 from .. import addressing, proc
 from .._args import as_int
 from .._runs import extend_free_heads, runs_of
+from .._syntax import format_size
 from ..errors import InvalidArgument
 from ..kpageflags import KPF, KPageFlags, read_range
 from ..pagemap import PageMap
@@ -179,17 +180,10 @@ def _parse_cell(cell: int, page: int, frames: int) -> int:
         # A larger cell is one cell with most of it past the end of memory: refuse it
         # rather than draw a map of one mostly empty cell.
         raise InvalidArgument(
-            f"cell size {_size_text(cell)} is larger than all physical memory "
-            f"({frames} frames of {page} bytes = {_size_text(frames * page)}): "
-            f"give at most {_size_text(frames * page)}")
+            f"cell size {format_size(cell)} is larger than all physical memory "
+            f"({frames} frames of {page} bytes = {format_size(frames * page)}): "
+            f"give at most {format_size(frames * page)}")
     return cell // page
-
-
-def _size_text(n: int) -> str:
-    for shift, unit in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift}{unit}"
-    return f"{n} bytes"
 
 
 def cell_map(cell: int = 2 << 20, *, pid: int | None = None, flags: np.ndarray | None = None,

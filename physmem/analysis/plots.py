@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import PhysmemError
+from .._syntax import format_size
+from ..errors import MissingDependency
 from .classes import (BLOCK_STATE_INFO, CLASS_INFO, COLOURS, FRAME_INFO, BlockState, Frame,
                       PageClass)
 from .fragmentation import ZoneFragmentation
@@ -21,29 +22,21 @@ if TYPE_CHECKING:
 
     from .contiguity import Forecast
 
-__all__ = ["PlotUnavailable", "plot_map", "plot_frag", "plot_contig"]
-
-
-class PlotUnavailable(PhysmemError, ImportError):
-    """matplotlib is not installed."""
+__all__ = ["plot_map", "plot_frag", "plot_contig"]
 
 
 def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise PlotUnavailable("pictures need matplotlib: pip install 'physmem[plot]'") from None
+        raise MissingDependency("pictures need matplotlib: pip install 'physmem[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if n == int(n) else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
+    return format_size(int(n), exact=False)
 
 
 def plot_map(cm: CellMap, path: str, *, columns: int | None = None,

@@ -22,7 +22,7 @@ from .. import addressing
 from .._args import as_positive
 from .._runs import runs_of
 from ..errors import InvalidArgument
-from ..hugepages._pools import supported_sizes
+from .._hugepools import supported_sizes
 from ..hugepages.reservation import parse_size
 from ..hugepages.sizes import format_size
 from ..kpageflags import KPageFlags

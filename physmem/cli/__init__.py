@@ -26,6 +26,9 @@ from ..errors import InvalidArgument, PageNotPresent, PhysmemError, ProcessGone
 from ._options import add_json, add_roots
 from ._output import Output, print_error
 
+__all__ = ["COMMANDS", "Exit", "EXIT_HELP", "NO_SIZES", "SIZES_HELP", "Command", "command",
+           "exit_code", "build_parser", "main"]
+
 # The one dispatch table: each command, in the order `physmem --help` lists them, and the
 # Command that defines it, as MODULE.NAME in this package (imported when the parser is built).
 COMMANDS: dict[str, str] = {
@@ -120,8 +123,8 @@ def exit_code(exc: BaseException) -> Exit:
         return Exit.USAGE
     if isinstance(exc, (PageNotPresent, ProcessGone)):
         return Exit.NOT_FOUND
-    # physmem's errors for a missing optional package (MissingDependency, PlotUnavailable)
-    # are ImportErrors; main() lets no other ImportError reach here.
+    # physmem's error for a missing optional package (MissingDependency) is an
+    # ImportError; main() lets no other ImportError reach here.
     if isinstance(exc, ImportError):
         return Exit.MISSING_DEPENDENCY
     return Exit.ERROR

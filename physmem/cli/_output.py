@@ -11,6 +11,7 @@ import sys
 import time
 from typing import IO, Any, Callable, Sequence
 
+from .._syntax import format_size
 from ..errors import PhysmemError, error_from_errno
 
 # Python spellings in library messages -> what a CLI user types instead. The library speaks
@@ -83,7 +84,7 @@ class Output:
 
     def size(self, n: int) -> str:
         """A size for people (``64.0 MiB``), or exact bytes under ``--bytes``."""
-        return str(int(n)) if self.raw_bytes else human_bytes(n)
+        return str(int(n)) if self.raw_bytes else format_size(int(n), exact=False)
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
               align: str | None = None) -> None:
@@ -141,15 +142,6 @@ def printable(text: str) -> str:
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
     """``1 page``, ``2 pages`` (``nouns`` for an irregular plural)."""
     return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
-
-
-def human_bytes(n: int) -> str:
-    x: float = n   # divided down unit by unit
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(x) < 1024 or unit == "TiB":
-            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
-        x /= 1024
-    return f"{x} B"  # pragma: no cover
 
 
 def write_png(draw: Callable[..., None], data: Any, path: str) -> None:

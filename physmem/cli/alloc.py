@@ -7,6 +7,8 @@ from . import Command, Exit
 from ._options import add_node, check_node, check_page_size
 from ._output import Output, plural
 
+__all__ = ["arguments", "run", "ALLOC"]
+
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("size", metavar="SIZE",

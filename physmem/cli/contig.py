@@ -10,6 +10,9 @@ from . import Command, Exit
 from ._options import add_node, add_png, add_threads, check_node, check_threads
 from ._output import Output, write_png
 
+__all__ = ["arguments", "parse_want", "verdict_json", "VERDICT_EXIT", "run", "print_forecast",
+           "CONTIG"]
+
 if TYPE_CHECKING:
     from ..analysis.contiguity import Forecast, Verdict
 

@@ -16,6 +16,8 @@ from . import Command, Exit
 from ._options import count_arg, parse_int, pid_arg, seconds_arg
 from ._output import Output, plural
 
+__all__ = ["range_arg", "arguments", "run", "DMA"]
+
 if TYPE_CHECKING:
     from ..dma.safety import DmaAudit, Region
     from ..dma.watchdog import Move

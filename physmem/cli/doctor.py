@@ -7,6 +7,8 @@ from typing import Iterator
 from . import Command, Exit
 from ._output import Output
 
+__all__ = ["EXAMPLE", "arguments", "run", "DOCTOR"]
+
 EXAMPLE = """example:
   physmem doctor                      # every section
   physmem doctor --section isolation --json
@@ -36,7 +38,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
-    from ..validate import Severity, run as validate
+    from ..findings import Severity
+    from ..validate import run as validate
 
     status = {Severity.INFO: Exit.OK, Severity.WARNING: Exit.WARNINGS,
               Severity.ERROR: Exit.ERRORS}

@@ -18,6 +18,8 @@ from . import Command, Exit
 from ._options import check_directory, refused, seconds_arg
 from ._output import Output
 
+__all__ = ["DESCRIPTION", "EXAMPLE", "MISSING", "MISSING_HTTP", "arguments", "run", "EXPORTER"]
+
 DESCRIPTION = ("Serve physmem's readings to Prometheus on /metrics, or write them for "
                "node_exporter's textfile collector. Needs the prometheus-client library: "
                "pip install 'physmem[exporter]'.")

@@ -8,6 +8,8 @@ from . import Command, Exit
 from ._options import add_node, add_png, add_threads, check_node, check_threads
 from ._output import Output, write_png
 
+__all__ = ["arguments", "run", "FRAG"]
+
 
 def arguments(p: argparse.ArgumentParser) -> None:
     add_node(p, "only this NUMA node")
@@ -17,11 +19,11 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> Exit:
-    from ..analysis.fragmentation import fragmentation
+    from ..analysis.fragmentation import zone_fragmentation
 
     check_threads(args.threads)
     node = check_node(args.node)
-    records = fragmentation(node, threads=args.threads)
+    records = zone_fragmentation(node, threads=args.threads)
     if args.png:
         from ..analysis.plots import plot_frag
 

@@ -11,6 +11,8 @@ from . import Command, Exit
 from ._options import add_node, check_node, check_page_size, count_arg
 from ._output import Output, Progress, plural, printable
 
+__all__ = ["arguments", "run", "HUGEPAGES"]
+
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", default="list",

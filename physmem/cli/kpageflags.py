@@ -9,6 +9,8 @@ from . import Command, Exit
 from ._options import int_arg, parse_int
 from ._output import Output, Progress, plural
 
+__all__ = ["arguments", "run", "KPAGEFLAGS"]
+
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pfns", metavar="PFN", nargs="*", help="page frame number (0x hex or decimal)")

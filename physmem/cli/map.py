@@ -9,6 +9,8 @@ from . import Command, Exit
 from ._options import add_pid, add_png, add_threads, check_threads
 from ._output import Output, Progress, plural, write_png
 
+__all__ = ["STRIP_WIDTH", "arguments", "to_json", "run", "MAP"]
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     fc = None
     if getattr(args, "blockers", False):
         from ..analysis.contiguity import forecast
-        from ..hugepages._pools import supported_sizes
+        from .._hugepools import supported_sizes
 
         sizes = supported_sizes()
         fc = forecast(sizes=sizes[-1:] or None, threads=args.threads)

@@ -8,6 +8,8 @@ from . import Command, Exit
 from ._options import check_directory, refused, seconds_arg
 from ._output import Output
 
+__all__ = ["DESCRIPTION", "EXAMPLE", "arguments", "run", "NFD"]
+
 DESCRIPTION = ("Write what this node's kernel could hand out (hugepages per size, now and after "
                "compaction, the longest contiguous run) and whether DMA memory can be pinned, "
                "as a feature file of Node Feature Discovery's local source: NFD's worker turns "

@@ -10,6 +10,8 @@ from . import Command, Exit
 from ._options import count_arg
 from ._output import Output
 
+__all__ = ["EXAMPLE", "arguments", "run", "PLAN"]
+
 EXAMPLE = """example:
   physmem plan --device 0000:03:00.0 --loops 2
   physmem plan --json
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     from .._syntax import format_cpulist
     from ..topology.pci import PCI_ADDRESS
 
-    topo = topology.read(args.sys_root, args.proc_root)
+    topo = topology.discover(args.sys_root, args.proc_root)
     known = {d.address for d in topo.pci_devices}
     devices = [d.lower() for d in args.device or ()]  # sysfs names are lower case
     for dev in devices:

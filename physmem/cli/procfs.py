@@ -8,6 +8,9 @@ from . import Command, Exit
 from ._options import add_pid
 from ._output import Output
 
+__all__ = ["maps", "smaps", "numa_maps", "meminfo", "buddyinfo", "MAPS", "SMAPS", "NUMA_MAPS",
+           "MEMINFO", "BUDDYINFO"]
+
 
 def _vma(v: Any) -> dict[str, Any]:
     return {"start": v.start, "end": v.end, "prot": "".join(

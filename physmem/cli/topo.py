@@ -6,6 +6,8 @@ import argparse
 from . import Command, Exit
 from ._output import Output
 
+__all__ = ["EXAMPLE", "run", "TOPO"]
+
 EXAMPLE = """example:
   physmem topo            # nodes with their usable CPUs, memory and distances
   physmem topo --json     # everything: nodes, cpus, pci_devices, cmdline, cpuset, anomalies
@@ -16,7 +18,7 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
     from .. import topology
     from ..topology import format_cpulist
 
-    topo = topology.read(args.sys_root, args.proc_root)
+    topo = topology.discover(args.sys_root, args.proc_root)
     if out.json:
         out.emit_json(topo.to_dict())
         return Exit.OK

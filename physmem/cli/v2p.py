@@ -8,6 +8,8 @@ from . import Command, Exit
 from ._options import add_pid, parse_int
 from ._output import Output
 
+__all__ = ["arguments", "run", "V2P"]
+
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("addresses", metavar="ADDRESS", nargs="+", help="virtual address (0x hex or decimal)")

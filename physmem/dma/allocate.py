@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _sysfs
 from ..addressing import page_size as _base_page
-from .._args import as_bool
+from .._args import as_bool, as_positive, as_power_of_two
 from .._raw import mapping as _map
 from .._runs import find_runs, runs_of
 from ..errors import (
@@ -27,7 +27,6 @@ from ..errors import (
 )
 from ..hugepages.growth import Growth
 from ..hugepages.reservation import (
-    _human,
     describe_free_memory,
     parse_size,
     pool_dir,
@@ -63,8 +62,9 @@ def _check_size(size: object, name: str = "size") -> int:
     # a shortage to be told how many pages to reserve.
     memory = meminfo()["MemTotal"]
     if size > memory:
-        raise InvalidArgument(f"{name} {size} bytes ({_human(size)}) is more than this "
-                              f"machine's memory ({_human(memory)}): ask for less")
+        raise InvalidArgument(f"{name} {size} bytes ({format_size(size, exact=False)}) is more "
+                              f"than this machine's memory ({format_size(memory, exact=False)}): "
+                              "ask for less")
     return size
 
 
@@ -79,14 +79,14 @@ def _on_node(node: int | None) -> Iterator[None]:
     if node is None:
         yield
         return
-    from ..numa import MemPolicyMode, get_policy, set_policy
+    from ..numa import MemPolicyMode, get_mempolicy, set_mempolicy
 
-    before = get_policy()
-    set_policy(MemPolicyMode.BIND, {node})
+    before = get_mempolicy()
+    set_mempolicy(MemPolicyMode.BIND, {node})
     try:
         yield
     finally:
-        set_policy(before.mode, before.nodes, static_nodes=before.static_nodes,
+        set_mempolicy(before.mode, before.nodes, static_nodes=before.static_nodes,
                    relative_nodes=before.relative_nodes)
 
 
@@ -298,11 +298,9 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
     pool_dir(ps, node)  # validates node
     if align is None:
         align = ps
-    if isinstance(align, bool) or not isinstance(align, int) or align <= 0 or align & (align - 1):
-        raise InvalidArgument(f"align {align!r} must be a power of two (bytes)")
-    if max_segments is not None and (isinstance(max_segments, bool)
-                                     or not isinstance(max_segments, int) or max_segments < 1):
-        raise InvalidArgument(f"max_segments {max_segments!r} must be a positive integer")
+    align = as_power_of_two(align, "align")
+    if max_segments is not None:
+        max_segments = as_positive(max_segments, "max_segments")
     mode = check_mode(pin)
     n = -(-nbytes // ps)
     # Pages the buffer will hold pinned must first leave ZONE_MOVABLE and CMA, where a pin

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._records import AddressArray
 from .._runs import find_runs, run_table
 from ..addressing import as_uint64_array, page_size
 from ..errors import (
@@ -132,7 +133,7 @@ class DmaBuffer:
             # with the figures (mlock's refusal cannot: it has only an errno).
             if pin is not False:
                 try:
-                    self._pin = _pins.pin(self.address, self.size)
+                    self._pin = _pins.pin_range(self.address, self.size)
                 except PinUnavailable as exc:
                     if pin is True:
                         raise
@@ -159,7 +160,7 @@ class DmaBuffer:
 
     def _set_layout(self, page_paddr: np.ndarray) -> None:
         self._page_paddr = np.ascontiguousarray(page_paddr, dtype=np.uint64)
-        self.segments = _segments(self.address, self._page_paddr, self.page_size)
+        self.segments = _segments(self.address, self._page_paddr, self.page_size).view(AddressArray)
         self.segments.flags.writeable = False
         self._voff = (self.segments["vaddr"] - np.uint64(self.address)).copy()
         by_phys = np.argsort(self.segments["paddr"])
@@ -291,7 +292,7 @@ class DmaBuffer:
         (out of ZONE_MOVABLE), PhysicalAddressChanged is raised and the pin kept."""
         self._require_open()
         if self._pin is None:
-            self._pin = _pins.pin(self.address, self.size)
+            self._pin = _pins.pin_range(self.address, self.size)
             self.pin_error = None
         self.verify()
 

@@ -24,14 +24,15 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Union
 
+from .._records import hex_fields
 from .._args import as_bool
 from .._raw import pin as _raw
 from .._forkstate import ProcessLocal
 from .._raw import mapping as _map
 from ..errors import InvalidArgument, PinUnavailable, error_from_errno
-from ..hugepages.reservation import _human
+from .._syntax import format_size
 
-__all__ = ["PinMode", "Pin", "pin", "unpin", "settle", "needs_settling", "unavailable_reason",
+__all__ = ["PinMode", "Pin", "pin_range", "unpin", "settle", "needs_settling", "unavailable_reason",
            "check_mode", "SLOTS", "ring_fds"]
 
 PinMode = Union[bool, Literal["auto"]]
@@ -51,6 +52,7 @@ def check_mode(pin: object) -> PinMode:
                               "pin) or 'auto' (pin where the kernel allows)") from None
 
 
+@hex_fields("address")
 @dataclass(frozen=True)
 class Pin:
     """A pinned range: ``address``/``size``, and the ring and slots that hold it."""
@@ -156,7 +158,7 @@ def _unpin_all_at_exit() -> None:
 atexit.register(_unpin_all_at_exit)
 
 
-def pin(address: int, size: int) -> Pin:
+def pin_range(address: int, size: int) -> Pin:
     """Pin ``size`` bytes at ``address`` (whole pages of a mapping of this process) for the
     long term; raises :class:`~physmem.errors.PinUnavailable` naming the cause and fix."""
     return _pinner.get().pin(address, size)
@@ -173,7 +175,7 @@ def settle(address: int, size: int) -> None:
     adjacent ones is chosen, so that pinning the chosen run later moves nothing. A pin the
     kernel refuses changes nothing here: the buffer's own pin reports it."""
     try:
-        unpin(pin(address, size))
+        unpin(pin_range(address, size))
     except PinUnavailable:
         pass
 
@@ -258,13 +260,15 @@ def _explain(err: int, what: str, size: int) -> PinUnavailable:
         return PinUnavailable(f"{what}: {how}", cause="disabled", errno=err)
     if err == _errno.ENOMEM and not (me.get("CapEff", 0) >> _CAP_IPC_LOCK) & 1:
         soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-        limit = "unlimited" if soft == resource.RLIM_INFINITY else _human(soft)
+        limit = ("unlimited" if soft == resource.RLIM_INFINITY
+                 else format_size(soft, exact=False))
         # The kernel sums the pins of all of the user's rings, which no file shows; this
         # process's share is its VmPin.
         held = me.get("VmPin") or 0
+        pinning, total, mine = (format_size(n, exact=False) for n in (size, held + size, held))
         return PinUnavailable(
-            f"{what}: RLIMIT_MEMLOCK is {limit}, and pinning {_human(size)} would bring this "
-            f"user's io_uring pins to at least {_human(held + size)} ({_human(held)} "
+            f"{what}: RLIMIT_MEMLOCK is {limit}, and pinning {pinning} would bring this "
+            f"user's io_uring pins to at least {total} ({mine} "
             "pinned by this process already; the user's other processes count too); raise "
             "the limit (`ulimit -l`, systemd `LimitMEMLOCK=`, `--ulimit memlock=` in "
             "containers) or grant CAP_IPC_LOCK", cause="memlock", errno=err)

@@ -9,12 +9,12 @@ both virtually and physically; that alignment is what makes ``align`` and ``boun
 from __future__ import annotations
 
 import errno as _errno
-import operator
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._args import as_nonneg
+from .._records import hex_fields
+from .._args import as_int, as_nonneg, as_power_of_two
 from .._raw import check
 from .._raw import dmapool as _raw
 from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
@@ -29,6 +29,7 @@ _c_alloc = _raw.alloc
 _c_free = _raw.free
 
 
+@hex_fields("address", "phys")
 class DmaBlock(NamedTuple):
     """A block from :meth:`DmaPool.alloc`: virtual ``address``, physical ``phys`` and the
     ``size`` (bytes) asked for. Immutable; give it back with :meth:`DmaPool.free`."""
@@ -36,9 +37,6 @@ class DmaBlock(NamedTuple):
     address: int
     phys: int
     size: int
-
-    def __repr__(self) -> str:
-        return f"DmaBlock(address={self.address:#x}, phys={self.phys:#x}, size={self.size})"
 
 
 class DmaBlocks(NamedTuple):
@@ -53,10 +51,6 @@ class DmaBlocks(NamedTuple):
 
 def _trailing_zeros(value: int) -> int:
     return (value & -value).bit_length() - 1
-
-
-def _is_pow2(value: int) -> bool:
-    return value > 0 and not value & (value - 1)
 
 
 class DmaPool:
@@ -291,19 +285,12 @@ class DmaPool:
     def _check_request(self, nbytes: Any, align: Any,
                        boundary: Any) -> tuple[int, int, int | None]:
         """Normalize numpy integers and the like; raise the precise error for bad values."""
-        nbytes = _as_int("nbytes", nbytes)
-        align = _as_int("align", align)
+        nbytes = as_int(nbytes, "nbytes")
         if nbytes <= 0:
             raise InvalidArgument(f"nbytes={nbytes} must be a positive number of bytes")
-        if not _is_pow2(align):
-            raise InvalidArgument(
-                f"align={align} must be a power of two number of bytes (64, 4096, ...)")
+        align = as_power_of_two(align, "align")
         if boundary is not None:
-            boundary = _as_int("boundary", boundary)
-            if not _is_pow2(boundary):
-                raise InvalidArgument(
-                    f"boundary={boundary} must be a power of two number of bytes (4096, "
-                    "65536, 1 << 32, ...)")
+            boundary = as_power_of_two(boundary, "boundary")
             if boundary < nbytes:
                 raise InvalidArgument(
                     f"boundary={boundary} is smaller than nbytes={nbytes}: such a block must "
@@ -342,11 +329,3 @@ class DmaPool:
             "freed (double free), is listed twice, or was never returned by this pool",
             address=block.address)
 
-
-def _as_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise InvalidArgument(f"{name}={value!r} must be an integer number of bytes")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise InvalidArgument(f"{name}={value!r} must be an integer number of bytes") from None

@@ -23,12 +23,14 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .._records import hex_fields
 from .._args import as_bool, as_pid
 from .._runs import RUN_DTYPE, find_runs, run_table
 from ..addressing import check_range, page_size
 from ..errors import InvalidArgument, PfnUnavailable, PhysmemError
 from ..pagemap import PM, PageMap
 from ..proc import Prot, Smaps, UringBuffer, VmaKind
+from ..proc._read import stat as proc_stat
 
 __all__ = ["Backing", "Verdict", "Region", "DmaAudit", "audit"]
 
@@ -63,6 +65,7 @@ _VERDICT_TEXT = {Verdict.STABLE: "stable", Verdict.LOCKED_MOVABLE: "locked but m
                  Verdict.COW_RISK: "copy-on-write risk after fork", Verdict.UNLOCKED: "unlocked"}
 
 
+@hex_fields("start", "end")
 @dataclass(frozen=True, eq=False)
 class Region:
     """A mapping, or the part of one a range asked for, split where a pin starts or ends.
@@ -211,7 +214,7 @@ def _shmem_devices(pid: int | None, proc_root: str) -> set[int]:
     for m in table:
         if m.fstype == "tmpfs":
             try:
-                devices.add(os.stat(root + m.path).st_dev)
+                devices.add(proc_stat(root + m.path, "cannot stat a tmpfs mount").st_dev)
             except OSError:
                 continue   # a mount point the process's root does not reach
     return devices

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Iterator, Union
 
 import numpy as np
 
-from .._args import as_pid, as_timeout
+from .._records import hex_fields
+from .._args import as_interval, as_pid, as_timeout
 from ..addressing import check_range
 from ..errors import InvalidArgument, ProcessGone
 from ..pagemap import PageMap
@@ -36,6 +37,7 @@ Target = Union["DmaBuffer", "DmaPool", "tuple[int, int]"]
 MAX_PAGES = 1 << 24
 
 
+@hex_fields("address", "old", "new")
 @dataclass(frozen=True)
 class Move:
     """Watched memory that changed frame: ``size`` bytes at virtual ``address`` of process
@@ -270,9 +272,7 @@ class Watch:
     def follow(self, interval: float = 0.1, *, timeout: float | None = None) -> Iterator[Move]:
         """Check now and every ``interval`` seconds, yielding moves as they are seen; ends
         after ``timeout`` seconds (None: never), or once every watched process has exited."""
-        step = as_timeout(interval, "interval")
-        if not step:
-            raise InvalidArgument(f"interval={interval!r} must be more than 0 seconds")
+        step = as_interval(interval)
         limit = as_timeout(timeout)
         start = time.monotonic()
         due = start

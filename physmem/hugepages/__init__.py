@@ -1,7 +1,8 @@
-"""Hugepages: the kernel's pools (_pools.py), changing them under one system-wide lock with a
-ledger of what each process changed (_ledger.py, settled by guard.py's guardian if it dies),
-growing them on purpose (reservation.py) or for one buffer with nothing left behind
-(growth.py), and who holds their pages (holders.py)."""
+"""Hugepages: the kernel's pools (read by physmem/_hugepools.py, below every user of page
+sizes), changing them under one system-wide lock with a ledger of what each process
+changed (_ledger.py, settled by guard.py's guardian if it dies), growing them on purpose
+(reservation.py) or for one buffer with nothing left behind (growth.py), and who holds
+their pages (holders.py)."""
 from __future__ import annotations
 
 from .holders import (
@@ -17,7 +18,7 @@ from .holders import (
                       require_every_process,
                       sees_every_process,
 )
-from ._pools import Pool, default_size, node_pools, pools, supported_sizes
+from .._hugepools import Pool, default_size, node_pools, pools, supported_sizes
 from .reservation import (
                       HugetlbfsMount,
                       Reservation,
@@ -25,7 +26,7 @@ from .reservation import (
                       demote,
                       demote_size,
                       free_stuck_surplus,
-                      mounts,
+                      hugetlbfs_mounts,
                       parse_size,
                       release_free,
                       reserve,
@@ -34,7 +35,8 @@ from .reservation import (
 )
 
 __all__ = ["Pool", "default_size", "node_pools", "pools", "supported_sizes", "HugetlbfsMount",
-           "Reservation", "compact", "demote", "demote_size", "mounts", "parse_size", "reserve",
+           "Reservation", "compact", "demote", "demote_size", "hugetlbfs_mounts", "parse_size",
+           "reserve",
            "set_pool_size", "release_free", "stuck_surplus", "free_stuck_surplus", "Audit",
            "HugetlbfsFile", "HugetlbFd", "HugetlbMapping", "PoolAudit", "audit", "remove_orphans",
            "Cleanup", "KeptFile", "require_every_process", "sees_every_process"]

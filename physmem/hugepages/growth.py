@@ -28,7 +28,7 @@ from .._raw import poolguard as _claims
 from ..addressing import page_size as _base_page
 from ..errors import error_from_errno
 from ._ledger import Claim, Ledger, pool_lock
-from ._pools import supported_sizes
+from .._hugepools import supported_sizes
 from .reservation import (
     _check_memory,
     _count,

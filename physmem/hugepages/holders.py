@@ -23,10 +23,11 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
+from .._records import hex_fields
 from ..errors import PermissionDenied, PhysmemError
 from ..proc.fds import FileStat, mapped_file, namespace, open_files, pids
 from ._hugetlbfs import Remover, Staged, hugetlbfs_mounts, mount_files, open_mount
-from ._pools import pools, supported_sizes
+from .._hugepools import pools, supported_sizes
 
 __all__ = ["HugetlbMapping", "HugetlbFd", "HugetlbfsFile", "PoolAudit", "Audit", "Cleanup",
            "KeptFile", "audit", "remove_orphans", "require_every_process", "sees_every_process"]
@@ -40,6 +41,7 @@ _INITIAL_PID_NAMESPACE = 0xEFFFFFFC
 _BATCH = 64
 
 
+@hex_fields("start", "end")
 @dataclass(frozen=True)
 class HugetlbMapping:
     """A hugetlb mapping of a process. ``pages`` are faulted in (of ``page_size``);

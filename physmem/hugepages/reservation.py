@@ -15,7 +15,7 @@ from .. import _sysfs, sysctl
 from .._args import as_nonneg
 from .._raw import poolguard as _claims
 from .._sysfs import read_int
-from .._syntax import parse_size
+from .._syntax import format_size, parse_size
 from ..errors import (
     FileMissing,
     HugePagesUnavailable,
@@ -23,11 +23,12 @@ from ..errors import (
     error_from_errno,
 )
 from ._ledger import Claim, pool_lock
-from ._pools import default_size, supported_sizes
+from .._hugepools import default_size, supported_sizes
 from .sizes import explain_size, format_size
 
 __all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "release_free",
-           "stuck_surplus", "free_stuck_surplus", "demote", "demote_size", "compact", "mounts",
+           "stuck_surplus", "free_stuck_surplus", "demote", "demote_size", "compact",
+           "hugetlbfs_mounts",
            "pool_dir", "parse_size", "resolve_size", "describe_free_memory", "persistent_pages",
            "MEMORY_MARGIN_FRACTION", "MEMORY_MARGIN_MIN"]
 
@@ -47,8 +48,7 @@ def pool_dir(size: int, node: int | None = None, *, sys_root: str = "/sys") -> s
     leaf = f"hugepages/hugepages-{size // 1024}kB"
     if node is None:
         return f"{sys_root}/kernel/mm/{leaf}"
-    if isinstance(node, bool) or not isinstance(node, int) or node < 0:
-        raise InvalidArgument(f"node {node!r} must be a non-negative integer")
+    node = as_nonneg(node, "node")
     path = f"{sys_root}/devices/system/node/node{node}/{leaf}"
     if not _sysfs.is_dir(path):
         have = sorted(int(d[4:]) for d in _sysfs.listdir(f"{sys_root}/devices/system/node")
@@ -98,20 +98,15 @@ def _check_memory(pages: int, size: int, node: int | None, proc_root: str) -> No
         return
     allowed, available, margin = allowance
     where = "" if node is None else f" on node {node}"
+    asked, have, kept, left = (format_size(n, exact=False)
+                               for n in (pages * size, available, margin, allowed))
     raise HugePagesUnavailable(
         f"refusing to grow the {format_size(size)} hugepage pool{where} by {pages} pages "
-        f"({_human(pages * size)}): MemAvailable is {_human(available)}, and a margin of "
-        f"{_human(margin)} is kept for the rest of the system, which leaves "
-        f"{_human(allowed)} ({allowed // size} pages). Ask for fewer pages, free memory, "
+        f"({asked}): MemAvailable is {have}, and a margin of {kept} is kept for the rest of "
+        f"the system, which leaves {left} ({allowed // size} pages). Ask for fewer pages, "
+        "free memory, "
         "or pass force=True to take it anyway",
         obtained=0, wanted=pages, size=size, node=node)
-
-
-def _human(nbytes: int) -> str:
-    for unit, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if nbytes >= unit:
-            return f"{nbytes / unit:.1f} {name}"
-    return f"{nbytes} bytes"
 
 
 def _write(path: str, value: int) -> None:
@@ -375,8 +370,7 @@ def compact(node: int | None = None, *, sys_root: str = "/sys", proc_root: str =
     if node is None:
         sysctl.write("vm.compact_memory", 1, proc_root=proc_root)
         return
-    if isinstance(node, bool) or not isinstance(node, int) or node < 0:
-        raise InvalidArgument(f"node {node!r} must be a non-negative integer")
+    node = as_nonneg(node, "node")
     path = f"{sys_root}/devices/system/node/node{node}/compact"
     if not _sysfs.exists(path):
         raise InvalidArgument(f"NUMA node {node} does not exist or cannot be compacted ({path})")
@@ -391,7 +385,7 @@ class HugetlbfsMount(NamedTuple):
     options: tuple[str, ...]
 
 
-def mounts(proc_root: str = "/proc") -> list[HugetlbfsMount]:
+def hugetlbfs_mounts(proc_root: str = "/proc") -> list[HugetlbfsMount]:
     """hugetlbfs mount points of this process's mount namespace."""
     from ..proc import mounts as all_mounts
 

@@ -8,28 +8,23 @@ from __future__ import annotations
 
 import os
 
+from .._hugepools import supported_sizes
+from .._syntax import format_size
+from ..proc._cpuinfo import parse_cpuinfo
 from ..proc._read import read_optional
-from ._pools import supported_sizes
 
 __all__ = ["architecture_sizes", "explain_size", "format_size"]
 
 K, M, G = 1 << 10, 1 << 20, 1 << 30
 
 
-def format_size(size: int) -> str:
-    for unit, name in ((G, "G"), (M, "M"), (K, "K")):
-        if size >= unit and size % unit == 0:
-            return f"{size // unit}{name}"
-    return str(size)
-
-
-def _cpuinfo(proc_root: str) -> str:
-    return (read_optional(f"{proc_root}/cpuinfo") or b"").decode(errors="replace").lower()
-
-
-def architecture_sizes(machine: str, *, cpuinfo: str = "", page_size: int = 4096) -> dict[int, str | None]:
-    """Sizes the architecture defines -> the requirement this CPU fails (``None`` = met)."""
-    flags = set(cpuinfo.replace(":", " ").replace(",", " ").split())
+def architecture_sizes(machine: str, *, cpuinfo: str | bytes = "",
+                       page_size: int = 4096) -> dict[int, str | None]:
+    """Sizes the architecture defines -> the requirement this CPU fails (``None`` = met);
+    ``cpuinfo`` is the text of /proc/cpuinfo."""
+    fields = {name.lower(): value for name, value in reversed(parse_cpuinfo(cpuinfo).items())}
+    # x86 "flags", arm64 "Features", s390 "features"
+    flags = set(fields.get("flags", "").split()) | set(fields.get("features", "").split())
     if machine == "x86_64":
         return {2 * M: None, G: None if "pdpe1gb" in flags else "the CPU flag pdpe1gb"}
     if machine in ("i386", "i586", "i686"):
@@ -39,13 +34,13 @@ def architecture_sizes(machine: str, *, cpuinfo: str = "", page_size: int = 4096
                       64 * K: [2 * M, 512 * M, 16 * G]}
         return {s: None for s in by_granule.get(page_size, by_granule[4 * K])}
     if machine.startswith("ppc64"):
-        radix = "mmu\t\t: radix" in cpuinfo or "radix" in flags
+        radix = fields.get("mmu", "").lower() == "radix"
         sizes = {2 * M: None, G: None} if radix else {16 * M: None, 16 * G: None}
         other = {16 * M: "the hash MMU", 16 * G: "the hash MMU"} if radix else \
             {2 * M: "the radix MMU (POWER9+)", G: "the radix MMU (POWER9+)"}
         return {**other, **sizes}
     if machine == "riscv64":
-        return {64 * K: None if "svnapot" in cpuinfo else "the Svnapot extension",
+        return {64 * K: None if "svnapot" in fields.get("isa", "") else "the Svnapot extension",
                 2 * M: None, G: None}
     if machine == "s390x":
         return {M: None if "edat" in flags else "EDAT-1",
@@ -60,7 +55,7 @@ def explain_size(size: int, *, sys_root: str = "/sys", proc_root: str = "/proc",
     if size in have:
         return None
     machine = machine or os.uname().machine
-    table = architecture_sizes(machine, cpuinfo=_cpuinfo(proc_root),
+    table = architecture_sizes(machine, cpuinfo=read_optional(f"{proc_root}/cpuinfo") or b"",
                                page_size=os.sysconf("SC_PAGE_SIZE"))
     name = format_size(size)
     offered = ", ".join(format_size(s) for s in have) or "none"

@@ -1,9 +1,6 @@
 """NUMA: memory policy and page placement (policy.py), automatic balancing (autobalance.py)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from .._deprecated import renamed
 from .autobalance import Balancing, BalancingMode, balancing, set_balancing
 from .policy import (
                      NOT_PRESENT,
@@ -11,19 +8,14 @@ from .policy import (
                      MemPolicy,
                      MemPolicyMode,
                      bind,
-                     get_policy,
+                     get_mempolicy,
                      move,
                      node_of,
                      online_nodes,
                      possible_nodes,
-                     set_policy,
+                     set_mempolicy,
 )
 
 __all__ = ["Balancing", "BalancingMode", "balancing", "set_balancing", "MemPolicy",
-           "MemPolicyMode", "bind", "get_policy", "move", "node_of", "online_nodes",
-           "possible_nodes", "set_policy", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]
-
-
-if not TYPE_CHECKING:  # old names, for one release
-    def __getattr__(name: str) -> Any:
-        return renamed(__name__, name, {"Policy": "MemPolicyMode"}, globals().__getitem__)
+           "MemPolicyMode", "bind", "get_mempolicy", "move", "node_of", "online_nodes",
+           "possible_nodes", "set_mempolicy", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]

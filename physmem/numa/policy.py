@@ -27,8 +27,8 @@ from ..errors import InvalidArgument, error_from_errno
 from ..addressing import task_size
 from ..mapping import PAGE_SIZE, Mapping, check_mapped
 
-__all__ = ["MemPolicyMode", "MemPolicy", "bind", "set_policy", "get_policy", "node_of", "move",
-           "possible_nodes", "online_nodes", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]
+__all__ = ["MemPolicyMode", "MemPolicy", "bind", "set_mempolicy", "get_mempolicy", "node_of",
+           "move", "possible_nodes", "online_nodes", "NOT_PRESENT", "ZERO_PAGE_OR_UNMAPPED"]
 
 # Node masks handed to the kernel: 1024 bits, the largest MAX_NUMNODES (NODES_SHIFT=10).
 _MASK_BITS = 1024
@@ -203,7 +203,7 @@ def bind(target: Mapping | tuple[int, int], nodes: int | Iterable[int] = (),
                             f"{address:#x}+{length:#x}", mode, node_set, address)
 
 
-def set_policy(mode: MemPolicyMode | int, nodes: int | Iterable[int] = (), *,
+def set_mempolicy(mode: MemPolicyMode | int, nodes: int | Iterable[int] = (), *,
                static_nodes: bool = False, relative_nodes: bool = False,
                numa_balancing: bool = False) -> None:
     """set_mempolicy: the calling thread's default policy for new allocations."""
@@ -224,7 +224,7 @@ def set_policy(mode: MemPolicyMode | int, nodes: int | Iterable[int] = (), *,
                             node_set)
 
 
-def get_policy(address: int | Mapping | None = None) -> MemPolicy:
+def get_mempolicy(address: int | Mapping | None = None) -> MemPolicy:
     """get_mempolicy: the calling thread's policy, or (with ``address``) the policy of the
     memory at that address."""
     words = np.zeros(_MASK_WORDS, dtype=np.uint64)

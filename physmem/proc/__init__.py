@@ -12,17 +12,16 @@ from typing import TYPE_CHECKING, Any
 # Loaded on first use, like the package above: physmem's kpageflags summary reads /proc
 # through proc._read and must not pay for the maps parser's numpy on the way.
 _NAMES = {
-    "BuddyInfo": "zones", "Device": "_maps", "Finding": "checks", "IomemRange": "_iomem",
+    "BuddyInfo": "zones", "Device": "_maps", "IomemRange": "_iomem",
     "KIND_CODES": "_maps", "Mount": "_mounts", "NumaMap": "_numa_maps", "Oom": "_oom",
-    "PageTypeInfo": "zones", "Prot": "_maps", "Severity": "checks", "Smaps": "_smaps",
+    "PageTypeInfo": "zones", "Prot": "_maps", "Smaps": "_smaps",
     "SmapsList": "_smaps", "Stat": "pidstat", "Statm": "pidstat", "Vma": "_maps",
     "VmaKind": "_maps", "VmaList": "_maps", "Zone": "zones", "buddyinfo": "zones",
     "check_maps": "checks", "cpu_flags": "_cpuinfo", "iomem": "_iomem", "maps": "_maps",
     "meminfo": "_meminfo", "memory_totals": "_smaps", "mounts": "_mounts",
     "MountInfo": "_mounts", "mountinfo": "_mounts", "parse_mountinfo": "_mounts",
     "node_meminfo": "_meminfo", "numa_maps": "_numa_maps", "oom": "_oom", "pagetypeinfo": "zones",
-    "parse_buddyinfo": "zones", "parse_cpu_flags": "_cpuinfo", "parse_cpu_list": "pidstat",
-    "parse_iomem": "_iomem", "parse_maps": "_maps", "parse_meminfo": "_meminfo",
+    "parse_buddyinfo": "zones", "parse_cpu_flags": "_cpuinfo", "parse_iomem": "_iomem", "parse_maps": "_maps", "parse_meminfo": "_meminfo",
     "parse_mounts": "_mounts", "parse_numa_maps": "_numa_maps", "parse_pagetypeinfo": "zones",
     "parse_smaps": "_smaps", "parse_stat": "pidstat", "parse_status": "pidstat",
     "parse_vmstat": "_vmstat", "parse_zoneinfo": "zones", "set_oom_score_adj": "_oom",
@@ -33,7 +32,7 @@ _NAMES = {
 }
 
 if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real names
-    from .checks import Finding, Severity, check_maps
+    from .checks import check_maps
     from ._cpuinfo import cpu_flags, parse_cpu_flags
     from ._iomem import IomemRange, iomem, parse_iomem
     from ._maps import KIND_CODES, Device, Prot, Vma, VmaKind, VmaList, maps, parse_maps
@@ -44,7 +43,6 @@ if TYPE_CHECKING:  # what __getattr__ returns, so type checkers see the real nam
     from .pidstat import (
                           Stat,
                           Statm,
-                          parse_cpu_list,
                           parse_stat,
                           parse_status,
                           stat,
@@ -88,10 +86,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "KIND_CODES", "BuddyInfo", "Device", "Finding", "IomemRange", "Mount", "MountInfo", "NumaMap", "Oom", "PageTypeInfo", "Prot", "Severity",
+    "KIND_CODES", "BuddyInfo", "Device", "IomemRange", "Mount", "MountInfo", "NumaMap", "Oom", "PageTypeInfo", "Prot",
     "Smaps", "SmapsList", "Stat", "Statm", "Vma", "VmaKind", "VmaList", "Zone",
     "buddyinfo", "check_maps", "cpu_flags", "iomem", "maps", "meminfo", "memory_totals", "mountinfo", "mounts", "node_meminfo", "numa_maps",
-    "oom", "pagetypeinfo", "parse_buddyinfo", "parse_cpu_flags", "parse_cpu_list", "parse_iomem", "parse_maps", "parse_meminfo", "parse_mountinfo", "parse_mounts",
+    "oom", "pagetypeinfo", "parse_buddyinfo", "parse_cpu_flags", "parse_iomem", "parse_maps", "parse_meminfo", "parse_mountinfo", "parse_mounts",
     "parse_numa_maps", "parse_pagetypeinfo", "parse_smaps", "parse_stat", "parse_status",
     "parse_vmstat", "parse_zoneinfo", "set_oom_score_adj", "smaps", "smaps_rollup", "stat",
     "statm", "status", "status_field", "vmstat", "zoneinfo", "UringBuffer", "parse_uring_buffers",

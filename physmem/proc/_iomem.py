@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from .._records import hex_fields
 from ..errors import ParseError
 from ._read import read_bytes, u64
 
 __all__ = ["IomemRange", "iomem", "parse_iomem"]
 
 
+@hex_fields("start", "end")
 class IomemRange(NamedTuple):
     """One resource: ``[start, end)`` in bytes, its name and nesting depth (0: top level).
 

@@ -12,8 +12,9 @@ from typing import (Any, Generic, Iterable, Iterator, NamedTuple, Protocol, Supp
 
 import numpy as np
 
+from .._records import hex_fields
 from .._raw import procmaps as _raw
-from ..mapping import Prot  # the one PROT_* enum; the parser's rwx bits are its values
+from .._raw.mapping import Prot  # the one PROT_* enum; the parser's rwx bits are its values
 from ._cparse import Parsed, parse
 from ._read import pid_path, read_bytes
 
@@ -41,6 +42,7 @@ class Device(NamedTuple):
     minor: int
 
 
+@hex_fields("start", "end", "offset")
 class Vma(NamedTuple):
     """One mapping. ``path`` is "" for anonymous memory, the ``[...]`` name for pseudo ones."""
 

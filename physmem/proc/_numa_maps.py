@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from .._records import hex_fields
 from ..errors import ParseError
 from ._read import pid_path, read_bytes, u64
 
@@ -12,6 +13,7 @@ __all__ = ["NumaMap", "numa_maps", "parse_numa_maps"]
 _COUNTS = ("anon", "dirty", "mapped", "mapmax", "swapcache", "writeback")
 
 
+@hex_fields("address")
 class NumaMap(NamedTuple):
     """One numa_maps line. Page counts are in pages of ``kernelpagesize`` bytes."""
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..errors import InvalidArgument, ParseError
+from .._args import as_int
+from ..errors import ParseError
 from ._read import pid_path, read_bytes, write_bytes
 
 __all__ = ["Oom", "oom", "set_oom_score_adj"]
@@ -30,7 +31,6 @@ def oom(pid: int | None = None, proc_root: str = "/proc") -> Oom:
 
 def set_oom_score_adj(pid: int | None, value: int, proc_root: str = "/proc") -> None:
     """Set ``oom_score_adj`` (-1000..1000). Lowering it needs CAP_SYS_RESOURCE."""
-    if isinstance(value, bool) or not isinstance(value, int) or not -1000 <= value <= 1000:
-        raise InvalidArgument(f"oom_score_adj must be an int in -1000..1000, not {value!r}")
+    value = as_int(value, "oom_score_adj", lo=-1000, hi=1000)
     path = pid_path(proc_root, pid, "oom_score_adj")
     write_bytes(path, b"%d\n" % value, "cannot set oom_score_adj", pid=pid)

@@ -10,10 +10,11 @@ import errno
 import os
 
 from .._args import as_pid
+from .._readcore import exists, is_dir, read_bytes, read_optional, readlink, stat
 from ..errors import InvalidArgument, error_from_errno, translate_os_errors
 
 __all__ = ["pid_path", "read_bytes", "read_optional", "write_bytes", "open_fd", "listdir",
-           "kb_value", "u64"]
+           "stat", "readlink", "is_dir", "exists", "kb_value", "u64"]
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
@@ -24,65 +25,6 @@ def pid_path(proc_root: str, pid: int | None, name: str) -> str:
     if pid is None:
         return f"{proc_root}/self/{name}"
     return f"{proc_root}/{as_pid(pid)}/{name}"
-
-
-def _what(path: str) -> str:
-    return f"cannot read {os.path.basename(path)}"
-
-
-_FIRST_READ = 1 << 16  # most /proc files fit in one read
-
-
-def _readall(path: str) -> bytes:
-    # A small file (most: smaps_rollup, statm, status) in plain descriptor reads: a file
-    # object's open and readall add three system calls (fstat, lseek, fstat) to each, an
-    # eighth of reading smaps_rollup or statm.
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        data = os.read(fd, _FIRST_READ)
-        if len(data) < _FIRST_READ:
-            more = os.read(fd, _FIRST_READ)
-            if not more:
-                return data
-            data += more
-        # A big one (smaps: megabytes) from its start into one growing buffer, as
-        # FileIO.readall reads: chunks joined after cost 40% more on 3 MB (the copy and the
-        # page faults of a second buffer). Rereading the first chunk costs 2% of that.
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-        except OSError:  # a file that cannot seek: carry on from where the reads are
-            with open(fd, "rb", buffering=0, closefd=False) as f:
-                return data + f.readall()
-        with open(fd, "rb", buffering=0, closefd=False) as f:
-            return f.readall()
-    finally:
-        os.close(fd)
-
-
-def read_bytes(path: str, pid: int | None = None, what: str | None = None) -> bytes:
-    """The whole file at ``path``; ``pid`` lets a vanished /proc/<pid> become ProcessGone,
-    ``what`` says what was being read (default: the file's name)."""
-    try:
-        return _readall(path)
-    except OSError as exc:
-        # translate_os_errors' mapping, without a context manager's cost (a microsecond,
-        # a thirtieth of reading a small file) on the path that succeeds.
-        if exc.errno is None:
-            raise
-        raise error_from_errno(exc.errno, what or _what(path), path=path, pid=pid) from exc
-
-
-def read_optional(path: str, pid: int | None = None) -> bytes | None:
-    """Like :func:`read_bytes`, but ``None`` where the file does not exist (a kernel
-    without the feature, a captured tree) and without trailing NULs/newline, as
-    :func:`physmem._sysfs.read_optional`; every other failure raises as there."""
-    with translate_os_errors(_what(path), path=path, pid=pid):
-        try:
-            data = _readall(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-    # Captured trees (hwloc's test data) pad some files with NULs; the kernel never does.
-    return data.rstrip(b"\x00\n")
 
 
 def listdir(path: str, pid: int | None = None, *, missing_ok: bool = False) -> list[str]:

@@ -10,15 +10,17 @@ from typing import Any, NamedTuple, SupportsIndex, overload
 
 import numpy as np
 
+from .._records import hex_fields
 from .._raw import procmaps as _raw
 from ..errors import ParseError
 from ._cparse import Parsed, parse
-from ._read import pid_path, read_bytes
+from ._read import is_dir, pid_path, read_bytes
 from ._maps import Device, Prot, Vma, VmaKind, VmaList
 
 __all__ = ["Smaps", "SmapsList", "smaps", "smaps_rollup", "parse_smaps", "memory_totals"]
 
 
+@hex_fields("start", "end", "offset")
 class Smaps(NamedTuple):
     """A mapping (the :class:`Vma` fields) and all its smaps fields.
 
@@ -276,7 +278,7 @@ def smaps_rollup(pid: int | None = None, proc_root: str = "/proc") -> dict[str, 
         data = read_bytes(path, pid)
     except ProcessLookupError:
         # The kernel answers ESRCH for a process without an mm (kernel thread, zombie).
-        if os.path.isdir(os.path.dirname(path)):
+        if is_dir(os.path.dirname(path)):
             return {}
         raise
     # One record, so every key met is that record's: its column goes straight into the
@@ -302,7 +304,7 @@ def memory_totals(pid: int | None = None, proc_root: str = "/proc") -> dict[str,
     try:
         return smaps_rollup(pid, proc_root)
     except FileNotFoundError:
-        if pid is not None and not os.path.isdir(f"{proc_root}/{pid}"):
+        if pid is not None and not is_dir(f"{proc_root}/{pid}"):
             raise
     totals: dict[str, int] = {}
     for s in smaps(pid, proc_root):

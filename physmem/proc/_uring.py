@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .._records import hex_fields
 from ..errors import ParseError
 from ._read import pid_path, read_bytes
 
@@ -19,6 +20,7 @@ __all__ = ["UringBuffer", "parse_uring_buffers", "uring_buffers", "uring_fds"]
 RING_TARGET = "anon_inode:[io_uring]"
 
 
+@hex_fields("address")
 class UringBuffer(NamedTuple):
     """One registered io_uring fixed buffer: ring ``fd``, table ``slot``, virtual range."""
 
@@ -26,10 +28,6 @@ class UringBuffer(NamedTuple):
     slot: int
     address: int
     size: int
-
-    def __repr__(self) -> str:
-        return (f"UringBuffer(fd={self.fd}, slot={self.slot}, address={self.address:#x}, "
-                f"size={self.size})")
 
 
 def parse_uring_buffers(data: bytes, fd: int = -1, path: str = "fdinfo") -> list[UringBuffer]:

@@ -6,7 +6,7 @@ from typing import Iterable
 from ..findings import Finding, Severity
 from ._maps import Prot, Vma
 
-__all__ = ["Severity", "Finding", "check_maps"]
+__all__ = ["check_maps"]
 
 S = "maps"
 

@@ -7,11 +7,10 @@ CAP_SYS_ADMIN-level access (PTRACE_MODE_READ).
 """
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
-from ..errors import ParseError, translate_os_errors
-from ._read import listdir, pid_path, read_bytes, u64
+from ..errors import ParseError
+from ._read import is_dir, listdir, pid_path, read_bytes, readlink, stat, u64
 
 __all__ = ["FileStat", "OpenFile", "pids", "open_files", "fd_targets", "mapped_file",
            "mount_id", "namespace"]
@@ -35,8 +34,8 @@ class OpenFile(NamedTuple):
     stat: FileStat
 
 
-def _stat(path: str) -> FileStat:
-    st = os.stat(path)
+def _stat(path: str, what: str, pid: int | None = None) -> FileStat:
+    st = stat(path, what, pid)
     return FileStat(st.st_dev, st.st_ino, st.st_size, st.st_blocks * 512, st.st_blksize)
 
 
@@ -57,11 +56,11 @@ def open_files(pid: int | None = None, proc_root: str = "/proc") -> list[OpenFil
         if not name.isdigit():
             continue
         link = f"{base}/{name}"
+        what = "cannot read an open file"
         try:
-            with translate_os_errors("cannot read an open file", path=link, pid=pid):
-                out.append(OpenFile(int(name), os.readlink(link), _stat(link)))
+            out.append(OpenFile(int(name), readlink(link, what, pid), _stat(link, what, pid)))
         except FileNotFoundError:
-            if not os.path.isdir(base):
+            if not is_dir(base):
                 raise
             continue  # closed meanwhile
     return sorted(out)
@@ -77,10 +76,9 @@ def fd_targets(pid: int | None = None, proc_root: str = "/proc") -> dict[int, st
             continue
         link = f"{base}/{name}"
         try:
-            with translate_os_errors("cannot read an open file", path=link, pid=pid):
-                out[int(name)] = os.readlink(link)
+            out[int(name)] = readlink(link, "cannot read an open file", pid)
         except FileNotFoundError:
-            if not os.path.isdir(base):
+            if not is_dir(base):
                 raise
     return out
 
@@ -89,8 +87,7 @@ def mapped_file(pid: int | None, start: int, end: int, proc_root: str = "/proc")
     """``stat`` of the file behind the mapping ``[start, end)`` of ``pid``, also when it has
     no name left (deleted files, shared anonymous hugetlb memory)."""
     path = pid_path(proc_root, pid, f"map_files/{start:x}-{end:x}")
-    with translate_os_errors("cannot stat a mapped file", path=path, pid=pid):
-        return _stat(path)
+    return _stat(path, "cannot stat a mapped file", pid)
 
 
 def mount_id(fd: int, proc_root: str = "/proc") -> int:
@@ -113,8 +110,7 @@ def namespace(kind: str, pid: int | None = None, proc_root: str = "/proc") -> in
     ``pid`` (default: this process), from the ``ns/<kind>`` link (``pid:[4026531836]``).
     Another process's needs ptrace access to it (root)."""
     link = pid_path(proc_root, pid, f"ns/{kind}")
-    with translate_os_errors("cannot read a namespace link", path=link, pid=pid):
-        target = os.readlink(link)
+    target = readlink(link, "cannot read a namespace link", pid)
     prefix = f"{kind}:["
     if not (target.startswith(prefix) and target.endswith("]")):
         raise ParseError(f"not a '{prefix}INODE]' link: {target!r}", path=link)

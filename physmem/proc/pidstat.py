@@ -10,7 +10,7 @@ from ..errors import ParseError
 from ._read import pid_path, read_bytes
 
 __all__ = ["Stat", "Statm", "stat", "statm", "status", "status_field", "parse_stat",
-           "parse_status", "parse_cpu_list"]
+           "parse_status"]
 
 
 class Stat(NamedTuple):
@@ -124,13 +124,6 @@ def statm(pid: int | None = None, proc_root: str = "/proc") -> Statm:
         raise ParseError("expected 7 numbers", path=path, lineno=1, line=data) from None
     page = os.sysconf("SC_PAGE_SIZE")
     return Statm(*(n * page for n in nums))
-
-
-def parse_cpu_list(text: str | bytes) -> frozenset[int]:
-    """``"0-3,8,10-11"`` -> {0, 1, 2, 3, 8, 10, 11}; the kernel's full list syntax
-    (``"0-7:2/4"`` -> {0, 1, 4, 5}). Kept for callers of this name: the parser is
-    :func:`physmem._syntax.parse_cpulist`."""
-    return parse_cpulist(text)
 
 
 def _ints(raw: str) -> tuple[int, ...]:

@@ -10,20 +10,20 @@ from .. import _sysfs
 from .._args import as_int
 from ..errors import FileMissing, InvalidArgument, ParseError
 from .cmdline import Cmdline, read_cmdline
-from .cpulist import format_cpulist
+from .._syntax import format_cpulist
 from .cpus import Cpu, CpuSets, read_cpu_sets, read_cpus
 from .cpusets import Affinity, Cpuset, read_affinity, read_cpuset
 from .nodes import Anomaly, Node, NodeSets, read_node_sets, read_nodes
 from .pci import PciDevice, read_pci_devices
 
-__all__ = ["Topology", "read"]
+__all__ = ["Topology", "discover"]
 
 LOCAL_DISTANCE = 10  # ACPI SLIT: a node's distance to itself
 
 
 @dataclass(frozen=True)
 class Topology:
-    """A snapshot; build it with :func:`read`. ``anomalies`` lists data that does not add up
+    """A snapshot; build it with :func:`discover`. ``anomalies`` lists data that does not add up
     (firmware bugs such as a CPU claimed by two nodes), each a message with a ``code``; the
     validator reports them."""
 
@@ -125,7 +125,7 @@ def _system_memory(proc_root: str, skipped: list[str]) -> tuple[int | None, int 
     return info.get("MemTotal"), info.get("MemFree")
 
 
-def read(sys_root: str = "/sys", proc_root: str = "/proc") -> Topology:
+def discover(sys_root: str = "/sys", proc_root: str = "/proc") -> Topology:
     """Read the topology of the machine whose /sys and /proc are given."""
     cpu_dir = os.path.join(sys_root, "devices", "system", "cpu")
     if not _sysfs.is_dir(cpu_dir):

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 from .._sysfs import listdir, note_skipped, read_parsed
 from .._syntax import parse_cpulist, parse_cpumask
 from ..errors import ParseError
-from ..hugepages._pools import Pool, node_pools
+from .._hugepools import Pool, node_pools
 
 __all__ = ["Anomaly", "Node", "NodeSets", "read_node_sets", "read_nodes"]
 

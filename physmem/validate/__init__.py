@@ -6,20 +6,17 @@ and returns a :class:`Report` of :class:`Finding`::
 
     from physmem import validate
     validate.run(["isolation"]).to_json()
-
-``validate.validate``, its old name, still works for one release (with a DeprecationWarning).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Iterable
 
-from .._deprecated import renamed
 from ..errors import InvalidArgument, PhysmemError
 from . import access, cpuidle, dma, isolation, memory, numa
 from .context import Context
 from ..findings import Finding, Report, Severity
 
-__all__ = ["SECTIONS", "Finding", "Report", "Severity", "run"]
+__all__ = ["SECTIONS", "run"]  # the records are physmem.findings'
 
 SECTIONS = {"memory": memory.check, "numa": numa.check, "isolation": isolation.check,
             "access": access.check, "cpuidle": cpuidle.check, "dma": dma.check}
@@ -51,8 +48,3 @@ def run(sections: Iterable[str] | str | None = None, *, sys_root: str = "/sys",
             findings.append(Finding(f"{name}.unreadable", name, Severity.ERROR,
                                     f"the {name} checks could not read the system: {exc}"))
     return Report(tuple(findings), tuple(names))
-
-
-if not TYPE_CHECKING:  # old names, for one release
-    def __getattr__(name: str) -> Any:
-        return renamed(__name__, name, {"validate": "run"}, globals().__getitem__)

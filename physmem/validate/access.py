@@ -8,6 +8,8 @@ from ..proc._read import open_fd
 from .context import Context
 from ..findings import Finding, Severity
 
+__all__ = ["check"]
+
 S = "access"
 CAP_SYS_ADMIN = 21
 

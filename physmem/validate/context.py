@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..topology import Topology, read
+from ..topology import Topology, discover
 
 __all__ = ["Context"]
 
@@ -17,5 +17,5 @@ class Context:
     @property
     def topology(self) -> Topology:
         if self._topology is None:
-            self._topology = read(self.sys_root, self.proc_root)
+            self._topology = discover(self.sys_root, self.proc_root)
         return self._topology

@@ -18,6 +18,8 @@ from ..findings import Finding, Severity
 from ..hugepages.sizes import format_size
 from .context import Context
 
+__all__ = ["check"]
+
 S = "dma"
 # The first release with "page_alloc: allow migration of smaller hugepages during
 # contig_alloc" (mainline 3bb64898f003): allocating a gigantic page may migrate in-use

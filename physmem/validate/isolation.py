@@ -7,6 +7,8 @@ from ..errors import ParseError
 from .context import Context
 from ..findings import Finding, Severity
 
+__all__ = ["check"]
+
 S = "isolation"
 
 

@@ -6,10 +6,12 @@ import re
 from .. import overcommit
 from .._sysfs import read_optional
 from ..errors import PhysmemError
-from ..hugepages._pools import pools
+from .._hugepools import pools
 from ..hugepages.sizes import format_size
 from .context import Context
 from ..findings import Finding, Severity
+
+__all__ = ["check"]
 
 S = "memory"
 HEADROOM_MIN = 1 << 30  # below 1 GiB of commit headroom a strict machine is close to ENOMEM
@@ -41,7 +43,7 @@ def _thp(ctx: Context) -> list[Finding]:
 
 
 def _overcommit(ctx: Context) -> list[Finding]:
-    s = overcommit.read(ctx.proc_root)
+    s = overcommit.current(ctx.proc_root)
     out = []
     if s.commit_limit != s.commit_limit_computed:
         out.append(Finding("memory.commit_limit_mismatch", S, Severity.INFO,

@@ -7,6 +7,8 @@ from ..topology import Anomaly, format_cpulist
 from .context import Context
 from ..findings import Finding, Severity
 
+__all__ = ["check"]
+
 S = "numa"
 
 # Finding id of each topology anomaly code; any other is "numa.inconsistent".

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .._sysfs import listdir, read_int
+from ._sysfs import listdir, read_int
 
 __all__ = ["Pool", "supported_sizes", "default_size", "pools", "node_pools"]
 
@@ -54,7 +54,7 @@ def default_size(proc_root: str = "/proc") -> int | None:
     """``Hugepagesize`` from /proc/meminfo in bytes; ``None`` if the kernel has no hugetlb."""
     if proc_root in _default_cache:
         return _default_cache[proc_root]
-    from ..proc import meminfo  # the shared /proc/meminfo parser
+    from .proc import meminfo  # the shared /proc/meminfo parser
 
     size = meminfo(proc_root=proc_root).get("Hugepagesize")
     if proc_root == "/proc":  # a copied tree may change under the same path: not cached
