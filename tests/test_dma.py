@@ -237,45 +237,6 @@ def test_reserve_true_amid_scattered_free_blocks_is_contiguous_and_restores_the_
         os.close(fd)
 
 
-def _buddy_allocations() -> int:
-    """2 MiB hugetlb pages the kernel has allocated from the buddy allocator (/proc/vmstat)."""
-    for line in Path("/proc/vmstat").read_text().splitlines():
-        name, value = line.split()
-        if name == "htlb_buddy_alloc_success":
-            return int(value)
-    pytest.skip("/proc/vmstat has no htlb_buddy_alloc_success")
-
-
-@pytest.mark.root
-@pytest.mark.hugepages
-def test_reserve_true_amid_too_many_scattered_blocks_demotes_at_once(hugepage_pool):
-    """More free 2 MiB blocks with busy neighbours than reserve=True grows past (the pool's
-    free pages, every other one given back): a growth would hand out only those, so it
-    demotes a 1 GiB page at once. The kernel then allocates no 2 MiB page from the buddy
-    allocator for the buffer (its own counter), and the buffer is contiguous by an
-    independent pagemap read; the pools are as they were."""
-    if not (HUGEPAGES / "hugepages-1048576kB" / "demote").exists():
-        pytest.skip("no 1 GiB pages to demote on this kernel")
-    hugepage_pool(400)
-    fd = os.memfd_create("singles", os.MFD_HUGETLB)
-    try:
-        _make_singles(fd, pool_state()[1])
-        assert int((POOL_2M / "free_hugepages").read_text()) == 0
-        before = [int((POOL_2M / f).read_text())
-                  for f in ("nr_hugepages", "free_hugepages", "surplus_hugepages")]
-        allocated = _buddy_allocations()
-        with allocate_contiguous(8 * MB2, reserve=True) as buf:
-            grown = _buddy_allocations() - allocated
-            pfns = own_pfns(buf.address, buf.size)
-            assert pfns == list(range(pfns[0], pfns[0] + len(pfns)))
-        assert grown == 0, f"{grown} pages grown from the buddy allocator before demoting"
-        after = [int((POOL_2M / f).read_text())
-                 for f in ("nr_hugepages", "free_hugepages", "surplus_hugepages")]
-        assert after == before
-    finally:
-        os.close(fd)
-
-
 def test_growth_past_scattered_blocks_never_refuses_a_buffer(hugepage_pool, monkeypatch):
     """More growth than memory allows (here: a terabyte of extra pages) is refused by the
     memory margin; the buffer is then made with the growth it needs, as before."""

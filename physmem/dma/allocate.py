@@ -36,7 +36,7 @@ from ..hugepages.sizes import format_size
 from ..mapping import Mapping, Prot
 from ..memfd import MemFd
 from ..pagemap import PageMap
-from ..proc import buddyinfo, meminfo, zoneinfo
+from ..proc import buddyinfo, meminfo
 from .buffer import DmaBuffer
 from .pin import PinMode, check_mode, needs_settling, settle
 
@@ -439,22 +439,15 @@ def _overgrowth(n: int, ps: int, node: int | None) -> int:
 
 def _beyond_overgrowth(n: int, ps: int, node: int | None) -> bool:
     """Whether a growth of the pool for ``n`` pages would hand out single free blocks only,
-    too many to grow past (see _overgrowth): the pool holds fewer than ``n`` free pages, and
-    the buddy allocator's blocks of exactly ``ps``, with as many as the CPUs' free lists
-    could hold (zoneinfo counts their pages, of every order: after a pool shrinks they hold
-    hundreds of such blocks, handed out first too), exceed ``_OVERGROW_MAX`` and 3n."""
-    if _free_pages(ps, node) >= n:
-        return False
-    order, high = _buddy_rows(ps, node)
-    zones = {(b.node, b.zone) for b in high}
-    listed = sum(sum(z.pcp) for z in zoneinfo() if (z.node, z.zone) in zones)
-    return _singles(ps, node) + (listed >> order) > max(3 * n, _OVERGROW_MAX)
+    too many to grow past (see _overgrowth): the pool holds fewer than ``n`` free pages and
+    the buddy allocator more than ``_OVERGROW_MAX`` and 3n blocks of exactly ``ps``."""
+    return _free_pages(ps, node) < n and _singles(ps, node) > max(3 * n, _OVERGROW_MAX)
 
 
 def _singles(ps: int, node: int | None) -> int:
     """Free blocks of exactly ``ps`` in the zones that serve hugepages (/proc/buddyinfo)."""
     order, high = _buddy_rows(ps, node)
-    return int(sum(b.free[order] for b in high if order < len(b.free)))
+    return sum(b.free[order] for b in high if order < len(b.free))
 
 
 def _buddy_rows(ps: int, node: int | None) -> tuple[int, list[Any]]:
