@@ -345,12 +345,6 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
         # A growing pool gives the buddy allocator's scattered single blocks first: grow
         # past them at once (see _overgrowth).
         more = want + (_overgrowth(want, ps, node) if growth is not None and not scatter else 0)
-        if growth is not None and not scatter and _beyond_overgrowth(want, ps, node):
-            # The growth would hand out only scattered single blocks: demote at once rather
-            # than zero a buffer's worth of them first.
-            demoted = True
-            if cands.demote(want):
-                more = 0
         while True:
             if growth is None:
                 more = min(_free_pages(ps, node), more)
@@ -433,21 +427,9 @@ def _overgrowth(n: int, ps: int, node: int | None) -> int:
     """
     if _free_pages(ps, node) >= n:
         return 0
-    singles = _singles(ps, node)
-    return singles + 2 if 0 < singles <= max(3 * n, _OVERGROW_MAX) else 0
-
-
-def _beyond_overgrowth(n: int, ps: int, node: int | None) -> bool:
-    """Whether a growth of the pool for ``n`` pages would hand out single free blocks only,
-    too many to grow past (see _overgrowth): the pool holds fewer than ``n`` free pages and
-    the buddy allocator more than ``_OVERGROW_MAX`` and 3n blocks of exactly ``ps``."""
-    return _free_pages(ps, node) < n and _singles(ps, node) > max(3 * n, _OVERGROW_MAX)
-
-
-def _singles(ps: int, node: int | None) -> int:
-    """Free blocks of exactly ``ps`` in the zones that serve hugepages (/proc/buddyinfo)."""
     order, high = _buddy_rows(ps, node)
-    return sum(b.free[order] for b in high if order < len(b.free))
+    singles = sum(b.free[order] for b in high if order < len(b.free))
+    return singles + 2 if 0 < singles <= max(3 * n, _OVERGROW_MAX) else 0
 
 
 def _buddy_rows(ps: int, node: int | None) -> tuple[int, list[Any]]:
