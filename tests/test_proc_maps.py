@@ -100,7 +100,8 @@ def test_smaps_rollup_equals_its_raw_text(stopped):
 def test_read_bytes_reads_a_file_larger_than_its_first_read(stopped):
     """The reader's later reads (a stopped process's smaps, hundreds of kB) add up to what a
     plain file object reads."""
-    from physmem.proc._read import _FIRST_READ, read_bytes
+    from physmem._readcore import _FIRST_READ
+    from physmem.proc._read import read_bytes
 
     pid, _ = stopped
     path = f"/proc/{pid}/smaps"

@@ -201,6 +201,8 @@ def test_the_unprivileged_half_passes_as_nobody(run_unprivileged):
         print(f"unprivileged half: {suite.get('tests')} tests, {len(skipped)} skipped, "
               f"{cpu:.1f} s of CPU, {took:.1f} s of wall time")
         assert int(suite.get("tests", 0)) > 500
-        assert took < 60, f"the unprivileged half took {took:.0f} s ({cpu:.0f} s of CPU)"
+        # The target is a minute on a quiet machine (README); a timed test only guards
+        # against the half growing far past it, since a busy neighbour alone costs 50%.
+        assert took < 120, f"the unprivileged half took {took:.0f} s ({cpu:.0f} s of CPU)"
     finally:
         shutil.rmtree(work, ignore_errors=True)
