@@ -12,10 +12,11 @@ import ast
 import pathlib
 import re
 
-import physmem
 
-PACKAGE = pathlib.Path(physmem.__file__).parent
-ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
+# The checkout's source and map (an installed physmem has no ARCHITECTURE.md beside it).
+REPO = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "physmem"
+ARCHITECTURE = REPO / "ARCHITECTURE.md"
 
 
 def parse_layers(markdown: str, package: str = "physmem") -> list[tuple[str, list[str]]]:
