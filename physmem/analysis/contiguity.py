@@ -841,7 +841,9 @@ def _estimate(*, gig: bool, movable_zone: bool, n: int, mem: _ZoneMemory, pcp: i
     cap_low = cap(-moved, floor)
     cap_high = cap(pcp_high + moved + clean_cache, max(wmark, stuck - moved))
     now_low = max(0, min(base, cap_low) - slack)
-    after_low = max(0, min(base + freed, cap_low) - slack)
+    # Compaction may stop early (the kernel gives up after repeated failures or deferral):
+    # at worst "after" is what is free now, so the range's low end is the one of "now".
+    after_low = now_low
     high = min(base + maybe_high + compactable + slack, cap_high)
     return _Estimate(now, after, min(now_low, now), max(high, now), min(after_low, after),
                      max(high, after))

@@ -210,6 +210,7 @@ class Growth:
                     big_claim.held(persistent_pages(big_dir) - big_before)
                     small_claim.held(persistent_pages(self.directory) - small_before)
                 got = _reserve_range(fd, start, count, ps)
+                _fault_in(fd, start, got, ps)
                 self.grown += got
                 return got
             finally:
