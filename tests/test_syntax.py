@@ -21,8 +21,8 @@ from physmem.topology import cmdline
 ])
 def test_parse_size_accepts(text, expected):
     assert parse_size(text) == expected
-    # The names README, tests and the kernel command line reader use are this parser.
-    assert hugepages.parse_size(text) == cmdline.parse_size(text) == expected
+    # The public name README documents is this parser.
+    assert hugepages.parse_size(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "M", "-1", "+1", "1.3K", "0.5", "16E", "1X", "1MM",
@@ -40,7 +40,8 @@ def test_parse_size_ints():
 
 
 def test_one_parser_each():
-    assert hugepages.parse_size is cmdline.parse_size is _syntax.parse_size
+    assert hugepages.parse_size is _syntax.parse_size
+    assert "parse_size" not in cmdline.__all__
     assert topology.parse_cpulist is _syntax.parse_cpulist
     assert topology.parse_cpumask is _syntax.parse_cpumask
 

@@ -46,7 +46,7 @@ from .._runs import runs_of
 from .._syntax import parse_cpulist
 from ..errors import InvalidArgument, PhysmemError
 from .._hugepools import supported_sizes
-from ..hugepages.reservation import parse_size
+from .._syntax import parse_size
 from ..hugepages.sizes import format_size
 from ..kpageflags import KPF, KPageCgroup, KPageCount, KPageFlags, default_threads, read_range
 from .classes import (BLOCK_STATE_INFO, FIRST_BLOCKER, FRAME_INFO, N_FRAMES,
@@ -472,9 +472,9 @@ def _locate_free_pool(size: int | str | None, node: int | None, *, proc_root: st
                       sys_root: str, flags: np.ndarray | None
                       ) -> tuple[np.ndarray, bool, dict[int, int]]:
     """:func:`free_pool_pages`, with what it cannot tell apart (see :func:`_pool_heads`)."""
-    from ..hugepages.reservation import resolve_size
+    from ..hugepages.reservation import _resolve_size
 
-    ps = resolve_size(size, proc_root)
+    ps = _resolve_size(size, proc_root)
     supported = supported_sizes(sys_root)
     if ps not in supported:
         raise InvalidArgument(f"no {format_size(ps)} hugepage pool on this kernel "
@@ -565,9 +565,9 @@ def longest_pool_run(size: int | str | None = None, node: int | None = None, *,
                      proc_root: str = "/proc", sys_root: str = "/sys") -> int | None:
     """Bytes of the longest run of physically adjacent free hugetlb pages of ``size``, from
     kpageflags (None where :func:`free_pool_pages` cannot tell free pages apart)."""
-    from ..hugepages.reservation import resolve_size
+    from ..hugepages.reservation import _resolve_size
 
-    ps = resolve_size(size, proc_root)
+    ps = _resolve_size(size, proc_root)
     heads = free_pool_pages(ps, node, proc_root=proc_root, sys_root=sys_root)
     if heads is None:
         return None

@@ -23,7 +23,7 @@ from .._args import as_positive
 from .._runs import runs_of
 from ..errors import InvalidArgument
 from .._hugepools import supported_sizes
-from ..hugepages.reservation import parse_size
+from .._syntax import parse_size
 from ..hugepages.sizes import format_size
 from ..kpageflags import KPageFlags
 from .classes import Frame

@@ -36,7 +36,7 @@ _WANT = re.compile(r"\s*(\d+)\s*[xX*]\s*(\S+)\s*")
 
 def parse_want(text: str) -> tuple[int | None, int]:
     """``16x1G`` -> (16, 1 GiB); ``256M`` -> (None, 256 MiB): one contiguous buffer."""
-    from ..hugepages.reservation import parse_size
+    from .._syntax import parse_size
 
     m = _WANT.fullmatch(text)
     try:
@@ -62,7 +62,7 @@ VERDICT_EXIT = {"now": Exit.OK, "after-compaction": Exit.AFTER_COMPACTION,
 def run(args: argparse.Namespace, out: Output) -> Exit:
     # Imported here: every physmem command builds this parser, few run the forecast.
     from ..analysis.contiguity import forecast
-    from ..hugepages.reservation import parse_size
+    from .._syntax import parse_size
 
     sizes = None
     if args.size:

@@ -26,12 +26,8 @@ from ..errors import (
     error_from_errno,
 )
 from ..hugepages.growth import Growth
-from ..hugepages.reservation import (
-    describe_free_memory,
-    parse_size,
-    pool_dir,
-    resolve_size,
-)
+from .._syntax import parse_size
+from ..hugepages.reservation import _describe_free_memory, _pool_dir, _resolve_size
 from ..hugepages.sizes import format_size
 from ..mapping import Mapping, Prot
 from ..memfd import MemFd
@@ -44,8 +40,8 @@ __all__ = ["allocate_contiguous", "allocate_scatter", "longest_contiguous", "vir
 
 
 def _page_size(page_size: int | str | None) -> int:
-    size = resolve_size(page_size)
-    pool_dir(size)  # raises with the reason if the kernel lacks this size
+    size = _resolve_size(page_size)
+    _pool_dir(size)  # raises with the reason if the kernel lacks this size
     return size
 
 
@@ -69,7 +65,7 @@ def _check_size(size: object, name: str = "size") -> int:
 
 
 def _free_pages(size: int, node: int | None) -> int:
-    path = os.path.join(pool_dir(size, node), "free_hugepages")
+    path = os.path.join(_pool_dir(size, node), "free_hugepages")
     return _sysfs.parse_int(_sysfs.read(path), path)
 
 
@@ -295,7 +291,7 @@ def _allocate(size: int | str, *, page_size: int | str | None, node: int | None,
     force = as_bool(force, "force")
     nbytes = _check_size(size)
     ps = _page_size(page_size)
-    pool_dir(ps, node)  # validates node
+    _pool_dir(ps, node)  # validates node
     if align is None:
         align = ps
     align = as_power_of_two(align, "align")
@@ -519,7 +515,7 @@ def _unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidate
             f"pages: pages needed: {n}, {pool}. Reserve more "
             f"(physmem.hugepages.reserve({n}, {ps}) or "
             f"`physmem hugepages reserve {n} --size {format_size(ps)}`), or pass reserve=True.\n"
-            f"free memory by order:\n{describe_free_memory()}",
+            f"free memory by order:\n{_describe_free_memory()}",
             longest=longest * ps, wanted=size)
     return ContiguityUnavailable(
         f"no {format_size(size)} physically contiguous run: the longest run of adjacent "
@@ -527,7 +523,7 @@ def _unavailable(size: int, ps: int, node: int | None, n: int, cands: _Candidate
         f"{format_size(ps)}); {pool}. "
         "Compact memory and grow the pool (physmem.hugepages.compact(), then reserve), use "
         "larger pages, or accept a scatter buffer (allocate_scatter).\n"
-        f"free memory by order:\n{describe_free_memory()}",
+        f"free memory by order:\n{_describe_free_memory()}",
         longest=longest * ps, wanted=size)
 
 
@@ -589,7 +585,7 @@ def longest_contiguous(page_size: int | str | None = None, node: int | None = No
     gives them all back). Either way the answer holds at that instant only.
     """
     ps = _page_size(page_size)
-    pool_dir(ps, node)
+    _pool_dir(ps, node)
     from ..analysis.contiguity import longest_pool_run
     from ..errors import PermissionDenied
 

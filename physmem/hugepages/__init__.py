@@ -19,6 +19,7 @@ from .holders import (
                       sees_every_process,
 )
 from .._hugepools import Pool, default_size, node_pools, pools, supported_sizes
+from .._syntax import parse_size
 from .reservation import (
                       HugetlbfsMount,
                       Reservation,
@@ -27,7 +28,6 @@ from .reservation import (
                       demote_size,
                       free_stuck_surplus,
                       hugetlbfs_mounts,
-                      parse_size,
                       release_free,
                       reserve,
                       set_pool_size,

@@ -34,8 +34,8 @@ from .reservation import (
     _count,
     _grow_total,
     demote_size,
-    persistent_pages,
-    pool_dir,
+    _persistent_pages,
+    _pool_dir,
 )
 
 __all__ = ["Growth"]
@@ -105,8 +105,8 @@ class Growth:
         self.force = force
         self.sys_root = sys_root
         self.proc_root = proc_root
-        self.directory = pool_dir(size, node, sys_root=sys_root)
-        self.global_dir = pool_dir(size, None, sys_root=sys_root)
+        self.directory = _pool_dir(size, node, sys_root=sys_root)
+        self.global_dir = _pool_dir(size, None, sys_root=sys_root)
         self.surplus = overcommittable(size, proc_root)
         self.grown = 0
         self.max_pages = max_pages
@@ -176,7 +176,7 @@ class Growth:
         if not bigger:
             return 0
         big = bigger[0]
-        big_dir = pool_dir(big, node, sys_root=self.sys_root)
+        big_dir = _pool_dir(big, node, sys_root=self.sys_root)
         count = min(count, self.max_pages - self.grown)
         if count <= 0:
             return 0
@@ -197,8 +197,8 @@ class Growth:
                     _sysfs.read_int(f"{big_dir}/resv_hugepages") or 0)
                 if free_big <= 0:
                     return 0
-                big_before = persistent_pages(big_dir)
-                small_before = persistent_pages(self.directory)
+                big_before = _persistent_pages(big_dir)
+                small_before = _persistent_pages(self.directory)
                 big_claim.pending(big_before)
                 small_claim.pending(small_before)
                 try:
@@ -207,8 +207,8 @@ class Growth:
                 except OSError:
                     return 0
                 finally:
-                    big_claim.held(persistent_pages(big_dir) - big_before)
-                    small_claim.held(persistent_pages(self.directory) - small_before)
+                    big_claim.held(_persistent_pages(big_dir) - big_before)
+                    small_claim.held(_persistent_pages(self.directory) - small_before)
                 got = _reserve_range(fd, start, count, ps)
                 _fault_in(fd, start, got, ps)
                 self.grown += got
@@ -253,9 +253,9 @@ class Growth:
             claim.undo()
             return
         directory = claim.path.rsplit("/", 1)[0]
-        expected = max(0, persistent_pages(directory) - claim.delta)
+        expected = max(0, _persistent_pages(directory) - claim.delta)
         claim.undo()
-        kept = persistent_pages(directory) - expected
+        kept = _persistent_pages(directory) - expected
         if kept > 0:
             # The kernel kept reserved pages persistent instead of counting them surplus:
             # the buffer gives them back when it closes (or its guardian, if it dies).

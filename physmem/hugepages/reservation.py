@@ -28,11 +28,9 @@ from .sizes import explain_size, format_size
 
 __all__ = ["Reservation", "HugetlbfsMount", "reserve", "set_pool_size", "release_free",
            "stuck_surplus", "free_stuck_surplus", "demote", "demote_size", "compact",
-           "hugetlbfs_mounts",
-           "pool_dir", "parse_size", "resolve_size", "describe_free_memory", "persistent_pages",
-           "MEMORY_MARGIN_FRACTION", "MEMORY_MARGIN_MIN"]
+           "hugetlbfs_mounts"]
 
-def resolve_size(size: int | str | None, proc_root: str = "/proc") -> int:
+def _resolve_size(size: int | str | None, proc_root: str = "/proc") -> int:
     """A page size in bytes from ``2M``/``1G``/bytes, or the kernel's default for None."""
     resolved = default_size(proc_root) if size is None else parse_size(size)
     if resolved is None:
@@ -40,7 +38,7 @@ def resolve_size(size: int | str | None, proc_root: str = "/proc") -> int:
     return resolved
 
 
-def pool_dir(size: int, node: int | None = None, *, sys_root: str = "/sys") -> str:
+def _pool_dir(size: int, node: int | None = None, *, sys_root: str = "/sys") -> str:
     """The sysfs directory of the ``size`` pool (global, or of NUMA ``node``), checked."""
     if size not in supported_sizes(sys_root):
         why = explain_size(size, sys_root=sys_root) or ""
@@ -64,7 +62,7 @@ def _count(directory: str, name: str) -> int:
     return value
 
 
-def persistent_pages(directory: str) -> int:
+def _persistent_pages(directory: str) -> int:
     """The pool's persistent size: ``nr_hugepages`` less its surplus pages.
 
     This, not ``nr_hugepages``, is what writing ``nr_hugepages`` sets: writing back a total
@@ -73,11 +71,11 @@ def persistent_pages(directory: str) -> int:
     return _count(directory, "nr_hugepages") - _count(directory, "surplus_hugepages")
 
 
-# reserve() refuses to grow a pool into the last MEMORY_MARGIN_FRACTION of RAM (at least
-# MEMORY_MARGIN_MIN bytes) of MemAvailable: hugepages are taken from the page allocator at
+# reserve() refuses to grow a pool into the last _MEMORY_MARGIN_FRACTION of RAM (at least
+# _MEMORY_MARGIN_MIN bytes) of MemAvailable: hugepages are taken from the page allocator at
 # once and nothing can reclaim them, so the rest of the system would be pushed into OOM.
-MEMORY_MARGIN_FRACTION = 0.05
-MEMORY_MARGIN_MIN = 256 << 20
+_MEMORY_MARGIN_FRACTION = 0.05
+_MEMORY_MARGIN_MIN = 256 << 20
 
 
 def _memory_allowance(proc_root: str) -> tuple[int, int, int] | None:
@@ -88,7 +86,7 @@ def _memory_allowance(proc_root: str) -> tuple[int, int, int] | None:
     available, total = info.get("MemAvailable"), info.get("MemTotal")
     if available is None or total is None:
         return None
-    margin = max(MEMORY_MARGIN_MIN, int(total * MEMORY_MARGIN_FRACTION))
+    margin = max(_MEMORY_MARGIN_MIN, int(total * _MEMORY_MARGIN_FRACTION))
     return max(0, available - margin), available, margin
 
 
@@ -137,7 +135,7 @@ def _grow_total(directory: str, extra: int, claim: Claim | None = None) -> int:
     # pages (other buffers' pages in use) into persistent ones first, so only what lies
     # beyond the current total is new memory.
     _write(f"{directory}/nr_hugepages", total + extra)
-    after = persistent_pages(directory)
+    after = _persistent_pages(directory)
     if claim is not None:
         claim.held(after - before)
     return max(0, _count(directory, "nr_hugepages") - total)
@@ -148,8 +146,8 @@ def set_pool_size(total: int, size: int | str | None = None, node: int | None = 
     """Set a pool's persistent size (no restore: for administration); returns the total
     now. Pages in use beyond it stay until freed (as surplus pages)."""
     total = as_nonneg(total, "total")
-    size = resolve_size(size, proc_root)
-    directory = pool_dir(size, node, sys_root=sys_root)
+    size = _resolve_size(size, proc_root)
+    directory = _pool_dir(size, node, sys_root=sys_root)
     with pool_lock():
         _set_persistent(directory, total)
     return _count(directory, "nr_hugepages")
@@ -159,18 +157,18 @@ def release_free(count: int | None, size: int | str | None = None, node: int | N
                  *, sys_root: str = "/sys", proc_root: str = "/proc") -> int:
     """Give up to ``count`` (None: all) free, unreserved pages of a pool back to the system,
     relative to its size now; returns how many went."""
-    size = resolve_size(size, proc_root)
-    directory = pool_dir(size, node, sys_root=sys_root)
+    size = _resolve_size(size, proc_root)
+    directory = _pool_dir(size, node, sys_root=sys_root)
     with pool_lock():
         free = _count(directory, "free_hugepages")
         reserved = read_int(f"{directory}/resv_hugepages") or 0
-        persistent = persistent_pages(directory)
+        persistent = _persistent_pages(directory)
         give = min(max(0, free - reserved), persistent)
         if count is not None:
             give = min(give, as_nonneg(count, "count"))
         if give:
             _set_persistent(directory, persistent - give)
-        return max(0, persistent - persistent_pages(directory))
+        return max(0, persistent - _persistent_pages(directory))
 
 
 def stuck_surplus(size: int | str | None = None, node: int | None = None, *,
@@ -179,8 +177,8 @@ def stuck_surplus(size: int | str | None = None, node: int | None = None, *,
     pages in use and reserved. They arise when a pool is shrunk while surplus pages are in
     use and free persistent pages exist (the kernel then counts free pages as surplus);
     writing ``nr_hugepages = 0`` does not free them."""
-    size = resolve_size(size, proc_root)
-    directory = pool_dir(size, node, sys_root=sys_root)
+    size = _resolve_size(size, proc_root)
+    directory = _pool_dir(size, node, sys_root=sys_root)
     nr, free = _count(directory, "nr_hugepages"), _count(directory, "free_hugepages")
     surplus = _count(directory, "surplus_hugepages")
     reserved = read_int(f"{directory}/resv_hugepages") or 0
@@ -191,18 +189,18 @@ def free_stuck_surplus(size: int | str | None = None, node: int | None = None, *
                        sys_root: str = "/sys", proc_root: str = "/proc") -> int:
     """Free the pages :func:`stuck_surplus` counts (the current total written, then the
     persistent size); returns how many went."""
-    size = resolve_size(size, proc_root)
-    directory = pool_dir(size, node, sys_root=sys_root)
+    size = _resolve_size(size, proc_root)
+    directory = _pool_dir(size, node, sys_root=sys_root)
     with pool_lock():
         stuck = stuck_surplus(size, node, sys_root=sys_root, proc_root=proc_root)
         if not stuck:
             return 0
         nr = _count(directory, "nr_hugepages")
-        _set_persistent(directory, persistent_pages(directory))
+        _set_persistent(directory, _persistent_pages(directory))
         return max(0, nr - _count(directory, "nr_hugepages"))
 
 
-def describe_free_memory(proc_root: str = "/proc") -> str:
+def _describe_free_memory(proc_root: str = "/proc") -> str:
     """buddyinfo as one line per zone: what contiguous free memory the kernel has."""
     from ..proc import buddyinfo
 
@@ -248,9 +246,9 @@ class Reservation:
         if extra == 0:
             return 0
         with pool_lock():
-            before = persistent_pages(self.path)
+            before = _persistent_pages(self.path)
             added = _grow_total(self.path, extra)
-            self.grown += persistent_pages(self.path) - before
+            self.grown += _persistent_pages(self.path) - before
             self.refresh()
         return added
 
@@ -266,7 +264,7 @@ class Reservation:
             return
         with pool_lock():
             if self.grown:
-                _set_persistent(self.path, persistent_pages(self.path) - self.grown)
+                _set_persistent(self.path, _persistent_pages(self.path) - self.grown)
             self.grown = 0
             self.released = True
 
@@ -290,13 +288,13 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
     ``allow_partial``. Needs root. With ``progress(done, wanted)`` the pool grows a page at
     a time (gigantic pages can take seconds each) and reports.
 
-    Growth that would eat into the last few percent of MemAvailable (see
-    ``MEMORY_MARGIN_FRACTION``) is refused with the numbers, unless ``force``. The pool stays
+    Growth that would eat into the last 5% of MemTotal (at least 256 MiB) of MemAvailable
+    is refused with the numbers, unless ``force``. The pool stays
     grown until :meth:`Reservation.release`, also after this process exits.
     """
     count = as_nonneg(count, "count")
-    size = resolve_size(size, proc_root)
-    directory = pool_dir(size, node, sys_root=sys_root)
+    size = _resolve_size(size, proc_root)
+    directory = _pool_dir(size, node, sys_root=sys_root)
     with pool_lock():
         previous = _count(directory, "nr_hugepages")
         free = _count(directory, "free_hugepages") - (read_int(f"{directory}/resv_hugepages") or 0)
@@ -329,7 +327,7 @@ def reserve(count: int, size: int | str | None = None, node: int | None = None, 
             raise HugePagesUnavailable(
                 f"asked for {count} free {format_size(size)} hugepages{where}, the kernel gave "
                 f"{res.free} (pool total {res.total}, was {previous}); {advice}.\n"
-                f"free memory by order:\n{describe_free_memory(proc_root)}",
+                f"free memory by order:\n{_describe_free_memory(proc_root)}",
                 obtained=res.free, wanted=count, size=size, node=node)
     return res
 
@@ -342,7 +340,7 @@ def demote(count: int, size: int | str, node: int | None = None, *,
     Returns how many pages of ``size`` were demoted. Needs root.
     """
     size = parse_size(size)
-    directory = pool_dir(size, node, sys_root=sys_root)
+    directory = _pool_dir(size, node, sys_root=sys_root)
     path = f"{directory}/demote"
     if not _sysfs.exists(path):
         from ..errors import FeatureUnavailable
@@ -357,7 +355,7 @@ def demote(count: int, size: int | str, node: int | None = None, *,
 
 def demote_size(size: int | str, node: int | None = None, *, sys_root: str = "/sys") -> int | None:
     """The page size ``size`` pages demote to, or None where the kernel cannot demote them."""
-    directory = pool_dir(parse_size(size), node, sys_root=sys_root)
+    directory = _pool_dir(parse_size(size), node, sys_root=sys_root)
     try:
         data = _sysfs.read_optional(f"{directory}/demote_size")
     except OSError:

@@ -8,7 +8,7 @@ from .._syntax import parse_cpulist, parse_size
 from ..errors import InvalidArgument
 from ..proc._read import read_optional
 
-__all__ = ["Cmdline", "HugepageRequest", "parse_cmdline", "read_cmdline", "parse_size"]
+__all__ = ["Cmdline", "HugepageRequest", "parse_cmdline", "read_cmdline"]
 
 
 class HugepageRequest(NamedTuple):
