@@ -16,7 +16,7 @@ from typing import Literal, cast, overload
 import numpy as np
 
 from . import _bulk, addressing
-from ._args import as_bool, as_choice, as_flags, as_multiple, as_nonneg, as_pid, as_positive
+from ._args import as_bool, as_choice, as_flags, as_multiple, as_nonneg, as_pid
 from ._fdfile import FdFile
 from ._raw import check
 from ._raw import pageio as _pio
