@@ -325,11 +325,13 @@ def test_not_enough_pages_says_what_to_do(hugepage_pool):
 
 
 @pytest.mark.parametrize("kwargs,needle", [
-    ({"size": 0}, "must be positive"),
-    ({"size": -5}, "must be positive"),
+    ({"size": 0}, "size=0 is out of range: it must be at least 1"),
+    ({"size": -5}, "size=-5 is out of range: it must be at least 1"),
+    ({"size": "0M"}, "size '0M' is zero"),
     ({"size": "lots"}, "'lots' is not a size"),
     ({"size": "17179869184G"}, "too large"),
-    ({"size": 2**64}, "more than this machine's memory"),
+    ({"size": 2**64}, "size=18446744073709551616 is out of range"),
+    ({"size": 2**63}, "more than this machine's memory"),
     ({"size": MB2, "align": 3 << 20}, "power of two"),
     ({"size": MB2, "node": 9}, "NUMA node 9 does not exist"),
     ({"size": MB2, "page_size": "3M"}, "no 3M hugepage pool"),

@@ -50,14 +50,7 @@ def _page_size(page_size: int | str | None) -> int:
 
 
 def _check_size(size: object, name: str = "size") -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        try:
-            size = parse_size(size)  # type: ignore[arg-type]
-        except InvalidArgument as err:
-            raise InvalidArgument(err.args[0] if name == "size" else f"{name}: {err.args[0]}") \
-                from None
-    if size <= 0:
-        raise InvalidArgument(f"{name} {size} must be positive")
+    size = parse_size(size, name, positive=True)  # type: ignore[arg-type]
     # No pool, reservation or advice can give more than the machine has: a usage error, not
     # a shortage to be told how many pages to reserve.
     memory = meminfo()["MemTotal"]
