@@ -221,7 +221,7 @@ def test_plan_checks_its_arguments():
                           (dict(control_loops=-1), "control_loops=-1 is out of range"),
                           (dict(devices="0000:00:00.0"), "devices must be a list of PCI"),
                           (dict(devices=None), "devices must be a list of PCI"),
-                          (dict(devices=[1]), "devices must be a list of PCI")):
+                          (dict(devices=[1]), "devices entry must be a non-empty str")):
         with pytest.raises(InvalidArgument, match=words):
             placement.plan(topo, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="topology must be a Topology"):
