@@ -111,8 +111,8 @@ def as_interval(value: Any, name: str = "interval") -> float:
 
 
 def as_power_of_two(value: Any, name: str) -> int:
-    """An alignment or boundary in bytes: a power of two."""
-    v = as_int(value, name)
+    """An alignment or boundary in bytes: a power of two that fits 64 bits."""
+    v = as_int(value, name, hi=1 << 63)
     if v <= 0 or v & (v - 1):
         raise InvalidArgument(f"{name}={v} must be a power of two number of bytes (64, 4096, "
                               "65536, 1 << 32, ...)")

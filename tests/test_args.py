@@ -88,7 +88,7 @@ def test_intervals_and_powers_of_two_are_checked_in_one_place():
         with pytest.raises(InvalidArgument, match="interval"):
             _args.as_interval(bad)
     assert _args.as_power_of_two(np.int64(4096), "align") == 4096
-    for bad in (0, -64, 3, 48, 64.0, True):
+    for bad in (0, -64, 3, 48, 64.0, True, 1 << 64):
         with pytest.raises(InvalidArgument, match="align"):
             _args.as_power_of_two(bad, "align")
 

@@ -33,7 +33,7 @@ def run(sections: Iterable[str] | str | None = None, *, sys_root: str = "/sys",
             sections, "sections", "a section name, a list of them or None (all)")
         names = [as_choice(n, "sections", SECTIONS) for n in listed]
     if not names:   # [] would check nothing and report "ok"
-        raise InvalidArgument(f"no section given; choose from {list(SECTIONS)} or pass None "
+        raise InvalidArgument(f"sections is empty: choose from {list(SECTIONS)} or pass None "
                               "for all")
     ctx = Context(sys_root, proc_root)
     findings: list[Finding] = []
