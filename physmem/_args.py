@@ -124,8 +124,10 @@ def as_multiple(value: Any, name: str, of: int, *, lo: int = 0, hi: int = U64_MA
     """An int in ``[lo, hi]`` that is a whole number of ``of`` (``what`` names ``of``)."""
     v = as_int(value, name, lo=lo, hi=hi)
     if v % of:
-        raise InvalidArgument(f"{name}={v:#x} is not a multiple of {what} {of:#x}; round it "
-                              f"to {v - v % of:#x} or {v - v % of + of:#x}")
+        down, up = v - v % of, v - v % of + of
+        fix = (f"round it to {down:#x} or {up:#x}" if down >= max(lo, 1)
+               else f"round it up to {up:#x}")
+        raise InvalidArgument(f"{name}={v:#x} is not a multiple of {what} {of:#x}; {fix}")
     return v
 
 

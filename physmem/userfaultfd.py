@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 
 from ._records import hex_fields
-from ._args import (I32_MAX, as_bool, as_buffer, as_callable, as_flags, as_int, as_nonneg, as_positive,
-                    as_timeout, flag_text, is_int)
+from ._args import (I32_MAX, as_bool, as_buffer, as_callable, as_flags, as_int, as_multiple,
+                    as_nonneg, as_positive, as_timeout, flag_text, is_int)
 from ._fdfile import FdFile
 from ._features import unavailable
 from ._raw import SINCE, check, missing, older_than
@@ -393,9 +393,7 @@ class UserFaultFd(FdFile):
         wake = as_bool(wake, "wake")
         allow_src_holes = as_bool(allow_src_holes, "allow_src_holes")
         dst, length, _ = self._span(dst, length)
-        src = as_nonneg(src, "src")
-        if src % PAGE_SIZE:
-            raise InvalidArgument(f"src={src:#x} is not page aligned")
+        src = as_multiple(src, "src", PAGE_SIZE)
         mode = (0 if wake else _raw.CONST["UFFDIO_MOVE_MODE_DONTWAKE"]) | \
             (_raw.CONST["UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES"] if allow_src_holes else 0)
         return self._resolve(_raw.move(self._fd, dst, src, length, mode),
