@@ -20,7 +20,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .._args import as_bool, as_enum, as_int, as_nonneg, as_pid, as_positive, as_uint64_array, is_int
+from .._args import (as_bool, as_enum, as_int, as_iterable, as_nonneg, as_pid, as_positive,
+                     as_uint64_array, is_int)
 from .._raw import SINCE, missing, older_than
 from .._raw import mempolicy as _raw
 from ..errors import InvalidArgument, error_from_errno
@@ -92,11 +93,7 @@ def online_nodes(sys_root: str = "/sys") -> frozenset[int]:
 def _nodes(nodes: int | Iterable[int], name: str = "nodes") -> frozenset[int]:
     if not isinstance(nodes, Iterable):
         nodes = (as_int(nodes, name),)
-    try:
-        items = list(nodes)
-    except TypeError:
-        raise InvalidArgument(f"{name}={nodes!r} must be a node number or an iterable of "
-                              "them") from None
+    items = list(as_iterable(nodes, name, "a node number or an iterable of them"))
     out = frozenset(as_int(n, f"{name} entry") for n in items)
     bad = sorted(n for n in out if not 0 <= n < _MASK_BITS)
     if bad:
