@@ -180,14 +180,13 @@ def as_uint64_array(values: object, name: str, limit: int | None) -> np.ndarray:
             # numpy turns a list mixing ints below 2**63 and above into float64, losing
             # bits: read such a list int by int instead (a real float in it still fails).
             arr = np.asarray(values, dtype=object)
-        if arr.dtype == object:
-            arr = np.array([operator.index(v) for v in arr.ravel()], dtype=np.uint64).reshape(arr.shape)
-    except (OverflowError, ValueError, TypeError) as exc:
-        if isinstance(exc, ValueError):   # numpy's words for a ragged nesting, [[1, 2], [3]]
-            raise InvalidArgument(f"{name} values must have one shape (nested lists of equal "
-                                  f"length), got {values!r:.60}") from None
-        bound = f"{limit:#x}" if limit is not None else "2**64"
-        raise InvalidArgument(f"{name} values must be integers in [0, {bound}): {exc}") from None
+    except ValueError:   # numpy's words for a ragged nesting, [[1, 2], [3]]
+        raise InvalidArgument(f"{name} values must have one shape (nested lists of equal "
+                              f"length), got {values!r:.60}") from None
+    if arr.dtype == object:   # Python ints beyond int64, or anything else: one by one
+        top = U64_MAX if limit is None else limit - 1
+        arr = np.array([as_int(v, f"{name} entry", lo=0, hi=top) for v in arr.ravel()],
+                       dtype=np.uint64).reshape(arr.shape)
     if arr.size == 0:
         return np.empty(arr.shape, dtype=np.uint64)
     if arr.dtype.kind not in "iu":

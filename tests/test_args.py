@@ -148,8 +148,11 @@ def test_as_uint64_array():
     assert got.dtype == np.uint64 and got.shape == (2, 2) and got.flags.c_contiguous
     assert int(got[1, 1]) == 2**64 - 1   # a list mixing small and huge ints keeps its bits
     assert _args.as_uint64_array([], "pfn", 10).size == 0
-    for bad, words in (([1.5], "must be integers"), ([-1], "-1 is negative"),
-                       ([[1, 2], [3]], "one shape"), ([2**64], r"in \[0, 0xa\)"),
+    for bad, words in (([1.5], "pfn entry must be an integer, got float 1.5"),
+                       ([-1], "-1 is negative"), ([[1, 2], [3]], "one shape"),
+                       ([2**64], r"pfn entry=18446744073709551616 is out of range: it must be "
+                                 r"between 0 and 9$"),
+                       ([3, None], "pfn entry must be an integer, got NoneType"),
                        (["x"], "must be integers"), ([10], "pfn 0xa is out of range"),
                        (np.array([1.0]), "must be integers, got float64")):
         with pytest.raises(InvalidArgument, match=words):

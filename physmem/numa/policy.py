@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .._args import (as_bool, as_enum, as_int, as_iterable, as_nonneg, as_pid, as_positive,
-                     as_uint64_array, is_int)
+                     as_uint64_array)
 from .._raw import SINCE, missing, older_than
 from .._raw import mempolicy as _raw
 from ..errors import InvalidArgument, error_from_errno
@@ -242,7 +242,7 @@ def _pages(addresses: Any) -> tuple[np.ndarray, bool]:
     if isinstance(addresses, (Mapping, tuple)):
         return _page_addresses(*_range(addresses, " (or a list or numpy array of "
                                                   "addresses)")), False
-    if is_int(addresses):
+    if addresses is None or np.isscalar(addresses):   # one address, or a wrong one
         return np.array([as_nonneg(addresses, "address")], dtype=np.uint64), True
     return as_uint64_array(addresses, "addresses", None).reshape(-1), False
 
