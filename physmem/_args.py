@@ -157,7 +157,7 @@ def as_enum(value: Any, kind: type[E], name: str) -> E:
         return kind(v)
     except ValueError:
         members = _either([f"{int(m.value)} ({m.name})" for m in kind])
-        raise InvalidArgument(f"{name}={v} is not a {kind.__name__}: it must be "
+        raise InvalidArgument(f"{name}={v} is no {kind.__name__}: it must be "
                               f"{members}") from None
 
 

@@ -124,7 +124,7 @@ def test_as_enum_takes_a_member_or_its_value():
         with pytest.raises(InvalidArgument, match="^mode must be an integer"):
             _args.as_enum(bad, Mode, "mode")
     with pytest.raises(InvalidArgument,
-                       match=r"^mode=2 is not a Mode: it must be 0 \(OFF\) or 1 \(ON\)$"):
+                       match=r"^mode=2 is no Mode: it must be 0 \(OFF\) or 1 \(ON\)$"):
         _args.as_enum(2, Mode, "mode")
 
 
