@@ -1,6 +1,7 @@
 """ARCHITECTURE.md's rules on errors and arguments, checked on the package source: every
 exception class lives in physmem/errors.py, and no module outside physmem/_args.py hand-rolls
-the type checks _args does (``isinstance(x, bool)`` leading to an InvalidArgument)."""
+the type checks _args does (an ``isinstance`` of a scalar or text type, ``operator.index``,
+``np.issubdtype`` or a dtype kind, leading to an InvalidArgument)."""
 from __future__ import annotations
 
 import ast
