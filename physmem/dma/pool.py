@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._records import hex_fields
-from .._args import as_int, as_nonneg, as_power_of_two, as_uint64_array
+from .._args import as_nonneg, as_positive, as_power_of_two, as_uint64_array
 from .._raw import check
 from .._raw import dmapool as _raw
 from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
@@ -281,9 +281,7 @@ class DmaPool:
     def _check_request(self, nbytes: Any, align: Any,
                        boundary: Any) -> tuple[int, int, int | None]:
         """Normalize numpy integers and the like; raise the precise error for bad values."""
-        nbytes = as_int(nbytes, "nbytes")
-        if nbytes <= 0:
-            raise InvalidArgument(f"nbytes={nbytes} must be a positive number of bytes")
+        nbytes = as_positive(nbytes, "nbytes")
         align = as_power_of_two(align, "align")
         if boundary is not None:
             boundary = as_power_of_two(boundary, "boundary")
