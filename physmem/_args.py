@@ -13,16 +13,22 @@ import enum
 import math
 import operator
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, TypeVar
 
 from .errors import InvalidArgument
 
+if TYPE_CHECKING:
+    import numpy as np
+
 __all__ = [
     "U64_MAX", "I64_MAX", "U32_MAX", "I32_MAX", "PID_MAX",
-    "as_int", "as_nonneg", "as_positive", "as_pid", "as_timeout", "as_interval",
-    "as_power_of_two", "as_flags",
+    "is_int", "as_int", "as_nonneg", "as_positive", "as_pid", "as_timeout", "as_interval",
+    "as_power_of_two", "as_multiple", "as_flags", "as_choice", "as_enum",
+    "as_uint64_array", "as_int_array", "check_below", "as_iterable", "as_buffer", "as_text",
     "as_bool", "as_callable", "flag_text",
 ]
+
+E = TypeVar("E", bound=enum.Enum)
 
 U64_MAX = (1 << 64) - 1
 I64_MAX = (1 << 63) - 1   # off_t, loff_t, ssize_t
@@ -41,6 +47,14 @@ def _numpy() -> Any:
 def _is_bool(value: Any) -> bool:
     np = _numpy()
     return isinstance(value, bool) or (np is not None and isinstance(value, np.bool_))
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is what :func:`as_int` accepts (an int or numpy integer, not a
+    bool): for arguments that take an address *or* something else, to pick the branch."""
+    np = _numpy()
+    ints = (int,) if np is None else (int, np.integer)
+    return isinstance(value, ints) and not _is_bool(value)
 
 
 def as_int(value: Any, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
@@ -97,11 +111,23 @@ def as_interval(value: Any, name: str = "interval") -> float:
 
 
 def as_power_of_two(value: Any, name: str) -> int:
-    """An alignment or boundary in bytes: a power of two."""
-    v = as_int(value, name)
+    """An alignment or boundary in bytes: a power of two that fits 64 bits."""
+    v = as_int(value, name, hi=1 << 63)
     if v <= 0 or v & (v - 1):
         raise InvalidArgument(f"{name}={v} must be a power of two number of bytes (64, 4096, "
                               "65536, 1 << 32, ...)")
+    return v
+
+
+def as_multiple(value: Any, name: str, of: int, *, lo: int = 0, hi: int = U64_MAX,
+                what: str = "the page size") -> int:
+    """An int in ``[lo, hi]`` that is a whole number of ``of`` (``what`` names ``of``)."""
+    v = as_int(value, name, lo=lo, hi=hi)
+    if v % of:
+        down, up = v - v % of, v - v % of + of
+        fix = (f"round it to {down:#x} or {up:#x}" if down >= max(lo, 1)
+               else f"round it up to {up:#x}")
+        raise InvalidArgument(f"{name}={v:#x} is not a multiple of {what} {of:#x}; {fix}")
     return v
 
 
@@ -111,6 +137,127 @@ def as_flags(value: Any, name: str, known: int, *, hi: int = U64_MAX) -> int:
     if v & ~known:
         raise InvalidArgument(f"{name}={v:#x} has unknown bits {v & ~known:#x}")
     return v
+
+
+def as_choice(value: Any, name: str, choices: Collection[str]) -> str:
+    """One of a few fixed words (``method='auto'``): the word itself."""
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidArgument(f"{name} must be {_either(list(map(repr, choices)))}, "
+                              f"not {value!r:.60}")
+    return value
+
+
+def as_enum(value: Any, kind: type[E], name: str) -> E:
+    """A member of the int enum ``kind``, given as the member or its value (an int: ``True``
+    or ``1.0`` are not ``1``)."""
+    if isinstance(value, kind):
+        return value
+    v = as_int(value, name)
+    try:
+        return kind(v)
+    except ValueError:
+        members = _either([f"{int(m.value)} ({m.name})" for m in kind])
+        raise InvalidArgument(f"{name}={v} is no {kind.__name__}: it must be "
+                              f"{members}") from None
+
+
+def _either(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def as_uint64_array(values: object, name: str, limit: int | None) -> np.ndarray:
+    """Ints (a scalar, nested sequences or an array) as a C-contiguous uint64 array of the
+    same shape, each below ``limit`` (``None``: any 64-bit value).
+
+    Floats, negatives and values >= ``limit`` raise :class:`InvalidArgument` naming ``name``
+    and the value.
+    """
+    import numpy as np  # noqa: F811 (the CLI's start-up does not pay for numpy)
+
+    try:
+        arr = np.asarray(values)
+        if arr.dtype.kind == "f" and not isinstance(values, np.ndarray):
+            # numpy turns a list mixing ints below 2**63 and above into float64, losing
+            # bits: read such a list int by int instead (a real float in it still fails).
+            arr = np.asarray(values, dtype=object)
+    except ValueError:   # numpy's words for a ragged nesting, [[1, 2], [3]]
+        raise InvalidArgument(f"{name} values must have one shape (nested lists of equal "
+                              f"length), got {values!r:.60}") from None
+    if arr.dtype == object:   # Python ints beyond int64, or anything else: one by one
+        top = U64_MAX if limit is None else limit - 1
+        arr = np.array([as_int(v, f"{name} entry", lo=0, hi=top) for v in arr.ravel()],
+                       dtype=np.uint64).reshape(arr.shape)
+    if arr.size == 0:
+        return np.empty(arr.shape, dtype=np.uint64)
+    if arr.dtype.kind not in "iu":
+        raise InvalidArgument(f"{name} values must be integers, got {arr.dtype} ({values!r:.60})")
+    if arr.dtype.kind == "i" and int(arr.min()) < 0:
+        raise InvalidArgument(f"{name} {int(arr.min())} is negative")
+    arr = np.ascontiguousarray(arr, dtype=np.uint64)
+    if limit is not None:
+        check_below(int(arr.max()), name, limit)
+    return arr
+
+
+def check_below(top: int, name: str, limit: int) -> None:
+    """``top`` (the largest of ``name``'s values) must be below ``limit``."""
+    if top >= limit:
+        raise InvalidArgument(f"{name} {top:#x} is out of range (must be below {limit:#x})")
+
+
+def as_int_array(values: object, name: str, what: str = "an integer array") -> np.ndarray:
+    """Values of an integer dtype, signed or not, as a flat array (no copy of an array):
+    for bit words, where a float would be truncated into other bits."""
+    import numpy as np  # noqa: F811
+
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):
+        arr = None
+    if arr is None or arr.dtype.kind not in "iu":
+        got = type(values).__name__ if arr is None else str(arr.dtype)
+        raise InvalidArgument(f"{name} must be {what}, got {got} {values!r:.60}")
+    flat: np.ndarray = arr.reshape(-1)
+    return flat
+
+
+def as_iterable(value: Any, name: str, what: str) -> Iterable[Any]:
+    """A collection to go through (not consumed here): anything iterable but text, which
+    iterates too (``"12"`` as the characters ``1`` and ``2``, ``b"1"`` as the int 49)."""
+    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Iterable):
+        raise InvalidArgument(f"{name} must be {what}, got {type(value).__name__} "
+                              f"{value!r:.60}")
+    iterable: Iterable[Any] = value
+    return iterable
+
+
+def as_buffer(value: Any, name: str) -> memoryview:
+    """A contiguous bytes-like object (bytes, bytearray, mmap, numpy array...), viewed."""
+    try:
+        view = memoryview(value)
+    except TypeError:
+        view = None
+    if view is None or not view.c_contiguous:
+        what = "not contiguous" if view is not None else type(value).__name__
+        raise InvalidArgument(f"{name} must be a contiguous bytes-like object (bytes, "
+                              f"bytearray, numpy array...), got {what} {value!r:.60}")
+    return view
+
+
+def as_text(value: Any, name: str, *, max_bytes: int | None = None,
+            empty: bool = False) -> str:
+    """A name: a str without NUL (C cuts it there), not empty unless ``empty``, at most
+    ``max_bytes`` bytes in UTF-8."""
+    ok = isinstance(value, str) and "\0" not in value and (empty or value != "")
+    if ok and max_bytes is not None:
+        ok = len(value.encode("utf-8", "surrogateescape")) <= max_bytes
+    if not ok:
+        limit = "" if max_bytes is None else f" of at most {max_bytes} bytes"
+        kind = "" if empty else "non-empty "
+        raise InvalidArgument(f"{name} must be a {kind}str{limit} with no NUL, got "
+                              f"{type(value).__name__} {value!r:.60}")
+    text: str = value
+    return text
 
 
 def _range(lo: int | None, hi: int | None) -> str:

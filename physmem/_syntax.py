@@ -128,12 +128,11 @@ def parse_cpumask(data: bytes | str, path: str | None = None) -> frozenset[int]:
 
 def format_cpulist(cpus: Iterable[int]) -> str:
     """``{0, 1, 2, 3, 8}`` -> ``"0-3,8"`` (the kernel's own spelling)."""
-    from ._args import as_nonneg
+    from ._args import as_iterable, as_nonneg
 
     # A str is iterable too: "12" would come out as a list of characters.
-    if isinstance(cpus, (str, bytes)) or not isinstance(cpus, Iterable):
-        raise InvalidArgument(f"cpus must be a set or list of CPU numbers, got {cpus!r:.60}")
-    items = sorted({as_nonneg(c, "cpu") for c in cpus})
+    listed = as_iterable(cpus, "cpus", "a set or list of CPU numbers")
+    items = sorted({as_nonneg(c, "cpu") for c in listed})
     parts: list[str] = []
     i = 0
     while i < len(items):
@@ -172,7 +171,7 @@ def format_size(size: int, *, exact: bool = True) -> str:
     return f"{x:.1f} TiB"
 
 
-def parse_size(text: str | int, name: str = "size") -> int:
+def parse_size(text: str | int, name: str = "size", *, positive: bool = False) -> int:
     """A size in bytes from ``"2M"``, ``"1.5G"``, ``"4KiB"``, ``"0x1000"`` or a plain int.
 
     The rules (the same for the library, the CLI and the kernel command line):
@@ -188,13 +187,13 @@ def parse_size(text: str | int, name: str = "size") -> int:
       units; write the bytes if you mean 64000000.
     * At most 2**64 - 1 bytes (``15E`` fits, ``16E`` does not); no sign.
 
-    An ``int`` (or numpy integer) is taken as bytes, if non-negative. Anything else raises
-    :class:`~physmem.errors.InvalidArgument` naming ``name``.
+    An ``int`` (or numpy integer) is taken as bytes, if non-negative (``positive``: more
+    than 0). Anything else raises :class:`~physmem.errors.InvalidArgument` naming ``name``.
     """
     if not isinstance(text, str):
-        from ._args import as_nonneg  # the boundary checker; lazy, it pulls in numpy
+        from ._args import as_int  # the boundary checker
 
-        return as_nonneg(text, name)
+        return as_int(text, name, lo=1 if positive else 0, hi=_U64_MAX)
     m = _SIZE.fullmatch(text)
     if not m:
         why = "is negative" if text.strip().startswith("-") else "is not a size"
@@ -207,6 +206,8 @@ def parse_size(text: str | int, name: str = "size") -> int:
         raise InvalidArgument(f"{name} {text!r} is not a whole number of bytes ({float(value)})")
     if value > _U64_MAX:
         raise InvalidArgument(f"{name} {text!r} is too large: at most 2**64 - 1 bytes")
+    if positive and not value:
+        raise InvalidArgument(f"{name} {text!r} is zero: give at least one byte")
     return int(value)
 
 

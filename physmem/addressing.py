@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import functools
-import operator
 import os
 import platform
 
 import numpy as np
 
-from ._args import U64_MAX, as_nonneg
+from ._args import U64_MAX, as_nonneg, as_uint64_array
 from .errors import InvalidArgument
 
-__all__ = ["page_size", "page_shift", "task_size", "check_range", "as_uint64_array", "as_address_array",
-           "check_below"]
+__all__ = ["page_size", "page_shift", "task_size", "check_range", "as_address_array"]
 
 
 @functools.cache
@@ -82,43 +80,6 @@ def check_range(address: object, length: object) -> tuple[int, int]:
             f"address space; the largest length at this address is {U64_MAX + 1 - addr:#x}",
             address=addr)
     return addr, size
-
-
-def as_uint64_array(values: object, name: str, limit: int | None) -> np.ndarray:
-    """Convert ints (scalar, sequence or array) to a C-contiguous uint64 array below ``limit``.
-
-    Floats, negatives and values >= limit raise :class:`InvalidArgument` naming the value;
-    ``limit=None`` leaves the upper bound to a caller that finds the maximum anyway.
-    """
-    try:
-        arr = np.asarray(values)
-        if arr.dtype.kind == "f" and not isinstance(values, np.ndarray):
-            # numpy turns a list mixing ints below 2**63 and above into float64, losing
-            # bits: read such a list int by int instead (a real float in it still fails).
-            arr = np.asarray(values, dtype=object)
-        if arr.dtype == object:
-            arr = np.array([operator.index(v) for v in arr.ravel()], dtype=np.uint64).reshape(arr.shape)
-    except (OverflowError, ValueError, TypeError) as exc:
-        if isinstance(exc, ValueError):   # numpy's words for a ragged nesting, [[1, 2], [3]]
-            raise InvalidArgument(f"{name} values must have one shape (nested lists of equal "
-                                  f"length), got {values!r:.60}") from None
-        bound = f"{limit:#x}" if limit is not None else "2**64"
-        raise InvalidArgument(f"{name} values must be integers in [0, {bound}): {exc}") from None
-    if arr.size == 0:
-        return np.empty(arr.shape, dtype=np.uint64)
-    if arr.dtype.kind not in "iu":
-        raise InvalidArgument(f"{name} values must be integers, got {arr.dtype} ({values!r:.60})")
-    if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
-        raise InvalidArgument(f"{name} {int(arr.min())} is negative")
-    arr = np.ascontiguousarray(arr, dtype=np.uint64)
-    if limit is not None and arr.size:
-        check_below(int(arr.max()), name, limit)
-    return arr
-
-
-def check_below(top: int, name: str, limit: int) -> None:
-    if top >= limit:
-        raise InvalidArgument(f"{name} {top:#x} is out of range (must be below {limit:#x})")
 
 
 def as_address_array(addresses: object) -> np.ndarray:

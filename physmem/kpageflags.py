@@ -9,8 +9,7 @@ from typing import Callable, ClassVar, Iterable, Iterator, overload
 
 import numpy as np
 
-from . import addressing
-from ._args import as_nonneg, as_positive
+from ._args import as_int_array, as_iterable, as_nonneg, as_positive, as_uint64_array
 # "X as X": re-exported for cli.contig, which imports it from here.
 from ._kpfcore import _MAX_THREADS as _MAX_THREADS
 from ._kpfcore import (_PFN_LIMIT, KPF, FlagSummary, _parts, _PfnBase, _range_end, _run_parts,
@@ -49,10 +48,9 @@ def summarize(flags: np.ndarray | Iterable[np.ndarray]) -> list[FlagSummary]:
         _count(table, flags)
         return summary_table(table.items())
     # Text iterates too: b"1" would count flag words 0x31, "" nothing at all.
-    if isinstance(flags, (str, bytes, bytearray)) or not isinstance(flags, Iterable):
-        raise InvalidArgument(f"flags must be an integer array or an iterable of them (such "
-                              f"as KPageFlags.scan()), got {type(flags).__name__} {flags!r:.60}")
-    for chunk in flags:
+    chunks = as_iterable(flags, "flags", "an integer array or an iterable of them (such as "
+                         "KPageFlags.scan())")
+    for chunk in chunks:
         _count(table, chunk[1] if isinstance(chunk, tuple) else chunk)
     return summary_table(table.items())
 
@@ -68,11 +66,7 @@ def _count(table: CountTable, values: object) -> None:
 
 def _flag_words(values: object) -> np.ndarray:
     """An integer array of flag words; floats would be truncated into other flags."""
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "iu":
-        raise InvalidArgument(
-            f"flags must be an integer array (such as KPageFlags.read() returns), got {arr.dtype}")
-    return arr.reshape(-1)
+    return as_int_array(values, "flags", "an integer array (such as KPageFlags.read() returns)")
 
 
 _GAP = 16  # frames: bridge gaps up to this wide instead of issuing another pread
@@ -199,7 +193,7 @@ class KPageCgroup(_PfnFile):
 
 
 def _as_pfn_array(pfns: object) -> np.ndarray:
-    return addressing.as_uint64_array(pfns, "PFN", _PFN_LIMIT + 1)
+    return as_uint64_array(pfns, "PFN", _PFN_LIMIT + 1)
 
 
 # --- Parallel whole-range reads: the helpers live in _kpfcore -------------------------------

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ._args import I32_MAX, I64_MAX, as_bool, as_flags, as_int, as_nonneg, as_positive, flag_text
+from ._args import (I32_MAX, I64_MAX, as_bool, as_enum, as_flags, as_int, as_multiple, as_nonneg,
+                    as_positive, flag_text)
 from ._raw import SINCE, check, missing, older_than
 from ._raw import mapping as raw
 from ._raw.mapping import Prot
@@ -70,14 +71,6 @@ def hugepage_sizes() -> list[int]:
     from ._hugepools import supported_sizes
 
     return supported_sizes()
-
-
-def _aligned(name: str, value: int, page_size: int) -> int:
-    if value % page_size:
-        raise InvalidArgument(
-            f"{name}={value:#x} is not a multiple of the page size {page_size:#x}; round it "
-            f"to a page boundary")
-    return value
 
 
 def _check_page_size(page_size: int | None) -> int:
@@ -239,14 +232,14 @@ class Mapping:
         """
         page_size = _check_page_size(page_size)
         top = task_size()
-        address = _aligned("address", as_positive(address, "address"), page_size)
+        address = as_multiple(address, "address", page_size, lo=1)
         size = as_positive(size, "size")
         if address + size > top:
             raise InvalidArgument(
                 f"address={address:#x} + size={size:#x} reaches past the end of user space "
                 f"({top:#x}): no mapping of this process can be there", address=address)
         if page_size != PAGE_SIZE:
-            _aligned("size", size, page_size)
+            as_multiple(size, "size", page_size)
         prot = _check_prot(prot)
         shared = as_bool(shared, "shared")
         _check_adoptable(address, size, prot)
@@ -299,7 +292,7 @@ class Mapping:
         shared = as_bool(shared, "shared")
         flags = raw.MAP_ANONYMOUS | (raw.MAP_SHARED if shared else raw.MAP_PRIVATE)
         if page_size != PAGE_SIZE:
-            _aligned("size", size, page_size)
+            as_multiple(size, "size", page_size)
             flags |= raw.MAP_HUGETLB | _hugetlb_flags(page_size, raw.MAP_HUGE_SHIFT)
         return cls._map(size, flags, -1, 0, page_size=page_size, shared=shared,
                         populate=populate, locked=locked, noreserve=noreserve,
@@ -324,9 +317,9 @@ class Mapping:
         shared = as_bool(shared, "shared")
         page_size = _check_page_size(page_size)
         offset = as_nonneg(offset, "offset", hi=I64_MAX)
-        _aligned("offset", offset, page_size)
+        as_multiple(offset, "offset", page_size)
         if page_size != PAGE_SIZE:
-            _aligned("size", size, page_size)
+            as_multiple(size, "size", page_size)
         file = _check_within_file(fd, offset, size)
         flags = raw.MAP_SHARED if shared else raw.MAP_PRIVATE
         m = cls._map(size, flags, fd, offset, page_size=page_size, shared=shared,
@@ -347,7 +340,7 @@ class Mapping:
         locked = as_bool(locked, "locked")
         want = 0
         if address is not None:
-            want = _aligned("address", as_positive(address, "address"), page_size)
+            want = as_multiple(address, "address", page_size, lo=1)
             flags |= raw.MAP_FIXED_NOREPLACE
         ret = raw.mmap(want, size, int(prot), flags, fd, offset)
         if ret < 0:
@@ -494,7 +487,7 @@ class Mapping:
         length = self._size - offset if length is None else \
             as_positive(length, "length", hi=self._size - offset)
         if align:
-            _aligned("offset", offset, self._page_size)
+            as_multiple(offset, "offset", self._page_size)
         return self._address + offset, length
 
     def mlock(self, on_fault: bool = False) -> None:
@@ -528,11 +521,7 @@ class Mapping:
 
     def advise(self, advice: Advice | int, offset: int = 0, length: int | None = None) -> None:
         """madvise the range ``[offset, offset+length)`` (default: all of it)."""
-        value = as_int(advice, "advice")
-        try:
-            advice = Advice(value)
-        except ValueError:
-            raise InvalidArgument(f"advice={advice!r} is not an Advice") from None
+        advice = as_enum(advice, Advice, "advice")
         addr, length = self._range(offset, length)
         if advice is Advice.GUARD_INSTALL:
             self._refuse_if_exported("install guard pages in")
@@ -615,7 +604,7 @@ class Mapping:
         may_move = as_bool(may_move, "may_move")
         dont_unmap = as_bool(dont_unmap, "dont_unmap")
         if self._page_size != PAGE_SIZE:
-            _aligned("new_size", new_size, self._page_size)
+            as_multiple(new_size, "new_size", self._page_size)
             if new_size > self._size:
                 raise InvalidArgument(
                     f"new_size={new_size:#x}: the kernel cannot grow a hugetlb mapping "
@@ -623,7 +612,7 @@ class Mapping:
         flags = raw.MREMAP_MAYMOVE if may_move else 0
         target = 0
         if address is not None:
-            target = _aligned("address", as_positive(address, "address"), self._page_size)
+            target = as_multiple(address, "address", self._page_size, lo=1)
             flags |= raw.MREMAP_MAYMOVE | raw.MREMAP_FIXED
         if dont_unmap:
             if new_size != self._size:

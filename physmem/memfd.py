@@ -6,7 +6,8 @@ import errno as _errno
 import os
 from typing import Any
 
-from ._args import I32_MAX, I64_MAX, as_bool, as_flags, as_nonneg, as_positive, flag_text
+from ._args import (I32_MAX, I64_MAX, as_bool, as_buffer, as_flags, as_multiple, as_nonneg,
+                    as_positive, as_text, flag_text)
 from ._fdfile import FdFile
 from ._raw import SINCE, check, missing, older_than
 from ._raw import mapping as raw
@@ -39,8 +40,7 @@ class MemFd(FdFile):
 
     def __init__(self, name: str, *, size: int = 0, page_size: int | None = None,
                  cloexec: bool = True, sealing: bool = True, noexec: bool = False) -> None:
-        if not isinstance(name, str) or len(name.encode()) > 249 or "\0" in name:
-            raise InvalidArgument(f"name={name!r} must be a str of at most 249 bytes, no NUL")
+        name = as_text(name, "name", max_bytes=249, empty=True)
         size = as_nonneg(size, "size", hi=I64_MAX)
         self._page_size = _check_page_size(page_size)
         cloexec = as_bool(cloexec, "cloexec")
@@ -112,10 +112,7 @@ class MemFd(FdFile):
         Other processes mapping the file are not visible here; seal SHRINK to protect them.
         """
         self._require_open()
-        size = as_nonneg(size, "size", hi=I64_MAX)
-        if size % self._page_size:
-            raise InvalidArgument(f"size={size:#x} is not a multiple of the page size "
-                                  f"{self._page_size:#x}; round it up")
+        size = as_multiple(size, "size", self._page_size, hi=I64_MAX)
         if size < self.size:
             self._refuse_shrink_under_mappings(size)
         ret = raw.ftruncate(self._fd, size)
@@ -196,11 +193,7 @@ class MemFd(FdFile):
         """pwrite ``data`` (any bytes-like object) at ``offset``; returns the bytes written."""
         self._require_open()
         offset = as_nonneg(offset, "offset", hi=I64_MAX)
-        try:
-            data = memoryview(data)
-        except TypeError:
-            raise InvalidArgument(f"data must be bytes-like, got {type(data).__name__}") \
-                from None
+        data = as_buffer(data, "data")
         try:
             return os.pwrite(self._fd, data, offset)
         except OSError as exc:

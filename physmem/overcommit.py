@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from . import sysctl
-from ._args import as_int, as_nonneg, as_positive
+from ._args import as_choice, as_enum, as_nonneg, as_positive
 from .errors import InvalidArgument
 
 __all__ = ["OvercommitPolicy", "Overcommit", "current", "commit_limit", "needed_for_headroom",
@@ -89,12 +89,11 @@ def needed_for_headroom(headroom: int, *, using: Literal["ratio", "kbytes"] = "r
                         state: Overcommit | None = None, proc_root: str = "/proc") -> int:
     """The smallest vm.overcommit_ratio (or _kbytes) giving at least ``headroom`` bytes."""
     headroom = as_nonneg(headroom, "headroom")
+    as_choice(using, "using", ("ratio", "kbytes"))
     s = state or current(proc_root)
     target = s.committed_as + headroom - s.swap_total
     if using == "kbytes":
         return max(1, math.ceil(target / 1024))  # 0 would mean "use the ratio"
-    if using != "ratio":
-        raise InvalidArgument(f"using must be 'ratio' or 'kbytes', not {using!r}")
     usable = s.mem_total - s.hugetlb
     if usable <= 0:
         raise InvalidArgument("all RAM is in hugetlb pools; no ratio can give headroom")
@@ -105,10 +104,7 @@ def needed_for_headroom(headroom: int, *, using: Literal["ratio", "kbytes"] = "r
 
 def set_policy(policy: OvercommitPolicy | int, proc_root: str = "/proc") -> OvercommitPolicy:
     """Write vm.overcommit_memory; returns the previous policy."""
-    try:   # as_int first: True or 1.0 would otherwise be policy ALWAYS
-        new = OvercommitPolicy(as_int(policy, "policy"))
-    except ValueError:
-        raise InvalidArgument(f"overcommit policy must be 0, 1 or 2, not {policy!r}") from None
+    new = as_enum(policy, OvercommitPolicy, "policy")  # True or 1.0 is not ALWAYS
     old = OvercommitPolicy(sysctl.read_int("vm.overcommit_memory", proc_root=proc_root))
     sysctl.write("vm.overcommit_memory", int(new), proc_root=proc_root)
     return old

@@ -16,7 +16,7 @@ from typing import Literal, cast, overload
 import numpy as np
 
 from . import _bulk, addressing
-from ._args import as_bool, as_flags, as_nonneg, as_pid, as_positive
+from ._args import as_bool, as_choice, as_flags, as_multiple, as_nonneg, as_pid
 from ._fdfile import FdFile
 from ._raw import check
 from ._raw import pageio as _pio
@@ -387,10 +387,8 @@ class PageMap(FdFile):
         entry says where the page is, and :meth:`translate` over the range would read all
         512 entries of each 2 MiB page. Hidden PFNs raise :class:`PfnUnavailable`."""
         count = as_nonneg(count, "count")
-        page_size = as_positive(page_size, "page_size")
-        if page_size % self.page_size:
-            raise InvalidArgument(f"page_size {page_size} is not a multiple of the base page "
-                                  f"size {self.page_size}")
+        page_size = as_multiple(page_size, "page_size", self.page_size, lo=1,
+                                what="the base page size")
         addr, _ = addressing.check_range(address, count * page_size)
         heads = np.arange(count, dtype=np.uint64) * np.uint64(page_size) + np.uint64(addr)
         if not count:
@@ -424,8 +422,7 @@ class PageMap(FdFile):
         skips unpopulated space without reading it, and reads pagemap entries otherwise.
         """
         addr, size = addressing.check_range(address, length)
-        if method not in ("auto", "scan", "pagemap"):
-            raise InvalidArgument(f"method must be 'auto', 'scan' or 'pagemap', not {method!r}")
+        as_choice(method, "method", ("auto", "scan", "pagemap"))
         if method == "pagemap" or (method == "auto" and not self.scan_supported()):
             return self._present_ranges_pagemap(addr, size)
         return self.scan(addr, size, require=ScanCategory.PRESENT,

@@ -8,9 +8,9 @@ the CPUs that are *not* isolated. :func:`plan` only computes; it moves nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
-from ._args import as_nonneg
+from ._args import as_iterable, as_nonneg, as_text
 from .errors import InvalidArgument
 from .topology import Topology, format_cpulist
 
@@ -62,12 +62,8 @@ def plan(topology: Topology, *, devices: Sequence[str] = (), control_loops: int 
     topo = topology
     control_loops = as_nonneg(control_loops, "control_loops")
     # A str is a sequence too: "0000:03:00.0" would be twelve one-character devices.
-    listed = (None if isinstance(devices, (str, bytes)) or not isinstance(devices, Iterable)
-              else tuple(devices))
-    if listed is None or not all(isinstance(d, str) for d in listed):
-        raise InvalidArgument(f"devices must be a list of PCI addresses such as "
-                              f"['0000:03:00.0'], got {devices!r:.60}")
-    devices = listed
+    what = "a list of PCI addresses such as ['0000:03:00.0']"
+    devices = tuple(as_text(d, "devices entry") for d in as_iterable(devices, "devices", what))
     valid = topo.valid_cpus
     if not valid:
         raise InvalidArgument("this process may run on no online CPU; nothing to plan")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Union
 
+from ._args import as_int, as_iterable, as_text, is_int
 from .errors import InvalidArgument, ParseError
 from .proc._read import read_bytes, write_bytes
 
@@ -18,8 +19,7 @@ Value = Union[int, str, bytes, Iterable[int]]
 
 def path_of(name: str, proc_root: str = "/proc") -> str:
     """The /proc/sys file for ``name`` (dotted, or already slash-separated)."""
-    if not isinstance(name, str) or not name:
-        raise InvalidArgument(f"sysctl name must be a non-empty string, not {name!r}")
+    name = as_text(name, "sysctl name")
     # sysctl(8): with a '/' in the name, dots are literal (net/ipv4/conf/eth0.100/...).
     parts = name.split("/") if "/" in name else name.split(".")
     if any(p in ("", ".", "..") for p in parts) or "\0" in name:
@@ -52,20 +52,17 @@ def read_int(name: str, proc_root: str = "/proc") -> int:
 
 
 def _encode(name: str, value: Value) -> bytes:
-    if isinstance(value, bool):
+    if isinstance(value, bool):   # True and False write 1 and 0, as documented
         value = int(value)
-    if isinstance(value, int):
-        return b"%d" % value
+    if is_int(value):
+        return b"%d" % as_int(value, "value")
     if isinstance(value, str):
         return os.fsencode(value)
     if isinstance(value, bytes):
         return value
-    try:
-        ints = [int(v) for v in value]
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"sysctl {name}: value must be int, str, bytes or ints, "
-                              f"not {value!r}") from None
-    return b"\t".join(b"%d" % v for v in ints)
+    what = f"sysctl {name}: value"
+    items = as_iterable(value, what, "an int, str, bytes or a sequence of ints")
+    return b"\t".join(b"%d" % as_int(v, what) for v in items)
 
 
 def write(name: str, value: Value, proc_root: str = "/proc") -> None:

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._args import as_bool, as_nonneg, as_pid, as_positive
+from ._args import as_bool, as_choice, as_nonneg, as_pid, as_positive, is_int
 from ._features import unavailable
 from ._raw import SINCE, check
 from ._raw import mapping as _rmap
@@ -77,12 +77,8 @@ _SOFT_DIRTY = int(PM.SOFT_DIRTY)
 
 # ---- which memory ------------------------------------------------------------------------
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _is_pair(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value))
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(map(is_int, value))
 
 
 def _dma_buffer_type() -> type | None:
@@ -104,9 +100,7 @@ def _one(item: Any) -> tuple[int, int, int, bool]:
     if _is_pair(item):
         start = as_nonneg(item[0], "address")
         return start, start + as_positive(item[1], "length"), 0, True
-    if isinstance(item, (str, dict)) or _is_int(item):
-        raise InvalidArgument(_WHAT_RANGES.format(kind=type(item).__name__))
-    try:
+    try:  # an int, a str or a dict is no buffer either
         pinned = _ruffd.Pinned(item)
     except (TypeError, ValueError, BufferError):
         raise InvalidArgument(_WHAT_RANGES.format(kind=type(item).__name__)) from None
@@ -434,9 +428,7 @@ class DirtyTracker:
         self._pm: PageMap | None = None
         self._tracking: Tracking | None = None
         self._lock = threading.Lock()
-        if method not in ("auto", "userfaultfd", "soft-dirty"):
-            raise InvalidArgument(f"method must be 'auto', 'userfaultfd' or 'soft-dirty', "
-                                  f"not {method!r}")
+        as_choice(method, "method", ("auto", "userfaultfd", "soft-dirty"))
         self.pid = None if pid is None else as_pid(pid)
         self.proc_root = proc_root
         self.ranges = _spans(ranges, self.pid, proc_root)

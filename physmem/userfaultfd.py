@@ -20,11 +20,10 @@ import os
 import threading
 from typing import Any, Callable
 
-import numpy as np
 
 from ._records import hex_fields
-from ._args import (I32_MAX, as_bool, as_callable, as_flags, as_int, as_nonneg, as_positive,
-                    as_timeout, flag_text)
+from ._args import (I32_MAX, as_bool, as_buffer, as_callable, as_flags, as_int, as_multiple,
+                    as_nonneg, as_positive, as_timeout, flag_text, is_int)
 from ._fdfile import FdFile
 from ._features import unavailable
 from ._raw import SINCE, check, missing, older_than
@@ -308,16 +307,12 @@ class UserFaultFd(FdFile):
         the registered, page-aligned ``dst``; returns the bytes copied."""
         self._require_open()
         keep = None
-        if isinstance(src, (int, np.integer)) and not isinstance(src, (bool, np.bool_)):
+        if is_int(src):
             src_addr = as_nonneg(src, "src")
             if length is None:
                 raise InvalidArgument("length is required when src is an address")
         else:
-            try:
-                keep = _raw.Pinned(src)
-            except (TypeError, ValueError, BufferError):
-                raise InvalidArgument(f"src must be an address or a contiguous bytes-like "
-                                      f"object, got {type(src).__name__}") from None
+            keep = _raw.Pinned(as_buffer(src, "src (an address or a buffer)"))
             src_addr = keep.address
             if length is None:
                 length = len(keep)
@@ -398,9 +393,7 @@ class UserFaultFd(FdFile):
         wake = as_bool(wake, "wake")
         allow_src_holes = as_bool(allow_src_holes, "allow_src_holes")
         dst, length, _ = self._span(dst, length)
-        src = as_nonneg(src, "src")
-        if src % PAGE_SIZE:
-            raise InvalidArgument(f"src={src:#x} is not page aligned")
+        src = as_multiple(src, "src", PAGE_SIZE)
         mode = (0 if wake else _raw.CONST["UFFDIO_MOVE_MODE_DONTWAKE"]) | \
             (_raw.CONST["UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES"] if allow_src_holes else 0)
         return self._resolve(_raw.move(self._fd, dst, src, length, mode),
@@ -727,11 +720,7 @@ class NativeServer:
         if buffer is not None:
             if isinstance(buffer, Mapping):
                 buffer = buffer.view()
-            try:
-                self._src = _raw.Pinned(buffer)
-            except (TypeError, ValueError, BufferError) as exc:
-                raise InvalidArgument(f"buffer={type(buffer).__name__} must be a contiguous "
-                                      f"bytes-like object: {exc}") from None
+            self._src = _raw.Pinned(as_buffer(buffer, "buffer"))
             src_addr, src_len = self._src.address, self._src.length
         self._follower: _Follower | None = None
         if cpu < 0 and follow:

@@ -325,8 +325,9 @@ def test_not_enough_pages_says_what_to_do(hugepage_pool):
 
 
 @pytest.mark.parametrize("kwargs,needle", [
-    ({"size": 0}, "must be positive"),
-    ({"size": -5}, "must be positive"),
+    ({"size": 0}, "size=0 is out of range: it must be at least 1"),
+    ({"size": -5}, "size=-5 is out of range: it must be at least 1"),
+    ({"size": "0M"}, "size '0M' is zero"),
     ({"size": "lots"}, "'lots' is not a size"),
     ({"size": "17179869184G"}, "too large"),
     ({"size": 2**64}, "more than this machine's memory"),

@@ -486,7 +486,7 @@ def test_free_many_refuses_bad_entries_and_frees_nothing(pool: DmaPool) -> None:
         pool.free_many(blocks, 100)
     with pytest.raises(InvalidArgument, match="needs the size"):
         pool.free_many(blocks.address)
-    with pytest.raises(InvalidArgument, match="1-D array of integer"):
+    with pytest.raises(InvalidArgument, match=r"free_many\(\) addresses values must be integers"):
         pool.free_many(["x"], 100)
     with pytest.raises(InvalidArgument, match="count"):
         pool.alloc_many(-1, 64)

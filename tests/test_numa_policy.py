@@ -161,7 +161,7 @@ BAD_NUMA_CALLS = [
     ("address", lambda m: node_of(-1)),
     ("address", lambda m: node_of(3.7)),
     ("address", lambda m: node_of(2**64)),
-    ("address", lambda m: node_of([m.address, 2**64])),
+    ("addresses entry", lambda m: node_of([m.address, 2**64])),
     ("addresses", lambda m: node_of([m.address, -1])),
     ("addresses", lambda m: node_of(np.array([1.5, 2.5]))),
     ("addresses", lambda m: node_of([[1, 2], [3]])),

@@ -58,8 +58,9 @@ CASES = [
     (["kpageflags", "--start", "5", "1"], 2, "--start and --count apply to --summary only"),
     (["kpageflags", "--count", "5", "1"], 2, "--start and --count apply to --summary only"),
     (["map", "--cell", "0"], 2, "--cell=0 is out of range"),
-    (["map", "--cell", "1"], 2, f"--cell 1 is not a positive multiple of the page size {PAGE}"),
-    (["map", "--cell", "3K"], 2, "--cell 3072 is not a positive multiple"),
+    (["map", "--cell", "1"], 2,
+     f"--cell=0x1 is not a multiple of the page size {PAGE:#x}; round it up to {PAGE:#x}"),
+    (["map", "--cell", "3K"], 2, "--cell=0xc00 is not a multiple of the page size"),
     (["map", "--cell", f"{(END * PAGE >> 30) + 1}G"], 2, "is larger than all physical memory"),
     (["map", "--cell", "1P"], 2, "--cell 1024T is larger than all physical memory"),
     (["map", "--cell", "x"], 2, "--cell 'x' is not a size"),
@@ -221,7 +222,7 @@ def test_plan_checks_its_arguments():
                           (dict(control_loops=-1), "control_loops=-1 is out of range"),
                           (dict(devices="0000:00:00.0"), "devices must be a list of PCI"),
                           (dict(devices=None), "devices must be a list of PCI"),
-                          (dict(devices=[1]), "devices must be a list of PCI")):
+                          (dict(devices=[1]), "devices entry must be a non-empty str")):
         with pytest.raises(InvalidArgument, match=words):
             placement.plan(topo, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="topology must be a Topology"):
@@ -237,7 +238,7 @@ def test_topology_readers_check_pid_and_address():
     own = topology.read_affinity(pid=os.getpid())
     assert own.cpus == frozenset(os.sched_getaffinity(0))   # independent: the syscall
     for bad in ("", "x", "0000:00:00.0/..", None, 5):
-        with pytest.raises(InvalidArgument, match="is not a PCI address"):
+        with pytest.raises(InvalidArgument, match="is not a PCI address|^address must be a "):
             topology.read_pci_device(bad)  # type: ignore[arg-type]
     devices = sorted(os.listdir("/sys/bus/pci/devices"))
     assert [d.address for d in topology.read_pci_devices()] == devices
@@ -259,7 +260,7 @@ def test_proc_readers_take_numpy_pids_and_refuse_impossible_ones():
 def test_overcommit_arguments():
     before = Path("/proc/sys/vm/overcommit_memory").read_text()
     for bad in (True, 1.0, np.float64(2.0), "1"):
-        with pytest.raises(InvalidArgument, match="overcommit policy must be 0, 1 or 2"):
+        with pytest.raises(InvalidArgument, match="^policy"):
             overcommit.set_policy(bad)  # type: ignore[arg-type]
     assert Path("/proc/sys/vm/overcommit_memory").read_text() == before   # nothing written
     for kwargs in (dict(mem_total=-1), dict(mem_total=1.5), dict(hugetlb=True),

@@ -41,7 +41,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 
 from .. import _sysfs, addressing, proc, sysctl
-from .._args import as_nonneg, as_positive
+from .._args import as_iterable, as_nonneg, as_positive, is_int
 from .._runs import runs_of
 from .._syntax import parse_cpulist
 from ..errors import InvalidArgument, PhysmemError
@@ -293,8 +293,7 @@ class Forecast:
         pages, using the hugepage size that gives the most; the ranges scale those by the
         zones' ranges (a run never holds more pages than the zones can give).
         """
-        nbytes = as_positive(parse_size(nbytes) if isinstance(nbytes, str) else nbytes,
-                             "size")
+        nbytes = parse_size(nbytes, "size", positive=True)
         best: tuple[int, int] = (0, 0)
         best_size = self.sizes[0]
         ranges: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
@@ -321,7 +320,7 @@ class Forecast:
                                     pages, best_size), ranges[0], ranges[1], best_size)
 
     def _size(self, size: int | str) -> int:
-        s = parse_size(size) if isinstance(size, str) else as_positive(size, "size")
+        s = parse_size(size, "size", positive=True)
         if s not in self.sizes:
             raise InvalidArgument(f"size {format_size(s)} is not a hugepage size of this "
                                   f"forecast ({', '.join(format_size(x) for x in self.sizes)})")
@@ -586,11 +585,11 @@ def _check_sizes(sizes: object, supported: list[int]) -> tuple[int, ...]:
         raise InvalidArgument("this kernel has no hugetlb page sizes (no /sys/kernel/mm/hugepages)")
     if sizes is None:
         return tuple(supported)
-    if isinstance(sizes, (str, int)):
-        sizes = [sizes]
+    listed: Iterable[Any] = [sizes] if isinstance(sizes, str) or is_int(sizes) else as_iterable(
+        sizes, "sizes", "a hugepage size, a list of them or None (all)")
     out = []
-    for s in sizes:  # type: ignore[attr-defined]
-        v = parse_size(s) if isinstance(s, str) else as_positive(s, "sizes")
+    for s in listed:
+        v = parse_size(s, "sizes", positive=True)
         if v not in supported:
             raise InvalidArgument(f"sizes: {format_size(v)} is not a hugepage size of this "
                                   f"kernel ({', '.join(format_size(x) for x in supported)})")

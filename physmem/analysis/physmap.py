@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .. import addressing, proc
-from .._args import as_int
+from .._args import as_multiple
 from .._runs import extend_free_heads, runs_of
 from .._syntax import format_size
 from ..errors import InvalidArgument
@@ -173,9 +173,7 @@ class CellMap:
 
 def _parse_cell(cell: int, page: int, frames: int) -> int:
     """Pages per cell: a whole number of pages, at most all of memory (one cell)."""
-    cell = as_int(cell, "cell size", lo=1)  # no upper bound: memory is the bound below
-    if cell < page or cell % page:
-        raise InvalidArgument(f"cell size {cell} is not a positive multiple of the page size {page}")
+    cell = as_multiple(cell, "cell size", page, lo=1)  # memory is the real bound, below
     if cell // page > frames:
         # A larger cell is one cell with most of it past the end of memory: refuse it
         # rather than draw a map of one mostly empty cell.

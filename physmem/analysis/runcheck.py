@@ -124,7 +124,7 @@ def run_obtainable(count: int, size: int | str, node: int | None = None, *,
     t0 = time.monotonic()
     count = as_positive(count, "count")
     supported = supported_sizes(sys_root)
-    ps = parse_size(size) if isinstance(size, str) else as_positive(size, "size")
+    ps = parse_size(size, "size", positive=True)
     if ps not in supported:
         raise InvalidArgument(f"size {format_size(ps)} is not a hugepage size of this kernel "
                               f"({', '.join(format_size(s) for s in supported)})")

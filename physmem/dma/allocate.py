@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _sysfs
 from ..addressing import page_size as _base_page
-from .._args import as_bool, as_positive, as_power_of_two
+from .._args import as_bool, as_int, as_positive, as_power_of_two, is_int
 from .._raw import mapping as _map
 from .._runs import find_runs, runs_of
 from ..errors import (
@@ -46,14 +46,9 @@ def _page_size(page_size: int | str | None) -> int:
 
 
 def _check_size(size: object, name: str = "size") -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        try:
-            size = parse_size(size)  # type: ignore[arg-type]
-        except InvalidArgument as err:
-            raise InvalidArgument(err.args[0] if name == "size" else f"{name}: {err.args[0]}") \
-                from None
-    if size <= 0:
-        raise InvalidArgument(f"{name} {size} must be positive")
+    # An int has no upper bound here: the machine's memory is the bound, below.
+    size = as_int(size, name, lo=1) if is_int(size) else parse_size(
+        size, name, positive=True)  # type: ignore[arg-type]
     # No pool, reservation or advice can give more than the machine has: a usage error, not
     # a shortage to be told how many pages to reserve.
     memory = meminfo()["MemTotal"]

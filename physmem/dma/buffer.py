@@ -8,7 +8,8 @@ import numpy as np
 
 from .._records import AddressArray
 from .._runs import find_runs, run_table
-from ..addressing import as_uint64_array, page_size
+from .._args import as_uint64_array
+from ..addressing import page_size
 from ..errors import (
     ContiguityUnavailable,
     InvalidArgument,

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._records import hex_fields
-from .._args import as_int, as_nonneg, as_power_of_two
+from .._args import as_nonneg, as_positive, as_power_of_two, as_uint64_array
 from .._raw import check
 from .._raw import dmapool as _raw
 from ..errors import DmaPoolExhausted, InvalidArgument, OutOfMemory
@@ -194,15 +194,11 @@ class DmaPool:
                 raise InvalidArgument("free_many(addresses, size) needs the size the blocks "
                                       "were allocated with")
         size = as_nonneg(size, "size")
-        try:
-            addr = np.asarray(addresses)
-            if addr.ndim != 1 or not (addr.dtype.kind in "ui" or addr.size == 0):
-                raise TypeError
-            addr = addr.astype(np.uint64, copy=False)
-        except (TypeError, ValueError):
+        addr = as_uint64_array(addresses, "free_many() addresses", None)
+        if addr.ndim != 1:
             raise InvalidArgument(
                 f"free_many() takes a DmaBlocks or a 1-D array of integer addresses, not "
-                f"{addresses!r:.80}") from None
+                f"{addresses!r:.80}")
         offsets = np.ascontiguousarray(addr - np.uint64(self.address))  # wraps if below
         ret, i = _raw.free_many(self._pool, offsets, size)
         if ret < 0:
@@ -285,9 +281,7 @@ class DmaPool:
     def _check_request(self, nbytes: Any, align: Any,
                        boundary: Any) -> tuple[int, int, int | None]:
         """Normalize numpy integers and the like; raise the precise error for bad values."""
-        nbytes = as_int(nbytes, "nbytes")
-        if nbytes <= 0:
-            raise InvalidArgument(f"nbytes={nbytes} must be a positive number of bytes")
+        nbytes = as_positive(nbytes, "nbytes")
         align = as_power_of_two(align, "align")
         if boundary is not None:
             boundary = as_power_of_two(boundary, "boundary")

@@ -12,7 +12,8 @@ from typing import Callable
 
 from .. import sysctl
 from .._sysfs import read_int
-from ..errors import FeatureUnavailable, InvalidArgument
+from .._args import as_flags
+from ..errors import FeatureUnavailable
 
 __all__ = ["BalancingMode", "Balancing", "balancing", "set_balancing"]
 
@@ -88,10 +89,9 @@ def set_balancing(mode: int | BalancingMode | bool, proc_root: str = "/proc") ->
 
     Not persistent: boot with ``numa_balancing=disable`` (or enable) for that.
     """
-    if isinstance(mode, bool):
+    if isinstance(mode, bool):   # documented: True and False are 1 and 0
         mode = int(mode)
-    if not isinstance(mode, int) or not 0 <= int(mode) <= 3:
-        raise InvalidArgument(f"numa balancing mode must be 0-3 (or a BalancingMode), not {mode!r}")
+    mode = BalancingMode(as_flags(mode, "mode", 3))  # NORMAL | MEMORY_TIERING
     previous = BalancingMode(sysctl.read_int("kernel.numa_balancing", proc_root=proc_root))
     sysctl.write("kernel.numa_balancing", int(mode), proc_root=proc_root)
     return previous

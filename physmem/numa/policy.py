@@ -20,7 +20,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .._args import as_bool, as_int, as_nonneg, as_pid, as_positive
+from .._args import (as_bool, as_enum, as_int, as_iterable, as_nonneg, as_pid, as_positive,
+                     as_uint64_array)
 from .._raw import SINCE, missing, older_than
 from .._raw import mempolicy as _raw
 from ..errors import InvalidArgument, error_from_errno
@@ -92,11 +93,7 @@ def online_nodes(sys_root: str = "/sys") -> frozenset[int]:
 def _nodes(nodes: int | Iterable[int], name: str = "nodes") -> frozenset[int]:
     if not isinstance(nodes, Iterable):
         nodes = (as_int(nodes, name),)
-    try:
-        items = list(nodes)
-    except TypeError:
-        raise InvalidArgument(f"{name}={nodes!r} must be a node number or an iterable of "
-                              "them") from None
+    items = list(as_iterable(nodes, name, "a node number or an iterable of them"))
     out = frozenset(as_int(n, f"{name} entry") for n in items)
     bad = sorted(n for n in out if not 0 <= n < _MASK_BITS)
     if bad:
@@ -117,11 +114,7 @@ def _unmask(words: np.ndarray) -> frozenset[int]:
 
 
 def _mode(mode: MemPolicyMode | int, flags: int = 0) -> MemPolicyMode:
-    value = as_int(mode, "mode")
-    try:
-        return MemPolicyMode(value)
-    except ValueError:
-        raise InvalidArgument(f"mode={mode!r} is not a MemPolicyMode") from None
+    return as_enum(mode, MemPolicyMode, "mode")
 
 
 def _policy_error(err: int, what: str, mode: MemPolicyMode, nodes: frozenset[int],
@@ -249,26 +242,9 @@ def _pages(addresses: Any) -> tuple[np.ndarray, bool]:
     if isinstance(addresses, (Mapping, tuple)):
         return _page_addresses(*_range(addresses, " (or a list or numpy array of "
                                                   "addresses)")), False
-    try:
-        if np.ndim(addresses) == 0:
-            return np.array([as_nonneg(addresses, "address")], dtype=np.uint64), True
-        raw = np.asarray(addresses)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, InvalidArgument):
-            raise
-        raise InvalidArgument(f"addresses={addresses!r:.80} must be an address or an array "
-                              "of them") from None
-    if raw.size == 0:
-        return np.empty(0, dtype=np.uint64), False
-    if raw.dtype.kind == "O":  # Python ints beyond int64, or mixed objects
-        arr = np.array([as_nonneg(a, "address") for a in raw.ravel().tolist()], dtype=np.uint64)
-    elif raw.dtype.kind == "u" or (raw.dtype.kind == "i" and int(raw.min()) >= 0):
-        arr = np.ascontiguousarray(raw.ravel(), dtype=np.uint64)
-    elif raw.dtype.kind == "i":
-        raise InvalidArgument(f"addresses must be non-negative, got {int(raw.min())}")
-    else:
-        raise InvalidArgument(f"addresses must be integers, got an array of {raw.dtype}")
-    return arr, False
+    if addresses is None or np.isscalar(addresses):   # one address, or a wrong one
+        return np.array([as_nonneg(addresses, "address")], dtype=np.uint64), True
+    return as_uint64_array(addresses, "addresses", None).reshape(-1), False
 
 
 def node_of(addresses: Any, *, pid: int = 0) -> Any:

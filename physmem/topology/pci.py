@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .._sysfs import listdir, parse_int, read_parsed
 from .._syntax import parse_cpulist, parse_cpumask
+from .._args import as_text
 from ..errors import InvalidArgument
 
 __all__ = ["PciDevice", "read_pci_devices", "read_pci_device", "PCI_ADDRESS"]
@@ -34,7 +35,7 @@ def read_pci_device(address: str, sys_root: str = "/sys", *,
     With ``skipped``, a file that does not parse reads as missing and is noted there.
     Anything but such an address is InvalidArgument ("" would read the devices directory).
     """
-    if not isinstance(address, str) or not PCI_ADDRESS.fullmatch(address):
+    if not PCI_ADDRESS.fullmatch(as_text(address, "address")):
         raise InvalidArgument(f"{address!r:.60} is not a PCI address: give domain:bus:"
                               "device.function in lower case, e.g. 0000:03:00.0 (lspci -D)")
     path = f"{sys_root}/bus/pci/devices/{address}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from .._args import as_choice, as_iterable
 from ..errors import InvalidArgument, PhysmemError
 from . import access, cpuidle, dma, isolation, memory, numa
 from .context import Context
@@ -27,18 +28,13 @@ def run(sections: Iterable[str] | str | None = None, *, sys_root: str = "/sys",
     """Run ``sections`` (default: all). A section that cannot read its files yields a finding."""
     if sections is None:
         names = list(SECTIONS)
-    elif isinstance(sections, str):
-        names = [sections]
-    elif isinstance(sections, Iterable) and not isinstance(sections, bytes):
-        names = list(sections)
     else:
-        raise InvalidArgument(f"sections must be a section name, a list of them or None (all), "
-                              f"got {sections!r:.60}")
-    unknown = [n for n in names if not isinstance(n, str) or n not in SECTIONS]
-    if unknown or not names:   # [] would check nothing and report "ok"
-        raise InvalidArgument(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}"
-                              if unknown else f"no section given; choose from {list(SECTIONS)} "
-                              "or pass None for all")
+        listed = [sections] if isinstance(sections, str) else as_iterable(
+            sections, "sections", "a section name, a list of them or None (all)")
+        names = [as_choice(n, "sections", SECTIONS) for n in listed]
+    if not names:   # [] would check nothing and report "ok"
+        raise InvalidArgument(f"sections is empty: choose from {list(SECTIONS)} or pass None "
+                              "for all")
     ctx = Context(sys_root, proc_root)
     findings: list[Finding] = []
     for name in names:
