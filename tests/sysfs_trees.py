@@ -1,10 +1,12 @@
 """The vendored sysfs/procfs fixture trees (tests/data/sysfs), unpacked once per session."""
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,44 @@ def lstopo_text(name: str) -> str | None:
     return p.read_text() if p.exists() else None
 
 
+_scratch: list[Path] = []
+
+
+def _scratch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where trees are unpacked and doctored, once per session: tmpfs (/dev/shm) where there
+    is one, since the trees are thousands of small files and creating them on a disk-backed
+    /tmp was most of these tests' time; pytest's temporary directory otherwise. Removed when
+    the session's process exits."""
+    if not _scratch:
+        shm = Path("/dev/shm")
+        if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+            _scratch.append(Path(tempfile.mkdtemp(prefix="physmem-trees-", dir=shm)))
+            atexit.register(shutil.rmtree, _scratch[0], True)
+        else:
+            _scratch.append(tmp_path_factory.mktemp("trees"))
+    return _scratch[0]
+
+
+def doctored_copy(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of an unpacked tree for one test to change. Its files are hard links to the
+    tree's (a copy of every file cost seconds per test), so change a file only with
+    :func:`put`, which gives the copy a file of its own; removing files is safe."""
+    dest = Path(tempfile.mkdtemp(prefix="doctored-", dir=_scratch_dir(tmp_path_factory)))
+    root = dest / tree.name
+    shutil.copytree(tree, root, symlinks=True, copy_function=os.link)
+    return root
+
+
+def put(path: Path, text: str) -> None:
+    """Write ``text`` to a file of a doctored copy, never through to the tree it links to."""
+    path.unlink(missing_ok=True)
+    path.write_text(text)
+
+
 def unpack(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tree's root (holding ``sys/`` and ``proc/``); archives hold one top folder."""
     if name not in _cache:
-        dest = tmp_path_factory.mktemp(name)
+        dest = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_scratch_dir(tmp_path_factory)))
         archive = FIXTURES / f"{name}.tar.bz2"
         if shutil.which("tar"):
             # GNU tar is ~10x faster than tarfile on these many-small-file trees.

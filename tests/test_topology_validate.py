@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 
@@ -14,7 +13,7 @@ from physmem.hugepages.sizes import architecture_sizes, explain_size
 from conftest import run_physmem
 from physmem.topology import parse_cmdline, parse_cpulist
 from physmem.findings import Severity
-from sysfs_trees import Trees
+from sysfs_trees import Trees, doctored_copy, put
 
 
 @pytest.fixture(scope="session")
@@ -22,12 +21,15 @@ def trees(tmp_path_factory):
     return Trees(tmp_path_factory)
 
 
-def doctored(trees, name, tmp_path, cmdline=None):
-    root = tmp_path / name
-    shutil.copytree(trees[name], root, symlinks=True)
-    if cmdline is not None:
-        (root / "proc/cmdline").write_text(cmdline + "\n")
-    return root
+@pytest.fixture
+def doctored(trees, tmp_path_factory):
+    """``doctored(name, cmdline)``: a copy of a fixture tree to change with ``put``."""
+    def make(name, cmdline=None):
+        root = doctored_copy(trees[name], tmp_path_factory)
+        if cmdline is not None:
+            put(root / "proc/cmdline", cmdline + "\n")
+        return root
+    return make
 
 
 def run(root, sections=None):
@@ -58,11 +60,11 @@ def test_cmdline_isolation_and_hugepages():
     assert parse_cmdline("nohz_full=all", possible=range(4)).nohz_full == {0, 1, 2, 3}
 
 
-def test_plan_puts_loops_on_isolated_cpus_near_the_device(trees, tmp_path):
+def test_plan_puts_loops_on_isolated_cpus_near_the_device(doctored):
     name = "40intel64-2g2n4c+pcilocality"
-    root = doctored(trees, name, tmp_path)
-    (root / "sys/devices/system/cpu/isolated").write_text("30,34,38\n")
-    (root / "sys/devices/system/cpu/nohz_full").write_text("34,38\n")
+    root = doctored(name)
+    put(root / "sys/devices/system/cpu/isolated", "30,34,38\n")
+    put(root / "sys/devices/system/cpu/nohz_full", "34,38\n")
     topo = topology.discover(str(root / "sys"), str(root / "proc"))
     p = placement.plan(topo, devices=["0000:43:00.0"], control_loops=2)
     assert p.node == 2
@@ -80,11 +82,11 @@ def test_plan_puts_loops_on_isolated_cpus_near_the_device(trees, tmp_path):
         placement.plan(topo, control_loops=1000)
 
 
-def test_validator_isolation_mismatch(trees, tmp_path):
-    root = doctored(trees, "128arm-2pa2n8cluster4co", tmp_path,
-                    "root=/dev/sda1 isolcpus=8-15 nohz_full=4-11")
-    (root / "sys/devices/system/cpu/isolated").write_text("8-15\n")
-    (root / "sys/devices/system/cpu/nohz_full").write_text("4-11\n")
+def test_validator_isolation_mismatch(doctored):
+    root = doctored("128arm-2pa2n8cluster4co",
+             "root=/dev/sda1 isolcpus=8-15 nohz_full=4-11")
+    put(root / "sys/devices/system/cpu/isolated", "8-15\n")
+    put(root / "sys/devices/system/cpu/nohz_full", "4-11\n")
     r = run(root, "isolation")
     (f,) = r.by_id("isolation.nohz_not_isolated")
     assert f.fix == "isolcpus=managed_irq,domain,4-15"
@@ -96,29 +98,29 @@ def test_validator_isolation_mismatch(trees, tmp_path):
     assert not r.ok and r.worst == Severity.WARNING
 
 
-def test_validator_no_housekeeping(trees, tmp_path):
-    root = doctored(trees, "16amd64-8n2c", tmp_path, "nohz_full=0-15")
-    (root / "sys/devices/system/cpu/nohz_full").write_text("0-15\n")
+def test_validator_no_housekeeping(doctored):
+    root = doctored("16amd64-8n2c", "nohz_full=0-15")
+    put(root / "sys/devices/system/cpu/nohz_full", "0-15\n")
     r = run(root, ["isolation"])
     assert r.by_id("isolation.no_housekeeping")[0].severity == Severity.ERROR
 
 
-def test_validator_memory_gigantic_and_boot_reservation(trees, tmp_path):
-    root = doctored(trees, "128arm-2pa2n8cluster4co", tmp_path,
-                    "hugepagesz=32M hugepages=16 default_hugepagesz=4M")
+def test_validator_memory_gigantic_and_boot_reservation(doctored):
+    root = doctored("128arm-2pa2n8cluster4co",
+             "hugepagesz=32M hugepages=16 default_hugepagesz=4M")
     r = run(root, "memory")
     assert r.by_id("memory.gigantic_not_reserved")[0].fix == "boot with hugepagesz=1G hugepages=N"
     assert "asks for 16 32M pages" in r.by_id("memory.boot_reservation_short")[0].message
     assert r.by_id("memory.default_hugepagesz_unsupported")
 
 
-def test_validator_numa_findings(trees, tmp_path):
+def test_validator_numa_findings(trees, doctored):
     r = run(trees["8em64t-2s2ca2c-buggynuma"], "numa")
     assert r.by_id("numa.cpu_in_several_nodes") and r.by_id("numa.distance_not_above_local")
-    root = doctored(trees, "16amd64-8n2c", tmp_path)
-    (root / "sys/devices/system/node/node1/distance").write_text("30 10 20 20 20 20 20 20\n")
+    root = doctored("16amd64-8n2c")
+    put(root / "sys/devices/system/node/node1/distance", "30 10 20 20 20 20 20 20\n")
     meminfo = root / "sys/devices/system/node/node2/meminfo"
-    meminfo.write_text("Node 2 MemTotal: 0 kB\nNode 2 MemFree: 0 kB\n")
+    put(meminfo, "Node 2 MemTotal: 0 kB\nNode 2 MemFree: 0 kB\n")
     r = run(root, "numa")
     assert "node0->node1 is 20 but node1->node0 is 30" in r.by_id("numa.asymmetric_distance")[0].message
     assert "node 2 has CPUs 4-5" in r.by_id("numa.memoryless_node")[0].message
