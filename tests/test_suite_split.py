@@ -167,12 +167,13 @@ def test_system_settings_see_a_change(is_root):
 
 def test_the_unprivileged_half_passes_as_nobody(run_unprivileged):
     """``pytest -m "not root"`` as uid 65534 from outside the checkout: no failure, no error,
-    no test skipped for want of root, in under a minute, and no pool, sysctl, mount, swap
+    no test skipped for want of root, and no pool, sysctl, mount, swap
     area or memory block changed by it.
 
-    The minute is wall time on a machine of its own (as CI has it): the half is serial and
-    CPU-bound, so a busy neighbour (another test run, a busy VM host) stretches it, by up to
-    half again in our runs; the CPU time it used is printed beside it to tell the two apart."""
+    The minute is a benchmark's target (benchmarks/suite.py, which times this test and
+    records the load): the half is serial and CPU-bound, so a busy neighbour (another test
+    run, a busy VM host) stretches it, and a timed test cannot tell that from a slow suite.
+    Here the CPU time it used is printed beside the wall time, and twice the minute fails."""
     work = Path(tempfile.mkdtemp(prefix="physmem-split-", dir="/tmp"))
     before = system_settings()
     try:
