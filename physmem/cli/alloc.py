@@ -42,8 +42,9 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
         args.parser.error("--force applies with --reserve only")
     if args.max_growth is not None and not args.reserve:
         args.parser.error("--max-growth applies with --reserve only")
-    size = parse_size(args.size, "SIZE")
-    max_growth = None if args.max_growth is None else parse_size(args.max_growth, "--max-growth")
+    size = parse_size(args.size, "SIZE", positive=True)
+    max_growth = None if args.max_growth is None else parse_size(args.max_growth, "--max-growth",
+                                                                      positive=True)
     make = allocate_scatter if args.scatter else allocate_contiguous
     page_size = check_page_size(args.page_size, "--page-size")
     node = check_node(args.node)
