@@ -155,7 +155,9 @@ class Verdicts:
         """``num.median / den.median`` against a bound; the spread shown is the ratio's range
         from the contenders' extremes (best case / worst case)."""
         r = num.median / den.median
-        spread = f"({num.lo / den.hi:.2f}-{num.hi / den.lo:.2f})"
+        # A contender faster than its clock's resolution has a zero minimum: an open end.
+        top = f"{num.hi / den.lo:.2f}" if den.lo > 0 else "inf"
+        spread = f"({num.lo / den.hi:.2f}-{top})"
         if at_most is not None:
             return self._line(label, f"{r:.2f}x {spread}", f"<= {at_most:g}x", r <= at_most)
         assert at_least is not None

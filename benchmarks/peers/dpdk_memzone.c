@@ -32,7 +32,7 @@ static int attempt(uint64_t size, int quiet)
         name, size, SOCKET_ID_ANY, RTE_MEMZONE_IOVA_CONTIG, 4096);
     double t = now() - t0;
     if (!quiet)
-        printf("zone %llu %s %.6f %#llx\n", (unsigned long long)size, mz ? "ok" : "fail", t,
+        printf("zone %llu %s %.9f %#llx\n", (unsigned long long)size, mz ? "ok" : "fail", t,
                mz ? (unsigned long long)mz->iova : 0ULL);
     if (mz)
         rte_memzone_free(mz);

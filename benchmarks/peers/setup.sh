@@ -57,7 +57,8 @@ if [ ! -x "$bin/page-types" ] || [ "$(cat "$bin/page-types.cflags" 2>/dev/null)"
     fi
 fi
 
-if [ ! -x "$bin/dpdk_memzone" ]; then
+# Built again whenever its source is newer than the program (a changed peer).
+if [ ! -x "$bin/dpdk_memzone" ] || [ "$here/dpdk_memzone.c" -nt "$bin/dpdk_memzone" ]; then
     if pkg-config --exists libdpdk 2>/dev/null; then
         # shellcheck disable=SC2046
         if cc -O2 -o "$bin/dpdk_memzone" "$here/dpdk_memzone.c" $(pkg-config --cflags --libs libdpdk) 2>"$bin/dpdk_memzone.log"; then
