@@ -12,7 +12,7 @@ DPDK is compared call for call: each contender is one process per round that sta
 apart, then asks for each size three times. Each DPDK mode is compared with physmem's way
 of the same kind: ``--in-memory`` maps pages on request, as ``allocate_contiguous`` does;
 ``--legacy-mem`` maps every free pool page at start-up and its calls only carve that heap, as
-``DmaPool.alloc`` carves the buffer mapped at its start (512 MiB, aligned as its size), so
+``DmaPool.alloc`` carves the buffer mapped at its start (256 MiB, aligned as its size), so
 legacy is compared with DmaPool; for the largest zone, whose bisection carves the heap
 legacy's start-up mapped and zeroed, legacy is charged that start-up's memory work (its
 rte_eal_init less in-memory's). DPDK pins nothing, so physmem is asked for pin=False in these
@@ -177,7 +177,7 @@ class DpdkRun:
             self.error = f"{self.error}; {errs[-1] if errs else r.stderr.strip()[-200:]}"
 
 
-POOL_AHEAD = 512 << 20  # holds the largest size asked per call, 256 MiB, as a power of two
+POOL_AHEAD = 256 << 20  # the largest size asked per call: a DmaPool block is at most its pool
 PHYSMEM_STARTUP = ("import time; t = time.perf_counter(); import physmem.dma; "
                    "print(time.perf_counter() - t)")
 
@@ -797,7 +797,9 @@ def main() -> int:
                     f"{'allocated' if over else 'refused'}", "ok; refused")
             if run == pages * MB2:
                 info("  (the run is the whole pool: the refusal only shows a short pool)", "")
-            grow_for_run(res, 256 << 20)
+            # Twice POOL_AHEAD: a run that long holds a POOL_AHEAD-aligned window of
+            # POOL_AHEAD, which the DmaPool contender needs (its blocks are aligned as their size).
+            grow_for_run(res, 2 * POOL_AHEAD)
             info("pool for DPDK and the speed rounds", f"{pool_count('free_hugepages')} free, "
                  f"longest run {longest_contiguous() >> 20} MiB")
             dpdk_side_by_side(v, rounds(5))
