@@ -236,28 +236,28 @@ def dpdk_side_by_side(v: Verdicts, n_rounds: int, calls: int = 3) -> None:
                 # Aligned as its size, so that blocks up to that size fit (a DmaPool's largest
                 # block is bounded by its start's physical alignment).
                 buf = allocate_contiguous(POOL_AHEAD, align=POOL_AHEAD)
-                pool = DmaPool.from_buffer(buf)
             except ContiguityUnavailable:
                 for s in sizes:
                     for _ in range(calls):
                         record(f"physmem pool {s >> 20}M", False, 0, 0.0)
                 return
-            times.setdefault("physmem pool startup", []).append(time.perf_counter() - t0)
-            try:
-                for s in sizes:
-                    for _ in range(calls):
-                        t0 = time.perf_counter()
-                        try:
-                            block = pool.alloc(s)
-                        except DmaPoolExhausted:
-                            record(f"physmem pool {s >> 20}M", False, 0, 0.0)
-                            continue
-                        record(f"physmem pool {s >> 20}M", True, block.size,
-                               time.perf_counter() - t0)
-                        pool.free(block)
-            finally:
-                pool.close()
-                buf.close()
+            with buf:
+                pool = DmaPool.from_buffer(buf)
+                times.setdefault("physmem pool startup", []).append(time.perf_counter() - t0)
+                try:
+                    for s in sizes:
+                        for _ in range(calls):
+                            t0 = time.perf_counter()
+                            try:
+                                block = pool.alloc(s)
+                            except DmaPoolExhausted:
+                                record(f"physmem pool {s >> 20}M", False, 0, 0.0)
+                                continue
+                            record(f"physmem pool {s >> 20}M", True, block.size,
+                                   time.perf_counter() - t0)
+                            pool.free(block)
+                finally:
+                    pool.close()
 
         def dpdk_round(name: str) -> Callable[[], None]:
             def go() -> None:
