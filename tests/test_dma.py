@@ -237,6 +237,75 @@ def test_reserve_true_amid_scattered_free_blocks_is_contiguous_and_restores_the_
         os.close(fd)
 
 
+def _shuffled_with_singles(fd: int, take: int, singles: int) -> None:
+    """Make the buddy allocator's free lists what a long-running machine's are: grow the 2 MiB
+    pool by ``take`` pages into hugetlb memfd ``fd``, give back every pair of buddies (both
+    2 MiB halves of a 4 MiB block) in random order, so that the free 4 MiB blocks come out
+    in no physical order, then one half of enough pairs to leave ``singles`` free 2 MiB
+    blocks whose buddy is busy. Pages whose buddy is not ours stay held, as do the halves
+    that keep the singles single."""
+    import ctypes
+    import mmap as _mmap
+    import random
+
+    from physmem.analysis.contiguity import drain_per_cpu_lists
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+
+    def give_back(pages: list[int]) -> None:
+        for i in pages:  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+            assert libc.fallocate(fd, 0x02 | 0x01, i * MB2, MB2) == 0, ctypes.get_errno()
+        nr = POOL_2M / "nr_hugepages"
+        nr.write_text(str(int(nr.read_text()) - int((POOL_2M / "free_hugepages").read_text())))
+        # Freed pages wait on the CPUs' lists, out of /proc/buddyinfo, for seconds: until
+        # they are drained, halves of pairs given back whole count as singles.
+        assert drain_per_cpu_lists(), "cannot drain the per-CPU free lists"
+
+    nr = POOL_2M / "nr_hugepages"
+    nr.write_text(str(int(nr.read_text()) + take))
+    take = int((POOL_2M / "free_hugepages").read_text())
+    os.ftruncate(fd, take * MB2)
+    m = _mmap.mmap(fd, take * MB2)
+    for i in range(take):
+        m[i * MB2] = 1
+    heads = own_pfns_at([address_of(m) + i * MB2 for i in range(take)])
+    m.close()
+    block = {pfn // (MB2 // PAGE): i for i, pfn in enumerate(heads)}
+    pairs = [(i, block[b ^ 1]) for b, i in block.items() if b % 2 == 0 and b ^ 1 in block]
+    random.shuffle(pairs)
+    give_back([i for pair in pairs[singles:] for i in pair])
+    missing = max(0, singles - _buddy_2m_singles())
+    assert missing <= len(pairs), f"only {len(pairs)} pairs of buddies among {take} pages"
+    give_back([a for a, _ in pairs[:missing]])
+
+
+def test_reserve_true_demotes_after_growing_past_many_singles(hugepage_pool):
+    """A machine with about a hundred free 2 MiB blocks with busy buddies and 4 MiB blocks
+    in no physical order: reserve=True grows past the singles, finds no run among the pages
+    that follow, and must still have room under its cap for a demoted gigantic page (it
+    once had used the room up, and failed, on a CI machine after a full test run)."""
+    from physmem.hugepages import demote_size
+
+    if demote_size("1G") != MB2 or not gigantic_reservable():
+        pytest.skip("no 1 GiB page to demote into 2 MiB ones on this machine now")
+    hugepage_pool(0)  # restores the pool afterwards
+    fd = os.memfd_create("shuffled", os.MFD_HUGETLB)
+    try:
+        _shuffled_with_singles(fd, 2000, 120)
+        singles = _buddy_2m_singles()
+        # What makes the growth past them overrun the room a demotion needs.
+        assert 110 < singles <= 128, singles
+        before = pool_state()
+        for _ in range(3):
+            with allocate_contiguous(16 * MB2, reserve=True) as buf:
+                pfns = own_pfns(buf.address, buf.size)
+                assert pfns == list(range(pfns[0], pfns[0] + len(pfns)))
+        assert wait_until(lambda: pool_state() == before, 10), (pool_state(), before)
+    finally:
+        os.close(fd)
+
+
 def test_growth_past_scattered_blocks_never_refuses_a_buffer(hugepage_pool, monkeypatch):
     """More growth than memory allows (here: a terabyte of extra pages) is refused by the
     memory margin; the buffer is then made with the growth it needs, as before."""

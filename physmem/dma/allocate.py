@@ -133,6 +133,16 @@ class _Candidates:
             self.reserved_end = max(self.reserved_end, start + count)
             return self._take(start, count)
 
+    def drop(self) -> None:
+        """Give every page held back to the pool, and its growth back to the cap."""
+        held = max(len(self.paddr), self.reserved_end)
+        if held:
+            self.memfd.punch_hole(0, held * self.page_size)
+        if self.growth is not None:
+            self.growth.given_back(held)
+        self.paddr = np.empty(0, dtype=np.uint64)
+        self.reserved_end = 0
+
     def _take(self, start: int, count: int) -> int:
         """Fault in file pages [start, start + count) (the reserved ones, or from the free
         pool); returns how many."""
@@ -381,6 +391,11 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
                     continue
             if not demoted:
                 demoted = True
+                # The pages held are scattered (no run among them): give them back first, so
+                # that the cap, which bounds the pool at every moment, leaves room for the
+                # gigantic page (overgrowth past hundreds of singles had used it up).
+                if not scatter:
+                    cands.drop()
                 if cands.demote(want):
                     continue
             if room() <= 0 or (growing and got == 0):

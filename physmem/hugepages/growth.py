@@ -138,6 +138,11 @@ class Growth:
                        - _count(self.global_dir, "surplus_hugepages"))
         return max(0, free - reserved) + room
 
+    def given_back(self, pages: int) -> None:
+        """``pages`` pages the allocation held went back (a punched file range): the pool
+        shrank by them, so far as they were growth."""
+        self.grown = max(0, self.grown - pages)
+
     def reserve_into(self, fd: int, start: int, count: int) -> int:
         """Reserve ``count`` pages into file pages [start, start + count) of hugetlb memfd
         ``fd``, growing the pool for what is missing and giving the growth back at once;
