@@ -94,6 +94,49 @@ def test_two_processes_and_two_threads_each_allocate_at_once(empty_2m_pool):
     assert stuck_surplus_raw() == 0
 
 
+PROBE_LOCK = r"""
+from physmem.errors import PhysmemError
+from physmem.hugepages._ledger import pool_lock
+try:
+    with pool_lock(timeout=0.3):
+        print("free", flush=True)
+except PhysmemError:
+    print("held", flush=True)
+"""
+
+
+def test_a_growing_search_holds_the_pool_lock_between_its_growths(pools_restored, monkeypatch):
+    """From an allocation's first growth to its last page given back, no other process may
+    change the pools: the kernel makes a gigantic page (to demote) only in a 1 GiB range with
+    no hugetlb page in it, and another allocator's hundreds of scattered pages, held between
+    two of its growths, left no such range (1 allocation in a few hundred failed, with two
+    processes of two threads each, on a machine with a hundred free 2 MiB blocks whose
+    buddies were busy). Another process asks for the lock while this one looks for a run
+    among pages it just grew."""
+    from physmem.dma import allocate as _alloc
+    from physmem.dma import allocate_contiguous
+
+    seen: list[str] = []
+    best_fit = _alloc._best_fit
+    env, cwd = python_env()
+
+    def probing(*args, **kwargs):
+        if not seen:
+            seen.append(subprocess.run([sys.executable, "-c", PROBE_LOCK], env=env, cwd=cwd,
+                                       capture_output=True, text=True, timeout=60).stdout.strip())
+        return best_fit(*args, **kwargs)
+
+    monkeypatch.setattr(_alloc, "_best_fit", probing)
+    with allocate_contiguous(4 << 20, reserve=True):
+        pass
+    assert seen == ["held"]
+    seen.clear()
+    monkeypatch.setattr(_alloc, "_best_fit", best_fit)
+    # Once the buffer is made, the lock is free again.
+    assert subprocess.run([sys.executable, "-c", PROBE_LOCK], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60).stdout.strip() == "free"
+
+
 RESERVER = r"""
 import sys, time
 from physmem.hugepages import reserve

@@ -327,96 +327,112 @@ def _allocate_from_pool(nbytes: int, ps: int, node: int | None, align: int, n: i
                         scatter: bool, max_segments: int | None, growth: Growth | None,
                         pin: PinMode, settle_first: bool) -> DmaBuffer:
     cands = _Candidates(ps, node, growth, settle_first)
-    try:
-        want = n + (align // ps - 1 if align > ps else 0)
-        cap = _reserve_cap(n)
-
-        def room() -> int:
-            # What may still be taken: growth is capped, but pages the pool already holds
-            # free cost only their zeroing, and a large pool of scattered free pages must be
-            # got past before the adjacent pages a growth makes come out.
-            if growth is None:
-                return cap - len(cands)
-            return growth.max_pages - growth.grown + growth.available()
-        chosen = None
-        longest = 0
-        demoted = False
-        growing = False
-        regrowths = 0
-        # A growing pool gives the buddy allocator's scattered single blocks first: grow
-        # past them at once (see _overgrowth).
-        more = want + (_overgrowth(want, ps, node) if growth is not None and not scatter else 0)
-        while True:
-            if growth is None:
-                more = min(_free_pages(ps, node), more)
-            try:
-                got = cands.grow(more) if more > 0 else 0
-            except HugePagesUnavailable:
-                # Growth beyond the buffer's own pages is an optimisation, never the reason
-                # to refuse it: where the memory margin refuses it, grow by what is missing.
-                needed = max(0, min(more, want - len(cands)))
-                if growth is None or needed == more:
-                    raise
-                got = cands.grow(needed)
-            if scatter:
-                if len(cands) >= n:
-                    chosen = _pick_segments(cands.paddr, ps, n)
-                    segs = len(find_runs(cands.paddr[chosen], step=ps)[0])
-                    if max_segments is None or segs <= max_segments:
-                        break
-                    longest = segs
-                    chosen = None
-            else:
-                chosen, longest = _best_fit(cands.paddr, ps, n, align)
-                if chosen is not None:
-                    break
-            if growth is None:
-                # Ask for what is needed, then double: a fragmented pool costs a few rounds,
-                # a tidy one (the usual case) faults in no page beyond the buffer.
-                if got == 0:
-                    break
-                more = max(want - len(cands), len(cands))
-                continue
-            # Growing: what else may make a run appear, cheapest first. Past the buddy
-            # allocator's scattered free blocks (pages freed a moment ago reach it late);
-            # then demoting gigantic pages, adjacent by construction but several times
-            # dearer; then more pages, which come in no particular order but make a run
-            # likelier, up to a cap.
-            more = 0
-            if not scatter and regrowths < 3:
-                regrowths += 1
-                extra = _overgrowth(n, ps, node)
-                if extra and extra <= room():
-                    more = extra
-                    continue
-            if not demoted:
-                demoted = True
-                # The pages held are scattered (no run among them): give them back first, so
-                # that the cap, which bounds the pool at every moment, leaves room for the
-                # gigantic page (overgrowth past hundreds of singles had used it up).
-                if not scatter:
-                    cands.drop()
-                if cands.demote(want):
-                    continue
-            if room() <= 0 or (growing and got == 0):
-                break
-            growing = True
-            more = min(max(n, len(cands)), room())
-        if chosen is None:
-            raise _unavailable(nbytes, ps, node, n, cands, longest, scatter, max_segments)
-        paddr = cands.paddr[chosen]
-        valign = None if scatter else virtual_alignment(int(paddr[0]), n * ps, ps)
-        mapping = _map_in_order(cands.memfd, chosen, ps, valign)
+    # A growing search holds the pool lock from its first page to its last given back. The
+    # kernel allocates a gigantic page (to demote) only in a 1 GiB range with no hugetlb page
+    # in it, and a second allocator holding hundreds of scattered pages between two growths
+    # leaves no such range; the growths themselves were serialised anyway.
+    with growth.locked() if growth is not None else contextlib.nullcontext():
         try:
-            _release_unused(cands.memfd, chosen, max(len(cands), cands.reserved_end), ps)
+            chosen = _search(cands, nbytes, ps, node, align, n, scatter, max_segments, growth)
+            paddr = cands.paddr[chosen]
+            valign = None if scatter else virtual_alignment(int(paddr[0]), n * ps, ps)
+            mapping = _map_in_order(cands.memfd, chosen, ps, valign)
+            try:
+                _release_unused(cands.memfd, chosen, max(len(cands), cands.reserved_end), ps)
+            except BaseException:
+                mapping.close()
+                raise
+        finally:
             cands.close()  # the mapping keeps the chosen pages; the file has no other pages
-            return DmaBuffer._create(mapping, paddr, node=node, growth=growth, pin=pin,
-                                     contiguous=not scatter)
-        except BaseException:
-            mapping.close()
-            raise
-    finally:
-        cands.close()
+    try:
+        return DmaBuffer._create(mapping, paddr, node=node, growth=growth, pin=pin,
+                                 contiguous=not scatter)
+    except BaseException:
+        mapping.close()
+        raise
+
+
+def _search(cands: _Candidates, nbytes: int, ps: int, node: int | None, align: int, n: int,
+            scatter: bool, max_segments: int | None, growth: Growth | None) -> np.ndarray:
+    """Indices into ``cands`` of the pages to use (growing the pool where ``growth``);
+    ContiguityUnavailable where none are found."""
+    want = n + (align // ps - 1 if align > ps else 0)
+    cap = _reserve_cap(n)
+
+    def room() -> int:
+        # What may still be taken: growth is capped, but pages the pool already holds
+        # free cost only their zeroing, and a large pool of scattered free pages must be
+        # got past before the adjacent pages a growth makes come out.
+        if growth is None:
+            return cap - len(cands)
+        return growth.max_pages - growth.grown + growth.available()
+    chosen = None
+    longest = 0
+    demoted = False
+    growing = False
+    regrowths = 0
+    # A growing pool gives the buddy allocator's scattered single blocks first: grow
+    # past them at once (see _overgrowth).
+    more = want + (_overgrowth(want, ps, node) if growth is not None and not scatter else 0)
+    while True:
+        if growth is None:
+            more = min(_free_pages(ps, node), more)
+        try:
+            got = cands.grow(more) if more > 0 else 0
+        except HugePagesUnavailable:
+            # Growth beyond the buffer's own pages is an optimisation, never the reason
+            # to refuse it: where the memory margin refuses it, grow by what is missing.
+            needed = max(0, min(more, want - len(cands)))
+            if growth is None or needed == more:
+                raise
+            got = cands.grow(needed)
+        if scatter:
+            if len(cands) >= n:
+                chosen = _pick_segments(cands.paddr, ps, n)
+                segs = len(find_runs(cands.paddr[chosen], step=ps)[0])
+                if max_segments is None or segs <= max_segments:
+                    break
+                longest = segs
+                chosen = None
+        else:
+            chosen, longest = _best_fit(cands.paddr, ps, n, align)
+            if chosen is not None:
+                break
+        if growth is None:
+            # Ask for what is needed, then double: a fragmented pool costs a few rounds,
+            # a tidy one (the usual case) faults in no page beyond the buffer.
+            if got == 0:
+                break
+            more = max(want - len(cands), len(cands))
+            continue
+        # Growing: what else may make a run appear, cheapest first. Past the buddy
+        # allocator's scattered free blocks (pages freed a moment ago reach it late);
+        # then demoting gigantic pages, adjacent by construction but several times
+        # dearer; then more pages, which come in no particular order but make a run
+        # likelier, up to a cap.
+        more = 0
+        if not scatter and regrowths < 3:
+            regrowths += 1
+            extra = _overgrowth(n, ps, node)
+            if extra and extra <= room():
+                more = extra
+                continue
+        if not demoted:
+            demoted = True
+            # The pages held are scattered (no run among them): give them back first, so
+            # that the cap, which bounds the pool at every moment, leaves room for the
+            # gigantic page (overgrowth past hundreds of singles had used it up).
+            if not scatter:
+                cands.drop()
+            if cands.demote(want):
+                continue
+        if room() <= 0 or (growing and got == 0):
+            break
+        growing = True
+        more = min(max(n, len(cands)), room())
+    if chosen is None:
+        raise _unavailable(nbytes, ps, node, n, cands, longest, scatter, max_segments)
+    return chosen
 
 
 def _overgrowth(n: int, ps: int, node: int | None) -> int:
