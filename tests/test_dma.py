@@ -151,24 +151,37 @@ def _buddy_2m_singles() -> int:
     return total
 
 
+def _hold(fd: int, count: int) -> list[int]:
+    """Fault ``count`` pool pages into hugetlb memfd ``fd``; their head PFNs, by our own
+    pagemap read."""
+    import mmap as _mmap
+
+    os.ftruncate(fd, count * MB2)
+    m = _mmap.mmap(fd, count * MB2)
+    for i in range(count):
+        m[i * MB2] = 1
+    heads = own_pfns_at([address_of(m) + i * MB2 for i in range(count)])
+    m.close()
+    return heads
+
+
+def _punch(fd: int, pages: list[int]) -> None:
+    """Give file pages ``pages`` of hugetlb memfd ``fd`` back to the pool, in that order."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    for i in pages:  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        assert libc.fallocate(fd, 0x02 | 0x01, i * MB2, MB2) == 0, ctypes.get_errno()
+
+
 def _every_other_page_freed(fd: int, free: int) -> int:
     """Hold ``free`` pool pages in hugetlb memfd ``fd``, then give every other one (in
     physical order) back to the pool: the pool's free pages then have no free neighbour.
     Returns how many were given back."""
-    import ctypes
-    import mmap as _mmap
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
-    os.ftruncate(fd, free * MB2)
-    m = _mmap.mmap(fd, free * MB2)
-    for i in range(free):
-        m[i * MB2] = 1
-    heads = own_pfns_at([address_of(m) + i * MB2 for i in range(free)])
-    m.close()
+    heads = _hold(fd, free)
     give = sorted(range(free), key=heads.__getitem__)[1::2]
-    for i in give:  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-        assert libc.fallocate(fd, 0x02 | 0x01, i * MB2, MB2) == 0, ctypes.get_errno()
+    _punch(fd, give)
     return len(give)
 
 
@@ -244,18 +257,12 @@ def _shuffled_with_singles(fd: int, take: int, singles: int) -> None:
     in no physical order, then one half of enough pairs to leave ``singles`` free 2 MiB
     blocks whose buddy is busy. Pages whose buddy is not ours stay held, as do the halves
     that keep the singles single."""
-    import ctypes
-    import mmap as _mmap
     import random
 
     from physmem.analysis.contiguity import drain_per_cpu_lists
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
-
     def give_back(pages: list[int]) -> None:
-        for i in pages:  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-            assert libc.fallocate(fd, 0x02 | 0x01, i * MB2, MB2) == 0, ctypes.get_errno()
+        _punch(fd, pages)
         nr = POOL_2M / "nr_hugepages"
         nr.write_text(str(int(nr.read_text()) - int((POOL_2M / "free_hugepages").read_text())))
         # Freed pages wait on the CPUs' lists, out of /proc/buddyinfo, for seconds: until
@@ -265,12 +272,7 @@ def _shuffled_with_singles(fd: int, take: int, singles: int) -> None:
     nr = POOL_2M / "nr_hugepages"
     nr.write_text(str(int(nr.read_text()) + take))
     take = int((POOL_2M / "free_hugepages").read_text())
-    os.ftruncate(fd, take * MB2)
-    m = _mmap.mmap(fd, take * MB2)
-    for i in range(take):
-        m[i * MB2] = 1
-    heads = own_pfns_at([address_of(m) + i * MB2 for i in range(take)])
-    m.close()
+    heads = _hold(fd, take)
     block = {pfn // (MB2 // PAGE): i for i, pfn in enumerate(heads)}
     pairs = [(i, block[b ^ 1]) for b, i in block.items() if b % 2 == 0 and b ^ 1 in block]
     random.shuffle(pairs)
