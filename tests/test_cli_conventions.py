@@ -380,3 +380,39 @@ def test_every_pid_option_refuses_in_flag_words(command, capsys):
         assert code == Exit.USAGE and not out
         assert f"--pid: '{bad}' is not a process id (1 to {2**22})" in err, err
         assert "pid=" not in err
+
+
+def _stopped_by_sigint(argv: list[str]) -> int:
+    """Run ``main(argv)`` in this process and send it SIGINT half a second in: its exit
+    status, after checking that the signal handlers are this process's own again."""
+    import signal
+    import threading
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        code = main(argv)
+    finally:
+        timer.cancel()
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    return code
+
+
+def test_exporter_stops_on_sigint_and_gives_the_handlers_back(tmp_path: Path) -> None:
+    """Commands that run until stopped set SIGINT/SIGTERM handlers for their run only: main()
+    called in a program (or this test process) left Ctrl-C doing nothing afterwards."""
+    pytest.importorskip("prometheus_client", reason="prometheus-client is not installed")
+    assert _stopped_by_sigint(["exporter", "--textfile", str(tmp_path),
+                               "--interval", "0.1"]) == Exit.OK
+    assert list(tmp_path.glob("*.prom")), "the exporter wrote no file before it stopped"
+
+
+def test_dma_watch_stops_on_sigint_and_gives_the_handlers_back(is_root: None) -> None:
+    buf, address = anonymous(2 * PAGE)
+    try:
+        assert _stopped_by_sigint(["dma", "watch", "--pid", str(os.getpid()),
+                                   "--range", f"{address:#x}:{2 * PAGE}",
+                                   "--interval", "0.05"]) == Exit.OK
+    finally:
+        buf.close()

@@ -15,18 +15,22 @@ parser and should not load numpy or the C extension to do it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import importlib
+import signal
 import sys
 import textwrap
-from typing import Callable, NamedTuple, Sequence
+import threading
+from types import FrameType
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 from .. import __version__
 from ..errors import InvalidArgument, PageNotPresent, PhysmemError, ProcessGone
 from ._options import add_json, add_roots
 from ._output import Output, print_error
 
-__all__ = ["COMMANDS", "Exit", "EXIT_HELP", "NO_SIZES", "SIZES_HELP", "Command", "command",
+__all__ = ["COMMANDS", "Exit", "EXIT_HELP", "NO_SIZES", "SIZES_HELP", "Command", "command", "stopped_by_signals",
            "exit_code", "build_parser", "main"]
 
 # The one dispatch table: each command, in the order `physmem --help` lists them, and the
@@ -115,6 +119,27 @@ def command(name: str) -> Command:
     module, attr = COMMANDS[name].rsplit(".", 1)
     spec: Command = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
     return spec
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[threading.Event]:
+    """An Event that SIGTERM or SIGINT sets while the block runs, for commands that run
+    until stopped. The handlers in place before come back after it: :func:`main` may run
+    in a program or a test process, whose own Ctrl-C must work again once the command ends.
+    Outside the main thread (where Python cannot set handlers) nothing is installed."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    before = {}
+    if threading.current_thread() is threading.main_thread():
+        before = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def exit_code(exc: BaseException) -> Exit:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 import time
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument
-from . import Command, Exit
+from . import Command, Exit, stopped_by_signals
 from ._options import count_arg, parse_int, pid_arg, seconds_arg
 from ._output import Output, plural
 
@@ -159,15 +156,8 @@ def _watch(args: argparse.Namespace, out: Output) -> Exit:
 
     interval = 0.1 if args.interval is None else args.interval
     ranges = args.ranges if args.ranges is not None else _watched_ranges(args.pid)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
     moved = False
-    with watch(*ranges, pid=args.pid) as w:
+    with stopped_by_signals() as stop, watch(*ranges, pid=args.pid) as w:
         print(f"physmem dma watch: {plural(w.pages, 'page')} ({out.size(w.bytes)}) of process "
               f"{args.pid}, checked every {interval:g} s"
               + ("" if args.count is None else f", {plural(args.count, 'check')}"),

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import sys
 import threading
-from types import FrameType
+from typing import TYPE_CHECKING
 
 from ..errors import MissingDependency
-from . import Command, Exit
+from . import Command, Exit, stopped_by_signals
 from ._options import check_directory, refused, seconds_arg
 from ._output import Output
+
+if TYPE_CHECKING:
+    from ..exporter import Exporter
 
 __all__ = ["DESCRIPTION", "EXAMPLE", "MISSING", "MISSING_HTTP", "arguments", "run", "EXPORTER"]
 
@@ -97,13 +98,13 @@ def run(args: argparse.Namespace, out: Output) -> Exit:
             raise refused(f"cannot write into --textfile {args.textfile}", exc) from None
         return Exit.OK
 
-    stop = threading.Event()
+    with stopped_by_signals() as stop:
+        return _serve(args, exporter, stop, host, port)
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+def _serve(args: argparse.Namespace, exporter: Exporter, stop: threading.Event,
+           host: str | None, port: int) -> Exit:
+    """Run until ``stop``: the textfile written every --interval, or the HTTP server."""
     if args.textfile:
         # node_exporter may read the file at any moment: its first version already holds
         # the background readings rather than lacking them for a whole --interval.
