@@ -11,16 +11,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from _dma_target import HUGE, Target, dma_target, raw_frames  # noqa: F401 (a fixture)
+from _memory_blocks import BLOCK, MOVE_WAIT, blocks, make_movable  # noqa: F401 (a fixture)
 from conftest import PAGE, python_env
 
 from physmem.cli import Exit
 from physmem.dma import DmaPool, Move, allocate_contiguous, allocate_scatter, watch
-from physmem.errors import InvalidArgument, PfnUnavailable
+from physmem.errors import InvalidArgument
 
 def frames_of(pid: int, pages: list[int]) -> dict[int, int | None]:
     """Each page's frame, read with a plain pagemap pread: address -> physical address."""
@@ -168,77 +168,47 @@ def test_a_buffer_is_watched_from_the_layout_a_device_was_given(pools_restored):
         buf.close()
 
 
-def offline_block(block: Path, timeout: float) -> str:
-    """Write "offline" to a memory block's state in a child, which is interrupted after
-    ``timeout`` seconds (the kernel retries a migration that cannot finish until a signal):
-    "offline", or why not."""
-    code = ("import sys, os\n"
-            "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
-            "try:\n    os.write(fd, b'offline')\nexcept OSError as e:\n"
-            "    print(e.errno); sys.exit(1)\nprint('offline')\n")
-    try:
-        r = subprocess.run([sys.executable, "-c", code, str(block / "state")],
-                           capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return "timed out"
-    return r.stdout.strip() or r.stderr.strip()
-
-
-MEMORY = Path("/sys/devices/system/memory")
-
-
 @pytest.mark.root
 @pytest.mark.hugepages
-def test_memory_offline_moves_an_unpinned_buffer_and_the_watch_sees_it(pools_restored,
-                                                                         request):
-    if not MEMORY.is_dir():
+def test_memory_offline_moves_an_unpinned_buffer_and_the_watch_sees_it(pools_restored, blocks):
+    """An unpinned buffer in a block the kernel takes offline moves, and the watch reports
+    exactly the pages our own pagemap reads saw move; a pinned buffer beside it does not.
+
+    The block is made for it: an offlinable Normal block put online in ZONE_MOVABLE, which
+    holds nothing the kernel cannot move and where new pool pages (movable allocations) come
+    from first. Blocks left where they were hold some page the kernel cannot move, on a
+    machine that has run for a while, and refused every offline."""
+    if not BLOCK:
         pytest.skip("no /sys/devices/system/memory: this kernel has no memory hotplug")
-    block_size = int((MEMORY / "block_size_bytes").read_text(), 16)
-    touched: list[Path] = []
-
-    def online_again() -> None:
-        for block in touched:
-            if (block / "state").read_text().strip() != "online":
-                (block / "state").write_text("online")
-
-    request.addfinalizer(online_again)
-    pinned = allocate_contiguous("2M", reserve=True, pin=True)
-    request.addfinalizer(pinned.close)
-    tried = {pinned.phys // block_size}
-    with watch(pinned) as w:
-        # Unpinned pages spread over many blocks; each block tried once, until one goes
-        # offline (most hold some page the kernel cannot move, and refuse at once).
-        for _ in range(4):
-            buf = allocate_scatter("64M", reserve=True, pin=False)
-            request.addfinalizer(buf.close)
-            w.add(buf)
-            heads = list(range(buf.address, buf.address + buf.size, HUGE))
-            for number in sorted({f // block_size for f in raw_frames(os.getpid(), heads)}):
-                block = MEMORY / f"memory{number}"
-                if number in tried or (block / "state").read_text().strip() != "online":
-                    continue
-                tried.add(number)
-                # A refused offline may have moved pages before giving up: start afresh.
-                assert not [m for m in w.check() if m.address == pinned.address]
+    t = make_movable(blocks)
+    pinned = allocate_contiguous("2M", reserve=True, pin=True)   # pinning moves it out of t
+    try:
+        buf = allocate_scatter("64M", reserve=True, pin=False)
+        try:
+            with watch(pinned) as w:
+                w.add(buf)
+                heads = list(range(buf.address, buf.address + buf.size, HUGE))
                 before = frames_of(os.getpid(), heads)
-                touched.append(block)
-                result = offline_block(block, timeout=5)
-                if (block / "state").read_text().strip() != "online":
-                    (block / "state").write_text("online")
-                if result != "offline":
-                    continue   # EBUSY: the block holds pages the kernel cannot move
+                inside = {v for v, f in before.items() if f // BLOCK == t}
+                assert inside, f"no page of the unpinned buffer in the Movable memory{t}"
+                assert pinned.phys // BLOCK != t
+                assert w.check() == []
+                got = blocks.offline(t, MOVE_WAIT)
+                assert got == "done", f"the Movable memory{t} did not go offline: {got}"
                 moves = w.check()
                 after = frames_of(os.getpid(), heads)
-                inside = {v for v, f in before.items() if f // block_size == number}
-                assert inside and all(after[v] // block_size != number for v in inside)
+                assert all(after[v] // BLOCK != t for v in inside)
                 assert_moves_match_pagemap([m for m in moves if m.address != pinned.address],
                                            before, after, lambda a: HUGE)
                 assert set(expand(moves, lambda a: HUGE)) >= inside
                 assert not [m for m in moves if m.address == pinned.address]
                 assert pinned.phys == frames_of(os.getpid(), [pinned.address])[pinned.address]
-                return
-    pytest.skip("no memory block under the unpinned buffers could be taken offline here "
-                "(each holds pages the kernel cannot move)")
+                blocks.outcomes.append(f"memory{t} (Movable): {len(inside)} pages of the "
+                                       f"unpinned buffer moved out")
+        finally:
+            buf.close()
+    finally:
+        pinned.close()
 
 
 def test_targets_are_checked_at_the_boundary():
