@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 _Static_assert(sizeof(struct pm_claim) == 256, "a claim never straddles a page of the file");
@@ -18,6 +19,9 @@ _Static_assert(sizeof(struct pm_claim) == 256, "a claim never straddles a page o
 #define NR "/nr_hugepages"
 #define OVERCOMMIT "/nr_overcommit_hugepages"
 #define SURPLUS "/surplus_hugepages"
+#define FREE "/free_hugepages"
+#define RESV "/resv_hugepages"
+#define SETTLE_ROUNDS 20
 
 static int ends_with(const char *s, size_t n, const char *tail)
 {
@@ -72,6 +76,59 @@ static int write_count(const char *path, int64_t value)
     return w < 0 ? -err : 0;
 }
 
+static void sibling(char *out, const char *path, size_t dir, const char *name)
+{
+    memcpy(out, path, dir);
+    memcpy(out + dir, name, strlen(name) + 1);
+}
+
+/* The current total first: surplus pages become persistent, so that the target then
+ * removes free pages only and turns pages in use (beyond it) back into surplus. */
+static int shrink_to(const char *nr_path, int64_t total, int64_t surplus, int64_t target)
+{
+    int ret;
+    if (surplus > 0 && (ret = write_count(nr_path, total)) < 0)
+        return ret;
+    return write_count(nr_path, target);
+}
+
+/* The kernel fixes the pages a shrink keeps (those in use and reserved) before it frees
+ * any, and counts as surplus what it kept beyond the target. A page freed meanwhile (by a
+ * process that just died and whose files are closing, the very case a guardian is for) is
+ * then a free page counted as surplus, which the kernel never frees. Such pages (surplus
+ * beyond the pages in use and reserved) are found and the shrink repeated, after a moment
+ * for frees in flight, until none is left. A node's directory has no resv_hugepages: there
+ * reserved free pages read as stuck too, and the repeats are harmless (a shrink keeps
+ * reserved pages). */
+static int settle(const char *nr_path, size_t dir, int64_t target)
+{
+    char path[PM_CLAIM_PATH_MAX + sizeof SURPLUS];
+    for (int round = 0; round < SETTLE_ROUNDS; round++) {
+        int64_t total, free_pages, surplus, reserved = 0;
+        int ret;
+        if ((ret = read_count(nr_path, &total)) < 0)
+            return ret;
+        sibling(path, nr_path, dir, FREE);
+        if ((ret = read_count(path, &free_pages)) < 0)
+            return ret;
+        sibling(path, nr_path, dir, SURPLUS);
+        if ((ret = read_count(path, &surplus)) < 0)
+            return ret;
+        sibling(path, nr_path, dir, RESV);
+        if ((ret = read_count(path, &reserved)) < 0 && ret != -ENOENT)
+            return ret;
+        if (surplus - (total - free_pages) - reserved <= 0)
+            return 0;
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+        sibling(path, nr_path, dir, SURPLUS);
+        if ((ret = read_count(nr_path, &total)) < 0 || (ret = read_count(path, &surplus)) < 0
+            || (ret = shrink_to(nr_path, total, surplus, target)) < 0)
+            return ret;
+    }
+    return 0;
+}
+
 int pm_claim_undo(const struct pm_claim *c)
 {
     size_t len = strnlen(c->path, PM_CLAIM_PATH_MAX);
@@ -93,18 +150,15 @@ int pm_claim_undo(const struct pm_claim *c)
         return -EINVAL;
     char surplus_path[PM_CLAIM_PATH_MAX + sizeof SURPLUS];
     size_t dir = len - strlen(NR);
-    memcpy(surplus_path, c->path, dir);
-    memcpy(surplus_path + dir, SURPLUS, sizeof SURPLUS);
+    sibling(surplus_path, c->path, dir, SURPLUS);
     if ((ret = read_count(c->path, &now)) < 0 || (ret = read_count(surplus_path, &surplus)) < 0)
         return ret;
     target = (c->state == PM_CLAIM_PENDING ? c->before : now - surplus) - c->delta;
     if (target < 0)
         target = 0;
-    /* The current total first: surplus pages become persistent, so that the target then
-     * removes free pages only and turns pages in use (beyond it) back into surplus. */
-    if (surplus > 0 && (ret = write_count(c->path, now)) < 0)
+    if ((ret = shrink_to(c->path, now, surplus, target)) < 0)
         return ret;
-    return write_count(c->path, target);
+    return settle(c->path, dir, target);
 }
 
 int pm_claims_undo(int fd)
