@@ -30,8 +30,8 @@ from ..errors import InvalidArgument, PageNotPresent, PhysmemError, ProcessGone
 from ._options import add_json, add_roots
 from ._output import Output, print_error
 
-__all__ = ["COMMANDS", "Exit", "EXIT_HELP", "NO_SIZES", "SIZES_HELP", "Command", "command", "stopped_by_signals",
-           "exit_code", "build_parser", "main"]
+__all__ = ["COMMANDS", "Exit", "EXIT_HELP", "NO_SIZES", "SIZES_HELP", "Command", "command",
+           "stopped_by_signals", "exit_code", "build_parser", "main"]
 
 # The one dispatch table: each command, in the order `physmem --help` lists them, and the
 # Command that defines it, as MODULE.NAME in this package (imported when the parser is built).
