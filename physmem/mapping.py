@@ -171,9 +171,9 @@ def _check_within_file(fd: int, offset: int, size: int) -> _FileRef | None:
     return fd, dev, ino, offset
 
 
-def check_mapped(address: int, length: int, what: str) -> None:
+def check_mapped(address: int, length: int, what: str, also: str = "") -> None:
     """Raise InvalidArgument naming the first unmapped address unless every page of
-    ``[address, address + length)`` is mapped in this process.
+    ``[address, address + length)`` is mapped in this process (``also`` ends the message).
 
     msync(MS_ASYNC) answers in one syscall without touching memory: it fails with ENOMEM
     if any page of the range is unmapped (and is otherwise a no-op since Linux 2.6.19).
@@ -189,7 +189,7 @@ def check_mapped(address: int, length: int, what: str) -> None:
     hole = _first_hole(address, end)
     raise InvalidArgument(
         f"{what}: {hole:#x} (in {address:#x}..{end:#x}) is not mapped in this process; "
-        "pass a range that is mapped whole, e.g. a Mapping or (m.address, m.size)",
+        "pass a range that is mapped whole, e.g. a Mapping or (m.address, m.size)" + also,
         address=hole)
 
 

@@ -15,6 +15,8 @@ from physmem.mapping import PAGE_SIZE, Advice
 from physmem.numa import MemPolicyMode, bind, get_mempolicy, move, node_of, online_nodes, set_mempolicy
 from physmem.numa.policy import NOT_PRESENT, ZERO_PAGE_OR_UNMAPPED
 
+from conftest import python_env
+
 MiB = 1 << 20
 
 
@@ -211,6 +213,55 @@ def maps_gap_after(address: int) -> int:
     return at
 
 
+def test_an_end_address_given_as_length_is_named_in_a_bottom_up_layout():
+    # With an unlimited stack the kernel lays mmap out bottom-up from a third of user space,
+    # so (a, a + 4096) ends inside user space and the "not mapped" check is what refuses it.
+    # CI once drew a top-down base low enough for the same to happen by chance.
+    import json
+    import resource
+    import subprocess
+    import sys
+
+    code = """if True:
+        import json
+        from physmem import InvalidArgument, Mapping
+        from physmem.numa import move, node_of
+        m = Mapping.anonymous(4096)
+        m.touch(write=True)
+        a = m.address
+        out = {"a": a, "stack": [int(l.split("-")[0], 16) for l in open("/proc/self/maps")
+                                 if l.rstrip().endswith("[stack]")][0]}
+        for name, call in (("move", lambda: move((a, a + 4096), 0)),
+                           ("node_of", lambda: node_of((a, a + 4096)))):
+            try:
+                call()
+                out[name] = "no error"
+            except InvalidArgument as e:
+                out[name] = str(e)
+        print(json.dumps(out))
+    """
+
+    if resource.getrlimit(resource.RLIMIT_STACK)[1] != resource.RLIM_INFINITY:
+        pytest.skip("the hard stack limit is not unlimited, so a child cannot ask for the "
+                    "bottom-up layout")
+
+    def unlimited_stack() -> None:
+        resource.setrlimit(resource.RLIMIT_STACK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    env, cwd = python_env()
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, cwd=cwd, timeout=60, preexec_fn=unlimited_stack)
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    a = out["a"]
+    # The child's own maps show the range ending below its stack, inside user space, so only
+    # the mapped check can have answered.
+    assert a + a + PAGE_SIZE < out["stack"], f"{a:#x}: the layout was not bottom-up"
+    for name in ("move", "node_of"):
+        assert re.search(r"not mapped.*the tuple is \(address, length\), not \(start, end\)",
+                         out[name]), (name, out[name])
+
+
 def test_ranges_are_address_and_length_checked_against_what_is_mapped():
     # move((a, a + 4096)) read the end address as a length: MemoryError (255 GiB);
     # move((a, 2**40)) allocated 4 GiB for 52 s; bind((a, 2**64 - 1)) did nothing at all.
@@ -229,7 +280,7 @@ def test_ranges_are_address_and_length_checked_against_what_is_mapped():
         # Whether a + 1 TiB passes the end of user space depends on where ASLR put the
         # mapping (it ends inside user space when a < 0x7f0000000000): either refusal will
         # do, as long as it comes at once and without allocating anything.
-        with pytest.raises(InvalidArgument, match=r"\(address, length\)|not mapped"):
+        with pytest.raises(InvalidArgument, match=r"end of user space|not mapped"):
             move((a, 2**40), first_node())
         assert time.monotonic() - t0 < 5
         hole = maps_gap_after(a)

@@ -158,7 +158,12 @@ def _range(target: Any, also: str = "") -> tuple[int, int]:
             f"({top:#x}); the tuple is (address, length), not (start, end)"
             + ("; for a set of addresses pass a list or numpy array" if also else ""),
             address=address)
-    check_mapped(address, length, f"target=({address:#x}, {length:#x})")
+    # A length no smaller than the address is most likely an end address. Whether such a
+    # range passes the end of user space (above) depends on where mmap put it, so both
+    # refusals carry the same hint.
+    check_mapped(address, length, f"target=({address:#x}, {length:#x})",
+                 "; the tuple is (address, length), not (start, end)" if length >= address
+                 else "")
     return address, length
 
 
