@@ -3,8 +3,12 @@ are the independent witnesses."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
+import resource
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -217,11 +221,6 @@ def test_an_end_address_given_as_length_is_named_in_a_bottom_up_layout():
     # With an unlimited stack the kernel lays mmap out bottom-up from a third of user space,
     # so (a, a + 4096) ends inside user space and the "not mapped" check is what refuses it.
     # CI once drew a top-down base low enough for the same to happen by chance.
-    import json
-    import resource
-    import subprocess
-    import sys
-
     code = """if True:
         import json
         from physmem import InvalidArgument, Mapping

@@ -151,19 +151,19 @@ def _range(target: Any, also: str = "") -> tuple[int, int]:
     if address % PAGE_SIZE:
         raise InvalidArgument(f"target=({address:#x}, {length}): the address must be page "
                               "aligned")
+    not_an_end = "; the tuple is (address, length), not (start, end)"
     top = task_size()
     if address + length > top:
         raise InvalidArgument(
             f"target=({address:#x}, {length:#x}) reaches past the end of user space "
-            f"({top:#x}); the tuple is (address, length), not (start, end)"
+            f"({top:#x}){not_an_end}"
             + ("; for a set of addresses pass a list or numpy array" if also else ""),
             address=address)
     # A length no smaller than the address is most likely an end address. Whether such a
     # range passes the end of user space (above) depends on where mmap put it, so both
     # refusals carry the same hint.
     check_mapped(address, length, f"target=({address:#x}, {length:#x})",
-                 "; the tuple is (address, length), not (start, end)" if length >= address
-                 else "")
+                 not_an_end if length >= address else "")
     return address, length
 
 
